@@ -1,0 +1,87 @@
+#include "kernels/backend.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace weft {
+namespace {
+
+absl::Status Invalid(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("batch: ", what));
+}
+
+}  // namespace
+
+absl::Status ValidateBatch(const BatchMetadata& batch,
+                           const KvCacheShape& shape) {
+  const int num_tokens = batch.num_tokens();
+  const int num_seqs = batch.num_seqs();
+  if (num_tokens == 0 || num_seqs == 0) return Invalid("empty batch");
+  if (static_cast<int>(batch.positions.size()) != num_tokens ||
+      static_cast<int>(batch.slot_mapping.size()) != num_tokens) {
+    return Invalid("positions and slot_mapping need one entry per token");
+  }
+  if (static_cast<int>(batch.kv_indptr.size()) != num_seqs + 1 ||
+      static_cast<int>(batch.kv_last_block_len.size()) != num_seqs) {
+    return Invalid("kv_indptr / kv_last_block_len sizes do not match seqs");
+  }
+  if (batch.query_indptr[0] != 0 || batch.query_indptr[num_seqs] != num_tokens) {
+    return Invalid("query_indptr must run from 0 to num_tokens");
+  }
+  if (batch.kv_indptr[0] != 0 ||
+      batch.kv_indptr[num_seqs] != static_cast<int>(batch.kv_indices.size())) {
+    return Invalid("kv_indptr must run from 0 to the number of kv_indices");
+  }
+  const int64_t block_size = shape.block_size;
+  for (int s = 0; s < num_seqs; ++s) {
+    const int q_begin = batch.query_indptr[s];
+    const int q_len = batch.query_indptr[s + 1] - q_begin;
+    const int kv_begin = batch.kv_indptr[s];
+    const int num_blocks = batch.kv_indptr[s + 1] - kv_begin;
+    const int last = batch.kv_last_block_len[s];
+    if (q_len < 1 || num_blocks < 1) {
+      return Invalid(absl::StrCat("sequence ", s, " has no tokens or blocks"));
+    }
+    if (last < 1 || last > block_size) {
+      return Invalid(absl::StrCat("sequence ", s, " last_block_len ", last,
+                                  " is outside 1..", block_size));
+    }
+    const int64_t context_len = (num_blocks - 1) * block_size + last;
+    if (q_len > context_len) {
+      return Invalid(absl::StrCat("sequence ", s, " has more query tokens (",
+                                  q_len, ") than context (", context_len,
+                                  ")"));
+    }
+    for (int b = kv_begin; b < kv_begin + num_blocks; ++b) {
+      if (batch.kv_indices[b] < 0 || batch.kv_indices[b] >= shape.num_blocks) {
+        return Invalid(absl::StrCat("block id ", batch.kv_indices[b],
+                                    " is outside the cache's ",
+                                    shape.num_blocks, " blocks"));
+      }
+    }
+    for (int i = 0; i < q_len; ++i) {
+      const int t = q_begin + i;
+      const int64_t position = context_len - q_len + i;
+      if (batch.positions[t] != position) {
+        return Invalid(absl::StrCat("token ", t, " has position ",
+                                    batch.positions[t], ", expected ",
+                                    position));
+      }
+      const int64_t slot =
+          batch.kv_indices[kv_begin + position / block_size] * block_size +
+          position % block_size;
+      if (batch.slot_mapping[t] != slot) {
+        return Invalid(absl::StrCat("token ", t, " slot ",
+                                    batch.slot_mapping[t],
+                                    " is not its block table's slot ", slot));
+      }
+    }
+  }
+  for (int32_t row : batch.logits_rows) {
+    if (row < 0 || row >= num_tokens) {
+      return Invalid(absl::StrCat("logits row ", row, " is out of range"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace weft
