@@ -1,0 +1,386 @@
+// The CPU backend against naive dense formulas written independently here,
+// on seeded random inputs: paged attention over scattered blocks (prefill
+// chunks and decodes mixed, GQA), RoPE in both layouts, quantized matmul,
+// RMSNorm; and ValidateBatch's rejections.
+#include "kernels/cpu/cpu_backend.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace weft {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<float> RandomVector(size_t n, std::mt19937& rng, float scale = 1) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+void ExpectNear(const std::vector<float>& got, const std::vector<float>& want,
+                float atol, float rtol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], atol + rtol * std::fabs(want[i])) << "at " << i;
+  }
+}
+
+struct SeqSpec {
+  int context_len;  // including the new tokens
+  int query_len;
+};
+
+// Builds a batch over scattered (shuffled) blocks.
+BatchMetadata ScatteredBatch(const std::vector<SeqSpec>& seqs, int block_size,
+                             int num_blocks, std::mt19937& rng) {
+  std::vector<int32_t> free_blocks(num_blocks);
+  for (int i = 0; i < num_blocks; ++i) free_blocks[i] = i;
+  std::shuffle(free_blocks.begin(), free_blocks.end(), rng);
+  BatchMetadata batch;
+  batch.query_indptr = {0};
+  batch.kv_indptr = {0};
+  for (const SeqSpec& s : seqs) {
+    const int blocks = (s.context_len + block_size - 1) / block_size;
+    std::vector<int32_t> table(free_blocks.end() - blocks, free_blocks.end());
+    free_blocks.resize(free_blocks.size() - blocks);
+    for (int i = 0; i < s.query_len; ++i) {
+      const int position = s.context_len - s.query_len + i;
+      batch.token_ids.push_back(0);
+      batch.positions.push_back(position);
+      batch.slot_mapping.push_back(int64_t{table[position / block_size]} *
+                                       block_size +
+                                   position % block_size);
+    }
+    batch.query_indptr.push_back(batch.num_tokens());
+    batch.kv_indices.insert(batch.kv_indices.end(), table.begin(), table.end());
+    batch.kv_indptr.push_back(static_cast<int>(batch.kv_indices.size()));
+    batch.kv_last_block_len.push_back(s.context_len - (blocks - 1) * block_size);
+    batch.logits_rows.push_back(batch.num_tokens() - 1);
+  }
+  return batch;
+}
+
+struct AttentionCase {
+  int block_size, num_q_heads, num_kv_heads, head_dim;
+  std::vector<SeqSpec> seqs;
+};
+
+class PagedAttentionTest : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(PagedAttentionTest, MatchesDenseCausalAttention) {
+  const AttentionCase& c = GetParam();
+  std::mt19937 rng(1234 + c.block_size + c.head_dim);
+  CpuBackend backend;
+  KvCacheShape shape;
+  shape.num_layers = 1;
+  shape.num_blocks = 64;
+  shape.block_size = c.block_size;
+  shape.num_kv_heads = c.num_kv_heads;
+  shape.head_dim = c.head_dim;
+  ASSERT_TRUE(backend.AllocateKvCache(shape).ok());
+
+  // Fill each sequence's whole context through RopeAndWriteKv with an
+  // identity rotation (inv_freq = 0), in one batch of every token.
+  std::vector<SeqSpec> full = c.seqs;
+  for (SeqSpec& s : full) s.query_len = s.context_len;
+  std::mt19937 layout_rng(99);
+  BatchMetadata fill = ScatteredBatch(full, c.block_size, shape.num_blocks,
+                                      layout_rng);
+  const int kv_cols = c.num_kv_heads * c.head_dim;
+  const int q_cols = c.num_q_heads * c.head_dim;
+  const int total = fill.num_tokens();
+  std::vector<float> k_all = RandomVector(size_t(total) * kv_cols, rng);
+  std::vector<float> v_all = RandomVector(size_t(total) * kv_cols, rng);
+  std::vector<float> zeros(c.head_dim / 2, 0.0f);
+  RopeParams rope{RopeStyle::kNeox, c.head_dim, c.head_dim,
+                  Tensor{DType::kF32, 1, c.head_dim / 2, zeros.data()}};
+  AttentionParams attention{c.num_q_heads, c.num_kv_heads, c.head_dim,
+                            1.0f / std::sqrt(float(c.head_dim))};
+  std::vector<float> q_fill(size_t(total) * q_cols, 0.0f);
+  {
+    auto view = backend.StageBatch(fill);
+    ASSERT_TRUE(view.ok()) << view.status();
+    Tensor q{DType::kF32, total, q_cols, q_fill.data()};
+    Tensor k{DType::kF32, total, kv_cols, k_all.data()};
+    Tensor v{DType::kF32, total, kv_cols, v_all.data()};
+    ASSERT_TRUE(backend.RopeAndWriteKv(rope, attention, *view, &q, &k, v,
+                                       backend.kv_layer(0)).ok());
+  }
+
+  // Now attend with only each sequence's last query_len tokens, using the
+  // same block tables.
+  BatchMetadata step;
+  step.query_indptr = {0};
+  step.kv_indptr = fill.kv_indptr;
+  step.kv_indices = fill.kv_indices;
+  step.kv_last_block_len = fill.kv_last_block_len;
+  std::vector<int> source_rows;  // row of `fill` each query token comes from
+  for (size_t s = 0; s < c.seqs.size(); ++s) {
+    for (int i = c.seqs[s].context_len - c.seqs[s].query_len;
+         i < c.seqs[s].context_len; ++i) {
+      const int row = fill.query_indptr[s] + i;
+      source_rows.push_back(row);
+      step.token_ids.push_back(0);
+      step.positions.push_back(fill.positions[row]);
+      step.slot_mapping.push_back(fill.slot_mapping[row]);
+    }
+    step.query_indptr.push_back(step.num_tokens());
+  }
+  const int n = step.num_tokens();
+  std::vector<float> q_data = RandomVector(size_t(n) * q_cols, rng);
+  std::vector<float> out(size_t(n) * q_cols, NAN);  // poisoned
+  auto view = backend.StageBatch(step);
+  ASSERT_TRUE(view.ok()) << view.status();
+  Tensor q{DType::kF32, n, q_cols, q_data.data()};
+  Tensor o{DType::kF32, n, q_cols, out.data()};
+  ASSERT_TRUE(
+      backend.PagedAttention(attention, *view, q, backend.kv_layer(0), &o).ok());
+
+  // Dense reference in double.
+  std::vector<float> want(out.size());
+  const int group = c.num_q_heads / c.num_kv_heads;
+  for (int t = 0; t < n; ++t) {
+    const int row = source_rows[t];
+    int s = 0;
+    while (fill.query_indptr[s + 1] <= row) ++s;
+    const int first = fill.query_indptr[s];
+    const int position = row - first;
+    for (int h = 0; h < c.num_q_heads; ++h) {
+      const int g = h / group;
+      std::vector<double> scores(position + 1);
+      double max_score = -1e300;
+      for (int j = 0; j <= position; ++j) {
+        double dot = 0;
+        for (int d = 0; d < c.head_dim; ++d) {
+          dot += double(q_data[t * q_cols + h * c.head_dim + d]) *
+                 k_all[size_t(first + j) * kv_cols + g * c.head_dim + d];
+        }
+        scores[j] = dot / std::sqrt(double(c.head_dim));
+        max_score = std::max(max_score, scores[j]);
+      }
+      double sum = 0;
+      for (double& x : scores) sum += (x = std::exp(x - max_score));
+      for (int d = 0; d < c.head_dim; ++d) {
+        double acc = 0;
+        for (int j = 0; j <= position; ++j) {
+          acc += scores[j] / sum *
+                 v_all[size_t(first + j) * kv_cols + g * c.head_dim + d];
+        }
+        want[t * q_cols + h * c.head_dim + d] = float(acc);
+      }
+    }
+  }
+  ExpectNear(out, want, 1e-5f, 1e-4f);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, PagedAttentionTest,
+    ::testing::Values(
+        AttentionCase{16, 4, 4, 64, {{1, 1}}},                  // first token
+        AttentionCase{16, 8, 2, 64, {{17, 17}, {16, 1}}},       // block edges
+        AttentionCase{4, 9, 3, 64, {{33, 5}, {7, 1}, {12, 12}}},  // SmolLM2 GQA
+        AttentionCase{1, 4, 1, 128, {{9, 3}, {2, 1}}},          // 1-token blocks
+        AttentionCase{16, 6, 3, 32, {{50, 1}, {31, 31}, {64, 16}}}));
+
+TEST(RopeTest, InterleavedOnPermutedHeadEqualsNeox) {
+  // llama.cpp permutes Q/K rows so that interleaved rotation of the
+  // permuted head equals rotate-half of the original head.
+  const int head_dim = 16, half = head_dim / 2;
+  std::mt19937 rng(7);
+  std::vector<float> inv_freq(half);
+  for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / head_dim);
+  std::vector<float> head = RandomVector(head_dim, rng);
+  std::vector<float> permuted(head_dim);
+  for (int i = 0; i < half; ++i) {
+    permuted[2 * i] = head[i];
+    permuted[2 * i + 1] = head[i + half];
+  }
+  CpuBackend backend;
+  KvCacheShape shape{1, 4, 16, 1, head_dim, DType::kF32};
+  ASSERT_TRUE(backend.AllocateKvCache(shape).ok());
+  std::mt19937 layout(1);
+  BatchMetadata batch = ScatteredBatch({{38, 1}}, 16, 4, layout);
+  auto view = backend.StageBatch(batch);
+  ASSERT_TRUE(view.ok()) << view.status();
+  AttentionParams attention{1, 1, head_dim, 1.0f};
+  std::vector<float> neox_q = head, inter_q = permuted;
+  std::vector<float> k(head_dim, 0.0f), v(head_dim, 0.0f);
+  for (RopeStyle style : {RopeStyle::kNeox, RopeStyle::kInterleaved}) {
+    std::vector<float>& data = style == RopeStyle::kNeox ? neox_q : inter_q;
+    Tensor q{DType::kF32, 1, head_dim, data.data()};
+    Tensor kt{DType::kF32, 1, head_dim, k.data()};
+    Tensor vt{DType::kF32, 1, head_dim, v.data()};
+    RopeParams rope{style, head_dim, head_dim,
+                    Tensor{DType::kF32, 1, half, inv_freq.data()}};
+    ASSERT_TRUE(backend.RopeAndWriteKv(rope, attention, *view, &q, &kt, vt,
+                                       backend.kv_layer(0)).ok());
+  }
+  for (int i = 0; i < half; ++i) {
+    EXPECT_NEAR(inter_q[2 * i], neox_q[i], 1e-6);
+    EXPECT_NEAR(inter_q[2 * i + 1], neox_q[i + half], 1e-6);
+    // Rotation by angle 37 * inv_freq[i] (position 37).
+    const double angle = 37.0 * inv_freq[i];
+    EXPECT_NEAR(neox_q[i], head[i] * std::cos(angle) - head[i + half] * std::sin(angle), 1e-4);
+  }
+}
+
+// Quantizes `values` (a multiple of 32) to Q4_1 the simple way, for a
+// weight whose dequantized values the test then knows exactly.
+std::vector<BlockQ4_1> QuantizeQ4_1(const std::vector<float>& values) {
+  std::vector<BlockQ4_1> blocks(values.size() / 32);
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const float* x = &values[b * 32];
+    const float lo = *std::min_element(x, x + 32), hi = *std::max_element(x, x + 32);
+    const float d = (hi - lo) / 15;
+    blocks[b].d = FloatToHalf(d);
+    blocks[b].m = FloatToHalf(lo);
+    const float dd = HalfToFloat(blocks[b].d), mm = HalfToFloat(blocks[b].m);
+    for (int j = 0; j < 16; ++j) {
+      auto q = [&](float v) {
+        return std::clamp(int(std::lround((v - mm) / (dd == 0 ? 1 : dd))), 0, 15);
+      };
+      blocks[b].qs[j] = uint8_t(q(x[j]) | q(x[j + 16]) << 4);
+    }
+  }
+  return blocks;
+}
+
+TEST(MatMulTest, QuantizedAndPlainWeightsMatchNaiveProduct) {
+  std::mt19937 rng(3);
+  for (auto [n, m, k] : {std::tuple{1, 7, 32}, {5, 33, 96}, {17, 64, 576}}) {
+    std::vector<float> w_values = RandomVector(size_t(m) * k, rng, 0.1f);
+    std::vector<BlockQ4_1> w_q4 = QuantizeQ4_1(w_values);
+    std::vector<float> w_deq(w_values.size());
+    DequantizeRow(DType::kQ4_1, w_q4.data(), w_deq.data(), w_deq.size());
+    std::vector<float> x = RandomVector(size_t(n) * k, rng);
+    std::vector<float> bias = RandomVector(m, rng);
+    CpuBackend backend;
+    for (bool quantized : {false, true}) {
+      auto w = quantized
+                   ? backend.UploadWeight(DType::kQ4_1, m, k, w_q4.data())
+                   : backend.UploadWeight(DType::kF32, m, k, w_values.data());
+      ASSERT_TRUE(w.ok());
+      const std::vector<float>& w_ref = quantized ? w_deq : w_values;
+      std::vector<float> y(size_t(n) * m, NAN);
+      Tensor xt{DType::kF32, n, k, x.data()};
+      Tensor yt{DType::kF32, n, m, y.data()};
+      Tensor bt{DType::kF32, 1, m, bias.data()};
+      ASSERT_TRUE(backend.MatMul(xt, *w, &bt, &yt).ok());
+      std::vector<float> want(y.size());
+      for (int r = 0; r < n; ++r) {
+        for (int c = 0; c < m; ++c) {
+          double acc = bias[c];
+          for (int i = 0; i < k; ++i) acc += double(x[r * k + i]) * w_ref[c * k + i];
+          want[r * m + c] = float(acc);
+        }
+      }
+      ExpectNear(y, want, 1e-4f, 1e-4f);
+    }
+  }
+}
+
+TEST(MatMulTest, RejectsMismatchedShapes) {
+  CpuBackend backend;
+  std::vector<float> w(64 * 4), x(3 * 32), y(3 * 64);
+  auto wt = backend.UploadWeight(DType::kF32, 4, 64, w.data());
+  ASSERT_TRUE(wt.ok());
+  Tensor xt{DType::kF32, 3, 32, x.data()};
+  Tensor yt{DType::kF32, 3, 4, y.data()};
+  absl::Status s = backend.MatMul(xt, *wt, nullptr, &yt);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("do not fit"));
+}
+
+TEST(RmsNormTest, AddRmsNormMatchesFormula) {
+  std::mt19937 rng(5);
+  const int n = 3, h = 576;
+  std::vector<float> residual = RandomVector(n * h, rng);
+  std::vector<float> x = RandomVector(n * h, rng);
+  std::vector<float> weight = RandomVector(h, rng);
+  std::vector<float> out(n * h, NAN);
+  std::vector<float> sum(n * h), want(n * h);
+  for (int i = 0; i < n * h; ++i) sum[i] = residual[i] + x[i];
+  for (int r = 0; r < n; ++r) {
+    double ss = 0;
+    for (int i = 0; i < h; ++i) ss += double(sum[r * h + i]) * sum[r * h + i];
+    const double inv = 1.0 / std::sqrt(ss / h + 1e-5);
+    for (int i = 0; i < h; ++i) want[r * h + i] = float(sum[r * h + i] * inv * weight[i]);
+  }
+  CpuBackend backend;
+  Tensor rt{DType::kF32, n, h, residual.data()};
+  Tensor xt{DType::kF32, n, h, x.data()};
+  Tensor wt{DType::kF32, 1, h, weight.data()};
+  Tensor ot{DType::kF32, n, h, out.data()};
+  ASSERT_TRUE(backend.AddRmsNorm(&rt, xt, wt, 1e-5f, &ot).ok());
+  ExpectNear(residual, sum, 0, 0);
+  ExpectNear(out, want, 1e-5f, 1e-5f);
+}
+
+class ValidateBatchTest : public ::testing::Test {
+ protected:
+  KvCacheShape shape_{1, 8, 4, 1, 8, DType::kF32};
+  BatchMetadata Valid() {
+    std::mt19937 rng(0);
+    return ScatteredBatch({{6, 2}, {3, 3}}, 4, 8, rng);
+  }
+  void ExpectRejected(const BatchMetadata& batch, absl::string_view message) {
+    absl::Status s = ValidateBatch(batch, shape_);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()), HasSubstr(std::string(message)));
+  }
+};
+
+TEST_F(ValidateBatchTest, AcceptsAConsistentBatch) {
+  EXPECT_TRUE(ValidateBatch(Valid(), shape_).ok());
+}
+
+TEST_F(ValidateBatchTest, RejectsBlockIdOutsideCache) {
+  BatchMetadata b = Valid();
+  b.kv_indices[0] = 8;
+  ExpectRejected(b, "outside the cache");
+}
+
+TEST_F(ValidateBatchTest, RejectsWrongPosition) {
+  BatchMetadata b = Valid();
+  b.positions[0] += 1;
+  ExpectRejected(b, "has position");
+}
+
+TEST_F(ValidateBatchTest, RejectsSlotOutsideOwnBlocks) {
+  BatchMetadata b = Valid();
+  b.slot_mapping[1] = b.slot_mapping[1] + 4;
+  ExpectRejected(b, "is not its block table's slot");
+}
+
+TEST_F(ValidateBatchTest, RejectsLastBlockLenOutOfRange) {
+  BatchMetadata b = Valid();
+  b.kv_last_block_len[1] = 5;
+  ExpectRejected(b, "last_block_len");
+}
+
+TEST_F(ValidateBatchTest, RejectsMoreQueriesThanContext) {
+  BatchMetadata b = Valid();
+  b.kv_last_block_len[1] = 2;  // context 2 < 3 query tokens
+  ExpectRejected(b, "more query tokens");
+}
+
+TEST_F(ValidateBatchTest, RejectsLogitsRowOutOfRange) {
+  BatchMetadata b = Valid();
+  b.logits_rows.push_back(b.num_tokens());
+  ExpectRejected(b, "logits row");
+}
+
+TEST_F(ValidateBatchTest, RejectsInconsistentIndptr) {
+  BatchMetadata b = Valid();
+  b.query_indptr.back() += 1;
+  ExpectRejected(b, "query_indptr");
+}
+
+}  // namespace
+}  // namespace weft
