@@ -14,6 +14,13 @@ constexpr uint64_t kMaxTensors = 1 << 20;
 constexpr uint64_t kMaxMetadata = 1 << 20;
 constexpr uint64_t kMaxDims = 4;
 constexpr uint64_t kMaxArrayDepth = 2;
+// Array elements in all metadata together (each held as a GgufValue): a
+// Llama 3 vocabulary with its merges is well under 1M.
+constexpr uint64_t kMaxMetadataElements = uint64_t{1} << 22;
+// Smallest encodings: key length + type + 1-byte value; name length +
+// n_dims + one extent + type + offset.
+constexpr uint64_t kMinMetadataBytes = 8 + 4 + 1;
+constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;
 
 // GGML type ids as written in GGUF tensor infos.
 absl::StatusOr<DType> DTypeFromGgml(uint32_t ggml_type,
@@ -96,7 +103,8 @@ size_t ScalarSize(GgufValueType type) {
 }
 
 absl::Status ReadValue(Reader& reader, GgufValueType type, int depth,
-                       const std::string& key, GgufValue* value) {
+                       const std::string& key, uint64_t* element_budget,
+                       GgufValue* value) {
   value->type = type;
   switch (type) {
 #define WEFT_GGUF_INT(enum_name, c_type)                       \
@@ -166,10 +174,17 @@ absl::Status ReadValue(Reader& reader, GgufValueType type, int depth,
             "GGUF: array '", key, "' claims ", count,
             " elements, more than the file can hold"));
       }
+      if (count > *element_budget) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "GGUF: array '", key, "' of ", count,
+            " elements exceeds the metadata limit of ", kMaxMetadataElements,
+            " elements"));
+      }
+      *element_budget -= count;
       value->array.resize(count);
       for (uint64_t i = 0; i < count; ++i) {
         if (auto s = ReadValue(reader, value->array_type, depth + 1, key,
-                               &value->array[i]);
+                               element_budget, &value->array[i]);
             !s.ok()) {
           return s;
         }
@@ -258,6 +273,13 @@ absl::Status GgufFile::Parse() {
     return absl::InvalidArgumentError(
         absl::StrCat("GGUF: absurd metadata count ", kv_count));
   }
+  if (kv_count > reader.remaining() / kMinMetadataBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GGUF: file truncated: ", kv_count,
+                     " metadata entries cannot fit in the remaining ",
+                     reader.remaining(), " bytes"));
+  }
+  uint64_t element_budget = kMaxMetadataElements;
 
   for (uint64_t i = 0; i < kv_count; ++i) {
     std::string key;
@@ -270,7 +292,7 @@ absl::Status GgufFile::Parse() {
     }
     GgufValue value;
     if (auto s = ReadValue(reader, static_cast<GgufValueType>(type), 0, key,
-                           &value);
+                           &element_budget, &value);
         !s.ok()) {
       return s;
     }
@@ -289,6 +311,12 @@ absl::Status GgufFile::Parse() {
     alignment_ = static_cast<uint64_t>(a->int_value);
   }
 
+  if (tensor_count > reader.remaining() / kMinTensorInfoBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GGUF: file truncated: ", tensor_count,
+                     " tensor infos cannot fit in the remaining ",
+                     reader.remaining(), " bytes"));
+  }
   struct RawInfo {
     uint64_t offset = 0;
   };
