@@ -35,6 +35,7 @@ if [[ "${WEFT_SKIP_APT:-0}" != 1 ]]; then
 fi
 
 tools/fetch_model.sh
+tools/fetch_vocabs.sh
 
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -G Ninja \
