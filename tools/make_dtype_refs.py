@@ -23,7 +23,7 @@ Signalling NaNs are left out of the f16 cases: hardware and software
 conversions may quiet them differently, and weft does not promise a payload.
 
 Usage (from the repository root):
-  /work/pyref/bin/python tools/make_dtype_refs.py [--out DIR]
+  python3 tools/make_dtype_refs.py [--out DIR]
 """
 
 import argparse

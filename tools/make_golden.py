@@ -19,7 +19,7 @@ implementation working directly on the GGUF tensors (llama.cpp layout, i.e.
 Q/K rows kept in GGUF order and RoPE applied to adjacent pairs).
 
 Usage (from the repository root):
-  /work/pyref/bin/python tools/make_golden.py [MODEL.gguf] [--out PATH] [--verify]
+  python3 tools/make_golden.py [MODEL.gguf] [--out PATH] [--verify]
 """
 
 import argparse
@@ -289,7 +289,7 @@ def main():
         "model_sha256": digest,
         "generator": f"transformers {transformers.__version__} / torch {torch.__version__} / "
                      f"gguf {importlib.metadata.version('gguf')} / tokenizers {importlib.metadata.version('tokenizers')}",
-        "command": "/work/pyref/bin/python tools/make_golden.py [models/SmolLM2-135M-Instruct.Q4_1.gguf]",
+        "command": "python3 tools/make_golden.py [models/SmolLM2-135M-Instruct.Q4_1.gguf]",
         "notes": ("float32 compute (GGUF tensors dequantized to float32), eager attention, greedy argmax, "
                   f"{STEPS} steps with KV cache, EOS ignored; no BOS; prompt ids from GGUF vocab/merges with "
                   "pre-tokenizer Sequence[Digits(individual_digits=true), ByteLevel(add_prefix_space=false)], "

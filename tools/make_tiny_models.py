@@ -29,7 +29,7 @@ directory with transformers and checks that it reproduces the logits and the
 tokenizer cases.
 
 Usage (from the repository root):
-  /work/pyref/bin/python tools/make_tiny_models.py [--out-dir tests/fixtures]
+  python3 tools/make_tiny_models.py [--out-dir tests/fixtures]
 """
 
 import argparse
@@ -308,7 +308,7 @@ def build(kind, out_dir, native_config):
         "tokenizer_cases": cases,
         "generator": f"transformers {transformers.__version__} / torch {torch.__version__} / "
                      f"tokenizers {__import__('tokenizers').__version__}",
-        "command": "/work/pyref/bin/python tools/make_tiny_models.py",
+        "command": "python3 tools/make_tiny_models.py",
     }
     with open(os.path.join(path, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1, ensure_ascii=False)

@@ -1,0 +1,72 @@
+#include "runtime/detokenizer.h"
+
+namespace weft {
+namespace {
+
+// Expected length of a sequence starting with `lead`, 0 if it cannot lead.
+int SequenceLength(unsigned char lead) {
+  if (lead < 0x80) return 1;
+  if (lead >= 0xc2 && lead <= 0xdf) return 2;
+  if (lead >= 0xe0 && lead <= 0xef) return 3;
+  if (lead >= 0xf0 && lead <= 0xf4) return 4;
+  return 0;
+}
+
+// Replaces each invalid byte of complete text with U+FFFD.
+std::string Sanitize(const std::string& bytes) {
+  std::string out;
+  size_t i = 0;
+  while (i < bytes.size()) {
+    const int len = SequenceLength(static_cast<unsigned char>(bytes[i]));
+    bool valid = len > 0 && i + len <= bytes.size();
+    for (int j = 1; valid && j < len; ++j) {
+      valid = (static_cast<unsigned char>(bytes[i + j]) & 0xc0) == 0x80;
+    }
+    if (valid) {
+      out.append(bytes, i, len);
+      i += len;
+    } else {
+      out.append("\xef\xbf\xbd");
+      ++i;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+size_t CompleteUtf8Prefix(const std::string& bytes) {
+  // Only the last (up to) three bytes can belong to an unfinished character.
+  const size_t n = bytes.size();
+  for (size_t back = 1; back <= 3 && back <= n; ++back) {
+    const unsigned char c = static_cast<unsigned char>(bytes[n - back]);
+    if ((c & 0xc0) == 0x80) continue;  // continuation byte: look further back
+    const int len = SequenceLength(c);
+    if (len > static_cast<int>(back)) return n - back;  // unfinished
+    return n;
+  }
+  return n;
+}
+
+std::string IncrementalDetokenizer::Add(int32_t id) {
+  if (tokenizer_.IsSpecial(id)) return "";
+  pending_ += tokenizer_.TokenBytes(id);
+  if (at_start_ && tokenizer_.strips_leading_space() && !pending_.empty()) {
+    if (pending_[0] == ' ') pending_.erase(0, 1);
+    at_start_ = pending_.empty();
+  } else if (!pending_.empty()) {
+    at_start_ = false;
+  }
+  const size_t complete = CompleteUtf8Prefix(pending_);
+  std::string out = Sanitize(pending_.substr(0, complete));
+  pending_.erase(0, complete);
+  return out;
+}
+
+std::string IncrementalDetokenizer::Flush() {
+  std::string out = Sanitize(pending_);
+  pending_.clear();
+  return out;
+}
+
+}  // namespace weft

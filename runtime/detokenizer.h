@@ -1,0 +1,37 @@
+// Incremental detokenization for streaming: text is emitted only in whole
+// UTF-8 characters, so a client never sees half a character even when one
+// character spans several tokens.
+#ifndef WEFT_RUNTIME_DETOKENIZER_H_
+#define WEFT_RUNTIME_DETOKENIZER_H_
+
+#include <string>
+
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace weft {
+
+class IncrementalDetokenizer {
+ public:
+  explicit IncrementalDetokenizer(const Tokenizer& tokenizer)
+      : tokenizer_(tokenizer) {}
+
+  // The new complete text after token `id` (possibly empty). Special tokens
+  // produce no text.
+  std::string Add(int32_t id);
+  // What is left at the end; an incomplete character becomes U+FFFD.
+  std::string Flush();
+
+ private:
+  const Tokenizer& tokenizer_;
+  std::string pending_;  // bytes not yet emitted
+  bool at_start_ = true;
+};
+
+// Length of the longest prefix of `bytes` that ends on a character
+// boundary, treating bytes that can never start or continue a character as
+// complete (they are emitted as U+FFFD).
+size_t CompleteUtf8Prefix(const std::string& bytes);
+
+}  // namespace weft
+
+#endif  // WEFT_RUNTIME_DETOKENIZER_H_

@@ -1,0 +1,76 @@
+// The Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM2), written
+// once against kernels/backend.h:
+//   x = embed(tokens)
+//   per layer: h = x + o_proj(attn(rope(q(norm(x))), rope(k(...)), v(...)))
+//              x = h + down(silu(gate(norm(h))) * up(norm(h)))
+//   logits = lm_head(norm(x)) for the requested rows
+// The residual add is fused into the next RMSNorm (Backend::AddRmsNorm).
+#ifndef WEFT_RUNTIME_MODEL_LLAMA_H_
+#define WEFT_RUNTIME_MODEL_LLAMA_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "runtime/model/model_files.h"
+
+namespace weft {
+
+// What the model plans its scratch and KV cache for, once, at creation.
+struct ModelPlan {
+  int max_num_tokens = 512;   // tokens in one step (prefill chunk + decodes)
+  int max_num_logits = 64;    // rows of logits in one step
+  int num_kv_blocks = 256;
+  int block_size = 16;
+
+  absl::Status Validate() const;
+};
+
+class LlamaModel {
+ public:
+  // Uploads the weights of `files` to `backend` and plans scratch and the KV
+  // cache. `files` and `backend` must outlive the model.
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(
+      const ModelFiles& files, Backend* backend, const ModelPlan& plan);
+
+  // Runs one step over `batch` (its K/V land in the cache) and writes the
+  // logits of batch.logits_rows to `logits`, [num_logits, vocab_size]
+  // row-major. InvalidArgument for a malformed batch or out-of-vocabulary
+  // token; the cache is untouched then.
+  absl::Status Forward(const BatchMetadata& batch, std::vector<float>* logits);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelPlan& plan() const { return plan_; }
+
+ private:
+  struct Layer {
+    Tensor attn_norm, q, k, v, o, ffn_norm, gate, up, down;
+    Tensor q_bias, k_bias, v_bias, o_bias;  // data == nullptr when absent
+  };
+  struct Scratch {
+    Tensor residual, normed, q, k, v, attn, delta, gate, up, gathered, logits;
+  };
+
+  LlamaModel(const ModelConfig& config, Backend* backend, const ModelPlan& plan)
+      : config_(config), backend_(backend), plan_(plan) {}
+  absl::Status LoadWeights(const ModelFiles& files);
+  absl::Status PlanScratch();
+  absl::Status Attention(int layer, const BatchView& view, int n);
+  absl::Status Mlp(int layer, int n);
+
+  ModelConfig config_;
+  Backend* backend_;
+  ModelPlan plan_;
+  Tensor embedding_, final_norm_, lm_head_;
+  std::vector<Layer> layers_;
+  Tensor inv_freq_;
+  Scratch scratch_;
+  // fp32 copies of small tensors (norms, biases, rope frequencies) that the
+  // backend reads from host memory kept alive here.
+  std::vector<std::unique_ptr<float[]>> host_f32_;
+};
+
+}  // namespace weft
+
+#endif  // WEFT_RUNTIME_MODEL_LLAMA_H_

@@ -1,0 +1,127 @@
+// The default model (SmolLM2-135M-Instruct, Q4_1) against Hugging Face
+// transformers running the same GGUF dequantized to fp32
+// (tools/make_golden.py → tests/fixtures/golden/smollm2_q4_1.json):
+// greedy 32-token continuations identical, and the top-5 log-probs of the
+// reference within 2e-2 at every compared step. Comparison of a prompt
+// stops at the first step whose reference top-2 logit gap is below 0.01,
+// where fp32 rounding differences may legitimately flip the argmax.
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "runtime/model/llama.h"
+#include "runtime/model/model_files.h"
+#include "runtime/sequence_runner.h"
+
+namespace weft {
+namespace {
+
+constexpr char kModelFile[] = "SmolLM2-135M-Instruct.Q4_1.gguf";
+constexpr double kMinGap = 0.01;
+constexpr double kLogprobTolerance = 2e-2;
+
+const nlohmann::json& Golden() {
+  static const nlohmann::json* golden = [] {
+    std::ifstream in(std::string(WEFT_SOURCE_DIR) +
+                     "/tests/fixtures/golden/smollm2_q4_1.json");
+    std::stringstream text;
+    text << in.rdbuf();
+    return new nlohmann::json(nlohmann::json::parse(text.str()));
+  }();
+  return *golden;
+}
+
+std::vector<double> LogSoftmax(absl::Span<const float> logits) {
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float x : logits) sum += std::exp(double(x) - max_logit);
+  const double log_sum = std::log(sum) + max_logit;
+  std::vector<double> out(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) out[i] = logits[i] - log_sum;
+  return out;
+}
+
+class GoldenTest : public ::testing::TestWithParam<int> {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string path = std::string(WEFT_MODEL_DIR) + "/" + kModelFile;
+    if (!std::ifstream(path).good()) return;
+    auto files = ModelFiles::Open(path);
+    ASSERT_TRUE(files.ok()) << files.status();
+    files_ = files->release();
+    backend_ = new CpuBackend();
+    ModelPlan plan;
+    plan.max_num_tokens = 256;
+    plan.max_num_logits = 1;
+    plan.num_kv_blocks = 32;
+    auto model = LlamaModel::Create(*files_, backend_, plan);
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = model->release();
+  }
+
+  static ModelFiles* files_;
+  static CpuBackend* backend_;
+  static LlamaModel* model_;
+};
+ModelFiles* GoldenTest::files_ = nullptr;
+CpuBackend* GoldenTest::backend_ = nullptr;
+LlamaModel* GoldenTest::model_ = nullptr;
+
+TEST_P(GoldenTest, GreedyContinuationMatchesTransformers) {
+  if (model_ == nullptr) {
+    GTEST_SKIP() << "default model not found in " << WEFT_MODEL_DIR
+                 << " (run tools/fetch_model.sh)";
+  }
+  const nlohmann::json& prompt = Golden()["prompts"][GetParam()];
+  SCOPED_TRACE(prompt["name"].get<std::string>());
+  const std::vector<int32_t> prompt_ids =
+      prompt["prompt_ids"].get<std::vector<int32_t>>();
+  // Our tokenizer must give the reference's prompt ids.
+  EXPECT_EQ(files_->tokenizer().Encode(prompt["prompt"].get<std::string>(),
+                                       EncodeOptions{}),
+            prompt_ids);
+
+  SequenceRunner runner(model_);
+  auto logits = runner.Append(prompt_ids);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  int compared = 0;
+  double worst = 0;
+  for (const auto& step : prompt["steps"]) {
+    if (step["top2_gap"].get<double>() < kMinGap) break;
+    const int32_t want = step["token"].get<int32_t>();
+    const std::vector<double> logprobs = LogSoftmax(*logits);
+    const int32_t got = static_cast<int32_t>(
+        std::max_element(logprobs.begin(), logprobs.end()) - logprobs.begin());
+    ASSERT_EQ(got, want) << "step " << compared;
+    for (const auto& entry : step["top5"]) {
+      const int32_t id = entry[0].get<int32_t>();
+      const double ref = entry[1].get<double>();
+      worst = std::max(worst, std::fabs(logprobs[id] - ref));
+      EXPECT_NEAR(logprobs[id], ref, kLogprobTolerance)
+          << "step " << compared << " token " << id;
+    }
+    ++compared;
+    logits = runner.Append({&want, 1});
+    ASSERT_TRUE(logits.ok()) << logits.status();
+  }
+  EXPECT_GT(compared, 0);
+  RecordProperty("compared_steps", compared);
+  RecordProperty("worst_logprob_error", std::to_string(worst));
+  std::printf("%s: %d steps compared, worst top-5 logprob error %.2e\n",
+              prompt["name"].get<std::string>().c_str(), compared, worst);
+}
+
+INSTANTIATE_TEST_SUITE_P(Prompts, GoldenTest, ::testing::Range(0, 12));
+
+TEST(GoldenFixture, CoversEnoughPrompts) {
+  EXPECT_GE(Golden()["prompts"].size(), 8u);
+  EXPECT_EQ(Golden()["prompts"].size(), 12u)
+      << "update the Range() of GoldenTest to the fixture's prompt count";
+}
+
+}  // namespace
+}  // namespace weft

@@ -1,0 +1,159 @@
+// weft-generate: runs one prompt through a model on the CPU and streams the
+// continuation to stdout; timings go to stderr.
+//
+//   weft-generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
+//       --chat --prompt "What is the capital of France?" --max-tokens 64
+// Flags may be spelled with dashes or underscores.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "runtime/detokenizer.h"
+#include "runtime/model/llama.h"
+#include "runtime/model/model_files.h"
+#include "runtime/sampler.h"
+#include "runtime/sequence_runner.h"
+#include "tools/flag_spelling.h"
+
+ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+          "a .gguf file, or a Hugging Face model directory");
+ABSL_FLAG(std::string, prompt, "", "the prompt text");
+ABSL_FLAG(bool, chat, false,
+          "wrap the prompt as one user turn in the model's chat format");
+ABSL_FLAG(std::string, system, "", "with --chat: a system message");
+ABSL_FLAG(int, max_tokens, 128, "tokens to generate at most");
+ABSL_FLAG(float, temperature, 0.0f, "0 for greedy decoding");
+ABSL_FLAG(float, top_p, 1.0f, "nucleus sampling mass, (0, 1]");
+ABSL_FLAG(int, top_k, 0, "sample among the k most likely tokens; 0 = all");
+ABSL_FLAG(uint64_t, seed, 0, "random seed for sampling");
+ABSL_FLAG(bool, ignore_eos, false, "keep generating past end-of-sequence");
+ABSL_FLAG(int, max_model_len, 4096, "context length to plan the KV cache for");
+
+namespace weft {
+namespace {
+
+// A plain wrapper in the model family's chat format (full Jinja templates
+// come with the serving front end).
+std::string WrapChat(const Tokenizer& tokenizer, const std::string& system,
+                     const std::string& user) {
+  if (tokenizer.PieceToId("<|im_start|>") >= 0) {
+    std::string text;
+    if (!system.empty()) {
+      text += "<|im_start|>system\n" + system + "<|im_end|>\n";
+    }
+    return text + "<|im_start|>user\n" + user +
+           "<|im_end|>\n<|im_start|>assistant\n";
+  }
+  if (tokenizer.PieceToId("<|start_header_id|>") >= 0) {
+    std::string text = "<|begin_of_text|>";
+    if (!system.empty()) {
+      text += "<|start_header_id|>system<|end_header_id|>\n\n" + system +
+              "<|eot_id|>";
+    }
+    return text + "<|start_header_id|>user<|end_header_id|>\n\n" + user +
+           "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+  }
+  const std::string body =
+      system.empty() ? user : "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + user;
+  return "[INST] " + body + " [/INST]";
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "weft-generate: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+int Run() {
+  SamplingParams sampling;
+  sampling.temperature = absl::GetFlag(FLAGS_temperature);
+  sampling.top_p = absl::GetFlag(FLAGS_top_p);
+  sampling.top_k = absl::GetFlag(FLAGS_top_k);
+  sampling.seed = absl::GetFlag(FLAGS_seed);
+  if (auto s = sampling.Validate(); !s.ok()) return Fail(s);
+  const int max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  if (max_tokens < 1) {
+    return Fail(absl::InvalidArgumentError("--max_tokens must be >= 1"));
+  }
+
+  auto files = ModelFiles::Open(absl::GetFlag(FLAGS_model));
+  if (!files.ok()) return Fail(files.status());
+  const Tokenizer& tokenizer = (*files)->tokenizer();
+  CpuBackend backend;
+  ModelPlan plan;
+  plan.max_num_tokens = 256;
+  plan.max_num_logits = 1;
+  const int max_len = std::min(absl::GetFlag(FLAGS_max_model_len),
+                               (*files)->config().max_position_embeddings);
+  plan.num_kv_blocks = (max_len + plan.block_size - 1) / plan.block_size;
+  auto model = LlamaModel::Create(**files, &backend, plan);
+  if (!model.ok()) return Fail(model.status());
+
+  const std::string text =
+      absl::GetFlag(FLAGS_chat)
+          ? WrapChat(tokenizer, absl::GetFlag(FLAGS_system),
+                     absl::GetFlag(FLAGS_prompt))
+          : absl::GetFlag(FLAGS_prompt);
+  EncodeOptions encode;
+  encode.add_special_tokens = !absl::GetFlag(FLAGS_chat);
+  std::vector<int32_t> prompt = tokenizer.Encode(text, encode);
+  if (prompt.empty()) {
+    return Fail(absl::InvalidArgumentError("the prompt encodes to no tokens"));
+  }
+
+  SequenceRunner runner(model->get());
+  Sampler sampler(sampling);
+  IncrementalDetokenizer detokenizer(tokenizer);
+  const std::vector<int32_t> stop_ids = tokenizer.stop_ids();
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto logits = runner.Append(prompt);
+  if (!logits.ok()) return Fail(logits.status());
+  const auto prefill_done = Clock::now();
+  int generated = 0;
+  while (true) {
+    const int32_t token = sampler.Sample(*logits);
+    ++generated;
+    const bool stop = !absl::GetFlag(FLAGS_ignore_eos) &&
+                      std::find(stop_ids.begin(), stop_ids.end(), token) !=
+                          stop_ids.end();
+    if (stop) break;
+    std::cout << detokenizer.Add(token) << std::flush;
+    if (generated == max_tokens) break;
+    logits = runner.Append({&token, 1});
+    if (!logits.ok()) {
+      if (absl::IsOutOfRange(logits.status())) break;  // context is full
+      return Fail(logits.status());
+    }
+  }
+  std::cout << detokenizer.Flush() << std::endl;
+  const auto end = Clock::now();
+  const double prefill_s =
+      std::chrono::duration<double>(prefill_done - start).count();
+  const double decode_s =
+      std::chrono::duration<double>(end - prefill_done).count();
+  std::fprintf(stderr,
+               "prompt: %zu tokens, %.1f tokens/s; generation: %d tokens, "
+               "%.1f tokens/s\n",
+               prompt.size(), prompt.size() / prefill_s, generated,
+               generated > 1 ? (generated - 1) / decode_s : 0.0);
+  return 0;
+}
+
+}  // namespace
+}  // namespace weft
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Generates a continuation of --prompt with a GGUF or Hugging Face "
+      "model on the CPU.");
+  std::vector<std::string> flag_storage;
+  weft::AcceptDashedFlags(argc, argv, flag_storage);
+  absl::ParseCommandLine(argc, argv);
+  return weft::Run();
+}
