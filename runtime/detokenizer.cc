@@ -1,7 +1,11 @@
 #include "runtime/detokenizer.h"
 
+#include "runtime/tokenizer/utf8.h"
+
 namespace weft {
 namespace {
+
+using tokenizer_internal::Utf8Lossy;
 
 // Expected length of a sequence starting with `lead`, 0 if it cannot lead.
 int SequenceLength(unsigned char lead) {
@@ -10,27 +14,6 @@ int SequenceLength(unsigned char lead) {
   if (lead >= 0xe0 && lead <= 0xef) return 3;
   if (lead >= 0xf0 && lead <= 0xf4) return 4;
   return 0;
-}
-
-// Replaces each invalid byte of complete text with U+FFFD.
-std::string Sanitize(const std::string& bytes) {
-  std::string out;
-  size_t i = 0;
-  while (i < bytes.size()) {
-    const int len = SequenceLength(static_cast<unsigned char>(bytes[i]));
-    bool valid = len > 0 && i + len <= bytes.size();
-    for (int j = 1; valid && j < len; ++j) {
-      valid = (static_cast<unsigned char>(bytes[i + j]) & 0xc0) == 0x80;
-    }
-    if (valid) {
-      out.append(bytes, i, len);
-      i += len;
-    } else {
-      out.append("\xef\xbf\xbd");
-      ++i;
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -49,7 +32,7 @@ size_t CompleteUtf8Prefix(const std::string& bytes) {
 }
 
 std::string IncrementalDetokenizer::Add(int32_t id) {
-  if (tokenizer_.IsSpecial(id)) return "";
+  if (skip_special_tokens_ && tokenizer_.IsSpecial(id)) return "";
   pending_ += tokenizer_.TokenBytes(id);
   if (at_start_ && tokenizer_.strips_leading_space() && !pending_.empty()) {
     if (pending_[0] == ' ') pending_.erase(0, 1);
@@ -58,13 +41,13 @@ std::string IncrementalDetokenizer::Add(int32_t id) {
     at_start_ = false;
   }
   const size_t complete = CompleteUtf8Prefix(pending_);
-  std::string out = Sanitize(pending_.substr(0, complete));
+  std::string out = Utf8Lossy(pending_.substr(0, complete));
   pending_.erase(0, complete);
   return out;
 }
 
 std::string IncrementalDetokenizer::Flush() {
-  std::string out = Sanitize(pending_);
+  std::string out = Utf8Lossy(pending_);
   pending_.clear();
   return out;
 }

@@ -12,17 +12,22 @@ namespace weft {
 
 class IncrementalDetokenizer {
  public:
-  explicit IncrementalDetokenizer(const Tokenizer& tokenizer)
-      : tokenizer_(tokenizer) {}
+  // With `skip_special_tokens`, special tokens produce no text; without,
+  // their content (e.g. "<|im_end|>"), as Tokenizer::Decode does.
+  explicit IncrementalDetokenizer(const Tokenizer& tokenizer,
+                                  bool skip_special_tokens = true)
+      : tokenizer_(tokenizer), skip_special_tokens_(skip_special_tokens) {}
 
-  // The new complete text after token `id` (possibly empty). Special tokens
-  // produce no text.
+  // The new complete text after token `id` (possibly empty). Ill-formed
+  // bytes come out as U+FFFD per maximal ill-formed subsequence, as in
+  // Tokenizer::Decode.
   std::string Add(int32_t id);
   // What is left at the end; an incomplete character becomes U+FFFD.
   std::string Flush();
 
  private:
   const Tokenizer& tokenizer_;
+  bool skip_special_tokens_;
   std::string pending_;  // bytes not yet emitted
   bool at_start_ = true;
 };

@@ -2,76 +2,366 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 
 namespace weft {
+namespace {
 
-absl::Status SamplingParams::Validate() const {
+// vLLM's _SAMPLING_EPS: temperatures below it mean greedy (dividing by
+// them would overflow anyway).
+constexpr float kGreedyTemperature = 1e-5f;
+// Candidate order for the std algorithms (a lambda inlines, a function
+// pointer does not).
+constexpr auto kHigher = [](const auto& a, const auto& b) {
+  return a.weight != b.weight ? a.weight > b.weight : a.token < b.token;
+};
+// Below this many candidates, top-p selection just sorts.
+constexpr size_t kSmallRange = 64;
+
+absl::Status Invalid(absl::string_view field, absl::string_view requirement,
+                     double value) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " must be ", requirement, ", got ", value));
+}
+
+// log(sum(exp(logits))), accumulated in double.
+double LogSumExp(absl::Span<const float> logits) {
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (float x : logits) max_logit = std::max(max_logit, x);
+  if (!std::isfinite(max_logit)) return max_logit;
+  double sum = 0;
+  for (float x : logits) sum += std::exp(x - max_logit);
+  return max_logit + std::log(sum);
+}
+
+// The `k` largest logits as log-probs, descending, lower id first on ties.
+// k is at most kMaxLogprobs, so insertion into a short sorted list beats a
+// vocabulary-sized scratch.
+std::vector<TokenLogprob> TopLogprobs(absl::Span<const float> logits,
+                                      double log_sum_exp, int k) {
+  std::vector<TokenLogprob> top;
+  if (k <= 0) return top;
+  top.reserve(k + 1);
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const float x = logits[i];
+    if (std::isnan(x)) continue;
+    if (static_cast<int>(top.size()) == k && !(x > top.back().logprob)) {
+      continue;
+    }
+    // After every entry with a logit >= x: earlier ids win ties.
+    auto at = std::upper_bound(
+        top.begin(), top.end(), x,
+        [](float value, const TokenLogprob& e) { return value > e.logprob; });
+    top.insert(at, TokenLogprob{static_cast<int32_t>(i), x});
+    if (static_cast<int>(top.size()) > k) top.pop_back();
+  }
+  for (TokenLogprob& entry : top) {
+    entry.logprob = static_cast<float>(entry.logprob - log_sum_exp);
+  }
+  return top;
+}
+
+float LogprobOf(absl::Span<const float> logits, double log_sum_exp,
+                int32_t token) {
+  if (token < 0 || static_cast<size_t>(token) >= logits.size()) {
+    return -std::numeric_limits<float>::infinity();
+  }
+  return static_cast<float>(logits[token] - log_sum_exp);
+}
+
+}  // namespace
+
+absl::Status SamplingParams::Validate(int vocab_size) const {
+  if (vocab_size <= 0) return Invalid("vocab_size", "> 0", vocab_size);
   if (!(temperature >= 0.0f) || !std::isfinite(temperature)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("temperature must be >= 0, got ", temperature));
+    return Invalid("temperature", ">= 0", temperature);
   }
   if (!(top_p > 0.0f && top_p <= 1.0f)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("top_p must be in (0, 1], got ", top_p));
+    return Invalid("top_p", "in (0, 1]", top_p);
   }
-  if (top_k < 0) {
+  if (top_k < 0) return Invalid("top_k", ">= 0 (0 = all)", top_k);
+  if (!(min_p >= 0.0f && min_p <= 1.0f)) {
+    return Invalid("min_p", "in [0, 1]", min_p);
+  }
+  if (!(repetition_penalty > 0.0f) || !std::isfinite(repetition_penalty)) {
+    return Invalid("repetition_penalty", "> 0", repetition_penalty);
+  }
+  if (!(presence_penalty >= -2.0f && presence_penalty <= 2.0f)) {
+    return Invalid("presence_penalty", "in [-2, 2]", presence_penalty);
+  }
+  if (!(frequency_penalty >= -2.0f && frequency_penalty <= 2.0f)) {
+    return Invalid("frequency_penalty", "in [-2, 2]", frequency_penalty);
+  }
+  std::vector<int32_t> biased;
+  biased.reserve(logit_bias.size());
+  for (const auto& [token, bias] : logit_bias) {
+    if (token < 0 || token >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "logit_bias token ", token, " is outside the vocabulary [0, ",
+          vocab_size, ")"));
+    }
+    if (!(bias >= -100.0f && bias <= 100.0f)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "logit_bias for token ", token, " must be in [-100, 100], got ",
+          bias));
+    }
+    biased.push_back(token);
+  }
+  std::sort(biased.begin(), biased.end());
+  if (auto dup = std::adjacent_find(biased.begin(), biased.end());
+      dup != biased.end()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("top_k must be >= 0, got ", top_k));
+        absl::StrCat("logit_bias lists token ", *dup, " more than once"));
+  }
+  if (logprobs < -1 || logprobs > kMaxLogprobs) {
+    return Invalid("logprobs", absl::StrCat("in [0, ", kMaxLogprobs,
+                                            "] (or -1 for none)"),
+                   logprobs);
+  }
+  if (prompt_logprobs < -1 || prompt_logprobs > kMaxLogprobs) {
+    return Invalid("prompt_logprobs",
+                   absl::StrCat("in [0, ", kMaxLogprobs, "] (or -1 for none)"),
+                   prompt_logprobs);
+  }
+  if (n < 1 || n > kMaxSamplesPerRequest) {
+    return Invalid("n", absl::StrCat("in [1, ", kMaxSamplesPerRequest, "]"),
+                   n);
   }
   return absl::OkStatus();
 }
 
 int32_t ArgMax(absl::Span<const float> logits) {
-  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) -
-                              logits.begin());
+  int32_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i) {
+    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  }
+  return best;
 }
 
-int32_t Sampler::Sample(absl::Span<const float> logits) {
-  if (params_.temperature == 0.0f) return ArgMax(logits);
-  candidates_.clear();
-  for (size_t i = 0; i < logits.size(); ++i) {
-    candidates_.emplace_back(logits[i] / params_.temperature,
-                             static_cast<int32_t>(i));
-  }
-  // Highest first; ties broken by id so the order is total.
-  auto higher = [](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first > b.first : a.second < b.second;
-  };
-  size_t keep = candidates_.size();
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
-    keep = params_.top_k;
-    std::partial_sort(candidates_.begin(), candidates_.begin() + keep,
-                      candidates_.end(), higher);
+SampledToken ScoreToken(absl::Span<const float> logits, int32_t next_token,
+                        int top_k) {
+  const double log_sum_exp = LogSumExp(logits);
+  return SampledToken{next_token, LogprobOf(logits, log_sum_exp, next_token),
+                      TopLogprobs(logits, log_sum_exp, top_k)};
+}
+
+SequenceSampler::SequenceSampler(const SamplingParams& params, uint64_t seed,
+                                 int index)
+    : params_(params) {
+  std::seed_seq seq{static_cast<uint32_t>(seed),
+                    static_cast<uint32_t>(seed >> 32),
+                    static_cast<uint32_t>(index)};
+  rng_.seed(seq);
+}
+
+bool SequenceSampler::greedy() const {
+  return params_.temperature < kGreedyTemperature;
+}
+
+SampledToken SequenceSampler::Sample(absl::Span<const float> logits,
+                                     absl::Span<const int32_t> prompt,
+                                     absl::Span<const int32_t> output,
+                                     absl::Span<const int32_t> banned) {
+  const size_t vocab = logits.size();
+  SampledToken result{0, 0.0f, {}};
+  const bool plain = params_.logit_bias.empty() &&
+                     params_.repetition_penalty == 1.0f &&
+                     params_.frequency_penalty == 0.0f &&
+                     params_.presence_penalty == 0.0f && banned.empty();
+  if (greedy() && plain) {
+    result.token = ArgMax(logits);  // nothing to process: no copy
   } else {
-    std::sort(candidates_.begin(), candidates_.end(), higher);
-  }
-  const float max_logit = candidates_[0].first;
-  double total = 0;
-  for (size_t i = 0; i < keep; ++i) {
-    candidates_[i].first = std::exp(candidates_[i].first - max_logit);
-    total += candidates_[i].first;
-  }
-  // Smallest prefix whose probability reaches top_p.
-  if (params_.top_p < 1.0f) {
-    double cumulative = 0;
-    for (size_t i = 0; i < keep; ++i) {
-      cumulative += candidates_[i].first / total;
-      if (cumulative >= params_.top_p) {
-        keep = i + 1;
-        break;
+    processed_.resize(vocab);
+    std::copy(logits.begin(), logits.end(), processed_.begin());
+    ApplyBiasAndPenalties(prompt, output);
+    for (int32_t token : banned) {
+      if (token >= 0 && static_cast<size_t>(token) < vocab) {
+        processed_[token] = -std::numeric_limits<float>::infinity();
       }
     }
-    total = 0;
-    for (size_t i = 0; i < keep; ++i) total += candidates_[i].first;
+    result.token = greedy() ? ArgMax(processed_) : Draw(ApplyFilters());
   }
-  double target = Uniform() * total;
-  for (size_t i = 0; i < keep; ++i) {
-    target -= candidates_[i].first;
-    if (target < 0) return candidates_[i].second;
+  if (params_.logprobs >= 0) {
+    const double log_sum_exp = LogSumExp(logits);
+    result.logprob = LogprobOf(logits, log_sum_exp, result.token);
+    result.top = TopLogprobs(logits, log_sum_exp, params_.logprobs);
   }
-  return candidates_[keep - 1].second;
+  return result;
+}
+
+void SequenceSampler::ApplyBiasAndPenalties(absl::Span<const int32_t> prompt,
+                                            absl::Span<const int32_t> output) {
+  const size_t vocab = processed_.size();
+  auto in_vocab = [vocab](int32_t token) {
+    return token >= 0 && static_cast<size_t>(token) < vocab;
+  };
+  for (const auto& [token, bias] : params_.logit_bias) {
+    if (in_vocab(token)) processed_[token] += bias;
+  }
+  const float repetition = params_.repetition_penalty;
+  const float frequency = params_.frequency_penalty;
+  const float presence = params_.presence_penalty;
+  if (repetition == 1.0f && frequency == 0.0f && presence == 0.0f) return;
+
+  // occurrences_[t]: 0 = not penalized, else 1 + t's count in the output.
+  // Every penalized token is visited once, which zeroes its entry again
+  // for the next call.
+  if (occurrences_.size() != vocab) occurrences_.assign(vocab, 0);
+  for (int32_t token : output) {
+    if (in_vocab(token)) occurrences_[token] += occurrences_[token] ? 1 : 2;
+  }
+  if (repetition != 1.0f) {
+    for (int32_t token : prompt) {
+      if (in_vocab(token) && !occurrences_[token]) occurrences_[token] = 1;
+    }
+  }
+  auto penalize = [&](int32_t token) {
+    if (!in_vocab(token) || !occurrences_[token]) return;
+    float& logit = processed_[token];
+    if (repetition != 1.0f) {
+      logit = logit > 0 ? logit / repetition : logit * repetition;
+    }
+    if (const int32_t count = occurrences_[token] - 1; count > 0) {
+      logit -= frequency * static_cast<float>(count);
+      logit -= presence;
+    }
+    occurrences_[token] = 0;
+  };
+  for (int32_t token : output) penalize(token);
+  for (int32_t token : prompt) penalize(token);
+}
+
+SequenceSampler::Candidate SequenceSampler::ApplyFilters() {
+  const size_t vocab = processed_.size();
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (float x : processed_) max_logit = std::max(max_logit, x);
+  const float temperature = params_.temperature;
+  for (float& x : processed_) {
+    const float weight = std::exp((x - max_logit) / temperature);
+    x = weight >= 0.0f ? weight : 0.0f;  // NaN logits are never drawn
+  }
+
+  // Each filter keeps the tokens ranked at or before some candidate; the
+  // intersection keeps those at or before the earliest-ranked of them.
+  Candidate last_kept = kKeepAll;
+  auto tighten = [&last_kept](const Candidate& c) {
+    if (Higher(c, last_kept)) last_kept = c;
+  };
+  const bool top_k =
+      params_.top_k > 0 && static_cast<size_t>(params_.top_k) < vocab;
+  size_t pool = vocab;  // the top-k set is candidates_[0, pool)
+  if (top_k || params_.top_p < 1.0f) {
+    candidates_.resize(vocab);
+    for (size_t i = 0; i < vocab; ++i) {
+      candidates_[i] = Candidate{processed_[i], static_cast<int32_t>(i)};
+    }
+  }
+  if (top_k) {
+    // Sorted, so that the top-p sums below run in one defined order.
+    pool = params_.top_k;
+    std::nth_element(candidates_.begin(), candidates_.begin() + (pool - 1),
+                     candidates_.end(), kHigher);
+    std::sort(candidates_.begin(), candidates_.begin() + pool, kHigher);
+    tighten(candidates_[pool - 1]);
+  }
+  if (params_.top_p < 1.0f) {
+    // The nucleus is taken within the top-k set, as vLLM does.
+    double total = 0;
+    for (size_t i = 0; i < pool; ++i) total += candidates_[i].weight;
+    const size_t nucleus = NucleusSize(pool, params_.top_p * total);
+    if (nucleus < pool) tighten(candidates_[nucleus - 1]);
+  }
+  if (params_.min_p > 0.0f) {
+    // Weights are relative to the most likely token (weight 1), so the
+    // threshold is min_p itself; every token of the lowest kept weight is
+    // kept, whatever its id.
+    Candidate lowest{1.0f, std::numeric_limits<int32_t>::max()};
+    for (float weight : processed_) {
+      if (weight >= params_.min_p) {
+        lowest.weight = std::min(lowest.weight, weight);
+      }
+    }
+    tighten(lowest);
+  }
+  return last_kept;
+}
+
+size_t SequenceSampler::NucleusSize(size_t count, double target) {
+  // Quickselect on probability mass: expected O(count), where sorting the
+  // nucleus of a flat distribution would cost O(V log V). Hand-written
+  // partitioning keeps the summation order (and so the rounding) the same
+  // with every standard library.
+  if (!(target > 0)) return count;  // all weights 0: Draw falls back
+  size_t begin = 0;
+  size_t end = count;
+  double mass_before = 0;  // of candidates_[0, begin), all ranked higher
+  while (end - begin > kSmallRange) {
+    // Median of three as the pivot, moved to the back.
+    const size_t mid = begin + (end - begin) / 2;
+    size_t picks[3] = {begin, mid, end - 1};
+    std::sort(picks, picks + 3, [this](size_t a, size_t b) {
+      return Higher(candidates_[a], candidates_[b]);
+    });
+    std::swap(candidates_[picks[1]], candidates_[end - 1]);
+    const Candidate pivot = candidates_[end - 1];
+    size_t store = begin;
+    double upper_mass = 0;
+    for (size_t i = begin; i + 1 < end; ++i) {
+      if (Higher(candidates_[i], pivot)) {
+        upper_mass += candidates_[i].weight;
+        std::swap(candidates_[i], candidates_[store++]);
+      }
+    }
+    std::swap(candidates_[store], candidates_[end - 1]);
+    if (mass_before + upper_mass >= target) {
+      end = store;
+    } else if (mass_before + upper_mass + pivot.weight >= target) {
+      return store + 1;
+    } else {
+      mass_before += upper_mass + pivot.weight;
+      begin = store + 1;
+    }
+  }
+  std::sort(candidates_.begin() + begin, candidates_.begin() + end, kHigher);
+  for (size_t i = begin; i < end; ++i) {
+    mass_before += candidates_[i].weight;
+    if (mass_before >= target) return i + 1;
+  }
+  // Rounding kept the sum below the target: all of the range.
+  return end;
+}
+
+bool SequenceSampler::Higher(const Candidate& a, const Candidate& b) {
+  return kHigher(a, b);
+}
+
+int32_t SequenceSampler::Draw(const Candidate& last_kept) {
+  const double uniform = Uniform();
+  const size_t vocab = processed_.size();
+  // Scanning the kept tokens in id order makes the draw independent of how
+  // the candidates were arranged.
+  auto kept = [&](size_t i) {
+    const float weight = processed_[i];
+    return weight > last_kept.weight ||
+           (weight == last_kept.weight &&
+            static_cast<int32_t>(i) <= last_kept.token);
+  };
+  double total = 0;
+  for (size_t i = 0; i < vocab; ++i) {
+    if (kept(i)) total += processed_[i];
+  }
+  double remaining = uniform * total;
+  int32_t chosen = -1;
+  for (size_t i = 0; i < vocab; ++i) {
+    if (!kept(i)) continue;
+    chosen = static_cast<int32_t>(i);
+    remaining -= processed_[i];
+    if (remaining < 0) break;
+  }
+  // Only when every weight is 0 (e.g. all logits -inf): fall back to argmax.
+  return total > 0 ? chosen : ArgMax(processed_);
 }
 
 }  // namespace weft

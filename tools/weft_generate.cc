@@ -1,7 +1,7 @@
 // weft-generate: runs one prompt through a model on the CPU and streams the
 // continuation to stdout; timings go to stderr.
 //
-//   weft-generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
+//   weft-generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf
 //       --chat --prompt "What is the capital of France?" --max-tokens 64
 // Flags may be spelled with dashes or underscores.
 #include <chrono>
@@ -14,11 +14,11 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/cpu_backend.h"
-#include "runtime/detokenizer.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/model_files.h"
 #include "runtime/sampler.h"
 #include "runtime/sequence_runner.h"
+#include "runtime/text_stream.h"
 #include "tools/flag_spelling.h"
 
 ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -31,6 +31,10 @@ ABSL_FLAG(int, max_tokens, 128, "tokens to generate at most");
 ABSL_FLAG(float, temperature, 0.0f, "0 for greedy decoding");
 ABSL_FLAG(float, top_p, 1.0f, "nucleus sampling mass, (0, 1]");
 ABSL_FLAG(int, top_k, 0, "sample among the k most likely tokens; 0 = all");
+ABSL_FLAG(float, min_p, 0.0f,
+          "drop tokens less likely than min_p times the most likely, [0, 1]");
+ABSL_FLAG(float, repetition_penalty, 1.0f,
+          "penalize tokens already in the prompt or output; 1 = off");
 ABSL_FLAG(uint64_t, seed, 0, "random seed for sampling");
 ABSL_FLAG(bool, ignore_eos, false, "keep generating past end-of-sequence");
 ABSL_FLAG(int, max_model_len, 4096, "context length to plan the KV cache for");
@@ -74,16 +78,20 @@ int Run() {
   sampling.temperature = absl::GetFlag(FLAGS_temperature);
   sampling.top_p = absl::GetFlag(FLAGS_top_p);
   sampling.top_k = absl::GetFlag(FLAGS_top_k);
+  sampling.min_p = absl::GetFlag(FLAGS_min_p);
+  sampling.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
   sampling.seed = absl::GetFlag(FLAGS_seed);
-  if (auto s = sampling.Validate(); !s.ok()) return Fail(s);
-  const int max_tokens = absl::GetFlag(FLAGS_max_tokens);
-  if (max_tokens < 1) {
-    return Fail(absl::InvalidArgumentError("--max_tokens must be >= 1"));
-  }
+  StoppingParams stopping;
+  stopping.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  stopping.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  if (auto s = stopping.Validate(); !s.ok()) return Fail(s);
 
   auto files = ModelFiles::Open(absl::GetFlag(FLAGS_model));
   if (!files.ok()) return Fail(files.status());
   const Tokenizer& tokenizer = (*files)->tokenizer();
+  if (auto s = sampling.Validate(tokenizer.vocab_size()); !s.ok()) {
+    return Fail(s);
+  }
   CpuBackend backend;
   ModelPlan plan;
   plan.max_num_tokens = 256;
@@ -107,31 +115,28 @@ int Run() {
   }
 
   SequenceRunner runner(model->get());
-  Sampler sampler(sampling);
-  IncrementalDetokenizer detokenizer(tokenizer);
-  const std::vector<int32_t> stop_ids = tokenizer.stop_ids();
+  SequenceSampler sampler(sampling, *sampling.seed, /*index=*/0);
+  TextStream text_stream(tokenizer, stopping);
+  std::vector<int32_t> output;
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   auto logits = runner.Append(prompt);
   if (!logits.ok()) return Fail(logits.status());
   const auto prefill_done = Clock::now();
-  int generated = 0;
   while (true) {
-    const int32_t token = sampler.Sample(*logits);
-    ++generated;
-    const bool stop = !absl::GetFlag(FLAGS_ignore_eos) &&
-                      std::find(stop_ids.begin(), stop_ids.end(), token) !=
-                          stop_ids.end();
-    if (stop) break;
-    std::cout << detokenizer.Add(token) << std::flush;
-    if (generated == max_tokens) break;
+    const int32_t token = sampler.Sample(*logits, prompt, output).token;
+    output.push_back(token);
+    const TextStream::Update update = text_stream.Add(token);
+    std::cout << update.text << std::flush;
+    if (update.finish.has_value()) break;
     logits = runner.Append({&token, 1});
     if (!logits.ok()) {
       if (absl::IsOutOfRange(logits.status())) break;  // context is full
       return Fail(logits.status());
     }
   }
-  std::cout << detokenizer.Flush() << std::endl;
+  const int generated = text_stream.num_tokens();
+  std::cout << text_stream.Flush() << std::endl;
   const auto end = Clock::now();
   const double prefill_s =
       std::chrono::duration<double>(prefill_done - start).count();
