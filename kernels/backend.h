@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "kernels/dtype.h"
 #include "kernels/paged_kv.h"
 
@@ -91,6 +92,11 @@ class Backend {
   virtual KvLayerView kv_layer(int layer) const = 0;
   virtual const KvCacheShape& kv_shape() const = 0;
 
+  // Copies whole KV blocks, every layer, K and V: block src[i] → dst[i].
+  // Used for copy-on-write when sequences that share a block diverge.
+  virtual absl::Status CopyKvBlocks(absl::Span<const int32_t> src,
+                                    absl::Span<const int32_t> dst) = 0;
+
   // Copies the step's metadata to the device. Fails with InvalidArgument
   // when it is inconsistent (see ValidateBatch) or larger than planned.
   virtual absl::StatusOr<BatchView> StageBatch(const BatchMetadata& batch) = 0;
@@ -132,7 +138,7 @@ class Backend {
                                       const BatchView& batch, const Tensor& q,
                                       KvLayerView layer, Tensor* out) = 0;
 
-  // out = silu(gate) * up. gate, up, out [n, intermediate].
+  // out = silu(gate) * up. gate, up, out [n, intermediate]; out may be gate.
   virtual absl::Status SiluMul(const Tensor& gate, const Tensor& up,
                                Tensor* out) = 0;
 

@@ -103,6 +103,30 @@ KvLayerView CpuBackend::kv_layer(int layer) const {
   return KvLayerView{base, base + kv_shape_.layer_elements()};
 }
 
+absl::Status CpuBackend::CopyKvBlocks(absl::Span<const int32_t> src,
+                                      absl::Span<const int32_t> dst) {
+  if (src.size() != dst.size()) {
+    return ShapeError("CopyKvBlocks", "src and dst differ in length");
+  }
+  for (size_t i = 0; i < src.size(); ++i) {
+    if (src[i] < 0 || src[i] >= kv_shape_.num_blocks || dst[i] < 0 ||
+        dst[i] >= kv_shape_.num_blocks) {
+      return ShapeError("CopyKvBlocks", "block id out of range");
+    }
+  }
+  const int64_t block = kv_shape_.block_elements();
+  for (int layer = 0; layer < kv_shape_.num_layers; ++layer) {
+    const KvLayerView view = kv_layer(layer);
+    for (float* base : {static_cast<float*>(view.k), static_cast<float*>(view.v)}) {
+      for (size_t i = 0; i < src.size(); ++i) {
+        std::memcpy(base + dst[i] * block, base + src[i] * block,
+                    block * sizeof(float));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<BatchView> CpuBackend::StageBatch(const BatchMetadata& batch) {
   if (kv_cache_ == nullptr) {
     return absl::FailedPreconditionError("StageBatch before AllocateKvCache");

@@ -29,6 +29,8 @@ class CpuBackend : public Backend {
   absl::Status AllocateKvCache(const KvCacheShape& shape) override;
   KvLayerView kv_layer(int layer) const override;
   const KvCacheShape& kv_shape() const override { return kv_shape_; }
+  absl::Status CopyKvBlocks(absl::Span<const int32_t> src,
+                            absl::Span<const int32_t> dst) override;
   absl::StatusOr<BatchView> StageBatch(const BatchMetadata& batch) override;
 
   absl::Status Embedding(const Tensor& table, const BatchView& batch,

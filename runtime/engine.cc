@@ -1,0 +1,428 @@
+#include "runtime/engine.h"
+
+#include <optional>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+
+namespace weft {
+
+struct RequestState {
+  Request request;
+  std::shared_ptr<EventSink> sink;
+  absl::Time arrival;
+  uint64_t seed = 0;
+  std::vector<std::unique_ptr<Sequence>> seqs;  // by sample index
+  std::vector<SampleResult> results;
+  int num_ended = 0;
+  bool ended = false;
+  Usage usage;
+  std::optional<absl::Time> first_scheduled, first_token, last_token;
+  std::vector<absl::Duration> inter_token;
+  std::vector<SampledToken> pending_prompt_logprobs;
+  // Stop tokens, banned from sampling until min_tokens are out.
+  std::vector<int32_t> stop_ids;
+};
+
+struct Engine::AtomicStats {
+  std::atomic<int> num_waiting{0}, num_running{0}, num_live{0};
+  std::atomic<int> kv_used{0}, kv_free{0};
+  std::atomic<int64_t> cache_queried{0}, cache_hits{0}, preemptions{0},
+      steps{0}, prompt_tokens{0}, generated{0}, finished{0}, failed{0};
+};
+
+namespace {
+
+uint64_t RandomSeed() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
+
+}  // namespace
+
+absl::Status EngineConfig::Validate() const {
+  if (auto s = scheduler.Validate(); !s.ok()) return s;
+  if (max_live_requests < 1 || max_model_len < 0 || max_n < 1) {
+    return absl::InvalidArgumentError(
+        "engine: max_live_requests and max_n must be positive, "
+        "max_model_len non-negative");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
+    LlamaModel* model, Backend* backend, const Tokenizer* tokenizer,
+    const EngineConfig& config) {
+  return Create(std::make_unique<ModelRunner>(model, backend), tokenizer,
+                config);
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
+    std::unique_ptr<StepExecutor> executor, const Tokenizer* tokenizer,
+    const EngineConfig& config) {
+  if (auto s = config.Validate(); !s.ok()) return s;
+  const ModelPlan& plan = executor->plan();
+  if (config.scheduler.max_num_batched_tokens > plan.max_num_tokens ||
+      config.scheduler.max_num_logit_rows > plan.max_num_logits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine: the scheduler's budgets (", config.scheduler.max_num_batched_tokens,
+        " tokens, ", config.scheduler.max_num_logit_rows,
+        " logit rows) exceed what the model planned for (", plan.max_num_tokens,
+        ", ", plan.max_num_logits, ")"));
+  }
+  int max_len = std::min(executor->max_position_embeddings(),
+                         plan.num_kv_blocks * plan.block_size);
+  if (config.max_model_len > 0) max_len = std::min(max_len, config.max_model_len);
+  return std::unique_ptr<Engine>(
+      new Engine(std::move(executor), tokenizer, config, max_len));
+}
+
+Engine::Engine(std::unique_ptr<StepExecutor> executor,
+               const Tokenizer* tokenizer, const EngineConfig& config,
+               int max_model_len)
+    : executor_(std::move(executor)),
+      tokenizer_(tokenizer),
+      config_(config),
+      max_model_len_(max_model_len),
+      blocks_(executor_->plan().num_kv_blocks, executor_->plan().block_size,
+              config.scheduler.enable_prefix_caching),
+      scheduler_(config.scheduler, &blocks_),
+      queue_(config.max_live_requests),
+      stats_(std::make_unique<AtomicStats>()) {
+  PublishStats();
+}
+
+Engine::~Engine() { Stop(); }
+
+absl::Status Engine::Validate(const Request& r) const {
+  if (r.id.empty()) return absl::InvalidArgumentError("id: must not be empty");
+  if (r.prompt_ids.empty()) {
+    return absl::InvalidArgumentError("prompt: must have at least one token");
+  }
+  const int vocab = executor_->vocab_size();
+  for (size_t i = 0; i < r.prompt_ids.size(); ++i) {
+    if (r.prompt_ids[i] < 0 || r.prompt_ids[i] >= vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt_ids[", i, "]: ", r.prompt_ids[i],
+                       " is outside the vocabulary of ", vocab));
+    }
+  }
+  if (auto s = r.sampling.Validate(vocab); !s.ok()) return s;
+  if (r.sampling.n > config_.max_n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("n: at most ", config_.max_n, " samples, got ", r.sampling.n));
+  }
+  if (auto s = r.stopping.Validate(); !s.ok()) return s;
+  const int64_t total = int64_t{static_cast<int64_t>(r.prompt_ids.size())} +
+                        r.stopping.max_tokens;
+  if (total > max_model_len_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_tokens: the prompt (", r.prompt_ids.size(), " tokens) plus max_tokens (",
+        r.stopping.max_tokens, ") exceeds the context of ", max_model_len_,
+        " tokens"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Submit(Request request, std::shared_ptr<EventSink> sink) {
+  if (sink == nullptr) return absl::InvalidArgumentError("sink: missing");
+  if (auto s = Validate(request); !s.ok()) return s;
+  Submission submission;
+  submission.seed = request.sampling.seed.value_or(RandomSeed());
+  submission.request = std::move(request);
+  submission.sink = std::move(sink);
+  submission.arrival = absl::Now();
+  return queue_.Push(std::move(submission));
+}
+
+void Engine::Cancel(const std::string& id) { queue_.Cancel(id); }
+
+void Engine::Start() {
+  if (running_.exchange(true)) return;
+  thread_ = std::thread([this] {
+    while (running_.load(std::memory_order_relaxed)) {
+      if (!Step()) queue_.WaitForWork(absl::Milliseconds(50));
+    }
+  });
+}
+
+void Engine::Stop() {
+  running_ = false;
+  std::vector<Submission> undrained = queue_.Close();
+  if (thread_.joinable()) thread_.join();
+  const absl::Status stopped = absl::UnavailableError("the engine stopped");
+  for (Submission& s : undrained) {
+    s.sink->OnError(stopped);
+    queue_.Ended(s.request.id);
+  }
+  for (auto& [id, request] : requests_) {
+    if (!request->ended) FailRequest(request.get(), stopped);
+  }
+  requests_.clear();
+  PublishStats();
+}
+
+void Engine::DrainInbox() {
+  std::vector<Submission> submissions;
+  std::vector<std::string> cancels;
+  queue_.Drain(&submissions, &cancels);
+  for (Submission& s : submissions) Admit(std::move(s));
+  for (const std::string& id : cancels) {
+    auto it = requests_.find(id);
+    if (it != requests_.end() && !it->second->ended) {
+      CancelRequest(it->second.get());
+    }
+  }
+}
+
+void Engine::Admit(Submission submission) {
+  auto state = std::make_unique<RequestState>();
+  state->request = std::move(submission.request);
+  state->sink = std::move(submission.sink);
+  state->arrival = submission.arrival;
+  state->seed = submission.seed;
+  const Request& r = state->request;
+  state->seqs.resize(r.sampling.n);
+  state->results.resize(r.sampling.n);
+  state->usage.prompt_tokens = static_cast<int>(r.prompt_ids.size());
+  if (r.stopping.min_tokens > 0) {
+    if (!r.stopping.ignore_eos) state->stop_ids = tokenizer_->stop_ids();
+    state->stop_ids.insert(state->stop_ids.end(),
+                           r.stopping.stop_token_ids.begin(),
+                           r.stopping.stop_token_ids.end());
+  }
+
+  auto seq = std::make_unique<Sequence>();
+  seq->seq_id = next_seq_id_++;
+  seq->arrival_order = next_arrival_++;
+  seq->priority = r.priority;
+  seq->request = state.get();
+  seq->tokens = r.prompt_ids;
+  seq->num_prompt_tokens = static_cast<int>(r.prompt_ids.size());
+  seq->num_forks_pending = r.sampling.n - 1;
+  seq->prompt_logprobs = r.sampling.prompt_logprobs >= 0;
+  seq->sampler = std::make_unique<SequenceSampler>(r.sampling, state->seed, 0);
+  seq->text = std::make_unique<TextStream>(*tokenizer_, r.stopping);
+  scheduler_.AddWaiting(seq.get());
+  state->seqs[0] = std::move(seq);
+  const std::string id = r.id;
+  requests_[id] = std::move(state);
+}
+
+bool Engine::Step() {
+  DrainInbox();
+  Batch batch = scheduler_.Schedule();
+  stats_->preemptions += batch.preempted.size();
+  if (batch.empty()) {
+    PublishStats();
+    return false;
+  }
+  stats_->steps++;
+  if (absl::Status status = executor_->Execute(batch); !status.ok()) {
+    // The step failed as a whole: end its requests, keep serving the rest.
+    for (const ScheduledSequence& s : batch.seqs) {
+      if (!s.seq->request->ended) FailRequest(s.seq->request, status);
+    }
+  } else {
+    Postprocess(batch);
+  }
+  absl::erase_if(requests_, [](const auto& entry) { return entry.second->ended; });
+  PublishStats();
+  return true;
+}
+
+void Engine::Postprocess(const Batch& batch) {
+  const absl::Time now = absl::Now();
+  for (const ScheduledSequence& s : batch.seqs) {
+    Sequence* seq = s.seq;
+    RequestState* request = seq->request;
+    if (request->ended || seq->status == SequenceStatus::kFinished) continue;
+    if (!request->first_scheduled) {
+      request->first_scheduled = now;
+      request->usage.cached_prompt_tokens = seq->num_computed_tokens;
+    }
+    if (seq->prompt_logprobs && seq->in_prefill()) AddPromptLogprobs(s);
+    if (seq->in_prefill()) {
+      stats_->prompt_tokens += std::min(s.num_new_tokens,
+                                        seq->num_prompt_tokens - seq->num_computed_tokens);
+    }
+    seq->num_computed_tokens += s.num_new_tokens;
+    if (!s.samples) continue;
+    const absl::Span<const float> logits =
+        executor_->logits_row(s.first_logit_row + s.num_logit_rows - 1);
+    try {
+      if (seq->num_forks_pending > 0) {
+        ForkSamples(seq);
+        for (auto& child : request->seqs) {
+          if (child != nullptr && child.get() != seq && child->num_output_tokens() == 0) {
+            SampleNext(child.get(), logits);
+          }
+        }
+      }
+      if (!request->ended && seq->status != SequenceStatus::kFinished) {
+        SampleNext(seq, logits);
+      }
+    } catch (const std::exception& e) {
+      FailRequest(request, absl::InternalError(absl::StrCat(
+                               "request failed while sampling: ", e.what())));
+    }
+  }
+}
+
+void Engine::ForkSamples(Sequence* parent) {
+  RequestState* request = parent->request;
+  for (int index = 1; index <= parent->num_forks_pending; ++index) {
+    auto child = std::make_unique<Sequence>();
+    child->seq_id = next_seq_id_++;
+    child->arrival_order = parent->arrival_order;
+    child->priority = parent->priority;
+    child->request = request;
+    child->index = index;
+    child->tokens = parent->tokens;
+    child->num_prompt_tokens = parent->num_prompt_tokens;
+    child->num_computed_tokens = parent->num_computed_tokens;
+    child->blocks = blocks_.Fork(parent->blocks);
+    child->sampler = std::make_unique<SequenceSampler>(request->request.sampling,
+                                                       request->seed, index);
+    child->text = std::make_unique<TextStream>(*tokenizer_, request->request.stopping);
+    scheduler_.AddRunning(child.get());
+    request->seqs[index] = std::move(child);
+  }
+  parent->num_forks_pending = 0;
+}
+
+void Engine::AddPromptLogprobs(const ScheduledSequence& s) {
+  const Sequence& seq = *s.seq;
+  const int k = seq.request->request.sampling.prompt_logprobs;
+  for (int r = 0; r < s.num_logit_rows; ++r) {
+    const int position = seq.num_computed_tokens + s.num_new_tokens -
+                         s.num_logit_rows + r;
+    if (position + 1 >= seq.num_prompt_tokens) break;
+    seq.request->pending_prompt_logprobs.push_back(ScoreToken(
+        executor_->logits_row(s.first_logit_row + r), seq.tokens[position + 1], k));
+  }
+}
+
+void Engine::SampleNext(Sequence* seq, absl::Span<const float> logits) {
+  RequestState* request = seq->request;
+  const absl::Span<const int32_t> tokens(seq->tokens);
+  const bool before_min =
+      seq->num_output_tokens() < request->request.stopping.min_tokens;
+  SampledToken sampled = seq->sampler->Sample(
+      logits, tokens.subspan(0, seq->num_prompt_tokens),
+      tokens.subspan(seq->num_prompt_tokens),
+      before_min ? absl::Span<const int32_t>(request->stop_ids)
+                 : absl::Span<const int32_t>());
+  seq->tokens.push_back(sampled.token);
+  request->usage.completion_tokens++;
+  stats_->generated++;
+  TextStream::Update update = seq->text->Add(sampled.token);
+
+  Delta delta;
+  delta.index = seq->index;
+  delta.token_ids.push_back(sampled.token);
+  delta.text = std::move(update.text);
+  if (request->request.sampling.logprobs >= 0) {
+    delta.logprobs.push_back(std::move(sampled));
+  }
+  delta.prompt_logprobs = std::move(request->pending_prompt_logprobs);
+  request->pending_prompt_logprobs.clear();
+  const absl::Time now = absl::Now();
+  if (!request->first_token) request->first_token = now;
+  if (seq->index == 0) {
+    if (request->last_token) request->inter_token.push_back(now - *request->last_token);
+    request->last_token = now;
+  }
+  request->sink->OnDelta(std::move(delta));
+
+  if (update.finish) {
+    FinishSequence(seq, *update.finish, std::move(update.stop_reason));
+  } else if (static_cast<int>(seq->tokens.size()) >= max_model_len_) {
+    FinishSequence(seq, FinishReason::kLength, "");
+  }
+}
+
+void Engine::FinishSequence(Sequence* seq, FinishReason reason,
+                            std::string stop_reason) {
+  RequestState* request = seq->request;
+  request->results[seq->index] =
+      SampleResult{reason, std::move(stop_reason), seq->num_output_tokens()};
+  scheduler_.Remove(seq);
+  if (++request->num_ended < static_cast<int>(request->results.size())) return;
+  Finished finished;
+  finished.samples = request->results;
+  finished.usage = request->usage;
+  const absl::Time now = absl::Now();
+  finished.timings.queue_time =
+      request->first_scheduled.value_or(now) - request->arrival;
+  finished.timings.time_to_first_token =
+      request->first_token.value_or(now) - request->arrival;
+  finished.timings.end_to_end = now - request->arrival;
+  finished.timings.inter_token = std::move(request->inter_token);
+  request->sink->OnFinished(std::move(finished));
+  stats_->finished++;
+  EndRequest(request);
+}
+
+void Engine::CancelRequest(RequestState* request) {
+  // Samples not forked yet end here; the last live one sends Finished.
+  for (size_t i = 0; i < request->seqs.size(); ++i) {
+    if (request->seqs[i] == nullptr) {
+      request->results[i].reason = FinishReason::kCancelled;
+      ++request->num_ended;
+    }
+  }
+  for (auto& seq : request->seqs) {
+    if (seq != nullptr && seq->status != SequenceStatus::kFinished) {
+      seq->num_forks_pending = 0;
+      FinishSequence(seq.get(), FinishReason::kCancelled, "");
+    }
+  }
+}
+
+void Engine::FailRequest(RequestState* request, absl::Status status) {
+  for (auto& seq : request->seqs) {
+    if (seq != nullptr && seq->status != SequenceStatus::kFinished) {
+      scheduler_.Remove(seq.get());
+    }
+  }
+  request->sink->OnError(std::move(status));
+  stats_->failed++;
+  EndRequest(request);
+}
+
+void Engine::EndRequest(RequestState* request) {
+  request->ended = true;
+  queue_.Ended(request->request.id);
+}
+
+void Engine::PublishStats() {
+  stats_->num_waiting = scheduler_.num_waiting();
+  stats_->num_running = scheduler_.num_running();
+  stats_->num_live = queue_.num_live();
+  stats_->kv_used = blocks_.num_used_blocks();
+  stats_->kv_free = blocks_.num_free_blocks();
+  stats_->cache_queried = blocks_.prefix_cache_queries();
+  stats_->cache_hits = blocks_.prefix_cache_hits();
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s;
+  s.num_waiting = stats_->num_waiting;
+  s.num_running = stats_->num_running;
+  s.num_live_requests = stats_->num_live;
+  s.kv_blocks_total = blocks_.num_blocks();
+  s.kv_blocks_used = stats_->kv_used;
+  s.kv_blocks_free = stats_->kv_free;
+  s.prefix_cache_queried_tokens = stats_->cache_queried;
+  s.prefix_cache_hit_tokens = stats_->cache_hits;
+  s.num_preemptions = stats_->preemptions;
+  s.num_steps = stats_->steps;
+  s.prompt_tokens_computed = stats_->prompt_tokens;
+  s.generated_tokens = stats_->generated;
+  s.requests_finished = stats_->finished;
+  s.requests_failed = stats_->failed;
+  return s;
+}
+
+}  // namespace weft

@@ -1,0 +1,127 @@
+// The engine: many requests share one model; each step serves every running
+// request. Submit() and Cancel() may be called from any thread; one loop
+// thread runs
+//   Step() = drain inbox → Schedule() → Execute() → Postprocess()
+// where Postprocess samples, detokenizes, checks stop conditions and emits
+// each request's deltas and terminal event to its EventSink.
+#ifndef WEFT_RUNTIME_ENGINE_H_
+#define WEFT_RUNTIME_ENGINE_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "runtime/block_manager.h"
+#include "runtime/model_runner.h"
+#include "runtime/request.h"
+#include "runtime/request_queue.h"
+#include "runtime/scheduler.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace weft {
+
+struct EngineConfig {
+  SchedulerConfig scheduler;
+  int max_live_requests = 1024;  // accepted and not ended; more → RESOURCE_EXHAUSTED
+  int max_model_len = 0;         // 0: the model's context (and KV capacity)
+  int max_n = 16;                // parallel samples per request
+
+  absl::Status Validate() const;
+};
+
+// Gauges and counters, readable from any thread.
+struct EngineStats {
+  int num_waiting = 0;
+  int num_running = 0;
+  int num_live_requests = 0;
+  int kv_blocks_total = 0;
+  int kv_blocks_used = 0;
+  int kv_blocks_free = 0;
+  int64_t prefix_cache_queried_tokens = 0;
+  int64_t prefix_cache_hit_tokens = 0;
+  int64_t num_preemptions = 0;
+  int64_t num_steps = 0;
+  int64_t prompt_tokens_computed = 0;
+  int64_t generated_tokens = 0;
+  int64_t requests_finished = 0;
+  int64_t requests_failed = 0;
+};
+
+struct RequestState;
+
+class Engine {
+ public:
+  // `model`, `backend` and `tokenizer` must outlive the engine.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(
+      LlamaModel* model, Backend* backend, const Tokenizer* tokenizer,
+      const EngineConfig& config);
+  // The same over any StepExecutor (benchmarks use one without a model).
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(
+      std::unique_ptr<StepExecutor> executor, const Tokenizer* tokenizer,
+      const EngineConfig& config);
+  ~Engine();  // Stop()s
+
+  // Validates and queues `request`; its events go to `sink`. Errors:
+  // InvalidArgument naming the field, AlreadyExists, ResourceExhausted,
+  // Unavailable after Stop().
+  absl::Status Submit(Request request, std::shared_ptr<EventSink> sink);
+  // Ends the request with FinishReason::kCancelled within one step.
+  void Cancel(const std::string& id);
+
+  // Runs Step() on a loop thread until Stop().
+  void Start();
+  // Stops the loop; every request still live ends with Unavailable.
+  void Stop();
+  // One iteration on the calling thread (tests use it without Start()).
+  // Returns false when there was nothing to do.
+  bool Step();
+
+  EngineStats stats() const;
+  const EngineConfig& config() const { return config_; }
+  int max_model_len() const { return max_model_len_; }
+
+ private:
+  Engine(std::unique_ptr<StepExecutor> executor, const Tokenizer* tokenizer,
+         const EngineConfig& config, int max_model_len);
+
+  absl::Status Validate(const Request& request) const;
+  void DrainInbox();
+  void Admit(Submission submission);
+  void Postprocess(const Batch& batch);
+  // Samples the next token of `seq` from `logits` and emits it.
+  void SampleNext(Sequence* seq, absl::Span<const float> logits);
+  void ForkSamples(Sequence* parent);
+  void AddPromptLogprobs(const ScheduledSequence& s);
+  void FinishSequence(Sequence* seq, FinishReason reason,
+                      std::string stop_reason);
+  void EndRequest(RequestState* request);  // after its terminal event
+  void FailRequest(RequestState* request, absl::Status status);
+  void CancelRequest(RequestState* request);
+  void PublishStats();
+
+  std::unique_ptr<StepExecutor> executor_;
+  const Tokenizer* tokenizer_;
+  EngineConfig config_;
+  int max_model_len_;
+  BlockManager blocks_;
+  Scheduler scheduler_;
+  RequestQueue queue_;
+
+  // Engine-thread state.
+  absl::flat_hash_map<std::string, std::unique_ptr<RequestState>> requests_;
+  int64_t next_seq_id_ = 0;
+  int64_t next_arrival_ = 0;
+
+  std::thread thread_;
+  std::atomic<bool> running_{false};
+
+  struct AtomicStats;
+  std::unique_ptr<AtomicStats> stats_;
+};
+
+}  // namespace weft
+
+#endif  // WEFT_RUNTIME_ENGINE_H_

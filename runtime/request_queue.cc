@@ -1,0 +1,119 @@
+#include "runtime/request_queue.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace weft {
+
+void Delta::Merge(Delta&& later) {
+  token_ids.insert(token_ids.end(), later.token_ids.begin(),
+                   later.token_ids.end());
+  text += later.text;
+  for (SampledToken& t : later.logprobs) logprobs.push_back(std::move(t));
+  for (SampledToken& t : later.prompt_logprobs) {
+    prompt_logprobs.push_back(std::move(t));
+  }
+}
+
+RequestQueue::RequestQueue(int max_live_requests)
+    : max_live_(max_live_requests) {}
+
+absl::Status RequestQueue::Push(Submission submission) {
+  absl::MutexLock lock(&mu_);
+  if (closed_) return absl::UnavailableError("the engine is shutting down");
+  if (static_cast<int>(live_.size()) >= max_live_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "too many requests in flight (", max_live_, "); retry later"));
+  }
+  if (!live_.insert(submission.request.id).second) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "request id '", submission.request.id, "' is already in flight"));
+  }
+  submissions_.push_back(std::move(submission));
+  return absl::OkStatus();
+}
+
+void RequestQueue::Cancel(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  if (live_.contains(id)) cancels_.push_back(id);
+}
+
+void RequestQueue::Drain(std::vector<Submission>* submissions,
+                         std::vector<std::string>* cancels) {
+  absl::MutexLock lock(&mu_);
+  for (Submission& s : submissions_) submissions->push_back(std::move(s));
+  submissions_.clear();
+  for (std::string& id : cancels_) cancels->push_back(std::move(id));
+  cancels_.clear();
+}
+
+void RequestQueue::WaitForWork(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return closed_ || !submissions_.empty() || !cancels_.empty();
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+}
+
+void RequestQueue::Ended(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  live_.erase(id);
+}
+
+std::vector<Submission> RequestQueue::Close() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+  std::vector<Submission> undrained = std::move(submissions_);
+  submissions_.clear();
+  cancels_.clear();
+  return undrained;
+}
+
+int RequestQueue::num_live() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(live_.size());
+}
+
+int RequestQueue::num_queued() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(submissions_.size());
+}
+
+void StreamBuffer::OnDelta(Delta delta) {
+  absl::MutexLock lock(&mu_);
+  // Merge into the pending delta of the same sample: at most one pending
+  // delta per sample, however slow the consumer (a terminal event is always
+  // last, so nothing is merged across it).
+  for (auto it = events_.rbegin(); it != events_.rend(); ++it) {
+    if (Delta* pending = std::get_if<Delta>(&*it);
+        pending != nullptr && pending->index == delta.index) {
+      pending->Merge(std::move(delta));
+      return;
+    }
+  }
+  events_.push_back(std::move(delta));
+}
+
+void StreamBuffer::OnFinished(Finished finished) {
+  absl::MutexLock lock(&mu_);
+  events_.push_back(std::move(finished));
+}
+
+void StreamBuffer::OnError(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  events_.push_back(std::move(status));
+}
+
+std::optional<StreamEvent> StreamBuffer::Next(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return !events_.empty();
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) {
+    return std::nullopt;
+  }
+  StreamEvent event = std::move(events_.front());
+  events_.pop_front();
+  return event;
+}
+
+}  // namespace weft

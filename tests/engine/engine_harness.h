@@ -1,0 +1,137 @@
+// A model, a CPU backend and an engine over them, driven step by step on the
+// test's thread, with helpers to run requests to completion.
+#ifndef WEFT_TESTS_ENGINE_ENGINE_HARNESS_H_
+#define WEFT_TESTS_ENGINE_ENGINE_HARNESS_H_
+
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "runtime/engine.h"
+#include "runtime/model/llama.h"
+#include "runtime/model/model_files.h"
+
+namespace weft::testing {
+
+inline std::string DefaultModelPath() {
+  return std::string(WEFT_MODEL_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+inline bool HaveDefaultModel() {
+  return std::ifstream(DefaultModelPath()).good();
+}
+inline std::string TinyModelPath(const std::string& name) {
+  return std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/" + name;
+}
+
+// What one request produced.
+struct Outcome {
+  std::vector<std::vector<int32_t>> tokens;  // per sample index
+  std::vector<std::string> text;             // per sample index
+  std::optional<Finished> finished;
+  std::optional<absl::Status> error;
+  int num_terminal_events = 0;
+};
+
+class EngineHarness {
+ public:
+  // `plan` sizes the model's KV cache and scratch; `config` the engine.
+  EngineHarness(const std::string& model_path, const ModelPlan& plan,
+                EngineConfig config) {
+    auto files = ModelFiles::Open(model_path);
+    EXPECT_TRUE(files.ok()) << files.status();
+    if (!files.ok()) return;
+    files_ = *std::move(files);
+    auto model = LlamaModel::Create(*files_, &backend_, plan);
+    EXPECT_TRUE(model.ok()) << model.status();
+    if (!model.ok()) return;
+    model_ = *std::move(model);
+    auto engine = Engine::Create(model_.get(), &backend_, &files_->tokenizer(),
+                                 config);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    if (engine.ok()) engine_ = *std::move(engine);
+  }
+
+  bool ok() const { return engine_ != nullptr; }
+  Engine& engine() { return *engine_; }
+  const Tokenizer& tokenizer() const { return files_->tokenizer(); }
+
+  std::vector<int32_t> Encode(const std::string& text) const {
+    return files_->tokenizer().Encode(text, EncodeOptions{});
+  }
+
+  // Submits `request`; its events are collected until Collect().
+  absl::Status Submit(Request request) {
+    auto sink = std::make_shared<StreamBuffer>();
+    const std::string id = request.id;
+    absl::Status status = engine_->Submit(std::move(request), sink);
+    if (status.ok()) sinks_[id] = sink;
+    return status;
+  }
+
+  // Steps until no work is left (bounded).
+  void RunUntilIdle(int max_steps = 100000) {
+    for (int i = 0; i < max_steps && engine_->Step(); ++i) {
+    }
+  }
+
+  // Drains every event of request `id` so far into its Outcome.
+  Outcome& Collect(const std::string& id) {
+    Outcome& out = outcomes_[id];
+    auto it = sinks_.find(id);
+    if (it == sinks_.end()) return out;
+    while (auto event = it->second->Next(absl::ZeroDuration())) {
+      if (Delta* d = std::get_if<Delta>(&*event)) {
+        if (static_cast<int>(out.tokens.size()) <= d->index) {
+          out.tokens.resize(d->index + 1);
+          out.text.resize(d->index + 1);
+        }
+        out.tokens[d->index].insert(out.tokens[d->index].end(),
+                                    d->token_ids.begin(), d->token_ids.end());
+        out.text[d->index] += d->text;
+      } else if (Finished* f = std::get_if<Finished>(&*event)) {
+        out.finished = *f;
+        ++out.num_terminal_events;
+      } else {
+        out.error = std::get<absl::Status>(*event);
+        ++out.num_terminal_events;
+      }
+    }
+    return out;
+  }
+
+  // Runs `requests` together to completion.
+  std::map<std::string, Outcome> RunTogether(std::vector<Request> requests) {
+    for (Request& r : requests) EXPECT_TRUE(Submit(r).ok()) << r.id;
+    RunUntilIdle();
+    std::map<std::string, Outcome> out;
+    for (const Request& r : requests) out[r.id] = Collect(r.id);
+    return out;
+  }
+
+ private:
+  CpuBackend backend_;
+  std::unique_ptr<ModelFiles> files_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Engine> engine_;
+  std::map<std::string, std::shared_ptr<StreamBuffer>> sinks_;
+  std::map<std::string, Outcome> outcomes_;
+};
+
+inline Request GreedyRequest(const std::string& id,
+                             std::vector<int32_t> prompt, int max_tokens) {
+  Request r;
+  r.id = id;
+  r.prompt_ids = std::move(prompt);
+  r.sampling.temperature = 0.0f;
+  r.stopping.max_tokens = max_tokens;
+  r.stopping.ignore_eos = true;
+  return r;
+}
+
+}  // namespace weft::testing
+
+#endif  // WEFT_TESTS_ENGINE_ENGINE_HARNESS_H_

@@ -1,0 +1,265 @@
+// The engine on the tiny Llama fixture (fast, deterministic): scheduling
+// policies observed end to end — chunked prefill, preemption, prefix
+// caching, cancellation, parallel samples, admission errors.
+#include "runtime/engine.h"
+
+#include <random>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/engine/engine_harness.h"
+
+namespace weft {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::EngineHarness;
+using testing::GreedyRequest;
+using testing::Outcome;
+
+constexpr char kTiny[] = "tiny_llama";
+
+ModelPlan TinyPlan(int num_kv_blocks = 64) {
+  ModelPlan plan;
+  plan.max_num_tokens = 256;
+  plan.max_num_logits = 64;
+  plan.num_kv_blocks = num_kv_blocks;
+  plan.block_size = 4;
+  return plan;
+}
+
+EngineConfig TinyConfig(int max_num_batched_tokens = 256, int max_num_seqs = 32) {
+  EngineConfig config;
+  config.scheduler.max_num_batched_tokens = max_num_batched_tokens;
+  config.scheduler.max_num_seqs = max_num_seqs;
+  config.scheduler.max_num_logit_rows = 64;
+  return config;
+}
+
+std::vector<int32_t> RandomPrompt(int length, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> id(3, 460);
+  std::vector<int32_t> prompt(length);
+  for (int32_t& t : prompt) t = id(rng);
+  return prompt;
+}
+
+// Output of `request` when it runs alone on a roomy engine.
+Outcome Alone(const Request& request) {
+  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  return h.RunTogether({request})[request.id];
+}
+
+TEST(EngineTest, GreedyRequestsTogetherMatchEachAlone) {
+  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  std::vector<Request> requests;
+  for (int i = 0; i < 8; ++i) {
+    requests.push_back(GreedyRequest(absl::StrCat("r", i),
+                                     RandomPrompt(3 + 5 * i, i), 4 + 3 * i));
+  }
+  auto together = h.RunTogether(requests);
+  for (const Request& r : requests) {
+    const Outcome alone = Alone(r);
+    ASSERT_EQ(together[r.id].num_terminal_events, 1) << r.id;
+    EXPECT_EQ(together[r.id].tokens, alone.tokens) << r.id;
+    EXPECT_EQ(together[r.id].tokens[0].size(), size_t(r.stopping.max_tokens));
+    EXPECT_EQ(together[r.id].finished->samples[0].reason, FinishReason::kLength);
+  }
+}
+
+TEST(EngineTest, ChunkedPrefillGivesTheSameTokens) {
+  // A 10-token budget splits a 37-token prompt over four steps.
+  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig(10));
+  ASSERT_TRUE(h.ok());
+  const Request r = GreedyRequest("long", RandomPrompt(37, 7), 6);
+  auto chunked = h.RunTogether({r});
+  EXPECT_EQ(chunked["long"].tokens, Alone(r).tokens);
+  EXPECT_GE(h.engine().stats().num_steps, 4 + 5);
+}
+
+TEST(EngineTest, PreemptedRequestsStillFinishWithTheSameOutput) {
+  // 12 blocks of 4 tokens cannot hold four 20-token sequences at once.
+  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(12), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  std::vector<Request> requests;
+  for (int i = 0; i < 4; ++i) {
+    requests.push_back(GreedyRequest(absl::StrCat("p", i), RandomPrompt(8, 10 + i), 12));
+  }
+  auto together = h.RunTogether(requests);
+  EXPECT_GT(h.engine().stats().num_preemptions, 0);
+  for (const Request& r : requests) {
+    ASSERT_EQ(together[r.id].num_terminal_events, 1);
+    EXPECT_EQ(together[r.id].tokens, Alone(r).tokens) << r.id;
+  }
+  EXPECT_EQ(h.engine().stats().kv_blocks_used, 0);
+}
+
+TEST(EngineTest, SharedPrefixIsServedFromTheCache) {
+  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  const std::vector<int32_t> prefix = RandomPrompt(30, 3);
+  std::vector<int32_t> second_prompt = prefix;
+  second_prompt.insert(second_prompt.end(), {11, 12, 13});
+  h.RunTogether({GreedyRequest("first", prefix, 2)});
+  const Request second = GreedyRequest("second", second_prompt, 5);
+  auto out = h.RunTogether({second});
+  // 30 shared tokens = 7 full blocks of 4 (28 tokens) from the cache.
+  EXPECT_EQ(out["second"].finished->usage.cached_prompt_tokens, 28);
+  EXPECT_EQ(out["second"].tokens, Alone(second).tokens);
+  EXPECT_GE(h.engine().stats().prefix_cache_hit_tokens, 28);
+}
+
+TEST(EngineTest, CancellationFreesBlocksWithinOneStepAndFinishesOnce) {
+  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(h.Submit(GreedyRequest("c", RandomPrompt(9, 1), 200)).ok());
+  for (int i = 0; i < 5; ++i) h.engine().Step();
+  EXPECT_GT(h.engine().stats().kv_blocks_used, 0);
+  h.engine().Cancel("c");
+  h.engine().Step();
+  EXPECT_EQ(h.engine().stats().kv_blocks_used, 0);
+  h.RunUntilIdle();
+  const Outcome& out = h.Collect("c");
+  EXPECT_EQ(out.num_terminal_events, 1);
+  ASSERT_TRUE(out.finished.has_value());
+  EXPECT_EQ(out.finished->samples[0].reason, FinishReason::kCancelled);
+  EXPECT_EQ(out.tokens[0].size(), 5u);  // one per step, none after Cancel
+}
+
+TEST(EngineTest, ParallelSamplesShareThePromptAndAreReproducible) {
+  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  Request r = GreedyRequest("n3", RandomPrompt(10, 5), 8);
+  r.sampling.temperature = 1.0f;
+  r.sampling.n = 3;
+  r.sampling.seed = 1234;
+  auto out = h.RunTogether({r});
+  ASSERT_EQ(out["n3"].tokens.size(), 3u);
+  EXPECT_NE(out["n3"].tokens[0], out["n3"].tokens[1]);
+  EXPECT_EQ(out["n3"].finished->samples.size(), 3u);
+  EXPECT_EQ(out["n3"].finished->usage.completion_tokens, 24);
+  // The same request alongside others gives the same samples.
+  Request again = r;
+  again.id = "n3-again";
+  auto together = h.RunTogether({again, GreedyRequest("other", RandomPrompt(6, 9), 5)});
+  EXPECT_EQ(together["n3-again"].tokens, out["n3"].tokens);
+  EXPECT_EQ(h.engine().stats().kv_blocks_used, 0);
+}
+
+TEST(EngineTest, PromptLogprobsCoverEveryPromptToken) {
+  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig(8));
+  ASSERT_TRUE(h.ok());
+  Request r = GreedyRequest("lp", RandomPrompt(13, 2), 2);
+  r.sampling.prompt_logprobs = 2;
+  r.sampling.logprobs = 1;
+  auto sink = std::make_shared<StreamBuffer>();
+  ASSERT_TRUE(h.engine().Submit(r, sink).ok());
+  h.RunUntilIdle();
+  std::vector<SampledToken> prompt_logprobs, logprobs;
+  while (auto e = sink->Next(absl::ZeroDuration())) {
+    if (auto* d = std::get_if<Delta>(&*e)) {
+      prompt_logprobs.insert(prompt_logprobs.end(), d->prompt_logprobs.begin(),
+                             d->prompt_logprobs.end());
+      logprobs.insert(logprobs.end(), d->logprobs.begin(), d->logprobs.end());
+    }
+  }
+  ASSERT_EQ(prompt_logprobs.size(), 12u);
+  for (size_t i = 0; i < prompt_logprobs.size(); ++i) {
+    EXPECT_EQ(prompt_logprobs[i].token, r.prompt_ids[i + 1]);
+    EXPECT_LE(prompt_logprobs[i].logprob, 0.0f);
+    EXPECT_EQ(prompt_logprobs[i].top.size(), 2u);
+  }
+  ASSERT_EQ(logprobs.size(), 2u);
+  EXPECT_EQ(logprobs[0].top.size(), 1u);
+  EXPECT_EQ(logprobs[0].top[0].token, logprobs[0].token);  // greedy = top-1
+}
+
+TEST(EngineTest, RejectsBadRequestsWithTheFieldNamed) {
+  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  auto sink = std::make_shared<StreamBuffer>();
+  Request bad_token = GreedyRequest("a", {1, 5000}, 4);
+  absl::Status s = h.engine().Submit(bad_token, sink);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("prompt_ids[1]"));
+
+  Request too_long = GreedyRequest("b", RandomPrompt(10, 1), 100000);
+  s = h.engine().Submit(too_long, sink);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("max_tokens"));
+
+  Request empty = GreedyRequest("c", {}, 4);
+  EXPECT_EQ(h.engine().Submit(empty, sink).code(),
+            absl::StatusCode::kInvalidArgument);
+
+  Request bad_temp = GreedyRequest("d", {1, 2}, 4);
+  bad_temp.sampling.temperature = -1;
+  EXPECT_EQ(h.engine().Submit(bad_temp, sink).code(),
+            absl::StatusCode::kInvalidArgument);
+
+  ASSERT_TRUE(h.engine().Submit(GreedyRequest("dup", {1, 2}, 4), sink).ok());
+  EXPECT_EQ(h.engine().Submit(GreedyRequest("dup", {1, 2}, 4), sink).code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+TEST(EngineTest, FullQueueAnswersResourceExhausted) {
+  EngineConfig config = TinyConfig();
+  config.max_live_requests = 2;
+  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), config);
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(h.Submit(GreedyRequest("1", {1, 2}, 2)).ok());
+  ASSERT_TRUE(h.Submit(GreedyRequest("2", {1, 2}, 2)).ok());
+  EXPECT_EQ(h.Submit(GreedyRequest("3", {1, 2}, 2)).code(),
+            absl::StatusCode::kResourceExhausted);
+  h.RunUntilIdle();
+  EXPECT_TRUE(h.Submit(GreedyRequest("3", {1, 2}, 2)).ok());  // room again
+}
+
+TEST(EngineTest, LoopThreadServesConcurrentSubmittersAndStopEndsTheRest) {
+  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  h.engine().Start();
+  std::vector<std::thread> clients;
+  std::vector<std::shared_ptr<StreamBuffer>> sinks(6);
+  for (int i = 0; i < 6; ++i) {
+    sinks[i] = std::make_shared<StreamBuffer>();
+    clients.emplace_back([&, i] {
+      EXPECT_TRUE(h.engine()
+                      .Submit(GreedyRequest(absl::StrCat("t", i),
+                                            RandomPrompt(5, i), 5),
+                              sinks[i])
+                      .ok());
+    });
+  }
+  for (auto& t : clients) t.join();
+  for (auto& sink : sinks) {
+    int terminal = 0;
+    while (auto e = sink->Next(absl::Seconds(30))) {
+      if (!std::holds_alternative<Delta>(*e)) {
+        ++terminal;
+        EXPECT_TRUE(std::holds_alternative<Finished>(*e));
+        break;
+      }
+    }
+    EXPECT_EQ(terminal, 1);
+  }
+  // A long request still running when the engine stops ends with Unavailable.
+  auto last = std::make_shared<StreamBuffer>();
+  ASSERT_TRUE(h.engine().Submit(GreedyRequest("late", {1, 2, 3}, 200), last).ok());
+  h.engine().Stop();
+  std::optional<absl::Status> error;
+  while (auto e = last->Next(absl::ZeroDuration())) {
+    if (auto* s = std::get_if<absl::Status>(&*e)) error = *s;
+  }
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(h.engine()
+                .Submit(GreedyRequest("after", {1}, 1), std::make_shared<StreamBuffer>())
+                .code(),
+            absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace weft
