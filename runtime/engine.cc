@@ -28,7 +28,8 @@ struct Engine::AtomicStats {
   std::atomic<int> num_waiting{0}, num_running{0}, num_live{0};
   std::atomic<int> kv_used{0}, kv_free{0};
   std::atomic<int64_t> cache_queried{0}, cache_hits{0}, preemptions{0},
-      steps{0}, prompt_tokens{0}, generated{0}, finished{0}, failed{0};
+      steps{0}, prompt_tokens{0}, generated{0}, finished{0}, failed{0},
+      schedule_ns{0}, execute_ns{0}, sample_ns{0}, postprocess_ns{0};
 };
 
 namespace {
@@ -210,6 +211,7 @@ void Engine::Admit(Submission submission) {
 }
 
 bool Engine::Step() {
+  const absl::Time step_start = absl::Now();
   DrainInbox();
   Batch batch = scheduler_.Schedule();
   stats_->preemptions += batch.preempted.size();
@@ -218,20 +220,32 @@ bool Engine::Step() {
     return false;
   }
   stats_->steps++;
-  if (absl::Status status = executor_->Execute(batch); !status.ok()) {
+  const absl::Time scheduled = absl::Now();
+  const absl::Status status = executor_->Execute(batch);
+  const absl::Time executed = absl::Now();
+  if (!status.ok()) {
     // The step failed as a whole: end its requests, keep serving the rest.
     for (const ScheduledSequence& s : batch.seqs) {
       if (!s.seq->request->ended) FailRequest(s.seq->request, status);
     }
   } else {
-    Postprocess(batch);
+    Advance(batch);
+    const absl::Time advanced = absl::Now();
+    SampleBatch(batch);
+    const absl::Time sampled = absl::Now();
+    Emit();
+    stats_->sample_ns += absl::ToInt64Nanoseconds(sampled - advanced);
+    stats_->postprocess_ns +=
+        absl::ToInt64Nanoseconds((advanced - executed) + (absl::Now() - sampled));
   }
+  stats_->schedule_ns += absl::ToInt64Nanoseconds(scheduled - step_start);
+  stats_->execute_ns += absl::ToInt64Nanoseconds(executed - scheduled);
   absl::erase_if(requests_, [](const auto& entry) { return entry.second->ended; });
   PublishStats();
   return true;
 }
 
-void Engine::Postprocess(const Batch& batch) {
+void Engine::Advance(const Batch& batch) {
   const absl::Time now = absl::Now();
   for (const ScheduledSequence& s : batch.seqs) {
     Sequence* seq = s.seq;
@@ -243,28 +257,51 @@ void Engine::Postprocess(const Batch& batch) {
     }
     if (seq->prompt_logprobs && seq->in_prefill()) AddPromptLogprobs(s);
     if (seq->in_prefill()) {
-      stats_->prompt_tokens += std::min(s.num_new_tokens,
-                                        seq->num_prompt_tokens - seq->num_computed_tokens);
+      stats_->prompt_tokens += std::min(
+          s.num_new_tokens, seq->num_prompt_tokens - seq->num_computed_tokens);
     }
     seq->num_computed_tokens += s.num_new_tokens;
-    if (!s.samples) continue;
+  }
+}
+
+void Engine::SampleBatch(const Batch& batch) {
+  sampled_.clear();
+  for (const ScheduledSequence& s : batch.seqs) {
+    Sequence* seq = s.seq;
+    RequestState* request = seq->request;
+    if (!s.samples || request->ended ||
+        seq->status == SequenceStatus::kFinished) {
+      continue;
+    }
     const absl::Span<const float> logits =
         executor_->logits_row(s.first_logit_row + s.num_logit_rows - 1);
     try {
-      if (seq->num_forks_pending > 0) {
-        ForkSamples(seq);
-        for (auto& child : request->seqs) {
-          if (child != nullptr && child.get() != seq && child->num_output_tokens() == 0) {
-            SampleNext(child.get(), logits);
-          }
+      // n > 1: the prompt is done; its samples fork off and each draws its
+      // first token from these same logits.
+      if (seq->num_forks_pending > 0) ForkSamples(seq);
+      for (auto& sample : request->seqs) {
+        if (sample != nullptr &&
+            (sample.get() == seq || sample->num_output_tokens() == 0)) {
+          sampled_.push_back({sample.get(), Sample(sample.get(), logits)});
         }
-      }
-      if (!request->ended && seq->status != SequenceStatus::kFinished) {
-        SampleNext(seq, logits);
       }
     } catch (const std::exception& e) {
       FailRequest(request, absl::InternalError(absl::StrCat(
                                "request failed while sampling: ", e.what())));
+    }
+  }
+}
+
+void Engine::Emit() {
+  const absl::Time now = absl::Now();  // the step's tokens share one time
+  for (SampledStep& step : sampled_) {
+    if (step.seq->request->ended) continue;
+    try {
+      EmitToken(step.seq, std::move(step.token), now);
+    } catch (const std::exception& e) {
+      FailRequest(step.seq->request,
+                  absl::InternalError(absl::StrCat(
+                      "request failed while detokenizing: ", e.what())));
     }
   }
 }
@@ -303,16 +340,20 @@ void Engine::AddPromptLogprobs(const ScheduledSequence& s) {
   }
 }
 
-void Engine::SampleNext(Sequence* seq, absl::Span<const float> logits) {
-  RequestState* request = seq->request;
+SampledToken Engine::Sample(Sequence* seq, absl::Span<const float> logits) {
+  const RequestState* request = seq->request;
   const absl::Span<const int32_t> tokens(seq->tokens);
   const bool before_min =
       seq->num_output_tokens() < request->request.stopping.min_tokens;
-  SampledToken sampled = seq->sampler->Sample(
+  return seq->sampler->Sample(
       logits, tokens.subspan(0, seq->num_prompt_tokens),
       tokens.subspan(seq->num_prompt_tokens),
       before_min ? absl::Span<const int32_t>(request->stop_ids)
                  : absl::Span<const int32_t>());
+}
+
+void Engine::EmitToken(Sequence* seq, SampledToken sampled, absl::Time now) {
+  RequestState* request = seq->request;
   seq->tokens.push_back(sampled.token);
   request->usage.completion_tokens++;
   stats_->generated++;
@@ -327,10 +368,11 @@ void Engine::SampleNext(Sequence* seq, absl::Span<const float> logits) {
   }
   delta.prompt_logprobs = std::move(request->pending_prompt_logprobs);
   request->pending_prompt_logprobs.clear();
-  const absl::Time now = absl::Now();
   if (!request->first_token) request->first_token = now;
   if (seq->index == 0) {
-    if (request->last_token) request->inter_token.push_back(now - *request->last_token);
+    if (request->last_token) {
+      request->inter_token.push_back(now - *request->last_token);
+    }
     request->last_token = now;
   }
   request->sink->OnDelta(std::move(delta));
@@ -422,6 +464,10 @@ EngineStats Engine::stats() const {
   s.generated_tokens = stats_->generated;
   s.requests_finished = stats_->finished;
   s.requests_failed = stats_->failed;
+  s.schedule_seconds = stats_->schedule_ns * 1e-9;
+  s.execute_seconds = stats_->execute_ns * 1e-9;
+  s.sample_seconds = stats_->sample_ns * 1e-9;
+  s.postprocess_seconds = stats_->postprocess_ns * 1e-9;
   return s;
 }
 

@@ -1,9 +1,10 @@
 // The engine: many requests share one model; each step serves every running
 // request. Submit() and Cancel() may be called from any thread; one loop
 // thread runs
-//   Step() = drain inbox → Schedule() → Execute() → Postprocess()
-// where Postprocess samples, detokenizes, checks stop conditions and emits
-// each request's deltas and terminal event to its EventSink.
+//   Step() = drain inbox → Schedule() → Execute() → sample → Postprocess()
+// where Postprocess appends the sampled tokens, detokenizes, checks stop
+// conditions and emits each request's deltas and terminal event to its
+// EventSink.
 #ifndef WEFT_RUNTIME_ENGINE_H_
 #define WEFT_RUNTIME_ENGINE_H_
 
@@ -48,6 +49,13 @@ struct EngineStats {
   int64_t generated_tokens = 0;
   int64_t requests_finished = 0;
   int64_t requests_failed = 0;
+  // Time spent in each phase of Step(), summed over all steps: draining
+  // the inbox and Schedule(); the forward pass; sampling; Postprocess
+  // (bookkeeping, detokenization, stop checks, emitting events).
+  double schedule_seconds = 0;
+  double execute_seconds = 0;
+  double sample_seconds = 0;
+  double postprocess_seconds = 0;
 };
 
 struct RequestState;
@@ -90,9 +98,16 @@ class Engine {
   absl::Status Validate(const Request& request) const;
   void DrainInbox();
   void Admit(Submission submission);
-  void Postprocess(const Batch& batch);
-  // Samples the next token of `seq` from `logits` and emits it.
-  void SampleNext(Sequence* seq, absl::Span<const float> logits);
+  // Postprocess, before sampling: the scheduled tokens are now computed.
+  void Advance(const Batch& batch);
+  // Samples every sequence whose chunk reached its end (forking n > 1
+  // requests first) into sampled_.
+  void SampleBatch(const Batch& batch);
+  SampledToken Sample(Sequence* seq, absl::Span<const float> logits);
+  // Postprocess, after sampling: appends each sampled token, detokenizes,
+  // checks stop conditions and emits.
+  void Emit();
+  void EmitToken(Sequence* seq, SampledToken sampled, absl::Time now);
   void ForkSamples(Sequence* parent);
   void AddPromptLogprobs(const ScheduledSequence& s);
   void FinishSequence(Sequence* seq, FinishReason reason,
@@ -112,6 +127,11 @@ class Engine {
 
   // Engine-thread state.
   absl::flat_hash_map<std::string, std::unique_ptr<RequestState>> requests_;
+  struct SampledStep {
+    Sequence* seq;
+    SampledToken token;
+  };
+  std::vector<SampledStep> sampled_;  // this step's samples, reused
   int64_t next_seq_id_ = 0;
   int64_t next_arrival_ = 0;
 

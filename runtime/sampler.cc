@@ -133,11 +133,25 @@ absl::Status SamplingParams::Validate(int vocab_size) const {
 }
 
 int32_t ArgMax(absl::Span<const float> logits) {
-  int32_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  // Two passes: the maximum over eight independent lanes (which the
+  // compiler turns into SIMD max instructions), then its first index. A
+  // vocabulary-sized scan per sequence per step is on the engine's hot path.
+  constexpr int kLanes = 8;
+  const size_t n = logits.size();
+  float lane[kLanes];
+  std::fill(lane, lane + kLanes, -std::numeric_limits<float>::infinity());
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      lane[j] = lane[j] > logits[i + j] ? lane[j] : logits[i + j];
+    }
   }
-  return best;
+  float best = *std::max_element(lane, lane + kLanes);
+  for (; i < n; ++i) best = best > logits[i] ? best : logits[i];
+  for (size_t k = 0; k < n; ++k) {
+    if (logits[k] == best) return static_cast<int32_t>(k);
+  }
+  return 0;  // every logit NaN
 }
 
 SampledToken ScoreToken(absl::Span<const float> logits, int32_t next_token,

@@ -1,0 +1,130 @@
+// The engine's own cost per step, without a model, at N running decode
+// sequences: the whole Step() (Time column), and its counters
+//   sched+post_us  Schedule() (with draining the inbox) + Postprocess
+//                  (block bookkeeping, detokenization, stop checks, events)
+//   sample_us      greedy sampling, a scan over `vocab` logits per sequence
+// The executor computes nothing and returns fixed logits (469 = the tiny
+// fixture's vocabulary size, 49152 = SmolLM2's); detokenization uses the
+// default model's tokenizer when it is there.
+//
+//   build/bench/scheduler_bench --benchmark_repetitions=5
+#include <algorithm>
+#include <memory>
+#include <string>
+
+#include "benchmark/benchmark.h"
+#include "runtime/engine.h"
+#include "runtime/loader/gguf.h"
+
+namespace weft {
+namespace {
+
+class NullExecutor : public StepExecutor {
+ public:
+  NullExecutor(int vocab, int max_rows, int num_kv_blocks) : vocab_(vocab) {
+    plan_.max_num_tokens = 1 << 16;
+    plan_.max_num_logits = max_rows;
+    plan_.num_kv_blocks = num_kv_blocks;
+    plan_.block_size = 16;
+    logits_.assign(vocab, 0.0f);
+    logits_[kToken] = 1.0f;
+  }
+  absl::Status Execute(const Batch&) override { return absl::OkStatus(); }
+  absl::Span<const float> logits_row(int) const override { return logits_; }
+  int vocab_size() const override { return vocab_; }
+  int max_position_embeddings() const override { return 1 << 20; }
+  const ModelPlan& plan() const override { return plan_; }
+
+  static constexpr int32_t kToken = 300;  // an ordinary word piece
+
+ private:
+  int vocab_;
+  ModelPlan plan_;
+  std::vector<float> logits_;
+};
+
+class NullSink : public EventSink {
+ public:
+  void OnDelta(Delta delta) override { benchmark::DoNotOptimize(delta); }
+  void OnFinished(Finished) override {}
+  void OnError(absl::Status) override {}
+};
+
+// The default model's byte-level tokenizer (what the engine detokenizes
+// with in practice) when it was fetched, else the tiny fixture's.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer() {
+  const std::string model =
+      std::string(WEFT_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (auto gguf = GgufFile::Open(model); gguf.ok()) {
+    return Tokenizer::FromGguf(**gguf);
+  }
+  const std::string dir = std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
+  return Tokenizer::FromHfFiles(dir + "/tokenizer.json",
+                                dir + "/tokenizer_config.json");
+}
+
+void BM_EngineStepWithoutModel(benchmark::State& state) {
+  const int num_seqs = static_cast<int>(state.range(0));
+  const int vocab = static_cast<int>(state.range(1));
+  auto tokenizer = LoadTokenizer();
+  if (!tokenizer.ok()) {
+    state.SkipWithError(tokenizer.status().ToString().c_str());
+    return;
+  }
+  const int max_steps = 4000;
+  auto executor = std::make_unique<NullExecutor>(
+      vocab, num_seqs, num_seqs * (max_steps / 16 + 4));
+  EngineConfig config;
+  config.scheduler.max_num_seqs = num_seqs;
+  config.scheduler.max_num_batched_tokens = num_seqs * 16;
+  config.scheduler.max_num_logit_rows = num_seqs;
+  auto engine = Engine::Create(std::move(executor), tokenizer->get(), config);
+  if (!engine.ok()) {
+    state.SkipWithError(engine.status().ToString().c_str());
+    return;
+  }
+  auto sink = std::make_shared<NullSink>();
+  for (int i = 0; i < num_seqs; ++i) {
+    Request r;
+    r.id = std::to_string(i);
+    r.prompt_ids = {5, 6, 7, 8, 9, 10, 11, static_cast<int32_t>(12 + i % 100)};
+    r.sampling.temperature = 0.0f;
+    r.stopping.max_tokens = max_steps + 100;
+    r.stopping.ignore_eos = true;
+    if (!(*engine)->Submit(std::move(r), sink).ok()) {
+      state.SkipWithError("submit failed");
+      return;
+    }
+  }
+  (*engine)->Step();  // prefill every prompt: from here on, pure decode steps
+  const EngineStats before = (*engine)->stats();
+  int steps = 0;
+  for (auto _ : state) {
+    if (++steps >= max_steps) {
+      state.SkipWithError("ran out of planned steps");
+      break;
+    }
+    (*engine)->Step();
+  }
+  const EngineStats after = (*engine)->stats();
+  const double per_step_us = 1e6 / std::max(1, steps);
+  state.counters["running"] = after.num_running;
+  // Schedule() (with draining the inbox) + Postprocess (bookkeeping,
+  // detokenization, stop checks, events): the engine's own overhead.
+  state.counters["sched+post_us"] =
+      ((after.schedule_seconds - before.schedule_seconds) +
+       (after.postprocess_seconds - before.postprocess_seconds)) * per_step_us;
+  state.counters["sample_us"] =
+      (after.sample_seconds - before.sample_seconds) * per_step_us;
+}
+
+BENCHMARK(BM_EngineStepWithoutModel)
+    ->Args({256, 469})
+    ->Args({256, 49152})
+    ->Iterations(1000)
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace weft
+
+BENCHMARK_MAIN();
