@@ -260,6 +260,14 @@ BlockId BlockManager::TakeBlock() {
   return block;
 }
 
+void BlockManager::DropUnreferencedCachedBlocks() {
+  while (!evictable_blocks_.empty()) {
+    const BlockId block = evictable_blocks_.front();
+    Evict(block);
+    free_blocks_.push_back(block);
+  }
+}
+
 void BlockManager::Evict(BlockId block) {
   BlockState& state = blocks_[block];
   evictable_blocks_.erase(state.evictable_position);

@@ -137,6 +137,11 @@ class BlockManager {
   // prompt). Empty when `table` is empty or belongs to another manager.
   BlockTable Fork(const BlockTable& table);
 
+  // Empties the prefix cache of every block no table holds (they become
+  // free). After a failed step, blocks registered for it may hold KV that
+  // was never written; the engine drops them this way.
+  void DropUnreferencedCachedBlocks();
+
   int num_blocks() const { return static_cast<int>(blocks_.size()); }
   int block_size() const { return block_size_; }
   // Free plus evictable (cached, unreferenced) blocks.

@@ -225,9 +225,11 @@ bool Engine::Step() {
   const absl::Time executed = absl::Now();
   if (!status.ok()) {
     // The step failed as a whole: end its requests, keep serving the rest.
+    // Blocks cached for this step may hold KV that was never written.
     for (const ScheduledSequence& s : batch.seqs) {
       if (!s.seq->request->ended) FailRequest(s.seq->request, status);
     }
+    blocks_.DropUnreferencedCachedBlocks();
   } else {
     Advance(batch);
     const absl::Time advanced = absl::Now();

@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/model_runner.h"
 #include "tests/engine/engine_harness.h"
 
 namespace weft {
@@ -215,6 +216,85 @@ TEST(EngineTest, FullQueueAnswersResourceExhausted) {
             absl::StatusCode::kResourceExhausted);
   h.RunUntilIdle();
   EXPECT_TRUE(h.Submit(GreedyRequest("3", {1, 2}, 2)).ok());  // room again
+}
+
+// Fails the steps it is told to, runs the real model otherwise.
+class FlakyExecutor : public StepExecutor {
+ public:
+  explicit FlakyExecutor(std::unique_ptr<StepExecutor> real)
+      : real_(std::move(real)) {}
+  absl::Status Execute(const Batch& batch) override {
+    if (fail_next_) {
+      fail_next_ = false;
+      return absl::InternalError("injected failure");
+    }
+    return real_->Execute(batch);
+  }
+  absl::Span<const float> logits_row(int row) const override {
+    return real_->logits_row(row);
+  }
+  int vocab_size() const override { return real_->vocab_size(); }
+  int max_position_embeddings() const override {
+    return real_->max_position_embeddings();
+  }
+  const ModelPlan& plan() const override { return real_->plan(); }
+  bool fail_next_ = false;
+
+ private:
+  std::unique_ptr<StepExecutor> real_;
+};
+
+TEST(EngineTest, AFailedStepFailsOnlyItsRequestsAndPoisonsNoCache) {
+  auto files = ModelFiles::Open(testing::TinyModelPath(kTiny));
+  ASSERT_TRUE(files.ok());
+  CpuBackend backend;
+  auto model = LlamaModel::Create(**files, &backend, TinyPlan());
+  ASSERT_TRUE(model.ok());
+  auto flaky = std::make_unique<FlakyExecutor>(
+      std::make_unique<ModelRunner>(model->get(), &backend));
+  FlakyExecutor* executor = flaky.get();
+  auto engine = Engine::Create(std::move(flaky), &(*files)->tokenizer(), TinyConfig());
+  ASSERT_TRUE(engine.ok());
+
+  // A decoding request and a new prompt share the step that fails: both
+  // end with its error (every running request is in every step).
+  auto decoding = std::make_shared<StreamBuffer>();
+  ASSERT_TRUE((*engine)->Submit(GreedyRequest("decoding", RandomPrompt(5, 4), 30),
+                                decoding).ok());
+  (*engine)->Step();
+  const std::vector<int32_t> prompt = RandomPrompt(17, 8);
+  auto victim = std::make_shared<StreamBuffer>();
+  ASSERT_TRUE((*engine)->Submit(GreedyRequest("victim", prompt, 3), victim).ok());
+  executor->fail_next_ = true;
+  (*engine)->Step();
+  for (auto& sink : {victim, decoding}) {
+    std::optional<absl::Status> error;
+    while (auto e = sink->Next(absl::ZeroDuration())) {
+      if (auto* s = std::get_if<absl::Status>(&*e)) error = *s;
+    }
+    ASSERT_TRUE(error.has_value());
+    EXPECT_EQ(error->code(), absl::StatusCode::kInternal);
+  }
+  EXPECT_EQ((*engine)->stats().kv_blocks_used, 0);
+  // The victim's prompt blocks were registered but never computed: a new
+  // request with the same prompt must not be served from them.
+  auto again = std::make_shared<StreamBuffer>();
+  ASSERT_TRUE((*engine)->Submit(GreedyRequest("again", prompt, 3), again).ok());
+  while ((*engine)->Step()) {
+  }
+  std::optional<Finished> finished;
+  std::vector<int32_t> tokens;
+  while (auto e = again->Next(absl::ZeroDuration())) {
+    if (auto* d = std::get_if<Delta>(&*e)) {
+      tokens.insert(tokens.end(), d->token_ids.begin(), d->token_ids.end());
+    }
+    if (auto* f = std::get_if<Finished>(&*e)) finished = *f;
+  }
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_EQ(finished->usage.cached_prompt_tokens, 0);
+  EXPECT_EQ(tokens, Alone(GreedyRequest("again", prompt, 3)).tokens[0]);
+  // And the engine goes on serving.
+  EXPECT_EQ((*engine)->stats().requests_failed, 2);
 }
 
 TEST(EngineTest, LoopThreadServesConcurrentSubmittersAndStopEndsTheRest) {

@@ -526,5 +526,23 @@ INSTANTIATE_TEST_SUITE_P(PrefixCaching, BlockManagerPropertyTest,
                            return info.param ? "Enabled" : "Disabled";
                          });
 
+TEST(BlockManagerDropTest, DroppingUnreferencedCachedBlocksFreesThemAndForgetsThem) {
+  BlockManager manager(8, 4);
+  const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  {
+    auto table = manager.Allocate(prompt, 9);
+    ASSERT_TRUE(table.ok());
+  }  // dropped: its two full blocks stay cached
+  EXPECT_EQ(manager.NumCachedTokens(prompt), 8);
+  auto held = manager.Allocate({20, 21, 22, 23, 24}, 5);  // registers one block
+  ASSERT_TRUE(held.ok());
+  manager.DropUnreferencedCachedBlocks();
+  EXPECT_EQ(manager.NumCachedTokens(prompt), 0);
+  EXPECT_EQ(manager.num_free_blocks(), 6);  // all but the held table's two
+  EXPECT_TRUE(manager.CheckConsistency().ok());
+  // Blocks still held keep their cache entries.
+  EXPECT_EQ(manager.NumCachedTokens({20, 21, 22, 23, 24}), 4);
+}
+
 }  // namespace
 }  // namespace weft
