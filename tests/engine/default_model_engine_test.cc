@@ -11,9 +11,9 @@
 namespace weft {
 namespace {
 
-using testing::EngineHarness;
-using testing::GreedyRequest;
-using testing::Outcome;
+using test::EngineHarness;
+using test::GreedyRequest;
+using test::Outcome;
 
 const char* const kPrompts[] = {
     "The capital of France is",
@@ -53,14 +53,14 @@ EngineConfig Config() {
 class DefaultModelEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!testing::HaveDefaultModel()) {
+    if (!test::HaveDefaultModel()) {
       GTEST_SKIP() << "default model not found in " << WEFT_MODEL_DIR
                    << " (run tools/fetch_model.sh)";
     }
   }
 
   std::vector<Request> Requests(bool sampled) {
-    EngineHarness encoder(testing::DefaultModelPath(), Plan(64), Config());
+    EngineHarness encoder(test::DefaultModelPath(), Plan(64), Config());
     std::vector<Request> requests;
     for (int i = 0; i < 16; ++i) {
       Request r = GreedyRequest(absl::StrCat("q", i), encoder.Encode(kPrompts[i]),
@@ -78,7 +78,7 @@ class DefaultModelEngineTest : public ::testing::Test {
   // Each request run alone on a fresh engine.
   std::map<std::string, Outcome> Alone(const std::vector<Request>& requests) {
     std::map<std::string, Outcome> out;
-    EngineHarness h(testing::DefaultModelPath(), Plan(64), Config());
+    EngineHarness h(test::DefaultModelPath(), Plan(64), Config());
     for (const Request& r : requests) out[r.id] = h.RunTogether({r})[r.id];
     return out;
   }
@@ -86,7 +86,7 @@ class DefaultModelEngineTest : public ::testing::Test {
 
 TEST_F(DefaultModelEngineTest, SixteenConcurrentGreedyRequestsMatchEachAlone) {
   const std::vector<Request> requests = Requests(/*sampled=*/false);
-  EngineHarness h(testing::DefaultModelPath(), Plan(256), Config());
+  EngineHarness h(test::DefaultModelPath(), Plan(256), Config());
   ASSERT_TRUE(h.ok());
   auto together = h.RunTogether(requests);
   auto alone = Alone(requests);
@@ -99,7 +99,7 @@ TEST_F(DefaultModelEngineTest, SixteenConcurrentGreedyRequestsMatchEachAlone) {
 
 TEST_F(DefaultModelEngineTest, SeededSampledRequestsMatchEachAlone) {
   const std::vector<Request> requests = Requests(/*sampled=*/true);
-  EngineHarness h(testing::DefaultModelPath(), Plan(256), Config());
+  EngineHarness h(test::DefaultModelPath(), Plan(256), Config());
   ASSERT_TRUE(h.ok());
   auto together = h.RunTogether(requests);
   auto alone = Alone(requests);
@@ -114,7 +114,7 @@ TEST_F(DefaultModelEngineTest, TooSmallKvCachePreemptsButEveryRequestMatches) {
   std::vector<Request> requests = Requests(/*sampled=*/false);
   requests.resize(8);
   for (Request& r : requests) r.stopping.max_tokens = 20;
-  EngineHarness h(testing::DefaultModelPath(), Plan(6), Config());
+  EngineHarness h(test::DefaultModelPath(), Plan(6), Config());
   ASSERT_TRUE(h.ok());
   auto together = h.RunTogether(requests);
   EXPECT_GT(h.engine().stats().num_preemptions, 0);
@@ -127,7 +127,7 @@ TEST_F(DefaultModelEngineTest, TooSmallKvCachePreemptsButEveryRequestMatches) {
 }
 
 TEST_F(DefaultModelEngineTest, SecondRequestComputesOnlyItsNewTokens) {
-  EngineHarness h(testing::DefaultModelPath(), Plan(64), Config());
+  EngineHarness h(test::DefaultModelPath(), Plan(64), Config());
   ASSERT_TRUE(h.ok());
   std::string document;
   for (int i = 0; i < 12; ++i) {
@@ -149,7 +149,7 @@ TEST_F(DefaultModelEngineTest, SecondRequestComputesOnlyItsNewTokens) {
   EXPECT_EQ(h.engine().stats().prompt_tokens_computed - computed_before,
             static_cast<int64_t>(question.size()) - full_blocks);
   // Unchanged output: the same request on an engine that never saw the doc.
-  EngineHarness fresh(testing::DefaultModelPath(), Plan(64), Config());
+  EngineHarness fresh(test::DefaultModelPath(), Plan(64), Config());
   EXPECT_EQ(out["question"].tokens, fresh.RunTogether({second})["question"].tokens);
 }
 

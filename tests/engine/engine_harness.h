@@ -15,7 +15,7 @@
 #include "runtime/model/llama.h"
 #include "runtime/model/model_files.h"
 
-namespace weft::testing {
+namespace weft::test {
 
 inline std::string DefaultModelPath() {
   return std::string(WEFT_MODEL_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -132,6 +132,6 @@ inline Request GreedyRequest(const std::string& id,
   return r;
 }
 
-}  // namespace weft::testing
+}  // namespace weft::test
 
 #endif  // WEFT_TESTS_ENGINE_ENGINE_HARNESS_H_

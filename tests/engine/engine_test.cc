@@ -15,9 +15,9 @@ namespace weft {
 namespace {
 
 using ::testing::HasSubstr;
-using testing::EngineHarness;
-using testing::GreedyRequest;
-using testing::Outcome;
+using test::EngineHarness;
+using test::GreedyRequest;
+using test::Outcome;
 
 constexpr char kTiny[] = "tiny_llama";
 
@@ -48,12 +48,12 @@ std::vector<int32_t> RandomPrompt(int length, uint32_t seed) {
 
 // Output of `request` when it runs alone on a roomy engine.
 Outcome Alone(const Request& request) {
-  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   return h.RunTogether({request})[request.id];
 }
 
 TEST(EngineTest, GreedyRequestsTogetherMatchEachAlone) {
-  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   ASSERT_TRUE(h.ok());
   std::vector<Request> requests;
   for (int i = 0; i < 8; ++i) {
@@ -72,7 +72,7 @@ TEST(EngineTest, GreedyRequestsTogetherMatchEachAlone) {
 
 TEST(EngineTest, ChunkedPrefillGivesTheSameTokens) {
   // A 10-token budget splits a 37-token prompt over four steps.
-  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig(10));
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig(10));
   ASSERT_TRUE(h.ok());
   const Request r = GreedyRequest("long", RandomPrompt(37, 7), 6);
   auto chunked = h.RunTogether({r});
@@ -82,7 +82,7 @@ TEST(EngineTest, ChunkedPrefillGivesTheSameTokens) {
 
 TEST(EngineTest, PreemptedRequestsStillFinishWithTheSameOutput) {
   // 12 blocks of 4 tokens cannot hold four 20-token sequences at once.
-  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(12), TinyConfig());
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(12), TinyConfig());
   ASSERT_TRUE(h.ok());
   std::vector<Request> requests;
   for (int i = 0; i < 4; ++i) {
@@ -98,7 +98,7 @@ TEST(EngineTest, PreemptedRequestsStillFinishWithTheSameOutput) {
 }
 
 TEST(EngineTest, SharedPrefixIsServedFromTheCache) {
-  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   ASSERT_TRUE(h.ok());
   const std::vector<int32_t> prefix = RandomPrompt(30, 3);
   std::vector<int32_t> second_prompt = prefix;
@@ -113,7 +113,7 @@ TEST(EngineTest, SharedPrefixIsServedFromTheCache) {
 }
 
 TEST(EngineTest, CancellationFreesBlocksWithinOneStepAndFinishesOnce) {
-  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   ASSERT_TRUE(h.ok());
   ASSERT_TRUE(h.Submit(GreedyRequest("c", RandomPrompt(9, 1), 200)).ok());
   for (int i = 0; i < 5; ++i) h.engine().Step();
@@ -130,7 +130,7 @@ TEST(EngineTest, CancellationFreesBlocksWithinOneStepAndFinishesOnce) {
 }
 
 TEST(EngineTest, ParallelSamplesShareThePromptAndAreReproducible) {
-  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   ASSERT_TRUE(h.ok());
   Request r = GreedyRequest("n3", RandomPrompt(10, 5), 8);
   r.sampling.temperature = 1.0f;
@@ -150,7 +150,7 @@ TEST(EngineTest, ParallelSamplesShareThePromptAndAreReproducible) {
 }
 
 TEST(EngineTest, PromptLogprobsCoverEveryPromptToken) {
-  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig(8));
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig(8));
   ASSERT_TRUE(h.ok());
   Request r = GreedyRequest("lp", RandomPrompt(13, 2), 2);
   r.sampling.prompt_logprobs = 2;
@@ -178,7 +178,7 @@ TEST(EngineTest, PromptLogprobsCoverEveryPromptToken) {
 }
 
 TEST(EngineTest, RejectsBadRequestsWithTheFieldNamed) {
-  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   ASSERT_TRUE(h.ok());
   auto sink = std::make_shared<StreamBuffer>();
   Request bad_token = GreedyRequest("a", {1, 5000}, 4);
@@ -208,7 +208,7 @@ TEST(EngineTest, RejectsBadRequestsWithTheFieldNamed) {
 TEST(EngineTest, FullQueueAnswersResourceExhausted) {
   EngineConfig config = TinyConfig();
   config.max_live_requests = 2;
-  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), config);
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), config);
   ASSERT_TRUE(h.ok());
   ASSERT_TRUE(h.Submit(GreedyRequest("1", {1, 2}, 2)).ok());
   ASSERT_TRUE(h.Submit(GreedyRequest("2", {1, 2}, 2)).ok());
@@ -245,7 +245,7 @@ class FlakyExecutor : public StepExecutor {
 };
 
 TEST(EngineTest, AFailedStepFailsOnlyItsRequestsAndPoisonsNoCache) {
-  auto files = ModelFiles::Open(testing::TinyModelPath(kTiny));
+  auto files = ModelFiles::Open(test::TinyModelPath(kTiny));
   ASSERT_TRUE(files.ok());
   CpuBackend backend;
   auto model = LlamaModel::Create(**files, &backend, TinyPlan());
@@ -298,7 +298,7 @@ TEST(EngineTest, AFailedStepFailsOnlyItsRequestsAndPoisonsNoCache) {
 }
 
 TEST(EngineTest, LoopThreadServesConcurrentSubmittersAndStopEndsTheRest) {
-  EngineHarness h(testing::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   ASSERT_TRUE(h.ok());
   h.engine().Start();
   std::vector<std::thread> clients;

@@ -21,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/loader/gguf_writer.h"
+#include "tests/test_util.h"
 
 namespace weft {
 namespace {
@@ -29,33 +30,12 @@ namespace gw = gguf_writer;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-template <typename T>
-const absl::Status& GetStatus(const absl::StatusOr<T>& status_or) {
-  return status_or.status();
-}
-
-// The status of a StatusOr has `code` and its message contains
-// `substring`.
-MATCHER_P2(StatusIs, code, substring, "") {
-  const absl::Status& status = GetStatus(arg);
-  *result_listener << "status is " << status;
-  return status.code() == code &&
-         absl::StrContains(status.message(), substring);
-}
+using test::StatusIs;
 
 class GgufTest : public testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (std::filesystem::temp_directory_path() /
-                           "weft_gguf_test_XXXXXX")
-                              .string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
+  void SetUp() override { dir_ = test::MakeScratchDir("weft_gguf_test"); }
+  void TearDown() override { test::RemoveScratchDir(dir_); }
 
   std::string WriteBytes(const std::string& bytes,
                          const std::string& name = "model.gguf") {

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace weft {
 namespace {
@@ -27,13 +28,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-// The status of a StatusOr has `code` and its message contains `substring`.
-MATCHER_P2(StatusIs, code, substring, "") {
-  const absl::Status& status = arg.status();
-  *result_listener << "status is " << status;
-  return status.code() == code &&
-         absl::StrContains(status.message(), substring);
-}
+using test::StatusIs;
 
 struct Tensor {
   std::string name;
@@ -101,16 +96,9 @@ std::string TensorBytes(const HostTensor& t) {
 class SafetensorsTest : public testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (std::filesystem::temp_directory_path() /
-                           "weft_safetensors_test_XXXXXX")
-                              .string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
+    dir_ = test::MakeScratchDir("weft_safetensors_test");
   }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
+  void TearDown() override { test::RemoveScratchDir(dir_); }
 
   std::string Write(const std::string& name, const std::string& bytes) {
     const std::string path = (dir_ / name).string();

@@ -22,6 +22,7 @@
 #include "runtime/loader/gguf.h"
 #include "runtime/tokenizer/utf8.h"
 #include "tests/loader/gguf_writer.h"
+#include "tests/test_util.h"
 
 namespace weft {
 namespace {
@@ -39,18 +40,7 @@ const std::string kVocabs = std::string(WEFT_MODEL_DIR) + "/vocab";
 const std::string kDefaultModel =
     std::string(WEFT_MODEL_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-template <typename T>
-const absl::Status& GetStatus(const absl::StatusOr<T>& status_or) {
-  return status_or.status();
-}
-
-// The status has `code` and its message contains `substring`.
-MATCHER_P2(StatusIs, code, substring, "") {
-  const absl::Status& status = GetStatus(arg);
-  *result_listener << "status is " << status;
-  return status.code() == code &&
-         absl::StrContains(status.message(), substring);
-}
+using test::StatusIs;
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGguf(const std::string& path) {
   absl::StatusOr<std::unique_ptr<GgufFile>> gguf = GgufFile::Open(path);
@@ -405,17 +395,8 @@ TEST_F(LlamaSpmTest, NamesItsSpecialIds) {
 
 class MalformedTest : public testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "weft_tokenizer_XXXXXX")
-            .string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
+  void SetUp() override { dir_ = test::MakeScratchDir("weft_tokenizer"); }
+  void TearDown() override { test::RemoveScratchDir(dir_); }
 
   std::string Write(const std::string& name, const std::string& bytes) {
     const std::string path = (dir_ / name).string();
