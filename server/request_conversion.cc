@@ -1,0 +1,183 @@
+#include "server/request_conversion.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+
+namespace weft {
+namespace {
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+// Prefixes a runtime validation error with the proto message it is about.
+absl::Status InField(absl::string_view message, const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(),
+                      absl::StrCat(message, ".", status.message()));
+}
+
+SamplingParams ToSampling(const v1::SamplingParams& p) {
+  SamplingParams s;
+  if (p.has_temperature()) s.temperature = p.temperature();
+  if (p.has_top_p()) s.top_p = p.top_p();
+  if (p.has_top_k()) s.top_k = p.top_k();
+  if (p.has_min_p()) s.min_p = p.min_p();
+  if (p.has_repetition_penalty()) s.repetition_penalty = p.repetition_penalty();
+  if (p.has_presence_penalty()) s.presence_penalty = p.presence_penalty();
+  if (p.has_frequency_penalty()) s.frequency_penalty = p.frequency_penalty();
+  for (const auto& [token, bias] : p.logit_bias()) {
+    s.logit_bias.emplace_back(token, bias);
+  }
+  // A map's order is unspecified: sort so the request is reproducible.
+  std::sort(s.logit_bias.begin(), s.logit_bias.end());
+  if (p.has_seed()) s.seed = p.seed();
+  if (p.has_logprobs()) s.logprobs = p.logprobs();
+  if (p.has_prompt_logprobs()) s.prompt_logprobs = p.prompt_logprobs();
+  if (p.has_n()) s.n = p.n();
+  return s;
+}
+
+StoppingParams ToStopping(const v1::StoppingParams& p) {
+  StoppingParams s;
+  if (p.has_max_tokens()) s.max_tokens = p.max_tokens();
+  if (p.has_min_tokens()) s.min_tokens = p.min_tokens();
+  s.ignore_eos = p.ignore_eos();
+  s.stop_token_ids.assign(p.stop_token_ids().begin(), p.stop_token_ids().end());
+  s.stop.assign(p.stop().begin(), p.stop().end());
+  s.include_stop_str_in_output = p.include_stop_str_in_output();
+  if (p.has_skip_special_tokens()) s.skip_special_tokens = p.skip_special_tokens();
+  return s;
+}
+
+void ToProto(const SampledToken& token, v1::LogprobEntry* out) {
+  out->set_token(token.token);
+  out->set_logprob(token.logprob);
+  for (const TokenLogprob& top : token.top) {
+    v1::TokenLogprob* entry = out->add_top();
+    entry->set_token(top.token);
+    entry->set_logprob(top.logprob);
+  }
+}
+
+v1::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+    default: return v1::FINISH_REASON_UNSPECIFIED;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Request> ToRuntimeRequest(const v1::GenerateRequest& proto,
+                                         const ServedModel& model,
+                                         const std::string& assigned_id) {
+  Request r;
+  if (proto.request_id().size() > kMaxRequestIdBytes) {
+    return Invalid("request_id", absl::StrCat("longer than ", kMaxRequestIdBytes,
+                                             " bytes"));
+  }
+  r.id = proto.request_id().empty() ? assigned_id : proto.request_id();
+  if (!proto.model().empty() && proto.model() != model.name) {
+    return Invalid("model", absl::StrCat("'", proto.model(),
+                                        "' is not served here (this server "
+                                        "serves '", model.name, "')"));
+  }
+  switch (proto.prompt_case()) {
+    case v1::GenerateRequest::kText: {
+      if (proto.text().empty()) return Invalid("prompt.text", "is empty");
+      EncodeOptions options;
+      options.add_special_tokens = proto.add_special_tokens();
+      r.prompt_ids = model.tokenizer->Encode(proto.text(), options);
+      if (r.prompt_ids.empty()) {
+        return Invalid("prompt.text", "encodes to no tokens");
+      }
+      break;
+    }
+    case v1::GenerateRequest::kTokenIds: {
+      const auto& ids = proto.token_ids().ids();
+      if (ids.empty()) return Invalid("prompt.token_ids", "is empty");
+      for (int i = 0; i < ids.size(); ++i) {
+        if (ids[i] < 0 || ids[i] >= model.vocab_size) {
+          return Invalid(absl::StrCat("prompt.token_ids[", i, "]"),
+                         absl::StrCat(ids[i], " is outside the vocabulary of ",
+                                      model.vocab_size, " tokens"));
+        }
+      }
+      r.prompt_ids.assign(ids.begin(), ids.end());
+      break;
+    }
+    default:
+      return Invalid("prompt", "set text or token_ids");
+  }
+
+  r.sampling = ToSampling(proto.sampling());
+  if (auto s = r.sampling.Validate(model.vocab_size); !s.ok()) {
+    return InField("sampling", s);
+  }
+  if (r.sampling.n > model.max_n) {
+    return Invalid("sampling.n", absl::StrCat("at most ", model.max_n,
+                                              " samples, got ", r.sampling.n));
+  }
+  r.stopping = ToStopping(proto.stopping());
+  if (auto s = r.stopping.Validate(); !s.ok()) return InField("stopping", s);
+  for (int i = 0; i < proto.stopping().stop_token_ids_size(); ++i) {
+    const int32_t id = proto.stopping().stop_token_ids(i);
+    if (id >= model.vocab_size) {
+      return Invalid(absl::StrCat("stopping.stop_token_ids[", i, "]"),
+                     absl::StrCat(id, " is outside the vocabulary"));
+    }
+  }
+  const int64_t total = static_cast<int64_t>(r.prompt_ids.size()) +
+                        r.stopping.max_tokens;
+  if (total > model.max_model_len) {
+    return Invalid("stopping.max_tokens",
+                   absl::StrCat("the prompt (", r.prompt_ids.size(),
+                                " tokens) plus max_tokens (",
+                                r.stopping.max_tokens,
+                                ") exceeds the context of ",
+                                model.max_model_len, " tokens"));
+  }
+  r.priority = proto.priority();
+  return r;
+}
+
+void ToProto(const Delta& delta, v1::Delta* out) {
+  out->set_index(delta.index);
+  out->set_text(delta.text);
+  out->mutable_token_ids()->Add(delta.token_ids.begin(), delta.token_ids.end());
+  for (const SampledToken& t : delta.logprobs) ToProto(t, out->add_logprobs());
+  for (const SampledToken& t : delta.prompt_logprobs) {
+    ToProto(t, out->add_prompt_logprobs());
+  }
+}
+
+void ToProto(const Finished& finished, const std::string& request_id,
+             v1::Final* out) {
+  out->set_request_id(request_id);
+  for (size_t i = 0; i < finished.samples.size(); ++i) {
+    v1::SampleResult* sample = out->add_samples();
+    sample->set_index(static_cast<int>(i));
+    sample->set_finish_reason(ToProto(finished.samples[i].reason));
+    sample->set_stop_reason(finished.samples[i].stop_reason);
+    sample->set_num_tokens(finished.samples[i].num_tokens);
+  }
+  out->mutable_usage()->set_prompt_tokens(finished.usage.prompt_tokens);
+  out->mutable_usage()->set_completion_tokens(finished.usage.completion_tokens);
+  out->mutable_usage()->set_cached_prompt_tokens(
+      finished.usage.cached_prompt_tokens);
+  v1::Timings* t = out->mutable_timings();
+  t->set_queue_seconds(absl::ToDoubleSeconds(finished.timings.queue_time));
+  t->set_time_to_first_token_seconds(
+      absl::ToDoubleSeconds(finished.timings.time_to_first_token));
+  t->set_end_to_end_seconds(absl::ToDoubleSeconds(finished.timings.end_to_end));
+  for (absl::Duration gap : finished.timings.inter_token) {
+    t->add_inter_token_seconds(absl::ToDoubleSeconds(gap));
+  }
+}
+
+}  // namespace weft

@@ -1,0 +1,231 @@
+// Validation of weft.v1 requests before they are queued: a table of bad
+// requests, each with its exact status code and the field it must name;
+// and the mapping of statuses to gRPC codes.
+#include "server/request_conversion.h"
+
+#include <cmath>
+#include <functional>
+
+#include "gtest/gtest.h"
+#include "server/status.h"
+
+namespace weft {
+namespace {
+
+class RequestConversionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string dir = std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
+    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
+                                            dir + "/tokenizer_config.json");
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    tokenizer_ = *std::move(tokenizer);
+    model_.name = "tiny";
+    model_.tokenizer = tokenizer_.get();
+    model_.vocab_size = tokenizer_->vocab_size();
+    model_.max_model_len = 256;
+    model_.max_n = 4;
+  }
+
+  static v1::GenerateRequest Good() {
+    v1::GenerateRequest r;
+    r.set_text("Hello world");
+    return r;
+  }
+
+  std::unique_ptr<Tokenizer> tokenizer_;
+  ServedModel model_;
+};
+
+TEST_F(RequestConversionTest, AGoodRequestGetsTheDocumentedDefaults) {
+  auto r = ToRuntimeRequest(Good(), model_, "assigned-1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->id, "assigned-1");
+  EXPECT_EQ(r->prompt_ids, tokenizer_->Encode("Hello world", EncodeOptions{}));
+  EXPECT_EQ(r->sampling.temperature, 1.0f);
+  EXPECT_EQ(r->sampling.n, 1);
+  EXPECT_FALSE(r->sampling.seed.has_value());
+  EXPECT_EQ(r->stopping.max_tokens, 16);
+  EXPECT_TRUE(r->stopping.skip_special_tokens);
+}
+
+TEST_F(RequestConversionTest, EveryFieldIsCarriedOver) {
+  v1::GenerateRequest p = Good();
+  p.set_request_id("mine");
+  p.set_model("tiny");
+  p.set_priority(-3);
+  v1::SamplingParams* s = p.mutable_sampling();
+  s->set_temperature(0.5f);
+  s->set_top_p(0.9f);
+  s->set_top_k(40);
+  s->set_min_p(0.05f);
+  s->set_repetition_penalty(1.1f);
+  s->set_presence_penalty(0.5f);
+  s->set_frequency_penalty(-0.5f);
+  (*s->mutable_logit_bias())[7] = 2.5f;
+  (*s->mutable_logit_bias())[3] = -100.0f;
+  s->set_seed(42);
+  s->set_logprobs(3);
+  s->set_prompt_logprobs(0);
+  s->set_n(2);
+  v1::StoppingParams* t = p.mutable_stopping();
+  t->set_max_tokens(20);
+  t->set_min_tokens(2);
+  t->set_ignore_eos(true);
+  t->add_stop_token_ids(5);
+  t->add_stop("\n\n");
+  t->set_include_stop_str_in_output(true);
+  t->set_skip_special_tokens(false);
+  auto r = ToRuntimeRequest(p, model_, "unused");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->id, "mine");
+  EXPECT_EQ(r->priority, -3);
+  EXPECT_EQ(r->sampling.temperature, 0.5f);
+  EXPECT_EQ(r->sampling.top_p, 0.9f);
+  EXPECT_EQ(r->sampling.top_k, 40);
+  EXPECT_EQ(r->sampling.min_p, 0.05f);
+  EXPECT_EQ(r->sampling.repetition_penalty, 1.1f);
+  EXPECT_EQ(r->sampling.presence_penalty, 0.5f);
+  EXPECT_EQ(r->sampling.frequency_penalty, -0.5f);
+  EXPECT_EQ(r->sampling.logit_bias,
+            (std::vector<std::pair<int32_t, float>>{{3, -100.0f}, {7, 2.5f}}));
+  EXPECT_EQ(r->sampling.seed, 42u);
+  EXPECT_EQ(r->sampling.logprobs, 3);
+  EXPECT_EQ(r->sampling.prompt_logprobs, 0);
+  EXPECT_EQ(r->sampling.n, 2);
+  EXPECT_EQ(r->stopping.max_tokens, 20);
+  EXPECT_EQ(r->stopping.min_tokens, 2);
+  EXPECT_TRUE(r->stopping.ignore_eos);
+  EXPECT_EQ(r->stopping.stop_token_ids, std::vector<int32_t>{5});
+  EXPECT_EQ(r->stopping.stop, std::vector<std::string>{"\n\n"});
+  EXPECT_TRUE(r->stopping.include_stop_str_in_output);
+  EXPECT_FALSE(r->stopping.skip_special_tokens);
+}
+
+struct BadCase {
+  const char* name;
+  std::function<void(v1::GenerateRequest*)> mutate;
+  const char* field;  // must appear in the message
+};
+
+TEST_F(RequestConversionTest, EachBadRequestIsInvalidArgumentNamingItsField) {
+  const std::vector<BadCase> cases = {
+      {"no prompt", [](auto* r) { r->clear_prompt(); }, "prompt"},
+      {"empty text", [](auto* r) { r->set_text(""); }, "prompt.text"},
+      {"empty ids", [](auto* r) { r->mutable_token_ids(); }, "prompt.token_ids"},
+      {"negative id",
+       [](auto* r) { r->mutable_token_ids()->add_ids(-1); }, "prompt.token_ids[0]"},
+      {"id past vocab",
+       [](auto* r) {
+         auto* ids = r->mutable_token_ids();
+         ids->add_ids(1);
+         ids->add_ids(2);
+         ids->add_ids(100000);
+       },
+       "prompt.token_ids[2]"},
+      {"other model", [](auto* r) { r->set_model("gpt-4"); }, "model"},
+      {"long id", [](auto* r) { r->set_request_id(std::string(300, 'x')); },
+       "request_id"},
+      {"negative temperature",
+       [](auto* r) { r->mutable_sampling()->set_temperature(-0.5f); },
+       "sampling.temperature"},
+      {"NaN temperature",
+       [](auto* r) { r->mutable_sampling()->set_temperature(NAN); },
+       "sampling.temperature"},
+      {"top_p 0", [](auto* r) { r->mutable_sampling()->set_top_p(0.0f); },
+       "sampling.top_p"},
+      {"top_p 1.5", [](auto* r) { r->mutable_sampling()->set_top_p(1.5f); },
+       "sampling.top_p"},
+      {"top_k -1", [](auto* r) { r->mutable_sampling()->set_top_k(-1); },
+       "sampling.top_k"},
+      {"min_p 1.5", [](auto* r) { r->mutable_sampling()->set_min_p(1.5f); },
+       "sampling.min_p"},
+      {"repetition_penalty 0",
+       [](auto* r) { r->mutable_sampling()->set_repetition_penalty(0.0f); },
+       "sampling.repetition_penalty"},
+      {"presence_penalty 3",
+       [](auto* r) { r->mutable_sampling()->set_presence_penalty(3.0f); },
+       "sampling.presence_penalty"},
+      {"frequency_penalty -3",
+       [](auto* r) { r->mutable_sampling()->set_frequency_penalty(-3.0f); },
+       "sampling.frequency_penalty"},
+      {"logit_bias token",
+       [](auto* r) { (*r->mutable_sampling()->mutable_logit_bias())[99999] = 1; },
+       "sampling.logit_bias"},
+      {"logit_bias value",
+       [](auto* r) { (*r->mutable_sampling()->mutable_logit_bias())[5] = 200; },
+       "sampling.logit_bias"},
+      {"logprobs 21", [](auto* r) { r->mutable_sampling()->set_logprobs(21); },
+       "sampling.logprobs"},
+      {"prompt_logprobs 50",
+       [](auto* r) { r->mutable_sampling()->set_prompt_logprobs(50); },
+       "sampling.prompt_logprobs"},
+      {"n 0", [](auto* r) { r->mutable_sampling()->set_n(0); }, "sampling.n"},
+      {"n above max_n", [](auto* r) { r->mutable_sampling()->set_n(5); },
+       "sampling.n"},
+      {"max_tokens 0", [](auto* r) { r->mutable_stopping()->set_max_tokens(0); },
+       "stopping.max_tokens"},
+      {"min_tokens above max_tokens",
+       [](auto* r) {
+         r->mutable_stopping()->set_max_tokens(4);
+         r->mutable_stopping()->set_min_tokens(5);
+       },
+       "stopping.min_tokens"},
+      {"17 stop strings",
+       [](auto* r) {
+         for (int i = 0; i < 17; ++i) r->mutable_stopping()->add_stop("s");
+       },
+       "stopping.stop"},
+      {"long stop string",
+       [](auto* r) { r->mutable_stopping()->add_stop(std::string(300, 'a')); },
+       "stopping.stop"},
+      {"empty stop string", [](auto* r) { r->mutable_stopping()->add_stop(""); },
+       "stopping.stop"},
+      {"invalid UTF-8 stop string",
+       [](auto* r) { r->mutable_stopping()->add_stop("\xff\xfe"); },
+       "stopping.stop"},
+      {"negative stop token",
+       [](auto* r) { r->mutable_stopping()->add_stop_token_ids(-4); },
+       "stopping.stop_token_ids"},
+      {"stop token past vocab",
+       [](auto* r) { r->mutable_stopping()->add_stop_token_ids(100000); },
+       "stopping.stop_token_ids[0]"},
+      {"past the context",
+       [](auto* r) { r->mutable_stopping()->set_max_tokens(300); },
+       "stopping.max_tokens"},
+  };
+  ASSERT_GE(cases.size(), 25u);
+  for (const BadCase& c : cases) {
+    v1::GenerateRequest request = Good();
+    c.mutate(&request);
+    auto r = ToRuntimeRequest(request, model_, "id");
+    ASSERT_FALSE(r.ok()) << c.name;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.name;
+    EXPECT_NE(r.status().message().find(c.field), absl::string_view::npos)
+        << c.name << ": " << r.status().message();
+  }
+}
+
+TEST(StatusTest, CodesMapOneToOneAndMessagesAreKept) {
+  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
+  const std::pair<absl::Status, grpc::StatusCode> cases[] = {
+      {absl::InvalidArgumentError("x"), grpc::StatusCode::INVALID_ARGUMENT},
+      {absl::ResourceExhaustedError("x"), grpc::StatusCode::RESOURCE_EXHAUSTED},
+      {absl::UnavailableError("x"), grpc::StatusCode::UNAVAILABLE},
+      {absl::UnauthenticatedError("x"), grpc::StatusCode::UNAUTHENTICATED},
+      {absl::NotFoundError("x"), grpc::StatusCode::NOT_FOUND},
+      {absl::AlreadyExistsError("x"), grpc::StatusCode::ALREADY_EXISTS},
+      {absl::CancelledError("x"), grpc::StatusCode::CANCELLED},
+      {absl::DeadlineExceededError("x"), grpc::StatusCode::DEADLINE_EXCEEDED},
+      {absl::InternalError("x"), grpc::StatusCode::INTERNAL},
+      {absl::UnimplementedError("x"), grpc::StatusCode::UNIMPLEMENTED},
+  };
+  for (const auto& [status, code] : cases) {
+    const grpc::Status converted = ToGrpcStatus(status);
+    EXPECT_EQ(converted.error_code(), code) << status;
+    EXPECT_EQ(converted.error_message(), "x");
+  }
+}
+
+}  // namespace
+}  // namespace weft
