@@ -92,8 +92,9 @@ class Backend {
   virtual KvLayerView kv_layer(int layer) const = 0;
   virtual const KvCacheShape& kv_shape() const = 0;
 
-  // Copies whole KV blocks, every layer, K and V: block src[i] → dst[i].
-  // Used for copy-on-write when sequences that share a block diverge.
+  // Copies whole KV blocks, every layer, K and V: block src[i] → dst[i],
+  // in order (a later copy may read a block an earlier one wrote). Used for
+  // copy-on-write when sequences that share a block diverge.
   virtual absl::Status CopyKvBlocks(absl::Span<const int32_t> src,
                                     absl::Span<const int32_t> dst) = 0;
 

@@ -20,6 +20,9 @@ struct RequestState {
   std::optional<absl::Time> first_scheduled, first_token, last_token;
   std::vector<absl::Duration> inter_token;
   std::vector<SampledToken> pending_prompt_logprobs;
+  // Prompt positions already scored: a prompt recomputed after preemption
+  // is not scored twice.
+  int next_prompt_logprob_position = 0;
   // Stop tokens, banned from sampling until min_tokens are out.
   std::vector<int32_t> stop_ids;
 };
@@ -109,6 +112,11 @@ absl::Status Engine::Validate(const Request& r) const {
     }
   }
   if (auto s = r.sampling.Validate(vocab); !s.ok()) return s;
+  if (r.sampling.n > config_.scheduler.max_num_seqs) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "n: ", r.sampling.n, " samples exceed max_num_seqs (",
+        config_.scheduler.max_num_seqs, ")"));
+  }
   if (r.sampling.n > config_.max_n) {
     return absl::InvalidArgumentError(
         absl::StrCat("n: at most ", config_.max_n, " samples, got ", r.sampling.n));
@@ -216,8 +224,9 @@ bool Engine::Step() {
   Batch batch = scheduler_.Schedule();
   stats_->preemptions += batch.preempted.size();
   if (batch.empty()) {
+    absl::erase_if(requests_, [](const auto& entry) { return entry.second->ended; });
     PublishStats();
-    return false;
+    return !batch.preempted.empty();
   }
   stats_->steps++;
   const absl::Time scheduled = absl::Now();
@@ -263,6 +272,8 @@ void Engine::Advance(const Batch& batch) {
           s.num_new_tokens, seq->num_prompt_tokens - seq->num_computed_tokens);
     }
     seq->num_computed_tokens += s.num_new_tokens;
+    // Scored once: a recompute after preemption is an ordinary prefill.
+    if (!seq->in_prefill()) seq->prompt_logprobs = false;
   }
 }
 
@@ -337,6 +348,8 @@ void Engine::AddPromptLogprobs(const ScheduledSequence& s) {
     const int position = seq.num_computed_tokens + s.num_new_tokens -
                          s.num_logit_rows + r;
     if (position + 1 >= seq.num_prompt_tokens) break;
+    if (position < seq.request->next_prompt_logprob_position) continue;
+    seq.request->next_prompt_logprob_position = position + 1;
     seq.request->pending_prompt_logprobs.push_back(ScoreToken(
         executor_->logits_row(s.first_logit_row + r), seq.tokens[position + 1], k));
   }

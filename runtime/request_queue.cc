@@ -1,5 +1,7 @@
 #include "runtime/request_queue.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace weft {
@@ -34,7 +36,10 @@ absl::Status RequestQueue::Push(Submission submission) {
 
 void RequestQueue::Cancel(const std::string& id) {
   absl::MutexLock lock(&mu_);
-  if (live_.contains(id)) cancels_.push_back(id);
+  if (live_.contains(id) &&
+      std::find(cancels_.begin(), cancels_.end(), id) == cancels_.end()) {
+    cancels_.push_back(id);
+  }
 }
 
 void RequestQueue::Drain(std::vector<Submission>* submissions,
@@ -57,6 +62,9 @@ void RequestQueue::WaitForWork(absl::Duration timeout) {
 void RequestQueue::Ended(const std::string& id) {
   absl::MutexLock lock(&mu_);
   live_.erase(id);
+  // A cancel queued for the ended request must not hit a new one that
+  // reuses its id.
+  std::erase(cancels_, id);
 }
 
 std::vector<Submission> RequestQueue::Close() {

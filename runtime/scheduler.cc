@@ -1,6 +1,7 @@
 #include "runtime/scheduler.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 
@@ -86,10 +87,12 @@ Sequence* Scheduler::PreemptOne(Batch* batch) {
         std::any_of(batch->seqs.begin(), batch->seqs.end(),
                     [seq](const ScheduledSequence& s) { return s.seq == seq; });
     if (scheduled) continue;
-    if (victim == nullptr || seq->priority > victim->priority ||
-        (seq->priority == victim->priority && seq->seq_id > victim->seq_id)) {
-      victim = seq;
-    }
+    // Lowest priority first, then the newest request (forks of an old
+    // request are not "new"), then the newest sequence.
+    const auto order = [](const Sequence* s) {
+      return std::tuple(s->priority, s->arrival_order, s->seq_id);
+    };
+    if (victim == nullptr || order(seq) > order(victim)) victim = seq;
   }
   if (victim == nullptr) return nullptr;
   std::erase(running_, victim);
@@ -127,9 +130,14 @@ bool Scheduler::ScheduleRunning(Batch* batch, int* token_budget) {
 }
 
 void Scheduler::ScheduleWaiting(Batch* batch, int* token_budget) {
-  while (!waiting_.empty() && *token_budget > 0 &&
-         num_running() < config_.max_num_seqs) {
+  while (!waiting_.empty() && *token_budget > 0) {
     Sequence* seq = waiting_.front();
+    // A request with n > 1 samples forks into n running sequences once its
+    // prompt is done: admit it only with room for all of them.
+    if (NumReservedSlots() + 1 + seq->num_forks_pending >
+        config_.max_num_seqs) {
+      break;
+    }
     const int logit_budget =
         config_.max_num_logit_rows - batch->num_logit_rows;
     const bool use_cache = config_.enable_prefix_caching && !seq->prompt_logprobs;
@@ -151,8 +159,12 @@ void Scheduler::ScheduleWaiting(Batch* batch, int* token_budget) {
     const int chunk = cached + n - seq->num_computed_tokens;
     if (chunk <= 0 || chunk > *token_budget ||
         chunk > total - seq->num_computed_tokens) {
+      // Unreachable while NumCachedTokens and Allocate agree (nothing runs
+      // between them). Should they not, give the blocks back and forget
+      // what Allocate cached for KV that will not be written.
       seq->blocks.Reset();
       seq->num_computed_tokens = 0;
+      blocks_->DropUnreferencedCachedBlocks();
       break;
     }
     waiting_.erase(waiting_.begin());
@@ -160,6 +172,12 @@ void Scheduler::ScheduleWaiting(Batch* batch, int* token_budget) {
     Add(batch, seq, chunk);
     *token_budget -= chunk;
   }
+}
+
+int Scheduler::NumReservedSlots() const {
+  int slots = num_running();
+  for (const Sequence* seq : running_) slots += seq->num_forks_pending;
+  return slots;
 }
 
 Batch Scheduler::Schedule() {

@@ -82,6 +82,8 @@ class Scheduler {
   Sequence* PreemptOne(Batch* batch);
   // Adds `seq` with `num_new` tokens; reserves logit rows.
   void Add(Batch* batch, Sequence* seq, int num_new);
+  // Running sequences plus the samples they will fork into (n > 1).
+  int NumReservedSlots() const;
   // Largest chunk of `seq` that fits the token and logit-row budgets.
   int ChunkSize(const Sequence& seq, int token_budget, int logit_budget) const;
 

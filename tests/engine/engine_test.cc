@@ -177,6 +177,68 @@ TEST(EngineTest, PromptLogprobsCoverEveryPromptToken) {
   EXPECT_EQ(logprobs[0].top[0].token, logprobs[0].token);  // greedy = top-1
 }
 
+TEST(EngineTest, PromptLogprobsAreReportedOnceEvenWhenPreempted) {
+  // 7 blocks of 4 tokens; the low-priority request with prompt log-probs
+  // is preempted (mid-prefill or after) and recomputed.
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(7), TinyConfig(8));
+  ASSERT_TRUE(h.ok());
+  Request scored = GreedyRequest("scored", RandomPrompt(10, 21), 10);
+  scored.sampling.prompt_logprobs = 1;
+  scored.priority = 1;
+  auto sink = std::make_shared<StreamBuffer>();
+  ASSERT_TRUE(h.Submit(GreedyRequest("a", RandomPrompt(6, 22), 10)).ok());
+  ASSERT_TRUE(h.engine().Submit(scored, sink).ok());
+  h.RunUntilIdle();
+  EXPECT_GT(h.engine().stats().num_preemptions, 0);
+  std::vector<SampledToken> prompt_logprobs;
+  std::vector<int32_t> tokens;
+  int deltas_with_prompt_logprobs = 0;
+  while (auto e = sink->Next(absl::ZeroDuration())) {
+    if (auto* d = std::get_if<Delta>(&*e)) {
+      if (!d->prompt_logprobs.empty()) ++deltas_with_prompt_logprobs;
+      prompt_logprobs.insert(prompt_logprobs.end(), d->prompt_logprobs.begin(),
+                             d->prompt_logprobs.end());
+      tokens.insert(tokens.end(), d->token_ids.begin(), d->token_ids.end());
+    }
+  }
+  EXPECT_EQ(deltas_with_prompt_logprobs, 1);
+  ASSERT_EQ(prompt_logprobs.size(), 9u);
+  for (size_t i = 0; i < prompt_logprobs.size(); ++i) {
+    EXPECT_EQ(prompt_logprobs[i].token, scored.prompt_ids[i + 1]);
+  }
+  Request alone = scored;
+  alone.sampling.prompt_logprobs = -1;
+  EXPECT_EQ(tokens, Alone(alone).tokens[0]);
+}
+
+TEST(EngineTest, ParallelSamplesCountAgainstMaxNumSeqs) {
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(),
+                  TinyConfig(256, /*max_num_seqs=*/4));
+  ASSERT_TRUE(h.ok());
+  std::vector<Request> requests;
+  for (int i = 0; i < 2; ++i) {
+    Request r = GreedyRequest(absl::StrCat("n", i), RandomPrompt(6, 30 + i), 6);
+    r.sampling.temperature = 1.0f;
+    r.sampling.seed = i;
+    r.sampling.n = 3;
+    ASSERT_TRUE(h.Submit(r).ok());
+    requests.push_back(r);
+  }
+  int most_running = 0;
+  while (h.engine().Step()) {
+    most_running = std::max(most_running, h.engine().stats().num_running);
+  }
+  EXPECT_LE(most_running, 4);
+  for (const Request& r : requests) {
+    const Outcome& out = h.Collect(r.id);
+    ASSERT_TRUE(out.finished.has_value()) << r.id;
+    EXPECT_EQ(out.finished->usage.completion_tokens, 18) << r.id;
+  }
+  Request too_many = GreedyRequest("wide", {1, 2}, 2);
+  too_many.sampling.n = 5;
+  EXPECT_EQ(h.Submit(too_many).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(EngineTest, RejectsBadRequestsWithTheFieldNamed) {
   EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   ASSERT_TRUE(h.ok());

@@ -1,0 +1,77 @@
+#include "runtime/request_queue.h"
+
+#include "gtest/gtest.h"
+
+namespace weft {
+namespace {
+
+Submission Named(const std::string& id) {
+  Submission s;
+  s.request.id = id;
+  s.sink = std::make_shared<StreamBuffer>();
+  return s;
+}
+
+TEST(RequestQueueTest, ACancelForAnEndedRequestDoesNotHitANewOneWithItsId) {
+  RequestQueue queue(8);
+  ASSERT_TRUE(queue.Push(Named("a")).ok());
+  std::vector<Submission> submissions;
+  std::vector<std::string> cancels;
+  queue.Drain(&submissions, &cancels);
+  queue.Cancel("a");
+  queue.Ended("a");  // finished in the same step the cancel arrived
+  ASSERT_TRUE(queue.Push(Named("a")).ok());
+  submissions.clear();
+  queue.Drain(&submissions, &cancels);
+  EXPECT_EQ(submissions.size(), 1u);
+  EXPECT_TRUE(cancels.empty());
+}
+
+TEST(RequestQueueTest, RepeatedCancelsOfOneRequestAreQueuedOnce) {
+  RequestQueue queue(8);
+  ASSERT_TRUE(queue.Push(Named("a")).ok());
+  for (int i = 0; i < 100; ++i) queue.Cancel("a");
+  std::vector<Submission> submissions;
+  std::vector<std::string> cancels;
+  queue.Drain(&submissions, &cancels);
+  EXPECT_EQ(cancels, std::vector<std::string>{"a"});
+}
+
+TEST(RequestQueueTest, LiveIdsAreUniqueAndBounded) {
+  RequestQueue queue(2);
+  ASSERT_TRUE(queue.Push(Named("a")).ok());
+  EXPECT_EQ(queue.Push(Named("a")).code(), absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(queue.Push(Named("b")).ok());
+  EXPECT_EQ(queue.Push(Named("c")).code(), absl::StatusCode::kResourceExhausted);
+  queue.Ended("a");
+  EXPECT_TRUE(queue.Push(Named("c")).ok());
+  queue.Close();
+  EXPECT_EQ(queue.Push(Named("d")).code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(StreamBufferTest, ASlowReaderGetsOneMergedDeltaPerSample) {
+  StreamBuffer buffer;
+  for (int i = 0; i < 50; ++i) {
+    Delta d;
+    d.index = i % 2;
+    d.token_ids = {i};
+    d.text = std::to_string(i % 10);
+    buffer.OnDelta(std::move(d));
+  }
+  buffer.OnFinished(Finished{});
+  auto first = buffer.Next(absl::ZeroDuration());
+  auto second = buffer.Next(absl::ZeroDuration());
+  auto last = buffer.Next(absl::ZeroDuration());
+  ASSERT_TRUE(first && second && last);
+  const Delta& even = std::get<Delta>(*first);
+  const Delta& odd = std::get<Delta>(*second);
+  EXPECT_EQ(even.index, 0);
+  EXPECT_EQ(even.token_ids.size(), 25u);
+  EXPECT_EQ(even.text, "0246802468024680246802468");
+  EXPECT_EQ(odd.token_ids.size(), 25u);
+  EXPECT_TRUE(std::holds_alternative<Finished>(*last));
+  EXPECT_FALSE(buffer.Next(absl::ZeroDuration()).has_value());
+}
+
+}  // namespace
+}  // namespace weft
