@@ -86,29 +86,85 @@ int RequestQueue::num_queued() const {
   return static_cast<int>(submissions_.size());
 }
 
-void StreamBuffer::OnDelta(Delta delta) {
-  absl::MutexLock lock(&mu_);
-  // Merge into the pending delta of the same sample: at most one pending
-  // delta per sample, however slow the consumer (a terminal event is always
-  // last, so nothing is merged across it).
-  for (auto it = events_.rbegin(); it != events_.rend(); ++it) {
-    if (Delta* pending = std::get_if<Delta>(&*it);
-        pending != nullptr && pending->index == delta.index) {
-      pending->Merge(std::move(delta));
-      return;
+std::function<void()> StreamBuffer::PushLocked(StreamEvent event) {
+  bool merged = false;
+  if (Delta* delta = std::get_if<Delta>(&event)) {
+    // Merge into the pending delta of the same sample: at most one pending
+    // delta per sample, however slow the consumer (a terminal event is
+    // always last, so nothing is merged across it).
+    for (auto it = events_.rbegin(); it != events_.rend() && !merged; ++it) {
+      if (Delta* pending = std::get_if<Delta>(&*it);
+          pending != nullptr && pending->index == delta->index) {
+        pending->Merge(std::move(*delta));
+        merged = true;
+      }
     }
   }
-  events_.push_back(std::move(delta));
+  if (!merged) events_.push_back(std::move(event));
+  if (!listener_armed_ || !listener_) return nullptr;
+  listener_armed_ = false;
+  ++listener_calls_running_;
+  return listener_;
+}
+
+void StreamBuffer::CallListener(std::function<void()> listener) {
+  if (!listener) return;
+  listener();
+  absl::MutexLock lock(&mu_);
+  --listener_calls_running_;
+}
+
+void StreamBuffer::OnDelta(Delta delta) {
+  std::function<void()> listener;
+  {
+    absl::MutexLock lock(&mu_);
+    listener = PushLocked(std::move(delta));
+  }
+  CallListener(std::move(listener));
 }
 
 void StreamBuffer::OnFinished(Finished finished) {
-  absl::MutexLock lock(&mu_);
-  events_.push_back(std::move(finished));
+  std::function<void()> listener;
+  {
+    absl::MutexLock lock(&mu_);
+    listener = PushLocked(std::move(finished));
+  }
+  CallListener(std::move(listener));
 }
 
 void StreamBuffer::OnError(absl::Status status) {
+  std::function<void()> listener;
+  {
+    absl::MutexLock lock(&mu_);
+    listener = PushLocked(std::move(status));
+  }
+  CallListener(std::move(listener));
+}
+
+void StreamBuffer::SetListener(std::function<void()> listener) {
   absl::MutexLock lock(&mu_);
-  events_.push_back(std::move(status));
+  listener_ = std::move(listener);
+}
+
+std::optional<StreamEvent> StreamBuffer::TryNext() {
+  absl::MutexLock lock(&mu_);
+  if (events_.empty()) {
+    listener_armed_ = true;
+    return std::nullopt;
+  }
+  StreamEvent event = std::move(events_.front());
+  events_.pop_front();
+  return event;
+}
+
+void StreamBuffer::ClearListener() {
+  absl::MutexLock lock(&mu_);
+  listener_ = nullptr;
+  listener_armed_ = false;
+  auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return listener_calls_running_ == 0;
+  };
+  mu_.Await(absl::Condition(&idle));
 }
 
 std::optional<StreamEvent> StreamBuffer::Next(absl::Duration timeout) {

@@ -10,6 +10,7 @@
 #define WEFT_RUNTIME_REQUEST_QUEUE_H_
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -72,18 +73,37 @@ using StreamEvent = std::variant<Delta, Finished, absl::Status>;
 
 class StreamBuffer : public EventSink {
  public:
-  // Engine thread: never blocks beyond the buffer's short critical section.
+  // Engine thread: never blocks beyond the buffer's short critical section
+  // (and the listener, which must not block either).
   void OnDelta(Delta delta) override;
   void OnFinished(Finished finished) override;
   void OnError(absl::Status status) override;
 
-  // Consumer: the next event, merging every pending delta of one sample
-  // into one; waits up to `timeout` (nullopt when nothing came).
+  // Consumer, blocking: the next event, merging every pending delta of one
+  // sample into one; waits up to `timeout` (nullopt when nothing came).
   std::optional<StreamEvent> Next(absl::Duration timeout = absl::InfiniteDuration());
 
+  // Consumer, callback style (a gRPC reactor with one write in flight):
+  // TryNext returns the next event, or nullopt and arms the listener, which
+  // the next event then calls once, on the engine thread. So exactly one of
+  // "a TryNext caller holds an event" and "the listener is armed" is true.
+  void SetListener(std::function<void()> listener);
+  std::optional<StreamEvent> TryNext();
+  // After it returns the listener is neither running nor called again.
+  void ClearListener();
+
  private:
+  // Pushes `event` (merging a delta) and returns the listener to call, if
+  // it was armed.
+  std::function<void()> PushLocked(StreamEvent event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CallListener(std::function<void()> listener);
+
   absl::Mutex mu_;
   std::deque<StreamEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> listener_ ABSL_GUARDED_BY(mu_);
+  bool listener_armed_ ABSL_GUARDED_BY(mu_) = false;
+  int listener_calls_running_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace weft

@@ -16,6 +16,7 @@ namespace weft {
 // What validation needs to know of the served model.
 struct ServedModel {
   std::string name;
+  std::string architecture;
   const Tokenizer* tokenizer = nullptr;
   int vocab_size = 0;
   int max_model_len = 0;

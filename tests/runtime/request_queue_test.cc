@@ -73,5 +73,23 @@ TEST(StreamBufferTest, ASlowReaderGetsOneMergedDeltaPerSample) {
   EXPECT_FALSE(buffer.Next(absl::ZeroDuration()).has_value());
 }
 
+TEST(StreamBufferTest, TheListenerFiresOnceWhenArmedAndNeverAfterClearing) {
+  StreamBuffer buffer;
+  int calls = 0;
+  buffer.SetListener([&] { ++calls; });
+  buffer.OnDelta(Delta{});  // not armed: no call
+  EXPECT_EQ(calls, 0);
+  ASSERT_TRUE(buffer.TryNext().has_value());
+  EXPECT_FALSE(buffer.TryNext().has_value());  // empty: arms the listener
+  buffer.OnDelta(Delta{});
+  buffer.OnDelta(Delta{});  // fired already, not re-armed
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE(buffer.TryNext().has_value());  // the two merged
+  EXPECT_FALSE(buffer.TryNext().has_value());
+  buffer.ClearListener();
+  buffer.OnFinished(Finished{});
+  EXPECT_EQ(calls, 1);
+}
+
 }  // namespace
 }  // namespace weft

@@ -1,0 +1,169 @@
+#include "server/generation_service.h"
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/request_queue.h"
+#include "server/status.h"
+
+namespace weft {
+namespace {
+
+// One Generate stream. Events flow engine → StreamBuffer → this reactor;
+// exactly one write is in flight or the buffer's listener is armed, never
+// both (see StreamBuffer::TryNext), so WriteNext never runs concurrently.
+class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  GenerateReactor(Engine* engine, absl::StatusOr<Request> request)
+      : engine_(engine), buffer_(std::make_shared<StreamBuffer>()) {
+    if (!request.ok()) {
+      Finish(ToGrpcStatus(request.status()));
+      return;
+    }
+    id_ = request->id;
+    buffer_->SetListener([this] { WriteNext(); });
+    if (absl::Status s = engine_->Submit(*std::move(request), buffer_); !s.ok()) {
+      buffer_->ClearListener();
+      Finish(ToGrpcStatus(s));
+      return;
+    }
+    submitted_ = true;
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {  // the client is gone: stop; OnCancel tells the engine
+      engine_->Cancel(id_);
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnCancel() override {
+    if (submitted_) engine_->Cancel(id_);
+  }
+
+  void OnDone() override {
+    buffer_->ClearListener();
+    delete this;
+  }
+
+ private:
+  void WriteNext() {
+    std::optional<StreamEvent> event = buffer_->TryNext();
+    if (!event) return;  // the listener calls again
+    response_.Clear();
+    if (Delta* delta = std::get_if<Delta>(&*event)) {
+      ToProto(*delta, response_.mutable_delta());
+      StartWrite(&response_);
+    } else if (Finished* finished = std::get_if<Finished>(&*event)) {
+      ToProto(*finished, id_, response_.mutable_final());
+      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+    } else {
+      Finish(ToGrpcStatus(std::get<absl::Status>(*event)));
+    }
+  }
+
+  Engine* engine_;
+  std::shared_ptr<StreamBuffer> buffer_;
+  std::string id_;
+  bool submitted_ = false;
+  v1::GenerateResponse response_;
+};
+
+}  // namespace
+
+GenerationService::GenerationService(Engine* engine, ServedModel model,
+                                     std::string backend)
+    : engine_(engine), model_(std::move(model)), backend_(std::move(backend)) {}
+
+absl::Status GenerationService::CheckModel(const std::string& name) const {
+  if (name.empty() || name == model_.name) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("model: '", name, "' is not served here (this server serves '",
+                   model_.name, "')"));
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
+    grpc::CallbackServerContext* /*context*/, const v1::GenerateRequest* request) {
+  const std::string assigned =
+      absl::StrCat("weft-", next_request_number_.fetch_add(1));
+  return new GenerateReactor(engine_,
+                             ToRuntimeRequest(*request, model_, assigned));
+}
+
+grpc::ServerUnaryReactor* GenerationService::Tokenize(
+    grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
+    v1::TokenizeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = CheckModel(request->model()); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  EncodeOptions options;
+  options.add_special_tokens = request->add_special_tokens();
+  const std::vector<int32_t> ids = model_.tokenizer->Encode(request->text(), options);
+  response->mutable_token_ids()->Add(ids.begin(), ids.end());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::Detokenize(
+    grpc::CallbackServerContext* context, const v1::DetokenizeRequest* request,
+    v1::DetokenizeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = CheckModel(request->model());
+  for (int i = 0; status.ok() && i < request->token_ids_size(); ++i) {
+    const int32_t id = request->token_ids(i);
+    if (id < 0 || id >= model_.vocab_size) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("token_ids[", i, "]: ", id, " is outside the vocabulary of ",
+                       model_.vocab_size, " tokens"));
+    }
+  }
+  if (status.ok()) {
+    const std::vector<int32_t> ids(request->token_ids().begin(),
+                                   request->token_ids().end());
+    response->set_text(
+        model_.tokenizer->Decode(ids, request->skip_special_tokens()));
+  }
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
+    grpc::CallbackServerContext* context, const v1::GetModelInfoRequest*,
+    v1::ModelInfo* response) {
+  response->set_name(model_.name);
+  response->set_architecture(model_.architecture);
+  response->set_vocab_size(model_.vocab_size);
+  response->set_max_model_len(model_.max_model_len);
+  response->set_backend(backend_);
+  response->set_max_n(model_.max_n);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::GetLoad(
+    grpc::CallbackServerContext* context, const v1::GetLoadRequest*,
+    v1::Load* response) {
+  const EngineStats stats = engine_->stats();
+  response->set_waiting(stats.num_waiting);
+  response->set_running(stats.num_running);
+  response->set_kv_blocks_total(stats.kv_blocks_total);
+  response->set_kv_blocks_used(stats.kv_blocks_used);
+  response->set_kv_blocks_free(stats.kv_blocks_free);
+  response->set_prefix_cache_hit_rate(
+      stats.prefix_cache_queried_tokens > 0
+          ? static_cast<double>(stats.prefix_cache_hit_tokens) /
+                stats.prefix_cache_queried_tokens
+          : 0.0);
+  response->set_live_requests(stats.num_live_requests);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace weft

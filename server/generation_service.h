@@ -1,0 +1,50 @@
+// weft.v1.Generation on gRPC's callback API: one ServerWriteReactor per
+// Generate stream with one write in flight, client cancel or deadline →
+// Engine::Cancel, OnDone releases the reactor. The unary calls run inline.
+#ifndef WEFT_SERVER_GENERATION_SERVICE_H_
+#define WEFT_SERVER_GENERATION_SERVICE_H_
+
+#include <atomic>
+#include <string>
+
+#include "runtime/engine.h"
+#include "server/request_conversion.h"
+#include "weft/v1/generation.grpc.pb.h"
+
+namespace weft {
+
+class GenerationService final : public v1::Generation::CallbackService {
+ public:
+  // `engine` and `model.tokenizer` must outlive the service.
+  GenerationService(Engine* engine, ServedModel model, std::string backend);
+
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context,
+      const v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const v1::TokenizeRequest* request,
+                                     v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* Detokenize(
+      grpc::CallbackServerContext* context,
+      const v1::DetokenizeRequest* request,
+      v1::DetokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(
+      grpc::CallbackServerContext* context,
+      const v1::GetModelInfoRequest* request,
+      v1::ModelInfo* response) override;
+  grpc::ServerUnaryReactor* GetLoad(grpc::CallbackServerContext* context,
+                                    const v1::GetLoadRequest* request,
+                                    v1::Load* response) override;
+
+ private:
+  absl::Status CheckModel(const std::string& name) const;
+
+  Engine* engine_;
+  ServedModel model_;
+  std::string backend_;
+  std::atomic<uint64_t> next_request_number_{0};
+};
+
+}  // namespace weft
+
+#endif  // WEFT_SERVER_GENERATION_SERVICE_H_

@@ -1,0 +1,47 @@
+// The gRPC server around one engine: weft.v1.Generation, grpc.health.v1
+// (SERVING once the model is loaded, NOT_SERVING while draining) and
+// server reflection.
+#ifndef WEFT_SERVER_GRPC_SERVER_H_
+#define WEFT_SERVER_GRPC_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/generation_service.h"
+
+namespace weft {
+
+struct GrpcServerConfig {
+  std::string host = "0.0.0.0";
+  int port = 50051;  // 0: any free port (see GrpcServer::port())
+
+  absl::Status Validate() const;
+};
+
+class GrpcServer {
+ public:
+  // Binds and starts serving; health reports SERVING.
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
+      const GrpcServerConfig& config, Engine* engine, ServedModel model,
+      std::string backend);
+  ~GrpcServer();
+
+  int port() const { return port_; }
+  // Health NOT_SERVING, then waits up to `drain` for calls in flight to
+  // end and cancels the rest.
+  void Shutdown(absl::Duration drain);
+
+ private:
+  GrpcServer() = default;
+  std::unique_ptr<GenerationService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace weft
+
+#endif  // WEFT_SERVER_GRPC_SERVER_H_

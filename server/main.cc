@@ -1,0 +1,142 @@
+// weft-server: serves one model over gRPC (weft.v1.Generation,
+// grpc.health.v1, reflection). SIGTERM or SIGINT drains: health turns
+// NOT_SERVING, calls in flight get up to --drain_timeout to finish, the rest
+// are cancelled, and the process exits 0.
+//
+//   weft-server --model models/SmolLM2-135M-Instruct.Q4_1.gguf --port 50051
+// Flags may be spelled with dashes or underscores (--max-num-seqs).
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "runtime/engine.h"
+#include "runtime/model/model_files.h"
+#include "server/grpc_server.h"
+#include "tools/flag_spelling.h"
+
+ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+          "a .gguf file or a Hugging Face model directory");
+ABSL_FLAG(std::string, served_model_name, "",
+          "the name clients give in `model`; default: the model file or "
+          "directory name");
+ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
+ABSL_FLAG(int, port, 50051, "gRPC port (0: any free port)");
+ABSL_FLAG(int, max_num_seqs, 64, "sequences running at once");
+ABSL_FLAG(int, max_num_batched_tokens, 512, "tokens in one forward pass");
+ABSL_FLAG(int, max_model_len, 0,
+          "longest prompt + output in tokens; 0: the model's context, capped "
+          "by the KV cache");
+ABSL_FLAG(int64_t, kv_cache_memory, int64_t{1} << 30,
+          "bytes of KV cache (fp32 on the CPU backend)");
+ABSL_FLAG(int, block_size, 16, "tokens per KV block");
+ABSL_FLAG(bool, enable_prefix_caching, true, "reuse KV of shared prompt prefixes");
+ABSL_FLAG(int, max_live_requests, 1024,
+          "requests accepted and not yet finished; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(double, drain_timeout, 30.0,
+          "seconds in-flight calls get to finish after SIGTERM");
+
+namespace weft {
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "weft-server: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+int Main() {
+  // Signals are taken synchronously by this thread (sigwait); every thread
+  // started from here on inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const std::string model_path = absl::GetFlag(FLAGS_model);
+  auto files = ModelFiles::Open(model_path);
+  if (!files.ok()) return Fail(files.status());
+  const ModelConfig& config = (*files)->config();
+
+  EngineConfig engine_config;
+  engine_config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
+  engine_config.scheduler.max_num_batched_tokens =
+      absl::GetFlag(FLAGS_max_num_batched_tokens);
+  engine_config.scheduler.max_num_logit_rows = engine_config.scheduler.max_num_seqs;
+  engine_config.scheduler.enable_prefix_caching =
+      absl::GetFlag(FLAGS_enable_prefix_caching);
+  engine_config.max_model_len = absl::GetFlag(FLAGS_max_model_len);
+  engine_config.max_live_requests = absl::GetFlag(FLAGS_max_live_requests);
+  if (auto s = engine_config.Validate(); !s.ok()) return Fail(s);
+
+  ModelPlan plan;
+  plan.max_num_tokens = engine_config.scheduler.max_num_batched_tokens;
+  plan.max_num_logits = engine_config.scheduler.max_num_logit_rows;
+  plan.block_size = absl::GetFlag(FLAGS_block_size);
+  const int64_t block_bytes = int64_t{2} * config.num_layers * config.num_kv_heads *
+                              plan.block_size * config.head_dim * sizeof(float);
+  const int64_t kv_memory = absl::GetFlag(FLAGS_kv_cache_memory);
+  if (plan.block_size < 1 || kv_memory < block_bytes) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--kv_cache_memory must hold at least one block (", block_bytes,
+        " bytes) and --block_size must be positive")));
+  }
+  plan.num_kv_blocks = static_cast<int>(std::min<int64_t>(kv_memory / block_bytes, 1 << 24));
+
+  CpuBackend backend;
+  auto model = LlamaModel::Create(**files, &backend, plan);
+  if (!model.ok()) return Fail(model.status());
+  auto engine = Engine::Create(model->get(), &backend, &(*files)->tokenizer(),
+                               engine_config);
+  if (!engine.ok()) return Fail(engine.status());
+  (*engine)->Start();
+
+  ServedModel served;
+  served.name = absl::GetFlag(FLAGS_served_model_name);
+  if (served.name.empty()) {
+    served.name = std::filesystem::path(model_path).filename().string();
+  }
+  served.architecture = config.architecture;
+  served.tokenizer = &(*files)->tokenizer();
+  served.vocab_size = config.vocab_size;
+  served.max_model_len = (*engine)->max_model_len();
+  served.max_n = engine_config.max_n;
+  GrpcServerConfig server_config;
+  server_config.host = absl::GetFlag(FLAGS_host);
+  server_config.port = absl::GetFlag(FLAGS_port);
+  auto server = GrpcServer::Start(server_config, engine->get(), served, "cpu");
+  if (!server.ok()) return Fail(server.status());
+  std::fprintf(stderr,
+               "weft-server: serving '%s' (%s, %d KV blocks of %d tokens, "
+               "max_model_len %d) on %s:%d\n",
+               served.name.c_str(), config.architecture.c_str(),
+               plan.num_kv_blocks, plan.block_size, served.max_model_len,
+               server_config.host.c_str(), (*server)->port());
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::fprintf(stderr, "weft-server: signal %d, draining for up to %.0f s\n",
+               signal_number, absl::GetFlag(FLAGS_drain_timeout));
+  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout)));
+  (*engine)->Stop();
+  std::fprintf(stderr, "weft-server: stopped\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace weft
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Serves a model over gRPC (weft.v1.Generation). See --helpfull.");
+  std::vector<std::string> flag_storage;
+  weft::AcceptDashedFlags(argc, argv, flag_storage);
+  absl::ParseCommandLine(argc, argv);
+  return weft::Main();
+}

@@ -1,0 +1,184 @@
+// weft.v1.Generation end to end over loopback gRPC, on the tiny model:
+// streamed tokens equal the in-process engine's, bad requests fail with
+// their code and field, a client cancel frees the request's KV blocks.
+#include "server/grpc_server.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "tests/engine/engine_harness.h"
+
+namespace weft {
+namespace {
+
+using test::EngineHarness;
+using test::GreedyRequest;
+
+constexpr char kTiny[] = "tiny_llama";
+
+ModelPlan Plan() {
+  ModelPlan plan;
+  plan.max_num_tokens = 256;
+  plan.max_num_logits = 64;
+  plan.num_kv_blocks = 64;
+  plan.block_size = 4;
+  return plan;
+}
+
+EngineConfig Config() {
+  EngineConfig config;
+  config.scheduler.max_num_batched_tokens = 256;
+  config.scheduler.max_num_seqs = 32;
+  config.scheduler.max_num_logit_rows = 64;
+  return config;
+}
+
+class GrpcServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    harness_ = std::make_unique<EngineHarness>(test::TinyModelPath(kTiny), Plan(),
+                                               Config());
+    ASSERT_TRUE(harness_->ok());
+    harness_->engine().Start();
+    ServedModel model;
+    model.name = "tiny";
+    model.architecture = "llama";
+    model.tokenizer = &harness_->tokenizer();
+    model.vocab_size = harness_->tokenizer().vocab_size();
+    model.max_model_len = harness_->engine().max_model_len();
+    GrpcServerConfig config;
+    config.host = "127.0.0.1";
+    config.port = 0;
+    auto server = GrpcServer::Start(config, &harness_->engine(), model, "cpu");
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                       grpc::InsecureChannelCredentials());
+    stub_ = v1::Generation::NewStub(channel);
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown(absl::Seconds(5));
+    if (harness_ && harness_->ok()) harness_->engine().Stop();
+  }
+
+  // Runs one Generate call to the end.
+  struct Streamed {
+    grpc::Status status;
+    std::vector<int32_t> tokens;
+    std::string text;
+    std::optional<v1::Final> final_message;
+  };
+  Streamed Generate(const v1::GenerateRequest& request) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    auto reader = stub_->Generate(&context, request);
+    Streamed out;
+    v1::GenerateResponse response;
+    while (reader->Read(&response)) {
+      if (response.has_delta()) {
+        out.tokens.insert(out.tokens.end(), response.delta().token_ids().begin(),
+                          response.delta().token_ids().end());
+        out.text += response.delta().text();
+      } else {
+        out.final_message = response.final();
+      }
+    }
+    out.status = reader->Finish();
+    return out;
+  }
+
+  std::unique_ptr<EngineHarness> harness_;
+  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<v1::Generation::Stub> stub_;
+};
+
+TEST_F(GrpcServerTest, StreamedGreedyTokensEqualTheInProcessEngine) {
+  const std::vector<int32_t> prompt = {5, 17, 42, 99, 7, 300, 12};
+  v1::GenerateRequest request;
+  request.mutable_token_ids()->mutable_ids()->Add(prompt.begin(), prompt.end());
+  request.mutable_sampling()->set_temperature(0);
+  request.mutable_stopping()->set_max_tokens(12);
+  request.mutable_stopping()->set_ignore_eos(true);
+  const Streamed streamed = Generate(request);
+  ASSERT_TRUE(streamed.status.ok()) << streamed.status.error_message();
+  EngineHarness alone(test::TinyModelPath(kTiny), Plan(), Config());
+  auto expected = alone.RunTogether({GreedyRequest("x", prompt, 12)})["x"];
+  EXPECT_EQ(streamed.tokens, expected.tokens[0]);
+  EXPECT_EQ(streamed.text, expected.text[0]);
+  ASSERT_TRUE(streamed.final_message.has_value());
+  EXPECT_EQ(streamed.final_message->samples(0).finish_reason(),
+            v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(streamed.final_message->usage().prompt_tokens(), 7);
+  EXPECT_EQ(streamed.final_message->usage().completion_tokens(), 12);
+}
+
+TEST_F(GrpcServerTest, BadRequestsFailWithTheirCodeAndField) {
+  v1::GenerateRequest request;
+  request.set_text("hello");
+  request.mutable_sampling()->set_temperature(-1);
+  Streamed streamed = Generate(request);
+  EXPECT_EQ(streamed.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(streamed.status.error_message().find("sampling.temperature"),
+            std::string::npos);
+
+  v1::GenerateRequest no_prompt;
+  streamed = Generate(no_prompt);
+  EXPECT_EQ(streamed.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(streamed.status.error_message().find("prompt"), std::string::npos);
+}
+
+TEST_F(GrpcServerTest, ClientCancelFreesTheRequestsBlocks) {
+  for (int i = 0; i < 20; ++i) {
+    grpc::ClientContext context;
+    v1::GenerateRequest request;
+    for (int32_t id : {3, 4, 5, 6, 7, 8}) request.mutable_token_ids()->add_ids(id);
+    request.mutable_stopping()->set_max_tokens(200);
+    request.mutable_stopping()->set_ignore_eos(true);
+    auto reader = stub_->Generate(&context, request);
+    v1::GenerateResponse response;
+    ASSERT_TRUE(reader->Read(&response));  // it is running
+    context.TryCancel();
+    reader->Finish();
+  }
+  v1::Load load;
+  for (int tries = 0; tries < 100; ++tries) {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->GetLoad(&context, v1::GetLoadRequest(), &load).ok());
+    if (load.live_requests() == 0 && load.kv_blocks_used() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(load.live_requests(), 0);
+  EXPECT_EQ(load.kv_blocks_used(), 0);
+}
+
+TEST_F(GrpcServerTest, TokenizeDetokenizeAndModelInfo) {
+  grpc::ClientContext c1;
+  v1::TokenizeRequest tokenize;
+  tokenize.set_text("Hello world");
+  v1::TokenizeResponse ids;
+  ASSERT_TRUE(stub_->Tokenize(&c1, tokenize, &ids).ok());
+  EXPECT_EQ(std::vector<int32_t>(ids.token_ids().begin(), ids.token_ids().end()),
+            harness_->Encode("Hello world"));
+  grpc::ClientContext c2;
+  v1::DetokenizeRequest detokenize;
+  *detokenize.mutable_token_ids() = ids.token_ids();
+  v1::DetokenizeResponse text;
+  ASSERT_TRUE(stub_->Detokenize(&c2, detokenize, &text).ok());
+  EXPECT_EQ(text.text(), "Hello world");
+  grpc::ClientContext c3;
+  detokenize.add_token_ids(1 << 20);
+  EXPECT_EQ(stub_->Detokenize(&c3, detokenize, &text).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext c4;
+  v1::ModelInfo info;
+  ASSERT_TRUE(stub_->GetModelInfo(&c4, v1::GetModelInfoRequest(), &info).ok());
+  EXPECT_EQ(info.name(), "tiny");
+  EXPECT_EQ(info.vocab_size(), harness_->tokenizer().vocab_size());
+  EXPECT_EQ(info.backend(), "cpu");
+}
+
+}  // namespace
+}  // namespace weft
