@@ -14,8 +14,12 @@ namespace {
 // both (see StreamBuffer::TryNext), so WriteNext never runs concurrently.
 class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
-  GenerateReactor(Engine* engine, absl::StatusOr<Request> request)
-      : engine_(engine), buffer_(std::make_shared<StreamBuffer>()) {
+  // `reported_id` is the id the client knows the request by.
+  GenerateReactor(Engine* engine, absl::StatusOr<Request> request,
+                  std::string reported_id = "")
+      : engine_(engine),
+        buffer_(std::make_shared<StreamBuffer>()),
+        reported_id_(std::move(reported_id)) {
     if (!request.ok()) {
       Finish(ToGrpcStatus(request.status()));
       return;
@@ -58,7 +62,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       ToProto(*delta, response_.mutable_delta());
       StartWrite(&response_);
     } else if (Finished* finished = std::get_if<Finished>(&*event)) {
-      ToProto(*finished, id_, response_.mutable_final());
+      ToProto(*finished, reported_id_, response_.mutable_final());
       StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
     } else {
       Finish(ToGrpcStatus(std::get<absl::Status>(*event)));
@@ -67,7 +71,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
   Engine* engine_;
   std::shared_ptr<StreamBuffer> buffer_;
-  std::string id_;
+  std::string id_;  // the engine's: tenant/request_id
+  std::string reported_id_;
   bool submitted_ = false;
   v1::GenerateResponse response_;
 };
@@ -75,8 +80,21 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 }  // namespace
 
 GenerationService::GenerationService(Engine* engine, ServedModel model,
-                                     std::string backend)
-    : engine_(engine), model_(std::move(model)), backend_(std::move(backend)) {}
+                                     std::string backend, const ApiKeys* keys)
+    : engine_(engine),
+      model_(std::move(model)),
+      backend_(std::move(backend)),
+      keys_(keys) {}
+
+absl::StatusOr<std::string> GenerationService::Authenticate(
+    const grpc::CallbackServerContext* context) const {
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  const absl::string_view value =
+      it == metadata.end() ? absl::string_view()
+                           : absl::string_view(it->second.data(), it->second.size());
+  return keys_->Authenticate(value);
+}
 
 absl::Status GenerationService::CheckModel(const std::string& name) const {
   if (name.empty() || name == model_.name) return absl::OkStatus();
@@ -86,19 +104,32 @@ absl::Status GenerationService::CheckModel(const std::string& name) const {
 }
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
-    grpc::CallbackServerContext* /*context*/, const v1::GenerateRequest* request) {
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  absl::StatusOr<std::string> tenant = Authenticate(context);
+  if (!tenant.ok()) return new GenerateReactor(engine_, tenant.status());
   const std::string assigned =
       absl::StrCat("weft-", next_request_number_.fetch_add(1));
-  return new GenerateReactor(engine_,
-                             ToRuntimeRequest(*request, model_, assigned));
+  absl::StatusOr<Request> converted =
+      ToRuntimeRequest(*request, model_, assigned);
+  std::string reported_id;
+  if (converted.ok()) {
+    converted->tenant = *tenant;
+    reported_id = converted->id;
+    // Ids are unique per tenant: two tenants may both use "1".
+    converted->id = absl::StrCat(*tenant, "/", converted->id);
+  }
+  return new GenerateReactor(engine_, std::move(converted),
+                             std::move(reported_id));
 }
 
 grpc::ServerUnaryReactor* GenerationService::Tokenize(
     grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
     v1::TokenizeResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (absl::Status s = CheckModel(request->model()); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
+  absl::Status status = Authenticate(context).status();
+  if (status.ok()) status = CheckModel(request->model());
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
   EncodeOptions options;
@@ -113,7 +144,8 @@ grpc::ServerUnaryReactor* GenerationService::Detokenize(
     grpc::CallbackServerContext* context, const v1::DetokenizeRequest* request,
     v1::DetokenizeResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status = CheckModel(request->model());
+  absl::Status status = Authenticate(context).status();
+  if (status.ok()) status = CheckModel(request->model());
   for (int i = 0; status.ok() && i < request->token_ids_size(); ++i) {
     const int32_t id = request->token_ids(i);
     if (id < 0 || id >= model_.vocab_size) {
@@ -135,13 +167,17 @@ grpc::ServerUnaryReactor* GenerationService::Detokenize(
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
     grpc::CallbackServerContext* context, const v1::GetModelInfoRequest*,
     v1::ModelInfo* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = Authenticate(context).status(); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   response->set_name(model_.name);
   response->set_architecture(model_.architecture);
   response->set_vocab_size(model_.vocab_size);
   response->set_max_model_len(model_.max_model_len);
   response->set_backend(backend_);
   response->set_max_n(model_.max_n);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -149,6 +185,11 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
 grpc::ServerUnaryReactor* GenerationService::GetLoad(
     grpc::CallbackServerContext* context, const v1::GetLoadRequest*,
     v1::Load* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = Authenticate(context).status(); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   const EngineStats stats = engine_->stats();
   response->set_waiting(stats.num_waiting);
   response->set_running(stats.num_running);
@@ -161,7 +202,6 @@ grpc::ServerUnaryReactor* GenerationService::GetLoad(
                 stats.prefix_cache_queried_tokens
           : 0.0);
   response->set_live_requests(stats.num_live_requests);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

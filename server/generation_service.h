@@ -8,6 +8,7 @@
 #include <string>
 
 #include "runtime/engine.h"
+#include "server/auth.h"
 #include "server/request_conversion.h"
 #include "weft/v1/generation.grpc.pb.h"
 
@@ -15,8 +16,9 @@ namespace weft {
 
 class GenerationService final : public v1::Generation::CallbackService {
  public:
-  // `engine` and `model.tokenizer` must outlive the service.
-  GenerationService(Engine* engine, ServedModel model, std::string backend);
+  // `engine`, `model.tokenizer` and `keys` must outlive the service.
+  GenerationService(Engine* engine, ServedModel model, std::string backend,
+                    const ApiKeys* keys);
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context,
@@ -38,10 +40,14 @@ class GenerationService final : public v1::Generation::CallbackService {
 
  private:
   absl::Status CheckModel(const std::string& name) const;
+  // The caller's tenant from its `authorization` metadata.
+  absl::StatusOr<std::string> Authenticate(
+      const grpc::CallbackServerContext* context) const;
 
   Engine* engine_;
   ServedModel model_;
   std::string backend_;
+  const ApiKeys* keys_;
   std::atomic<uint64_t> next_request_number_{0};
 };
 

@@ -18,6 +18,11 @@ namespace weft {
 struct GrpcServerConfig {
   std::string host = "0.0.0.0";
   int port = 50051;  // 0: any free port (see GrpcServer::port())
+  // PEM files. With a certificate and key the server speaks TLS only; with
+  // a client CA too, clients must present a certificate it signed (mTLS).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
 
   absl::Status Validate() const;
 };
@@ -25,9 +30,10 @@ struct GrpcServerConfig {
 class GrpcServer {
  public:
   // Binds and starts serving; health reports SERVING.
+  // `keys` must outlive the server (an empty ApiKeys disables auth).
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
       const GrpcServerConfig& config, Engine* engine, ServedModel model,
-      std::string backend);
+      std::string backend, const ApiKeys* keys);
   ~GrpcServer();
 
   int port() const { return port_; }

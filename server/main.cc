@@ -39,6 +39,13 @@ ABSL_FLAG(int, block_size, 16, "tokens per KV block");
 ABSL_FLAG(bool, enable_prefix_caching, true, "reuse KV of shared prompt prefixes");
 ABSL_FLAG(int, max_live_requests, 1024,
           "requests accepted and not yet finished; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, api_key_file, "",
+          "file of '<tenant> <sha256 of key>' lines; when set, every call needs "
+          "'authorization: Bearer <key>'");
+ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate (enables TLS)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA that client certificates must chain to (enables mTLS)");
 ABSL_FLAG(double, drain_timeout, 30.0,
           "seconds in-flight calls get to finish after SIGTERM");
 
@@ -107,10 +114,20 @@ int Main() {
   served.vocab_size = config.vocab_size;
   served.max_model_len = (*engine)->max_model_len();
   served.max_n = engine_config.max_n;
+  ApiKeys keys;
+  if (!absl::GetFlag(FLAGS_api_key_file).empty()) {
+    auto loaded = ApiKeys::FromFile(absl::GetFlag(FLAGS_api_key_file));
+    if (!loaded.ok()) return Fail(loaded.status());
+    keys = *std::move(loaded);
+  }
   GrpcServerConfig server_config;
   server_config.host = absl::GetFlag(FLAGS_host);
   server_config.port = absl::GetFlag(FLAGS_port);
-  auto server = GrpcServer::Start(server_config, engine->get(), served, "cpu");
+  server_config.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  server_config.tls_key = absl::GetFlag(FLAGS_tls_key);
+  server_config.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  auto server =
+      GrpcServer::Start(server_config, engine->get(), served, "cpu", &keys);
   if (!server.ok()) return Fail(server.status());
   std::fprintf(stderr,
                "weft-server: serving '%s' (%s, %d KV blocks of %d tokens, "

@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libabsl-dev                                  # Status, StrCat, flags, containers
-  libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc  # the gRPC API (server issue)
+  libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc  # the gRPC API
+  libssl-dev openssl                           # API key hashes; test certificates
   libgtest-dev libgmock-dev libbenchmark-dev   # tests and micro-benchmarks
   nlohmann-json3-dev                           # config.json, tokenizer.json, safetensors headers
   libicu-dev                                   # Unicode classes for pre-tokenizer regexes

@@ -51,7 +51,8 @@ class GrpcServerTest : public ::testing::Test {
     GrpcServerConfig config;
     config.host = "127.0.0.1";
     config.port = 0;
-    auto server = GrpcServer::Start(config, &harness_->engine(), model, "cpu");
+    auto server =
+        GrpcServer::Start(config, &harness_->engine(), model, "cpu", &keys_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
@@ -91,6 +92,7 @@ class GrpcServerTest : public ::testing::Test {
   }
 
   std::unique_ptr<EngineHarness> harness_;
+  ApiKeys keys_;  // none: auth disabled
   std::unique_ptr<GrpcServer> server_;
   std::unique_ptr<v1::Generation::Stub> stub_;
 };
