@@ -105,6 +105,10 @@ absl::Status GenerationService::CheckModel(const std::string& name) const {
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  if (draining_) {
+    return new GenerateReactor(
+        engine_, absl::UnavailableError("the server is shutting down"));
+  }
   absl::StatusOr<std::string> tenant = Authenticate(context);
   if (!tenant.ok()) return new GenerateReactor(engine_, tenant.status());
   const std::string assigned =

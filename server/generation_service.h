@@ -38,6 +38,9 @@ class GenerationService final : public v1::Generation::CallbackService {
                                     const v1::GetLoadRequest* request,
                                     v1::Load* response) override;
 
+  // From now on new Generate calls end with UNAVAILABLE.
+  void StartDraining() { draining_ = true; }
+
  private:
   absl::Status CheckModel(const std::string& name) const;
   // The caller's tenant from its `authorization` metadata.
@@ -49,6 +52,7 @@ class GenerationService final : public v1::Generation::CallbackService {
   std::string backend_;
   const ApiKeys* keys_;
   std::atomic<uint64_t> next_request_number_{0};
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace weft

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace weft {
 
@@ -70,6 +71,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::unique_ptr<GrpcServer> server(new GrpcServer());
+  server->engine_ = engine;
   server->service_ = std::make_unique<GenerationService>(
       engine, std::move(model), std::move(backend), keys);
   grpc::ServerBuilder builder;
@@ -86,10 +88,22 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   return server;
 }
 
-void GrpcServer::Shutdown(absl::Duration drain) {
+void GrpcServer::Drain(absl::Duration drain) {
   if (server_ == nullptr) return;
   server_->GetHealthCheckService()->SetServingStatus(false);
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + drain));
+  service_->StartDraining();
+  const absl::Time deadline = absl::Now() + drain;
+  while (engine_->stats().num_live_requests > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  engine_->Stop();  // what is left ends with UNAVAILABLE
+  Shutdown(absl::Seconds(5));
+}
+
+void GrpcServer::Shutdown(absl::Duration grace) {
+  if (server_ == nullptr) return;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   server_->Wait();
   server_.reset();
 }

@@ -37,12 +37,16 @@ class GrpcServer {
   ~GrpcServer();
 
   int port() const { return port_; }
-  // Health NOT_SERVING, then waits up to `drain` for calls in flight to
-  // end and cancels the rest.
-  void Shutdown(absl::Duration drain);
+  // Graceful drain: health turns NOT_SERVING and new Generate calls get
+  // UNAVAILABLE; requests in flight get up to `drain` to finish; the
+  // engine then stops, ending the rest with UNAVAILABLE; the server stops.
+  void Drain(absl::Duration drain);
+  // Stops the server; calls still open are cancelled after `grace`.
+  void Shutdown(absl::Duration grace);
 
  private:
   GrpcServer() = default;
+  Engine* engine_ = nullptr;
   std::unique_ptr<GenerationService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

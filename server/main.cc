@@ -1,7 +1,8 @@
 // weft-server: serves one model over gRPC (weft.v1.Generation,
 // grpc.health.v1, reflection). SIGTERM or SIGINT drains: health turns
-// NOT_SERVING, calls in flight get up to --drain_timeout to finish, the rest
-// are cancelled, and the process exits 0.
+// NOT_SERVING, new calls get UNAVAILABLE, calls in flight get up to
+// --drain_timeout to finish, the rest end with UNAVAILABLE, and the process
+// exits 0.
 //
 //   weft-server --model models/SmolLM2-135M-Instruct.Q4_1.gguf --port 50051
 // Flags may be spelled with dashes or underscores (--max-num-seqs).
@@ -140,8 +141,7 @@ int Main() {
   sigwait(&signals, &signal_number);
   std::fprintf(stderr, "weft-server: signal %d, draining for up to %.0f s\n",
                signal_number, absl::GetFlag(FLAGS_drain_timeout));
-  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout)));
-  (*engine)->Stop();
+  (*server)->Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout)));
   std::fprintf(stderr, "weft-server: stopped\n");
   return 0;
 }

@@ -182,5 +182,72 @@ TEST_F(GrpcServerTest, TokenizeDetokenizeAndModelInfo) {
   EXPECT_EQ(info.backend(), "cpu");
 }
 
+// Opens `count` streams of `max_tokens` each and reads their first message.
+struct OpenStream {
+  std::unique_ptr<grpc::ClientContext> context;
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader;
+};
+
+std::vector<OpenStream> OpenStreams(v1::Generation::Stub* stub, int count,
+                                   int max_tokens) {
+  std::vector<OpenStream> streams;
+  for (int i = 0; i < count; ++i) {
+    v1::GenerateRequest request;
+    for (int32_t id : {3, 4, 5, 6}) request.mutable_token_ids()->add_ids(id + i);
+    request.mutable_stopping()->set_max_tokens(max_tokens);
+    request.mutable_stopping()->set_ignore_eos(true);
+    OpenStream s;
+    s.context = std::make_unique<grpc::ClientContext>();
+    s.context->set_deadline(std::chrono::system_clock::now() +
+                            std::chrono::seconds(30));
+    s.reader = stub->Generate(s.context.get(), request);
+    v1::GenerateResponse first;
+    EXPECT_TRUE(s.reader->Read(&first));
+    streams.push_back(std::move(s));
+  }
+  return streams;
+}
+
+// Reads each stream to its end: {finished with Final, ended UNAVAILABLE}.
+std::pair<int, int> Outcomes(std::vector<OpenStream>& streams) {
+  int finished = 0, unavailable = 0;
+  for (OpenStream& s : streams) {
+    v1::GenerateResponse response;
+    bool saw_final = false;
+    while (s.reader->Read(&response)) saw_final |= response.has_final();
+    const grpc::Status status = s.reader->Finish();
+    if (status.ok() && saw_final) ++finished;
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE) ++unavailable;
+  }
+  return {finished, unavailable};
+}
+
+TEST_F(GrpcServerTest, DrainLetsStreamsInFlightFinishAndRefusesNewOnes) {
+  std::vector<OpenStream> streams = OpenStreams(stub_.get(), 8, 24);
+  std::thread drain([this] { server_->Drain(absl::Seconds(20)); });
+  // New calls are refused while the drain waits for the eight.
+  grpc::Status refused;
+  for (int tries = 0; tries < 100; ++tries) {
+    v1::GenerateRequest late;
+    late.mutable_token_ids()->add_ids(3);
+    refused = Generate(late).status;
+    if (!refused.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Outcomes(streams), std::make_pair(8, 0));
+  drain.join();
+}
+
+TEST_F(GrpcServerTest, DrainTimeoutEndsWhatIsLeftWithUnavailable) {
+  // The streams opened first may finish before the drain starts (the tiny
+  // model is fast); the last one opened still has 199 tokens to go.
+  std::vector<OpenStream> streams = OpenStreams(stub_.get(), 8, 200);
+  server_->Drain(absl::ZeroDuration());
+  const auto [finished, unavailable] = Outcomes(streams);
+  EXPECT_EQ(finished + unavailable, 8);
+  EXPECT_GE(unavailable, 1);
+}
+
 }  // namespace
 }  // namespace weft
