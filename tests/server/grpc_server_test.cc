@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -133,7 +134,30 @@ TEST_F(GrpcServerTest, BadRequestsFailWithTheirCodeAndField) {
 }
 
 TEST_F(GrpcServerTest, ClientCancelFreesTheRequestsBlocks) {
-  for (int i = 0; i < 20; ++i) {
+  // One cancel mid-stream: gone, and its blocks free, within a second.
+  {
+    grpc::ClientContext context;
+    v1::GenerateRequest request;
+    for (int32_t id : {3, 4, 5, 6, 7, 8}) request.mutable_token_ids()->add_ids(id);
+    request.mutable_stopping()->set_max_tokens(240);
+    request.mutable_stopping()->set_ignore_eos(true);
+    auto reader = stub_->Generate(&context, request);
+    v1::GenerateResponse response;
+    ASSERT_TRUE(reader->Read(&response));
+    context.TryCancel();
+    reader->Finish();
+    const absl::Time deadline = absl::Now() + absl::Seconds(1);
+    v1::Load load;
+    do {
+      grpc::ClientContext c;
+      ASSERT_TRUE(stub_->GetLoad(&c, v1::GetLoadRequest(), &load).ok());
+    } while ((load.live_requests() > 0 || load.kv_blocks_used() > 0) &&
+             absl::Now() < deadline);
+    EXPECT_EQ(load.live_requests(), 0);
+    EXPECT_EQ(load.kv_blocks_used(), 0);
+  }
+  // 200 rapid open-cancel cycles leave the block count where it started.
+  for (int i = 0; i < 200; ++i) {
     grpc::ClientContext context;
     v1::GenerateRequest request;
     for (int32_t id : {3, 4, 5, 6, 7, 8}) request.mutable_token_ids()->add_ids(id);
@@ -180,6 +204,82 @@ TEST_F(GrpcServerTest, TokenizeDetokenizeAndModelInfo) {
   EXPECT_EQ(info.name(), "tiny");
   EXPECT_EQ(info.vocab_size(), harness_->tokenizer().vocab_size());
   EXPECT_EQ(info.backend(), "cpu");
+}
+
+TEST_F(GrpcServerTest, SixteenConcurrentStreamsEachEqualTheirSoloRun) {
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 16; ++i) {
+    prompts.push_back({static_cast<int32_t>(10 + i), 20, static_cast<int32_t>(30 + 7 * i)});
+    for (int k = 0; k < i % 5; ++k) prompts.back().push_back(40 + k);
+  }
+  std::vector<Streamed> streamed(16);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 16; ++i) {
+    clients.emplace_back([&, i] {
+      v1::GenerateRequest request;
+      for (int32_t id : prompts[i]) request.mutable_token_ids()->add_ids(id);
+      request.mutable_sampling()->set_temperature(0);
+      request.mutable_stopping()->set_max_tokens(8 + i);
+      request.mutable_stopping()->set_ignore_eos(true);
+      streamed[i] = Generate(request);
+    });
+  }
+  for (auto& t : clients) t.join();
+  EngineHarness alone(test::TinyModelPath(kTiny), Plan(), Config());
+  for (int i = 0; i < 16; ++i) {
+    ASSERT_TRUE(streamed[i].status.ok()) << i;
+    const std::string id = absl::StrCat("solo", i);
+    auto solo = alone.RunTogether({GreedyRequest(id, prompts[i], 8 + i)})[id];
+    EXPECT_EQ(streamed[i].tokens, solo.tokens[0]) << i;
+    EXPECT_EQ(streamed[i].text, solo.text[0]) << i;
+  }
+}
+
+TEST_F(GrpcServerTest, BadRequestsFailWhileOtherStreamsKeepFlowing) {
+  // A long stream runs while a table of bad requests is refused.
+  grpc::ClientContext context;
+  v1::GenerateRequest good;
+  for (int32_t id : {3, 4, 5}) good.mutable_token_ids()->add_ids(id);
+  good.mutable_stopping()->set_max_tokens(200);
+  good.mutable_stopping()->set_ignore_eos(true);
+  auto reader = stub_->Generate(&context, good);
+  v1::GenerateResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  const std::vector<std::pair<std::function<void(v1::GenerateRequest*)>, std::string>>
+      bad = {
+          {[](auto* r) { r->clear_prompt(); }, "prompt"},
+          {[](auto* r) { r->set_text(""); }, "prompt.text"},
+          {[](auto* r) { r->mutable_token_ids()->add_ids(-1); }, "prompt.token_ids[0]"},
+          {[](auto* r) { r->set_model("other"); }, "model"},
+          {[](auto* r) { r->mutable_sampling()->set_top_p(0); }, "sampling.top_p"},
+          {[](auto* r) { r->mutable_sampling()->set_top_k(-2); }, "sampling.top_k"},
+          {[](auto* r) { r->mutable_sampling()->set_min_p(2); }, "sampling.min_p"},
+          {[](auto* r) { r->mutable_sampling()->set_n(0); }, "sampling.n"},
+          {[](auto* r) { r->mutable_sampling()->set_logprobs(99); }, "sampling.logprobs"},
+          {[](auto* r) { r->mutable_stopping()->set_max_tokens(-1); }, "stopping.max_tokens"},
+          {[](auto* r) { r->mutable_stopping()->add_stop(""); }, "stopping.stop"},
+          {[](auto* r) { r->mutable_stopping()->set_max_tokens(100000); },
+           "stopping.max_tokens"},
+      };
+  for (const auto& [mutate, field] : bad) {
+    v1::GenerateRequest request;
+    request.set_text("hello");
+    mutate(&request);
+    const Streamed s = Generate(request);
+    EXPECT_EQ(s.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << field;
+    EXPECT_NE(s.status.error_message().find(field), std::string::npos)
+        << field << ": " << s.status.error_message();
+  }
+  // The long stream was not disturbed.
+  int tokens = 0;
+  bool saw_final = false;
+  while (reader->Read(&response)) {
+    if (response.has_delta()) tokens += response.delta().token_ids_size();
+    saw_final |= response.has_final();
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_TRUE(saw_final);
+  EXPECT_GT(tokens, 0);
 }
 
 // Opens `count` streams of `max_tokens` each and reads their first message.
