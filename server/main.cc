@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "runtime/engine.h"
+#include "runtime/request_queue.h"
 #include "runtime/model/model_files.h"
 #include "server/grpc_server.h"
 #include "tools/flag_spelling.h"
@@ -104,6 +105,22 @@ int Main() {
                                engine_config);
   if (!engine.ok()) return Fail(engine.status());
   (*engine)->Start();
+  // Warm up (first-touch of the weights, scratch and KV pages) before
+  // health says SERVING.
+  {
+    Request warmup;
+    warmup.id = "weft-warmup";
+    warmup.prompt_ids = (*files)->tokenizer().Encode("Hello", EncodeOptions{});
+    warmup.sampling.temperature = 0;
+    warmup.stopping.max_tokens = 2;
+    warmup.stopping.ignore_eos = true;
+    auto sink = std::make_shared<StreamBuffer>();
+    if (auto s = (*engine)->Submit(std::move(warmup), sink); !s.ok()) return Fail(s);
+    while (auto event = sink->Next()) {
+      if (auto* error = std::get_if<absl::Status>(&*event)) return Fail(*error);
+      if (std::holds_alternative<Finished>(*event)) break;
+    }
+  }
 
   ServedModel served;
   served.name = absl::GetFlag(FLAGS_served_model_name);
