@@ -39,8 +39,33 @@ expect load 0 "$client" load --server "127.0.0.1:$port"
 expect bad-request 1 "$client" generate --server "127.0.0.1:$port" --prompt "x" --top-p 2
 grep -q "sampling.top_p" /tmp/weft_cli_out.$$ || { echo "FAIL: field not named"; fail=1; }
 rm -f /tmp/weft_cli_out.$$
+
+# SIGTERM while 8 streams run: each completes or ends UNAVAILABLE (14),
+# none hangs, and the server exits 0 within the drain timeout.
+clients=()
+for i in $(seq 8); do
+  timeout 20 "$client" generate --server "127.0.0.1:$port" --prompt "stream $i" \
+    --max-tokens 240 >/dev/null 2>"$log.client$i" &
+  clients+=($!)
+done
+sleep 0.2
+start=$(date +%s)
 kill -TERM $pid
+timeout 15 tail --pid=$pid -f /dev/null
 wait $pid
 rc=$?
-if [[ $rc -ne 0 ]]; then echo "FAIL drain: exit $rc"; cat "$log"; fail=1; else echo "ok   drain: exit 0"; fi
+elapsed=$(( $(date +%s) - start ))
+if [[ $rc -ne 0 ]]; then echo "FAIL drain: exit $rc"; cat "$log"; fail=1
+elif [[ $elapsed -gt 7 ]]; then echo "FAIL drain: took ${elapsed}s"; fail=1
+else echo "ok   drain: exit 0 after ${elapsed}s"; fi
+for i in $(seq 8); do
+  wait ${clients[$((i-1))]}
+  crc=$?
+  if [[ $crc -eq 0 ]] || grep -q "^weft: 14 " "$log.client$i"; then
+    echo "ok   stream $i: exit $crc $(cat "$log.client$i" | tr '\n' ' ' | head -c 120)"
+  else
+    echo "FAIL stream $i: exit $crc"; cat "$log.client$i"; fail=1
+  fi
+  rm -f "$log.client$i"
+done
 exit $fail
