@@ -148,9 +148,9 @@ void Scheduler::ScheduleWaiting(Batch* batch, int* token_budget) {
     seq->num_computed_tokens = cached;
     const int n = ChunkSize(*seq, *token_budget, logit_budget);
     seq->num_computed_tokens = 0;
-    if (n == 0 || !blocks_->CanAllocate(seq->tokens, cached + n, use_cache)) {
-      break;
-    }
+    if (n == 0) break;
+    // Allocate checks room itself (ResourceExhausted, nothing changed):
+    // no separate CanAllocate, which would hash the prompt once more.
     auto table = blocks_->Allocate(seq->tokens, cached + n, use_cache);
     if (!table.ok()) break;
     seq->blocks = *std::move(table);
