@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/request_queue.h"
+#include "server/metrics.h"
 #include "server/status.h"
 
 namespace weft {
@@ -15,18 +16,22 @@ namespace {
 class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
   // `reported_id` is the id the client knows the request by.
+  // `recorder` counts the request's end in the server's metrics.
   GenerateReactor(Engine* engine, absl::StatusOr<Request> request,
-                  std::string reported_id = "")
+                  std::string reported_id = "", RequestRecorder recorder = {})
       : engine_(engine),
         buffer_(std::make_shared<StreamBuffer>()),
         reported_id_(std::move(reported_id)) {
     if (!request.ok()) {
+      recorder.Refused(request.status());
       Finish(ToGrpcStatus(request.status()));
       return;
     }
     id_ = request->id;
     buffer_->SetListener([this] { WriteNext(); });
-    if (absl::Status s = engine_->Submit(*std::move(request), buffer_); !s.ok()) {
+    if (absl::Status s = engine_->Submit(*std::move(request), recorder.Wrap(buffer_));
+        !s.ok()) {
+      recorder.Refused(s);
       buffer_->ClearListener();
       Finish(ToGrpcStatus(s));
       return;
@@ -80,11 +85,13 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 }  // namespace
 
 GenerationService::GenerationService(Engine* engine, ServedModel model,
-                                     std::string backend, const ApiKeys* keys)
+                                     std::string backend, const ApiKeys* keys,
+                                     ServerMetrics* metrics)
     : engine_(engine),
       model_(std::move(model)),
       backend_(std::move(backend)),
-      keys_(keys) {}
+      keys_(keys),
+      metrics_(metrics) {}
 
 absl::StatusOr<std::string> GenerationService::Authenticate(
     const grpc::CallbackServerContext* context) const {
@@ -107,10 +114,14 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
   if (draining_) {
     return new GenerateReactor(
-        engine_, absl::UnavailableError("the server is shutting down"));
+        engine_, absl::UnavailableError("the server is shutting down"), "",
+        RequestRecorder(metrics_, ""));
   }
   absl::StatusOr<std::string> tenant = Authenticate(context);
-  if (!tenant.ok()) return new GenerateReactor(engine_, tenant.status());
+  if (!tenant.ok()) {
+    return new GenerateReactor(engine_, tenant.status(), "",
+                               RequestRecorder(metrics_, ""));
+  }
   const std::string assigned =
       absl::StrCat("weft-", next_request_number_.fetch_add(1));
   absl::StatusOr<Request> converted =
@@ -123,7 +134,8 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     converted->id = absl::StrCat(*tenant, "/", converted->id);
   }
   return new GenerateReactor(engine_, std::move(converted),
-                             std::move(reported_id));
+                             std::move(reported_id),
+                             RequestRecorder(metrics_, *tenant));
 }
 
 grpc::ServerUnaryReactor* GenerationService::Tokenize(

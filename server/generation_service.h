@@ -9,6 +9,7 @@
 
 #include "runtime/engine.h"
 #include "server/auth.h"
+#include "server/metrics.h"
 #include "server/request_conversion.h"
 #include "weft/v1/generation.grpc.pb.h"
 
@@ -16,9 +17,10 @@ namespace weft {
 
 class GenerationService final : public v1::Generation::CallbackService {
  public:
-  // `engine`, `model.tokenizer` and `keys` must outlive the service.
+  // `engine`, `model.tokenizer`, `keys` and `metrics` must outlive the
+  // service; a null `metrics` records nothing.
   GenerationService(Engine* engine, ServedModel model, std::string backend,
-                    const ApiKeys* keys);
+                    const ApiKeys* keys, ServerMetrics* metrics = nullptr);
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context,
@@ -51,6 +53,7 @@ class GenerationService final : public v1::Generation::CallbackService {
   ServedModel model_;
   std::string backend_;
   const ApiKeys* keys_;
+  ServerMetrics* metrics_;
   std::atomic<uint64_t> next_request_number_{0};
   std::atomic<bool> draining_{false};
 };

@@ -64,7 +64,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     const GrpcServerConfig& config, Engine* engine, ServedModel model,
-    std::string backend, const ApiKeys* keys) {
+    std::string backend, const ApiKeys* keys, ServerMetrics* metrics) {
   if (auto s = config.Validate(); !s.ok()) return s;
   auto credentials = Credentials(config);
   if (!credentials.ok()) return credentials.status();
@@ -73,7 +73,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->engine_ = engine;
   server->service_ = std::make_unique<GenerationService>(
-      engine, std::move(model), std::move(backend), keys);
+      engine, std::move(model), std::move(backend), keys, metrics);
   grpc::ServerBuilder builder;
   const std::string address = config.host.find(':') != std::string::npos
                                   ? absl::StrCat("[", config.host, "]:", config.port)

@@ -30,10 +30,12 @@ struct GrpcServerConfig {
 class GrpcServer {
  public:
   // Binds and starts serving; health reports SERVING.
-  // `keys` must outlive the server (an empty ApiKeys disables auth).
+  // `keys` must outlive the server (an empty ApiKeys disables auth), and
+  // so must `metrics` (null: nothing is recorded).
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
       const GrpcServerConfig& config, Engine* engine, ServedModel model,
-      std::string backend, const ApiKeys* keys);
+      std::string backend, const ApiKeys* keys,
+      ServerMetrics* metrics = nullptr);
   ~GrpcServer();
 
   int port() const { return port_; }

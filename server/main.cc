@@ -144,8 +144,9 @@ int Main() {
   server_config.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   server_config.tls_key = absl::GetFlag(FLAGS_tls_key);
   server_config.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
-  auto server =
-      GrpcServer::Start(server_config, engine->get(), served, "cpu", &keys);
+  ServerMetrics metrics(served.name, served.max_model_len);
+  auto server = GrpcServer::Start(server_config, engine->get(), served, "cpu",
+                                  &keys, &metrics);
   if (!server.ok()) return Fail(server.status());
   std::fprintf(stderr,
                "weft-server: serving '%s' (%s, %d KV blocks of %d tokens, "
