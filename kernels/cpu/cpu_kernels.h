@@ -1,0 +1,132 @@
+// The fast CPU kernels behind FastCpuBackend, one implementation per ISA
+// (cpu_kernels_avx512.cc: AVX-512 F/BW/VL/VNNI; cpu_kernels_avx2.cc:
+// AVX2 + FMA + F16C, the baseline). Each ISA file is compiled with its own
+// -m flags, so nothing here may be called before the processor has been
+// checked (FastCpuBackend::Create does it).
+//
+// Quantized weights (Q4_0, Q4_1, Q8_0) are repacked once, at upload, into
+// groups of kPackRows = 16 output rows. For group g and block b (32 input
+// columns) the packed bytes are
+//   qs   Q4: 4 × 64 bytes; vector s (0..3), byte 4r + j = the GGML byte
+//            qs[4s + j] of row r: low nibble = column 4s + j, high nibble =
+//            column 16 + 4s + j.
+//        Q8: 8 × 64 bytes; vector s (0..7), byte 4r + j = q of row r,
+//            column 4s + j (stored + 128 as unsigned for AVX-512 VNNI,
+//            signed for AVX2).
+//   d    16 × f16, each row's block scale.
+//   m    16 × f16, each row's block minimum (Q4_1 only).
+// so one 32-bit lane of a 512-bit vector holds 4 consecutive columns of one
+// row: VPDPBUSD against 4 broadcast activation bytes yields 16 rows' partial
+// dot products with no horizontal sums. Rows past the matrix end are zero.
+//
+// Activations are quantized per block of 32 to int8 with scale dx =
+// max|x| / 127 (llama.cpp's Q8_0 for activations), keeping Σq per block for
+// the weights' offsets (Q4_0: -8, unsigned Q8: -128) and minimums (Q4_1).
+#ifndef WEFT_KERNELS_CPU_CPU_KERNELS_H_
+#define WEFT_KERNELS_CPU_CPU_KERNELS_H_
+
+#include <cstdint>
+
+#include "kernels/dtype.h"
+
+namespace weft::cpu {
+
+inline constexpr int kPackRows = 16;
+
+struct PackedQuant {
+  DType dtype = DType::kQ4_0;  // kQ4_0, kQ4_1 or kQ8_0
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t num_groups = 0;   // ceil(rows / kPackRows)
+  int64_t num_blocks = 0;   // cols / 32
+  int64_t qs_bytes = 0;     // packed quants of one (group, block)
+  int64_t block_bytes = 0;  // qs + d (+ m) of one (group, block)
+  bool unsigned_q8 = false;
+  const uint8_t* data = nullptr;  // [num_groups][num_blocks][block_bytes]
+};
+
+// Bytes PackQuant writes for a rows × cols matrix.
+int64_t PackedQuantBytes(DType dtype, int64_t rows, int64_t cols);
+// Repacks GGML blocks `src` (rows × cols) into `dst` (PackedQuantBytes).
+PackedQuant PackQuant(DType dtype, int64_t rows, int64_t cols, const void* src,
+                      bool unsigned_q8, uint8_t* dst);
+
+// Activations quantized to int8 per block of 32 columns.
+struct QuantizedRows {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const int8_t* q = nullptr;      // [rows][cols]
+  const float* scale = nullptr;   // [rows][cols / 32] dx
+  const float* scaled_sum = nullptr;  // [rows][cols / 32] dx · Σq
+  const int32_t* sum = nullptr;   // [rows][cols / 32] Σq
+};
+
+// Output of a matmul: y[r][c] for rows r of the activations and columns c
+// (= weight rows); `stride` floats between rows.
+struct OutputRows {
+  float* data = nullptr;
+  int64_t stride = 0;
+};
+
+// --- AVX2 (baseline) ----------------------------------------------------
+namespace avx2 {
+// x [rows][cols] (x_stride floats apart) → q, scale, scaled_sum, sum, for
+// rows [row_begin, row_end).
+void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
+                  int64_t row_begin, int64_t row_end, int8_t* q, float* scale,
+                  float* scaled_sum, int32_t* sum);
+// y[:, groups [group_begin, group_end) × 16] = x · wᵀ + bias.
+void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
+                 int64_t group_begin, int64_t group_end, const float* bias,
+                 OutputRows y);
+// y[:, [row_begin, row_end)] = x · wᵀ + bias for F32/F16/BF16 w (rows ×
+// cols, row-major, used in place).
+void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,
+                 int64_t row_end, const float* x, int64_t x_rows,
+                 int64_t x_stride, const float* bias, OutputRows y);
+
+// out = x / rms(x) * weight over n elements.
+void RmsNormRow(const float* x, const float* weight, int64_t n, float eps,
+                float* out);
+// residual += x; out = RmsNorm(residual).
+void AddRmsNormRow(float* residual, const float* x, const float* weight,
+                   int64_t n, float eps, float* out);
+// out[i] = silu(gate[i]) * up[i].
+void SiluMul(const float* gate, const float* up, int64_t n, float* out);
+
+// Causal attention of `group` query heads sharing one KV head, for one
+// query token that sees `visible` context positions. q: group heads of
+// head_dim floats, head_stride apart; out likewise. k_cache/v_cache: the
+// layer's K/V for this KV head: block b's row p is at
+// base + (blocks[b] * block_stride) + p * head_dim.
+struct AttentionTask {
+  const float* q;
+  float* out;
+  int64_t head_stride;
+  int group;
+  int head_dim;
+  int visible;
+  float scale;
+  const float* k_base;
+  const float* v_base;
+  const int32_t* blocks;
+  int64_t block_stride;  // floats between consecutive block ids
+  int block_size;
+};
+// `scores` holds at least group * visible floats.
+void AttendOneToken(const AttentionTask& task, float* scores);
+}  // namespace avx2
+
+// --- AVX-512 F/BW/VL/VNNI -------------------------------------------------
+namespace avx512 {
+void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
+                 int64_t group_begin, int64_t group_end, const float* bias,
+                 OutputRows y);
+void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,
+                 int64_t row_end, const float* x, int64_t x_rows,
+                 int64_t x_stride, const float* bias, OutputRows y);
+}  // namespace avx512
+
+}  // namespace weft::cpu
+
+#endif  // WEFT_KERNELS_CPU_CPU_KERNELS_H_

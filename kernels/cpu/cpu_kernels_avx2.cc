@@ -1,0 +1,443 @@
+// AVX2 + FMA + F16C kernels: the baseline every x86-64 server has. Holds
+// the activation quantizer, the fallback matmuls (used where AVX-512 VNNI
+// is missing) and the vectorized small ops (RMSNorm, SiLU·mul, attention),
+// which are memory- or latency-bound and gain little from wider vectors.
+// Compiled with -mavx2 -mfma -mf16c: helpers have internal linkage (see
+// cpu_kernels_avx512.cc for why).
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace weft::cpu::avx2 {
+namespace {
+
+inline int64_t MinI64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+inline float HorizontalSum(__m256 v) {
+  const __m128 sum4 =
+      _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
+  return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
+}
+
+inline float HorizontalMax(__m256 v) {
+  const __m128 m4 =
+      _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  return _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
+}
+
+inline __m256i Broadcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return _mm256_set1_epi32(v);
+}
+
+// e^x for x in fp32 (Cephes' expf: range reduction by ln 2 and a degree-5
+// polynomial; relative error ~2e-7 over [-87, 88], 0 below).
+inline __m256 Exp(__m256 x) {
+  x = _mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f));
+  x = _mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f));
+  __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f),
+                              _mm256_set1_ps(0.5f));
+  fx = _mm256_floor_ps(fx);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i pow2n = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(pow2n));
+}
+
+// --- Quantized matmul ------------------------------------------------------
+
+// One group of 16 output columns (two halves of 8) × MT activation rows.
+template <DType kType, int MT>
+void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g,
+               int64_t m0, const float* bias, OutputRows y) {
+  const int64_t nb = w.num_blocks;
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[2][MT];
+  for (int h = 0; h < 2; ++h) {
+    for (int t = 0; t < MT; ++t) acc[h][t] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* base = w.data + (g * nb + b) * w.block_bytes;
+    const int8_t* xq[MT];
+    __m256i isum[2][MT];
+    for (int t = 0; t < MT; ++t) {
+      xq[t] = x.q + (m0 + t) * x.cols + b * kQuantBlockSize;
+      const int32_t offset = kType == DType::kQ4_0 ? 8 : 0;
+      const __m256i init = _mm256_set1_epi32(-offset * x.sum[(m0 + t) * nb + b]);
+      isum[0][t] = init;
+      isum[1][t] = init;
+    }
+    if constexpr (kType == DType::kQ8_0) {
+      for (int s = 0; s < 8; ++s) {
+        for (int h = 0; h < 2; ++h) {
+          const __m256i p = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(base + 64 * s + 32 * h));
+          const __m256i magnitude = _mm256_abs_epi8(p);
+          for (int t = 0; t < MT; ++t) {
+            const __m256i xs = _mm256_sign_epi8(Broadcast4(xq[t] + 4 * s), p);
+            isum[h][t] = _mm256_add_epi32(
+                isum[h][t],
+                _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, xs), ones));
+          }
+        }
+      }
+    } else {
+      for (int s = 0; s < 4; ++s) {
+        for (int h = 0; h < 2; ++h) {
+          const __m256i p = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(base + 64 * s + 32 * h));
+          const __m256i l = _mm256_and_si256(p, low4);
+          const __m256i u = _mm256_and_si256(_mm256_srli_epi16(p, 4), low4);
+          for (int t = 0; t < MT; ++t) {
+            const __m256i pl = _mm256_maddubs_epi16(l, Broadcast4(xq[t] + 4 * s));
+            const __m256i pu =
+                _mm256_maddubs_epi16(u, Broadcast4(xq[t] + 16 + 4 * s));
+            isum[h][t] = _mm256_add_epi32(
+                isum[h][t], _mm256_madd_epi16(_mm256_add_epi16(pl, pu), ones));
+          }
+        }
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(
+          reinterpret_cast<const __m128i*>(base + w.qs_bytes + 16 * h)));
+      __m256 mn = _mm256_setzero_ps();
+      if constexpr (kType == DType::kQ4_1) {
+        mn = _mm256_cvtph_ps(_mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(base + w.qs_bytes + 32 + 16 * h)));
+      }
+      for (int t = 0; t < MT; ++t) {
+        const int64_t meta = (m0 + t) * nb + b;
+        acc[h][t] = _mm256_fmadd_ps(
+            _mm256_cvtepi32_ps(isum[h][t]),
+            _mm256_mul_ps(d, _mm256_set1_ps(x.scale[meta])), acc[h][t]);
+        if constexpr (kType == DType::kQ4_1) {
+          acc[h][t] = _mm256_fmadd_ps(mn, _mm256_set1_ps(x.scaled_sum[meta]),
+                                      acc[h][t]);
+        }
+      }
+    }
+  }
+  const int64_t col0 = g * kPackRows;
+  const int64_t valid = MinI64(kPackRows, w.rows - col0);
+  for (int t = 0; t < MT; ++t) {
+    alignas(32) float out[kPackRows];
+    _mm256_store_ps(out, acc[0][t]);
+    _mm256_store_ps(out + 8, acc[1][t]);
+    float* dst = y.data + (m0 + t) * y.stride + col0;
+    for (int64_t i = 0; i < valid; ++i) {
+      dst[i] = out[i] + (bias != nullptr ? bias[col0 + i] : 0.0f);
+    }
+  }
+}
+
+template <DType kType>
+void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
+                      int64_t group_begin, int64_t group_end,
+                      const float* bias, OutputRows y) {
+  // Two weight rows' worth of accumulators (2 × 8 lanes) per activation row:
+  // two activation rows per tile fit the 16 vector registers.
+  for (int64_t g = group_begin; g < group_end; ++g) {
+    int64_t m0 = 0;
+    for (; m0 + 2 <= x.rows; m0 += 2) QuantTile<kType, 2>(w, x, g, m0, bias, y);
+    if (m0 < x.rows) QuantTile<kType, 1>(w, x, g, m0, bias, y);
+  }
+}
+
+// --- Float-weight matmul ---------------------------------------------------
+
+template <DType kType>
+inline __m256 LoadWeights8(const uint8_t* row, int64_t k) {
+  if constexpr (kType == DType::kF32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  } else if constexpr (kType == DType::kF16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(
+        reinterpret_cast<const __m128i*>(row + 2 * k)));
+  } else {
+    const __m128i h =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k));
+    return _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <DType kType>
+inline float LoadWeight1(const uint8_t* row, int64_t k) {
+  if constexpr (kType == DType::kF32) {
+    float v;
+    std::memcpy(&v, row + 4 * k, 4);
+    return v;
+  } else {
+    uint16_t h;
+    std::memcpy(&h, row + 2 * k, 2);
+    if constexpr (kType == DType::kF16) return _cvtsh_ss(h);
+    const uint32_t u = static_cast<uint32_t>(h) << 16;
+    float v;
+    std::memcpy(&v, &u, 4);
+    return v;
+  }
+}
+
+template <DType kType, int WT, int MT>
+void FloatTile(const uint8_t* w, int64_t row_bytes, int64_t cols, int64_t r0,
+               const float* x, int64_t x_stride, int64_t m0, const float* bias,
+               OutputRows y) {
+  __m256 acc[WT][MT];
+  for (int i = 0; i < WT; ++i) {
+    for (int t = 0; t < MT; ++t) acc[i][t] = _mm256_setzero_ps();
+  }
+  const int64_t main = cols - cols % 8;
+  for (int64_t k = 0; k < main; k += 8) {
+    __m256 xv[MT];
+    for (int t = 0; t < MT; ++t) xv[t] = _mm256_loadu_ps(x + (m0 + t) * x_stride + k);
+    for (int i = 0; i < WT; ++i) {
+      const __m256 wv = LoadWeights8<kType>(w + (r0 + i) * row_bytes, k);
+      for (int t = 0; t < MT; ++t) acc[i][t] = _mm256_fmadd_ps(wv, xv[t], acc[i][t]);
+    }
+  }
+  for (int i = 0; i < WT; ++i) {
+    const float b = bias != nullptr ? bias[r0 + i] : 0.0f;
+    for (int t = 0; t < MT; ++t) {
+      float sum = HorizontalSum(acc[i][t]);
+      for (int64_t k = main; k < cols; ++k) {
+        sum += LoadWeight1<kType>(w + (r0 + i) * row_bytes, k) *
+               x[(m0 + t) * x_stride + k];
+      }
+      y.data[(m0 + t) * y.stride + r0 + i] = sum + b;
+    }
+  }
+}
+
+template <DType kType>
+void FloatMatMulTyped(const void* w, int64_t cols, int64_t row_begin,
+                      int64_t row_end, const float* x, int64_t x_rows,
+                      int64_t x_stride, const float* bias, OutputRows y) {
+  const auto* bytes = static_cast<const uint8_t*>(w);
+  const int64_t row_bytes = cols * (kType == DType::kF32 ? 4 : 2);
+  for (int64_t m0 = 0; m0 < x_rows; m0 += 2) {
+    const bool pair = m0 + 2 <= x_rows;
+    int64_t r = row_begin;
+    for (; r + 4 <= row_end; r += 4) {
+      if (pair) {
+        FloatTile<kType, 4, 2>(bytes, row_bytes, cols, r, x, x_stride, m0, bias, y);
+      } else {
+        FloatTile<kType, 4, 1>(bytes, row_bytes, cols, r, x, x_stride, m0, bias, y);
+      }
+    }
+    for (; r < row_end; ++r) {
+      if (pair) {
+        FloatTile<kType, 1, 2>(bytes, row_bytes, cols, r, x, x_stride, m0, bias, y);
+      } else {
+        FloatTile<kType, 1, 1>(bytes, row_bytes, cols, r, x, x_stride, m0, bias, y);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
+                  int64_t row_begin, int64_t row_end, int8_t* q, float* scale,
+                  float* scaled_sum, int32_t* sum) {
+  const int64_t nb = cols / kQuantBlockSize;
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const float* row = x + r * x_stride;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* v = row + b * kQuantBlockSize;
+      __m256 in[4];
+      __m256 amax = _mm256_setzero_ps();
+      for (int i = 0; i < 4; ++i) {
+        in[i] = _mm256_loadu_ps(v + 8 * i);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_mask, in[i]));
+      }
+      const float max_abs = HorizontalMax(amax);
+      const float d = max_abs / 127.0f;
+      const float inv = max_abs > 0 ? 127.0f / max_abs : 0.0f;
+      __m256i q32[4];
+      for (int i = 0; i < 4; ++i) {
+        q32[i] = _mm256_cvtps_epi32(_mm256_round_ps(
+            _mm256_mul_ps(in[i], _mm256_set1_ps(inv)),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      }
+      // Σq before packing (exact in int32).
+      const __m256i s = _mm256_add_epi32(_mm256_add_epi32(q32[0], q32[1]),
+                                         _mm256_add_epi32(q32[2], q32[3]));
+      alignas(32) int32_t lanes[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s);
+      int32_t total = 0;
+      for (int32_t lane : lanes) total += lane;
+      // packs interleave 128-bit lanes; undo with a cross-lane permute.
+      const __m256i p16a = _mm256_packs_epi32(q32[0], q32[1]);
+      const __m256i p16b = _mm256_packs_epi32(q32[2], q32[3]);
+      __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+      p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(
+          reinterpret_cast<__m256i*>(q + r * cols + b * kQuantBlockSize), p8);
+      const int64_t meta = r * nb + b;
+      scale[meta] = d;
+      sum[meta] = total;
+      scaled_sum[meta] = d * static_cast<float>(total);
+    }
+  }
+}
+
+void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
+                 int64_t group_begin, int64_t group_end, const float* bias,
+                 OutputRows y) {
+  switch (w.dtype) {
+    case DType::kQ4_0:
+      return QuantMatMulTyped<DType::kQ4_0>(w, x, group_begin, group_end, bias, y);
+    case DType::kQ4_1:
+      return QuantMatMulTyped<DType::kQ4_1>(w, x, group_begin, group_end, bias, y);
+    case DType::kQ8_0:
+      return QuantMatMulTyped<DType::kQ8_0>(w, x, group_begin, group_end, bias, y);
+    default:
+      return;
+  }
+}
+
+void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,
+                 int64_t row_end, const float* x, int64_t x_rows,
+                 int64_t x_stride, const float* bias, OutputRows y) {
+  switch (dtype) {
+    case DType::kF32:
+      return FloatMatMulTyped<DType::kF32>(w, cols, row_begin, row_end, x,
+                                           x_rows, x_stride, bias, y);
+    case DType::kF16:
+      return FloatMatMulTyped<DType::kF16>(w, cols, row_begin, row_end, x,
+                                           x_rows, x_stride, bias, y);
+    case DType::kBF16:
+      return FloatMatMulTyped<DType::kBF16>(w, cols, row_begin, row_end, x,
+                                            x_rows, x_stride, bias, y);
+    default:
+      return;
+  }
+}
+
+// --- Small ops -------------------------------------------------------------
+
+void RmsNormRow(const float* x, const float* weight, int64_t n, float eps,
+                float* out) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    acc = _mm256_fmadd_ps(v, v, acc);
+  }
+  float sum_squares = HorizontalSum(acc);
+  for (; i < n; ++i) sum_squares += x[i] * x[i];
+  const float inv_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(n) + eps);
+  const __m256 scale = _mm256_set1_ps(inv_rms);
+  for (i = 0; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), scale),
+                                            _mm256_loadu_ps(weight + i)));
+  }
+  for (; i < n; ++i) out[i] = x[i] * inv_rms * weight[i];
+}
+
+void AddRmsNormRow(float* residual, const float* x, const float* weight,
+                   int64_t n, float eps, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(residual + i, _mm256_add_ps(_mm256_loadu_ps(residual + i),
+                                                 _mm256_loadu_ps(x + i)));
+  }
+  for (; i < n; ++i) residual[i] += x[i];
+  RmsNormRow(residual, weight, n, eps, out);
+}
+
+void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+  int64_t i = 0;
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, e));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void AttendOneToken(const AttentionTask& task, float* scores) {
+  const int d = task.head_dim;
+  const int visible = task.visible;
+  auto k_row = [&](int j) {
+    return task.k_base + task.blocks[j / task.block_size] * task.block_stride +
+           (j % task.block_size) * d;
+  };
+  auto v_row = [&](int j) {
+    return task.v_base + task.blocks[j / task.block_size] * task.block_stride +
+           (j % task.block_size) * d;
+  };
+  // Scores: each K row is loaded once for all `group` query heads.
+  for (int j = 0; j < visible; ++j) {
+    const float* k = k_row(j);
+    for (int g = 0; g < task.group; ++g) {
+      const float* q = task.q + g * task.head_stride;
+      __m256 acc = _mm256_setzero_ps();
+      int i = 0;
+      for (; i + 8 <= d; i += 8) {
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), acc);
+      }
+      float dot = HorizontalSum(acc);
+      for (; i < d; ++i) dot += q[i] * k[i];
+      scores[g * visible + j] = dot * task.scale;
+    }
+  }
+  // Softmax per head.
+  for (int g = 0; g < task.group; ++g) {
+    float* s = scores + g * visible;
+    float max_score = -INFINITY;
+    for (int j = 0; j < visible; ++j) max_score = s[j] > max_score ? s[j] : max_score;
+    const __m256 max_v = _mm256_set1_ps(max_score);
+    __m256 sum_v = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= visible; j += 8) {
+      const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), max_v));
+      _mm256_storeu_ps(s + j, e);
+      sum_v = _mm256_add_ps(sum_v, e);
+    }
+    float sum = HorizontalSum(sum_v);
+    for (; j < visible; ++j) {
+      s[j] = std::exp(s[j] - max_score);
+      sum += s[j];
+    }
+    const float inv = 1.0f / sum;
+    for (j = 0; j < visible; ++j) s[j] *= inv;
+    float* o = task.out + g * task.head_stride;
+    std::memset(o, 0, sizeof(float) * d);
+  }
+  // Output: each V row is loaded once for all heads.
+  for (int j = 0; j < visible; ++j) {
+    const float* v = v_row(j);
+    for (int g = 0; g < task.group; ++g) {
+      float* o = task.out + g * task.head_stride;
+      const __m256 weight = _mm256_set1_ps(scores[g * visible + j]);
+      int i = 0;
+      for (; i + 8 <= d; i += 8) {
+        _mm256_storeu_ps(o + i, _mm256_fmadd_ps(weight, _mm256_loadu_ps(v + i),
+                                                _mm256_loadu_ps(o + i)));
+      }
+      for (; i < d; ++i) o[i] += scores[g * visible + j] * v[i];
+    }
+  }
+}
+
+}  // namespace weft::cpu::avx2

@@ -1,0 +1,296 @@
+// AVX-512 (F/BW/VL/DQ/VNNI) matmul kernels; see cpu_kernels.h for the
+// packed layout. Compiled with -mavx512* flags: every helper here has
+// internal linkage so no inline function compiled for AVX-512 can be
+// merged into code that runs on an AVX2-only processor.
+//
+// QuantMatMul tiles GT weight groups (16 output columns each) × MT
+// activation rows; each (group, block) of weights is loaded and unpacked
+// once per tile and used for MT rows:
+//   M = 1..2: GT = 4 (decode: four independent accumulator chains),
+//   M = 3..4: GT = 2, otherwise GT = 1 with tiles of 8 rows (prefill).
+// FloatMatMul (F32/F16/BF16 weights in place) tiles WT weight rows × MT
+// activation rows of fp32 multiply-adds with one horizontal sum per output.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace weft::cpu::avx512 {
+namespace {
+
+template <DType kType>
+constexpr int32_t kOffset = kType == DType::kQ4_0 ? 8
+                            : kType == DType::kQ8_0 ? 128
+                                                    : 0;
+
+inline __m512i Broadcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return _mm512_set1_epi32(v);
+}
+
+inline int64_t MinI64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Sum of the 16 lanes (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized).
+inline float HorizontalSum(__m512 v) {
+  const __m512 halves = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  const __m512 quarters =
+      _mm512_add_ps(halves, _mm512_shuffle_f32x4(halves, halves, 0xB1));
+  const __m128 sum4 = _mm512_castps512_ps128(quarters);
+  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
+  return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
+}
+
+template <DType kType, int GT, int MT>
+void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
+               int64_t m0, const float* bias, OutputRows y) {
+  const int64_t nb = w.num_blocks;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[GT][MT];
+  for (int gi = 0; gi < GT; ++gi) {
+    for (int t = 0; t < MT; ++t) acc[gi][t] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const int8_t* xq[MT];
+    __m512i lo[GT][MT], hi[GT][MT];
+    for (int t = 0; t < MT; ++t) {
+      xq[t] = x.q + (m0 + t) * x.cols + b * kQuantBlockSize;
+      const __m512i init =
+          _mm512_set1_epi32(-kOffset<kType> * x.sum[(m0 + t) * nb + b]);
+      for (int gi = 0; gi < GT; ++gi) {
+        lo[gi][t] = init;
+        hi[gi][t] = _mm512_setzero_si512();
+      }
+    }
+    const uint8_t* base[GT];
+    for (int gi = 0; gi < GT; ++gi) {
+      base[gi] = w.data + ((g0 + gi) * nb + b) * w.block_bytes;
+    }
+    if constexpr (kType == DType::kQ8_0) {
+      for (int s = 0; s < 8; s += 2) {
+        for (int gi = 0; gi < GT; ++gi) {
+          const __m512i p0 = _mm512_loadu_si512(base[gi] + 64 * s);
+          const __m512i p1 = _mm512_loadu_si512(base[gi] + 64 * (s + 1));
+          for (int t = 0; t < MT; ++t) {
+            lo[gi][t] = _mm512_dpbusd_epi32(lo[gi][t], p0, Broadcast4(xq[t] + 4 * s));
+            hi[gi][t] = _mm512_dpbusd_epi32(hi[gi][t], p1,
+                                            Broadcast4(xq[t] + 4 * (s + 1)));
+          }
+        }
+      }
+    } else {
+      for (int s = 0; s < 4; ++s) {
+        for (int gi = 0; gi < GT; ++gi) {
+          const __m512i p = _mm512_loadu_si512(base[gi] + 64 * s);
+          const __m512i l = _mm512_and_si512(p, low4);
+          const __m512i h = _mm512_and_si512(_mm512_srli_epi16(p, 4), low4);
+          for (int t = 0; t < MT; ++t) {
+            lo[gi][t] = _mm512_dpbusd_epi32(lo[gi][t], l, Broadcast4(xq[t] + 4 * s));
+            hi[gi][t] = _mm512_dpbusd_epi32(hi[gi][t], h,
+                                            Broadcast4(xq[t] + 16 + 4 * s));
+          }
+        }
+      }
+    }
+    for (int gi = 0; gi < GT; ++gi) {
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(base[gi] + w.qs_bytes)));
+      __m512 mn = _mm512_setzero_ps();
+      if constexpr (kType == DType::kQ4_1) {
+        mn = _mm512_cvtph_ps(_mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(base[gi] + w.qs_bytes + 32)));
+      }
+      for (int t = 0; t < MT; ++t) {
+        const int64_t meta = (m0 + t) * nb + b;
+        const __m512 sum =
+            _mm512_cvtepi32_ps(_mm512_add_epi32(lo[gi][t], hi[gi][t]));
+        acc[gi][t] = _mm512_fmadd_ps(
+            sum, _mm512_mul_ps(d, _mm512_set1_ps(x.scale[meta])), acc[gi][t]);
+        if constexpr (kType == DType::kQ4_1) {
+          acc[gi][t] = _mm512_fmadd_ps(mn, _mm512_set1_ps(x.scaled_sum[meta]),
+                                       acc[gi][t]);
+        }
+      }
+    }
+  }
+  for (int gi = 0; gi < GT; ++gi) {
+    const int64_t col0 = (g0 + gi) * kPackRows;
+    const int64_t valid = MinI64(kPackRows, w.rows - col0);
+    const __mmask16 mask =
+        valid >= kPackRows ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
+    const __m512 bv = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + col0)
+                                      : _mm512_setzero_ps();
+    for (int t = 0; t < MT; ++t) {
+      _mm512_mask_storeu_ps(y.data + (m0 + t) * y.stride + col0, mask,
+                            _mm512_add_ps(acc[gi][t], bv));
+    }
+  }
+}
+
+template <DType kType, int GT>
+void QuantTileRows(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
+                   int64_t m0, int mt, const float* bias, OutputRows y) {
+  switch (mt) {
+#define WEFT_CASE(n)                                                  \
+  case n:                                                             \
+    if constexpr (GT * n <= 8) QuantTile<kType, GT, n>(w, x, g0, m0, bias, y); \
+    break;
+    WEFT_CASE(1) WEFT_CASE(2) WEFT_CASE(3) WEFT_CASE(4)
+    WEFT_CASE(5) WEFT_CASE(6) WEFT_CASE(7) WEFT_CASE(8)
+#undef WEFT_CASE
+  }
+}
+
+template <DType kType>
+void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
+                      int64_t group_begin, int64_t group_end,
+                      const float* bias, OutputRows y) {
+  const int64_t m = x.rows;
+  int64_t g = group_begin;
+  if (m <= 4) {
+    const int mt = static_cast<int>(m);
+    if (m <= 2) {
+      for (; g + 4 <= group_end; g += 4) {
+        QuantTileRows<kType, 4>(w, x, g, 0, mt, bias, y);
+      }
+    }
+    for (; g + 2 <= group_end; g += 2) {
+      QuantTileRows<kType, 2>(w, x, g, 0, mt, bias, y);
+    }
+    for (; g < group_end; ++g) QuantTileRows<kType, 1>(w, x, g, 0, mt, bias, y);
+    return;
+  }
+  for (; g < group_end; ++g) {
+    for (int64_t m0 = 0; m0 < m; m0 += 8) {
+      QuantTileRows<kType, 1>(w, x, g, m0, static_cast<int>(MinI64(8, m - m0)),
+                              bias, y);
+    }
+  }
+}
+
+// 16 weights of row `row` from column `k` as fp32 (masked: the rest zero).
+template <DType kType>
+inline __m512 LoadWeights(const uint8_t* row, int64_t k, __mmask16 mask) {
+  if constexpr (kType == DType::kF32) {
+    return _mm512_maskz_loadu_ps(mask, reinterpret_cast<const float*>(row) + k);
+  } else if constexpr (kType == DType::kF16) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+        mask, reinterpret_cast<const uint16_t*>(row) + k));
+  } else {
+    const __m256i h = _mm256_maskz_loadu_epi16(
+        mask, reinterpret_cast<const uint16_t*>(row) + k);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <DType kType, int WT, int MT>
+void FloatTile(const uint8_t* w, int64_t row_bytes, int64_t cols, int64_t r0,
+               const float* x, int64_t x_stride, int64_t m0, const float* bias,
+               OutputRows y) {
+  __m512 acc[WT][MT];
+  for (int i = 0; i < WT; ++i) {
+    for (int t = 0; t < MT; ++t) acc[i][t] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < cols; k += 16) {
+    const int64_t left = cols - k;
+    const __mmask16 mask =
+        left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+    __m512 xv[MT];
+    for (int t = 0; t < MT; ++t) {
+      xv[t] = _mm512_maskz_loadu_ps(mask, x + (m0 + t) * x_stride + k);
+    }
+    for (int i = 0; i < WT; ++i) {
+      const __m512 wv = LoadWeights<kType>(w + (r0 + i) * row_bytes, k, mask);
+      for (int t = 0; t < MT; ++t) acc[i][t] = _mm512_fmadd_ps(wv, xv[t], acc[i][t]);
+    }
+  }
+  for (int i = 0; i < WT; ++i) {
+    const float b = bias != nullptr ? bias[r0 + i] : 0.0f;
+    for (int t = 0; t < MT; ++t) {
+      y.data[(m0 + t) * y.stride + r0 + i] = HorizontalSum(acc[i][t]) + b;
+    }
+  }
+}
+
+template <DType kType, int WT>
+void FloatTileRows(const uint8_t* w, int64_t row_bytes, int64_t cols,
+                   int64_t r0, const float* x, int64_t x_stride, int64_t m0,
+                   int mt, const float* bias, OutputRows y) {
+  switch (mt) {
+#define WEFT_CASE(n)                                                      \
+  case n:                                                                 \
+    FloatTile<kType, WT, n>(w, row_bytes, cols, r0, x, x_stride, m0, bias, y); \
+    break;
+    WEFT_CASE(1) WEFT_CASE(2) WEFT_CASE(3) WEFT_CASE(4)
+#undef WEFT_CASE
+  }
+}
+
+template <DType kType>
+void FloatMatMulTyped(const void* w, int64_t cols, int64_t row_begin,
+                      int64_t row_end, const float* x, int64_t x_rows,
+                      int64_t x_stride, const float* bias, OutputRows y) {
+  const auto* bytes = static_cast<const uint8_t*>(w);
+  const int64_t row_bytes = cols * (kType == DType::kF32 ? 4 : 2);
+  if (x_rows == 1) {
+    int64_t r = row_begin;
+    for (; r + 8 <= row_end; r += 8) {
+      FloatTile<kType, 8, 1>(bytes, row_bytes, cols, r, x, x_stride, 0, bias, y);
+    }
+    for (; r < row_end; ++r) {
+      FloatTile<kType, 1, 1>(bytes, row_bytes, cols, r, x, x_stride, 0, bias, y);
+    }
+    return;
+  }
+  for (int64_t m0 = 0; m0 < x_rows; m0 += 4) {
+    const int mt = static_cast<int>(MinI64(4, x_rows - m0));
+    int64_t r = row_begin;
+    for (; r + 4 <= row_end; r += 4) {
+      FloatTileRows<kType, 4>(bytes, row_bytes, cols, r, x, x_stride, m0, mt,
+                              bias, y);
+    }
+    for (; r < row_end; ++r) {
+      FloatTileRows<kType, 1>(bytes, row_bytes, cols, r, x, x_stride, m0, mt,
+                              bias, y);
+    }
+  }
+}
+
+}  // namespace
+
+void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
+                 int64_t group_begin, int64_t group_end, const float* bias,
+                 OutputRows y) {
+  switch (w.dtype) {
+    case DType::kQ4_0:
+      return QuantMatMulTyped<DType::kQ4_0>(w, x, group_begin, group_end, bias, y);
+    case DType::kQ4_1:
+      return QuantMatMulTyped<DType::kQ4_1>(w, x, group_begin, group_end, bias, y);
+    case DType::kQ8_0:
+      return QuantMatMulTyped<DType::kQ8_0>(w, x, group_begin, group_end, bias, y);
+    default:
+      return;
+  }
+}
+
+void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,
+                 int64_t row_end, const float* x, int64_t x_rows,
+                 int64_t x_stride, const float* bias, OutputRows y) {
+  switch (dtype) {
+    case DType::kF32:
+      return FloatMatMulTyped<DType::kF32>(w, cols, row_begin, row_end, x,
+                                           x_rows, x_stride, bias, y);
+    case DType::kF16:
+      return FloatMatMulTyped<DType::kF16>(w, cols, row_begin, row_end, x,
+                                           x_rows, x_stride, bias, y);
+    case DType::kBF16:
+      return FloatMatMulTyped<DType::kBF16>(w, cols, row_begin, row_end, x,
+                                            x_rows, x_stride, bias, y);
+    default:
+      return;
+  }
+}
+
+}  // namespace weft::cpu::avx512

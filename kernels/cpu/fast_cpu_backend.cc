@@ -1,0 +1,409 @@
+#include "kernels/cpu/fast_cpu_backend.h"
+
+#include <cpuid.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace weft {
+namespace {
+
+// Below these amounts of work an op runs on the calling thread: waking the
+// pool costs about a microsecond, more than a decode step's small ops take.
+constexpr int64_t kMinParallelElements = 1 << 15;
+constexpr int64_t kMinParallelAttentionMacs = 1 << 16;
+
+bool HasF16c() {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  return (ecx & bit_F16C) != 0;
+}
+
+bool HasAvx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         HasF16c();
+}
+
+bool HasAvx512Vnni() {
+  return __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vnni");
+}
+
+bool IsFloatWeight(DType dtype) {
+  return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
+}
+
+float* F32(Tensor* t) { return static_cast<float*>(t->data); }
+const float* F32(const Tensor& t) { return static_cast<const float*>(t.data); }
+
+}  // namespace
+
+int NumPhysicalCores() {
+  // Distinct (package, core) pairs among the CPUs this process may run on.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+    return std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
+  }
+  std::set<std::pair<std::string, std::string>> cores;
+  int allowed = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &set)) continue;
+    ++allowed;
+    const std::string dir =
+        absl::StrCat("/sys/devices/system/cpu/cpu", cpu, "/topology/");
+    std::ifstream package(dir + "physical_package_id"), core(dir + "core_id");
+    std::string p, c;
+    if (!(package >> p) || !(core >> c)) return allowed > 0 ? CPU_COUNT(&set) : 1;
+    cores.emplace(p, c);
+  }
+  return std::max<int>(1, static_cast<int>(cores.size()));
+}
+
+absl::Status CpuBackendConfig::Validate() const {
+  if (num_threads < 0 || num_threads > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "threads must be in [0, 1024] (0: one per physical core), got ",
+        num_threads));
+  }
+  return absl::OkStatus();
+}
+
+struct FastCpuBackend::PackedWeight {
+  std::unique_ptr<uint8_t[]> bytes;
+  cpu::PackedQuant packed;
+};
+
+FastCpuBackend::FastCpuBackend(const CpuBackendConfig& config) {
+  use_avx512_ = !config.force_avx2 && HasAvx512Vnni();
+  isa_ = use_avx512_ ? "avx512-vnni" : "avx2";
+  const int threads =
+      config.num_threads > 0 ? config.num_threads : NumPhysicalCores();
+  pool_ = std::make_unique<ThreadPool>(threads);
+  thread_scores_.resize(threads);
+}
+
+FastCpuBackend::~FastCpuBackend() = default;
+
+absl::StatusOr<std::unique_ptr<FastCpuBackend>> FastCpuBackend::Create(
+    const CpuBackendConfig& config) {
+  if (auto status = config.Validate(); !status.ok()) return status;
+  if (!HasAvx2()) {
+    return absl::FailedPreconditionError(
+        "the fast CPU backend needs AVX2, FMA and F16C; this processor lacks "
+        "one of them (use the reference backend)");
+  }
+  return std::unique_ptr<FastCpuBackend>(new FastCpuBackend(config));
+}
+
+int FastCpuBackend::num_threads() const { return pool_->num_threads(); }
+
+absl::StatusOr<Tensor> FastCpuBackend::UploadWeight(DType dtype, int64_t rows,
+                                                    int64_t cols,
+                                                    const void* host) {
+  auto tensor = CpuBackend::UploadWeight(dtype, rows, cols, host);
+  if (!tensor.ok() || !IsQuantized(dtype)) return tensor;
+  // The same weight uploaded twice (tied embeddings) is packed once.
+  if (auto found = packed_.find(host);
+      found != packed_.end() && found->second->packed.dtype == dtype &&
+      found->second->packed.rows == rows && found->second->packed.cols == cols) {
+    return tensor;
+  }
+  auto weight = std::make_unique<PackedWeight>();
+  const int64_t bytes = cpu::PackedQuantBytes(dtype, rows, cols);
+  weight->bytes.reset(new (std::align_val_t{64}) uint8_t[bytes]);
+  weight->packed = cpu::PackQuant(dtype, rows, cols, host, use_avx512_,
+                                  weight->bytes.get());
+  packed_[host] = std::move(weight);
+  return tensor;
+}
+
+absl::Status FastCpuBackend::RmsNorm(const Tensor& x, const Tensor& weight,
+                                     float eps, Tensor* out) {
+  if (x.dtype != DType::kF32 || weight.dtype != DType::kF32 ||
+      out->dtype != DType::kF32 || weight.cols != x.cols ||
+      out->cols != x.cols || out->rows < x.rows) {
+    return CpuBackend::RmsNorm(x, weight, eps, out);  // reports the error
+  }
+  auto rows = [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      cpu::avx2::RmsNormRow(F32(x) + r * x.cols, F32(weight), x.cols, eps,
+                            F32(out) + r * x.cols);
+    }
+  };
+  if (x.num_elements() < kMinParallelElements) {
+    rows(0, x.rows);
+  } else {
+    pool_->ParallelFor(x.rows, rows);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FastCpuBackend::AddRmsNorm(Tensor* residual, const Tensor& x,
+                                        const Tensor& weight, float eps,
+                                        Tensor* out) {
+  if (residual->dtype != DType::kF32 || x.dtype != DType::kF32 ||
+      weight.dtype != DType::kF32 || out->dtype != DType::kF32 ||
+      residual->cols != x.cols || residual->rows != x.rows ||
+      weight.cols != x.cols || out->cols != x.cols || out->rows < x.rows) {
+    return CpuBackend::AddRmsNorm(residual, x, weight, eps, out);
+  }
+  auto rows = [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      cpu::avx2::AddRmsNormRow(F32(residual) + r * x.cols, F32(x) + r * x.cols,
+                               F32(weight), x.cols, eps, F32(out) + r * x.cols);
+    }
+  };
+  if (x.num_elements() < kMinParallelElements) {
+    rows(0, x.rows);
+  } else {
+    pool_->ParallelFor(x.rows, rows);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FastCpuBackend::MatMul(const Tensor& x, const Tensor& w,
+                                    const Tensor* bias, Tensor* y) {
+  const bool shapes_ok =
+      x.dtype == DType::kF32 && y->dtype == DType::kF32 && x.cols == w.cols &&
+      y->cols == w.rows && y->rows >= x.rows &&
+      (bias == nullptr || (bias->dtype == DType::kF32 && bias->cols == w.rows));
+  const float* bias_data = bias != nullptr ? F32(*bias) : nullptr;
+  const cpu::OutputRows out{F32(y), y->cols};
+  if (!shapes_ok) return CpuBackend::MatMul(x, w, bias, y);
+
+  if (IsFloatWeight(w.dtype)) {
+    pool_->ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
+      if (use_avx512_) {
+        cpu::avx512::FloatMatMul(w.dtype, w.data, w.cols, begin, end, F32(x),
+                                 x.rows, x.cols, bias_data, out);
+      } else {
+        cpu::avx2::FloatMatMul(w.dtype, w.data, w.cols, begin, end, F32(x),
+                               x.rows, x.cols, bias_data, out);
+      }
+    });
+    return absl::OkStatus();
+  }
+  auto found = packed_.find(w.data);
+  if (found == packed_.end() || found->second->packed.rows != w.rows ||
+      found->second->packed.cols != w.cols) {
+    // A view this backend did not pack (e.g. some rows of a weight).
+    return CpuBackend::MatMul(x, w, bias, y);
+  }
+  const cpu::PackedQuant& packed = found->second->packed;
+
+  // Quantize the activations: int8 per block of 32, then the matmul.
+  const int64_t blocks = x.cols / kQuantBlockSize;
+  const size_t q_size = static_cast<size_t>(x.rows * x.cols);
+  const size_t meta_size = static_cast<size_t>(x.rows * blocks);
+  if (x_quant_.size() < q_size) x_quant_.resize(q_size);
+  if (x_scales_.size() < 3 * meta_size) x_scales_.resize(3 * meta_size);
+  if (x_sums_.size() < meta_size) x_sums_.resize(meta_size);
+  float* scale = x_scales_.data();
+  float* scaled_sum = scale + meta_size;
+  auto quantize = [&](int64_t begin, int64_t end) {
+    cpu::avx2::QuantizeRows(F32(x), x.cols, x.cols, begin, end,
+                            x_quant_.data(), scale, scaled_sum, x_sums_.data());
+  };
+  if (x.num_elements() < kMinParallelElements) {
+    quantize(0, x.rows);
+  } else {
+    pool_->ParallelFor(x.rows, quantize);
+  }
+  const cpu::QuantizedRows rows{x.rows,   x.cols,     x_quant_.data(),
+                                scale,    scaled_sum, x_sums_.data()};
+  pool_->ParallelFor(packed.num_groups, [&](int64_t begin, int64_t end) {
+    if (use_avx512_) {
+      cpu::avx512::QuantMatMul(packed, rows, begin, end, bias_data, out);
+    } else {
+      cpu::avx2::QuantMatMul(packed, rows, begin, end, bias_data, out);
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status FastCpuBackend::RopeAndWriteKv(const RopeParams& rope,
+                                            const AttentionParams& attention,
+                                            const BatchView& batch, Tensor* q,
+                                            Tensor* k, const Tensor& v,
+                                            KvLayerView layer) {
+  const KvCacheShape& shape = kv_shape();
+  const int head_dim = attention.head_dim;
+  const int half = rope.rotary_dim / 2;
+  if (head_dim != shape.head_dim || attention.num_kv_heads != shape.num_kv_heads ||
+      rope.rotary_dim > head_dim || rope.rotary_dim % 2 != 0 ||
+      rope.inv_freq.cols < half ||
+      q->cols != int64_t{attention.num_q_heads} * head_dim ||
+      k->cols != int64_t{attention.num_kv_heads} * head_dim ||
+      v.cols != k->cols || q->rows < batch.num_tokens ||
+      k->rows < batch.num_tokens || v.rows < batch.num_tokens) {
+    return CpuBackend::RopeAndWriteKv(rope, attention, batch, q, k, v, layer);
+  }
+  const float* inv_freq = F32(rope.inv_freq);
+  const bool neox = rope.style == RopeStyle::kNeox;
+  const int64_t block_size = shape.block_size;
+  auto tokens = [&](int64_t begin, int64_t end) {
+    // cos/sin once per token for all heads (the same values the reference
+    // computes per head).
+    float cos_sin[2 * 256];
+    float* cosines = cos_sin;
+    float* sines = cos_sin + 256;
+    for (int64_t t = begin; t < end; ++t) {
+      const int32_t position = batch.positions[t];
+      for (int i = 0; i < half; ++i) {
+        const float angle = static_cast<float>(position) * inv_freq[i];
+        cosines[i] = std::cos(angle);
+        sines[i] = std::sin(angle);
+      }
+      auto rotate = [&](float* head) {
+        for (int i = 0; i < half; ++i) {
+          const int a = neox ? i : 2 * i;
+          const int b = neox ? i + half : 2 * i + 1;
+          const float x1 = head[a], x2 = head[b];
+          head[a] = x1 * cosines[i] - x2 * sines[i];
+          head[b] = x2 * cosines[i] + x1 * sines[i];
+        }
+      };
+      for (int h = 0; h < attention.num_q_heads; ++h) {
+        rotate(F32(q) + t * q->cols + h * head_dim);
+      }
+      const int64_t block = batch.slot_mapping[t] / block_size;
+      const int64_t offset = batch.slot_mapping[t] % block_size;
+      for (int h = 0; h < attention.num_kv_heads; ++h) {
+        float* k_head = F32(k) + t * k->cols + h * head_dim;
+        rotate(k_head);
+        const int64_t dst =
+            ((block * attention.num_kv_heads + h) * block_size + offset) *
+            head_dim;
+        std::memcpy(static_cast<float*>(layer.k) + dst, k_head,
+                    head_dim * sizeof(float));
+        std::memcpy(static_cast<float*>(layer.v) + dst,
+                    F32(v) + t * v.cols + h * head_dim,
+                    head_dim * sizeof(float));
+      }
+    }
+  };
+  if (half > 256) {
+    return CpuBackend::RopeAndWriteKv(rope, attention, batch, q, k, v, layer);
+  }
+  if (int64_t{batch.num_tokens} * q->cols < kMinParallelElements) {
+    tokens(0, batch.num_tokens);
+  } else {
+    pool_->ParallelFor(batch.num_tokens, tokens);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
+                                            const BatchView& batch,
+                                            const Tensor& q, KvLayerView layer,
+                                            Tensor* out) {
+  const KvCacheShape& shape = kv_shape();
+  const int head_dim = attention.head_dim;
+  if (attention.num_kv_heads <= 0 ||
+      attention.num_q_heads % attention.num_kv_heads != 0 ||
+      head_dim != shape.head_dim ||
+      q.cols != int64_t{attention.num_q_heads} * head_dim ||
+      out->cols != q.cols || out->rows < batch.num_tokens) {
+    return CpuBackend::PagedAttention(attention, batch, q, layer, out);
+  }
+  const int group = attention.num_q_heads / attention.num_kv_heads;
+  const int num_kv_heads = attention.num_kv_heads;
+  const size_t scores_needed =
+      static_cast<size_t>(group) * std::max(1, batch.max_context_len);
+  for (auto& scores : thread_scores_) {
+    if (scores.size() < scores_needed) scores.resize(scores_needed);
+  }
+  // Token t of the flat batch belongs to the sequence s with
+  // query_indptr[s] <= t < query_indptr[s + 1].
+  seq_of_token_.resize(batch.num_tokens);
+  int64_t macs = 0;
+  for (int s = 0; s < batch.num_seqs; ++s) {
+    const int num_blocks = batch.kv_indptr[s + 1] - batch.kv_indptr[s];
+    const int context_len =
+        (num_blocks - 1) * shape.block_size + batch.kv_last_block_len[s];
+    for (int t = batch.query_indptr[s]; t < batch.query_indptr[s + 1]; ++t) {
+      seq_of_token_[t] = s;
+    }
+    macs += int64_t{batch.query_indptr[s + 1] - batch.query_indptr[s]} *
+            context_len * attention.num_q_heads * head_dim * 2;
+  }
+  const int64_t block_stride = shape.block_elements();
+  auto run = [&](int thread, int64_t begin, int64_t end) {
+    float* scores = thread_scores_[thread].data();
+    for (int64_t task = begin; task < end; ++task) {
+      const int t = static_cast<int>(task / num_kv_heads);
+      const int kv_head = static_cast<int>(task % num_kv_heads);
+      const int s = seq_of_token_[t];
+      const int q_len = batch.query_indptr[s + 1] - batch.query_indptr[s];
+      const int num_blocks = batch.kv_indptr[s + 1] - batch.kv_indptr[s];
+      const int context_len =
+          (num_blocks - 1) * shape.block_size + batch.kv_last_block_len[s];
+      cpu::avx2::AttentionTask a;
+      a.q = F32(q) + int64_t{t} * q.cols + int64_t{kv_head} * group * head_dim;
+      a.out = F32(out) + int64_t{t} * out->cols +
+              int64_t{kv_head} * group * head_dim;
+      a.head_stride = head_dim;
+      a.group = group;
+      a.head_dim = head_dim;
+      a.visible = context_len - q_len + (t - batch.query_indptr[s]) + 1;
+      a.scale = attention.scale;
+      a.k_base = static_cast<const float*>(layer.k) +
+                 int64_t{kv_head} * shape.block_size * head_dim;
+      a.v_base = static_cast<const float*>(layer.v) +
+                 int64_t{kv_head} * shape.block_size * head_dim;
+      a.blocks = batch.kv_indices + batch.kv_indptr[s];
+      a.block_stride = block_stride;
+      a.block_size = shape.block_size;
+      cpu::avx2::AttendOneToken(a, scores);
+    }
+  };
+  const int64_t num_tasks = int64_t{batch.num_tokens} * num_kv_heads;
+  if (macs < kMinParallelAttentionMacs || pool_->num_threads() == 1) {
+    run(0, 0, num_tasks);
+  } else {
+    // Interleaved split: later tokens of a prompt see more context, so
+    // contiguous ranges would leave the last thread with the most work.
+    const int threads = pool_->num_threads();
+    pool_->Run([&](int thread) {
+      for (int64_t task = thread; task < num_tasks; task += threads) {
+        run(thread, task, task + 1);
+      }
+    });
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FastCpuBackend::SiluMul(const Tensor& gate, const Tensor& up,
+                                     Tensor* out) {
+  if (gate.dtype != DType::kF32 || up.dtype != DType::kF32 ||
+      out->dtype != DType::kF32 || gate.cols != up.cols ||
+      gate.rows != up.rows || out->cols != gate.cols || out->rows < gate.rows) {
+    return CpuBackend::SiluMul(gate, up, out);
+  }
+  auto rows = [&](int64_t begin, int64_t end) {
+    cpu::avx2::SiluMul(F32(gate) + begin * gate.cols, F32(up) + begin * gate.cols,
+                       (end - begin) * gate.cols, F32(out) + begin * gate.cols);
+  };
+  if (gate.num_elements() < kMinParallelElements) {
+    rows(0, gate.rows);
+  } else {
+    pool_->ParallelFor(gate.rows, rows);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace weft

@@ -1,0 +1,97 @@
+// The CPU backend for serving: the reference CpuBackend's memory, KV cache
+// and batch staging, with every op replaced by a vectorized, threaded one.
+//
+//   MatMul    quantized weights (Q4_0, Q4_1, Q8_0) are repacked at upload
+//             into 16-row interleaved blocks (kernels/cpu/quant_pack.h) and
+//             multiplied against activations quantized to 8 bits per block
+//             of 32 (AVX-512 VNNI, else AVX2); F16/BF16/F32 weights are
+//             used in place with fp32 multiply-adds. Output rows are split
+//             across the thread pool; each weight block is read once for
+//             up to kMaxRowTile activation rows.
+//   the rest  RMSNorm, RoPE + KV write, paged attention, SiLU·mul in fp32
+//             SIMD, threaded over tokens × heads when there is enough work.
+//
+// The ISA is picked once, at construction, from what the processor reports
+// (AVX-512 F/BW/VL/VNNI, else AVX2+FMA+F16C); one binary runs on any
+// x86-64 with AVX2. Every kernel has a parity test against CpuBackend
+// (tests/kernels/fast_cpu_backend_test.cc).
+#ifndef WEFT_KERNELS_CPU_FAST_CPU_BACKEND_H_
+#define WEFT_KERNELS_CPU_FAST_CPU_BACKEND_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "kernels/cpu/cpu_backend.h"
+
+namespace weft {
+
+class ThreadPool;
+
+struct CpuBackendConfig {
+  int num_threads = 0;  // 0: one per physical core
+  // Force the AVX2 kernels even where AVX-512 VNNI is present (tests and
+  // benchmarks of the fallback path).
+  bool force_avx2 = false;
+
+  absl::Status Validate() const;
+};
+
+// Physical cores available to this process (hyperthreads counted once).
+int NumPhysicalCores();
+
+class FastCpuBackend : public CpuBackend {
+ public:
+  // Fails with FailedPrecondition on a processor without AVX2+FMA+F16C.
+  static absl::StatusOr<std::unique_ptr<FastCpuBackend>> Create(
+      const CpuBackendConfig& config);
+  ~FastCpuBackend() override;
+
+  absl::string_view name() const override { return "cpu"; }
+  int num_threads() const;
+  // "avx512-vnni" or "avx2".
+  absl::string_view isa() const { return isa_; }
+
+  absl::StatusOr<Tensor> UploadWeight(DType dtype, int64_t rows, int64_t cols,
+                                      const void* host) override;
+  absl::Status RmsNorm(const Tensor& x, const Tensor& weight, float eps,
+                       Tensor* out) override;
+  absl::Status AddRmsNorm(Tensor* residual, const Tensor& x,
+                          const Tensor& weight, float eps,
+                          Tensor* out) override;
+  absl::Status MatMul(const Tensor& x, const Tensor& w, const Tensor* bias,
+                      Tensor* y) override;
+  absl::Status RopeAndWriteKv(const RopeParams& rope,
+                              const AttentionParams& attention,
+                              const BatchView& batch, Tensor* q, Tensor* k,
+                              const Tensor& v, KvLayerView layer) override;
+  absl::Status PagedAttention(const AttentionParams& attention,
+                              const BatchView& batch, const Tensor& q,
+                              KvLayerView layer, Tensor* out) override;
+  absl::Status SiluMul(const Tensor& gate, const Tensor& up,
+                       Tensor* out) override;
+
+ private:
+  struct PackedWeight;
+  explicit FastCpuBackend(const CpuBackendConfig& config);
+
+  std::string isa_;
+  bool use_avx512_ = false;
+  std::unique_ptr<ThreadPool> pool_;
+  // Repacked quantized weights, by the address of the original data (the
+  // Tensor handed out keeps pointing at the GGML layout so ops that read a
+  // weight row by row — Embedding — work unchanged).
+  absl::flat_hash_map<const void*, std::unique_ptr<PackedWeight>> packed_;
+  // Planned scratch, grown at UploadWeight/first use of a shape and then
+  // reused: quantized activations and per-thread attention scores.
+  std::vector<int8_t> x_quant_;
+  std::vector<float> x_scales_;  // scale, then scaled_sum, per row block
+  std::vector<int32_t> x_sums_;
+  std::vector<std::vector<float>> thread_scores_;
+  std::vector<int> seq_of_token_;
+};
+
+}  // namespace weft
+
+#endif  // WEFT_KERNELS_CPU_FAST_CPU_BACKEND_H_

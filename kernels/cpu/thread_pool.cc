@@ -1,0 +1,95 @@
+#include "kernels/cpu/thread_pool.h"
+
+#include <algorithm>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace weft {
+namespace {
+
+// How long a worker spins for the next job before sleeping: long enough to
+// cover the gap between two ops of a forward pass, short enough that an
+// idle server sleeps almost at once.
+constexpr int kSpinIterations = 1 << 14;
+
+inline void CpuRelax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int num_threads)
+    : num_threads_(std::max(1, num_threads)) {
+  workers_.reserve(num_threads_ - 1);
+  for (int i = 1; i < num_threads_; ++i) {
+    workers_.emplace_back([this, i] { WorkerLoop(i); });
+  }
+}
+
+ThreadPool::~ThreadPool() {
+  stop_.store(true, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_release);
+  generation_.notify_all();
+  for (std::thread& worker : workers_) worker.join();
+}
+
+void ThreadPool::WorkerLoop(int thread_index) {
+  uint32_t seen = 0;
+  while (true) {
+    uint32_t now = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; now == seen && spin < kSpinIterations; ++spin) {
+      CpuRelax();
+      now = generation_.load(std::memory_order_acquire);
+    }
+    if (now == seen) {
+      // Announce the sleep before the last look, so that Run() either sees
+      // a sleeper and wakes it or this thread sees the new generation.
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      if (generation_.load(std::memory_order_seq_cst) == seen) {
+        generation_.wait(seen, std::memory_order_acquire);
+      }
+      sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      continue;
+    }
+    seen = now;
+    if (stop_.load(std::memory_order_acquire)) return;
+    (*job_)(thread_index);
+    remaining_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::Run(absl::FunctionRef<void(int)> fn) {
+  if (num_threads_ == 1) {
+    fn(0);
+    return;
+  }
+  job_ = &fn;
+  remaining_.store(num_threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
+  fn(0);
+  while (remaining_.load(std::memory_order_acquire) != 0) CpuRelax();
+  job_ = nullptr;
+}
+
+void ThreadPool::ParallelFor(
+    int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn) {
+  if (n <= 0) return;
+  if (n == 1 || num_threads_ == 1) {
+    fn(0, n);
+    return;
+  }
+  const int64_t parts = std::min<int64_t>(n, num_threads_);
+  Run([&](int thread) {
+    if (thread >= parts) return;
+    const int64_t begin = n * thread / parts;
+    const int64_t end = n * (thread + 1) / parts;
+    if (begin < end) fn(begin, end);
+  });
+}
+
+}  // namespace weft

@@ -1,0 +1,52 @@
+// A persistent pool of worker threads for the CPU kernels: no thread is
+// created per op. The calling thread takes part as thread 0, so a pool of
+// N threads starts N - 1 workers. Between jobs the workers spin briefly
+// (ops of one forward pass follow each other within microseconds) and then
+// sleep on a futex, so an idle server costs no CPU.
+#ifndef WEFT_KERNELS_CPU_THREAD_POOL_H_
+#define WEFT_KERNELS_CPU_THREAD_POOL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+
+namespace weft {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const { return num_threads_; }
+
+  // Runs fn(thread_index) once on every thread (the caller is 0) and
+  // returns when all have finished. Not reentrant: one caller at a time.
+  void Run(absl::FunctionRef<void(int thread_index)> fn);
+
+  // Splits [0, n) into num_threads contiguous ranges, one per thread (empty
+  // ranges are skipped), and waits. Runs inline when n <= 1 or the pool has
+  // one thread.
+  void ParallelFor(int64_t n,
+                   absl::FunctionRef<void(int64_t begin, int64_t end)> fn);
+
+ private:
+  void WorkerLoop(int thread_index);
+
+  const int num_threads_;
+  std::vector<std::thread> workers_;
+  // Bumped once per job; workers run the job when they see it change.
+  std::atomic<uint32_t> generation_{0};
+  std::atomic<int> remaining_{0};  // workers still running the current job
+  std::atomic<int> sleepers_{0};   // workers in (or entering) a futex wait
+  std::atomic<bool> stop_{false};
+  const absl::FunctionRef<void(int)>* job_ = nullptr;
+};
+
+}  // namespace weft
+
+#endif  // WEFT_KERNELS_CPU_THREAD_POOL_H_

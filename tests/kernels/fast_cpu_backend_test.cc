@@ -1,0 +1,399 @@
+// Every op of FastCpuBackend against the reference CpuBackend on seeded
+// random inputs, for each ISA this processor runs (AVX-512 VNNI when
+// present, and AVX2 forced) and for 1 and 3 threads. Outputs are poisoned
+// (NaN) before each run.
+//
+// Tolerances: float-weight matmuls and the fp32 small ops within
+// 1e-5 + 1e-4·|ref| (only summation order differs); quantized matmuls
+// quantize the activations to int8 per block of 32 (step dx = max|x|/127,
+// rounding error ≤ dx/2 per element), so each output is allowed
+// Σ_i |w_i|·dx(i)/2 — the worst case of that rounding — plus 1e-4·|ref|.
+#include "kernels/cpu/fast_cpu_backend.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace weft {
+namespace {
+
+std::vector<float> RandomVector(size_t n, std::mt19937& rng, float scale = 1) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+void ExpectNear(const std::vector<float>& got, const std::vector<float>& want,
+                float atol, float rtol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], atol + rtol * std::fabs(want[i])) << "at " << i;
+  }
+}
+
+// Random weights of `dtype`, rows × cols, as raw bytes (GGML layouts for the
+// quantized types: random scales, minimums and quants).
+std::vector<uint8_t> RandomWeights(DType dtype, int64_t rows, int64_t cols,
+                                   std::mt19937& rng) {
+  std::vector<uint8_t> bytes(rows * RowBytes(dtype, cols));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.001f, 0.05f);
+  const int64_t n = rows * cols;
+  switch (dtype) {
+    case DType::kF32:
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = normal(rng) * 0.1f;
+        std::memcpy(bytes.data() + 4 * i, &v, 4);
+      }
+      break;
+    case DType::kF16:
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = normal(rng) * 0.1f;
+        const uint16_t h = dtype == DType::kF16 ? FloatToHalf(v) : FloatToBf16(v);
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      }
+      break;
+    default: {
+      const int64_t block_bytes = DTypeBlockBytes(dtype);
+      for (int64_t b = 0; b < n / kQuantBlockSize; ++b) {
+        uint8_t* block = bytes.data() + b * block_bytes;
+        for (int64_t i = 0; i < block_bytes; ++i) block[i] = byte(rng);
+        const uint16_t d = FloatToHalf(scale(rng));
+        std::memcpy(block, &d, 2);
+        if (dtype == DType::kQ4_1) {
+          const uint16_t m = FloatToHalf(-8 * scale(rng));
+          std::memcpy(block + 2, &m, 2);
+        }
+      }
+    }
+  }
+  return bytes;
+}
+
+struct Variant {
+  bool force_avx2;
+  int threads;
+};
+
+std::string VariantName(const ::testing::TestParamInfo<Variant>& info) {
+  return std::string(info.param.force_avx2 ? "Avx2" : "Best") + "Threads" +
+         std::to_string(info.param.threads);
+}
+
+class FastCpuBackendTest : public ::testing::TestWithParam<Variant> {
+ protected:
+  void SetUp() override {
+    CpuBackendConfig config;
+    config.num_threads = GetParam().threads;
+    config.force_avx2 = GetParam().force_avx2;
+    auto backend = FastCpuBackend::Create(config);
+    if (!backend.ok()) GTEST_SKIP() << backend.status();
+    fast_ = *std::move(backend);
+    ASSERT_EQ(fast_->num_threads(), GetParam().threads);
+    if (GetParam().force_avx2) {
+      ASSERT_EQ(fast_->isa(), "avx2");
+    }
+  }
+  std::unique_ptr<FastCpuBackend> fast_;
+  CpuBackend reference_;
+};
+
+struct MatMulCase {
+  DType dtype;
+  int64_t m, rows, cols;
+  bool bias;
+};
+
+TEST_P(FastCpuBackendTest, MatMulMatchesReferenceForEveryWeightType) {
+  std::vector<MatMulCase> cases;
+  for (DType dtype : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kF16,
+                      DType::kBF16, DType::kF32}) {
+    cases.push_back({dtype, 1, 37, 64, false});     // decode, partial group
+    cases.push_back({dtype, 2, 576, 576, true});     // two decodes
+    cases.push_back({dtype, 3, 100, 96, false});
+    cases.push_back({dtype, 4, 64, 160, true});
+    cases.push_back({dtype, 13, 33, 1536, false});   // prefill tiles of 8 + 5
+    cases.push_back({dtype, 70, 16, 32, true});      // one group, one block
+  }
+  std::mt19937 rng(7);
+  // Uploaded weights must outlive the backend (UploadWeight's contract).
+  std::vector<std::vector<uint8_t>> all_weights;
+  for (const MatMulCase& c : cases) {
+    SCOPED_TRACE(std::string(DTypeName(c.dtype)) + " m=" + std::to_string(c.m) +
+                 " rows=" + std::to_string(c.rows) + " cols=" +
+                 std::to_string(c.cols));
+    all_weights.push_back(RandomWeights(c.dtype, c.rows, c.cols, rng));
+    const std::vector<uint8_t>& weights = all_weights.back();
+    std::vector<float> x = RandomVector(c.m * c.cols, rng);
+    std::vector<float> bias = RandomVector(c.rows, rng);
+    Tensor bias_t{DType::kF32, 1, c.rows, bias.data()};
+    auto w_fast = fast_->UploadWeight(c.dtype, c.rows, c.cols, weights.data());
+    auto w_ref = reference_.UploadWeight(c.dtype, c.rows, c.cols, weights.data());
+    ASSERT_TRUE(w_fast.ok() && w_ref.ok());
+    Tensor x_t{DType::kF32, c.m, c.cols, x.data()};
+    std::vector<float> got(c.m * c.rows, NAN), want(c.m * c.rows, NAN);
+    Tensor got_t{DType::kF32, c.m, c.rows, got.data()};
+    Tensor want_t{DType::kF32, c.m, c.rows, want.data()};
+    const Tensor* b = c.bias ? &bias_t : nullptr;
+    ASSERT_TRUE(fast_->MatMul(x_t, *w_fast, b, &got_t).ok());
+    ASSERT_TRUE(reference_.MatMul(x_t, *w_ref, b, &want_t).ok());
+    if (!IsQuantized(c.dtype)) {
+      ExpectNear(got, want, 1e-5f, 1e-4f);
+      continue;
+    }
+    // The bound of the activations' rounding: Σ_i |w_i| · dx(i) / 2.
+    std::vector<float> w_row(c.cols);
+    for (int64_t r = 0; r < c.rows; ++r) {
+      DequantizeRow(c.dtype, w_ref->Rows(r, 1).data, w_row.data(), c.cols);
+      for (int64_t t = 0; t < c.m; ++t) {
+        double bound = 0;
+        for (int64_t blk = 0; blk < c.cols / kQuantBlockSize; ++blk) {
+          float amax = 0;
+          for (int i = 0; i < kQuantBlockSize; ++i) {
+            amax = std::max(amax, std::fabs(x[t * c.cols + blk * 32 + i]));
+          }
+          for (int i = 0; i < kQuantBlockSize; ++i) {
+            bound += std::fabs(w_row[blk * 32 + i]) * amax / 127.0 / 2.0;
+          }
+        }
+        const float ref = want[t * c.rows + r];
+        ASSERT_NEAR(got[t * c.rows + r], ref,
+                    bound * 1.001 + 1e-4 * std::fabs(ref) + 1e-5)
+            << "row " << r << " token " << t;
+      }
+    }
+  }
+}
+
+TEST_P(FastCpuBackendTest, RmsNormAndAddRmsNormMatchReference) {
+  std::mt19937 rng(11);
+  for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
+           {1, 576}, {5, 7}, {3, 64}, {70, 1000}}) {
+    std::vector<float> x = RandomVector(rows * cols, rng, 3.0f);
+    std::vector<float> delta = RandomVector(rows * cols, rng);
+    std::vector<float> weight = RandomVector(cols, rng);
+    Tensor w{DType::kF32, 1, cols, weight.data()};
+    Tensor x_t{DType::kF32, rows, cols, x.data()};
+    std::vector<float> got(rows * cols, NAN), want(rows * cols, NAN);
+    Tensor got_t{DType::kF32, rows, cols, got.data()};
+    Tensor want_t{DType::kF32, rows, cols, want.data()};
+    ASSERT_TRUE(fast_->RmsNorm(x_t, w, 1e-5f, &got_t).ok());
+    ASSERT_TRUE(reference_.RmsNorm(x_t, w, 1e-5f, &want_t).ok());
+    ExpectNear(got, want, 1e-5f, 1e-4f);
+
+    std::vector<float> res_fast = x, res_ref = x;
+    Tensor rf{DType::kF32, rows, cols, res_fast.data()};
+    Tensor rr{DType::kF32, rows, cols, res_ref.data()};
+    Tensor d_t{DType::kF32, rows, cols, delta.data()};
+    std::fill(got.begin(), got.end(), NAN);
+    ASSERT_TRUE(fast_->AddRmsNorm(&rf, d_t, w, 1e-5f, &got_t).ok());
+    ASSERT_TRUE(reference_.AddRmsNorm(&rr, d_t, w, 1e-5f, &want_t).ok());
+    ExpectNear(res_fast, res_ref, 0, 0);
+    ExpectNear(got, want, 1e-5f, 1e-4f);
+  }
+}
+
+TEST_P(FastCpuBackendTest, SiluMulMatchesReferenceIncludingSaturation) {
+  std::mt19937 rng(13);
+  for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
+           {1, 1536}, {3, 13}, {40, 1536}}) {
+    std::vector<float> gate = RandomVector(rows * cols, rng, 4.0f);
+    gate[0] = -120.0f;  // exp overflows in silu's denominator
+    gate[1] = 95.0f;
+    std::vector<float> up = RandomVector(rows * cols, rng);
+    Tensor g{DType::kF32, rows, cols, gate.data()};
+    Tensor u{DType::kF32, rows, cols, up.data()};
+    std::vector<float> got(rows * cols, NAN), want(rows * cols, NAN);
+    Tensor got_t{DType::kF32, rows, cols, got.data()};
+    Tensor want_t{DType::kF32, rows, cols, want.data()};
+    ASSERT_TRUE(fast_->SiluMul(g, u, &got_t).ok());
+    ASSERT_TRUE(reference_.SiluMul(g, u, &want_t).ok());
+    ExpectNear(got, want, 1e-6f, 1e-5f);
+  }
+}
+
+struct SeqSpec {
+  int context_len;  // including the new tokens
+  int query_len;
+};
+
+// A step over scattered blocks, where each sequence's first
+// context_len - query_len tokens are already cached.
+BatchMetadata ScatteredBatch(const std::vector<SeqSpec>& seqs, int block_size,
+                             int num_blocks, std::mt19937& rng) {
+  std::vector<int32_t> free_blocks(num_blocks);
+  for (int i = 0; i < num_blocks; ++i) free_blocks[i] = i;
+  std::shuffle(free_blocks.begin(), free_blocks.end(), rng);
+  BatchMetadata batch;
+  batch.query_indptr = {0};
+  batch.kv_indptr = {0};
+  for (const SeqSpec& s : seqs) {
+    const int blocks = (s.context_len + block_size - 1) / block_size;
+    std::vector<int32_t> table(free_blocks.end() - blocks, free_blocks.end());
+    free_blocks.resize(free_blocks.size() - blocks);
+    for (int i = 0; i < s.query_len; ++i) {
+      const int position = s.context_len - s.query_len + i;
+      batch.token_ids.push_back(0);
+      batch.positions.push_back(position);
+      batch.slot_mapping.push_back(int64_t{table[position / block_size]} *
+                                       block_size + position % block_size);
+    }
+    batch.query_indptr.push_back(batch.num_tokens());
+    batch.kv_indices.insert(batch.kv_indices.end(), table.begin(), table.end());
+    batch.kv_indptr.push_back(static_cast<int>(batch.kv_indices.size()));
+    batch.kv_last_block_len.push_back(s.context_len - (blocks - 1) * block_size);
+    batch.logits_rows.push_back(batch.num_tokens() - 1);
+  }
+  return batch;
+}
+
+struct AttentionCase {
+  int block_size, num_q_heads, num_kv_heads, head_dim;
+  RopeStyle style;
+  std::vector<SeqSpec> seqs;
+};
+
+// RopeAndWriteKv then PagedAttention on both backends, the cache filled
+// with the same random history first: rotated q/k, the cache contents and
+// the attention outputs must agree.
+TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
+  const std::vector<AttentionCase> cases = {
+      {16, 4, 4, 64, RopeStyle::kNeox, {{1, 1}}},
+      {16, 9, 3, 64, RopeStyle::kInterleaved, {{33, 5}, {7, 1}, {16, 16}}},
+      {4, 8, 2, 128, RopeStyle::kNeox, {{17, 1}, {9, 9}}},
+      {1, 6, 3, 40, RopeStyle::kInterleaved, {{12, 3}, {2, 1}}},
+      {16, 9, 3, 64, RopeStyle::kInterleaved, {{300, 64}, {257, 1}, {40, 40}}},
+  };
+  std::mt19937 rng(17);
+  for (const AttentionCase& c : cases) {
+    SCOPED_TRACE("head_dim " + std::to_string(c.head_dim) + " block " +
+                 std::to_string(c.block_size));
+    KvCacheShape shape;
+    shape.num_layers = 1;
+    shape.num_blocks = 96;
+    shape.block_size = c.block_size;
+    shape.num_kv_heads = c.num_kv_heads;
+    shape.head_dim = c.head_dim;
+    if (c.block_size == 1) shape.num_blocks = 64;
+    FastCpuBackend& fast = *fast_;
+    CpuBackend reference;
+    ASSERT_TRUE(fast.AllocateKvCache(shape).ok());
+    ASSERT_TRUE(reference.AllocateKvCache(shape).ok());
+    std::vector<float> inv_freq(c.head_dim / 2);
+    for (int i = 0; i < c.head_dim / 2; ++i) {
+      inv_freq[i] = std::pow(10000.0f, -2.0f * i / c.head_dim);
+    }
+    RopeParams rope{c.style, c.head_dim, c.head_dim,
+                    Tensor{DType::kF32, 1, c.head_dim / 2, inv_freq.data()}};
+    AttentionParams attention{c.num_q_heads, c.num_kv_heads, c.head_dim,
+                              1.0f / std::sqrt(float(c.head_dim))};
+    const int q_cols = c.num_q_heads * c.head_dim;
+    const int kv_cols = c.num_kv_heads * c.head_dim;
+
+    // History: every token of every context, written by the reference into
+    // both caches (so the test compares this step alone).
+    std::vector<SeqSpec> full = c.seqs;
+    for (SeqSpec& s : full) s.query_len = s.context_len;
+    std::mt19937 layout_a(99), layout_b(99);
+    BatchMetadata fill = ScatteredBatch(full, c.block_size, shape.num_blocks, layout_a);
+    BatchMetadata step = ScatteredBatch(c.seqs, c.block_size, shape.num_blocks, layout_b);
+    const int total = fill.num_tokens();
+    std::vector<float> k_hist = RandomVector(size_t(total) * kv_cols, rng);
+    std::vector<float> v_hist = RandomVector(size_t(total) * kv_cols, rng);
+    for (CpuBackend* backend : {static_cast<CpuBackend*>(&fast), &reference}) {
+      std::vector<float> q_fill(size_t(total) * q_cols, 0.0f);
+      std::vector<float> k_fill = k_hist;
+      Tensor q{DType::kF32, total, q_cols, q_fill.data()};
+      Tensor k{DType::kF32, total, kv_cols, k_fill.data()};
+      Tensor v{DType::kF32, total, kv_cols, v_hist.data()};
+      auto view = backend->StageBatch(fill);
+      ASSERT_TRUE(view.ok()) << view.status();
+      ASSERT_TRUE(backend->CpuBackend::RopeAndWriteKv(rope, attention, *view, &q,
+                                                      &k, v, backend->kv_layer(0))
+                      .ok());
+    }
+    // The step: fresh q/k/v for the new tokens.
+    const int n = step.num_tokens();
+    const std::vector<float> q0 = RandomVector(size_t(n) * q_cols, rng, 2.0f);
+    const std::vector<float> k0 = RandomVector(size_t(n) * kv_cols, rng);
+    const std::vector<float> v0 = RandomVector(size_t(n) * kv_cols, rng);
+    std::vector<float> q_fast = q0, q_ref = q0, k_fast = k0, k_ref = k0;
+    std::vector<float> out_fast(size_t(n) * q_cols, NAN), out_ref(out_fast);
+    auto run = [&](CpuBackend& backend, std::vector<float>& qv,
+                   std::vector<float>& kv, std::vector<float>& out) {
+      auto view = backend.StageBatch(step);
+      ASSERT_TRUE(view.ok()) << view.status();
+      Tensor q{DType::kF32, n, q_cols, qv.data()};
+      Tensor k{DType::kF32, n, kv_cols, kv.data()};
+      Tensor v{DType::kF32, n, kv_cols, const_cast<float*>(v0.data())};
+      Tensor o{DType::kF32, n, q_cols, out.data()};
+      ASSERT_TRUE(backend.RopeAndWriteKv(rope, attention, *view, &q, &k, v,
+                                         backend.kv_layer(0)).ok());
+      ASSERT_TRUE(backend.PagedAttention(attention, *view, q,
+                                         backend.kv_layer(0), &o).ok());
+    };
+    run(fast, q_fast, k_fast, out_fast);
+    run(reference, q_ref, k_ref, out_ref);
+    ExpectNear(q_fast, q_ref, 0, 0);  // same formula, same order
+    ExpectNear(k_fast, k_ref, 0, 0);
+    const int64_t cache = shape.layer_elements();
+    for (int kind = 0; kind < 2; ++kind) {
+      const float* a = static_cast<const float*>(
+          kind == 0 ? fast.kv_layer(0).k : fast.kv_layer(0).v);
+      const float* b = static_cast<const float*>(
+          kind == 0 ? reference.kv_layer(0).k : reference.kv_layer(0).v);
+      ASSERT_TRUE(std::equal(a, a + cache, b)) << (kind == 0 ? "K" : "V");
+    }
+    ExpectNear(out_fast, out_ref, 1e-5f, 1e-4f);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, FastCpuBackendTest,
+                         ::testing::Values(Variant{false, 1}, Variant{false, 3},
+                                           Variant{true, 1}, Variant{true, 3}),
+                         VariantName);
+
+TEST(ThreadPoolTest, ParallelForCoversEveryIndexOnce) {
+  for (int threads : {1, 2, 5}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 7, 1000}) {
+      std::vector<std::atomic<int>> hits(n);
+      for (int repeat = 0; repeat < 50; ++repeat) {
+        pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) hits[i]++;
+        });
+      }
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 50) << i;
+    }
+  }
+}
+
+TEST(ThreadPoolTest, RunGivesEachThreadItsIndexAfterSleeping) {
+  ThreadPool pool(4);
+  for (int round = 0; round < 3; ++round) {
+    std::vector<std::atomic<int>> seen(4);
+    pool.Run([&](int thread) { seen[thread]++; });
+    for (int t = 0; t < 4; ++t) ASSERT_EQ(seen[t], 1);
+    // Long enough for the workers to stop spinning and sleep on the futex.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+TEST(CpuBackendConfigTest, RejectsNegativeThreads) {
+  CpuBackendConfig config;
+  config.num_threads = -1;
+  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_GE(NumPhysicalCores(), 1);
+}
+
+}  // namespace
+}  // namespace weft
