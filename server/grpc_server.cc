@@ -73,13 +73,16 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->engine_ = engine;
   server->service_ = std::make_unique<GenerationService>(
-      engine, std::move(model), std::move(backend), keys, metrics);
+      engine, model, std::move(backend), keys, metrics);
+  server->kserve_ =
+      std::make_unique<KServeService>(engine, std::move(model), keys, metrics);
   grpc::ServerBuilder builder;
   const std::string address = config.host.find(':') != std::string::npos
                                   ? absl::StrCat("[", config.host, "]:", config.port)
                                   : absl::StrCat(config.host, ":", config.port);
   builder.AddListeningPort(address, *credentials, &server->port_);
   builder.RegisterService(server->service_.get());
+  builder.RegisterService(server->kserve_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
@@ -92,6 +95,7 @@ void GrpcServer::Drain(absl::Duration drain) {
   if (server_ == nullptr) return;
   server_->GetHealthCheckService()->SetServingStatus(false);
   service_->StartDraining();
+  kserve_->StartDraining();
   const absl::Time deadline = absl::Now() + drain;
   while (engine_->stats().num_live_requests > 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(20));

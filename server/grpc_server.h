@@ -1,6 +1,6 @@
 // The gRPC server around one engine: weft.v1.Generation, grpc.health.v1
-// (SERVING once the model is loaded, NOT_SERVING while draining) and
-// server reflection.
+// (SERVING once the model is loaded, NOT_SERVING while draining), the
+// KServe v2 inference.GRPCInferenceService and server reflection.
 #ifndef WEFT_SERVER_GRPC_SERVER_H_
 #define WEFT_SERVER_GRPC_SERVER_H_
 
@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/generation_service.h"
+#include "server/kserve_service.h"
 
 namespace weft {
 
@@ -50,6 +51,7 @@ class GrpcServer {
   GrpcServer() = default;
   Engine* engine_ = nullptr;
   std::unique_ptr<GenerationService> service_;
+  std::unique_ptr<KServeService> kserve_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };
