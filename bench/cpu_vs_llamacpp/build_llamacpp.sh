@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's llama-bench, llama-batched-bench and llama-quantize
+# from the llama.cpp sources vendored in the PyPI sdist of llama-cpp-python
+# (the same package tools/fetch_vocabs.sh takes the test vocabularies from),
+# into .cache/llamacpp/ (git-ignored). A rerun with the tools present does
+# nothing. Prints the directory holding the binaries on its last line.
+#
+#   bench/cpu_vs_llamacpp/build_llamacpp.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PACKAGE_VERSION=0.3.36
+# The llama.cpp commit that llama-cpp-python 0.3.36 vendors (its CHANGELOG:
+# "update llama.cpp to ggml-org/llama.cpp@0c1e57098"). The sdist carries no
+# .git, and a `git rev-parse` inside .cache/ would name weft's commit, so the
+# build info is given explicitly.
+LLAMACPP_COMMIT=0c1e57098
+CACHE=.cache/llamacpp
+SRC=$CACHE/llama_cpp_python-$PACKAGE_VERSION/vendor/llama.cpp
+BUILD=$CACHE/build
+TOOLS=(llama-bench llama-batched-bench llama-quantize)
+
+have_all() {
+  for t in "${TOOLS[@]}"; do [[ -x $BUILD/bin/$t ]] || return 1; done
+}
+if have_all; then
+  echo "$BUILD/bin"
+  exit 0
+fi
+
+mkdir -p "$CACHE"
+if [[ ! -f $SRC/CMakeLists.txt ]]; then
+  if ! ls "$CACHE"/llama_cpp_python-$PACKAGE_VERSION.tar.gz >/dev/null 2>&1; then
+    echo "build_llamacpp: downloading the llama-cpp-python==$PACKAGE_VERSION sdist from PyPI" >&2
+    python3 -m pip download --quiet --no-deps --no-binary :all: --dest "$CACHE" \
+      "llama-cpp-python==$PACKAGE_VERSION"
+  fi
+  tar -xzf "$CACHE"/llama_cpp_python-$PACKAGE_VERSION.tar.gz -C "$CACHE"
+fi
+
+echo "build_llamacpp: building ${TOOLS[*]} (Release, GGML_NATIVE) in $BUILD" >&2
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+nice -n 10 cmake -S "$SRC" -B "$BUILD" "${generator[@]}" \
+  -DCMAKE_BUILD_TYPE=Release \
+  -DGGML_NATIVE=ON \
+  -DBUILD_SHARED_LIBS=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+  -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_SUBPROCESS=OFF \
+  -DLLAMA_BUILD_NUMBER=0 -DLLAMA_BUILD_COMMIT=$LLAMACPP_COMMIT >&2
+nice -n 10 cmake --build "$BUILD" -j "${JOBS:-2}" --target "${TOOLS[@]}" >&2
+have_all
+echo "$BUILD/bin"
