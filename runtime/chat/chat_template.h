@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/civil_time.h"
 #include "runtime/model/model_files.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -55,11 +57,17 @@ class ChatTemplate {
   // Const and thread-safe. raise_exception(msg) → InvalidArgument(msg);
   // other render errors → InvalidArgument.
   absl::StatusOr<std::string> Render(const ChatTemplateInputs& inputs) const;
+  // The same with strftime_now() seeing `now` (a local civil time) instead
+  // of the clock, for renderings that must be reproducible (tests).
+  absl::StatusOr<std::string> Render(const ChatTemplateInputs& inputs,
+                                     absl::CivilSecond now) const;
 
   const std::string& source() const { return source_; }
 
  private:
   ChatTemplate() = default;
+  absl::StatusOr<std::string> RenderAt(const ChatTemplateInputs& inputs,
+                                       std::optional<absl::CivilSecond> now) const;
 
   std::string source_;
   std::string bos_token_;
