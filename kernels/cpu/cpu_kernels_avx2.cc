@@ -61,89 +61,90 @@ inline __m256 Exp(__m256 x) {
 
 // --- Quantized matmul ------------------------------------------------------
 
-// One group of 16 output columns (two halves of 8) × MT activation rows.
-template <DType kType, int MT>
+// One group of 16 output columns (two halves of 8) × one activation row,
+// both activation levels: 2 float + 4 int accumulators.
+template <DType kType>
 void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g,
-               int64_t m0, const float* bias, OutputRows y) {
+               int64_t m, const float* bias, OutputRows y) {
   const int64_t nb = w.num_blocks;
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[2][MT];
-  for (int h = 0; h < 2; ++h) {
-    for (int t = 0; t < MT; ++t) acc[h][t] = _mm256_setzero_ps();
-  }
+  constexpr int32_t kOffset = kType == DType::kQ4_0 ? 8 : 0;
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* base = w.data + (g * nb + b) * w.block_bytes;
-    const int8_t* xq[MT];
-    __m256i isum[2][MT];
-    for (int t = 0; t < MT; ++t) {
-      xq[t] = x.q + (m0 + t) * x.cols + b * kQuantBlockSize;
-      const int32_t offset = kType == DType::kQ4_0 ? 8 : 0;
-      const __m256i init = _mm256_set1_epi32(-offset * x.sum[(m0 + t) * nb + b]);
-      isum[0][t] = init;
-      isum[1][t] = init;
+    const int64_t meta = m * nb + b;
+    const int8_t* xq = x.q + m * x.cols + b * kQuantBlockSize;
+    const int8_t* xr = x.r + m * x.cols + b * kQuantBlockSize;
+    // [half][level]
+    __m256i isum[2][2];
+    for (int h = 0; h < 2; ++h) {
+      isum[h][0] = _mm256_set1_epi32(-kOffset * x.sum_q[meta]);
+      isum[h][1] = _mm256_set1_epi32(-kOffset * x.sum_r[meta]);
     }
+    auto dot = [&](__m256i weights, __m256i activations) {
+      return _mm256_madd_epi16(_mm256_maddubs_epi16(weights, activations), ones);
+    };
     if constexpr (kType == DType::kQ8_0) {
       for (int s = 0; s < 8; ++s) {
+        const __m256i aq = Broadcast4(xq + 4 * s), ar = Broadcast4(xr + 4 * s);
         for (int h = 0; h < 2; ++h) {
           const __m256i p = _mm256_loadu_si256(
               reinterpret_cast<const __m256i*>(base + 64 * s + 32 * h));
           const __m256i magnitude = _mm256_abs_epi8(p);
-          for (int t = 0; t < MT; ++t) {
-            const __m256i xs = _mm256_sign_epi8(Broadcast4(xq[t] + 4 * s), p);
-            isum[h][t] = _mm256_add_epi32(
-                isum[h][t],
-                _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, xs), ones));
-          }
+          isum[h][0] = _mm256_add_epi32(isum[h][0],
+                                        dot(magnitude, _mm256_sign_epi8(aq, p)));
+          isum[h][1] = _mm256_add_epi32(isum[h][1],
+                                        dot(magnitude, _mm256_sign_epi8(ar, p)));
         }
       }
     } else {
       for (int s = 0; s < 4; ++s) {
+        const __m256i lq = Broadcast4(xq + 4 * s), uq = Broadcast4(xq + 16 + 4 * s);
+        const __m256i lr = Broadcast4(xr + 4 * s), ur = Broadcast4(xr + 16 + 4 * s);
         for (int h = 0; h < 2; ++h) {
           const __m256i p = _mm256_loadu_si256(
               reinterpret_cast<const __m256i*>(base + 64 * s + 32 * h));
           const __m256i l = _mm256_and_si256(p, low4);
           const __m256i u = _mm256_and_si256(_mm256_srli_epi16(p, 4), low4);
-          for (int t = 0; t < MT; ++t) {
-            const __m256i pl = _mm256_maddubs_epi16(l, Broadcast4(xq[t] + 4 * s));
-            const __m256i pu =
-                _mm256_maddubs_epi16(u, Broadcast4(xq[t] + 16 + 4 * s));
-            isum[h][t] = _mm256_add_epi32(
-                isum[h][t], _mm256_madd_epi16(_mm256_add_epi16(pl, pu), ones));
-          }
+          // Each maddubs pair sum ≤ 2·15·127, so two fit in int16.
+          isum[h][0] = _mm256_add_epi32(
+              isum[h][0], _mm256_madd_epi16(
+                              _mm256_add_epi16(_mm256_maddubs_epi16(l, lq),
+                                               _mm256_maddubs_epi16(u, uq)),
+                              ones));
+          isum[h][1] = _mm256_add_epi32(
+              isum[h][1], _mm256_madd_epi16(
+                              _mm256_add_epi16(_mm256_maddubs_epi16(l, lr),
+                                               _mm256_maddubs_epi16(u, ur)),
+                              ones));
         }
       }
     }
+    const __m256 dq = _mm256_set1_ps(x.scale[meta]);
+    const __m256 dr = _mm256_set1_ps(x.scale[meta] / kSecondLevel);
     for (int h = 0; h < 2; ++h) {
       const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(
           reinterpret_cast<const __m128i*>(base + w.qs_bytes + 16 * h)));
-      __m256 mn = _mm256_setzero_ps();
+      acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h][0]),
+                               _mm256_mul_ps(d, dq), acc[h]);
+      acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h][1]),
+                               _mm256_mul_ps(d, dr), acc[h]);
       if constexpr (kType == DType::kQ4_1) {
-        mn = _mm256_cvtph_ps(_mm_loadu_si128(
+        const __m256 mn = _mm256_cvtph_ps(_mm_loadu_si128(
             reinterpret_cast<const __m128i*>(base + w.qs_bytes + 32 + 16 * h)));
-      }
-      for (int t = 0; t < MT; ++t) {
-        const int64_t meta = (m0 + t) * nb + b;
-        acc[h][t] = _mm256_fmadd_ps(
-            _mm256_cvtepi32_ps(isum[h][t]),
-            _mm256_mul_ps(d, _mm256_set1_ps(x.scale[meta])), acc[h][t]);
-        if constexpr (kType == DType::kQ4_1) {
-          acc[h][t] = _mm256_fmadd_ps(mn, _mm256_set1_ps(x.scaled_sum[meta]),
-                                      acc[h][t]);
-        }
+        acc[h] = _mm256_fmadd_ps(mn, _mm256_set1_ps(x.scaled_sum[meta]), acc[h]);
       }
     }
   }
   const int64_t col0 = g * kPackRows;
   const int64_t valid = MinI64(kPackRows, w.rows - col0);
-  for (int t = 0; t < MT; ++t) {
-    alignas(32) float out[kPackRows];
-    _mm256_store_ps(out, acc[0][t]);
-    _mm256_store_ps(out + 8, acc[1][t]);
-    float* dst = y.data + (m0 + t) * y.stride + col0;
-    for (int64_t i = 0; i < valid; ++i) {
-      dst[i] = out[i] + (bias != nullptr ? bias[col0 + i] : 0.0f);
-    }
+  alignas(32) float out[kPackRows];
+  _mm256_store_ps(out, acc[0]);
+  _mm256_store_ps(out + 8, acc[1]);
+  float* dst = y.data + m * y.stride + col0;
+  for (int64_t i = 0; i < valid; ++i) {
+    dst[i] = out[i] + (bias != nullptr ? bias[col0 + i] : 0.0f);
   }
 }
 
@@ -151,12 +152,8 @@ template <DType kType>
 void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
                       int64_t group_begin, int64_t group_end,
                       const float* bias, OutputRows y) {
-  // Two weight rows' worth of accumulators (2 × 8 lanes) per activation row:
-  // two activation rows per tile fit the 16 vector registers.
   for (int64_t g = group_begin; g < group_end; ++g) {
-    int64_t m0 = 0;
-    for (; m0 + 2 <= x.rows; m0 += 2) QuantTile<kType, 2>(w, x, g, m0, bias, y);
-    if (m0 < x.rows) QuantTile<kType, 1>(w, x, g, m0, bias, y);
+    for (int64_t m = 0; m < x.rows; ++m) QuantTile<kType>(w, x, g, m, bias, y);
   }
 }
 
@@ -253,14 +250,33 @@ void FloatMatMulTyped(const void* w, int64_t cols, int64_t row_begin,
 }  // namespace
 
 void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
-                  int64_t row_begin, int64_t row_end, int8_t* q, float* scale,
-                  float* scaled_sum, int32_t* sum) {
+                  int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
+                  float* scale, float* scaled_sum, int32_t* sum_q,
+                  int32_t* sum_r) {
   const int64_t nb = cols / kQuantBlockSize;
   const __m256 sign_mask = _mm256_set1_ps(-0.0f);
-  for (int64_t r = row_begin; r < row_end; ++r) {
-    const float* row = x + r * x_stride;
+  const __m256 second = _mm256_set1_ps(kSecondLevel);
+  const int rounding = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  // packs interleave 128-bit lanes; a cross-lane permute restores order.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  auto pack = [&](const __m256i* v, int8_t* dst) {
+    const __m256i a = _mm256_packs_epi32(v[0], v[1]);
+    const __m256i b = _mm256_packs_epi32(v[2], v[3]);
+    const __m256i bytes =
+        _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), order);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), bytes);
+  };
+  auto lane_sum = [](__m256i v) {
+    alignas(32) int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
+    int32_t total = 0;
+    for (int32_t lane : lanes) total += lane;
+    return total;
+  };
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const float* values = x + row * x_stride;
     for (int64_t b = 0; b < nb; ++b) {
-      const float* v = row + b * kQuantBlockSize;
+      const float* v = values + b * kQuantBlockSize;
       __m256 in[4];
       __m256 amax = _mm256_setzero_ps();
       for (int i = 0; i < 4; ++i) {
@@ -269,31 +285,29 @@ void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
       }
       const float max_abs = HorizontalMax(amax);
       const float d = max_abs / 127.0f;
-      const float inv = max_abs > 0 ? 127.0f / max_abs : 0.0f;
-      __m256i q32[4];
+      const __m256 inv = _mm256_set1_ps(max_abs > 0 ? 127.0f / max_abs : 0.0f);
+      __m256i q32[4], r32[4];
+      __m256i q_total = _mm256_setzero_si256(), r_total = _mm256_setzero_si256();
       for (int i = 0; i < 4; ++i) {
-        q32[i] = _mm256_cvtps_epi32(_mm256_round_ps(
-            _mm256_mul_ps(in[i], _mm256_set1_ps(inv)),
-            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        const __m256 scaled = _mm256_mul_ps(in[i], inv);
+        const __m256 first = _mm256_round_ps(scaled, rounding);
+        const __m256 rest = _mm256_round_ps(
+            _mm256_mul_ps(_mm256_sub_ps(scaled, first), second), rounding);
+        q32[i] = _mm256_cvtps_epi32(first);
+        r32[i] = _mm256_cvtps_epi32(rest);
+        q_total = _mm256_add_epi32(q_total, q32[i]);
+        r_total = _mm256_add_epi32(r_total, r32[i]);
       }
-      // Σq before packing (exact in int32).
-      const __m256i s = _mm256_add_epi32(_mm256_add_epi32(q32[0], q32[1]),
-                                         _mm256_add_epi32(q32[2], q32[3]));
-      alignas(32) int32_t lanes[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s);
-      int32_t total = 0;
-      for (int32_t lane : lanes) total += lane;
-      // packs interleave 128-bit lanes; undo with a cross-lane permute.
-      const __m256i p16a = _mm256_packs_epi32(q32[0], q32[1]);
-      const __m256i p16b = _mm256_packs_epi32(q32[2], q32[3]);
-      __m256i p8 = _mm256_packs_epi16(p16a, p16b);
-      p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-      _mm256_storeu_si256(
-          reinterpret_cast<__m256i*>(q + r * cols + b * kQuantBlockSize), p8);
-      const int64_t meta = r * nb + b;
+      const int64_t offset = row * cols + b * kQuantBlockSize;
+      pack(q32, q + offset);
+      pack(r32, r + offset);
+      const int64_t meta = row * nb + b;
       scale[meta] = d;
-      sum[meta] = total;
-      scaled_sum[meta] = d * static_cast<float>(total);
+      sum_q[meta] = lane_sum(q_total);
+      sum_r[meta] = lane_sum(r_total);
+      scaled_sum[meta] =
+          d * (static_cast<float>(sum_q[meta]) +
+               static_cast<float>(sum_r[meta]) / kSecondLevel);
     }
   }
 }

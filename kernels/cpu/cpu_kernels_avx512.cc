@@ -5,9 +5,9 @@
 //
 // QuantMatMul tiles GT weight groups (16 output columns each) × MT
 // activation rows; each (group, block) of weights is loaded and unpacked
-// once per tile and used for MT rows:
-//   M = 1..2: GT = 4 (decode: four independent accumulator chains),
-//   M = 3..4: GT = 2, otherwise GT = 1 with tiles of 8 rows (prefill).
+// once per tile and used for MT rows and both activation levels:
+//   M = 1: GT = 4 (decode: independent accumulator chains), M = 2: GT = 2,
+//   otherwise GT = 1 with tiles of 4 rows (prefill, batched decode).
 // FloatMatMul (F32/F16/BF16 weights in place) tiles WT weight rows × MT
 // activation rows of fp32 multiply-adds with one horizontal sum per output.
 #include <immintrin.h>
@@ -54,14 +54,18 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
   }
   for (int64_t b = 0; b < nb; ++b) {
     const int8_t* xq[MT];
-    __m512i lo[GT][MT], hi[GT][MT];
+    const int8_t* xr[MT];
+    // Integer sums per activation level: [group][row], q and r.
+    __m512i sq[GT][MT], sr[GT][MT];
     for (int t = 0; t < MT; ++t) {
+      const int64_t meta = (m0 + t) * nb + b;
       xq[t] = x.q + (m0 + t) * x.cols + b * kQuantBlockSize;
-      const __m512i init =
-          _mm512_set1_epi32(-kOffset<kType> * x.sum[(m0 + t) * nb + b]);
+      xr[t] = x.r + (m0 + t) * x.cols + b * kQuantBlockSize;
+      const __m512i init_q = _mm512_set1_epi32(-kOffset<kType> * x.sum_q[meta]);
+      const __m512i init_r = _mm512_set1_epi32(-kOffset<kType> * x.sum_r[meta]);
       for (int gi = 0; gi < GT; ++gi) {
-        lo[gi][t] = init;
-        hi[gi][t] = _mm512_setzero_si512();
+        sq[gi][t] = init_q;
+        sr[gi][t] = init_r;
       }
     }
     const uint8_t* base[GT];
@@ -69,14 +73,12 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
       base[gi] = w.data + ((g0 + gi) * nb + b) * w.block_bytes;
     }
     if constexpr (kType == DType::kQ8_0) {
-      for (int s = 0; s < 8; s += 2) {
+      for (int s = 0; s < 8; ++s) {
         for (int gi = 0; gi < GT; ++gi) {
-          const __m512i p0 = _mm512_loadu_si512(base[gi] + 64 * s);
-          const __m512i p1 = _mm512_loadu_si512(base[gi] + 64 * (s + 1));
+          const __m512i p = _mm512_loadu_si512(base[gi] + 64 * s);
           for (int t = 0; t < MT; ++t) {
-            lo[gi][t] = _mm512_dpbusd_epi32(lo[gi][t], p0, Broadcast4(xq[t] + 4 * s));
-            hi[gi][t] = _mm512_dpbusd_epi32(hi[gi][t], p1,
-                                            Broadcast4(xq[t] + 4 * (s + 1)));
+            sq[gi][t] = _mm512_dpbusd_epi32(sq[gi][t], p, Broadcast4(xq[t] + 4 * s));
+            sr[gi][t] = _mm512_dpbusd_epi32(sr[gi][t], p, Broadcast4(xr[t] + 4 * s));
           }
         }
       }
@@ -87,9 +89,12 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
           const __m512i l = _mm512_and_si512(p, low4);
           const __m512i h = _mm512_and_si512(_mm512_srli_epi16(p, 4), low4);
           for (int t = 0; t < MT; ++t) {
-            lo[gi][t] = _mm512_dpbusd_epi32(lo[gi][t], l, Broadcast4(xq[t] + 4 * s));
-            hi[gi][t] = _mm512_dpbusd_epi32(hi[gi][t], h,
+            sq[gi][t] = _mm512_dpbusd_epi32(sq[gi][t], l, Broadcast4(xq[t] + 4 * s));
+            sq[gi][t] = _mm512_dpbusd_epi32(sq[gi][t], h,
                                             Broadcast4(xq[t] + 16 + 4 * s));
+            sr[gi][t] = _mm512_dpbusd_epi32(sr[gi][t], l, Broadcast4(xr[t] + 4 * s));
+            sr[gi][t] = _mm512_dpbusd_epi32(sr[gi][t], h,
+                                            Broadcast4(xr[t] + 16 + 4 * s));
           }
         }
       }
@@ -104,10 +109,10 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
       }
       for (int t = 0; t < MT; ++t) {
         const int64_t meta = (m0 + t) * nb + b;
-        const __m512 sum =
-            _mm512_cvtepi32_ps(_mm512_add_epi32(lo[gi][t], hi[gi][t]));
-        acc[gi][t] = _mm512_fmadd_ps(
-            sum, _mm512_mul_ps(d, _mm512_set1_ps(x.scale[meta])), acc[gi][t]);
+        const __m512 dq = _mm512_mul_ps(d, _mm512_set1_ps(x.scale[meta]));
+        const __m512 dr = _mm512_mul_ps(dq, _mm512_set1_ps(1.0f / kSecondLevel));
+        acc[gi][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sq[gi][t]), dq, acc[gi][t]);
+        acc[gi][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sr[gi][t]), dr, acc[gi][t]);
         if constexpr (kType == DType::kQ4_1) {
           acc[gi][t] = _mm512_fmadd_ps(mn, _mm512_set1_ps(x.scaled_sum[meta]),
                                        acc[gi][t]);
@@ -135,36 +140,34 @@ void QuantTileRows(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
   switch (mt) {
 #define WEFT_CASE(n)                                                  \
   case n:                                                             \
-    if constexpr (GT * n <= 8) QuantTile<kType, GT, n>(w, x, g0, m0, bias, y); \
+    if constexpr (GT * n <= 4) QuantTile<kType, GT, n>(w, x, g0, m0, bias, y); \
     break;
     WEFT_CASE(1) WEFT_CASE(2) WEFT_CASE(3) WEFT_CASE(4)
-    WEFT_CASE(5) WEFT_CASE(6) WEFT_CASE(7) WEFT_CASE(8)
 #undef WEFT_CASE
   }
 }
 
+// Tiles: two int32 sums (one per activation level) and one float sum per
+// (group, row) — GT·MT ≤ 4 keeps them and the unpacked weights in the 32
+// vector registers.
 template <DType kType>
 void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
                       int64_t group_begin, int64_t group_end,
                       const float* bias, OutputRows y) {
   const int64_t m = x.rows;
   int64_t g = group_begin;
-  if (m <= 4) {
+  if (m == 1) {
+    for (; g + 4 <= group_end; g += 4) QuantTileRows<kType, 4>(w, x, g, 0, 1, bias, y);
+  }
+  if (m <= 2) {
     const int mt = static_cast<int>(m);
-    if (m <= 2) {
-      for (; g + 4 <= group_end; g += 4) {
-        QuantTileRows<kType, 4>(w, x, g, 0, mt, bias, y);
-      }
-    }
-    for (; g + 2 <= group_end; g += 2) {
-      QuantTileRows<kType, 2>(w, x, g, 0, mt, bias, y);
-    }
+    for (; g + 2 <= group_end; g += 2) QuantTileRows<kType, 2>(w, x, g, 0, mt, bias, y);
     for (; g < group_end; ++g) QuantTileRows<kType, 1>(w, x, g, 0, mt, bias, y);
     return;
   }
   for (; g < group_end; ++g) {
-    for (int64_t m0 = 0; m0 < m; m0 += 8) {
-      QuantTileRows<kType, 1>(w, x, g, m0, static_cast<int>(MinI64(8, m - m0)),
+    for (int64_t m0 = 0; m0 < m; m0 += 4) {
+      QuantTileRows<kType, 1>(w, x, g, m0, static_cast<int>(MinI64(4, m - m0)),
                               bias, y);
     }
   }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -109,6 +110,25 @@ absl::StatusOr<std::unique_ptr<FastCpuBackend>> FastCpuBackend::Create(
   return std::unique_ptr<FastCpuBackend>(new FastCpuBackend(config));
 }
 
+absl::StatusOr<std::unique_ptr<CpuBackend>> MakeCpuBackend(
+    const CpuBackendConfig& config, std::string* description) {
+  if (auto status = config.Validate(); !status.ok()) return status;
+  if (!config.reference) {
+    auto fast = FastCpuBackend::Create(config);
+    if (fast.ok()) {
+      if (description != nullptr) {
+        *description = absl::StrCat("cpu (", (*fast)->isa(), ", ",
+                                    (*fast)->num_threads(), " threads)");
+      }
+      return std::unique_ptr<CpuBackend>(std::move(*fast));
+    }
+    std::fprintf(stderr, "weft: %s; serving with the reference CPU kernels\n",
+                 std::string(fast.status().message()).c_str());
+  }
+  if (description != nullptr) *description = "cpu (reference, 1 thread)";
+  return std::make_unique<CpuBackend>();
+}
+
 int FastCpuBackend::num_threads() const { return pool_->num_threads(); }
 
 absl::StatusOr<Tensor> FastCpuBackend::UploadWeight(DType dtype, int64_t rows,
@@ -205,26 +225,31 @@ absl::Status FastCpuBackend::MatMul(const Tensor& x, const Tensor& w,
   }
   const cpu::PackedQuant& packed = found->second->packed;
 
-  // Quantize the activations: int8 per block of 32, then the matmul.
+  // Quantize the activations (two int8 levels per block of 32), then the
+  // matmul.
   const int64_t blocks = x.cols / kQuantBlockSize;
   const size_t q_size = static_cast<size_t>(x.rows * x.cols);
   const size_t meta_size = static_cast<size_t>(x.rows * blocks);
-  if (x_quant_.size() < q_size) x_quant_.resize(q_size);
-  if (x_scales_.size() < 3 * meta_size) x_scales_.resize(3 * meta_size);
-  if (x_sums_.size() < meta_size) x_sums_.resize(meta_size);
+  if (x_quant_.size() < 2 * q_size) x_quant_.resize(2 * q_size);
+  if (x_scales_.size() < 2 * meta_size) x_scales_.resize(2 * meta_size);
+  if (x_sums_.size() < 2 * meta_size) x_sums_.resize(2 * meta_size);
+  int8_t* q = x_quant_.data();
+  int8_t* r = q + q_size;
   float* scale = x_scales_.data();
   float* scaled_sum = scale + meta_size;
+  int32_t* sum_q = x_sums_.data();
+  int32_t* sum_r = sum_q + meta_size;
   auto quantize = [&](int64_t begin, int64_t end) {
-    cpu::avx2::QuantizeRows(F32(x), x.cols, x.cols, begin, end,
-                            x_quant_.data(), scale, scaled_sum, x_sums_.data());
+    cpu::avx2::QuantizeRows(F32(x), x.cols, x.cols, begin, end, q, r, scale,
+                            scaled_sum, sum_q, sum_r);
   };
   if (x.num_elements() < kMinParallelElements) {
     quantize(0, x.rows);
   } else {
     pool_->ParallelFor(x.rows, quantize);
   }
-  const cpu::QuantizedRows rows{x.rows,   x.cols,     x_quant_.data(),
-                                scale,    scaled_sum, x_sums_.data()};
+  const cpu::QuantizedRows rows{x.rows, x.cols,     q,     r,
+                                scale,  scaled_sum, sum_q, sum_r};
   pool_->ParallelFor(packed.num_groups, [&](int64_t begin, int64_t end) {
     if (use_avx512_) {
       cpu::avx512::QuantMatMul(packed, rows, begin, end, bias_data, out);
@@ -375,13 +400,8 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
   if (macs < kMinParallelAttentionMacs || pool_->num_threads() == 1) {
     run(0, 0, num_tasks);
   } else {
-    // Interleaved split: later tokens of a prompt see more context, so
-    // contiguous ranges would leave the last thread with the most work.
-    const int threads = pool_->num_threads();
-    pool_->Run([&](int thread) {
-      for (int64_t task = thread; task < num_tasks; task += threads) {
-        run(thread, task, task + 1);
-      }
+    pool_->ParallelFor(num_tasks, [&](int thread, int64_t begin, int64_t end) {
+      run(thread, begin, end);
     });
   }
   return absl::OkStatus();

@@ -34,12 +34,22 @@ struct CpuBackendConfig {
   // Force the AVX2 kernels even where AVX-512 VNNI is present (tests and
   // benchmarks of the fallback path).
   bool force_avx2 = false;
+  // Serve with the reference CpuBackend (one thread, fp32, no SIMD).
+  bool reference = false;
 
   absl::Status Validate() const;
 };
 
 // Physical cores available to this process (hyperthreads counted once).
 int NumPhysicalCores();
+
+class FastCpuBackend;
+// The backend weft serves with on the CPU: FastCpuBackend, or the reference
+// CpuBackend when `config.reference` is set or the processor lacks AVX2
+// (then a line on stderr says so). `description` (optional) receives e.g.
+// "cpu (avx512-vnni, 2 threads)".
+absl::StatusOr<std::unique_ptr<CpuBackend>> MakeCpuBackend(
+    const CpuBackendConfig& config, std::string* description = nullptr);
 
 class FastCpuBackend : public CpuBackend {
  public:

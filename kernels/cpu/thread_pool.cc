@@ -13,6 +13,8 @@ namespace {
 // cover the gap between two ops of a forward pass, short enough that an
 // idle server sleeps almost at once.
 constexpr int kSpinIterations = 1 << 14;
+// How long the caller spins for workers to finish before yielding its core.
+constexpr int kCallerSpinIterations = 1 << 10;
 
 inline void CpuRelax() {
 #if defined(__x86_64__)
@@ -72,23 +74,42 @@ void ThreadPool::Run(absl::FunctionRef<void(int)> fn) {
   generation_.fetch_add(1, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
   fn(0);
-  while (remaining_.load(std::memory_order_acquire) != 0) CpuRelax();
+  // Spin briefly, then yield: on an oversubscribed machine a worker may not
+  // be running, and spinning would only keep it off this core longer.
+  for (int spin = 0; remaining_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < kCallerSpinIterations) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
 }
 
 void ThreadPool::ParallelFor(
     int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn) {
+  ParallelFor(n, [&](int, int64_t begin, int64_t end) { fn(begin, end); });
+}
+
+void ThreadPool::ParallelFor(
+    int64_t n, absl::FunctionRef<void(int, int64_t, int64_t)> fn) {
   if (n <= 0) return;
   if (n == 1 || num_threads_ == 1) {
-    fn(0, n);
+    fn(0, 0, n);
     return;
   }
-  const int64_t parts = std::min<int64_t>(n, num_threads_);
+  // Chunks are taken from a shared counter, so a thread that starts late
+  // (descheduled, or woken from sleep) finds the work already done by the
+  // others instead of holding the whole op back.
+  const int64_t chunks = std::min<int64_t>(n, int64_t{num_threads_} * 4);
+  std::atomic<int64_t> next{0};
   Run([&](int thread) {
-    if (thread >= parts) return;
-    const int64_t begin = n * thread / parts;
-    const int64_t end = n * (thread + 1) / parts;
-    if (begin < end) fn(begin, end);
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
+         c = next.fetch_add(1, std::memory_order_relaxed)) {
+      const int64_t begin = n * c / chunks;
+      const int64_t end = n * (c + 1) / chunks;
+      if (begin < end) fn(thread, begin, end);
+    }
   });
 }
 

@@ -28,11 +28,15 @@ class ThreadPool {
   // returns when all have finished. Not reentrant: one caller at a time.
   void Run(absl::FunctionRef<void(int thread_index)> fn);
 
-  // Splits [0, n) into num_threads contiguous ranges, one per thread (empty
-  // ranges are skipped), and waits. Runs inline when n <= 1 or the pool has
-  // one thread.
+  // Calls fn on contiguous ranges that together cover [0, n) exactly once,
+  // taken by the threads as they come (about 4 ranges per thread), and
+  // waits. Runs inline when n <= 1 or the pool has one thread.
   void ParallelFor(int64_t n,
                    absl::FunctionRef<void(int64_t begin, int64_t end)> fn);
+  // The same, telling fn which thread (0..num_threads-1) runs the range.
+  void ParallelFor(
+      int64_t n,
+      absl::FunctionRef<void(int thread, int64_t begin, int64_t end)> fn);
 
  private:
   void WorkerLoop(int thread_index);

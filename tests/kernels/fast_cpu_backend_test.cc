@@ -5,9 +5,10 @@
 //
 // Tolerances: float-weight matmuls and the fp32 small ops within
 // 1e-5 + 1e-4·|ref| (only summation order differs); quantized matmuls
-// quantize the activations to int8 per block of 32 (step dx = max|x|/127,
-// rounding error ≤ dx/2 per element), so each output is allowed
-// Σ_i |w_i|·dx(i)/2 — the worst case of that rounding — plus 1e-4·|ref|.
+// quantize the activations to two int8 levels per block of 32 (dx =
+// max|x|/127; rounding error ≤ dx/508 per element), so each output is
+// allowed Σ_i |w_i|·dx(i)/508 — the worst case of that rounding — plus
+// 1e-4·|ref|.
 #include "kernels/cpu/fast_cpu_backend.h"
 
 #include <algorithm>
@@ -150,7 +151,7 @@ TEST_P(FastCpuBackendTest, MatMulMatchesReferenceForEveryWeightType) {
       ExpectNear(got, want, 1e-5f, 1e-4f);
       continue;
     }
-    // The bound of the activations' rounding: Σ_i |w_i| · dx(i) / 2.
+    // The bound of the activations' rounding: Σ_i |w_i| · dx(i) / 508.
     std::vector<float> w_row(c.cols);
     for (int64_t r = 0; r < c.rows; ++r) {
       DequantizeRow(c.dtype, w_ref->Rows(r, 1).data, w_row.data(), c.cols);
@@ -162,7 +163,7 @@ TEST_P(FastCpuBackendTest, MatMulMatchesReferenceForEveryWeightType) {
             amax = std::max(amax, std::fabs(x[t * c.cols + blk * 32 + i]));
           }
           for (int i = 0; i < kQuantBlockSize; ++i) {
-            bound += std::fabs(w_row[blk * 32 + i]) * amax / 127.0 / 2.0;
+            bound += std::fabs(w_row[blk * 32 + i]) * amax / 127.0 / 508.0;
           }
         }
         const float ref = want[t * c.rows + r];

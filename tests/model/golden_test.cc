@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/fast_cpu_backend.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/model_files.h"
 #include "runtime/sequence_runner.h"
@@ -45,7 +46,12 @@ std::vector<double> LogSoftmax(absl::Span<const float> logits) {
   return out;
 }
 
-class GoldenTest : public ::testing::TestWithParam<int> {
+// The reference fp32 backend, and the fast backend (int8 activations
+// against the Q4_1/Q8_0 weights, threaded) that weft-server runs.
+enum class Kernels { kReference, kFast };
+
+class GoldenTest
+    : public ::testing::TestWithParam<std::tuple<Kernels, int>> {
  protected:
   static void SetUpTestSuite() {
     const std::string path = std::string(WEFT_MODEL_DIR) + "/" + kModelFile;
@@ -53,30 +59,37 @@ class GoldenTest : public ::testing::TestWithParam<int> {
     auto files = ModelFiles::Open(path);
     ASSERT_TRUE(files.ok()) << files.status();
     files_ = files->release();
-    backend_ = new CpuBackend();
+    auto fast = FastCpuBackend::Create(CpuBackendConfig{});
+    ASSERT_TRUE(fast.ok()) << fast.status();
+    backends_[0] = new CpuBackend();
+    backends_[1] = fast->release();
     ModelPlan plan;
     plan.max_num_tokens = 256;
     plan.max_num_logits = 1;
     plan.num_kv_blocks = 32;
-    auto model = LlamaModel::Create(*files_, backend_, plan);
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = model->release();
+    for (int i = 0; i < 2; ++i) {
+      auto model = LlamaModel::Create(*files_, backends_[i], plan);
+      ASSERT_TRUE(model.ok()) << model.status();
+      models_[i] = model->release();
+    }
   }
 
   static ModelFiles* files_;
-  static CpuBackend* backend_;
-  static LlamaModel* model_;
+  static Backend* backends_[2];
+  static LlamaModel* models_[2];
 };
 ModelFiles* GoldenTest::files_ = nullptr;
-CpuBackend* GoldenTest::backend_ = nullptr;
-LlamaModel* GoldenTest::model_ = nullptr;
+Backend* GoldenTest::backends_[2] = {};
+LlamaModel* GoldenTest::models_[2] = {};
 
 TEST_P(GoldenTest, GreedyContinuationMatchesTransformers) {
-  if (model_ == nullptr) {
+  const auto [kernels, prompt_index] = GetParam();
+  LlamaModel* model = models_[kernels == Kernels::kFast ? 1 : 0];
+  if (model == nullptr) {
     GTEST_SKIP() << "default model not found in " << WEFT_MODEL_DIR
                  << " (run tools/fetch_model.sh)";
   }
-  const nlohmann::json& prompt = Golden()["prompts"][GetParam()];
+  const nlohmann::json& prompt = Golden()["prompts"][prompt_index];
   SCOPED_TRACE(prompt["name"].get<std::string>());
   const std::vector<int32_t> prompt_ids =
       prompt["prompt_ids"].get<std::vector<int32_t>>();
@@ -85,7 +98,7 @@ TEST_P(GoldenTest, GreedyContinuationMatchesTransformers) {
                                        EncodeOptions{}),
             prompt_ids);
 
-  SequenceRunner runner(model_);
+  SequenceRunner runner(model);
   auto logits = runner.Append(prompt_ids);
   ASSERT_TRUE(logits.ok()) << logits.status();
   int compared = 0;
@@ -115,7 +128,16 @@ TEST_P(GoldenTest, GreedyContinuationMatchesTransformers) {
               prompt["name"].get<std::string>().c_str(), compared, worst);
 }
 
-INSTANTIATE_TEST_SUITE_P(Prompts, GoldenTest, ::testing::Range(0, 12));
+INSTANTIATE_TEST_SUITE_P(
+    Prompts, GoldenTest,
+    ::testing::Combine(::testing::Values(Kernels::kReference, Kernels::kFast),
+                       ::testing::Range(0, 12)),
+    [](const ::testing::TestParamInfo<std::tuple<Kernels, int>>& info) {
+      return std::string(std::get<0>(info.param) == Kernels::kFast
+                             ? "Fast"
+                             : "Reference") +
+             std::to_string(std::get<1>(info.param));
+    });
 
 TEST(GoldenFixture, CoversEnoughPrompts) {
   EXPECT_GE(Golden()["prompts"].size(), 8u);
