@@ -13,7 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/fast_cpu_backend.h"
 #include "runtime/engine.h"
 #include "runtime/model/model_files.h"
 #include "tools/flag_spelling.h"
@@ -27,6 +27,10 @@ ABSL_FLAG(int, min_output, 16, "shortest output, tokens");
 ABSL_FLAG(int, max_output, 64, "longest output, tokens");
 ABSL_FLAG(int, max_num_seqs, 64, "running sequences at once");
 ABSL_FLAG(int, max_num_batched_tokens, 512, "tokens per step");
+ABSL_FLAG(int, threads, 0,
+          "CPU threads for the kernels (0: one per physical core)");
+ABSL_FLAG(bool, reference_kernels, false,
+          "use the reference CPU kernels (fp32, one thread)");
 ABSL_FLAG(uint32_t, seed, 1, "workload seed");
 ABSL_FLAG(bool, skip_sequential, false, "only run the batched workload");
 
@@ -104,7 +108,12 @@ absl::StatusOr<RunResult> Run(Engine& engine, const std::vector<Request>& reques
 int Main() {
   auto files = ModelFiles::Open(absl::GetFlag(FLAGS_model));
   if (!files.ok()) return Fail(files.status());
-  CpuBackend backend;
+  CpuBackendConfig cpu_config;
+  cpu_config.num_threads = absl::GetFlag(FLAGS_threads);
+  cpu_config.reference = absl::GetFlag(FLAGS_reference_kernels);
+  auto backend_or = MakeCpuBackend(cpu_config);
+  if (!backend_or.ok()) return Fail(backend_or.status());
+  CpuBackend& backend = **backend_or;
   EngineConfig config;
   config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
   config.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);

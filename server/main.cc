@@ -16,7 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/fast_cpu_backend.h"
 #include "runtime/engine.h"
 #include "runtime/request_queue.h"
 #include "runtime/model/model_files.h"
@@ -48,6 +48,11 @@ ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate (enables TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA that client certificates must chain to (enables mTLS)");
+ABSL_FLAG(int, threads, 0,
+          "CPU threads for the model's kernels (0: one per physical core)");
+ABSL_FLAG(bool, reference_kernels, false,
+          "serve with the reference CPU kernels (fp32, one thread): slow; for "
+          "checking the fast kernels");
 ABSL_FLAG(double, drain_timeout, 30.0,
           "seconds in-flight calls get to finish after SIGTERM");
 
@@ -98,10 +103,16 @@ int Main() {
   }
   plan.num_kv_blocks = static_cast<int>(std::min<int64_t>(kv_memory / block_bytes, 1 << 24));
 
-  CpuBackend backend;
-  auto model = LlamaModel::Create(**files, &backend, plan);
+  CpuBackendConfig cpu_config;
+  cpu_config.num_threads = absl::GetFlag(FLAGS_threads);
+  cpu_config.reference = absl::GetFlag(FLAGS_reference_kernels);
+  std::string backend_description;
+  auto backend = MakeCpuBackend(cpu_config, &backend_description);
+  if (!backend.ok()) return Fail(backend.status());
+  std::fprintf(stderr, "weft-server: backend %s\n", backend_description.c_str());
+  auto model = LlamaModel::Create(**files, backend->get(), plan);
   if (!model.ok()) return Fail(model.status());
-  auto engine = Engine::Create(model->get(), &backend, &(*files)->tokenizer(),
+  auto engine = Engine::Create(model->get(), backend->get(), &(*files)->tokenizer(),
                                engine_config);
   if (!engine.ok()) return Fail(engine.status());
   (*engine)->Start();

@@ -13,7 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/fast_cpu_backend.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/model_files.h"
 #include "runtime/sampler.h"
@@ -27,6 +27,10 @@ ABSL_FLAG(std::string, prompt, "", "the prompt text");
 ABSL_FLAG(bool, chat, false,
           "wrap the prompt as one user turn in the model's chat format");
 ABSL_FLAG(std::string, system, "", "with --chat: a system message");
+ABSL_FLAG(int, threads, 0,
+          "CPU threads for the kernels (0: one per physical core)");
+ABSL_FLAG(bool, reference_kernels, false,
+          "use the reference CPU kernels (fp32, one thread)");
 ABSL_FLAG(int, max_tokens, 128, "tokens to generate at most");
 ABSL_FLAG(float, temperature, 0.0f, "0 for greedy decoding");
 ABSL_FLAG(float, top_p, 1.0f, "nucleus sampling mass, (0, 1]");
@@ -92,7 +96,12 @@ int Run() {
   if (auto s = sampling.Validate(tokenizer.vocab_size()); !s.ok()) {
     return Fail(s);
   }
-  CpuBackend backend;
+  CpuBackendConfig cpu_config;
+  cpu_config.num_threads = absl::GetFlag(FLAGS_threads);
+  cpu_config.reference = absl::GetFlag(FLAGS_reference_kernels);
+  auto backend_or = MakeCpuBackend(cpu_config);
+  if (!backend_or.ok()) return Fail(backend_or.status());
+  CpuBackend& backend = **backend_or;
   ModelPlan plan;
   plan.max_num_tokens = 256;
   plan.max_num_logits = 1;
