@@ -99,6 +99,15 @@ class Parser {
     return name;
   }
 
+  // 'a' or 'b' or 'c'
+  static std::string Quoted(std::initializer_list<absl::string_view> names) {
+    std::string out;
+    for (absl::string_view n : names) {
+      absl::StrAppend(&out, out.empty() ? "" : " or ", "'", n, "'");
+    }
+    return out;
+  }
+
   static ExprPtr MakeExpr(Expr::Kind kind, int line) {
     auto e = std::make_unique<Expr>();
     e->kind = kind;
@@ -116,8 +125,8 @@ class Parser {
       switch (t.type) {
         case Type::kEof:
           if (ends.size() == 0) return absl::OkStatus();
-          return Fail(t.line, absl::StrCat("unexpected end of template, expected '",
-                                            *ends.begin(), "'"));
+          return Fail(t.line, absl::StrCat("unexpected end of template, expected ",
+                                            Quoted(ends)));
         case Type::kData: {
           auto stmt = std::make_unique<Stmt>();
           stmt->kind = Stmt::Kind::kData;
@@ -150,6 +159,12 @@ class Parser {
               Next();
               return absl::OkStatus();
             }
+          }
+          if (name.rfind("end", 0) == 0 || name == "elif" || name == "else") {
+            return Fail(Current().line,
+                        ends.size() == 0
+                            ? absl::StrCat("unexpected '", name, "'")
+                            : absl::StrCat("unexpected '", name, "', expected ", Quoted(ends)));
           }
           absl::StatusOr<StmtPtr> stmt = ParseStatement();
           if (!stmt.ok()) return stmt.status();
