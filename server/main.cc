@@ -17,6 +17,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/fast_cpu_backend.h"
+#include "runtime/chat/chat_template.h"
 #include "runtime/engine.h"
 #include "runtime/request_queue.h"
 #include "runtime/model/model_files.h"
@@ -53,6 +54,9 @@ ABSL_FLAG(int, threads, 0,
 ABSL_FLAG(bool, reference_kernels, false,
           "serve with the reference CPU kernels (fp32, one thread): slow; for "
           "checking the fast kernels");
+ABSL_FLAG(std::string, chat_template, "",
+          "a Jinja chat template file to render chat requests with instead of "
+          "the model's own (docs/chat.md)");
 ABSL_FLAG(double, drain_timeout, 30.0,
           "seconds in-flight calls get to finish after SIGTERM");
 
@@ -77,6 +81,8 @@ int Main() {
   auto files = ModelFiles::Open(model_path);
   if (!files.ok()) return Fail(files.status());
   const ModelConfig& config = (*files)->config();
+  auto chat_template = LoadChatTemplate(**files, absl::GetFlag(FLAGS_chat_template));
+  if (!chat_template.ok()) return Fail(chat_template.status());
 
   EngineConfig engine_config;
   engine_config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
@@ -143,6 +149,7 @@ int Main() {
   served.vocab_size = config.vocab_size;
   served.max_model_len = (*engine)->max_model_len();
   served.max_n = engine_config.max_n;
+  served.chat_template = chat_template->get();
   ApiKeys keys;
   if (!absl::GetFlag(FLAGS_api_key_file).empty()) {
     auto loaded = ApiKeys::FromFile(absl::GetFlag(FLAGS_api_key_file));

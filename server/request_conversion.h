@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "runtime/chat/chat_template.h"
 #include "runtime/request.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "weft/v1/generation.pb.h"
@@ -21,6 +22,10 @@ struct ServedModel {
   int vocab_size = 0;
   int max_model_len = 0;
   int max_n = 16;
+  // The chat template prompts are rendered with (weft.v1 Chat, OpenAI
+  // /v1/chat/completions); nullptr when the model has none and no
+  // --chat_template was given.
+  const ChatTemplate* chat_template = nullptr;
 };
 
 inline constexpr int kMaxRequestIdBytes = 256;
