@@ -126,6 +126,33 @@ struct AttentionTask {
 };
 // `scores` holds at least group * visible floats.
 void AttendOneToken(const AttentionTask& task, float* scores);
+
+// Causal attention of several consecutive query tokens of one sequence
+// (a prompt chunk) × the `group` query heads of one KV head, flash-style:
+// keys are taken 8 at a time, transposed once for all the tile's rows, and
+// each row keeps a running max, denominator and output (online softmax).
+// Query token i (0-based in the tile) sees first_visible + i positions.
+struct AttentionTileTask {
+  const float* q;    // token i, head g at q + i * token_stride + g * head_dim
+  float* out;        // same layout as q
+  int64_t token_stride;
+  int num_tokens;
+  int group;
+  int head_dim;
+  int first_visible;
+  float scale;
+  const float* k_base;  // as in AttentionTask
+  const float* v_base;
+  const int32_t* blocks;
+  int64_t block_stride;
+  int block_size;
+};
+// Floats of scratch AttendQueryTile needs. (static: no inline function of
+// this header may be shared between TUs built for different ISAs.)
+static inline int64_t AttentionTileScratch(int num_tokens, int group, int head_dim) {
+  return int64_t{num_tokens} * group * (head_dim + 2) + 8 * int64_t{head_dim};
+}
+void AttendQueryTile(const AttentionTileTask& task, float* scratch);
 }  // namespace avx2
 
 // --- AVX-512 F/BW/VL/VNNI -------------------------------------------------

@@ -454,4 +454,110 @@ void AttendOneToken(const AttentionTask& task, float* scores) {
   }
 }
 
+void AttendQueryTile(const AttentionTileTask& task, float* scratch) {
+  const int d = task.head_dim;
+  const int rows = task.num_tokens * task.group;
+  float* o = scratch;                          // [rows][d]
+  float* row_max = o + int64_t{rows} * d;      // [rows]
+  float* row_sum = row_max + rows;             // [rows]
+  float* k_t = row_sum + rows;                 // [d][8] the chunk's keys
+  for (int r = 0; r < rows; ++r) {
+    row_max[r] = -INFINITY;
+    row_sum[r] = 0;
+  }
+  std::memset(o, 0, sizeof(float) * rows * d);
+  const int max_visible = task.first_visible + task.num_tokens - 1;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256 scale = _mm256_set1_ps(task.scale);
+  auto row_of = [&](const float* base, int position) {
+    return base + task.blocks[position / task.block_size] * task.block_stride +
+           (position % task.block_size) * d;
+  };
+  for (int c = 0; c < max_visible; c += 8) {
+    const int chunk = max_visible - c < 8 ? max_visible - c : 8;
+    const float* v_rows[8];
+    for (int j = 0; j < 8; ++j) {
+      if (j < chunk) {
+        const float* k = row_of(task.k_base, c + j);
+        for (int i = 0; i < d; ++i) k_t[i * 8 + j] = k[i];
+        v_rows[j] = row_of(task.v_base, c + j);
+      } else {
+        for (int i = 0; i < d; ++i) k_t[i * 8 + j] = 0;
+        v_rows[j] = nullptr;
+      }
+    }
+    // Scores of 4 rows at a time, two accumulators each: 8 independent
+    // multiply-add chains share every load of the transposed keys.
+    for (int r0 = 0; r0 < rows; r0 += 4) {
+      const float* q[4];
+      for (int rr = 0; rr < 4; ++rr) {
+        const int r = r0 + rr < rows ? r0 + rr : r0;  // spare lanes redo r0
+        q[rr] = task.q + (r / task.group) * task.token_stride + (r % task.group) * d;
+      }
+      __m256 acc[4][2];
+      for (int rr = 0; rr < 4; ++rr) {
+        acc[rr][0] = _mm256_setzero_ps();
+        acc[rr][1] = _mm256_setzero_ps();
+      }
+      int i = 0;
+      for (; i + 2 <= d; i += 2) {
+        const __m256 k0 = _mm256_loadu_ps(k_t + 8 * i);
+        const __m256 k1 = _mm256_loadu_ps(k_t + 8 * (i + 1));
+        for (int rr = 0; rr < 4; ++rr) {
+          acc[rr][0] = _mm256_fmadd_ps(_mm256_set1_ps(q[rr][i]), k0, acc[rr][0]);
+          acc[rr][1] = _mm256_fmadd_ps(_mm256_set1_ps(q[rr][i + 1]), k1, acc[rr][1]);
+        }
+      }
+      for (; i < d; ++i) {
+        const __m256 k0 = _mm256_loadu_ps(k_t + 8 * i);
+        for (int rr = 0; rr < 4; ++rr) {
+          acc[rr][0] = _mm256_fmadd_ps(_mm256_set1_ps(q[rr][i]), k0, acc[rr][0]);
+        }
+      }
+      for (int rr = 0; rr < 4 && r0 + rr < rows; ++rr) {
+        const int r = r0 + rr;
+        const int visible = task.first_visible + r / task.group;
+        if (visible <= c) continue;  // every key of the chunk is in its future
+        const int valid = visible - c < chunk ? visible - c : chunk;
+        const __m256 keep = _mm256_castsi256_ps(
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane));
+        const __m256 s = _mm256_blendv_ps(
+            _mm256_set1_ps(-INFINITY),
+            _mm256_mul_ps(_mm256_add_ps(acc[rr][0], acc[rr][1]), scale), keep);
+        const float new_max = std::fmax(row_max[r], HorizontalMax(s));
+        const __m256 p =
+            _mm256_and_ps(Exp(_mm256_sub_ps(s, _mm256_set1_ps(new_max))), keep);
+        const float correction = std::exp(row_max[r] - new_max);  // 0 at first
+        row_sum[r] = row_sum[r] * correction + HorizontalSum(p);
+        row_max[r] = new_max;
+        alignas(32) float weights[8];
+        _mm256_store_ps(weights, p);
+        float* out = o + int64_t{r} * d;
+        const __m256 corr = _mm256_set1_ps(correction);
+        int e = 0;
+        for (; e + 8 <= d; e += 8) {
+          __m256 sum = _mm256_mul_ps(_mm256_loadu_ps(out + e), corr);
+          for (int j = 0; j < valid; ++j) {
+            sum = _mm256_fmadd_ps(_mm256_set1_ps(weights[j]),
+                                  _mm256_loadu_ps(v_rows[j] + e), sum);
+          }
+          _mm256_storeu_ps(out + e, sum);
+        }
+        for (; e < d; ++e) {
+          float sum = out[e] * correction;
+          for (int j = 0; j < valid; ++j) sum += weights[j] * v_rows[j][e];
+          out[e] = sum;
+        }
+      }
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    const int token = r / task.group;
+    const int head = r % task.group;
+    float* dst = task.out + token * task.token_stride + head * d;
+    const float inv = 1.0f / row_sum[r];
+    for (int i = 0; i < d; ++i) dst[i] = o[int64_t{r} * d + i] * inv;
+  }
+}
+
 }  // namespace weft::cpu::avx2

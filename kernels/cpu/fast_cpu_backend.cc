@@ -23,6 +23,11 @@ namespace {
 // pool costs about a microsecond, more than a decode step's small ops take.
 constexpr int64_t kMinParallelElements = 1 << 15;
 constexpr int64_t kMinParallelAttentionMacs = 1 << 16;
+// Prompt chunks of at least this many tokens attend in tiles of
+// kAttentionTileTokens query tokens (AttendQueryTile); shorter ones, and
+// decodes, token by token (AttendOneToken).
+constexpr int kMinAttentionTileTokens = 4;
+constexpr int kAttentionTileTokens = 32;
 
 bool HasF16c() {
   unsigned eax, ebx, ecx, edx;
@@ -347,56 +352,79 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
   }
   const int group = attention.num_q_heads / attention.num_kv_heads;
   const int num_kv_heads = attention.num_kv_heads;
-  const size_t scores_needed =
-      static_cast<size_t>(group) * std::max(1, batch.max_context_len);
-  for (auto& scores : thread_scores_) {
-    if (scores.size() < scores_needed) scores.resize(scores_needed);
+  const size_t scratch_needed = static_cast<size_t>(std::max<int64_t>(
+      int64_t{group} * std::max(1, batch.max_context_len),
+      cpu::avx2::AttentionTileScratch(kAttentionTileTokens, group, head_dim)));
+  for (auto& scratch : thread_scores_) {
+    if (scratch.size() < scratch_needed) scratch.resize(scratch_needed);
   }
-  // Token t of the flat batch belongs to the sequence s with
-  // query_indptr[s] <= t < query_indptr[s + 1].
-  seq_of_token_.resize(batch.num_tokens);
+  // Tasks: a decode token × KV head alone; a prompt chunk's tokens in tiles
+  // of kAttentionTileTokens × KV head, which share each loaded key block.
+  attention_tasks_.clear();
   int64_t macs = 0;
   for (int s = 0; s < batch.num_seqs; ++s) {
+    const int q_begin = batch.query_indptr[s];
+    const int q_len = batch.query_indptr[s + 1] - q_begin;
     const int num_blocks = batch.kv_indptr[s + 1] - batch.kv_indptr[s];
     const int context_len =
         (num_blocks - 1) * shape.block_size + batch.kv_last_block_len[s];
-    for (int t = batch.query_indptr[s]; t < batch.query_indptr[s + 1]; ++t) {
-      seq_of_token_[t] = s;
+    macs += int64_t{q_len} * context_len * attention.num_q_heads * head_dim * 2;
+    const int tile = q_len >= kMinAttentionTileTokens ? kAttentionTileTokens : 1;
+    for (int t = 0; t < q_len; t += tile) {
+      for (int h = 0; h < num_kv_heads; ++h) {
+        attention_tasks_.push_back(
+            AttentionWork{s, h, q_begin + t, std::min(tile, q_len - t),
+                          context_len - q_len + t + 1, q_len >= kMinAttentionTileTokens});
+      }
     }
-    macs += int64_t{batch.query_indptr[s + 1] - batch.query_indptr[s]} *
-            context_len * attention.num_q_heads * head_dim * 2;
   }
   const int64_t block_stride = shape.block_elements();
   auto run = [&](int thread, int64_t begin, int64_t end) {
-    float* scores = thread_scores_[thread].data();
-    for (int64_t task = begin; task < end; ++task) {
-      const int t = static_cast<int>(task / num_kv_heads);
-      const int kv_head = static_cast<int>(task % num_kv_heads);
-      const int s = seq_of_token_[t];
-      const int q_len = batch.query_indptr[s + 1] - batch.query_indptr[s];
-      const int num_blocks = batch.kv_indptr[s + 1] - batch.kv_indptr[s];
-      const int context_len =
-          (num_blocks - 1) * shape.block_size + batch.kv_last_block_len[s];
+    float* scratch = thread_scores_[thread].data();
+    for (int64_t i = begin; i < end; ++i) {
+      const AttentionWork& work = attention_tasks_[i];
+      const int s = work.seq;
+      const float* k_base = static_cast<const float*>(layer.k) +
+                            int64_t{work.kv_head} * shape.block_size * head_dim;
+      const float* v_base = static_cast<const float*>(layer.v) +
+                            int64_t{work.kv_head} * shape.block_size * head_dim;
+      const int64_t head_offset = int64_t{work.kv_head} * group * head_dim;
+      const int32_t* blocks = batch.kv_indices + batch.kv_indptr[s];
+      if (work.tiled) {
+        cpu::avx2::AttentionTileTask a;
+        a.q = F32(q) + int64_t{work.first_token} * q.cols + head_offset;
+        a.out = F32(out) + int64_t{work.first_token} * out->cols + head_offset;
+        a.token_stride = q.cols;
+        a.num_tokens = work.num_tokens;
+        a.group = group;
+        a.head_dim = head_dim;
+        a.first_visible = work.first_visible;
+        a.scale = attention.scale;
+        a.k_base = k_base;
+        a.v_base = v_base;
+        a.blocks = blocks;
+        a.block_stride = block_stride;
+        a.block_size = shape.block_size;
+        cpu::avx2::AttendQueryTile(a, scratch);
+        continue;
+      }
       cpu::avx2::AttentionTask a;
-      a.q = F32(q) + int64_t{t} * q.cols + int64_t{kv_head} * group * head_dim;
-      a.out = F32(out) + int64_t{t} * out->cols +
-              int64_t{kv_head} * group * head_dim;
+      a.q = F32(q) + int64_t{work.first_token} * q.cols + head_offset;
+      a.out = F32(out) + int64_t{work.first_token} * out->cols + head_offset;
       a.head_stride = head_dim;
       a.group = group;
       a.head_dim = head_dim;
-      a.visible = context_len - q_len + (t - batch.query_indptr[s]) + 1;
+      a.visible = work.first_visible;
       a.scale = attention.scale;
-      a.k_base = static_cast<const float*>(layer.k) +
-                 int64_t{kv_head} * shape.block_size * head_dim;
-      a.v_base = static_cast<const float*>(layer.v) +
-                 int64_t{kv_head} * shape.block_size * head_dim;
-      a.blocks = batch.kv_indices + batch.kv_indptr[s];
+      a.k_base = k_base;
+      a.v_base = v_base;
+      a.blocks = blocks;
       a.block_stride = block_stride;
       a.block_size = shape.block_size;
-      cpu::avx2::AttendOneToken(a, scores);
+      cpu::avx2::AttendOneToken(a, scratch);
     }
   };
-  const int64_t num_tasks = int64_t{batch.num_tokens} * num_kv_heads;
+  const int64_t num_tasks = static_cast<int64_t>(attention_tasks_.size());
   if (macs < kMinParallelAttentionMacs || pool_->num_threads() == 1) {
     run(0, 0, num_tasks);
   } else {

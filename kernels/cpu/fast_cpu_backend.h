@@ -98,8 +98,16 @@ class FastCpuBackend : public CpuBackend {
   std::vector<int8_t> x_quant_;
   std::vector<float> x_scales_;  // scale, then scaled_sum, per row block
   std::vector<int32_t> x_sums_;
-  std::vector<std::vector<float>> thread_scores_;
-  std::vector<int> seq_of_token_;
+  std::vector<std::vector<float>> thread_scores_;  // attention scratch
+  struct AttentionWork {
+    int seq;
+    int kv_head;
+    int first_token;    // in the flat batch
+    int num_tokens;
+    int first_visible;  // context positions the first token sees
+    bool tiled;
+  };
+  std::vector<AttentionWork> attention_tasks_;
 };
 
 }  // namespace weft

@@ -265,7 +265,8 @@ struct AttentionCase {
 
 // RopeAndWriteKv then PagedAttention on both backends, the cache filled
 // with the same random history first: rotated q/k, the cache contents and
-// the attention outputs must agree.
+// the attention outputs must agree. Decodes take the token-by-token kernel,
+// prompt chunks of 4+ tokens the tiled (online-softmax) one.
 TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
   const std::vector<AttentionCase> cases = {
       {16, 4, 4, 64, RopeStyle::kNeox, {{1, 1}}},
@@ -273,6 +274,9 @@ TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
       {4, 8, 2, 128, RopeStyle::kNeox, {{17, 1}, {9, 9}}},
       {1, 6, 3, 40, RopeStyle::kInterleaved, {{12, 3}, {2, 1}}},
       {16, 9, 3, 64, RopeStyle::kInterleaved, {{300, 64}, {257, 1}, {40, 40}}},
+      // Odd block size: key chunks of 8 straddle block edges; prompt tiles
+      // of 32 + 5 tokens and one of exactly the tiling threshold (4).
+      {7, 4, 2, 64, RopeStyle::kNeox, {{50, 37}, {9, 4}, {3, 1}}},
   };
   std::mt19937 rng(17);
   for (const AttentionCase& c : cases) {
