@@ -386,9 +386,6 @@ int Main() {
 
   std::unique_ptr<CpuBackend> backend;
   if (options.backend == "fast") {
-#ifdef WEFT_BENCH_NO_FAST_CPU
-    return Fail(absl::UnimplementedError("built before FastCpuBackend landed"));
-#else
     CpuBackendConfig config;
     config.num_threads = absl::GetFlag(FLAGS_threads);
     auto fast = FastCpuBackend::Create(config);
@@ -396,7 +393,6 @@ int Main() {
     options.threads = (*fast)->num_threads();
     options.isa = std::string((*fast)->isa());
     backend = *std::move(fast);
-#endif
   } else if (options.backend == "reference") {
     if (absl::GetFlag(FLAGS_threads) > 1) {
       std::fprintf(stderr, "weft-bench-cpu: the reference backend runs on one thread\n");

@@ -20,8 +20,20 @@ SRC=$CACHE/llama_cpp_python-$PACKAGE_VERSION/vendor/llama.cpp
 BUILD=$CACHE/build
 TOOLS=(llama-bench llama-batched-bench llama-quantize)
 
+# AMX: ggml's AMX kernels (used for Q4_x/Q8_0 matmuls when -march=native
+# enables AMX) die with SIGILL on the VM this was written on (`tilezero` in
+# tinygemm_kernel_amx, although AMX itself works there once permitted), and
+# weft uses no AMX, so it is off unless LLAMACPP_AMX=ON.
+if [[ ${LLAMACPP_AMX:-OFF} == ON ]]; then
+  ISA_FLAGS=""
+else
+  ISA_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+fi
+CONFIG="commit=$LLAMACPP_COMMIT native=ON extra_flags=$ISA_FLAGS"
+
 have_all() {
   for t in "${TOOLS[@]}"; do [[ -x $BUILD/bin/$t ]] || return 1; done
+  [[ -f $BUILD/weft-config && $(cat "$BUILD/weft-config") == "$CONFIG" ]]
 }
 if have_all; then
   echo "$BUILD/bin"
@@ -38,16 +50,18 @@ if [[ ! -f $SRC/CMakeLists.txt ]]; then
   tar -xzf "$CACHE"/llama_cpp_python-$PACKAGE_VERSION.tar.gz -C "$CACHE"
 fi
 
-echo "build_llamacpp: building ${TOOLS[*]} (Release, GGML_NATIVE) in $BUILD" >&2
+echo "build_llamacpp: building ${TOOLS[*]} (Release, GGML_NATIVE, $ISA_FLAGS) in $BUILD" >&2
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 nice -n 10 cmake -S "$SRC" -B "$BUILD" "${generator[@]}" \
   -DCMAKE_BUILD_TYPE=Release \
   -DGGML_NATIVE=ON \
+  -DCMAKE_C_FLAGS="$ISA_FLAGS" -DCMAKE_CXX_FLAGS="$ISA_FLAGS" \
   -DBUILD_SHARED_LIBS=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
   -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_SUBPROCESS=OFF \
   -DLLAMA_BUILD_NUMBER=0 -DLLAMA_BUILD_COMMIT=$LLAMACPP_COMMIT >&2
 nice -n 10 cmake --build "$BUILD" -j "${JOBS:-2}" --target "${TOOLS[@]}" >&2
+echo "$CONFIG" >"$BUILD/weft-config"
 have_all
 echo "$BUILD/bin"
