@@ -389,6 +389,22 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+namespace {
+
+// The 8 horizontal sums of a[0..7], in order, as one vector.
+inline __m256 HorizontalSums8(const __m256* a) {
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]);
+  const __m256 t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]);
+  const __m256 t3 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1);  // sums 0-3: low and high halves
+  const __m256 u1 = _mm256_hadd_ps(t2, t3);  // sums 4-7
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                       _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+}  // namespace
+
 void AttendOneToken(const AttentionTask& task, float* scores) {
   const int d = task.head_dim;
   const int visible = task.visible;
@@ -400,30 +416,43 @@ void AttendOneToken(const AttentionTask& task, float* scores) {
     return task.v_base + task.blocks[j / task.block_size] * task.block_stride +
            (j % task.block_size) * d;
   };
-  // Scores: each K row is loaded once for all `group` query heads.
-  for (int j = 0; j < visible; ++j) {
-    const float* k = k_row(j);
-    for (int g = 0; g < task.group; ++g) {
-      const float* q = task.q + g * task.head_stride;
-      __m256 acc = _mm256_setzero_ps();
-      int i = 0;
-      for (; i + 8 <= d; i += 8) {
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), acc);
-      }
-      float dot = HorizontalSum(acc);
-      for (; i < d; ++i) dot += q[i] * k[i];
-      scores[g * visible + j] = dot * task.scale;
-    }
-  }
-  // Softmax per head.
+  const bool vector_dims = d % 8 == 0;
   for (int g = 0; g < task.group; ++g) {
+    const float* q = task.q + g * task.head_stride;
     float* s = scores + g * visible;
+    // Scores, 8 keys at a time: 8 independent multiply-add chains, then one
+    // transposing reduction instead of 8 horizontal sums.
+    int j = 0;
+    if (vector_dims) {
+      for (; j + 8 <= visible; j += 8) {
+        __m256 acc[8];
+        const float* k[8];
+        for (int jj = 0; jj < 8; ++jj) {
+          acc[jj] = _mm256_setzero_ps();
+          k[jj] = k_row(j + jj);
+        }
+        for (int e = 0; e < d; e += 8) {
+          const __m256 qv = _mm256_loadu_ps(q + e);
+          for (int jj = 0; jj < 8; ++jj) {
+            acc[jj] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[jj] + e), acc[jj]);
+          }
+        }
+        _mm256_storeu_ps(s + j, _mm256_mul_ps(HorizontalSums8(acc),
+                                              _mm256_set1_ps(task.scale)));
+      }
+    }
+    for (; j < visible; ++j) {
+      const float* k = k_row(j);
+      float dot = 0;
+      for (int e = 0; e < d; ++e) dot += q[e] * k[e];
+      s[j] = dot * task.scale;
+    }
+    // Softmax.
     float max_score = -INFINITY;
-    for (int j = 0; j < visible; ++j) max_score = s[j] > max_score ? s[j] : max_score;
+    for (j = 0; j < visible; ++j) max_score = s[j] > max_score ? s[j] : max_score;
     const __m256 max_v = _mm256_set1_ps(max_score);
     __m256 sum_v = _mm256_setzero_ps();
-    int j = 0;
-    for (; j + 8 <= visible; j += 8) {
+    for (j = 0; j + 8 <= visible; j += 8) {
       const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), max_v));
       _mm256_storeu_ps(s + j, e);
       sum_v = _mm256_add_ps(sum_v, e);
@@ -434,22 +463,34 @@ void AttendOneToken(const AttentionTask& task, float* scores) {
       sum += s[j];
     }
     const float inv = 1.0f / sum;
-    for (j = 0; j < visible; ++j) s[j] *= inv;
+    // Output: 64 dims at a time held in registers across all keys.
     float* o = task.out + g * task.head_stride;
-    std::memset(o, 0, sizeof(float) * d);
-  }
-  // Output: each V row is loaded once for all heads.
-  for (int j = 0; j < visible; ++j) {
-    const float* v = v_row(j);
-    for (int g = 0; g < task.group; ++g) {
-      float* o = task.out + g * task.head_stride;
-      const __m256 weight = _mm256_set1_ps(scores[g * visible + j]);
-      int i = 0;
-      for (; i + 8 <= d; i += 8) {
-        _mm256_storeu_ps(o + i, _mm256_fmadd_ps(weight, _mm256_loadu_ps(v + i),
-                                                _mm256_loadu_ps(o + i)));
+    int e0 = 0;
+    if (vector_dims) {
+      for (; e0 < d; e0 += 64) {
+        const int width = d - e0 < 64 ? d - e0 : 64;  // a multiple of 8
+        __m256 acc[8];
+        for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+        for (j = 0; j < visible; ++j) {
+          const __m256 w = _mm256_set1_ps(s[j]);
+          const float* v = v_row(j) + e0;
+          for (int i = 0; i < 8; ++i) {
+            if (8 * i < width) {
+              acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * i), acc[i]);
+            }
+          }
+        }
+        const __m256 scale = _mm256_set1_ps(inv);
+        for (int i = 0; 8 * i < width; ++i) {
+          _mm256_storeu_ps(o + e0 + 8 * i, _mm256_mul_ps(acc[i], scale));
+        }
       }
-      for (; i < d; ++i) o[i] += scores[g * visible + j] * v[i];
+    } else {
+      for (int e = 0; e < d; ++e) {
+        float acc = 0;
+        for (j = 0; j < visible; ++j) acc += s[j] * v_row(j)[e];
+        o[e] = acc * inv;
+      }
     }
   }
 }
