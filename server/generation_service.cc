@@ -17,11 +17,14 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
   // `reported_id` is the id the client knows the request by.
   // `recorder` counts the request's end in the server's metrics.
+  // `echoed_prompt` goes into Final.prompt (Chat with echo_prompt).
   GenerateReactor(Engine* engine, absl::StatusOr<Request> request,
-                  std::string reported_id = "", RequestRecorder recorder = {})
+                  std::string reported_id = "", RequestRecorder recorder = {},
+                  std::string echoed_prompt = "")
       : engine_(engine),
         buffer_(std::make_shared<StreamBuffer>()),
-        reported_id_(std::move(reported_id)) {
+        reported_id_(std::move(reported_id)),
+        echoed_prompt_(std::move(echoed_prompt)) {
     if (!request.ok()) {
       recorder.Refused(request.status());
       Finish(ToGrpcStatus(request.status()));
@@ -68,6 +71,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       StartWrite(&response_);
     } else if (Finished* finished = std::get_if<Finished>(&*event)) {
       ToProto(*finished, reported_id_, response_.mutable_final());
+      if (!echoed_prompt_.empty()) response_.mutable_final()->set_prompt(echoed_prompt_);
       StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
     } else {
       Finish(ToGrpcStatus(std::get<absl::Status>(*event)));
@@ -78,6 +82,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   std::shared_ptr<StreamBuffer> buffer_;
   std::string id_;  // the engine's: tenant/request_id
   std::string reported_id_;
+  std::string echoed_prompt_;
   bool submitted_ = false;
   v1::GenerateResponse response_;
 };
@@ -112,6 +117,24 @@ absl::Status GenerationService::CheckModel(const std::string& name) const {
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  return StartStream(context, [&](const std::string& assigned, std::string*) {
+    return ToRuntimeRequest(*request, model_, assigned);
+  });
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Chat(
+    grpc::CallbackServerContext* context, const v1::ChatRequest* request) {
+  return StartStream(context, [&](const std::string& assigned, std::string* echoed) {
+    std::string prompt;
+    absl::StatusOr<Request> converted = ToRuntimeRequest(*request, model_, assigned, &prompt);
+    if (request->echo_prompt()) *echoed = std::move(prompt);
+    return converted;
+  });
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::StartStream(
+    grpc::CallbackServerContext* context,
+    absl::FunctionRef<absl::StatusOr<Request>(const std::string&, std::string*)> convert) {
   if (draining_) {
     return new GenerateReactor(
         engine_, absl::UnavailableError("the server is shutting down"), "",
@@ -124,8 +147,8 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
   }
   const std::string assigned =
       absl::StrCat("weft-", next_request_number_.fetch_add(1));
-  absl::StatusOr<Request> converted =
-      ToRuntimeRequest(*request, model_, assigned);
+  std::string echoed_prompt;
+  absl::StatusOr<Request> converted = convert(assigned, &echoed_prompt);
   std::string reported_id;
   if (converted.ok()) {
     converted->tenant = *tenant;
@@ -135,7 +158,8 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
   }
   return new GenerateReactor(engine_, std::move(converted),
                              std::move(reported_id),
-                             RequestRecorder(metrics_, *tenant));
+                             RequestRecorder(metrics_, *tenant),
+                             std::move(echoed_prompt));
 }
 
 grpc::ServerUnaryReactor* GenerationService::Tokenize(

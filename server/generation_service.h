@@ -7,6 +7,7 @@
 #include <atomic>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "runtime/engine.h"
 #include "server/auth.h"
 #include "server/metrics.h"
@@ -25,6 +26,10 @@ class GenerationService final : public v1::Generation::CallbackService {
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context,
       const v1::GenerateRequest* request) override;
+  // Generate on the conversation rendered with the chat template.
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Chat(
+      grpc::CallbackServerContext* context,
+      const v1::ChatRequest* request) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
                                      const v1::TokenizeRequest* request,
                                      v1::TokenizeResponse* response) override;
@@ -45,6 +50,12 @@ class GenerationService final : public v1::Generation::CallbackService {
 
  private:
   absl::Status CheckModel(const std::string& name) const;
+  // The streaming path Generate and Chat share: drain and auth checks, then
+  // `convert(assigned_id, &echoed_prompt)` makes the engine request.
+  grpc::ServerWriteReactor<v1::GenerateResponse>* StartStream(
+      grpc::CallbackServerContext* context,
+      absl::FunctionRef<absl::StatusOr<Request>(const std::string&, std::string*)>
+          convert);
   // The caller's tenant from its `authorization` metadata.
   absl::StatusOr<std::string> Authenticate(
       const grpc::CallbackServerContext* context) const;

@@ -146,6 +146,97 @@ absl::StatusOr<Request> ToRuntimeRequest(const v1::GenerateRequest& proto,
   return r;
 }
 
+absl::StatusOr<ChatTemplateInputs> ToChatTemplateInputs(const v1::ChatRequest& proto) {
+  using Json = nlohmann::ordered_json;
+  ChatTemplateInputs inputs;
+  if (proto.messages().empty()) return Invalid("messages", "is empty");
+  for (int i = 0; i < proto.messages_size(); ++i) {
+    const v1::ChatMessage& m = proto.messages(i);
+    const std::string field = absl::StrCat("messages[", i, "]");
+    if (m.role().empty()) return Invalid(absl::StrCat(field, ".role"), "is empty");
+    Json message = Json::object();
+    message["role"] = m.role();
+    // An assistant turn that only calls tools has no content (OpenAI's
+    // null), not an empty one.
+    if (!m.content().empty() || m.tool_calls_json().empty()) message["content"] = m.content();
+    if (!m.name().empty()) message["name"] = m.name();
+    if (!m.tool_call_id().empty()) message["tool_call_id"] = m.tool_call_id();
+    if (!m.reasoning_content().empty()) message["reasoning_content"] = m.reasoning_content();
+    if (!m.tool_calls_json().empty()) {
+      Json calls = Json::parse(m.tool_calls_json(), nullptr, /*allow_exceptions=*/false);
+      if (!calls.is_array()) {
+        return Invalid(absl::StrCat(field, ".tool_calls_json"), "is not a JSON array");
+      }
+      // Templates read function.arguments as an object; OpenAI sends it
+      // as JSON text.
+      for (Json& call : calls) {
+        if (!call.is_object() || !call.contains("function") || !call["function"].is_object()) {
+          continue;
+        }
+        Json& arguments = call["function"]["arguments"];
+        if (arguments.is_string()) {
+          Json parsed = Json::parse(arguments.get<std::string>(), nullptr, false);
+          if (parsed.is_object()) arguments = std::move(parsed);
+        }
+      }
+      message["tool_calls"] = std::move(calls);
+    }
+    inputs.messages.push_back(std::move(message));
+  }
+  inputs.add_generation_prompt =
+      proto.has_add_generation_prompt() ? proto.add_generation_prompt() : true;
+  if (!proto.tools_json().empty()) {
+    inputs.tools = Json::parse(proto.tools_json(), nullptr, false);
+    if (!inputs.tools.is_array()) return Invalid("tools_json", "is not a JSON array");
+  }
+  if (!proto.chat_template_kwargs_json().empty()) {
+    inputs.extra = Json::parse(proto.chat_template_kwargs_json(), nullptr, false);
+    if (!inputs.extra.is_object()) {
+      return Invalid("chat_template_kwargs_json", "is not a JSON object");
+    }
+  }
+  return inputs;
+}
+
+absl::StatusOr<Request> ToRuntimeRequest(const v1::ChatRequest& proto,
+                                         const ServedModel& model,
+                                         const std::string& assigned_id,
+                                         std::string* rendered_prompt) {
+  if (model.chat_template == nullptr) {
+    return absl::FailedPreconditionError(
+        "this server has no chat template: the model defines none; start "
+        "weft-server with --chat_template FILE (a Jinja template), or send "
+        "a prompt with Generate");
+  }
+  if (!proto.model().empty() && proto.model() != model.name) {
+    return Invalid("model", absl::StrCat("'", proto.model(),
+                                        "' is not served here (this server "
+                                        "serves '", model.name, "')"));
+  }
+  absl::StatusOr<ChatTemplateInputs> inputs = ToChatTemplateInputs(proto);
+  if (!inputs.ok()) return inputs.status();
+  absl::StatusOr<std::string> text = model.chat_template->Render(*inputs);
+  if (!text.ok()) {
+    return Invalid("messages", absl::StrCat("rejected by the chat template: ",
+                                           text.status().message()));
+  }
+  EncodeOptions options;
+  options.parse_special = true;
+  options.add_special_tokens = false;  // the template writes BOS itself
+  const std::vector<int32_t> ids = model.tokenizer->Encode(*text, options);
+  if (ids.empty()) return Invalid("messages", "the chat template rendered an empty prompt");
+  if (rendered_prompt != nullptr) *rendered_prompt = *std::move(text);
+
+  v1::GenerateRequest generate;
+  generate.set_request_id(proto.request_id());
+  generate.set_model(proto.model());
+  generate.mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
+  *generate.mutable_sampling() = proto.sampling();
+  *generate.mutable_stopping() = proto.stopping();
+  generate.set_priority(proto.priority());
+  return ToRuntimeRequest(generate, model, assigned_id);
+}
+
 void ToProto(const Delta& delta, v1::Delta* out) {
   out->set_index(delta.index);
   out->set_text(delta.text);

@@ -35,6 +35,21 @@ absl::StatusOr<Request> ToRuntimeRequest(const v1::GenerateRequest& proto,
                                          const ServedModel& model,
                                          const std::string& assigned_id);
 
+// A ChatRequest's conversation, tools and kwargs as the chat template sees
+// them (docs/chat.md): empty optional fields left out, tool-call arguments
+// given as JSON text parsed into objects (as vLLM does for Hugging Face
+// templates). INVALID_ARGUMENT names the field.
+absl::StatusOr<ChatTemplateInputs> ToChatTemplateInputs(const v1::ChatRequest& proto);
+
+// Chat: the conversation rendered with `model.chat_template`, tokenized
+// (special tokens parsed, no BOS added), then validated and converted as a
+// GenerateRequest with those token ids. FAILED_PRECONDITION without a chat
+// template. `rendered_prompt`, when not null, receives the rendered text.
+absl::StatusOr<Request> ToRuntimeRequest(const v1::ChatRequest& proto,
+                                         const ServedModel& model,
+                                         const std::string& assigned_id,
+                                         std::string* rendered_prompt);
+
 void ToProto(const Delta& delta, v1::Delta* out);
 void ToProto(const Finished& finished, const std::string& request_id,
              v1::Final* out);
