@@ -1,11 +1,20 @@
 // weft: the command-line client of weft-server.
 //
 //   weft generate --prompt "Why is the sky blue?" [--chat] [--max-tokens 64]
+//   weft chat [--system "Be brief."] [--max-tokens 256] [--show-prompt]
 //   weft tokenize --text "Hello"        weft health        weft load
+//
+// `weft chat` is an interactive conversation: each line read from stdin is
+// a user message, the assistant's reply streams to stdout, and both join
+// the history sent with the next line (the server renders it with the
+// model's chat template). /reset forgets the history; /exit or end of input
+// quits.
 //
 // Common flags: --server host:port, --api-key KEY (or $WEFT_API_KEY),
 // --tls-ca ca.pem (TLS), --tls-cert/--tls-key (mTLS). Exit code 0 on
 // success, 1 with the gRPC status on stderr otherwise.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -33,10 +42,15 @@ ABSL_FLAG(std::string, tls_server_name, "",
 ABSL_FLAG(double, timeout, 600, "seconds before the call is abandoned");
 ABSL_FLAG(std::string, prompt, "", "generate: the prompt text");
 ABSL_FLAG(bool, chat, false,
-          "generate: wrap the prompt as one ChatML user turn");
-ABSL_FLAG(int, max_tokens, 256, "generate: most tokens to generate");
-ABSL_FLAG(float, temperature, 0.0f, "generate: 0 is greedy");
-ABSL_FLAG(float, top_p, 1.0f, "generate: nucleus mass");
+          "generate: send the prompt as one user message of a chat (the "
+          "server applies the model's chat template)");
+ABSL_FLAG(std::string, system, "", "chat, generate --chat: a system message");
+ABSL_FLAG(bool, show_prompt, false,
+          "chat, generate --chat: print the prompt the chat template rendered "
+          "to stderr");
+ABSL_FLAG(int, max_tokens, 256, "generate, chat: most tokens to generate (per reply)");
+ABSL_FLAG(float, temperature, 0.0f, "generate, chat: 0 is greedy");
+ABSL_FLAG(float, top_p, 1.0f, "generate, chat: nucleus mass");
 ABSL_FLAG(int64_t, seed, -1, "generate: sampling seed (-1: server's choice)");
 ABSL_FLAG(std::string, text, "", "tokenize: the text");
 
@@ -91,29 +105,35 @@ int Report(const grpc::Status& status) {
   return 1;
 }
 
-int Generate(v1::Generation::Stub& stub) {
-  v1::GenerateRequest request;
-  const std::string prompt = absl::GetFlag(FLAGS_prompt);
-  request.set_text(absl::GetFlag(FLAGS_chat)
-                       ? "<|im_start|>user\n" + prompt +
-                             "<|im_end|>\n<|im_start|>assistant\n"
-                       : prompt);
-  request.mutable_sampling()->set_temperature(absl::GetFlag(FLAGS_temperature));
-  request.mutable_sampling()->set_top_p(absl::GetFlag(FLAGS_top_p));
-  if (absl::GetFlag(FLAGS_seed) >= 0) {
-    request.mutable_sampling()->set_seed(absl::GetFlag(FLAGS_seed));
-  }
-  request.mutable_stopping()->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
-  grpc::ClientContext context;
-  Prepare(&context);
-  auto reader = stub.Generate(&context, request);
+void SetSampling(v1::SamplingParams* sampling, v1::StoppingParams* stopping) {
+  sampling->set_temperature(absl::GetFlag(FLAGS_temperature));
+  sampling->set_top_p(absl::GetFlag(FLAGS_top_p));
+  if (absl::GetFlag(FLAGS_seed) >= 0) sampling->set_seed(absl::GetFlag(FLAGS_seed));
+  stopping->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+}
+
+// Prints a Generate or Chat stream: text to stdout as it comes, the usage
+// line to stderr. Returns the whole text and the Final message.
+struct StreamResult {
+  grpc::Status status;
+  std::string text;
+  v1::Final final_message;
+};
+
+StreamResult PrintStream(grpc::ClientReader<v1::GenerateResponse>& reader) {
+  StreamResult result;
   v1::GenerateResponse response;
-  while (reader->Read(&response)) {
+  while (reader.Read(&response)) {
     if (response.has_delta()) {
+      result.text += response.delta().text();
       std::cout << response.delta().text() << std::flush;
     } else {
       const v1::Final& f = response.final();
+      result.final_message = f;
       std::cout << std::endl;
+      if (absl::GetFlag(FLAGS_show_prompt)) {
+        std::fprintf(stderr, "[prompt]\n%s[/prompt]\n", f.prompt().c_str());
+      }
       std::fprintf(stderr,
                    "[%d prompt + %d completion tokens, %d cached; first token "
                    "after %.3f s, %.3f s in all]\n",
@@ -123,7 +143,77 @@ int Generate(v1::Generation::Stub& stub) {
                    f.timings().end_to_end_seconds());
     }
   }
-  return Report(reader->Finish());
+  result.status = reader.Finish();
+  return result;
+}
+
+v1::ChatRequest NewChatRequest() {
+  v1::ChatRequest request;
+  if (!absl::GetFlag(FLAGS_system).empty()) {
+    v1::ChatMessage* system = request.add_messages();
+    system->set_role("system");
+    system->set_content(absl::GetFlag(FLAGS_system));
+  }
+  SetSampling(request.mutable_sampling(), request.mutable_stopping());
+  request.set_echo_prompt(absl::GetFlag(FLAGS_show_prompt));
+  return request;
+}
+
+int Generate(v1::Generation::Stub& stub) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader;
+  if (absl::GetFlag(FLAGS_chat)) {
+    v1::ChatRequest request = NewChatRequest();
+    v1::ChatMessage* user = request.add_messages();
+    user->set_role("user");
+    user->set_content(absl::GetFlag(FLAGS_prompt));
+    reader = stub.Chat(&context, request);
+  } else {
+    v1::GenerateRequest request;
+    request.set_text(absl::GetFlag(FLAGS_prompt));
+    SetSampling(request.mutable_sampling(), request.mutable_stopping());
+    reader = stub.Generate(&context, request);
+  }
+  return Report(PrintStream(*reader).status);
+}
+
+// The interactive conversation. A turn the server refuses is reported and
+// left out of the history; the exit code is then 1.
+int Chat(v1::Generation::Stub& stub) {
+  const bool interactive = isatty(STDIN_FILENO);
+  v1::ChatRequest request = NewChatRequest();
+  const int num_system_messages = request.messages_size();
+  int rc = 0;
+  std::string line;
+  while (true) {
+    if (interactive) std::cout << "> " << std::flush;
+    if (!std::getline(std::cin, line)) break;
+    if (line == "/exit" || line == "/quit") break;
+    if (line == "/reset") {
+      while (request.messages_size() > num_system_messages) request.mutable_messages()->RemoveLast();
+      continue;
+    }
+    if (line.empty()) continue;
+    v1::ChatMessage* user = request.add_messages();
+    user->set_role("user");
+    user->set_content(line);
+    grpc::ClientContext context;
+    Prepare(&context);
+    auto reader = stub.Chat(&context, request);
+    const StreamResult result = PrintStream(*reader);
+    if (!result.status.ok()) {
+      Report(result.status);
+      request.mutable_messages()->RemoveLast();
+      rc = 1;
+      continue;
+    }
+    v1::ChatMessage* assistant = request.add_messages();
+    assistant->set_role("assistant");
+    assistant->set_content(result.text);
+  }
+  if (interactive) std::cout << std::endl;
+  return rc;
 }
 
 int Tokenize(v1::Generation::Stub& stub) {
@@ -173,18 +263,19 @@ int Load(v1::Generation::Stub& stub) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "weft generate|tokenize|health|load [flags]: talks to weft-server");
+      "weft generate|chat|tokenize|health|load [flags]: talks to weft-server");
   std::vector<std::string> flag_storage;
   weft::AcceptDashedFlags(argc, argv, flag_storage);
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() != 2) {
-    std::fprintf(stderr, "usage: weft generate|tokenize|health|load [flags]\n");
+    std::fprintf(stderr, "usage: weft generate|chat|tokenize|health|load [flags]\n");
     return 2;
   }
   const std::string command = rest[1];
   auto channel = weft::Connect();
   auto stub = weft::v1::Generation::NewStub(channel);
   if (command == "generate") return weft::Generate(*stub);
+  if (command == "chat") return weft::Chat(*stub);
   if (command == "tokenize") return weft::Tokenize(*stub);
   if (command == "health") return weft::Health(channel);
   if (command == "load") return weft::Load(*stub);
