@@ -1,6 +1,7 @@
-// The one place where absl::Status becomes a gRPC status (HTTP joins it
-// with the OpenAI-compatible front end). Codes map one to one; the message
-// is kept.
+// The one place where absl::Status becomes a gRPC status or an HTTP status
+// code. gRPC codes map one to one and keep the message; HTTP codes follow
+// google.rpc.Code's documented HTTP mapping (server/openai_errors.h builds
+// the OpenAI-shaped body around it).
 #ifndef WEFT_SERVER_STATUS_H_
 #define WEFT_SERVER_STATUS_H_
 
@@ -11,6 +12,13 @@
 namespace weft {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// 200 for OK; INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE → 400,
+// UNAUTHENTICATED → 401, PERMISSION_DENIED → 403, NOT_FOUND → 404,
+// ALREADY_EXISTS, ABORTED → 409, RESOURCE_EXHAUSTED → 429, CANCELLED → 499,
+// UNIMPLEMENTED → 501, UNAVAILABLE → 503, DEADLINE_EXCEEDED → 504, the rest
+// → 500.
+int ToHttpStatus(absl::StatusCode code);
 
 }  // namespace weft
 
