@@ -1,0 +1,220 @@
+#include "server/openai_chat.h"
+
+#include <limits>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/openai_errors.h"
+
+namespace weft {
+namespace {
+
+bool KnownRole(const std::string& role) {
+  return role == "system" || role == "developer" || role == "user" ||
+         role == "assistant" || role == "tool";
+}
+
+// A message's content: a string, null (assistant tool calls), or an array
+// of text parts, which becomes their texts joined by "\n".
+absl::StatusOr<Json> ParseContent(const Json& content, const std::string& role,
+                                  const std::string& param) {
+  if (content.is_string()) return content;
+  if (content.is_null()) {
+    if (role == "assistant") return content;
+    return InvalidParam(param, absl::StrCat("is required for role '", role, "'"));
+  }
+  if (!content.is_array()) {
+    return InvalidParam(param, absl::StrCat("must be a string or an array of "
+                                            "content parts, got ",
+                                            JsonTypeName(content)));
+  }
+  std::vector<std::string> texts;
+  for (size_t j = 0; j < content.size(); ++j) {
+    const Json& part = content[j];
+    const std::string part_param = absl::StrCat(param, "[", j, "]");
+    if (!part.is_object()) {
+      return InvalidParam(part_param, "must be an object");
+    }
+    auto type = part.find("type");
+    if (type == part.end() || !type->is_string()) {
+      return InvalidParam(absl::StrCat(part_param, ".type"),
+                          "must be a string");
+    }
+    if (*type != "text") {
+      return InvalidParam(absl::StrCat(part_param, ".type"),
+                          absl::StrCat("'", type->get<std::string>(),
+                                       "' is not supported; this server "
+                                       "takes text only"));
+    }
+    auto text = part.find("text");
+    if (text == part.end() || !text->is_string()) {
+      return InvalidParam(absl::StrCat(part_param, ".text"),
+                          "must be a string");
+    }
+    texts.push_back(text->get<std::string>());
+  }
+  return Json(absl::StrJoin(texts, "\n"));
+}
+
+// Templates read an assistant tool call's function.arguments as an object;
+// OpenAI sends it as JSON text. Text that is not a JSON object stays text
+// (as in the gRPC Chat path, request_conversion.cc).
+void ParseToolCallArguments(Json* message) {
+  auto calls = message->find("tool_calls");
+  if (calls == message->end() || !calls->is_array()) return;
+  for (Json& call : *calls) {
+    if (!call.is_object() || !call.contains("function") ||
+        !call["function"].is_object()) {
+      continue;
+    }
+    Json& arguments = call["function"]["arguments"];
+    if (!arguments.is_string()) continue;
+    absl::StatusOr<Json> parsed = ParseJson(arguments.get<std::string>());
+    if (parsed.ok() && parsed->is_object()) arguments = *std::move(parsed);
+  }
+}
+
+// OpenAI's "tool_choice": only the values that need no tool-call parsing.
+absl::Status CheckToolChoice(const Json& body) {
+  auto choice = body.find("tool_choice");
+  if (choice == body.end() || choice->is_null()) return absl::OkStatus();
+  if (choice->is_string() && (*choice == "none" || *choice == "auto")) {
+    return absl::OkStatus();
+  }
+  return InvalidParam("tool_choice",
+                      "only \"none\" and \"auto\" are supported (tool calls "
+                      "come back as message text; they are not parsed)");
+}
+
+absl::Status CheckResponseFormat(const Json& body) {
+  auto format = body.find("response_format");
+  if (format == body.end() || format->is_null()) return absl::OkStatus();
+  if (format->is_object() && format->value("type", "") == "text") {
+    return absl::OkStatus();
+  }
+  return InvalidParam("response_format",
+                      "only {\"type\": \"text\"} is supported (no "
+                      "constrained decoding)");
+}
+
+}  // namespace
+
+absl::StatusOr<ChatTemplateInputs> ParseChatInputs(const Json& body) {
+  ChatTemplateInputs inputs;
+  auto messages = body.find("messages");
+  if (messages == body.end() || messages->is_null()) {
+    return InvalidParam("messages", "is required");
+  }
+  if (!messages->is_array() || messages->empty()) {
+    return InvalidParam("messages", "must be a non-empty array of messages");
+  }
+  for (size_t i = 0; i < messages->size(); ++i) {
+    const Json& message = (*messages)[i];
+    const std::string param = absl::StrCat("messages[", i, "]");
+    if (!message.is_object()) return InvalidParam(param, "must be an object");
+    auto role = message.find("role");
+    if (role == message.end() || !role->is_string()) {
+      return InvalidParam(absl::StrCat(param, ".role"), "must be a string");
+    }
+    const std::string role_name = role->get<std::string>();
+    if (!KnownRole(role_name)) {
+      return InvalidParam(absl::StrCat(param, ".role"),
+                          absl::StrCat("must be one of system, developer, "
+                                       "user, assistant, tool; got '",
+                                       role_name, "'"));
+    }
+    Json converted = message;
+    auto content = message.find("content");
+    absl::StatusOr<Json> parsed =
+        ParseContent(content == message.end() ? Json() : *content, role_name,
+                     absl::StrCat(param, ".content"));
+    if (!parsed.ok()) return parsed.status();
+    converted["content"] = *std::move(parsed);
+    ParseToolCallArguments(&converted);
+    inputs.messages.push_back(std::move(converted));
+  }
+
+  FieldReader f(body);
+  if (const Json* tools = f.Find("tools")) {
+    if (!tools->is_array()) {
+      f.Fail(InvalidParam("tools", "must be an array of tool definitions"));
+    } else {
+      inputs.tools = *tools;
+    }
+  }
+  inputs.add_generation_prompt = f.Bool("add_generation_prompt").value_or(true);
+  if (f.Bool("continue_final_message").value_or(false)) {
+    f.Fail(InvalidParam("continue_final_message", "is not supported"));
+  }
+  if (const Json* kwargs = f.Find("chat_template_kwargs")) {
+    if (!kwargs->is_object()) {
+      f.Fail(InvalidParam("chat_template_kwargs", "must be an object"));
+    } else {
+      inputs.extra = *kwargs;
+    }
+  }
+  if (!f.ok()) return f.status();
+  if (auto s = CheckToolChoice(body); !s.ok()) return s;
+  if (auto s = CheckResponseFormat(body); !s.ok()) return s;
+  return inputs;
+}
+
+absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
+                                               const ServedModel& model) {
+  absl::StatusOr<Json> body = ParseJsonObject(text);
+  if (!body.ok()) return body.status();
+  OpenAiRequest out;
+  out.api = OpenAiApi::kChatCompletions;
+  if (auto s = ParseCommonFields(*body, model, &out); !s.ok()) return s;
+
+  FieldReader f(*body);
+  out.logprobs = f.Bool("logprobs").value_or(false);
+  const std::optional<int64_t> top_logprobs =
+      f.Integer("top_logprobs", 0, kMaxLogprobs);
+  if (top_logprobs && !out.logprobs) {
+    f.Fail(InvalidParam("top_logprobs", "needs logprobs set to true"));
+  }
+  if (out.logprobs) {
+    out.top_logprobs = static_cast<int>(top_logprobs.value_or(0));
+    out.request.sampling.logprobs = out.top_logprobs;
+  }
+  // max_completion_tokens replaces the deprecated max_tokens; either works.
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  std::optional<int64_t> max_tokens = f.Integer("max_completion_tokens", 1, kMax);
+  absl::string_view max_tokens_param = "max_completion_tokens";
+  if (!max_tokens) {
+    max_tokens = f.Integer("max_tokens", 1, kMax);
+    max_tokens_param = "max_tokens";
+  }
+  if (!f.ok()) return f.status();
+
+  absl::StatusOr<ChatTemplateInputs> inputs = ParseChatInputs(*body);
+  if (!inputs.ok()) return inputs.status();
+  if (model.chat_template == nullptr) {
+    return WithParam(
+        absl::FailedPreconditionError(
+            "this model has no chat template: start weft-server with "
+            "--chat-template <file>, or use /v1/completions"),
+        "messages");
+  }
+  absl::StatusOr<std::vector<int32_t>> ids =
+      EncodeChatPrompt(*model.chat_template, *model.tokenizer, *inputs);
+  if (!ids.ok()) {
+    absl::Status status = ids.status();
+    if (!ParamOf(status)) status = WithParam(std::move(status), "messages");
+    return status;
+  }
+  if (ids->empty()) return InvalidParam("messages", "render to no tokens");
+  out.request.prompt_ids = *std::move(ids);
+  if (auto s = ResolveMaxTokens(max_tokens, max_tokens_param,
+                                /*default_max_tokens=*/std::nullopt,
+                                "messages", model, &out.request);
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = ValidateRuntimeParams(model, out.request); !s.ok()) return s;
+  return out;
+}
+
+}  // namespace weft

@@ -1,0 +1,472 @@
+#include "server/openai_request.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/openai_errors.h"
+
+namespace weft {
+namespace {
+
+// Deeper bodies are refused before parsing: no request needs more, and it
+// bounds the work done on hostile input.
+constexpr int kMaxJsonDepth = 64;
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+
+// The nesting depth of `text`'s arrays and objects, counting brackets
+// outside strings; stops early past `limit`.
+int JsonDepth(absl::string_view text, int limit) {
+  int depth = 0;
+  int deepest = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// The field a runtime validation message starts with ("top_p must be …",
+// "stop[2] must …", "logit_bias token 7 …").
+std::string LeadingField(absl::string_view message) {
+  size_t end = 0;
+  while (end < message.size() &&
+         ((message[end] >= 'a' && message[end] <= 'z') || message[end] == '_')) {
+    ++end;
+  }
+  return std::string(message.substr(0, end));
+}
+
+absl::Status RuntimeCheck(absl::Status status) {
+  if (status.ok()) return status;
+  return WithParam(std::move(status), LeadingField(status.message()));
+}
+
+absl::Status ContextLengthExceeded(absl::string_view param,
+                                   absl::string_view message) {
+  return WithErrorCode(InvalidParam(param, message), "context_length_exceeded");
+}
+
+void ParseLogitBias(const Json& bias, const ServedModel& model,
+                    FieldReader* fields, SamplingParams* sampling) {
+  if (!bias.is_object()) {
+    fields->Fail(InvalidParam("logit_bias",
+                              absl::StrCat("must be an object of token id → "
+                                           "bias, got ", JsonTypeName(bias))));
+    return;
+  }
+  for (const auto& [key, value] : bias.items()) {
+    int32_t token = 0;
+    if (!absl::SimpleAtoi(key, &token) || token < 0 ||
+        token >= model.vocab_size) {
+      fields->Fail(InvalidParam(
+          "logit_bias", absl::StrCat("key '", key, "' is not a token id in [0, ",
+                                     model.vocab_size, ")")));
+      return;
+    }
+    if (!value.is_number() || !(value.get<double>() >= -100) ||
+        !(value.get<double>() <= 100)) {
+      fields->Fail(InvalidParam(
+          "logit_bias", absl::StrCat("the bias of token ", key,
+                                     " must be a number in [-100, 100]")));
+      return;
+    }
+    sampling->logit_bias.emplace_back(token, value.get<float>());
+  }
+  std::sort(sampling->logit_bias.begin(), sampling->logit_bias.end());
+}
+
+void ParseStop(const Json& stop, FieldReader* fields, StoppingParams* stopping) {
+  if (stop.is_string()) {
+    stopping->stop.push_back(stop.get<std::string>());
+    return;
+  }
+  if (!stop.is_array()) {
+    fields->Fail(InvalidParam(
+        "stop", absl::StrCat("must be a string or an array of strings, got ",
+                             JsonTypeName(stop))));
+    return;
+  }
+  for (const Json& s : stop) {
+    if (!s.is_string()) {
+      fields->Fail(InvalidParam("stop", "must be a string or an array of strings"));
+      return;
+    }
+    stopping->stop.push_back(s.get<std::string>());
+  }
+}
+
+void ParseStopTokenIds(const Json& ids, const ServedModel& model,
+                       FieldReader* fields, StoppingParams* stopping) {
+  const std::string what = absl::StrCat("must be an array of token ids in [0, ",
+                                        model.vocab_size, ")");
+  if (!ids.is_array()) {
+    fields->Fail(InvalidParam("stop_token_ids", what));
+    return;
+  }
+  for (const Json& id : ids) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+        id.get<int64_t>() >= model.vocab_size) {
+      fields->Fail(InvalidParam("stop_token_ids", what));
+      return;
+    }
+    stopping->stop_token_ids.push_back(id.get<int32_t>());
+  }
+}
+
+// The prompt of /v1/completions: a string, an array of token ids, or a
+// one-element array of either. Sets request.prompt_ids and the prompt's
+// text (for echo).
+absl::Status ParsePrompt(const Json& body, const ServedModel& model,
+                         bool add_special_tokens, Request* request,
+                         std::string* prompt_text) {
+  auto found = body.find("prompt");
+  if (found == body.end() || found->is_null()) {
+    return InvalidParam("prompt", "is required");
+  }
+  const Json* prompt = &*found;
+  if (prompt->is_array() && !prompt->empty() && !(*prompt)[0].is_number()) {
+    if (prompt->size() > 1) {
+      return InvalidParam(
+          "prompt", absl::StrCat("this server takes one prompt per request, "
+                                 "got ", prompt->size(),
+                                 " (send one request per prompt)"));
+    }
+    prompt = &(*prompt)[0];
+  }
+  if (prompt->is_string()) {
+    *prompt_text = prompt->get<std::string>();
+    if (prompt_text->empty()) return InvalidParam("prompt", "is empty");
+    EncodeOptions options;
+    options.add_special_tokens = add_special_tokens;
+    request->prompt_ids = model.tokenizer->Encode(*prompt_text, options);
+    if (request->prompt_ids.empty()) {
+      return InvalidParam("prompt", "encodes to no tokens");
+    }
+    return absl::OkStatus();
+  }
+  if (!prompt->is_array() || prompt->empty()) {
+    return InvalidParam(
+        "prompt", "must be a non-empty string, a non-empty array of token ids, "
+                  "or a one-element array of either");
+  }
+  for (size_t i = 0; i < prompt->size(); ++i) {
+    const Json& id = (*prompt)[i];
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+        id.get<int64_t>() >= model.vocab_size) {
+      return InvalidParam(
+          "prompt", absl::StrCat("token ", i, " is not a token id in [0, ",
+                                 model.vocab_size, ")"));
+    }
+    request->prompt_ids.push_back(id.get<int32_t>());
+  }
+  *prompt_text = model.tokenizer->Decode(request->prompt_ids,
+                                         /*skip_special_tokens=*/false);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const char* JsonTypeName(const Json& value) {
+  if (value.is_null()) return "null";
+  if (value.is_boolean()) return "boolean";
+  if (value.is_number_integer()) return "integer";
+  if (value.is_number()) return "number";
+  if (value.is_string()) return "string";
+  if (value.is_array()) return "array";
+  return "object";
+}
+
+const Json* FieldReader::Find(absl::string_view name) const {
+  auto it = object_.find(std::string(name));
+  if (it == object_.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+std::string FieldReader::Param(absl::string_view name) const {
+  return absl::StrCat(prefix_, name);
+}
+
+void FieldReader::Fail(absl::Status status) {
+  if (status_.ok()) status_ = std::move(status);
+}
+
+std::optional<double> FieldReader::Number(absl::string_view name, double lo,
+                                          double hi) {
+  const Json* value = Find(name);
+  if (value == nullptr) return std::nullopt;
+  if (!value->is_number()) {
+    Fail(InvalidParam(Param(name), absl::StrCat("must be a number, got ",
+                                                JsonTypeName(*value))));
+    return std::nullopt;
+  }
+  const double number = value->get<double>();
+  if (!(number >= lo && number <= hi)) {
+    Fail(InvalidParam(Param(name), absl::StrCat("must be in [", lo, ", ", hi,
+                                                "], got ", number)));
+    return std::nullopt;
+  }
+  return number;
+}
+
+std::optional<int64_t> FieldReader::Integer(absl::string_view name, int64_t lo,
+                                            int64_t hi) {
+  const Json* value = Find(name);
+  if (value == nullptr) return std::nullopt;
+  const bool fractional = value->is_number_float() &&
+                          std::trunc(value->get<double>()) != value->get<double>();
+  if (!value->is_number() || fractional) {
+    Fail(InvalidParam(Param(name), absl::StrCat("must be an integer, got ",
+                                                JsonTypeName(*value))));
+    return std::nullopt;
+  }
+  std::optional<int64_t> integer;
+  if (value->is_number_unsigned()) {
+    const uint64_t u = value->get<uint64_t>();
+    if (u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      integer = static_cast<int64_t>(u);
+    }
+  } else if (value->is_number_integer()) {
+    integer = value->get<int64_t>();
+  } else if (std::abs(value->get<double>()) < 9.0e18) {
+    integer = static_cast<int64_t>(value->get<double>());
+  }
+  if (!integer || *integer < lo || *integer > hi) {
+    Fail(InvalidParam(Param(name), absl::StrCat("must be in [", lo, ", ", hi,
+                                                "], got ", value->dump())));
+    return std::nullopt;
+  }
+  return integer;
+}
+
+std::optional<bool> FieldReader::Bool(absl::string_view name) {
+  const Json* value = Find(name);
+  if (value == nullptr) return std::nullopt;
+  if (!value->is_boolean()) {
+    Fail(InvalidParam(Param(name), absl::StrCat("must be a boolean, got ",
+                                                JsonTypeName(*value))));
+    return std::nullopt;
+  }
+  return value->get<bool>();
+}
+
+std::optional<std::string> FieldReader::String(absl::string_view name) {
+  const Json* value = Find(name);
+  if (value == nullptr) return std::nullopt;
+  if (!value->is_string()) {
+    Fail(InvalidParam(Param(name), absl::StrCat("must be a string, got ",
+                                                JsonTypeName(*value))));
+    return std::nullopt;
+  }
+  return value->get<std::string>();
+}
+
+absl::StatusOr<Json> ParseJson(absl::string_view text) {
+  if (JsonDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("nests deeper than ", kMaxJsonDepth, " levels"));
+  }
+  try {
+    return Json::parse(text.begin(), text.end());
+  } catch (const Json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("is not valid JSON: ", e.what()));
+  }
+}
+
+absl::StatusOr<Json> ParseJsonObject(absl::string_view body) {
+  absl::StatusOr<Json> parsed = ParseJson(body);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request body ", parsed.status().message()));
+  }
+  Json json = *std::move(parsed);
+  if (!json.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the request body must be a JSON object, got ", JsonTypeName(json)));
+  }
+  return json;
+}
+
+absl::Status ParseCommonFields(const Json& body, const ServedModel& model,
+                               OpenAiRequest* out) {
+  FieldReader f(body);
+  if (auto name = f.String("model"); name && *name != model.name) {
+    return WithErrorCode(
+        WithParam(absl::NotFoundError(absl::StrCat(
+                      "The model '", *name, "' does not exist; this server "
+                      "serves '", model.name, "'")),
+                  "model"),
+        "model_not_found");
+  }
+  out->stream = f.Bool("stream").value_or(false);
+  if (const Json* options = f.Find("stream_options")) {
+    if (!options->is_object()) {
+      f.Fail(InvalidParam("stream_options", "must be an object"));
+    } else if (!out->stream) {
+      f.Fail(InvalidParam("stream_options",
+                          "is only allowed when stream is true"));
+    } else {
+      FieldReader o(*options, "stream_options.");
+      out->include_usage = o.Bool("include_usage").value_or(false);
+      o.Bool("continuous_usage_stats");  // type-checked; not supported
+      f.Fail(o.status());
+    }
+  }
+
+  SamplingParams& s = out->request.sampling;
+  s.n = static_cast<int>(f.Integer("n", 1, model.max_n).value_or(1));
+  s.temperature = static_cast<float>(f.Number("temperature", 0, 2).value_or(1));
+  if (auto top_p = f.Number("top_p", 0, 1)) {
+    if (*top_p == 0) f.Fail(InvalidParam("top_p", "must be in (0, 1], got 0"));
+    s.top_p = static_cast<float>(*top_p);
+  }
+  // vLLM: -1 (or 0) means no top-k.
+  if (auto top_k = f.Integer("top_k", -1, kInt32Max)) {
+    s.top_k = static_cast<int>(std::max<int64_t>(*top_k, 0));
+  }
+  s.min_p = static_cast<float>(f.Number("min_p", 0, 1).value_or(0));
+  if (auto penalty = f.Number("repetition_penalty", 0, 1e6)) {
+    if (*penalty == 0) {
+      f.Fail(InvalidParam("repetition_penalty", "must be > 0, got 0"));
+    }
+    s.repetition_penalty = static_cast<float>(*penalty);
+  }
+  s.presence_penalty =
+      static_cast<float>(f.Number("presence_penalty", -2, 2).value_or(0));
+  s.frequency_penalty =
+      static_cast<float>(f.Number("frequency_penalty", -2, 2).value_or(0));
+  if (const Json* bias = f.Find("logit_bias")) ParseLogitBias(*bias, model, &f, &s);
+  if (auto seed = f.Integer("seed", std::numeric_limits<int64_t>::min(),
+                            std::numeric_limits<int64_t>::max())) {
+    s.seed = static_cast<uint64_t>(*seed);
+  }
+
+  StoppingParams& stopping = out->request.stopping;
+  if (const Json* stop = f.Find("stop")) ParseStop(*stop, &f, &stopping);
+  if (const Json* ids = f.Find("stop_token_ids")) {
+    ParseStopTokenIds(*ids, model, &f, &stopping);
+  }
+  stopping.ignore_eos = f.Bool("ignore_eos").value_or(false);
+  stopping.min_tokens =
+      static_cast<int>(f.Integer("min_tokens", 0, kInt32Max).value_or(0));
+  stopping.include_stop_str_in_output =
+      f.Bool("include_stop_str_in_output").value_or(false);
+  stopping.skip_special_tokens = f.Bool("skip_special_tokens").value_or(true);
+
+  out->request.priority = static_cast<int>(
+      f.Integer("priority", -kInt32Max, kInt32Max).value_or(0));
+  f.String("user");  // type-checked, otherwise unused
+  return f.status();
+}
+
+absl::Status ResolveMaxTokens(std::optional<int64_t> requested,
+                              absl::string_view requested_param,
+                              std::optional<int> default_max_tokens,
+                              absl::string_view prompt_param,
+                              const ServedModel& model, Request* request) {
+  const int64_t prompt_tokens = static_cast<int64_t>(request->prompt_ids.size());
+  const int64_t room = model.max_model_len - prompt_tokens;
+  if (room < 1) {
+    return ContextLengthExceeded(
+        prompt_param,
+        absl::StrCat("This model's maximum context length is ",
+                     model.max_model_len, " tokens; the prompt has ",
+                     prompt_tokens, " tokens, which leaves no room for output"));
+  }
+  if (!requested) {
+    request->stopping.max_tokens = static_cast<int>(
+        default_max_tokens ? std::min<int64_t>(*default_max_tokens, room) : room);
+    return absl::OkStatus();
+  }
+  if (*requested > room) {
+    return ContextLengthExceeded(
+        requested_param,
+        absl::StrCat("This model's maximum context length is ",
+                     model.max_model_len, " tokens. However, you requested ",
+                     prompt_tokens + *requested, " tokens (", prompt_tokens,
+                     " in the prompt, ", *requested,
+                     " in the completion). Reduce the prompt or ",
+                     requested_param, "."));
+  }
+  request->stopping.max_tokens = static_cast<int>(*requested);
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRuntimeParams(const ServedModel& model,
+                                   const Request& request) {
+  if (auto s = RuntimeCheck(request.sampling.Validate(model.vocab_size));
+      !s.ok()) {
+    return s;
+  }
+  return RuntimeCheck(request.stopping.Validate());
+}
+
+absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view text,
+                                                     const ServedModel& model) {
+  absl::StatusOr<Json> body = ParseJsonObject(text);
+  if (!body.ok()) return body.status();
+  OpenAiRequest out;
+  out.api = OpenAiApi::kCompletions;
+  if (auto s = ParseCommonFields(*body, model, &out); !s.ok()) return s;
+
+  FieldReader f(*body);
+  const bool add_special_tokens = f.Bool("add_special_tokens").value_or(true);
+  out.echo = f.Bool("echo").value_or(false);
+  if (auto logprobs = f.Integer("logprobs", 0, kMaxLogprobs)) {
+    out.logprobs = true;
+    out.top_logprobs = static_cast<int>(*logprobs);
+    out.request.sampling.logprobs = out.top_logprobs;
+  }
+  if (auto suffix = f.String("suffix"); suffix && !suffix->empty()) {
+    f.Fail(InvalidParam("suffix", "is not supported"));
+  }
+  if (auto best_of = f.Integer("best_of", 1, kInt32Max);
+      best_of && *best_of != out.request.sampling.n) {
+    f.Fail(InvalidParam("best_of", "is not supported unless it equals n"));
+  }
+  const std::optional<int64_t> max_tokens =
+      f.Integer("max_tokens", 1, std::numeric_limits<int64_t>::max());
+  if (!f.ok()) return f.status();
+  if (out.echo && out.logprobs) {
+    return InvalidParam("echo", "together with logprobs is not supported");
+  }
+
+  std::string prompt_text;
+  if (auto s = ParsePrompt(*body, model, add_special_tokens, &out.request,
+                           &prompt_text);
+      !s.ok()) {
+    return s;
+  }
+  if (out.echo) out.echo_text = std::move(prompt_text);
+  if (auto s = ResolveMaxTokens(max_tokens, "max_tokens",
+                                kDefaultCompletionMaxTokens, "prompt", model,
+                                &out.request);
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = ValidateRuntimeParams(model, out.request); !s.ok()) return s;
+  return out;
+}
+
+}  // namespace weft

@@ -1,0 +1,111 @@
+// OpenAI request bodies → runtime::Request, for /v1/completions here and
+// /v1/chat/completions in openai_chat.h. Everything is validated before the
+// request is queued; a failure is INVALID_ARGUMENT (NOT_FOUND for an unknown
+// model) carrying the offending field as `param` (server/openai_errors.h).
+//
+// Accepted fields, defaults and ranges are listed in docs/http.md. Fields
+// this server does not know are ignored (as vLLM does); known fields it
+// cannot honour (e.g. `suffix`, `best_of` > n) are refused.
+#ifndef WEFT_SERVER_OPENAI_REQUEST_H_
+#define WEFT_SERVER_OPENAI_REQUEST_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "runtime/request.h"
+#include "server/request_conversion.h"
+
+namespace weft {
+
+using Json = nlohmann::ordered_json;
+
+enum class OpenAiApi { kCompletions, kChatCompletions };
+
+// Default max_tokens of /v1/completions (OpenAI's and vLLM's), capped by
+// what fits in the context. Chat defaults to all that fits.
+inline constexpr int kDefaultCompletionMaxTokens = 16;
+
+struct OpenAiRequest {
+  OpenAiApi api = OpenAiApi::kCompletions;
+  // Prompt ids, sampling, stopping and priority; the server sets id and
+  // tenant.
+  Request request;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  bool logprobs = false;       // report each token's log-prob
+  int top_logprobs = 0;        // alternatives per token, when logprobs
+  // Completions only: the prompt's text, returned before the completion.
+  bool echo = false;
+  std::string echo_text;
+};
+
+// Parses JSON text nested at most 64 deep (deeper text is refused before
+// parsing); INVALID_ARGUMENT "is not valid JSON: <why>" or "nests deeper
+// than 64 levels".
+absl::StatusOr<Json> ParseJson(absl::string_view text);
+// The same for a request body, which must be an object.
+absl::StatusOr<Json> ParseJsonObject(absl::string_view body);
+
+// Sampling and stopping fields shared by both APIs (everything but the
+// prompt, max_tokens and logprobs), into `out->request`.
+absl::Status ParseCommonFields(const Json& body, const ServedModel& model,
+                               OpenAiRequest* out);
+
+// Sets stopping.max_tokens from `requested` (what the client asked for, if
+// anything) or `default_max_tokens` (nullopt: all that fits), once the
+// prompt is known. `prompt_param` names the prompt field in errors.
+absl::Status ResolveMaxTokens(std::optional<int64_t> requested,
+                              absl::string_view requested_param,
+                              std::optional<int> default_max_tokens,
+                              absl::string_view prompt_param,
+                              const ServedModel& model, Request* request);
+
+// The runtime's own checks of the sampling and stopping parameters, with
+// the field they name as `param`.
+absl::Status ValidateRuntimeParams(const ServedModel& model,
+                                   const Request& request);
+
+absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view body,
+                                                     const ServedModel& model);
+
+// Reads typed optional fields of one JSON object, keeping the first error.
+// Absent and null fields read as nullopt.
+class FieldReader {
+ public:
+  // `prefix` is prepended to field names in errors ("stream_options.").
+  explicit FieldReader(const Json& object, std::string prefix = "")
+      : object_(object), prefix_(std::move(prefix)) {}
+
+  // nullptr when absent or null.
+  const Json* Find(absl::string_view name) const;
+  // Numbers in [lo, hi].
+  std::optional<double> Number(absl::string_view name, double lo, double hi);
+  // Integers in [lo, hi] (a float with an integral value is accepted).
+  std::optional<int64_t> Integer(absl::string_view name, int64_t lo,
+                                 int64_t hi);
+  std::optional<bool> Bool(absl::string_view name);
+  std::optional<std::string> String(absl::string_view name);
+  // Records `status` unless an earlier error is recorded.
+  void Fail(absl::Status status);
+  std::string Param(absl::string_view name) const;
+
+  const absl::Status& status() const { return status_; }
+  bool ok() const { return status_.ok(); }
+
+ private:
+  const Json& object_;
+  std::string prefix_;
+  absl::Status status_;
+};
+
+// "string", "number", … for errors.
+const char* JsonTypeName(const Json& value);
+
+}  // namespace weft
+
+#endif  // WEFT_SERVER_OPENAI_REQUEST_H_

@@ -1,0 +1,254 @@
+#include "server/openai_response.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "runtime/tokenizer/utf8.h"
+#include "server/openai_errors.h"
+
+namespace weft {
+namespace {
+
+// JSON has no -infinity (a token the model gives zero probability): report
+// vLLM's floor instead.
+constexpr double kMinLogprob = -9999.0;
+
+double FiniteLogprob(float logprob) {
+  return std::isfinite(logprob) ? static_cast<double>(logprob) : kMinLogprob;
+}
+
+std::string Dump(const Json& json) {
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+const char* FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "abort";
+    case FinishReason::kError: return "error";
+  }
+  return "stop";
+}
+
+Json StopReason(const SampleResult& sample) {
+  if (sample.stop_reason.empty()) return nullptr;
+  return sample.stop_reason;
+}
+
+}  // namespace
+
+std::string TokenString(const Tokenizer& tokenizer, int32_t token) {
+  const std::string bytes = tokenizer.TokenBytes(token);
+  if (tokenizer_internal::IsValidUtf8(bytes)) return bytes;
+  std::string out = "bytes:";
+  for (unsigned char byte : bytes) absl::StrAppendFormat(&out, "\\x%02x", byte);
+  return out;
+}
+
+std::string SseEvent(const Json& data) {
+  return absl::StrCat("data: ", Dump(data), "\n\n");
+}
+
+std::string SseError(const absl::Status& status) {
+  const HttpError error = ToHttpError(status);
+  return absl::StrCat("data: ", error.body, "\n\n", kSseDone);
+}
+
+OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest& request,
+                                             std::string id, std::string model,
+                                             int64_t created,
+                                             const Tokenizer& tokenizer)
+    : api_(request.api),
+      logprobs_(request.logprobs),
+      include_usage_(request.include_usage),
+      echo_text_(request.echo ? request.echo_text : ""),
+      id_(std::move(id)),
+      model_(std::move(model)),
+      created_(created),
+      tokenizer_(tokenizer),
+      choices_(request.request.sampling.n) {}
+
+Json OpenAiResponseBuilder::ChunkHeader() const {
+  Json chunk = {
+      {"id", id_},
+      {"object", api_ == OpenAiApi::kChatCompletions ? "chat.completion.chunk"
+                                                     : "text_completion"},
+      {"created", created_},
+      {"model", model_},
+      {"system_fingerprint", nullptr},
+      {"choices", Json::array()},
+  };
+  if (include_usage_) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+Json OpenAiResponseBuilder::ChatLogprobEntry(int32_t token,
+                                             float logprob) const {
+  const std::string bytes = tokenizer_.TokenBytes(token);
+  Json byte_values = Json::array();
+  for (unsigned char byte : bytes) byte_values.push_back(static_cast<int>(byte));
+  return Json{{"token", TokenString(tokenizer_, token)},
+              {"logprob", FiniteLogprob(logprob)},
+              {"bytes", std::move(byte_values)}};
+}
+
+Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
+                                     int64_t* text_offset) const {
+  if (!logprobs_) return nullptr;
+  if (api_ == OpenAiApi::kChatCompletions) {
+    Json content = Json::array();
+    for (const SampledToken& t : tokens) {
+      Json entry = ChatLogprobEntry(t.token, t.logprob);
+      Json top = Json::array();
+      for (const TokenLogprob& alt : t.top) {
+        top.push_back(ChatLogprobEntry(alt.token, alt.logprob));
+      }
+      entry["top_logprobs"] = std::move(top);
+      content.push_back(std::move(entry));
+    }
+    return Json{{"content", std::move(content)}};
+  }
+  // The legacy shape: parallel arrays.
+  Json strings = Json::array();
+  Json logprobs = Json::array();
+  Json top_logprobs = Json::array();
+  Json offsets = Json::array();
+  for (const SampledToken& t : tokens) {
+    const std::string text = TokenString(tokenizer_, t.token);
+    strings.push_back(text);
+    logprobs.push_back(FiniteLogprob(t.logprob));
+    Json top = Json::object();
+    for (const TokenLogprob& alt : t.top) {
+      top[TokenString(tokenizer_, alt.token)] = FiniteLogprob(alt.logprob);
+    }
+    top_logprobs.push_back(std::move(top));
+    offsets.push_back(*text_offset);
+    *text_offset += static_cast<int64_t>(
+        tokenizer_internal::CountCodePoints(tokenizer_internal::Utf8Lossy(text)));
+  }
+  return Json{{"tokens", std::move(strings)},
+              {"token_logprobs", std::move(logprobs)},
+              {"top_logprobs", std::move(top_logprobs)},
+              {"text_offset", std::move(offsets)}};
+}
+
+Json OpenAiResponseBuilder::UsageJson(const Finished& finished) const {
+  const weft::Usage& usage = finished.usage;
+  return Json{
+      {"prompt_tokens", usage.prompt_tokens},
+      {"completion_tokens", usage.completion_tokens},
+      {"total_tokens", usage.prompt_tokens + usage.completion_tokens},
+      {"prompt_tokens_details", {{"cached_tokens", usage.cached_prompt_tokens}}},
+  };
+}
+
+Json OpenAiResponseBuilder::StreamChoice(
+    int index, std::string text, const std::vector<SampledToken>& logprobs,
+    Choice* choice) const {
+  if (!choice->started && !echo_text_.empty()) text = echo_text_ + text;
+  choice->started = true;
+  Json out = {{"index", index}};
+  if (api_ == OpenAiApi::kChatCompletions) {
+    out["delta"] = Json::object();
+    if (!text.empty()) out["delta"]["content"] = std::move(text);
+  } else {
+    out["text"] = std::move(text);
+  }
+  out["logprobs"] = Logprobs(logprobs, &choice->text_offset);
+  out["finish_reason"] = nullptr;
+  return out;
+}
+
+std::string OpenAiResponseBuilder::StreamStart() {
+  if (api_ != OpenAiApi::kChatCompletions) return "";
+  std::string events;
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    Json chunk = ChunkHeader();
+    chunk["choices"].push_back(
+        Json{{"index", i},
+             {"delta", {{"role", "assistant"}, {"content", ""}}},
+             {"logprobs", nullptr},
+             {"finish_reason", nullptr}});
+    events += SseEvent(chunk);
+  }
+  return events;
+}
+
+std::string OpenAiResponseBuilder::StreamDelta(const Delta& delta) {
+  if (delta.index < 0 || delta.index >= static_cast<int>(choices_.size())) {
+    return "";
+  }
+  // A delta may carry only held-back tokens (no text yet): send it when it
+  // has something the client sees.
+  if (delta.text.empty() && (!logprobs_ || delta.logprobs.empty())) return "";
+  Json chunk = ChunkHeader();
+  chunk["choices"].push_back(StreamChoice(delta.index, delta.text,
+                                          delta.logprobs,
+                                          &choices_[delta.index]));
+  return SseEvent(chunk);
+}
+
+std::string OpenAiResponseBuilder::StreamFinish(const Finished& finished) {
+  std::string events;
+  for (size_t i = 0; i < choices_.size() && i < finished.samples.size(); ++i) {
+    Json chunk = ChunkHeader();
+    Json choice = StreamChoice(static_cast<int>(i), "", {}, &choices_[i]);
+    choice["finish_reason"] = FinishReasonName(finished.samples[i].reason);
+    choice["stop_reason"] = StopReason(finished.samples[i]);
+    chunk["choices"].push_back(std::move(choice));
+    events += SseEvent(chunk);
+  }
+  if (include_usage_) {
+    Json chunk = ChunkHeader();
+    chunk["usage"] = UsageJson(finished);
+    events += SseEvent(chunk);
+  }
+  absl::StrAppend(&events, kSseDone);
+  return events;
+}
+
+void OpenAiResponseBuilder::Accumulate(const Delta& delta) {
+  if (delta.index < 0 || delta.index >= static_cast<int>(choices_.size())) {
+    return;
+  }
+  Choice& choice = choices_[delta.index];
+  choice.text += delta.text;
+  choice.logprobs.insert(choice.logprobs.end(), delta.logprobs.begin(),
+                         delta.logprobs.end());
+}
+
+Json OpenAiResponseBuilder::Complete(const Finished& finished) const {
+  const bool chat = api_ == OpenAiApi::kChatCompletions;
+  Json response = {
+      {"id", id_},
+      {"object", chat ? "chat.completion" : "text_completion"},
+      {"created", created_},
+      {"model", model_},
+      {"system_fingerprint", nullptr},
+      {"choices", Json::array()},
+  };
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    const Choice& choice = choices_[i];
+    Json out = {{"index", i}};
+    if (chat) {
+      out["message"] = {{"role", "assistant"},
+                        {"content", choice.text},
+                        {"refusal", nullptr}};
+    } else {
+      out["text"] = echo_text_ + choice.text;
+    }
+    int64_t text_offset = 0;
+    out["logprobs"] = Logprobs(choice.logprobs, &text_offset);
+    const SampleResult sample =
+        i < finished.samples.size() ? finished.samples[i] : SampleResult{};
+    out["finish_reason"] = FinishReasonName(sample.reason);
+    out["stop_reason"] = StopReason(sample);
+    response["choices"].push_back(std::move(out));
+  }
+  response["usage"] = UsageJson(finished);
+  return response;
+}
+
+}  // namespace weft

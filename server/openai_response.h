@@ -1,0 +1,80 @@
+// Response bodies of /v1/completions and /v1/chat/completions, built from
+// one request's engine events: the whole JSON object, or server-sent-event
+// chunks ("data: {…}\n\n", ending with "data: [DONE]\n\n"). Shapes follow
+// OpenAI's API reference (docs/http.md shows them); vLLM's `stop_reason`
+// is added to each choice.
+#ifndef WEFT_SERVER_OPENAI_RESPONSE_H_
+#define WEFT_SERVER_OPENAI_RESPONSE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "runtime/request.h"
+#include "runtime/tokenizer/tokenizer.h"
+#include "server/openai_request.h"
+
+namespace weft {
+
+// How a token is shown in log-probs: its bytes when they are valid UTF-8,
+// else "bytes:\xNN…" (OpenAI's convention for partial characters).
+std::string TokenString(const Tokenizer& tokenizer, int32_t token);
+
+// One SSE event carrying `data`.
+std::string SseEvent(const Json& data);
+inline constexpr absl::string_view kSseDone = "data: [DONE]\n\n";
+// A failure after the stream started: an event holding OpenAI's error
+// object (the `openai` client raises it), then [DONE].
+std::string SseError(const absl::Status& status);
+
+class OpenAiResponseBuilder {
+ public:
+  // `request` is the parsed request; `id` the response id ("cmpl-…",
+  // "chatcmpl-…"); `created` Unix seconds. `tokenizer` must outlive this.
+  OpenAiResponseBuilder(const OpenAiRequest& request, std::string id,
+                        std::string model, int64_t created,
+                        const Tokenizer& tokenizer);
+
+  // Streaming. Chat opens every choice with a chunk holding the role.
+  std::string StreamStart();
+  std::string StreamDelta(const Delta& delta);
+  // Each choice's finish reason, the usage chunk when asked for, [DONE].
+  std::string StreamFinish(const Finished& finished);
+
+  // Not streaming: collect every delta, then build the whole object.
+  void Accumulate(const Delta& delta);
+  Json Complete(const Finished& finished) const;
+
+ private:
+  struct Choice {
+    std::string text;
+    std::vector<SampledToken> logprobs;
+    bool started = false;   // streaming: a chunk for it was sent
+    int64_t text_offset = 0;  // completions' logprobs: code points so far
+  };
+
+  Json ChunkHeader() const;
+  Json StreamChoice(int index, std::string text,
+                    const std::vector<SampledToken>& logprobs,
+                    Choice* choice) const;
+  // The `logprobs` object of a choice, or null when not asked for.
+  Json Logprobs(const std::vector<SampledToken>& tokens,
+                int64_t* text_offset) const;
+  Json ChatLogprobEntry(int32_t token, float logprob) const;
+  Json UsageJson(const Finished& finished) const;
+
+  OpenAiApi api_;
+  bool logprobs_;
+  bool include_usage_;
+  std::string echo_text_;  // empty unless echo
+  std::string id_;
+  std::string model_;
+  int64_t created_;
+  const Tokenizer& tokenizer_;
+  std::vector<Choice> choices_;
+};
+
+}  // namespace weft
+
+#endif  // WEFT_SERVER_OPENAI_RESPONSE_H_

@@ -1,0 +1,362 @@
+// /v1/completions bodies → runtime requests: defaults, every field carried
+// over, max_tokens against the context, and a table of bad bodies each
+// refused with its status code and the `param` it names.
+#include "server/openai_request.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/openai_errors.h"
+#include "tests/test_util.h"
+
+namespace weft {
+namespace {
+
+using test::StatusIs;
+
+class OpenAiRequestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string dir =
+        std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
+    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
+                                            dir + "/tokenizer_config.json");
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    tokenizer_ = *std::move(tokenizer);
+    model_.name = "tiny";
+    model_.tokenizer = tokenizer_.get();
+    model_.vocab_size = tokenizer_->vocab_size();
+    model_.max_model_len = 256;
+    model_.max_n = 4;
+  }
+
+  absl::StatusOr<OpenAiRequest> Parse(const Json& body) const {
+    return ParseCompletionRequest(body.dump(), model_);
+  }
+
+  std::vector<int32_t> Encode(const std::string& text, bool special) const {
+    EncodeOptions options;
+    options.add_special_tokens = special;
+    return tokenizer_->Encode(text, options);
+  }
+
+  std::unique_ptr<Tokenizer> tokenizer_;
+  ServedModel model_;
+};
+
+TEST_F(OpenAiRequestTest, AStringPromptGetsTheDocumentedDefaults) {
+  auto r = Parse({{"model", "tiny"}, {"prompt", "Hello world"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->api, OpenAiApi::kCompletions);
+  // vLLM's default: the tokenizer's BOS is added to completion prompts.
+  EXPECT_EQ(r->request.prompt_ids, Encode("Hello world", true));
+  EXPECT_EQ(r->request.prompt_ids.front(), tokenizer_->bos_id());
+  EXPECT_EQ(r->request.sampling.temperature, 1.0f);
+  EXPECT_EQ(r->request.sampling.top_p, 1.0f);
+  EXPECT_EQ(r->request.sampling.n, 1);
+  EXPECT_EQ(r->request.sampling.logprobs, -1);
+  EXPECT_FALSE(r->request.sampling.seed.has_value());
+  EXPECT_EQ(r->request.stopping.max_tokens, kDefaultCompletionMaxTokens);
+  EXPECT_FALSE(r->stream);
+  EXPECT_FALSE(r->include_usage);
+  EXPECT_FALSE(r->logprobs);
+}
+
+TEST_F(OpenAiRequestTest, TheModelMayBeOmitted) {
+  EXPECT_TRUE(Parse({{"prompt", "Hello"}}).ok());
+}
+
+TEST_F(OpenAiRequestTest, AddSpecialTokensFalseLeavesBosOut) {
+  auto r = Parse({{"prompt", "Hello world"}, {"add_special_tokens", false}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->request.prompt_ids, Encode("Hello world", false));
+}
+
+TEST_F(OpenAiRequestTest, TokenIdPromptsAreUsedAsGiven) {
+  auto r = Parse({{"prompt", {5, 6, 7}}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->request.prompt_ids, (std::vector<int32_t>{5, 6, 7}));
+}
+
+TEST_F(OpenAiRequestTest, OneElementPromptArraysAreUnwrapped) {
+  auto text = Parse({{"prompt", {"Hello world"}}});
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(text->request.prompt_ids, Encode("Hello world", true));
+  auto ids = Parse({{"prompt", {{9, 8}}}});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(ids->request.prompt_ids, (std::vector<int32_t>{9, 8}));
+}
+
+TEST_F(OpenAiRequestTest, EveryFieldIsCarriedOver) {
+  const Json body = {
+      {"prompt", "Hi"},
+      {"n", 3},
+      {"temperature", 0.5},
+      {"top_p", 0.9},
+      {"top_k", 7},
+      {"min_p", 0.05},
+      {"repetition_penalty", 1.2},
+      {"presence_penalty", 0.5},
+      {"frequency_penalty", -0.5},
+      {"logit_bias", {{"12", 3.0}, {"5", -100}}},
+      {"seed", -1},
+      {"stop", {"a", "bc"}},
+      {"stop_token_ids", {4}},
+      {"ignore_eos", true},
+      {"min_tokens", 2},
+      {"include_stop_str_in_output", true},
+      {"skip_special_tokens", false},
+      {"priority", -2},
+      {"max_tokens", 9},
+      {"logprobs", 3},
+      {"stream", true},
+      {"stream_options", {{"include_usage", true}}},
+      {"user", "someone"},
+  };
+  auto r = Parse(body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const SamplingParams& s = r->request.sampling;
+  EXPECT_EQ(s.n, 3);
+  EXPECT_FLOAT_EQ(s.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(s.top_p, 0.9f);
+  EXPECT_EQ(s.top_k, 7);
+  EXPECT_FLOAT_EQ(s.min_p, 0.05f);
+  EXPECT_FLOAT_EQ(s.repetition_penalty, 1.2f);
+  EXPECT_FLOAT_EQ(s.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(s.frequency_penalty, -0.5f);
+  EXPECT_EQ(s.logit_bias, (std::vector<std::pair<int32_t, float>>{
+                              {5, -100.0f}, {12, 3.0f}}));
+  EXPECT_EQ(s.seed, ~uint64_t{0});  // -1 as the unsigned seed
+  EXPECT_EQ(s.logprobs, 3);
+  const StoppingParams& stop = r->request.stopping;
+  EXPECT_EQ(stop.stop, (std::vector<std::string>{"a", "bc"}));
+  EXPECT_EQ(stop.stop_token_ids, (std::vector<int32_t>{4}));
+  EXPECT_TRUE(stop.ignore_eos);
+  EXPECT_EQ(stop.min_tokens, 2);
+  EXPECT_TRUE(stop.include_stop_str_in_output);
+  EXPECT_FALSE(stop.skip_special_tokens);
+  EXPECT_EQ(stop.max_tokens, 9);
+  EXPECT_EQ(r->request.priority, -2);
+  EXPECT_TRUE(r->stream);
+  EXPECT_TRUE(r->include_usage);
+  EXPECT_TRUE(r->logprobs);
+  EXPECT_EQ(r->top_logprobs, 3);
+}
+
+TEST_F(OpenAiRequestTest, AStopStringMayBeGivenAlone) {
+  auto r = Parse({{"prompt", "Hi"}, {"stop", "\n"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->request.stopping.stop, (std::vector<std::string>{"\n"}));
+}
+
+TEST_F(OpenAiRequestTest, TopKMinusOneMeansNoTopK) {
+  auto r = Parse({{"prompt", "Hi"}, {"top_k", -1}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->request.sampling.top_k, 0);
+}
+
+TEST_F(OpenAiRequestTest, NullFieldsReadAsAbsent) {
+  auto r = Parse({{"prompt", "Hi"}, {"temperature", nullptr},
+                  {"max_tokens", nullptr}, {"stop", nullptr},
+                  {"logprobs", nullptr}, {"stream_options", nullptr}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->request.sampling.temperature, 1.0f);
+  EXPECT_EQ(r->request.stopping.max_tokens, kDefaultCompletionMaxTokens);
+  EXPECT_FALSE(r->logprobs);
+}
+
+TEST_F(OpenAiRequestTest, IntegralFloatsAreAcceptedAsIntegers) {
+  auto r = Parse({{"prompt", "Hi"}, {"n", 2.0}, {"max_tokens", 5.0}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->request.sampling.n, 2);
+  EXPECT_EQ(r->request.stopping.max_tokens, 5);
+}
+
+TEST_F(OpenAiRequestTest, TheDefaultMaxTokensShrinksToWhatFitsInTheContext) {
+  std::vector<int32_t> prompt(250, 5);
+  auto r = Parse({{"prompt", prompt}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->request.stopping.max_tokens, 6);
+}
+
+TEST_F(OpenAiRequestTest, MaxTokensUpToTheContextIsAccepted) {
+  std::vector<int32_t> prompt(250, 5);
+  auto r = Parse({{"prompt", prompt}, {"max_tokens", 6}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->request.stopping.max_tokens, 6);
+}
+
+TEST_F(OpenAiRequestTest, MaxTokensPastTheContextIsContextLengthExceeded) {
+  std::vector<int32_t> prompt(250, 5);
+  auto r = Parse({{"prompt", prompt}, {"max_tokens", 7}});
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument,
+                          "maximum context length is 256 tokens"));
+  EXPECT_EQ(ParamOf(r.status()), "max_tokens");
+  EXPECT_EQ(ErrorCodeOf(r.status()), "context_length_exceeded");
+}
+
+TEST_F(OpenAiRequestTest, APromptThatFillsTheContextIsRefused) {
+  std::vector<int32_t> prompt(256, 5);
+  auto r = Parse({{"prompt", prompt}});
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument, "no room"));
+  EXPECT_EQ(ParamOf(r.status()), "prompt");
+  EXPECT_EQ(ErrorCodeOf(r.status()), "context_length_exceeded");
+}
+
+TEST_F(OpenAiRequestTest, EchoKeepsThePromptText) {
+  auto text = Parse({{"prompt", "Hello"}, {"echo", true}});
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_TRUE(text->echo);
+  EXPECT_EQ(text->echo_text, "Hello");
+  auto ids = Parse({{"prompt", Encode("Hello", false)}, {"echo", true}});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(ids->echo_text, "Hello");
+}
+
+TEST_F(OpenAiRequestTest, AnUnknownModelIsNotFound) {
+  auto r = Parse({{"model", "gpt-4"}, {"prompt", "Hi"}});
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kNotFound, "gpt-4"));
+  EXPECT_EQ(ParamOf(r.status()), "model");
+  EXPECT_EQ(ErrorCodeOf(r.status()), "model_not_found");
+}
+
+TEST_F(OpenAiRequestTest, MalformedJsonIsInvalidArgument) {
+  EXPECT_THAT(ParseCompletionRequest("{\"prompt\": ", model_),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not valid JSON"));
+}
+
+TEST_F(OpenAiRequestTest, ABodyThatIsNotAnObjectIsInvalidArgument) {
+  EXPECT_THAT(ParseCompletionRequest("[1, 2]", model_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "must be a JSON object, got array"));
+}
+
+TEST_F(OpenAiRequestTest, DeeplyNestedBodiesAreRefusedBeforeParsing) {
+  const std::string deep = "{\"prompt\": \"x\", \"user\": " +
+                           std::string(100000, '[') + std::string(100000, ']') +
+                           "}";
+  EXPECT_THAT(ParseCompletionRequest(deep, model_),
+              StatusIs(absl::StatusCode::kInvalidArgument, "nests deeper"));
+}
+
+TEST_F(OpenAiRequestTest, BracketsInsideStringsDoNotCountAsNesting) {
+  auto r = ParseCompletionRequest(
+      "{\"prompt\": \"" + std::string(200, '[') + "\\\"" + "\"}", model_);
+  EXPECT_TRUE(r.ok()) << r.status();
+}
+
+struct BadBody {
+  const char* name;
+  Json body;
+  absl::StatusCode code;
+  const char* param;
+};
+
+std::vector<BadBody> BadBodies() {
+  using absl::StatusCode;
+  constexpr StatusCode kInvalid = StatusCode::kInvalidArgument;
+  return {
+      {"no prompt", {{"model", "tiny"}}, kInvalid, "prompt"},
+      {"null prompt", {{"prompt", nullptr}}, kInvalid, "prompt"},
+      {"empty prompt", {{"prompt", ""}}, kInvalid, "prompt"},
+      {"empty prompt array", {{"prompt", Json::array()}}, kInvalid, "prompt"},
+      {"two prompts", {{"prompt", {"a", "b"}}}, kInvalid, "prompt"},
+      {"prompt object", {{"prompt", {{"a", 1}}}}, kInvalid, "prompt"},
+      {"negative token", {{"prompt", {1, -2}}}, kInvalid, "prompt"},
+      {"token past vocab", {{"prompt", {1, 100000}}}, kInvalid, "prompt"},
+      {"model not a string", {{"prompt", "x"}, {"model", 5}}, kInvalid, "model"},
+      {"temperature string", {{"prompt", "x"}, {"temperature", "hot"}}, kInvalid,
+       "temperature"},
+      {"temperature 2.5", {{"prompt", "x"}, {"temperature", 2.5}}, kInvalid,
+       "temperature"},
+      {"negative temperature", {{"prompt", "x"}, {"temperature", -0.1}}, kInvalid,
+       "temperature"},
+      {"top_p 0", {{"prompt", "x"}, {"top_p", 0}}, kInvalid, "top_p"},
+      {"top_p 1.5", {{"prompt", "x"}, {"top_p", 1.5}}, kInvalid, "top_p"},
+      {"top_k -2", {{"prompt", "x"}, {"top_k", -2}}, kInvalid, "top_k"},
+      {"top_k 1.5", {{"prompt", "x"}, {"top_k", 1.5}}, kInvalid, "top_k"},
+      {"min_p 2", {{"prompt", "x"}, {"min_p", 2}}, kInvalid, "min_p"},
+      {"repetition_penalty 0", {{"prompt", "x"}, {"repetition_penalty", 0}},
+       kInvalid, "repetition_penalty"},
+      {"presence_penalty 3", {{"prompt", "x"}, {"presence_penalty", 3}}, kInvalid,
+       "presence_penalty"},
+      {"frequency_penalty -3", {{"prompt", "x"}, {"frequency_penalty", -3}},
+       kInvalid, "frequency_penalty"},
+      {"n 0", {{"prompt", "x"}, {"n", 0}}, kInvalid, "n"},
+      {"n above max_n", {{"prompt", "x"}, {"n", 5}}, kInvalid, "n"},
+      {"n string", {{"prompt", "x"}, {"n", "2"}}, kInvalid, "n"},
+      {"max_tokens 0", {{"prompt", "x"}, {"max_tokens", 0}}, kInvalid,
+       "max_tokens"},
+      {"max_tokens negative", {{"prompt", "x"}, {"max_tokens", -5}}, kInvalid,
+       "max_tokens"},
+      {"max_tokens huge", {{"prompt", "x"}, {"max_tokens", 1e30}}, kInvalid,
+       "max_tokens"},
+      {"min_tokens above max_tokens",
+       {{"prompt", "x"}, {"max_tokens", 3}, {"min_tokens", 4}}, kInvalid,
+       "min_tokens"},
+      {"stream string", {{"prompt", "x"}, {"stream", "yes"}}, kInvalid, "stream"},
+      {"stream_options without stream",
+       {{"prompt", "x"}, {"stream_options", {{"include_usage", true}}}}, kInvalid,
+       "stream_options"},
+      {"include_usage string",
+       {{"prompt", "x"}, {"stream", true},
+        {"stream_options", {{"include_usage", "yes"}}}},
+       kInvalid, "stream_options.include_usage"},
+      {"logprobs 21", {{"prompt", "x"}, {"logprobs", 21}}, kInvalid, "logprobs"},
+      {"logprobs true", {{"prompt", "x"}, {"logprobs", true}}, kInvalid,
+       "logprobs"},
+      {"logit_bias array", {{"prompt", "x"}, {"logit_bias", {1, 2}}}, kInvalid,
+       "logit_bias"},
+      {"logit_bias key", {{"prompt", "x"}, {"logit_bias", {{"abc", 1}}}},
+       kInvalid, "logit_bias"},
+      {"logit_bias token past vocab",
+       {{"prompt", "x"}, {"logit_bias", {{"100000", 1}}}}, kInvalid,
+       "logit_bias"},
+      {"logit_bias 101", {{"prompt", "x"}, {"logit_bias", {{"5", 101}}}},
+       kInvalid, "logit_bias"},
+      {"stop number", {{"prompt", "x"}, {"stop", 5}}, kInvalid, "stop"},
+      {"empty stop string", {{"prompt", "x"}, {"stop", ""}}, kInvalid, "stop"},
+      {"17 stop strings",
+       {{"prompt", "x"}, {"stop", std::vector<std::string>(17, "s")}}, kInvalid,
+       "stop"},
+      {"stop_token_ids past vocab", {{"prompt", "x"}, {"stop_token_ids", {100000}}},
+       kInvalid, "stop_token_ids"},
+      {"seed float", {{"prompt", "x"}, {"seed", 1.5}}, kInvalid, "seed"},
+      {"suffix", {{"prompt", "x"}, {"suffix", "end"}}, kInvalid, "suffix"},
+      {"best_of above n", {{"prompt", "x"}, {"best_of", 3}}, kInvalid, "best_of"},
+      {"echo with logprobs", {{"prompt", "x"}, {"echo", true}, {"logprobs", 1}},
+       kInvalid, "echo"},
+      {"unknown model", {{"prompt", "x"}, {"model", "gpt-4"}},
+       StatusCode::kNotFound, "model"},
+  };
+}
+
+TEST_F(OpenAiRequestTest, BadBodiesAreRefusedNamingTheirParam) {
+  for (const BadBody& bad : BadBodies()) {
+    SCOPED_TRACE(bad.name);
+    auto r = Parse(bad.body);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), bad.code) << r.status();
+    EXPECT_EQ(ParamOf(r.status()), bad.param) << r.status();
+  }
+}
+
+TEST(FieldReaderTest, KeepsTheFirstError) {
+  const Json body = {{"a", "x"}, {"b", "y"}};
+  FieldReader fields(body);
+  fields.Number("a", 0, 1);
+  fields.Number("b", 0, 1);
+  EXPECT_THAT(fields.status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "a: must be a number"));
+}
+
+TEST(FieldReaderTest, NamesNestedFieldsWithTheirPrefix) {
+  const Json body = {{"include_usage", 1}};
+  FieldReader fields(body, "stream_options.");
+  fields.Bool("include_usage");
+  EXPECT_EQ(ParamOf(fields.status()), "stream_options.include_usage");
+}
+
+}  // namespace
+}  // namespace weft

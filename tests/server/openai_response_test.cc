@@ -1,0 +1,330 @@
+// Response bodies in OpenAI's shapes: whole completions and chat
+// completions, their SSE chunks (role first, usage last when asked for,
+// then [DONE]), both log-prob shapes, and the error body with its HTTP
+// status.
+#include "server/openai_response.h"
+
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/openai_errors.h"
+#include "server/status.h"
+
+namespace weft {
+namespace {
+
+class OpenAiResponseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string dir =
+        std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
+    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
+                                            dir + "/tokenizer_config.json");
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    tokenizer_ = *std::move(tokenizer);
+    hello_ = tokenizer_->Encode("Hello", EncodeOptions{});
+    ASSERT_FALSE(hello_.empty());
+  }
+
+  OpenAiResponseBuilder Builder(OpenAiApi api, int n = 1, bool logprobs = false,
+                                bool include_usage = false) {
+    OpenAiRequest request;
+    request.api = api;
+    request.request.sampling.n = n;
+    request.logprobs = logprobs;
+    request.include_usage = include_usage;
+    return OpenAiResponseBuilder(
+        request, api == OpenAiApi::kChatCompletions ? "chatcmpl-1" : "cmpl-1",
+        "tiny", 1700000000, *tokenizer_);
+  }
+
+  static Delta TextDelta(int index, std::string text,
+                         std::vector<SampledToken> logprobs = {}) {
+    Delta delta;
+    delta.index = index;
+    delta.text = std::move(text);
+    for (const SampledToken& t : logprobs) delta.token_ids.push_back(t.token);
+    delta.logprobs = std::move(logprobs);
+    return delta;
+  }
+
+  static Finished Done(std::vector<FinishReason> reasons, int prompt = 3,
+                       int completion = 4, int cached = 1) {
+    Finished finished;
+    for (FinishReason r : reasons) finished.samples.push_back({r, "", 2});
+    finished.usage = {prompt, completion, cached};
+    return finished;
+  }
+
+  // The JSON objects of an SSE text, and whether it ended with [DONE].
+  static std::vector<Json> Events(const std::string& sse, bool* done) {
+    std::vector<Json> out;
+    *done = false;
+    for (absl::string_view event : absl::StrSplit(sse, "\n\n", absl::SkipEmpty())) {
+      EXPECT_TRUE(absl::ConsumePrefix(&event, "data: ")) << event;
+      EXPECT_FALSE(*done) << "an event after [DONE]";
+      if (event == "[DONE]") {
+        *done = true;
+      } else {
+        out.push_back(Json::parse(event));
+      }
+    }
+    return out;
+  }
+
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::vector<int32_t> hello_;
+};
+
+TEST_F(OpenAiResponseTest, ACompletionHasOpenAisShape) {
+  OpenAiResponseBuilder builder = Builder(OpenAiApi::kCompletions, 2);
+  builder.Accumulate(TextDelta(0, "Hel"));
+  builder.Accumulate(TextDelta(1, "Bye"));
+  builder.Accumulate(TextDelta(0, "lo"));
+  Finished finished = Done({FinishReason::kLength, FinishReason::kStop});
+  finished.samples[1].stop_reason = "\n";
+  const Json r = builder.Complete(finished);
+  EXPECT_EQ(r["id"], "cmpl-1");
+  EXPECT_EQ(r["object"], "text_completion");
+  EXPECT_EQ(r["created"], 1700000000);
+  EXPECT_EQ(r["model"], "tiny");
+  ASSERT_EQ(r["choices"].size(), 2u);
+  EXPECT_EQ(r["choices"][0]["index"], 0);
+  EXPECT_EQ(r["choices"][0]["text"], "Hello");
+  EXPECT_TRUE(r["choices"][0]["logprobs"].is_null());
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
+  EXPECT_TRUE(r["choices"][0]["stop_reason"].is_null());
+  EXPECT_EQ(r["choices"][1]["index"], 1);
+  EXPECT_EQ(r["choices"][1]["text"], "Bye");
+  EXPECT_EQ(r["choices"][1]["finish_reason"], "stop");
+  EXPECT_EQ(r["choices"][1]["stop_reason"], "\n");
+  EXPECT_EQ(r["usage"]["prompt_tokens"], 3);
+  EXPECT_EQ(r["usage"]["completion_tokens"], 4);
+  EXPECT_EQ(r["usage"]["total_tokens"], 7);
+  EXPECT_EQ(r["usage"]["prompt_tokens_details"]["cached_tokens"], 1);
+}
+
+TEST_F(OpenAiResponseTest, AChatCompletionHoldsAnAssistantMessage) {
+  OpenAiResponseBuilder builder = Builder(OpenAiApi::kChatCompletions);
+  builder.Accumulate(TextDelta(0, "Hi there"));
+  const Json r = builder.Complete(Done({FinishReason::kStop}));
+  EXPECT_EQ(r["id"], "chatcmpl-1");
+  EXPECT_EQ(r["object"], "chat.completion");
+  EXPECT_EQ(r["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(r["choices"][0]["message"]["content"], "Hi there");
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "stop");
+  EXPECT_FALSE(r["choices"][0].contains("text"));
+}
+
+TEST_F(OpenAiResponseTest, EchoPutsThePromptBeforeTheCompletion) {
+  OpenAiRequest request;
+  request.echo = true;
+  request.echo_text = "Say: ";
+  OpenAiResponseBuilder builder(request, "cmpl-1", "tiny", 0, *tokenizer_);
+  builder.Accumulate(TextDelta(0, "hi"));
+  EXPECT_EQ(builder.Complete(Done({FinishReason::kStop}))["choices"][0]["text"],
+            "Say: hi");
+  OpenAiResponseBuilder streamed(request, "cmpl-1", "tiny", 0, *tokenizer_);
+  bool done = false;
+  const std::vector<Json> events = Events(streamed.StreamDelta(TextDelta(0, "hi")), &done);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0]["choices"][0]["text"], "Say: hi");
+}
+
+TEST_F(OpenAiResponseTest, AChatStreamOpensEachChoiceWithItsRole) {
+  OpenAiResponseBuilder builder = Builder(OpenAiApi::kChatCompletions, 2);
+  bool done = false;
+  const std::vector<Json> events = Events(builder.StreamStart(), &done);
+  ASSERT_EQ(events.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(events[i]["object"], "chat.completion.chunk");
+    EXPECT_EQ(events[i]["id"], "chatcmpl-1");
+    EXPECT_EQ(events[i]["choices"][0]["index"], i);
+    EXPECT_EQ(events[i]["choices"][0]["delta"]["role"], "assistant");
+    EXPECT_TRUE(events[i]["choices"][0]["finish_reason"].is_null());
+  }
+  EXPECT_FALSE(done);
+}
+
+TEST_F(OpenAiResponseTest, ChatChunksCarryContentThenTheFinishReasonThenDone) {
+  OpenAiResponseBuilder builder = Builder(OpenAiApi::kChatCompletions);
+  std::string sse = builder.StreamStart();
+  sse += builder.StreamDelta(TextDelta(0, "Hi"));
+  sse += builder.StreamFinish(Done({FinishReason::kLength}));
+  bool done = false;
+  const std::vector<Json> events = Events(sse, &done);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[1]["choices"][0]["delta"]["content"], "Hi");
+  EXPECT_FALSE(events[1]["choices"][0]["delta"].contains("role"));
+  EXPECT_EQ(events[2]["choices"][0]["delta"], Json::object());
+  EXPECT_EQ(events[2]["choices"][0]["finish_reason"], "length");
+  EXPECT_FALSE(events[2].contains("usage"));
+  EXPECT_TRUE(done);
+}
+
+TEST_F(OpenAiResponseTest, DeltasWithoutVisibleTextSendNoChunk) {
+  OpenAiResponseBuilder builder = Builder(OpenAiApi::kCompletions);
+  Delta held;  // tokens whose text is held back (a possible stop string)
+  held.token_ids = {5};
+  EXPECT_EQ(builder.StreamDelta(held), "");
+}
+
+TEST_F(OpenAiResponseTest, IncludeUsageAddsNullUsageToChunksAndAUsageChunkLast) {
+  OpenAiResponseBuilder builder =
+      Builder(OpenAiApi::kCompletions, 1, false, /*include_usage=*/true);
+  std::string sse = builder.StreamDelta(TextDelta(0, "Hi"));
+  sse += builder.StreamFinish(Done({FinishReason::kStop}, 5, 2, 0));
+  bool done = false;
+  const std::vector<Json> events = Events(sse, &done);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0]["object"], "text_completion");
+  EXPECT_EQ(events[0]["choices"][0]["text"], "Hi");
+  EXPECT_TRUE(events[0].contains("usage"));
+  EXPECT_TRUE(events[0]["usage"].is_null());
+  EXPECT_TRUE(events[1]["usage"].is_null());
+  EXPECT_EQ(events[1]["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(events[2]["choices"], Json::array());
+  EXPECT_EQ(events[2]["usage"]["prompt_tokens"], 5);
+  EXPECT_EQ(events[2]["usage"]["completion_tokens"], 2);
+  EXPECT_EQ(events[2]["usage"]["total_tokens"], 7);
+  EXPECT_TRUE(done);
+}
+
+TEST_F(OpenAiResponseTest, CompletionLogprobsUseTheLegacyShape) {
+  OpenAiResponseBuilder builder =
+      Builder(OpenAiApi::kCompletions, 1, /*logprobs=*/true);
+  const int32_t a = hello_[0];
+  SampledToken first{a, -0.5f, {{a, -0.5f}, {7, -1.5f}}};
+  SampledToken second{a, -0.25f, {{a, -0.25f}, {7, -2.0f}}};
+  builder.Accumulate(TextDelta(0, "xx", {first, second}));
+  const Json logprobs =
+      builder.Complete(Done({FinishReason::kLength}))["choices"][0]["logprobs"];
+  const std::string token = TokenString(*tokenizer_, a);
+  EXPECT_EQ(logprobs["tokens"], Json({token, token}));
+  EXPECT_EQ(logprobs["token_logprobs"], Json({-0.5, -0.25}));
+  ASSERT_EQ(logprobs["top_logprobs"].size(), 2u);
+  EXPECT_EQ(logprobs["top_logprobs"][0][token], -0.5);
+  EXPECT_EQ(logprobs["top_logprobs"][0][TokenString(*tokenizer_, 7)], -1.5);
+  const int64_t length = static_cast<int64_t>(token.size());  // ASCII here
+  EXPECT_EQ(logprobs["text_offset"], Json({0, length}));
+}
+
+TEST_F(OpenAiResponseTest, StreamedCompletionLogprobsContinueTheTextOffset) {
+  OpenAiResponseBuilder builder =
+      Builder(OpenAiApi::kCompletions, 1, /*logprobs=*/true);
+  const int32_t a = hello_[0];
+  const int64_t length = static_cast<int64_t>(TokenString(*tokenizer_, a).size());
+  bool done = false;
+  builder.StreamDelta(TextDelta(0, "x", {{a, -0.5f, {}}}));
+  const std::vector<Json> second =
+      Events(builder.StreamDelta(TextDelta(0, "y", {{a, -0.5f, {}}})), &done);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0]["choices"][0]["logprobs"]["text_offset"], Json({length}));
+}
+
+TEST_F(OpenAiResponseTest, ChatLogprobsUseTheContentShape) {
+  OpenAiResponseBuilder builder =
+      Builder(OpenAiApi::kChatCompletions, 1, /*logprobs=*/true);
+  const int32_t a = hello_[0];
+  builder.Accumulate(TextDelta(0, "x", {{a, -0.5f, {{a, -0.5f}, {7, -1.5f}}}}));
+  const Json content = builder.Complete(
+      Done({FinishReason::kStop}))["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 1u);
+  const std::string bytes = tokenizer_->TokenBytes(a);
+  EXPECT_EQ(content[0]["token"], TokenString(*tokenizer_, a));
+  EXPECT_EQ(content[0]["logprob"], -0.5);
+  EXPECT_EQ(content[0]["bytes"].size(), bytes.size());
+  EXPECT_EQ(content[0]["bytes"][0], static_cast<unsigned char>(bytes[0]));
+  ASSERT_EQ(content[0]["top_logprobs"].size(), 2u);
+  EXPECT_EQ(content[0]["top_logprobs"][1]["token"], TokenString(*tokenizer_, 7));
+  EXPECT_EQ(content[0]["top_logprobs"][1]["logprob"], -1.5);
+  EXPECT_TRUE(content[0]["top_logprobs"][1].contains("bytes"));
+}
+
+TEST_F(OpenAiResponseTest, MinusInfinityLogprobsBecomeFinite) {
+  OpenAiResponseBuilder builder =
+      Builder(OpenAiApi::kChatCompletions, 1, /*logprobs=*/true);
+  builder.Accumulate(TextDelta(
+      0, "x", {{hello_[0], -std::numeric_limits<float>::infinity(), {}}}));
+  const Json content = builder.Complete(
+      Done({FinishReason::kStop}))["choices"][0]["logprobs"]["content"];
+  EXPECT_EQ(content[0]["logprob"], -9999.0);
+}
+
+TEST_F(OpenAiResponseTest, PartialUtf8TokensAreSpelledAsBytes) {
+  // tiny_llama's byte-fallback tokens <0xE2> etc. stand for single bytes.
+  const int32_t byte_token = tokenizer_->PieceToId("<0xE2>");
+  ASSERT_GE(byte_token, 0);
+  EXPECT_EQ(TokenString(*tokenizer_, byte_token), "bytes:\\xe2");
+}
+
+TEST(SseTest, AnErrorEventHoldsOpenAisErrorObjectThenDone) {
+  const std::string sse =
+      SseError(absl::UnavailableError("the server is shutting down"));
+  ASSERT_TRUE(absl::EndsWith(sse, "\n\ndata: [DONE]\n\n")) << sse;
+  ASSERT_TRUE(absl::StartsWith(sse, "data: ")) << sse;
+  const Json error =
+      Json::parse(sse.substr(6, sse.find("\n\n") - 6))["error"];
+  EXPECT_EQ(error["message"], "the server is shutting down");
+  EXPECT_EQ(error["type"], "server_error");
+}
+
+TEST(OpenAiErrorTest, TheBodyHasMessageTypeParamAndCode) {
+  const HttpError error = ToHttpError(WithErrorCode(
+      InvalidParam("max_tokens", "too many"), "context_length_exceeded"));
+  EXPECT_EQ(error.status, 400);
+  const Json body = Json::parse(error.body);
+  ASSERT_EQ(body.size(), 1u);
+  EXPECT_EQ(body["error"]["message"], "max_tokens: too many");
+  EXPECT_EQ(body["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(body["error"]["param"], "max_tokens");
+  EXPECT_EQ(body["error"]["code"], "context_length_exceeded");
+}
+
+TEST(OpenAiErrorTest, ParamAndCodeAreNullWhenUnknown) {
+  const Json body =
+      Json::parse(ToHttpError(absl::InternalError("boom")).body)["error"];
+  EXPECT_TRUE(body["param"].is_null());
+  EXPECT_TRUE(body["code"].is_null());
+  EXPECT_EQ(body["type"], "server_error");
+}
+
+TEST(OpenAiErrorTest, AuthenticationErrorsHaveTheirOwnType) {
+  EXPECT_EQ(ErrorType(401), "authentication_error");
+  EXPECT_EQ(ErrorType(429), "rate_limit_error");
+  EXPECT_EQ(ErrorType(404), "invalid_request_error");
+  EXPECT_EQ(ErrorType(503), "server_error");
+}
+
+TEST(HttpStatusTest, EachCodeMapsToItsHttpStatus) {
+  using absl::StatusCode;
+  const std::vector<std::pair<StatusCode, int>> table = {
+      {StatusCode::kOk, 200},
+      {StatusCode::kInvalidArgument, 400},
+      {StatusCode::kFailedPrecondition, 400},
+      {StatusCode::kOutOfRange, 400},
+      {StatusCode::kUnauthenticated, 401},
+      {StatusCode::kPermissionDenied, 403},
+      {StatusCode::kNotFound, 404},
+      {StatusCode::kAlreadyExists, 409},
+      {StatusCode::kAborted, 409},
+      {StatusCode::kResourceExhausted, 429},
+      {StatusCode::kCancelled, 499},
+      {StatusCode::kUnimplemented, 501},
+      {StatusCode::kUnavailable, 503},
+      {StatusCode::kDeadlineExceeded, 504},
+      {StatusCode::kInternal, 500},
+      {StatusCode::kUnknown, 500},
+      {StatusCode::kDataLoss, 500},
+  };
+  for (const auto& [code, http] : table) {
+    EXPECT_EQ(ToHttpStatus(code), http) << absl::StatusCodeToString(code);
+  }
+}
+
+}  // namespace
+}  // namespace weft
