@@ -105,33 +105,16 @@ void AddRmsNormRow(float* residual, const float* x, const float* weight,
 // out[i] = silu(gate[i]) * up[i].
 void SiluMul(const float* gate, const float* up, int64_t n, float* out);
 
-// Causal attention of `group` query heads sharing one KV head, for one
-// query token that sees `visible` context positions. q: group heads of
-// head_dim floats, head_stride apart; out likewise. k_cache/v_cache: the
-// layer's K/V for this KV head: block b's row p is at
-// base + (blocks[b] * block_stride) + p * head_dim.
-struct AttentionTask {
-  const float* q;
-  float* out;
-  int64_t head_stride;
-  int group;
-  int head_dim;
-  int visible;
-  float scale;
-  const float* k_base;
-  const float* v_base;
-  const int32_t* blocks;
-  int64_t block_stride;  // floats between consecutive block ids
-  int block_size;
-};
-// `scores` holds at least group * visible floats.
-void AttendOneToken(const AttentionTask& task, float* scores);
-
-// Causal attention of several consecutive query tokens of one sequence
-// (a prompt chunk) × the `group` query heads of one KV head, flash-style:
-// keys are taken 8 at a time, transposed once for all the tile's rows, and
-// each row keeps a running max, denominator and output (online softmax).
-// Query token i (0-based in the tile) sees first_visible + i positions.
+// Causal attention of consecutive query tokens of one sequence (a decode
+// token, or part of a prompt chunk) × the `group` query heads sharing one
+// KV head, flash-style: keys are taken 8 at a time, transposed once for all
+// the tile's rows, and each row keeps a running max, denominator and output
+// (online softmax). Query token i (0-based in the tile) sees
+// first_visible + i positions. Each row's arithmetic depends only on its
+// own query and visible keys — not on the other rows of the tile — so a
+// token's output is the same whatever batch or chunk it is computed in.
+// The layer's K/V for this KV head: block b's row p is at
+// base + blocks[b] * block_stride + p * head_dim.
 struct AttentionTileTask {
   const float* q;    // token i, head g at q + i * token_stride + g * head_dim
   float* out;        // same layout as q
@@ -141,7 +124,7 @@ struct AttentionTileTask {
   int head_dim;
   int first_visible;
   float scale;
-  const float* k_base;  // as in AttentionTask
+  const float* k_base;
   const float* v_base;
   const int32_t* blocks;
   int64_t block_stride;

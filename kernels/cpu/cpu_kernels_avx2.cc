@@ -391,109 +391,38 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 
 namespace {
 
-// The 8 horizontal sums of a[0..7], in order, as one vector.
-inline __m256 HorizontalSums8(const __m256* a) {
-  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]);
-  const __m256 t1 = _mm256_hadd_ps(a[2], a[3]);
-  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]);
-  const __m256 t3 = _mm256_hadd_ps(a[6], a[7]);
-  const __m256 u0 = _mm256_hadd_ps(t0, t1);  // sums 0-3: low and high halves
-  const __m256 u1 = _mm256_hadd_ps(t2, t3);  // sums 4-7
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
-                       _mm256_permute2f128_ps(u0, u1, 0x31));
+// out[8 i + j] = rows[j][e + i] for i, j < 8: eight key rows' dims
+// [e, e + 8) transposed, so one vector holds one dim of 8 keys.
+inline void Transpose8x8(const float* const* rows, int e, float* out) {
+  __m256 r[8];
+  for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(rows[j] + e);
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
+  const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
+  const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]);
+  const __m256 t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]);
+  const __m256 t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44);
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44);
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44);
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44);
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(out + 0, _mm256_permute2f128_ps(s0, s4, 0x20));
+  _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(s1, s5, 0x20));
+  _mm256_storeu_ps(out + 16, _mm256_permute2f128_ps(s2, s6, 0x20));
+  _mm256_storeu_ps(out + 24, _mm256_permute2f128_ps(s3, s7, 0x20));
+  _mm256_storeu_ps(out + 32, _mm256_permute2f128_ps(s0, s4, 0x31));
+  _mm256_storeu_ps(out + 40, _mm256_permute2f128_ps(s1, s5, 0x31));
+  _mm256_storeu_ps(out + 48, _mm256_permute2f128_ps(s2, s6, 0x31));
+  _mm256_storeu_ps(out + 56, _mm256_permute2f128_ps(s3, s7, 0x31));
 }
 
 }  // namespace
-
-void AttendOneToken(const AttentionTask& task, float* scores) {
-  const int d = task.head_dim;
-  const int visible = task.visible;
-  auto k_row = [&](int j) {
-    return task.k_base + task.blocks[j / task.block_size] * task.block_stride +
-           (j % task.block_size) * d;
-  };
-  auto v_row = [&](int j) {
-    return task.v_base + task.blocks[j / task.block_size] * task.block_stride +
-           (j % task.block_size) * d;
-  };
-  const bool vector_dims = d % 8 == 0;
-  for (int g = 0; g < task.group; ++g) {
-    const float* q = task.q + g * task.head_stride;
-    float* s = scores + g * visible;
-    // Scores, 8 keys at a time: 8 independent multiply-add chains, then one
-    // transposing reduction instead of 8 horizontal sums.
-    int j = 0;
-    if (vector_dims) {
-      for (; j + 8 <= visible; j += 8) {
-        __m256 acc[8];
-        const float* k[8];
-        for (int jj = 0; jj < 8; ++jj) {
-          acc[jj] = _mm256_setzero_ps();
-          k[jj] = k_row(j + jj);
-        }
-        for (int e = 0; e < d; e += 8) {
-          const __m256 qv = _mm256_loadu_ps(q + e);
-          for (int jj = 0; jj < 8; ++jj) {
-            acc[jj] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[jj] + e), acc[jj]);
-          }
-        }
-        _mm256_storeu_ps(s + j, _mm256_mul_ps(HorizontalSums8(acc),
-                                              _mm256_set1_ps(task.scale)));
-      }
-    }
-    for (; j < visible; ++j) {
-      const float* k = k_row(j);
-      float dot = 0;
-      for (int e = 0; e < d; ++e) dot += q[e] * k[e];
-      s[j] = dot * task.scale;
-    }
-    // Softmax.
-    float max_score = -INFINITY;
-    for (j = 0; j < visible; ++j) max_score = s[j] > max_score ? s[j] : max_score;
-    const __m256 max_v = _mm256_set1_ps(max_score);
-    __m256 sum_v = _mm256_setzero_ps();
-    for (j = 0; j + 8 <= visible; j += 8) {
-      const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), max_v));
-      _mm256_storeu_ps(s + j, e);
-      sum_v = _mm256_add_ps(sum_v, e);
-    }
-    float sum = HorizontalSum(sum_v);
-    for (; j < visible; ++j) {
-      s[j] = std::exp(s[j] - max_score);
-      sum += s[j];
-    }
-    const float inv = 1.0f / sum;
-    // Output: 64 dims at a time held in registers across all keys.
-    float* o = task.out + g * task.head_stride;
-    int e0 = 0;
-    if (vector_dims) {
-      for (; e0 < d; e0 += 64) {
-        const int width = d - e0 < 64 ? d - e0 : 64;  // a multiple of 8
-        __m256 acc[8];
-        for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
-        for (j = 0; j < visible; ++j) {
-          const __m256 w = _mm256_set1_ps(s[j]);
-          const float* v = v_row(j) + e0;
-          for (int i = 0; i < 8; ++i) {
-            if (8 * i < width) {
-              acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * i), acc[i]);
-            }
-          }
-        }
-        const __m256 scale = _mm256_set1_ps(inv);
-        for (int i = 0; 8 * i < width; ++i) {
-          _mm256_storeu_ps(o + e0 + 8 * i, _mm256_mul_ps(acc[i], scale));
-        }
-      }
-    } else {
-      for (int e = 0; e < d; ++e) {
-        float acc = 0;
-        for (j = 0; j < visible; ++j) acc += s[j] * v_row(j)[e];
-        o[e] = acc * inv;
-      }
-    }
-  }
-}
 
 void AttendQueryTile(const AttentionTileTask& task, float* scratch) {
   const int d = task.head_dim;
@@ -517,14 +446,23 @@ void AttendQueryTile(const AttentionTileTask& task, float* scratch) {
   for (int c = 0; c < max_visible; c += 8) {
     const int chunk = max_visible - c < 8 ? max_visible - c : 8;
     const float* v_rows[8];
-    for (int j = 0; j < 8; ++j) {
-      if (j < chunk) {
-        const float* k = row_of(task.k_base, c + j);
-        for (int i = 0; i < d; ++i) k_t[i * 8 + j] = k[i];
+    if (chunk == 8 && d % 8 == 0) {
+      const float* k[8];
+      for (int j = 0; j < 8; ++j) {
+        k[j] = row_of(task.k_base, c + j);
         v_rows[j] = row_of(task.v_base, c + j);
-      } else {
-        for (int i = 0; i < d; ++i) k_t[i * 8 + j] = 0;
-        v_rows[j] = nullptr;
+      }
+      for (int e = 0; e < d; e += 8) Transpose8x8(k, e, k_t + 8 * e);
+    } else {
+      for (int j = 0; j < 8; ++j) {
+        if (j < chunk) {
+          const float* k = row_of(task.k_base, c + j);
+          for (int i = 0; i < d; ++i) k_t[i * 8 + j] = k[i];
+          v_rows[j] = row_of(task.v_base, c + j);
+        } else {
+          for (int i = 0; i < d; ++i) k_t[i * 8 + j] = 0;
+          v_rows[j] = nullptr;
+        }
       }
     }
     // Scores of 4 rows at a time, two accumulators each: 8 independent

@@ -23,10 +23,8 @@ namespace {
 // pool costs about a microsecond, more than a decode step's small ops take.
 constexpr int64_t kMinParallelElements = 1 << 15;
 constexpr int64_t kMinParallelAttentionMacs = 1 << 16;
-// Prompt chunks of at least this many tokens attend in tiles of
-// kAttentionTileTokens query tokens (AttendQueryTile); shorter ones, and
-// decodes, token by token (AttendOneToken).
-constexpr int kMinAttentionTileTokens = 4;
+// Query tokens of one sequence attend in tiles of up to this many
+// (AttendQueryTile), which share each transposed block of keys.
 constexpr int kAttentionTileTokens = 32;
 
 bool HasF16c() {
@@ -352,14 +350,13 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
   }
   const int group = attention.num_q_heads / attention.num_kv_heads;
   const int num_kv_heads = attention.num_kv_heads;
-  const size_t scratch_needed = static_cast<size_t>(std::max<int64_t>(
-      int64_t{group} * std::max(1, batch.max_context_len),
-      cpu::avx2::AttentionTileScratch(kAttentionTileTokens, group, head_dim)));
+  const size_t scratch_needed = static_cast<size_t>(
+      cpu::avx2::AttentionTileScratch(kAttentionTileTokens, group, head_dim));
   for (auto& scratch : thread_scores_) {
     if (scratch.size() < scratch_needed) scratch.resize(scratch_needed);
   }
-  // Tasks: a decode token × KV head alone; a prompt chunk's tokens in tiles
-  // of kAttentionTileTokens × KV head, which share each loaded key block.
+  // Tasks: up to kAttentionTileTokens query tokens of one sequence × one KV
+  // head (a decode is a tile of one token).
   attention_tasks_.clear();
   int64_t macs = 0;
   for (int s = 0; s < batch.num_seqs; ++s) {
@@ -369,12 +366,11 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
     const int context_len =
         (num_blocks - 1) * shape.block_size + batch.kv_last_block_len[s];
     macs += int64_t{q_len} * context_len * attention.num_q_heads * head_dim * 2;
-    const int tile = q_len >= kMinAttentionTileTokens ? kAttentionTileTokens : 1;
-    for (int t = 0; t < q_len; t += tile) {
+    for (int t = 0; t < q_len; t += kAttentionTileTokens) {
       for (int h = 0; h < num_kv_heads; ++h) {
-        attention_tasks_.push_back(
-            AttentionWork{s, h, q_begin + t, std::min(tile, q_len - t),
-                          context_len - q_len + t + 1, q_len >= kMinAttentionTileTokens});
+        attention_tasks_.push_back(AttentionWork{
+            s, h, q_begin + t, std::min(kAttentionTileTokens, q_len - t),
+            context_len - q_len + t + 1});
       }
     }
   }
@@ -390,38 +386,21 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
                             int64_t{work.kv_head} * shape.block_size * head_dim;
       const int64_t head_offset = int64_t{work.kv_head} * group * head_dim;
       const int32_t* blocks = batch.kv_indices + batch.kv_indptr[s];
-      if (work.tiled) {
-        cpu::avx2::AttentionTileTask a;
-        a.q = F32(q) + int64_t{work.first_token} * q.cols + head_offset;
-        a.out = F32(out) + int64_t{work.first_token} * out->cols + head_offset;
-        a.token_stride = q.cols;
-        a.num_tokens = work.num_tokens;
-        a.group = group;
-        a.head_dim = head_dim;
-        a.first_visible = work.first_visible;
-        a.scale = attention.scale;
-        a.k_base = k_base;
-        a.v_base = v_base;
-        a.blocks = blocks;
-        a.block_stride = block_stride;
-        a.block_size = shape.block_size;
-        cpu::avx2::AttendQueryTile(a, scratch);
-        continue;
-      }
-      cpu::avx2::AttentionTask a;
+      cpu::avx2::AttentionTileTask a;
       a.q = F32(q) + int64_t{work.first_token} * q.cols + head_offset;
       a.out = F32(out) + int64_t{work.first_token} * out->cols + head_offset;
-      a.head_stride = head_dim;
+      a.token_stride = q.cols;
+      a.num_tokens = work.num_tokens;
       a.group = group;
       a.head_dim = head_dim;
-      a.visible = work.first_visible;
+      a.first_visible = work.first_visible;
       a.scale = attention.scale;
       a.k_base = k_base;
       a.v_base = v_base;
       a.blocks = blocks;
       a.block_stride = block_stride;
       a.block_size = shape.block_size;
-      cpu::avx2::AttendOneToken(a, scratch);
+      cpu::avx2::AttendQueryTile(a, scratch);
     }
   };
   const int64_t num_tasks = static_cast<int64_t>(attention_tasks_.size());

@@ -8,8 +8,9 @@
 //             used in place with fp32 multiply-adds. Output rows are split
 //             across the thread pool; each weight block is read once for
 //             up to kMaxRowTile activation rows.
-//   the rest  RMSNorm, RoPE + KV write, paged attention, SiLU·mul in fp32
-//             SIMD, threaded over tokens × heads when there is enough work.
+//   the rest  RMSNorm, RoPE + KV write, paged attention (query tiles ×
+//             KV head, online softmax), SiLU·mul in fp32 SIMD, threaded
+//             over tokens / tiles when there is enough work.
 //
 // The ISA is picked once, at construction, from what the processor reports
 // (AVX-512 F/BW/VL/VNNI, else AVX2+FMA+F16C); one binary runs on any
@@ -105,7 +106,6 @@ class FastCpuBackend : public CpuBackend {
     int first_token;    // in the flat batch
     int num_tokens;
     int first_visible;  // context positions the first token sees
-    bool tiled;
   };
   std::vector<AttentionWork> attention_tasks_;
 };

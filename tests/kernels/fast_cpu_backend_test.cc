@@ -265,8 +265,8 @@ struct AttentionCase {
 
 // RopeAndWriteKv then PagedAttention on both backends, the cache filled
 // with the same random history first: rotated q/k, the cache contents and
-// the attention outputs must agree. Decodes take the token-by-token kernel,
-// prompt chunks of 4+ tokens the tiled (online-softmax) one.
+// the attention outputs must agree; and a token attended alone must give
+// bit-for-bit the output it got inside the batch (batch invariance).
 TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
   const std::vector<AttentionCase> cases = {
       {16, 4, 4, 64, RopeStyle::kNeox, {{1, 1}}},
@@ -359,6 +359,33 @@ TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
       ASSERT_TRUE(std::equal(a, a + cache, b)) << (kind == 0 ? "K" : "V");
     }
     ExpectNear(out_fast, out_ref, 1e-5f, 1e-4f);
+
+    // Batch invariance: each sequence's last token attended alone (a
+    // decode-shaped step over the same cache) gives bit-identical output.
+    for (size_t s = 0; s < c.seqs.size(); ++s) {
+      const int row = step.query_indptr[s + 1] - 1;
+      BatchMetadata alone;
+      alone.token_ids = {0};
+      alone.positions = {step.positions[row]};
+      alone.slot_mapping = {step.slot_mapping[row]};
+      alone.query_indptr = {0, 1};
+      alone.kv_indptr = {0, step.kv_indptr[s + 1] - step.kv_indptr[s]};
+      alone.kv_indices.assign(step.kv_indices.begin() + step.kv_indptr[s],
+                              step.kv_indices.begin() + step.kv_indptr[s + 1]);
+      alone.kv_last_block_len = {step.kv_last_block_len[s]};
+      alone.logits_rows = {0};
+      auto view = fast.StageBatch(alone);
+      ASSERT_TRUE(view.ok()) << view.status();
+      std::vector<float> q_row(q_fast.begin() + int64_t{row} * q_cols,
+                               q_fast.begin() + int64_t{row + 1} * q_cols);
+      std::vector<float> out_row(q_cols, NAN);
+      Tensor q{DType::kF32, 1, q_cols, q_row.data()};
+      Tensor o{DType::kF32, 1, q_cols, out_row.data()};
+      ASSERT_TRUE(fast.PagedAttention(attention, *view, q, fast.kv_layer(0), &o).ok());
+      ASSERT_TRUE(std::equal(out_row.begin(), out_row.end(),
+                             out_fast.begin() + int64_t{row} * q_cols))
+          << "sequence " << s << " differs when attended alone";
+    }
   }
 }
 
