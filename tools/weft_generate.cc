@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/fast_cpu_backend.h"
+#include "runtime/chat/chat_template.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/model_files.h"
 #include "runtime/sampler.h"
@@ -25,8 +26,12 @@ ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf",
           "a .gguf file, or a Hugging Face model directory");
 ABSL_FLAG(std::string, prompt, "", "the prompt text");
 ABSL_FLAG(bool, chat, false,
-          "wrap the prompt as one user turn in the model's chat format");
+          "send the prompt as one user turn, rendered with the model's chat "
+          "template");
 ABSL_FLAG(std::string, system, "", "with --chat: a system message");
+ABSL_FLAG(std::string, chat_template, "",
+          "with --chat: a Jinja chat template file to use instead of the "
+          "model's");
 ABSL_FLAG(int, threads, 0,
           "CPU threads for the kernels (0: one per physical core)");
 ABSL_FLAG(bool, reference_kernels, false,
@@ -46,30 +51,21 @@ ABSL_FLAG(int, max_model_len, 4096, "context length to plan the KV cache for");
 namespace weft {
 namespace {
 
-// A plain wrapper in the model family's chat format (full Jinja templates
-// come with the serving front end).
-std::string WrapChat(const Tokenizer& tokenizer, const std::string& system,
-                     const std::string& user) {
-  if (tokenizer.PieceToId("<|im_start|>") >= 0) {
-    std::string text;
-    if (!system.empty()) {
-      text += "<|im_start|>system\n" + system + "<|im_end|>\n";
-    }
-    return text + "<|im_start|>user\n" + user +
-           "<|im_end|>\n<|im_start|>assistant\n";
+// The prompt as one user turn (after an optional system message) rendered
+// with the model's chat template, or --chat_template's.
+absl::StatusOr<std::vector<int32_t>> ChatPrompt(const ModelFiles& files) {
+  auto chat_template = LoadChatTemplate(files, absl::GetFlag(FLAGS_chat_template));
+  if (!chat_template.ok()) return chat_template.status();
+  if (*chat_template == nullptr) {
+    return absl::FailedPreconditionError(
+        "the model has no chat template: give one with --chat_template FILE");
   }
-  if (tokenizer.PieceToId("<|start_header_id|>") >= 0) {
-    std::string text = "<|begin_of_text|>";
-    if (!system.empty()) {
-      text += "<|start_header_id|>system<|end_header_id|>\n\n" + system +
-              "<|eot_id|>";
-    }
-    return text + "<|start_header_id|>user<|end_header_id|>\n\n" + user +
-           "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+  ChatTemplateInputs inputs;
+  if (!absl::GetFlag(FLAGS_system).empty()) {
+    inputs.messages.push_back({{"role", "system"}, {"content", absl::GetFlag(FLAGS_system)}});
   }
-  const std::string body =
-      system.empty() ? user : "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + user;
-  return "[INST] " + body + " [/INST]";
+  inputs.messages.push_back({{"role", "user"}, {"content", absl::GetFlag(FLAGS_prompt)}});
+  return EncodeChatPrompt(**chat_template, files.tokenizer(), inputs);
 }
 
 int Fail(const absl::Status& status) {
@@ -111,14 +107,16 @@ int Run() {
   auto model = LlamaModel::Create(**files, &backend, plan);
   if (!model.ok()) return Fail(model.status());
 
-  const std::string text =
-      absl::GetFlag(FLAGS_chat)
-          ? WrapChat(tokenizer, absl::GetFlag(FLAGS_system),
-                     absl::GetFlag(FLAGS_prompt))
-          : absl::GetFlag(FLAGS_prompt);
-  EncodeOptions encode;
-  encode.add_special_tokens = !absl::GetFlag(FLAGS_chat);
-  std::vector<int32_t> prompt = tokenizer.Encode(text, encode);
+  std::vector<int32_t> prompt;
+  if (absl::GetFlag(FLAGS_chat)) {
+    absl::StatusOr<std::vector<int32_t>> ids = ChatPrompt(**files);
+    if (!ids.ok()) return Fail(ids.status());
+    prompt = *std::move(ids);
+  } else {
+    EncodeOptions encode;
+    encode.add_special_tokens = true;
+    prompt = tokenizer.Encode(absl::GetFlag(FLAGS_prompt), encode);
+  }
   if (prompt.empty()) {
     return Fail(absl::InvalidArgumentError("the prompt encodes to no tokens"));
   }
