@@ -1,5 +1,6 @@
 // weft-server: serves one model over gRPC (weft.v1.Generation,
-// grpc.health.v1, reflection). SIGTERM or SIGINT drains: health turns
+// grpc.health.v1, reflection) and over OpenAI-compatible HTTP
+// (docs/http.md). SIGTERM or SIGINT drains: health turns
 // NOT_SERVING, new calls get UNAVAILABLE, calls in flight get up to
 // --drain_timeout to finish, the rest end with UNAVAILABLE, and the process
 // exits 0.
@@ -22,6 +23,7 @@
 #include "runtime/request_queue.h"
 #include "runtime/model/model_files.h"
 #include "server/grpc_server.h"
+#include "server/http_server.h"
 #include "tools/flag_spelling.h"
 
 ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -31,6 +33,16 @@ ABSL_FLAG(std::string, served_model_name, "",
           "directory name");
 ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
 ABSL_FLAG(int, port, 50051, "gRPC port (0: any free port)");
+ABSL_FLAG(int, http_port, 8000,
+          "OpenAI-compatible HTTP port (0: any free port; -1: no HTTP)");
+ABSL_FLAG(std::string, http_host, "", "address for HTTP; empty: --host");
+ABSL_FLAG(int, http_threads, 64,
+          "HTTP connections served at once (open streams and idle keep-alive "
+          "connections each hold one thread)");
+ABSL_FLAG(int, http_max_queued_connections, 64,
+          "HTTP connections waiting for a thread; more are answered 429");
+ABSL_FLAG(int64_t, http_max_body_bytes, int64_t{16} << 20,
+          "largest HTTP request body; larger ones are answered 413");
 ABSL_FLAG(int, max_num_seqs, 64, "sequences running at once");
 ABSL_FLAG(int, max_num_batched_tokens, 512, "tokens in one forward pass");
 ABSL_FLAG(int, max_model_len, 0,
@@ -172,12 +184,34 @@ int Main() {
                served.name.c_str(), config.architecture.c_str(),
                plan.num_kv_blocks, plan.block_size, served.max_model_len,
                server_config.host.c_str(), (*server)->port());
+  std::unique_ptr<HttpServer> http;
+  if (absl::GetFlag(FLAGS_http_port) >= 0) {
+    HttpServerConfig http_config;
+    http_config.host = absl::GetFlag(FLAGS_http_host).empty()
+                           ? server_config.host
+                           : absl::GetFlag(FLAGS_http_host);
+    http_config.port = absl::GetFlag(FLAGS_http_port);
+    http_config.num_threads = absl::GetFlag(FLAGS_http_threads);
+    http_config.max_queued_connections =
+        absl::GetFlag(FLAGS_http_max_queued_connections);
+    http_config.max_body_bytes = absl::GetFlag(FLAGS_http_max_body_bytes);
+    auto started =
+        HttpServer::Start(http_config, engine->get(), served, &keys, &metrics);
+    if (!started.ok()) return Fail(started.status());
+    http = *std::move(started);
+    std::fprintf(stderr, "weft-server: OpenAI-compatible HTTP at http://%s:%d\n",
+                 http_config.host.c_str(), http->port());
+  }
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   std::fprintf(stderr, "weft-server: signal %d, draining for up to %.0f s\n",
                signal_number, absl::GetFlag(FLAGS_drain_timeout));
+  // HTTP refuses new requests too; Drain waits for every request in the
+  // engine, whichever front end it came from, then stops the engine.
+  if (http) http->StartDraining();
   (*server)->Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout)));
+  if (http) http->Stop();
   std::fprintf(stderr, "weft-server: stopped\n");
   return 0;
 }
@@ -187,7 +221,8 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Serves a model over gRPC (weft.v1.Generation). See --helpfull.");
+      "Serves a model over gRPC (weft.v1.Generation) and OpenAI-compatible "
+      "HTTP. See --helpfull.");
   std::vector<std::string> flag_storage;
   weft::AcceptDashedFlags(argc, argv, flag_storage);
   absl::ParseCommandLine(argc, argv);

@@ -17,6 +17,7 @@ PACKAGES=(
   nlohmann-json3-dev                           # config.json, tokenizer.json, safetensors headers
   libicu-dev                                   # Unicode classes for pre-tokenizer regexes
   libxxhash-dev                                # prefix-cache block hashes (serving core)
+  libcpp-httplib-dev                           # the OpenAI-compatible HTTP API (server/http_server.cc)
   python3 python3-pip python3-venv ca-certificates  # model fetch; e2e test clients
 )
 

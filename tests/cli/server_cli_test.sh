@@ -10,7 +10,7 @@ model=$3
 log=$(mktemp)
 trap 'kill -9 $pid 2>/dev/null; rm -f "$log"' EXIT
 
-"$server" --model "$model" --host 127.0.0.1 --port 0 --kv-cache-memory 10000000 \
+"$server" --model "$model" --host 127.0.0.1 --port 0 --http-port 0 --kv-cache-memory 10000000 \
   --drain-timeout 5 2>"$log" &
 pid=$!
 port=""

@@ -38,6 +38,7 @@ class Server:
         binary = os.path.join(BUILD, "server", "weft-server")
         self.proc = subprocess.Popen(
             [binary, "--model", model, "--host", "127.0.0.1", "--port", "0",
+             "--http-port", "0",
              "--kv-cache-memory", "400000000", "--drain-timeout", "10", *flags],
             stderr=subprocess.PIPE, text=True)
         self.port = None
@@ -52,6 +53,18 @@ class Server:
                 break
         assert self.port, f"weft-server did not start: {line}"
         self.address = f"127.0.0.1:{self.port}"
+        # The OpenAI-compatible HTTP API is announced on the next lines.
+        self.http_port = None
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            match = re.search(r"HTTP at http://127\.0\.0\.1:(\d+)$", line.strip())
+            if match:
+                self.http_port = int(match.group(1))
+                break
+            if self.proc.poll() is not None or not line:
+                break
+        assert self.http_port, f"weft-server did not start HTTP: {line}"
+        self.http_url = f"http://127.0.0.1:{self.http_port}"
 
     def stop(self, timeout=30):
         """SIGTERM; returns the exit code (the drain must end in time)."""

@@ -1,0 +1,162 @@
+#include "server/http_connection.h"
+
+#include <dirent.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace weft {
+namespace {
+
+thread_local bool t_on_refusal_thread = false;
+
+struct Endpoint {
+  std::string ip;
+  int port = -1;
+};
+
+// The numeric host and port of `addr`, spelled as httplib spells
+// Request::remote_addr / local_addr (getnameinfo, NI_NUMERICHOST).
+Endpoint ToEndpoint(const sockaddr_storage& addr, socklen_t length) {
+  char host[NI_MAXHOST];
+  char service[NI_MAXSERV];
+  if (getnameinfo(reinterpret_cast<const sockaddr*>(&addr), length, host,
+                  sizeof(host), service, sizeof(service),
+                  NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+    return {};
+  }
+  return {host, std::atoi(service)};
+}
+
+bool Matches(int fd, const httplib::Request& request) {
+  struct stat info;
+  if (fstat(fd, &info) != 0 || !S_ISSOCK(info.st_mode)) return false;
+  sockaddr_storage addr;
+  socklen_t length = sizeof(addr);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+    return false;
+  }
+  const Endpoint local = ToEndpoint(addr, length);
+  if (local.port != request.local_port || local.ip != request.local_addr) {
+    return false;
+  }
+  length = sizeof(addr);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+    return false;
+  }
+  const Endpoint remote = ToEndpoint(addr, length);
+  return remote.port == request.remote_port && remote.ip == request.remote_addr;
+}
+
+}  // namespace
+
+WorkerPool::WorkerPool(int num_workers, int max_queued)
+    : num_workers_(num_workers), max_queued_(static_cast<size_t>(max_queued)) {
+  for (int i = 0; i < num_workers; ++i) workers_.emplace_back([this] { Work(); });
+  refuser_ = std::thread([this] { Refuse(); });
+}
+
+WorkerPool::~WorkerPool() { shutdown(); }
+
+bool WorkerPool::OnRefusalThread() { return t_on_refusal_thread; }
+
+void WorkerPool::enqueue(std::function<void()> task) {
+  absl::MutexLock lock(&mu_);
+  // Connections being served plus those waiting, against the workers plus
+  // the queue bound.
+  if (running_ + queued_.size() <
+      static_cast<size_t>(num_workers_) + max_queued_) {
+    queued_.push_back(std::move(task));
+  } else {
+    refused_.push_back(std::move(task));
+  }
+}
+
+bool WorkerPool::HasWork() const { return !queued_.empty() || shutting_down_; }
+
+bool WorkerPool::HasRefusal() const {
+  return !refused_.empty() || shutting_down_;
+}
+
+void WorkerPool::Work() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &WorkerPool::HasWork));
+      if (queued_.empty()) return;  // shutting down, nothing left
+      task = std::move(queued_.front());
+      queued_.pop_front();
+      ++running_;
+    }
+    task();
+    absl::MutexLock lock(&mu_);
+    --running_;
+  }
+}
+
+void WorkerPool::Refuse() {
+  t_on_refusal_thread = true;
+  for (;;) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &WorkerPool::HasRefusal));
+      if (refused_.empty()) return;
+      task = std::move(refused_.front());
+      refused_.pop_front();
+    }
+    task();
+  }
+}
+
+void WorkerPool::shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+  }
+  for (std::thread& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
+  if (refuser_.joinable()) refuser_.join();
+}
+
+PeerWatch::PeerWatch(const httplib::Request& request) {
+  // httplib does not expose the socket; the calling worker owns it until
+  // the request is done, so its number is stable while we use it.
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return;
+  while (dirent* entry = readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || fd == dirfd(dir)) continue;
+    if (Matches(static_cast<int>(fd), request)) {
+      fd_ = static_cast<int>(fd);
+      break;
+    }
+  }
+  closedir(dir);
+}
+
+bool PeerWatch::Closed() const {
+  if (fd_ < 0) return false;
+  pollfd p{fd_, POLLIN | POLLRDHUP, 0};
+  if (poll(&p, 1, 0) <= 0) return false;
+  if (p.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) return true;
+  if (p.revents & POLLIN) {
+    // Readable: either the client's next (pipelined) request or its EOF.
+    char byte;
+    const ssize_t n = recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 ||
+           (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  }
+  return false;
+}
+
+}  // namespace weft

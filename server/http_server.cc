@@ -1,0 +1,475 @@
+#include "server/http_server.h"
+
+#include <optional>
+#include <utility>
+#include <variant>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "runtime/request_queue.h"
+#include "server/http_connection.h"
+#include "server/openai_chat.h"
+#include "server/openai_errors.h"
+#include "server/openai_response.h"
+#include "server/status.h"
+
+namespace weft {
+namespace {
+
+// How often a request waiting on the engine checks that its client is
+// still connected.
+constexpr absl::Duration kPeerCheckInterval = absl::Milliseconds(50);
+// Requests one keep-alive connection may carry before the server closes
+// it; idle keep-alive connections are closed after httplib's 5 s.
+constexpr size_t kKeepAliveMaxRequests = 100;
+
+void SendJson(httplib::Response& response, int status, const std::string& body) {
+  response.status = status;
+  response.set_content(body, "application/json");
+}
+
+void SendError(httplib::Response& response, const absl::Status& status) {
+  const HttpError error = ToHttpError(status);
+  SendJson(response, error.status, error.body);
+  if (error.status == 401) response.set_header("WWW-Authenticate", "Bearer");
+  if (error.status == 429 || error.status == 503) {
+    response.set_header("Retry-After", "1");
+  }
+}
+
+// Refuses the request when it arrived on WorkerPool's refusal thread.
+bool RefusedForLoad(const HttpServerConfig& config, httplib::Response& response) {
+  if (!WorkerPool::OnRefusalThread()) return false;
+  SendError(response,
+            absl::ResourceExhaustedError(absl::StrCat(
+                "the server is serving its maximum of ", config.num_threads,
+                " HTTP connections with ", config.max_queued_connections,
+                " more waiting; retry later")));
+  response.set_header("Connection", "close");
+  return true;
+}
+
+// "cmpl-<X-Request-Id>" / "chatcmpl-<…>", or 32 random hex digits.
+absl::StatusOr<std::string> ResponseId(OpenAiApi api,
+                                       const httplib::Request& request) {
+  std::string base = request.get_header_value("X-Request-Id");
+  if (base.empty()) {
+    absl::BitGen gen;
+    base = absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(gen),
+                           absl::Uniform<uint64_t>(gen));
+  } else if (base.size() > static_cast<size_t>(kMaxRequestIdBytes) ||
+             base.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                    "0123456789-_.:") != std::string::npos) {
+    return WithParam(
+        absl::InvalidArgumentError(absl::StrCat(
+            "X-Request-Id: at most ", kMaxRequestIdBytes,
+            " characters of [A-Za-z0-9-_.:]")),
+        "X-Request-Id");
+  }
+  return absl::StrCat(
+      api == OpenAiApi::kChatCompletions ? "chatcmpl-" : "cmpl-", base);
+}
+
+// One accepted request, from Submit until its handler or stream is done.
+// Whatever way that ends, a request that has not ended is cancelled.
+class Completion {
+ public:
+  Completion(Engine* engine, std::string engine_id,
+             std::shared_ptr<StreamBuffer> buffer, OpenAiResponseBuilder builder,
+             const httplib::Request& http_request, std::atomic<int>* in_flight)
+      : engine_(engine),
+        engine_id_(std::move(engine_id)),
+        buffer_(std::move(buffer)),
+        builder_(std::move(builder)),
+        peer_(http_request),
+        in_flight_(in_flight) {
+    ++*in_flight_;
+  }
+  ~Completion() {
+    if (!ended_) engine_->Cancel(engine_id_);
+    --*in_flight_;
+  }
+
+  // The request's next event; nullopt once the client has gone.
+  std::optional<StreamEvent> Next() {
+    for (;;) {
+      std::optional<StreamEvent> event = buffer_->Next(kPeerCheckInterval);
+      const absl::Time now = absl::Now();
+      if (!event || now - last_peer_check_ >= kPeerCheckInterval) {
+        last_peer_check_ = now;
+        if (peer_.Closed()) return std::nullopt;
+      }
+      if (event) {
+        ended_ = !std::holds_alternative<Delta>(*event);
+        return event;
+      }
+    }
+  }
+
+  // Streaming: the SSE text for the next events the client should see;
+  // sets `last` with the final piece. nullopt once the client has gone.
+  std::optional<std::string> NextChunks(bool* last) {
+    for (;;) {
+      std::optional<StreamEvent> event = Next();
+      if (!event) return std::nullopt;
+      *last = ended_;
+      if (const Delta* delta = std::get_if<Delta>(&*event)) {
+        std::string chunk = builder_.StreamDelta(*delta);
+        if (!chunk.empty()) return chunk;
+      } else if (const Finished* finished = std::get_if<Finished>(&*event)) {
+        return builder_.StreamFinish(*finished);
+      } else {
+        return SseError(std::get<absl::Status>(*event));
+      }
+    }
+  }
+
+  OpenAiResponseBuilder& builder() { return builder_; }
+
+ private:
+  Engine* engine_;
+  std::string engine_id_;
+  std::shared_ptr<StreamBuffer> buffer_;
+  OpenAiResponseBuilder builder_;
+  PeerWatch peer_;
+  std::atomic<int>* in_flight_;
+  absl::Time last_peer_check_ = absl::Now();
+  bool ended_ = false;  // the terminal event was taken
+};
+
+void RespondWhole(Completion& completion, httplib::Response& response) {
+  for (;;) {
+    std::optional<StreamEvent> event = completion.Next();
+    if (!event) {  // the client has gone; nobody reads this
+      response.status = ToHttpStatus(absl::StatusCode::kCancelled);
+      return;
+    }
+    if (const Delta* delta = std::get_if<Delta>(&*event)) {
+      completion.builder().Accumulate(*delta);
+    } else if (const Finished* finished = std::get_if<Finished>(&*event)) {
+      SendJson(response, 200,
+               completion.builder().Complete(*finished).dump(
+                   -1, ' ', false, Json::error_handler_t::replace));
+      return;
+    } else {
+      SendError(response, std::get<absl::Status>(*event));
+      return;
+    }
+  }
+}
+
+void RespondStream(std::shared_ptr<Completion> completion,
+                   httplib::Response& response) {
+  response.set_header("Cache-Control", "no-cache");
+  response.set_header("X-Accel-Buffering", "no");  // proxies: do not buffer
+  std::string opening = completion->builder().StreamStart();
+  response.set_chunked_content_provider(
+      "text/event-stream",
+      [completion, opening = std::move(opening)](
+          size_t, httplib::DataSink& sink) mutable {
+        if (!opening.empty()) {
+          const bool written = sink.write(opening.data(), opening.size());
+          opening.clear();
+          return written;
+        }
+        bool last = false;
+        std::optional<std::string> chunks = completion->NextChunks(&last);
+        // Returning false ends the response; ~Completion cancels.
+        if (!chunks || !sink.write(chunks->data(), chunks->size())) return false;
+        if (last) sink.done();
+        return true;
+      });
+}
+
+}  // namespace
+
+absl::Status HttpServerConfig::Validate() const {
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_port must be in [0, 65535], got ", port));
+  }
+  if (host.empty()) {
+    return absl::InvalidArgumentError("--http_host must not be empty");
+  }
+  if (num_threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_threads must be >= 1, got ", num_threads));
+  }
+  if (max_queued_connections < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--http_max_queued_connections must be >= 0, got ",
+        max_queued_connections));
+  }
+  if (max_body_bytes < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--http_max_body_bytes must be >= 1, got ", max_body_bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
+    const HttpServerConfig& config, Engine* engine, ServedModel model,
+    const ApiKeys* keys, ServerMetrics* metrics) {
+  if (auto s = config.Validate(); !s.ok()) return s;
+  std::unique_ptr<HttpServer> server(new HttpServer());
+  server->engine_ = engine;
+  server->model_ = std::move(model);
+  server->keys_ = keys;
+  server->metrics_ = metrics;
+  server->config_ = config;
+  server->created_ = absl::ToUnixSeconds(absl::Now());
+  httplib::Server& http = server->server_;
+  http.new_task_queue = [config] {
+    return new WorkerPool(config.num_threads, config.max_queued_connections);
+  };
+  http.set_payload_max_length(static_cast<size_t>(config.max_body_bytes));
+  http.set_keep_alive_max_count(kKeepAliveMaxRequests);
+  http.set_tcp_nodelay(true);  // SSE events are small: send each at once
+  server->Route();
+
+  const int port = config.port == 0
+                       ? http.bind_to_any_port(config.host)
+                       : (http.bind_to_port(config.host, config.port)
+                              ? config.port
+                              : -1);
+  if (port <= 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen for HTTP on ", config.host, ":", config.port));
+  }
+  server->port_ = port;
+  server->listener_ = std::thread([&http] { http.listen_after_bind(); });
+  // Stop() must not race the listener's start (httplib's stop() is a no-op
+  // before it runs).
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!http.is_running() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  if (!http.is_running()) {
+    return absl::InternalError("the HTTP listener did not start");
+  }
+  return server;
+}
+
+void HttpServer::Route() {
+  server_.Post("/v1/completions",
+               [this](const httplib::Request& request, httplib::Response& response) {
+                 HandleCompletion(OpenAiApi::kCompletions, request, response);
+               });
+  server_.Post("/v1/chat/completions",
+               [this](const httplib::Request& request, httplib::Response& response) {
+                 HandleCompletion(OpenAiApi::kChatCompletions, request, response);
+               });
+  server_.Get("/v1/models",
+              [this](const httplib::Request& request, httplib::Response& response) {
+                HandleModels(request, response, nullptr);
+              });
+  server_.Get(R"(/v1/models/(.+))",
+              [this](const httplib::Request& request, httplib::Response& response) {
+                const std::string id = request.matches[1];
+                HandleModels(request, response, &id);
+              });
+  server_.Get("/health", [this](const httplib::Request&, httplib::Response& response) {
+    HandleHealth(response);
+  });
+  server_.Get("/metrics",
+              [this](const httplib::Request& request, httplib::Response& response) {
+                HandleMetrics(request, response);
+              });
+
+  // Known paths with the wrong method: 405 naming the right one.
+  auto not_allowed = [](const char* allowed) {
+    return [allowed](const httplib::Request& request, httplib::Response& response) {
+      SendJson(response, 405,
+               ErrorBody(405,
+                         absl::StrCat(request.method, " is not allowed on ",
+                                      request.path, "; use ", allowed),
+                         std::nullopt, "method_not_allowed"));
+      response.set_header("Allow", allowed);
+    };
+  };
+  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+    server_.Get(path, not_allowed("POST"));
+    server_.Put(path, not_allowed("POST"));
+    server_.Patch(path, not_allowed("POST"));
+    server_.Delete(path, not_allowed("POST"));
+  }
+  for (const char* path : {"/v1/models", R"(/v1/models/(.+))", "/health", "/metrics"}) {
+    server_.Post(path, not_allowed("GET"));
+    server_.Put(path, not_allowed("GET"));
+    server_.Patch(path, not_allowed("GET"));
+    server_.Delete(path, not_allowed("GET"));
+  }
+
+  // Whatever httplib answers itself (unknown path 404, body too large 413,
+  // unreadable request 400) gets OpenAI's error body too.
+  server_.set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request& request, httplib::Response& response) {
+    if (!response.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    std::string message;
+    std::optional<std::string> code;
+    switch (response.status) {
+      case 404:
+        message = absl::StrCat("no such endpoint: ", request.method, " ",
+                               request.path);
+        code = "not_found";
+        break;
+      case 413:
+        message = absl::StrCat("the request body is larger than ",
+                               config_.max_body_bytes,
+                               " bytes (--http_max_body_bytes)");
+        code = "request_too_large";
+        break;
+      default:
+        message = absl::StrCat("HTTP ", response.status);
+    }
+    response.set_content(ErrorBody(response.status, message, std::nullopt, code),
+                         "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  server_.set_exception_handler([](const httplib::Request&,
+                                   httplib::Response& response,
+                                   std::exception_ptr error) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    SendError(response, absl::InternalError(what));
+  });
+}
+
+absl::StatusOr<std::string> HttpServer::Authenticate(
+    const httplib::Request& http_request) const {
+  absl::StatusOr<std::string> tenant =
+      keys_->Authenticate(http_request.get_header_value("Authorization"));
+  if (!tenant.ok()) {
+    return WithErrorCode(tenant.status(), "invalid_api_key");
+  }
+  return tenant;
+}
+
+void HttpServer::HandleCompletion(OpenAiApi api,
+                                  const httplib::Request& http_request,
+                                  httplib::Response& response) {
+  if (RefusedForLoad(config_, response)) return;
+  RequestRecorder refusals(metrics_, "");
+  if (draining_) {
+    const absl::Status status =
+        absl::UnavailableError("the server is shutting down");
+    refusals.Refused(status);
+    SendError(response, status);
+    return;
+  }
+  absl::StatusOr<std::string> tenant = Authenticate(http_request);
+  if (!tenant.ok()) {
+    refusals.Refused(tenant.status());
+    SendError(response, tenant.status());
+    return;
+  }
+  const RequestRecorder recorder(metrics_, *tenant);
+  absl::StatusOr<OpenAiRequest> parsed =
+      api == OpenAiApi::kChatCompletions
+          ? ParseChatRequest(http_request.body, model_)
+          : ParseCompletionRequest(http_request.body, model_);
+  absl::StatusOr<std::string> id =
+      parsed.ok() ? ResponseId(api, http_request)
+                  : absl::StatusOr<std::string>(parsed.status());
+  if (!id.ok()) {
+    recorder.Refused(id.status());
+    SendError(response, id.status());
+    return;
+  }
+  Request request = parsed->request;
+  request.tenant = *tenant;
+  // Ids are unique per tenant: two tenants may both send X-Request-Id 1.
+  request.id = absl::StrCat(*tenant, "/", *id);
+  const std::string engine_id = request.id;
+  auto buffer = std::make_shared<StreamBuffer>();
+  if (absl::Status s = engine_->Submit(std::move(request), recorder.Wrap(buffer));
+      !s.ok()) {
+    recorder.Refused(s);
+    SendError(response, s);
+    return;
+  }
+  auto completion = std::make_shared<Completion>(
+      engine_, engine_id, std::move(buffer),
+      OpenAiResponseBuilder(*parsed, *id, model_.name,
+                            absl::ToUnixSeconds(absl::Now()), *model_.tokenizer),
+      http_request, &in_flight_);
+  if (parsed->stream) {
+    RespondStream(std::move(completion), response);
+  } else {
+    RespondWhole(*completion, response);
+  }
+}
+
+void HttpServer::HandleModels(const httplib::Request& http_request,
+                              httplib::Response& response,
+                              const std::string* id) {
+  if (RefusedForLoad(config_, response)) return;
+  if (absl::Status s = Authenticate(http_request).status(); !s.ok()) {
+    SendError(response, s);
+    return;
+  }
+  const Json card = {
+      {"id", model_.name},
+      {"object", "model"},
+      {"created", created_},
+      {"owned_by", "weft"},
+      {"root", model_.name},
+      {"parent", nullptr},
+      {"max_model_len", model_.max_model_len},
+  };
+  if (id == nullptr) {
+    SendJson(response, 200,
+             Json{{"object", "list"}, {"data", Json::array({card})}}.dump());
+  } else if (*id == model_.name) {
+    SendJson(response, 200, card.dump());
+  } else {
+    SendError(response,
+              WithErrorCode(WithParam(absl::NotFoundError(absl::StrCat(
+                                          "The model '", *id,
+                                          "' does not exist; this server "
+                                          "serves '", model_.name, "'")),
+                                      "model"),
+                            "model_not_found"));
+  }
+}
+
+void HttpServer::HandleHealth(httplib::Response& response) const {
+  if (draining_) {
+    SendError(response, absl::UnavailableError("the server is shutting down"));
+    return;
+  }
+  response.status = 200;
+}
+
+void HttpServer::HandleMetrics(const httplib::Request&,
+                               httplib::Response& response) const {
+  if (metrics_ == nullptr) {
+    SendError(response, absl::NotFoundError("metrics are not enabled"));
+    return;
+  }
+  response.set_content(metrics_->Render(engine_->stats()),
+                       "text/plain; version=0.0.4; charset=utf-8");
+}
+
+void HttpServer::Stop(absl::Duration grace) {
+  if (!listener_.joinable()) return;
+  draining_ = true;
+  const absl::Time deadline = absl::Now() + grace;
+  while (in_flight_ > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  server_.stop();
+  listener_.join();
+}
+
+HttpServer::~HttpServer() { Stop(absl::ZeroDuration()); }
+
+}  // namespace weft

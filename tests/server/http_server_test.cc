@@ -1,0 +1,457 @@
+// The OpenAI-compatible HTTP server over loopback on the tiny model, driven
+// by cpp-httplib's client: completions equal the engine's own output,
+// streamed or not; bad requests get their status and OpenAI's error body;
+// API keys, drain, the connection bound, and a client that leaves
+// cancelling its request.
+#include "server/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/engine/engine_harness.h"
+
+namespace weft {
+namespace {
+
+using test::EngineHarness;
+
+ModelPlan Plan() {
+  ModelPlan plan;
+  plan.max_num_tokens = 256;
+  plan.max_num_logits = 64;
+  plan.num_kv_blocks = 128;
+  plan.block_size = 4;
+  return plan;
+}
+
+EngineConfig Config() {
+  EngineConfig config;
+  config.scheduler.max_num_batched_tokens = 256;
+  config.scheduler.max_num_seqs = 32;
+  config.scheduler.max_num_logit_rows = 64;
+  return config;
+}
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+  httplib::Headers headers;
+  Json json() const { return Json::parse(body); }
+};
+
+// The JSON events of an SSE body; `done` tells whether [DONE] ended it.
+std::vector<Json> SseEvents(const std::string& body, bool* done) {
+  std::vector<Json> events;
+  *done = false;
+  for (absl::string_view event : absl::StrSplit(body, "\n\n", absl::SkipEmpty())) {
+    EXPECT_TRUE(absl::ConsumePrefix(&event, "data: ")) << event;
+    EXPECT_FALSE(*done) << "event after [DONE]";
+    if (event == "[DONE]") {
+      *done = true;
+    } else {
+      events.push_back(Json::parse(event));
+    }
+  }
+  return events;
+}
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(/*start_engine=*/true); }
+
+  void StartServer(bool start_engine, HttpServerConfig config = {}) {
+    harness_ = std::make_unique<EngineHarness>(
+        test::TinyModelPath("tiny_llama"), Plan(), Config());
+    ASSERT_TRUE(harness_->ok());
+    if (start_engine) harness_->engine().Start();
+    ServedModel model;
+    model.name = "tiny";
+    model.architecture = "llama";
+    model.tokenizer = &harness_->tokenizer();
+    model.vocab_size = harness_->tokenizer().vocab_size();
+    model.max_model_len = harness_->engine().max_model_len();
+    model.max_n = 4;
+    metrics_ = std::make_unique<ServerMetrics>("tiny", model.max_model_len);
+    config.host = "127.0.0.1";
+    config.port = 0;
+    if (config.num_threads == HttpServerConfig().num_threads) {
+      config.num_threads = 8;
+    }
+    config.max_body_bytes = 64 << 10;
+    auto server = HttpServer::Start(config, &harness_->engine(), model, &keys_,
+                                    metrics_.get());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+  }
+
+  void TearDown() override {
+    if (server_) server_->Stop(absl::Seconds(5));
+    if (harness_ && harness_->ok()) harness_->engine().Stop();
+  }
+
+  httplib::Client Client() const {
+    httplib::Client client("127.0.0.1", server_->port());
+    client.set_read_timeout(60, 0);
+    return client;
+  }
+
+  HttpResult Send(const std::string& method, const std::string& path,
+                  const std::string& body = "",
+                  httplib::Headers headers = {}) const {
+    httplib::Client client = Client();
+    httplib::Request request;
+    request.method = method;
+    request.path = path;
+    request.headers = std::move(headers);
+    if (!body.empty() || method == "POST") {
+      request.body = body;
+      request.set_header("Content-Type", "application/json");
+    }
+    httplib::Result result = client.send(request);
+    if (!result) {
+      ADD_FAILURE() << method << " " << path << ": "
+                    << httplib::to_string(result.error());
+      return {};
+    }
+    return {result->status, result->body, result->headers};
+  }
+
+  HttpResult Post(const std::string& path, const Json& body,
+                  httplib::Headers headers = {}) const {
+    return Send("POST", path, body.dump(), std::move(headers));
+  }
+
+  // The engine's own greedy text for `prompt`.
+  std::string EngineText(const std::vector<int32_t>& prompt, int max_tokens) {
+    auto sink = std::make_shared<StreamBuffer>();
+    EXPECT_TRUE(harness_->engine()
+                    .Submit(test::GreedyRequest("direct", prompt, max_tokens), sink)
+                    .ok());
+    std::string text;
+    while (auto event = sink->Next(absl::Seconds(60))) {
+      if (auto* delta = std::get_if<Delta>(&*event)) text += delta->text;
+      if (!std::holds_alternative<Delta>(*event)) break;
+    }
+    return text;
+  }
+
+  static Json Greedy(std::vector<int32_t> prompt, int max_tokens) {
+    return {{"model", "tiny"}, {"prompt", prompt},
+            {"max_tokens", max_tokens}, {"temperature", 0},
+            {"ignore_eos", true}};
+  }
+
+  ApiKeys keys_;
+  std::unique_ptr<EngineHarness> harness_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(HttpServerTest, AGreedyCompletionEqualsTheEnginesText) {
+  const std::vector<int32_t> prompt = {3, 4, 5, 6};
+  const std::string want = EngineText(prompt, 12);
+  const HttpResult r = Post("/v1/completions", Greedy(prompt, 12));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_THAT(r.headers.find("Content-Type")->second,
+              ::testing::HasSubstr("application/json"));
+  const Json body = r.json();
+  EXPECT_TRUE(absl::StartsWith(body["id"].get<std::string>(), "cmpl-"));
+  EXPECT_EQ(body["object"], "text_completion");
+  EXPECT_EQ(body["model"], "tiny");
+  ASSERT_EQ(body["choices"].size(), 1u);
+  EXPECT_EQ(body["choices"][0]["text"], want);
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(body["usage"]["prompt_tokens"], 4);
+  EXPECT_EQ(body["usage"]["completion_tokens"], 12);
+}
+
+TEST_F(HttpServerTest, AStreamedCompletionEqualsTheWholeOne) {
+  const std::vector<int32_t> prompt = {7, 8, 9};
+  Json request = Greedy(prompt, 10);
+  const std::string whole =
+      Post("/v1/completions", request).json()["choices"][0]["text"];
+  request["stream"] = true;
+  request["stream_options"] = {{"include_usage", true}};
+  const HttpResult r = Post("/v1/completions", request);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_THAT(r.headers.find("Content-Type")->second,
+              ::testing::HasSubstr("text/event-stream"));
+  bool done = false;
+  const std::vector<Json> events = SseEvents(r.body, &done);
+  EXPECT_TRUE(done);
+  ASSERT_GE(events.size(), 3u);
+  std::string text;
+  for (const Json& event : events) {
+    EXPECT_EQ(event["id"], events[0]["id"]);
+    EXPECT_EQ(event["object"], "text_completion");
+    if (!event["choices"].empty()) text += event["choices"][0]["text"];
+  }
+  EXPECT_EQ(text, whole);
+  EXPECT_EQ(events[events.size() - 2]["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(events.back()["usage"]["completion_tokens"], 10);
+}
+
+TEST_F(HttpServerTest, NOfTwoGivesTwoChoices) {
+  const HttpResult r = Post("/v1/completions",
+                            {{"prompt", {3, 4}}, {"n", 2}, {"seed", 11},
+                             {"max_tokens", 5}, {"ignore_eos", true}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const Json body = r.json();
+  ASSERT_EQ(body["choices"].size(), 2u);
+  EXPECT_EQ(body["choices"][0]["index"], 0);
+  EXPECT_EQ(body["choices"][1]["index"], 1);
+  EXPECT_EQ(body["usage"]["completion_tokens"], 10);
+}
+
+TEST_F(HttpServerTest, ChatWithoutATemplateNamesTheFlag) {
+  const HttpResult r = Post("/v1/chat/completions",
+                            {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.json()["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("--chat-template"));
+}
+
+TEST_F(HttpServerTest, ModelsListsTheServedModel) {
+  const HttpResult r = Send("GET", "/v1/models");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const Json body = r.json();
+  EXPECT_EQ(body["object"], "list");
+  ASSERT_EQ(body["data"].size(), 1u);
+  EXPECT_EQ(body["data"][0]["id"], "tiny");
+  EXPECT_EQ(body["data"][0]["object"], "model");
+  EXPECT_EQ(Send("GET", "/v1/models/tiny").json()["id"], "tiny");
+  EXPECT_EQ(Send("GET", "/v1/models/other").status, 404);
+}
+
+struct BadHttpRequest {
+  const char* name;
+  const char* method;
+  const char* path;
+  std::string body;
+  int status;
+  const char* param;  // nullptr: param is null
+};
+
+TEST_F(HttpServerTest, BadRequestsGetTheirStatusAndOpenAisErrorBody) {
+  const std::vector<BadHttpRequest> table = {
+      {"malformed JSON", "POST", "/v1/completions", "{\"prompt\": ", 400, nullptr},
+      {"not an object", "POST", "/v1/completions", "[]", 400, nullptr},
+      {"temperature type", "POST", "/v1/completions",
+       R"({"prompt": "x", "temperature": "hot"})", 400, "temperature"},
+      {"top_p range", "POST", "/v1/completions", R"({"prompt": "x", "top_p": 2})",
+       400, "top_p"},
+      {"n range", "POST", "/v1/completions", R"({"prompt": "x", "n": 9})", 400, "n"},
+      {"max_tokens past context", "POST", "/v1/completions",
+       R"({"prompt": "x", "max_tokens": 100000})", 400, "max_tokens"},
+      {"unknown model", "POST", "/v1/completions",
+       R"({"prompt": "x", "model": "gpt-4"})", 404, "model"},
+      {"no messages", "POST", "/v1/chat/completions", R"({"model": "tiny"})", 400,
+       "messages"},
+      {"bad role", "POST", "/v1/chat/completions",
+       R"({"messages": [{"role": "wizard", "content": "x"}]})", 400,
+       "messages[0].role"},
+      {"wrong method", "GET", "/v1/completions", "", 405, nullptr},
+      {"wrong method on models", "DELETE", "/v1/models", "", 405, nullptr},
+      {"unknown path", "GET", "/v2/everything", "", 404, nullptr},
+      {"too large", "POST", "/v1/completions",
+       "{\"prompt\": \"" + std::string(70 << 10, 'a') + "\"}", 413, nullptr},
+  };
+  for (const BadHttpRequest& bad : table) {
+    SCOPED_TRACE(bad.name);
+    const HttpResult r = Send(bad.method, bad.path, bad.body);
+    EXPECT_EQ(r.status, bad.status) << r.body;
+    ASSERT_FALSE(r.body.empty());
+    const Json error = r.json()["error"];
+    EXPECT_TRUE(error["message"].is_string() && !error["message"].empty());
+    EXPECT_TRUE(error["type"].is_string());
+    EXPECT_TRUE(error.contains("code"));
+    if (bad.param == nullptr) {
+      EXPECT_TRUE(error["param"].is_null()) << error;
+    } else {
+      EXPECT_EQ(error["param"], bad.param);
+    }
+  }
+}
+
+TEST_F(HttpServerTest, HealthIsOkUntilDrainingThenRefusesWith503) {
+  EXPECT_EQ(Send("GET", "/health").status, 200);
+  server_->StartDraining();
+  const HttpResult health = Send("GET", "/health");
+  EXPECT_EQ(health.status, 503);
+  const HttpResult r = Post("/v1/completions", Greedy({3}, 2));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.json()["error"]["type"], "server_error");
+}
+
+TEST_F(HttpServerTest, MetricsCountHttpRequestsByTenantAndCode) {
+  ASSERT_EQ(Post("/v1/completions", Greedy({3, 4}, 2)).status, 200);
+  ASSERT_EQ(Post("/v1/completions", {{"prompt", "x"}, {"n", 0}}).status, 400);
+  const HttpResult r = Send("GET", "/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_THAT(r.headers.find("Content-Type")->second,
+              ::testing::HasSubstr("text/plain; version=0.0.4"));
+  EXPECT_THAT(r.body, ::testing::HasSubstr(
+                          "weft:requests_total{model_name=\"tiny\","
+                          "tenant=\"default\",code=\"OK\"} 1"));
+  EXPECT_THAT(r.body, ::testing::HasSubstr(
+                          "weft:requests_total{model_name=\"tiny\","
+                          "tenant=\"default\",code=\"INVALID_ARGUMENT\"} 1"));
+}
+
+class HttpAuthTest : public HttpServerTest {
+ protected:
+  void SetUp() override {
+    auto keys = ApiKeys::FromText(
+        absl::StrCat("alice ", Sha256Hex("alice-key"), "\n"), "test");
+    ASSERT_TRUE(keys.ok()) << keys.status();
+    keys_ = *std::move(keys);
+    HttpServerTest::SetUp();
+  }
+};
+
+TEST_F(HttpAuthTest, RequestsWithoutAValidKeyAreUnauthorized) {
+  for (const httplib::Headers& headers :
+       {httplib::Headers{}, httplib::Headers{{"Authorization", "Bearer nope"}},
+        httplib::Headers{{"Authorization", "alice-key"}}}) {
+    const HttpResult r = Post("/v1/completions", Greedy({3}, 2), headers);
+    EXPECT_EQ(r.status, 401) << r.body;
+    EXPECT_EQ(r.json()["error"]["type"], "authentication_error");
+    EXPECT_EQ(r.json()["error"]["code"], "invalid_api_key");
+  }
+  EXPECT_EQ(Send("GET", "/v1/models").status, 401);
+}
+
+TEST_F(HttpAuthTest, AValidKeyServesTheRequestUnderItsTenant) {
+  const HttpResult r = Post("/v1/completions", Greedy({3}, 2),
+                            {{"Authorization", "Bearer alice-key"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_THAT(Send("GET", "/metrics").body,
+              ::testing::HasSubstr("tenant=\"alice\",code=\"OK\"} 1"));
+}
+
+TEST_F(HttpAuthTest, HealthAndMetricsNeedNoKey) {
+  EXPECT_EQ(Send("GET", "/health").status, 200);
+  EXPECT_EQ(Send("GET", "/metrics").status, 200);
+}
+
+// The engine does not run here (the test steps it): requests wait in its
+// queue, so nothing is written to the client, and only PeerWatch can
+// notice that it left.
+class HttpCancelTest : public HttpServerTest {
+ protected:
+  void SetUp() override { StartServer(/*start_engine=*/false); }
+};
+
+TEST_F(HttpCancelTest, AStreamingClientThatLeavesCancelsItsRequest) {
+  httplib::Client client = Client();
+  Json body = Greedy({3, 4, 5}, 200);
+  body["stream"] = true;
+  httplib::Request request;
+  request.method = "POST";
+  request.path = "/v1/completions";
+  request.body = body.dump();
+  request.set_header("Content-Type", "application/json");
+  // Leave as soon as the response head arrives.
+  request.response_handler = [](const httplib::Response&) { return false; };
+  EXPECT_FALSE(client.send(request));
+  absl::SleepFor(absl::Milliseconds(300));  // several peer checks
+  // One step takes the request and, had the server not cancelled it, would
+  // have computed its first token.
+  harness_->engine().Step();
+  EXPECT_EQ(harness_->engine().stats().requests_finished, 1);
+  EXPECT_EQ(harness_->engine().stats().num_live_requests, 0);
+  EXPECT_EQ(harness_->engine().stats().generated_tokens, 0);
+  EXPECT_THAT(metrics_->Render(harness_->engine().stats()),
+              ::testing::HasSubstr("code=\"CANCELLED\"} 1"));
+}
+
+TEST_F(HttpCancelTest, AClientThatLeavesAWholeResponseCancelsItsRequest) {
+  httplib::Client client = Client();
+  client.set_read_timeout(0, 200000);  // gives up after 0.2 s
+  EXPECT_FALSE(client.Post("/v1/completions", Greedy({3, 4, 5}, 200).dump(),
+                           "application/json"));
+  absl::SleepFor(absl::Milliseconds(300));
+  harness_->engine().Step();
+  EXPECT_EQ(harness_->engine().stats().requests_finished, 1);
+  EXPECT_EQ(harness_->engine().stats().num_live_requests, 0);
+  EXPECT_EQ(harness_->engine().stats().generated_tokens, 0);
+}
+
+TEST_F(HttpCancelTest, StopEndsStreamsOfAStoppedEngineWithAnErrorEvent) {
+  std::string received;
+  std::atomic<bool> head_received{false};
+  std::thread reader([&] {
+    httplib::Client client = Client();
+    Json body = Greedy({3, 4, 5}, 200);
+    body["stream"] = true;
+    httplib::Request request;
+    request.method = "POST";
+    request.path = "/v1/completions";
+    request.body = body.dump();
+    request.set_header("Content-Type", "application/json");
+    request.response_handler = [&](const httplib::Response&) {
+      head_received = true;  // sent once the request was submitted
+      return true;
+    };
+    request.content_receiver = [&](const char* data, size_t size, uint64_t,
+                                   uint64_t) {
+      received.append(data, size);
+      return true;
+    };
+    client.send(request);
+  });
+  while (!head_received) absl::SleepFor(absl::Milliseconds(5));
+  server_->StartDraining();
+  harness_->engine().Stop();  // the request ends UNAVAILABLE
+  server_->Stop(absl::Seconds(5));
+  reader.join();
+  bool done = false;
+  const std::vector<Json> events = SseEvents(received, &done);
+  EXPECT_TRUE(done);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0]["error"]["type"], "server_error");
+}
+
+class HttpPoolTest : public HttpServerTest {
+ protected:
+  void SetUp() override {
+    HttpServerConfig config;
+    config.num_threads = 1;
+    config.max_queued_connections = 0;
+    StartServer(/*start_engine=*/true, config);
+  }
+};
+
+TEST_F(HttpPoolTest, ConnectionsBeyondThePoolAreRefusedWith429) {
+  // A connection that sends nothing holds the only worker.
+  const int idle = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(idle, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  ASSERT_EQ(connect(idle, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  absl::SleepFor(absl::Milliseconds(100));  // the worker takes it
+
+  const HttpResult refused = Post("/v1/completions", Greedy({3}, 2));
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_EQ(refused.json()["error"]["type"], "rate_limit_error");
+  EXPECT_EQ(Send("GET", "/health").status, 200);  // probes still answered
+
+  close(idle);
+  absl::SleepFor(absl::Milliseconds(100));  // the worker is free again
+  EXPECT_EQ(Post("/v1/completions", Greedy({3}, 2)).status, 200);
+}
+
+}  // namespace
+}  // namespace weft
