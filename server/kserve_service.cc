@@ -146,7 +146,11 @@ class StreamReactor
       Pump();
       return;
     }
-    Break();  // the client is gone
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;  // no further write: the client is gone
+    }
+    Break();
   }
 
   void OnCancel() override { Break(); }
