@@ -43,11 +43,12 @@ void SendError(httplib::Response& response, const absl::Status& status) {
 bool RefusedForLoad(const HttpServerConfig& config, httplib::Response& response) {
   if (!WorkerPool::OnRefusalThread()) return false;
   SendError(response,
-            absl::ResourceExhaustedError(absl::StrCat(
-                "the server is serving its maximum of ", config.num_threads,
-                " HTTP connections with ", config.max_queued_connections,
-                " more waiting; retry later")));
-  response.set_header("Connection", "close");
+            WithErrorCode(absl::ResourceExhaustedError(absl::StrCat(
+                              "the server is serving its maximum of ",
+                              config.num_threads, " HTTP connections with ",
+                              config.max_queued_connections,
+                              " more waiting; retry later")),
+                          "rate_limit_exceeded"));
   return true;
 }
 
@@ -329,6 +330,12 @@ void HttpServer::Route() {
                          "application/json");
     return httplib::Server::HandlerResponse::Handled;
   }));
+  // The refusal thread serves one request per connection, so that one
+  // client cannot hold it.
+  server_.set_post_routing_handler(
+      [](const httplib::Request&, httplib::Response& response) {
+        if (WorkerPool::OnRefusalThread()) response.set_header("Connection", "close");
+      });
   server_.set_exception_handler([](const httplib::Request&,
                                    httplib::Response& response,
                                    std::exception_ptr error) {
@@ -356,8 +363,11 @@ absl::StatusOr<std::string> HttpServer::Authenticate(
 void HttpServer::HandleCompletion(OpenAiApi api,
                                   const httplib::Request& http_request,
                                   httplib::Response& response) {
-  if (RefusedForLoad(config_, response)) return;
   RequestRecorder refusals(metrics_, "");
+  if (RefusedForLoad(config_, response)) {
+    refusals.Refused(absl::ResourceExhaustedError("HTTP connections"));
+    return;
+  }
   if (draining_) {
     const absl::Status status =
         absl::UnavailableError("the server is shutting down");

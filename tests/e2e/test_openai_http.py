@@ -1,0 +1,345 @@
+"""weft-server's OpenAI-compatible HTTP API end to end, driven by the
+unmodified `openai` Python client (and the standard library's http.client
+for what that client cannot send): completions and chat, streamed and not, n, stop strings,
+log-probs; greedy text equal to gRPC Generate's; a closed stream freeing
+its KV blocks; bad requests refused in OpenAI's error shape while a stream
+flows; drain on SIGTERM."""
+import hashlib
+import http.client
+import json
+import threading
+import time
+
+import grpc
+import openai
+import pytest
+
+from conftest import DEFAULT_MODEL, Server
+
+KEY = "sk-weft-e2e"
+
+
+def client(server, api_key="unused"):
+    return openai.OpenAI(base_url=server.http_url + "/v1", api_key=api_key,
+                         max_retries=0, timeout=120)
+
+
+def model_name(server):
+    return client(server).models.list().data[0].id
+
+
+def greedy(**extra):
+    """Greedy sampling that runs to max_tokens (no early EOS)."""
+    return dict(temperature=0, extra_body={"ignore_eos": True, **extra})
+
+
+def raw_request(server, method, path, body=None, headers=None):
+    """One plain HTTP request; returns (status, parsed JSON body or text)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        text = response.read().decode()
+    finally:
+        connection.close()
+    try:
+        return response.status, json.loads(text)
+    except ValueError:
+        return response.status, text
+
+
+def load(pb, server):
+    messages, services = pb
+    with grpc.insecure_channel(server.address) as channel:
+        return services.GenerationStub(channel).GetLoad(messages.GetLoadRequest(), timeout=10)
+
+
+def test_models_lists_the_served_model(default_server):
+    models = client(default_server).models.list()
+    assert [m.id for m in models.data] == ["SmolLM2-135M-Instruct.Q4_1.gguf"]
+    assert models.data[0].object == "model"
+
+
+def test_greedy_completion_equals_grpc_generate(pb, default_server):
+    messages, services = pb
+    prompt = "The capital of France is"
+    completion = client(default_server).completions.create(
+        model=model_name(default_server), prompt=prompt, max_tokens=12, **greedy())
+    assert completion.id.startswith("cmpl-")
+    assert completion.object == "text_completion"
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage.completion_tokens == 12
+    # The same request over gRPC (completions add the tokenizer's special
+    # tokens, as vLLM does).
+    request = messages.GenerateRequest(text=prompt, add_special_tokens=True)
+    request.sampling.temperature = 0
+    request.stopping.max_tokens = 12
+    request.stopping.ignore_eos = True
+    with grpc.insecure_channel(default_server.address) as channel:
+        text = "".join(r.delta.text for r in
+                       services.GenerationStub(channel).Generate(request, timeout=120)
+                       if r.HasField("delta"))
+    assert completion.choices[0].text == text
+    assert completion.usage.prompt_tokens > 0
+
+
+def test_streamed_completion_equals_the_whole_one(default_server):
+    c = client(default_server)
+    args = dict(model=model_name(default_server), prompt="Once upon a time",
+                max_tokens=10, **greedy())
+    whole = c.completions.create(**args).choices[0].text
+    chunks = list(c.completions.create(stream=True,
+                                       stream_options={"include_usage": True}, **args))
+    assert "".join(ch.choices[0].text for ch in chunks if ch.choices) == whole
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "length"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == 10
+    assert len({ch.id for ch in chunks}) == 1
+
+
+def test_chat_completion_answers_as_the_assistant(default_server):
+    chat = client(default_server).chat.completions.create(
+        model=model_name(default_server),
+        messages=[{"role": "system", "content": "You are brief."},
+                  {"role": "user", "content": "What is 2+2?"}],
+        max_completion_tokens=8, temperature=0)
+    assert chat.id.startswith("chatcmpl-")
+    assert chat.object == "chat.completion"
+    message = chat.choices[0].message
+    assert message.role == "assistant"
+    assert isinstance(message.content, str) and message.content
+    assert chat.choices[0].finish_reason in ("stop", "length")
+    assert chat.usage.completion_tokens <= 8
+    assert chat.usage.total_tokens == chat.usage.prompt_tokens + chat.usage.completion_tokens
+
+
+def test_streamed_chat_equals_the_whole_one(default_server):
+    c = client(default_server)
+    args = dict(model=model_name(default_server),
+                messages=[{"role": "user", "content": "Name a colour."}],
+                max_tokens=8, temperature=0)
+    whole = c.chat.completions.create(**args).choices[0].message.content
+    chunks = list(c.chat.completions.create(stream=True, **args))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(ch.object == "chat.completion.chunk" for ch in chunks)
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == whole
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_n_2_gives_two_choices_streamed_and_not(default_server):
+    c = client(default_server)
+    name = model_name(default_server)
+    completion = c.completions.create(model=name, prompt="Tell me a story:", n=2,
+                                      max_tokens=6, seed=7, temperature=1.0)
+    assert sorted(ch.index for ch in completion.choices) == [0, 1]
+    assert completion.usage.completion_tokens <= 12
+    texts = {0: "", 1: ""}
+    finished = set()
+    for chunk in c.chat.completions.create(
+            model=name, messages=[{"role": "user", "content": "Say something."}],
+            n=2, max_tokens=6, seed=7, stream=True, extra_body={"ignore_eos": True}):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            if choice.finish_reason:
+                finished.add(choice.index)
+    assert finished == {0, 1}
+    assert all(texts.values())
+
+
+def test_a_stop_string_ends_the_text_before_it(default_server):
+    c = client(default_server)
+    args = dict(model=model_name(default_server), prompt="Count: one, two, three,",
+                max_tokens=12, **greedy())
+    full = c.completions.create(**args).choices[0].text
+    stop = full[len(full) // 2:][:3]  # some text from the middle
+    assert stop.strip(), full
+    cut = c.completions.create(stop=[stop], **args).choices[0]
+    assert cut.text == full[:full.index(stop)]
+    assert cut.finish_reason == "stop"
+
+
+def test_completion_logprobs_use_the_legacy_shape(default_server):
+    choice = client(default_server).completions.create(
+        model=model_name(default_server), prompt="The sky is", max_tokens=5,
+        logprobs=2, **greedy()).choices[0]
+    lp = choice.logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 5
+    if not any(token.startswith("bytes:") for token in lp.tokens):  # whole characters
+        assert "".join(lp.tokens) == choice.text
+    assert lp.text_offset == sorted(lp.text_offset) and lp.text_offset[0] == 0
+    for logprob, top in zip(lp.token_logprobs, lp.top_logprobs):
+        assert len(top) == 2
+        # Greedy: the chosen token is the most likely one.
+        assert logprob == pytest.approx(max(top.values()), abs=1e-5)
+
+
+def test_chat_logprobs_use_the_content_shape(default_server):
+    choice = client(default_server).chat.completions.create(
+        model=model_name(default_server),
+        messages=[{"role": "user", "content": "Hi!"}], max_tokens=4,
+        temperature=0, logprobs=True, top_logprobs=3).choices[0]
+    content = choice.logprobs.content
+    assert 1 <= len(content) <= 4
+    if not any(entry.token.startswith("bytes:") for entry in content):
+        assert "".join(entry.token for entry in content).startswith(choice.message.content)
+    for entry in content:
+        if not entry.token.startswith("bytes:"):  # a whole character or more
+            assert bytes(entry.bytes).decode("utf-8") == entry.token
+        assert len(entry.top_logprobs) == 3
+        assert entry.logprob == pytest.approx(entry.top_logprobs[0].logprob, abs=1e-5)
+
+
+def test_closing_a_stream_frees_its_kv_blocks_within_a_second(pb, default_server):
+    idle = load(pb, default_server)
+    assert idle.running == 0
+    stream = client(default_server).completions.create(
+        model=model_name(default_server), prompt="Write a very long essay about rivers.",
+        max_tokens=400, stream=True, **greedy())
+    received = 0
+    for chunk in stream:
+        received += 1
+        if received == 3:
+            break
+    busy = load(pb, default_server)
+    assert busy.running == 1 and busy.kv_blocks_used > idle.kv_blocks_used
+    stream.close()
+    closed_at = time.monotonic()
+    while True:
+        now = load(pb, default_server)
+        if now.running == 0 and now.kv_blocks_used == idle.kv_blocks_used:
+            break
+        assert time.monotonic() - closed_at < 1.0, now
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory):
+    """The default model behind an API key, with a 1 MB body limit."""
+    keys = tmp_path_factory.mktemp("keys") / "keys.txt"
+    keys.write_text(f"alice {hashlib.sha256(KEY.encode()).hexdigest()}\n")
+    server = Server(DEFAULT_MODEL, "--api-key-file", str(keys),
+                    "--http-max-body-bytes", "1000000")
+    yield server
+    assert server.stop() == 0
+
+
+def test_the_openai_client_raises_its_own_error_classes(keyed_server):
+    good = client(keyed_server, KEY)
+    name = model_name_with_key(keyed_server)
+    with pytest.raises(openai.AuthenticationError):
+        client(keyed_server, "wrong").models.list()
+    with pytest.raises(openai.NotFoundError) as missing:
+        good.completions.create(model="gpt-4", prompt="x", max_tokens=1)
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as bad:
+        good.completions.create(model=name, prompt="x", max_tokens=1, temperature=5)
+    assert bad.value.param == "temperature"
+
+
+def model_name_with_key(server):
+    return client(server, KEY).models.list().data[0].id
+
+
+def bad_requests(name, max_model_len):
+    """(what, method, path, body, headers, status, param)."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    def completion(**fields):
+        return json.dumps({"model": name, "prompt": "Hello", "max_tokens": 2, **fields})
+    def chat(**fields):
+        return json.dumps({"model": name, "max_tokens": 2, **fields})
+    user = [{"role": "user", "content": "Hi"}]
+    return [
+        ("malformed JSON", "POST", "/v1/completions", '{"prompt": ', auth, 400, None),
+        ("body is an array", "POST", "/v1/completions", "[1]", auth, 400, None),
+        ("temperature string", "POST", "/v1/completions", completion(temperature="hot"), auth, 400, "temperature"),
+        ("temperature 2.5", "POST", "/v1/completions", completion(temperature=2.5), auth, 400, "temperature"),
+        ("top_p 0", "POST", "/v1/completions", completion(top_p=0), auth, 400, "top_p"),
+        ("top_p 1.5", "POST", "/v1/chat/completions", chat(messages=user, top_p=1.5), auth, 400, "top_p"),
+        ("n 0", "POST", "/v1/completions", completion(n=0), auth, 400, "n"),
+        ("n 17", "POST", "/v1/completions", completion(n=17), auth, 400, "n"),
+        ("max_tokens 0", "POST", "/v1/completions", completion(max_tokens=0), auth, 400, "max_tokens"),
+        ("max_tokens past the context", "POST", "/v1/completions", completion(max_tokens=10**7), auth, 400, "max_tokens"),
+        ("prompt too long", "POST", "/v1/completions",
+         completion(prompt=[1] * (max_model_len + 5)), auth, 400, "prompt"),
+        ("logprobs 30", "POST", "/v1/completions", completion(logprobs=30), auth, 400, "logprobs"),
+        ("stop number", "POST", "/v1/completions", completion(stop=5), auth, 400, "stop"),
+        ("stream_options without stream", "POST", "/v1/completions",
+         completion(stream_options={"include_usage": True}), auth, 400, "stream_options"),
+        ("unknown model", "POST", "/v1/completions", completion(model="gpt-4"), auth, 404, "model"),
+        ("missing messages", "POST", "/v1/chat/completions", chat(), auth, 400, "messages"),
+        ("bad role", "POST", "/v1/chat/completions",
+         chat(messages=[{"role": "wizard", "content": "x"}]), auth, 400, "messages[0].role"),
+        ("image content", "POST", "/v1/chat/completions",
+         chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
+         auth, 400, "messages[0].content[0].type"),
+        ("top_logprobs without logprobs", "POST", "/v1/chat/completions",
+         chat(messages=user, top_logprobs=2), auth, 400, "top_logprobs"),
+        ("no API key", "POST", "/v1/completions", completion(), {}, 401, None),
+        ("wrong API key", "POST", "/v1/completions", completion(), {"Authorization": "Bearer nope"}, 401, None),
+        ("wrong method", "GET", "/v1/completions", None, auth, 405, None),
+        ("unknown path", "GET", "/v1/engines", None, auth, 404, None),
+        ("too-large body", "POST", "/v1/completions", completion(prompt="a" * 1500000), auth, 413, None),
+    ]
+
+
+def test_bad_requests_get_their_status_and_openai_error_while_a_stream_flows(keyed_server):
+    good = client(keyed_server, KEY)
+    name = good.models.list().data[0].id
+    max_model_len = raw_request(keyed_server, "GET", "/v1/models",
+                         headers={"Authorization": f"Bearer {KEY}"})[1]["data"][0]["max_model_len"]
+    flowing = {}
+    def long_stream():
+        chunks = list(good.completions.create(model=name, prompt="A long story:",
+                                              max_tokens=48, stream=True, **greedy()))
+        flowing["text"] = "".join(ch.choices[0].text for ch in chunks)
+        flowing["finish"] = chunks[-1].choices[0].finish_reason
+    thread = threading.Thread(target=long_stream)
+    thread.start()
+    table = bad_requests(name, max_model_len)
+    assert len(table) >= 15
+    for what, method, path, body, headers, status, param in table:
+        code, response = raw_request(keyed_server, method, path, body,
+                              {"Content-Type": "application/json", **headers})
+        assert code == status, (what, response)
+        error = response["error"]
+        assert set(error) == {"message", "type", "param", "code"}, what
+        assert isinstance(error["message"], str) and error["message"], what
+        assert error["param"] == param, (what, error)
+    assert thread.is_alive(), "the stream should still be flowing"
+    thread.join(timeout=120)
+    assert flowing["finish"] == "length"
+    whole = good.completions.create(model=name, prompt="A long story:",
+                                    max_tokens=48, **greedy()).choices[0].text
+    assert flowing["text"] == whole
+
+
+def test_sigterm_drains_http_streams_and_refuses_new_requests():
+    server = Server(DEFAULT_MODEL)
+    c = client(server)
+    name = model_name(server)
+    results = []
+    started = [threading.Event(), threading.Event()]
+    def stream(i):
+        chunks = []
+        for chunk in c.completions.create(model=name, prompt="Tell me about the sea.",
+                                          max_tokens=64, stream=True, **greedy()):
+            chunks.append(chunk)
+            started[i].set()
+        results.append(chunks[-1].choices[0].finish_reason)
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for event in started:
+        assert event.wait(timeout=60)
+    server.proc.send_signal(15)
+    time.sleep(0.1)  # the streams have about 60 tokens to go
+    assert raw_request(server, "GET", "/health")[0] == 503
+    code, refused = raw_request(server, "POST", "/v1/completions",
+                         json.dumps({"model": name, "prompt": "x", "max_tokens": 1}),
+                         {"Content-Type": "application/json"})
+    assert code == 503
+    assert refused["error"]["type"] == "server_error"
+    for t in threads:
+        t.join(timeout=60)
+    assert results == ["length", "length"]
+    assert server.proc.wait(timeout=30) == 0
