@@ -241,15 +241,24 @@ std::string ServerMetrics::Render(const EngineStats& stats) const {
                "Cumulative number of preemptions from the engine.")
       .Sample(model, stats.num_preemptions);
 
-  absl::MutexLock lock(&mu_);
-  // Request-level: {model_name, tenant}.
+  // Request-level: {model_name, tenant}. Formatted from a copy, so the
+  // engine thread (which records) never waits for the text to be written.
+  std::vector<std::pair<std::string, std::unique_ptr<TenantSeries>>> tenants;
+  std::map<std::pair<std::string, std::string>, int64_t> status_counts;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [tenant, series] : tenants_) {
+      tenants.emplace_back(tenant, std::make_unique<TenantSeries>(*series));
+    }
+    status_counts = status_counts_;
+  }
   auto labels = [&](const std::string& tenant) {
     return absl::StrCat(model, ",", Label("tenant", tenant));
   };
   auto counter = [&](absl::string_view name, absl::string_view help,
                      int64_t TenantSeries::*field) {
     FamilyWriter family(&out, name, "counter", help);
-    for (const auto& [tenant, series] : tenants_) {
+    for (const auto& [tenant, series] : tenants) {
       family.Sample(labels(tenant), series.get()->*field);
     }
   };
@@ -267,7 +276,7 @@ std::string ServerMetrics::Render(const EngineStats& stats) const {
     FamilyWriter family(&out, "weft:request_success_total", "counter",
                         "Count of finished requests (one per sample), by "
                         "finished_reason.");
-    for (const auto& [tenant, series] : tenants_) {
+    for (const auto& [tenant, series] : tenants) {
       for (int r = 0; r < kNumFinishReasons; ++r) {
         family.Sample(absl::StrCat(labels(tenant), ",",
                                    Label("finished_reason", kFinishReasonNames[r])),
@@ -278,7 +287,7 @@ std::string ServerMetrics::Render(const EngineStats& stats) const {
   {
     FamilyWriter family(&out, "weft:requests_total", "counter",
                         "Requests that ended or were refused, by status code.");
-    for (const auto& [key, count] : status_counts_) {
+    for (const auto& [key, count] : status_counts) {
       family.Sample(absl::StrCat(labels(key.first), ",", Label("code", key.second)),
                     count);
     }
@@ -286,7 +295,7 @@ std::string ServerMetrics::Render(const EngineStats& stats) const {
   auto histogram = [&](absl::string_view name, absl::string_view help,
                        Histogram TenantSeries::*field) {
     FamilyWriter family(&out, name, "histogram", help);
-    for (const auto& [tenant, series] : tenants_) {
+    for (const auto& [tenant, series] : tenants) {
       const Histogram& h = series.get()->*field;
       const std::string base = labels(tenant);
       int64_t cumulative = 0;

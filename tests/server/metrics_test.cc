@@ -4,6 +4,7 @@
 #include "server/metrics.h"
 
 #include <string>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -222,6 +223,31 @@ TEST(ServerMetricsTest, TokenCountBucketsAreOneTwoFiveUpToMaxModelLen) {
   EXPECT_EQ(TimeToFirstTokenBuckets().size(), 22u);
   EXPECT_EQ(InterTokenBuckets().size(), 19u);
   EXPECT_EQ(RequestLatencyBuckets().size(), 21u);
+}
+
+TEST(ServerMetricsTest, RecordsFromManyThreadsWhileRenderingWithoutLosingCounts) {
+  ServerMetrics metrics("m");
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&metrics, t] {
+      for (int i = 0; i < 500; ++i) {
+        metrics.RecordFinished(absl::StrCat("t", t % 2), MakeFinished(3, 2));
+        metrics.RecordStatus(absl::StrCat("t", t % 2), absl::StatusCode::kOk);
+      }
+    });
+  }
+  threads.emplace_back([&metrics] {
+    for (int i = 0; i < 50; ++i) metrics.Render(EngineStats{});
+  });
+  for (std::thread& thread : threads) thread.join();
+  const std::string text = metrics.Render(EngineStats{});
+  for (const char* tenant : {"t0", "t1"}) {
+    const std::string l = absl::StrCat("model_name=\"m\",tenant=\"", tenant, "\"");
+    EXPECT_TRUE(absl::StrContains(
+        text, absl::StrCat("weft:generation_tokens_total{", l, "} 2000\n")));
+    EXPECT_TRUE(absl::StrContains(
+        text, absl::StrCat("weft:requests_total{", l, ",code=\"OK\"} 1000\n")));
+  }
 }
 
 TEST(RequestRecorderTest, WrappedSinkRecordsTheFinishedEventOnceAndForwardsIt) {
