@@ -192,6 +192,7 @@ class StreamReactor
       Queue(ErrorResponse(proto, status));
       return;
     }
+    converted->request.tenant = tenant_;
     auto pending = std::make_shared<Pending>();
     pending->header = ResponseHeader(proto);
     pending->options = std::move(converted->options);
@@ -499,6 +500,7 @@ grpc::ServerUnaryReactor* KServeService::ModelInfer(
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
+  converted->request.tenant = *tenant;
   auto sink = std::make_shared<InferSink>(reactor, ResponseHeader(*request),
                                           converted->options, response);
   reactor->Submit(std::move(converted->request), std::move(sink), recorder);

@@ -364,6 +364,26 @@ TEST_F(KServeServiceTest, ApiKeysGuardInferenceButNotLiveness) {
       "weft:requests_total{model_name=\"tiny\",tenant=\"\",code=\"UNAUTHENTICATED\"} 2\n"));
 }
 
+TEST_F(KServeServiceTest, AClientIdReusedWhileItsRequestRunsIsNoConflict) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto stream = stub_->ModelStreamInfer(&context);
+  ASSERT_TRUE(stream->Write(Greedy("a", "Hello", 200, true)));
+  ModelStreamInferResponse response;
+  ASSERT_TRUE(stream->Read(&response));  // it runs
+  // Engine ids are the server's own, under the tenant; Triton lets clients
+  // reuse ids, so a second "a" while the first runs must be served.
+  ASSERT_TRUE(stream->Write(Greedy("a", "Hello", 2, false)));
+  stream->WritesDone();
+  int finals = 0;
+  while (stream->Read(&response)) {
+    EXPECT_EQ(response.error_message(), "");
+    finals += IsFinal(response.infer_response());
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(finals, 2);
+}
+
 TEST_F(KServeServiceTest, MetadataAndReadinessAnswerForTheServedNameAndAliases) {
   for (const char* name : {"tiny", "ensemble", "tensorrt_llm_bls"}) {
     grpc::ClientContext context;
