@@ -116,8 +116,8 @@ absl::StatusOr<std::unique_ptr<ChatTemplate>> LoadChatTemplate(const ModelFiles&
   if (!override_path.empty()) {
     std::ifstream in(override_path, std::ios::binary);
     if (!in) {
-      return absl::NotFoundError(absl::StrCat("cannot read the chat template file '",
-                                              override_path, "'"));
+      return absl::NotFoundError(
+          absl::StrCat("cannot read the chat template file '", override_path, "'"));
     }
     std::stringstream text;
     text << in.rdbuf();

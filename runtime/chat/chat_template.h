@@ -14,11 +14,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -50,8 +49,9 @@ class ChatTemplate {
  public:
   // Parses once; an unsupported construct → InvalidArgument naming it and
   // its line.
-  static absl::StatusOr<std::unique_ptr<ChatTemplate>> Create(
-      absl::string_view source, std::string bos_token, std::string eos_token);
+  static absl::StatusOr<std::unique_ptr<ChatTemplate>> Create(absl::string_view source,
+                                                              std::string bos_token,
+                                                              std::string eos_token);
   ~ChatTemplate();
 
   // Const and thread-safe. raise_exception(msg) → InvalidArgument(msg);
@@ -59,8 +59,7 @@ class ChatTemplate {
   absl::StatusOr<std::string> Render(const ChatTemplateInputs& inputs) const;
   // The same with strftime_now() seeing `now` (a local civil time) instead
   // of the clock, for renderings that must be reproducible (tests).
-  absl::StatusOr<std::string> Render(const ChatTemplateInputs& inputs,
-                                     absl::CivilSecond now) const;
+  absl::StatusOr<std::string> Render(const ChatTemplateInputs& inputs, absl::CivilSecond now) const;
 
   const std::string& source() const { return source_; }
 
@@ -78,15 +77,15 @@ class ChatTemplate {
 // The served template: the file at `override_path` when non-empty, else the
 // model's own; nullptr (OK status) when neither exists. BOS/EOS are the
 // tokenizer's.
-absl::StatusOr<std::unique_ptr<ChatTemplate>> LoadChatTemplate(
-    const ModelFiles& files, const std::string& override_path);
+absl::StatusOr<std::unique_ptr<ChatTemplate>> LoadChatTemplate(const ModelFiles& files,
+                                                               const std::string& override_path);
 
 // Renders and tokenizes a chat prompt the way vLLM does: special tokens in
 // the rendered text are parsed, no extra BOS is added (the template writes
 // it).
-absl::StatusOr<std::vector<int32_t>> EncodeChatPrompt(
-    const ChatTemplate& chat_template, const Tokenizer& tokenizer,
-    const ChatTemplateInputs& inputs);
+absl::StatusOr<std::vector<int32_t>> EncodeChatPrompt(const ChatTemplate& chat_template,
+                                                      const Tokenizer& tokenizer,
+                                                      const ChatTemplateInputs& inputs);
 
 }  // namespace weft
 

@@ -1,11 +1,12 @@
 // Methods of str, dict, list and loop, and the global functions. Filters and
 // tests are in jinja_filters.cc.
+#include "runtime/chat/jinja_builtins.h"
+
 #include <ctime>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "runtime/chat/jinja_builtins.h"
 #include "runtime/chat/jinja_interpreter.h"
 #include "runtime/chat/jinja_strings.h"
 
@@ -45,7 +46,8 @@ absl::StatusOr<int64_t> IntArg(const CallArgs& args, size_t index, absl::string_
   const Value* v = args.Get(index, name);
   if (v == nullptr) return default_value;
   if (!v->is_int() && !v->is_bool()) {
-    return ArgError(absl::StrCat("'", v->TypeName(), "' object cannot be interpreted as an integer"));
+    return ArgError(
+        absl::StrCat("'", v->TypeName(), "' object cannot be interpreted as an integer"));
   }
   return v->as_int();
 }
@@ -137,8 +139,8 @@ absl::StatusOr<Value> Format(const Value& self, const CallArgs& args) {
     const std::string field = f.substr(i + 1, close - i - 1);
     i = close;
     if (field.find_first_of(":!.[") != std::string::npos) {
-      return ArgError(absl::StrCat("str.format field '{", field,
-                                   "}' is not supported in chat templates"));
+      return ArgError(
+          absl::StrCat("str.format field '{", field, "}' is not supported in chat templates"));
     }
     const Value* value = nullptr;
     if (field.empty() || std::all_of(field.begin(), field.end(), ::isdigit)) {
@@ -193,8 +195,7 @@ absl::StatusOr<Value> StringMethod(Interpreter& interpreter, const std::string& 
     if (!count.ok()) return count.status();
     return Value::String(PyReplace(s, *old_text, *new_text, *count));
   }
-  if (name == "find" || name == "rfind" || name == "index" || name == "rindex" ||
-      name == "count") {
+  if (name == "find" || name == "rfind" || name == "index" || name == "rindex" || name == "count") {
     if (args.positional.size() > 1) {
       return ArgError(absl::StrCat("str.", name, " with start/end is not supported"));
     }
@@ -243,9 +244,8 @@ absl::StatusOr<Value> StringMethod(Interpreter& interpreter, const std::string& 
     if (sep->empty()) return ArgError("empty separator");
     const size_t at = name == "partition" ? s.find(*sep) : s.rfind(*sep);
     if (at == std::string::npos) {
-      return name == "partition"
-                 ? Value::List({self, Value::String(""), Value::String("")}, true)
-                 : Value::List({Value::String(""), Value::String(""), self}, true);
+      return name == "partition" ? Value::List({self, Value::String(""), Value::String("")}, true)
+                                 : Value::List({Value::String(""), Value::String(""), self}, true);
     }
     return Value::List({Value::String(s.substr(0, at)), Value::String(*sep),
                         Value::String(s.substr(at + sep->size()))},
@@ -255,20 +255,32 @@ absl::StatusOr<Value> StringMethod(Interpreter& interpreter, const std::string& 
 }
 
 constexpr absl::string_view kStringMethods[] = {
-    "strip", "lstrip", "rstrip", "split", "rsplit", "startswith", "endswith", "upper",
-    "lower", "casefold", "title", "capitalize", "swapcase", "isdigit", "isdecimal",
-    "isnumeric", "isalpha", "isalnum", "isspace", "isupper", "islower", "splitlines",
-    "format", "replace", "find", "rfind", "index", "rindex", "count", "join",
-    "removeprefix", "removesuffix", "center", "partition", "rpartition"};
+    "strip",        "lstrip",       "rstrip",    "split",      "rsplit",    "startswith",
+    "endswith",     "upper",        "lower",     "casefold",   "title",     "capitalize",
+    "swapcase",     "isdigit",      "isdecimal", "isnumeric",  "isalpha",   "isalnum",
+    "isspace",      "isupper",      "islower",   "splitlines", "format",    "replace",
+    "find",         "rfind",        "index",     "rindex",     "count",     "join",
+    "removeprefix", "removesuffix", "center",    "partition",  "rpartition"};
 
 // Methods the sandbox refuses: the template may not change a list or dict.
-constexpr absl::string_view kMutatingMethods[] = {
-    "append", "extend", "insert", "pop", "remove", "reverse", "sort", "clear",
-    "update", "setdefault", "popitem", "add", "discard", "difference_update",
-    "intersection_update", "symmetric_difference_update"};
+constexpr absl::string_view kMutatingMethods[] = {"append",
+                                                  "extend",
+                                                  "insert",
+                                                  "pop",
+                                                  "remove",
+                                                  "reverse",
+                                                  "sort",
+                                                  "clear",
+                                                  "update",
+                                                  "setdefault",
+                                                  "popitem",
+                                                  "add",
+                                                  "discard",
+                                                  "difference_update",
+                                                  "intersection_update",
+                                                  "symmetric_difference_update"};
 
-absl::StatusOr<Value> DictMethod(const std::string& name, const Value& self,
-                                 const CallArgs& args) {
+absl::StatusOr<Value> DictMethod(const std::string& name, const Value& self, const CallArgs& args) {
   if (name == "items") {
     ValueList items;
     for (const auto& [k, v] : self.as_dict()) items.push_back(Value::List({k, v}, true));
@@ -301,8 +313,8 @@ Value Bind(std::string type, std::string name, Value self,
 }
 
 Value Unsafe(const Value& self, absl::string_view name) {
-  const std::string message = absl::StrCat("access to attribute '", name, "' of '",
-                                           self.TypeName(), "' object is unsafe");
+  const std::string message =
+      absl::StrCat("access to attribute '", name, "' of '", self.TypeName(), "' object is unsafe");
   return Bind(self.TypeName(), std::string(name), self,
               [message](Interpreter&, const std::string&, const Value&, const CallArgs&)
                   -> absl::StatusOr<Value> { return absl::InvalidArgumentError(message); });
@@ -404,8 +416,8 @@ absl::StatusOr<ValueDict> MappingArgs(Interpreter& interpreter, const CallArgs& 
     items.emplace_back(std::move(key), std::move(value));
   };
   if (args.positional.size() > 1) {
-    return ArgError(absl::StrCat(function, " expected at most 1 argument, got ",
-                                 args.positional.size()));
+    return ArgError(
+        absl::StrCat(function, " expected at most 1 argument, got ", args.positional.size()));
   }
   if (!args.positional.empty()) {
     const Value& source = args.positional[0];
@@ -434,17 +446,21 @@ absl::StatusOr<Value> Range(Interpreter&, const CallArgs& args) {
   int64_t bounds[3] = {0, 0, 1};
   for (const Value& v : args.positional) {
     if (!v.is_int() && !v.is_bool()) {
-      return ArgError(absl::StrCat("'", v.TypeName(), "' object cannot be interpreted as an integer"));
+      return ArgError(
+          absl::StrCat("'", v.TypeName(), "' object cannot be interpreted as an integer"));
     }
   }
   switch (args.positional.size()) {
-    case 1: bounds[1] = args.positional[0].as_int(); break;
+    case 1:
+      bounds[1] = args.positional[0].as_int();
+      break;
     case 2:
     case 3:
       for (size_t i = 0; i < args.positional.size(); ++i) bounds[i] = args.positional[i].as_int();
       break;
     default:
-      return ArgError(absl::StrCat("range expected 1 to 3 arguments, got ", args.positional.size()));
+      return ArgError(
+          absl::StrCat("range expected 1 to 3 arguments, got ", args.positional.size()));
   }
   if (bounds[2] == 0) return ArgError("range() arg 3 must not be zero");
   ValueList items;
@@ -480,22 +496,22 @@ const std::vector<std::pair<std::string, Value>>& GlobalFunctions() {
                   if (!name.empty() && name[0] == '_') {
                     return ArgError(absl::StrCat(
                         "chat templates cannot store underscore-prefixed attributes on a "
-                        "namespace, but got '", name, "'"));
+                        "namespace, but got '",
+                        name, "'"));
                   }
                   ns->attributes[name] = std::move(v);
                   ns->order.push_back(name);
                 }
                 return Value::MakeNamespace(std::move(ns));
               })},
-      {"raise_exception",
-       Global("raise_exception",
-              [](Interpreter&, const CallArgs& args) -> absl::StatusOr<Value> {
-                const Value* message = args.Get(0, "message");
-                absl::Status error = absl::InvalidArgumentError(
-                    message == nullptr ? "" : ToPythonStr(*message));
-                error.SetPayload(kRaisedPayloadUrl, absl::Cord("1"));
-                return error;
-              })},
+      {"raise_exception", Global("raise_exception",
+                                 [](Interpreter&, const CallArgs& args) -> absl::StatusOr<Value> {
+                                   const Value* message = args.Get(0, "message");
+                                   absl::Status error = absl::InvalidArgumentError(
+                                       message == nullptr ? "" : ToPythonStr(*message));
+                                   error.SetPayload(kRaisedPayloadUrl, absl::Cord("1"));
+                                   return error;
+                                 })},
       {"strftime_now",
        Global("strftime_now",
               [](Interpreter& interpreter, const CallArgs& args) -> absl::StatusOr<Value> {
@@ -521,7 +537,8 @@ const std::vector<std::pair<std::string, Value>>& GlobalFunctions() {
                   localtime_r(&now, &local);
                 }
                 char buf[512];
-                const size_t n = std::strftime(buf, sizeof(buf), format->as_string().c_str(), &local);
+                const size_t n =
+                    std::strftime(buf, sizeof(buf), format->as_string().c_str(), &local);
                 if (n == 0 && !format->as_string().empty()) {
                   return ArgError("strftime_now(): the formatted date is too long");
                 }

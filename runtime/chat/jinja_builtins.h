@@ -25,11 +25,10 @@ bool HasTest(absl::string_view name);
 bool IsUnsupportedBuiltinFilter(absl::string_view name);
 bool IsUnsupportedBuiltinTest(absl::string_view name);
 
-absl::StatusOr<Value> ApplyFilter(Interpreter& interpreter,
-                                  absl::string_view name, const Value& input,
-                                  const CallArgs& args);
-absl::StatusOr<bool> ApplyTest(Interpreter& interpreter, absl::string_view name,
-                               const Value& input, const CallArgs& args);
+absl::StatusOr<Value> ApplyFilter(Interpreter& interpreter, absl::string_view name,
+                                  const Value& input, const CallArgs& args);
+absl::StatusOr<bool> ApplyTest(Interpreter& interpreter, absl::string_view name, const Value& input,
+                               const CallArgs& args);
 
 // `object.name` when that is a method of the object's type (str.strip,
 // dict.items, loop.cycle, ...; the bound method) or a loop attribute
@@ -42,8 +41,7 @@ const std::vector<std::pair<std::string, Value>>& GlobalFunctions();
 
 // raise_exception(message) ends a render with InvalidArgument(message)
 // carrying this payload, so the caller can tell it from other errors.
-inline constexpr absl::string_view kRaisedPayloadUrl =
-    "weft.jinja/raise_exception";
+inline constexpr absl::string_view kRaisedPayloadUrl = "weft.jinja/raise_exception";
 
 }  // namespace weft::jinja
 

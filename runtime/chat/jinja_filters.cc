@@ -31,10 +31,14 @@ std::string Str(const Value& v) { return ToPythonStr(v); }
 
 absl::StatusOr<Value> Length(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return Value::Int(0);
-    case Value::Kind::kString: return Value::Int(CodePointLength(v.as_string()));
-    case Value::Kind::kList: return Value::Int(static_cast<int64_t>(v.as_list().size()));
-    case Value::Kind::kDict: return Value::Int(static_cast<int64_t>(v.as_dict().size()));
+    case Value::Kind::kUndefined:
+      return Value::Int(0);
+    case Value::Kind::kString:
+      return Value::Int(CodePointLength(v.as_string()));
+    case Value::Kind::kList:
+      return Value::Int(static_cast<int64_t>(v.as_list().size()));
+    case Value::Kind::kDict:
+      return Value::Int(static_cast<int64_t>(v.as_dict().size()));
     default:
       return ArgError(absl::StrCat("object of type '", v.TypeName(), "' has no len()"));
   }
@@ -394,8 +398,8 @@ absl::StatusOr<Value> FilterMin(Interpreter& interpreter, const Value& v, const 
 }
 
 // select / reject / selectattr / rejectattr.
-absl::StatusOr<Value> SelectOrReject(Interpreter& interpreter, const Value& v,
-                                     const CallArgs& args, bool by_attribute, bool keep_when) {
+absl::StatusOr<Value> SelectOrReject(Interpreter& interpreter, const Value& v, const CallArgs& args,
+                                     bool by_attribute, bool keep_when) {
   absl::StatusOr<ValueList> items = v.Truthy() ? interpreter.Iterate(v) : ValueList{};
   if (!items.ok()) return items.status();
   size_t next = 0;
@@ -466,8 +470,8 @@ absl::StatusOr<Value> FilterReverse(Interpreter& interpreter, const Value& v, co
   absl::StatusOr<ValueList> items = interpreter.Iterate(v);
   if (!items.ok()) return items.status();
   std::reverse(items->begin(), items->end());
-  return Value::Iterator(*std::move(items), v.is_dict() ? "dict_reversekeyiterator"
-                                                        : "list_reverseiterator");
+  return Value::Iterator(*std::move(items),
+                         v.is_dict() ? "dict_reversekeyiterator" : "list_reverseiterator");
 }
 
 absl::StatusOr<Value> FilterRound(Interpreter&, const Value& v, const CallArgs& args) {
@@ -475,7 +479,8 @@ absl::StatusOr<Value> FilterRound(Interpreter&, const Value& v, const CallArgs& 
   const int64_t precision = precision_arg != nullptr ? precision_arg->as_int() : 0;
   const Value* method_arg = args.Get(1, "method");
   const std::string method = method_arg != nullptr ? Str(*method_arg) : "common";
-  if (!v.is_number()) return ArgError(absl::StrCat("type ", v.TypeName(), " doesn't define __round__"));
+  if (!v.is_number())
+    return ArgError(absl::StrCat("type ", v.TypeName(), " doesn't define __round__"));
   if (method == "common") {
     if (!v.is_float()) return Value::Int(v.as_int());  // int.__round__ keeps ints
     // Python rounds the exact binary value half-to-even, as printf does.
@@ -550,8 +555,8 @@ absl::StatusOr<Value> FilterTitle(Interpreter&, const Value& v, const CallArgs&)
   for (char32_t c : DecodeUtf8(Str(v))) {
     std::string one;
     AppendUtf8(c, &one);
-    const bool separator = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' ||
-                           PyWhitespaceLength(one, 0) > 0;
+    const bool separator =
+        c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || PyWhitespaceLength(one, 0) > 0;
     if (separator) {
       out += one;
       word_start = true;
@@ -609,7 +614,8 @@ absl::StatusOr<Value> FilterTruncate(Interpreter&, const Value& v, const CallArg
   const int64_t end_length = CodePointLength(end);
   if (length < end_length) return ArgError("expected length >= len(end)");
   if (static_cast<int64_t>(cps.size()) <= length + leeway) return Value::String(Str(v));
-  std::string head = EncodeUtf8(std::vector<char32_t>(cps.begin(), cps.begin() + (length - end_length)));
+  std::string head =
+      EncodeUtf8(std::vector<char32_t>(cps.begin(), cps.begin() + (length - end_length)));
   if (killwords) return Value::String(head + end);
   const size_t space = head.rfind(' ');
   if (space != std::string::npos) head.resize(space);
@@ -654,28 +660,28 @@ absl::StatusOr<Value> FilterWordcount(Interpreter&, const Value& v, const CallAr
 
 const absl::flat_hash_map<std::string, Filter>& Filters() {
   static const auto* filters = new absl::flat_hash_map<std::string, Filter>{
-      {"abs", FilterAbs},         {"attr", FilterAttr},
-      {"batch", FilterBatch},     {"capitalize", FilterCapitalize},
-      {"center", FilterCenter},   {"count", FilterLength},
-      {"d", FilterDefault},       {"default", FilterDefault},
+      {"abs", FilterAbs},           {"attr", FilterAttr},
+      {"batch", FilterBatch},       {"capitalize", FilterCapitalize},
+      {"center", FilterCenter},     {"count", FilterLength},
+      {"d", FilterDefault},         {"default", FilterDefault},
       {"dictsort", FilterDictsort}, {"e", FilterEscape},
-      {"escape", FilterEscape},   {"forceescape", FilterForceEscape},
-      {"first", FilterFirst},     {"float", FilterFloat},
-      {"format", FilterFormat},   {"indent", FilterIndent},
-      {"int", FilterInt},         {"items", FilterItems},
-      {"join", FilterJoin},       {"last", FilterLast},
-      {"length", FilterLength},   {"list", FilterList},
-      {"lower", FilterLower},     {"map", FilterMap},
-      {"max", FilterMax},         {"min", FilterMin},
-      {"reject", FilterReject},   {"rejectattr", FilterRejectAttr},
-      {"replace", FilterReplace}, {"reverse", FilterReverse},
-      {"round", FilterRound},     {"safe", FilterSafe},
-      {"select", FilterSelect},   {"selectattr", FilterSelectAttr},
-      {"sort", FilterSort},       {"string", FilterString},
-      {"sum", FilterSum},         {"title", FilterTitle},
-      {"tojson", FilterToJson},   {"trim", FilterTrim},
+      {"escape", FilterEscape},     {"forceescape", FilterForceEscape},
+      {"first", FilterFirst},       {"float", FilterFloat},
+      {"format", FilterFormat},     {"indent", FilterIndent},
+      {"int", FilterInt},           {"items", FilterItems},
+      {"join", FilterJoin},         {"last", FilterLast},
+      {"length", FilterLength},     {"list", FilterList},
+      {"lower", FilterLower},       {"map", FilterMap},
+      {"max", FilterMax},           {"min", FilterMin},
+      {"reject", FilterReject},     {"rejectattr", FilterRejectAttr},
+      {"replace", FilterReplace},   {"reverse", FilterReverse},
+      {"round", FilterRound},       {"safe", FilterSafe},
+      {"select", FilterSelect},     {"selectattr", FilterSelectAttr},
+      {"sort", FilterSort},         {"string", FilterString},
+      {"sum", FilterSum},           {"title", FilterTitle},
+      {"tojson", FilterToJson},     {"trim", FilterTrim},
       {"truncate", FilterTruncate}, {"unique", FilterUnique},
-      {"upper", FilterUpper},     {"wordcount", FilterWordcount},
+      {"upper", FilterUpper},       {"wordcount", FilterWordcount},
   };
   return *filters;
 }
@@ -755,15 +761,16 @@ absl::StatusOr<bool> ApplyTestImpl(Interpreter&, absl::string_view name, const V
 }
 
 constexpr absl::string_view kTests[] = {
-    "defined", "undefined", "none", "boolean", "true", "false", "string", "number",
-    "integer", "float", "mapping", "sequence", "iterable", "callable", "escaped", "lower",
-    "upper", "odd", "even", "divisibleby", "eq", "equalto", "==", "ne", "!=", "lt",
-    "lessthan", "<", "le", "<=", "gt", "greaterthan", ">", "ge", ">=", "in", "sameas",
-    "filter", "test"};
+    "defined", "undefined", "none",   "boolean",     "true",     "false",       "string",
+    "number",  "integer",   "float",  "mapping",     "sequence", "iterable",    "callable",
+    "escaped", "lower",     "upper",  "odd",         "even",     "divisibleby", "eq",
+    "equalto", "==",        "ne",     "!=",          "lt",       "lessthan",    "<",
+    "le",      "<=",        "gt",     "greaterthan", ">",        "ge",          ">=",
+    "in",      "sameas",    "filter", "test"};
 
 constexpr absl::string_view kUnsupportedFilters[] = {
-    "filesizeformat", "groupby", "pprint", "random", "slice", "striptags", "urlencode",
-    "urlize", "wordwrap", "xmlattr"};
+    "filesizeformat", "groupby",   "pprint", "random",   "slice",
+    "striptags",      "urlencode", "urlize", "wordwrap", "xmlattr"};
 
 }  // namespace
 
@@ -787,8 +794,8 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& interpreter, absl::string_view na
   return it->second(interpreter, input, args);
 }
 
-absl::StatusOr<bool> ApplyTest(Interpreter& interpreter, absl::string_view name,
-                               const Value& input, const CallArgs& args) {
+absl::StatusOr<bool> ApplyTest(Interpreter& interpreter, absl::string_view name, const Value& input,
+                               const CallArgs& args) {
   return ApplyTestImpl(interpreter, name, input, args);
 }
 

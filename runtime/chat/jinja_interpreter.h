@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/civil_time.h"
 #include "runtime/chat/jinja_ast.h"
+#include "runtime/chat/jinja_operators.h"
 #include "runtime/chat/jinja_value.h"
 
 namespace weft::jinja {
@@ -28,8 +29,7 @@ class Interpreter {
   // `variables` are the template's top-level names (messages, bos_token,
   // ...); they shadow the global functions.
   // `now`: the local time strftime_now() reports; unset: the clock's.
-  Interpreter(const Template& tmpl,
-              std::vector<std::pair<std::string, Value>> variables,
+  Interpreter(const Template& tmpl, std::vector<std::pair<std::string, Value>> variables,
               std::optional<absl::CivilSecond> now = std::nullopt);
 
   // Errors other than raise_exception's carry the line they happened on.
@@ -81,16 +81,6 @@ class Interpreter {
   int line_ = 0;  // of the statement or expression being evaluated
   std::optional<absl::CivilSecond> now_;
 };
-
-// Python's binary operators on values: + - * / // % ** (TypeError-like
-// InvalidArgument on unsupported operand types).
-absl::StatusOr<Value> Arithmetic(absl::string_view op, const Value& a, const Value& b);
-// `item in container`.
-absl::StatusOr<bool> Contains(const Value& container, const Value& item);
-// Python's `format % args` (printf-style string formatting); `escape`:
-// HTML-escape the arguments, as Markup's % does.
-absl::StatusOr<std::string> PercentFormat(const std::string& format, const Value& args,
-                                          bool escape = false);
 
 }  // namespace weft::jinja
 

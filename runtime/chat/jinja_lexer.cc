@@ -11,16 +11,12 @@ namespace weft::jinja {
 int PyWhitespaceLength(absl::string_view s, size_t pos) {
   const unsigned char c = s[pos];
   if (c < 0x80) {
-    return (c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F))
-               ? 1
-               : 0;
+    return (c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F)) ? 1 : 0;
   }
-  const std::vector<char32_t> cp =
-      DecodeUtf8(s.substr(pos, std::min<size_t>(4, s.size() - pos)));
+  const std::vector<char32_t> cp = DecodeUtf8(s.substr(pos, std::min<size_t>(4, s.size() - pos)));
   const char32_t u = cp[0];
-  const bool space = u == 0x85 || u == 0xA0 || u == 0x1680 ||
-                     (u >= 0x2000 && u <= 0x200A) || u == 0x2028 ||
-                     u == 0x2029 || u == 0x202F || u == 0x205F || u == 0x3000;
+  const bool space = u == 0x85 || u == 0xA0 || u == 0x1680 || (u >= 0x2000 && u <= 0x200A) ||
+                     u == 0x2028 || u == 0x2029 || u == 0x202F || u == 0x205F || u == 0x3000;
   if (!space) return 0;
   return u < 0x800 ? 2 : 3;
 }
@@ -60,8 +56,7 @@ absl::string_view PyStrip(absl::string_view s, bool left, bool right) {
 namespace {
 
 absl::Status Error(int line, absl::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("chat template line ", line, ": ", what));
+  return absl::InvalidArgumentError(absl::StrCat("chat template line ", line, ": ", what));
 }
 
 int CountNewlines(absl::string_view s) {
@@ -100,17 +95,38 @@ absl::StatusOr<std::string> DecodeStringLiteral(absl::string_view body, int line
     }
     const char e = body[++i];
     switch (e) {
-      case '\n': break;
-      case '\\': out.push_back('\\'); break;
-      case '\'': out.push_back('\''); break;
-      case '"': out.push_back('"'); break;
-      case 'a': out.push_back('\a'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
-      case 'v': out.push_back('\v'); break;
+      case '\n':
+        break;
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '\'':
+        out.push_back('\'');
+        break;
+      case '"':
+        out.push_back('"');
+        break;
+      case 'a':
+        out.push_back('\a');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'v':
+        out.push_back('\v');
+        break;
       case 'x':
       case 'u':
       case 'U': {
@@ -132,8 +148,7 @@ absl::StatusOr<std::string> DecodeStringLiteral(absl::string_view body, int line
       default:
         if (e >= '0' && e <= '7') {
           char32_t cp = e - '0';
-          for (int k = 0; k < 2 && i + 1 < body.size() && body[i + 1] >= '0' &&
-                          body[i + 1] <= '7';
+          for (int k = 0; k < 2 && i + 1 < body.size() && body[i + 1] >= '0' && body[i + 1] <= '7';
                ++k) {
             cp = cp * 8 + (body[++i] - '0');
           }
@@ -191,8 +206,7 @@ class Lexer {
       }
       pos_ = after;
       line_starting_ = false;
-      absl::Status st = kind == '#' ? LexComment()
-                                    : LexTag(kind == '%');
+      absl::Status st = kind == '#' ? LexComment() : LexTag(kind == '%');
       if (!st.ok()) return st;
     }
     tokens_.push_back({Token::Type::kEof, "", line_});
@@ -265,9 +279,7 @@ class Lexer {
       i = source_.find("#}", i);
       if (i == std::string::npos) return Error(begin_line, "missing end of comment tag");
       // "-#}" or "+#}" when the # is preceded by a sign.
-      const size_t tag = (i > pos_ && (source_[i - 1] == '-' || source_[i - 1] == '+'))
-                             ? i - 1
-                             : i;
+      const size_t tag = (i > pos_ && (source_[i - 1] == '-' || source_[i - 1] == '+')) ? i - 1 : i;
       const size_t length = BlockEndLength(tag, '#');
       Consume(tag - pos_);
       Consume(length);

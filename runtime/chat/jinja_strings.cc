@@ -27,8 +27,8 @@ std::string CaseMap(absl::string_view s, bool upper) {
     }
     return out;
   }
-  icu::UnicodeString u = icu::UnicodeString::fromUTF8(
-      icu::StringPiece(s.data(), static_cast<int32_t>(s.size())));
+  icu::UnicodeString u =
+      icu::UnicodeString::fromUTF8(icu::StringPiece(s.data(), static_cast<int32_t>(s.size())));
   if (upper) {
     u.toUpper(icu::Locale::getRoot());
   } else {
@@ -58,8 +58,8 @@ bool IsSpaceChar(char32_t c) {
 }
 
 bool IsLineBreak(char32_t c) {
-  return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D ||
-         c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
+  return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D || c == 0x1E ||
+         c == 0x85 || c == 0x2028 || c == 0x2029;
 }
 
 template <typename Pred>
@@ -114,8 +114,8 @@ std::string PySwapCase(absl::string_view s) {
   return out;
 }
 
-std::string PyStripChars(absl::string_view s, const std::optional<std::string>& chars,
-                         bool left, bool right) {
+std::string PyStripChars(absl::string_view s, const std::optional<std::string>& chars, bool left,
+                         bool right) {
   if (!chars.has_value()) return std::string(PyStrip(s, left, right));
   const std::vector<char32_t> set = DecodeUtf8(*chars);
   auto in_set = [&](char32_t c) { return std::find(set.begin(), set.end(), c) != set.end(); };
@@ -206,8 +206,8 @@ std::vector<std::string> PySplitLines(absl::string_view s, bool keepends) {
   return lines;
 }
 
-std::string PyReplace(absl::string_view s, absl::string_view old_text,
-                      absl::string_view new_text, int64_t count) {
+std::string PyReplace(absl::string_view s, absl::string_view old_text, absl::string_view new_text,
+                      int64_t count) {
   std::string out;
   if (old_text.empty()) {
     // Python inserts `new` before every character and at the end.

@@ -24,8 +24,8 @@ std::string PyTitle(absl::string_view s);
 std::string PySwapCase(absl::string_view s);
 
 // str.strip(chars) / lstrip / rstrip; `chars` unset: whitespace.
-std::string PyStripChars(absl::string_view s, const std::optional<std::string>& chars,
-                         bool left, bool right);
+std::string PyStripChars(absl::string_view s, const std::optional<std::string>& chars, bool left,
+                         bool right);
 // str.split(sep, maxsplit) (maxsplit < 0: all); `sep` unset: runs of
 // whitespace, ignoring leading and trailing ones. `from_right`: rsplit.
 std::vector<std::string> PySplit(absl::string_view s, const std::optional<std::string>& sep,
@@ -33,8 +33,8 @@ std::vector<std::string> PySplit(absl::string_view s, const std::optional<std::s
 // str.splitlines(keepends).
 std::vector<std::string> PySplitLines(absl::string_view s, bool keepends);
 // str.replace(old, new, count) (count < 0: all).
-std::string PyReplace(absl::string_view s, absl::string_view old_text,
-                      absl::string_view new_text, int64_t count);
+std::string PyReplace(absl::string_view s, absl::string_view old_text, absl::string_view new_text,
+                      int64_t count);
 // str.find / str.rfind in code points; -1 when absent.
 int64_t PyFind(absl::string_view s, absl::string_view sub, bool from_right);
 // str.count(sub): non-overlapping occurrences.

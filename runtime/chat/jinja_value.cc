@@ -90,18 +90,30 @@ const Value* Value::FindKey(absl::string_view key) const {
 
 std::string Value::TypeName() const {
   switch (kind_) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
-    case Kind::kList: return is_tuple_ ? "tuple" : "list";
-    case Kind::kDict: return "dict";
-    case Kind::kCallable: return "function";
-    case Kind::kNamespace: return "Namespace";
-    case Kind::kLoop: return "LoopContext";
-    case Kind::kIterator: return iterator_->type_name;
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return "str";
+    case Kind::kList:
+      return is_tuple_ ? "tuple" : "list";
+    case Kind::kDict:
+      return "dict";
+    case Kind::kCallable:
+      return "function";
+    case Kind::kNamespace:
+      return "Namespace";
+    case Kind::kLoop:
+      return "LoopContext";
+    case Kind::kIterator:
+      return iterator_->type_name;
   }
   return "object";
 }
@@ -171,9 +183,8 @@ absl::StatusOr<int> Compare(const Value& a, const Value& b) {
     }
     return x.size() < y.size() ? -1 : (x.size() > y.size() ? 1 : 0);
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("comparison not supported between instances of '",
-                   a.TypeName(), "' and '", b.TypeName(), "'"));
+  return absl::InvalidArgumentError(absl::StrCat("comparison not supported between instances of '",
+                                                 a.TypeName(), "' and '", b.TypeName(), "'"));
 }
 
 std::string FormatPythonFloat(double d) {
@@ -183,8 +194,7 @@ std::string FormatPythonFloat(double d) {
   // Shortest round-trip digits, then Python's repr layout: positional for
   // exponents in [-4, 16), else d.ddde±XX.
   char buf[64];
-  auto result = std::to_chars(buf, buf + sizeof(buf), d,
-                              std::chars_format::scientific);
+  auto result = std::to_chars(buf, buf + sizeof(buf), d, std::chars_format::scientific);
   std::string sci(buf, result.ptr);
   std::string sign;
   if (sci[0] == '-') {
@@ -216,12 +226,23 @@ std::string HtmlEscape(absl::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -360,27 +381,32 @@ std::string ToPythonRepr(const Value& v) {
 
 std::string ToPythonStr(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return "";
-    case Value::Kind::kNone: return "None";
-    case Value::Kind::kBool: return v.as_bool() ? "True" : "False";
-    case Value::Kind::kInt: return absl::StrCat(v.as_int());
-    case Value::Kind::kFloat: return FormatPythonFloat(v.as_double());
-    case Value::Kind::kString: return v.as_string();
+    case Value::Kind::kUndefined:
+      return "";
+    case Value::Kind::kNone:
+      return "None";
+    case Value::Kind::kBool:
+      return v.as_bool() ? "True" : "False";
+    case Value::Kind::kInt:
+      return absl::StrCat(v.as_int());
+    case Value::Kind::kFloat:
+      return FormatPythonFloat(v.as_double());
+    case Value::Kind::kString:
+      return v.as_string();
     case Value::Kind::kList:
-    case Value::Kind::kDict: return ToPythonRepr(v);
+    case Value::Kind::kDict:
+      return ToPythonRepr(v);
     case Value::Kind::kCallable:
       return absl::StrCat("<function ", v.as_callable().name, ">");
     case Value::Kind::kNamespace: {
       ValueDict items;
       for (const std::string& name : v.as_namespace().order) {
-        items.emplace_back(Value::String(name),
-                           v.as_namespace().attributes.find(name)->second);
+        items.emplace_back(Value::String(name), v.as_namespace().attributes.find(name)->second);
       }
       return absl::StrCat("<Namespace ", ToPythonRepr(Value::Dict(items)), ">");
     }
     case Value::Kind::kLoop:
-      return absl::StrCat("<LoopContext ", v.as_loop().index0 + 1, "/",
-                          v.as_loop().length, ">");
+      return absl::StrCat("<LoopContext ", v.as_loop().index0 + 1, "/", v.as_loop().length, ">");
     case Value::Kind::kIterator:
       return absl::StrCat("<", v.TypeName(), " object>");
   }
@@ -393,20 +419,34 @@ void JsonString(const std::string& s, bool ensure_ascii, std::string* out) {
   out->push_back('"');
   for (char32_t c : DecodeUtf8(s)) {
     switch (c) {
-      case '"': *out += "\\\""; continue;
-      case '\\': *out += "\\\\"; continue;
-      case '\n': *out += "\\n"; continue;
-      case '\r': *out += "\\r"; continue;
-      case '\t': *out += "\\t"; continue;
-      case '\b': *out += "\\b"; continue;
-      case '\f': *out += "\\f"; continue;
-      default: break;
+      case '"':
+        *out += "\\\"";
+        continue;
+      case '\\':
+        *out += "\\\\";
+        continue;
+      case '\n':
+        *out += "\\n";
+        continue;
+      case '\r':
+        *out += "\\r";
+        continue;
+      case '\t':
+        *out += "\\t";
+        continue;
+      case '\b':
+        *out += "\\b";
+        continue;
+      case '\f':
+        *out += "\\f";
+        continue;
+      default:
+        break;
     }
     if (c < 0x20 || (ensure_ascii && c > 0x7F)) {
       if (c >= 0x10000) {
         const char32_t v = c - 0x10000;
-        *out += absl::StrFormat("\\u%04x\\u%04x", 0xD800 + (v >> 10),
-                                0xDC00 + (v & 0x3FF));
+        *out += absl::StrFormat("\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
       } else {
         *out += absl::StrFormat("\\u%04x", static_cast<uint32_t>(c));
       }
@@ -425,36 +465,45 @@ std::string JsonFloat(double d) {
 
 absl::StatusOr<std::string> JsonKey(const Value& key) {
   switch (key.kind()) {
-    case Value::Kind::kString: return key.as_string();
-    case Value::Kind::kBool: return std::string(key.as_bool() ? "true" : "false");
-    case Value::Kind::kInt: return absl::StrCat(key.as_int());
-    case Value::Kind::kFloat: return JsonFloat(key.as_double());
-    case Value::Kind::kNone: return std::string("null");
+    case Value::Kind::kString:
+      return key.as_string();
+    case Value::Kind::kBool:
+      return std::string(key.as_bool() ? "true" : "false");
+    case Value::Kind::kInt:
+      return absl::StrCat(key.as_int());
+    case Value::Kind::kFloat:
+      return JsonFloat(key.as_double());
+    case Value::Kind::kNone:
+      return std::string("null");
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "keys must be str, int, float, bool or None, not ", key.TypeName()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("keys must be str, int, float, bool or None, not ", key.TypeName()));
   }
 }
 
-absl::Status DumpJsonTo(const Value& v, const JsonDumpOptions& options,
-                        int depth, std::string* out) {
+absl::Status DumpJsonTo(const Value& v, const JsonDumpOptions& options, int depth,
+                        std::string* out) {
   const std::string item_separator =
-      options.separators ? options.separators->first
-                         : (options.indent ? "," : ", ");
-  const std::string key_separator =
-      options.separators ? options.separators->second : ": ";
+      options.separators ? options.separators->first : (options.indent ? "," : ", ");
+  const std::string key_separator = options.separators ? options.separators->second : ": ";
   auto newline = [&](int level) {
     if (!options.indent) return;
     out->push_back('\n');
     for (int i = 0; i < level; ++i) *out += *options.indent;
   };
   switch (v.kind()) {
-    case Value::Kind::kNone: *out += "null"; return absl::OkStatus();
+    case Value::Kind::kNone:
+      *out += "null";
+      return absl::OkStatus();
     case Value::Kind::kBool:
       *out += v.as_bool() ? "true" : "false";
       return absl::OkStatus();
-    case Value::Kind::kInt: absl::StrAppend(out, v.as_int()); return absl::OkStatus();
-    case Value::Kind::kFloat: *out += JsonFloat(v.as_double()); return absl::OkStatus();
+    case Value::Kind::kInt:
+      absl::StrAppend(out, v.as_int());
+      return absl::OkStatus();
+    case Value::Kind::kFloat:
+      *out += JsonFloat(v.as_double());
+      return absl::OkStatus();
     case Value::Kind::kString:
       JsonString(v.as_string(), options.ensure_ascii, out);
       return absl::OkStatus();
@@ -504,15 +553,14 @@ absl::Status DumpJsonTo(const Value& v, const JsonDumpOptions& options,
       return absl::OkStatus();
     }
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "Object of type ", v.TypeName(), " is not JSON serializable"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("Object of type ", v.TypeName(), " is not JSON serializable"));
   }
 }
 
 }  // namespace
 
-absl::StatusOr<std::string> DumpJson(const Value& v,
-                                     const JsonDumpOptions& options) {
+absl::StatusOr<std::string> DumpJson(const Value& v, const JsonDumpOptions& options) {
   std::string out;
   if (auto s = DumpJsonTo(v, options, 0, &out); !s.ok()) return s;
   return out;

@@ -14,12 +14,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -185,9 +184,7 @@ class Value {
 
   bool as_bool() const { return int_ != 0; }
   int64_t as_int() const { return int_; }  // kInt or kBool
-  double as_double() const {
-    return kind_ == Kind::kFloat ? float_ : static_cast<double>(int_);
-  }
+  double as_double() const { return kind_ == Kind::kFloat ? float_ : static_cast<double>(int_); }
   const std::string& as_string() const { return string_; }
   // The name an undefined value was looked up by ("" when unknown).
   const std::string& undefined_name() const { return string_; }
@@ -251,8 +248,7 @@ struct JsonDumpOptions {
 };
 // json.dumps(x, ...) with Python's formatting; undefined, callables and
 // namespaces are not JSON serializable (InvalidArgument).
-absl::StatusOr<std::string> DumpJson(const Value& v,
-                                     const JsonDumpOptions& options);
+absl::StatusOr<std::string> DumpJson(const Value& v, const JsonDumpOptions& options);
 
 // markupsafe.escape: & < > " ' as HTML entities.
 std::string HtmlEscape(absl::string_view s);

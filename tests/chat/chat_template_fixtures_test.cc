@@ -6,11 +6,10 @@
 // every real template collected so far loads.)
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "gtest/gtest.h"
 #include "runtime/chat/chat_template.h"

@@ -17,10 +17,10 @@
 namespace weft {
 namespace {
 
+using test::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::IsNull;
 using ::testing::NotNull;
-using test::StatusIs;
 using Json = nlohmann::ordered_json;
 
 constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
@@ -73,11 +73,13 @@ INSTANTIATE_TEST_SUITE_P(
         LoadError{"x\n{{ messages | no_such_filter }}", "line 2: no filter named 'no_such_filter'"},
         LoadError{"{{ 1 is no_such_test }}", "no test named 'no_such_test'"},
         LoadError{"{% do messages.append(1) %}", "unknown tag 'do'"},
-        LoadError{"{% if true %}unclosed", "unexpected end of template, expected 'elif' or 'else' or 'endif'"},
+        LoadError{"{% if true %}unclosed",
+                  "unexpected end of template, expected 'elif' or 'else' or 'endif'"},
         LoadError{"{{ 'a' ", "missing end of variable tag"},
         LoadError{"{{ 'unterminated }}", "unterminated string literal"},
         LoadError{"{{ f(*args) }}", "*args and **kwargs in calls are not supported"},
-        LoadError{"{% for x in y %}{% endif %}", "unexpected 'endif', expected 'endfor' or 'else'"}));
+        LoadError{"{% for x in y %}{% endif %}",
+                  "unexpected 'endif', expected 'endfor' or 'else'"}));
 
 TEST(ChatTemplateTest, UnknownFilterInAnIfLoadsAndFailsOnlyWhenItRuns) {
   auto t = MustCreate("{% if flag %}{{ x | from_json }}{% endif %}ok");
@@ -115,17 +117,17 @@ TEST(ChatTemplateTest, MessagesThatAreNotObjectsAreInvalid) {
 
 TEST(ChatTemplateTest, NullValuedMessageKeysAreDropped) {
   auto t = MustCreate("{{ messages[0] | tojson }}|{{ messages[0].content is defined }}");
-  EXPECT_EQ(*t->Render(Conversation(
-                R"([{"role": "assistant", "content": null, "tool_calls": []}])")),
-            R"({"role": "assistant", "tool_calls": []}|False)");
+  EXPECT_EQ(
+      *t->Render(Conversation(R"([{"role": "assistant", "content": null, "tool_calls": []}])")),
+      R"({"role": "assistant", "tool_calls": []}|False)");
 }
 
 TEST(ChatTemplateTest, ReasoningIsAliasedAsThinkingAndReasoningContent) {
   auto t = MustCreate("{{ messages[0] | tojson }}");
-  EXPECT_EQ(*t->Render(Conversation(
-                R"([{"role": "assistant", "content": "4", "reasoning": "2+2"}])")),
-            R"({"thinking": "2+2", "role": "assistant", "content": "4", "reasoning": "2+2", )"
-            R"("reasoning_content": "2+2"})");
+  EXPECT_EQ(
+      *t->Render(Conversation(R"([{"role": "assistant", "content": "4", "reasoning": "2+2"}])")),
+      R"({"thinking": "2+2", "role": "assistant", "content": "4", "reasoning": "2+2", )"
+      R"("reasoning_content": "2+2"})");
 }
 
 TEST(ChatTemplateTest, TemplatesSeeTokensToolsFlagAndKwargs) {
@@ -148,8 +150,7 @@ TEST(ChatTemplateTest, KwargsOverrideTheSpecialTokens) {
 
 TEST(ChatTemplateTest, StrftimeNowFormatsTheGivenTime) {
   auto t = MustCreate("{{ strftime_now('%d %B %Y, %A %H:%M') }}");
-  EXPECT_EQ(*t->Render({}, absl::CivilSecond(2024, 7, 26, 9, 5, 0)),
-            "26 July 2024, Friday 09:05");
+  EXPECT_EQ(*t->Render({}, absl::CivilSecond(2024, 7, 26, 9, 5, 0)), "26 July 2024, Friday 09:05");
 }
 
 TEST(ChatTemplateTest, StrftimeNowReadsTheClockByDefault) {

@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "runtime/chat/chat_template.h"
+#include "server/generation_service.h"
 #include "server/grpc_server.h"
 #include "tests/engine/engine_harness.h"
 
@@ -89,8 +90,7 @@ class GrpcChatTest : public ::testing::Test {
  protected:
   // `with_template`: serve kTemplate; else no chat template at all.
   void Start(bool with_template, const ApiKeys* keys) {
-    harness_ = std::make_unique<EngineHarness>(test::TinyModelPath("tiny_qwen2"), Plan(),
-                                               Config());
+    harness_ = std::make_unique<EngineHarness>(test::TinyModelPath("tiny_qwen2"), Plan(), Config());
     ASSERT_TRUE(harness_->ok());
     harness_->engine().Start();
     if (with_template) {
@@ -106,14 +106,15 @@ class GrpcChatTest : public ::testing::Test {
     model.max_model_len = harness_->engine().max_model_len();
     model.max_n = 4;
     model.chat_template = template_.get();
+    served_ = model;
     GrpcServerConfig config;
     config.host = "127.0.0.1";
     config.port = 0;
     auto server = GrpcServer::Start(config, &harness_->engine(), model, "cpu", keys);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    stub_ = v1::Generation::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
+    stub_ = v1::Generation::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                                        grpc::InsecureChannelCredentials()));
   }
   void SetUp() override { Start(true, &keys_); }
 
@@ -145,6 +146,7 @@ class GrpcChatTest : public ::testing::Test {
   }
 
   ApiKeys keys_;  // none: auth disabled
+  ServedModel served_;
   std::unique_ptr<EngineHarness> harness_;
   std::unique_ptr<ChatTemplate> template_;
   std::unique_ptr<GrpcServer> server_;
@@ -173,10 +175,10 @@ TEST_F(GrpcChatTest, StreamEqualsGenerateOnTheRenderedPrompt) {
   EXPECT_EQ(chat.final_message->usage().prompt_tokens(),
             direct.final_message->usage().prompt_tokens());
   // The special tokens were parsed: one id each, not their spelling.
-  EXPECT_EQ(chat.final_message->usage().prompt_tokens(),
-            static_cast<int>(harness_->tokenizer()
-                                 .Encode(chat.final_message->prompt(), EncodeOptions{})
-                                 .size()));
+  EXPECT_EQ(
+      chat.final_message->usage().prompt_tokens(),
+      static_cast<int>(
+          harness_->tokenizer().Encode(chat.final_message->prompt(), EncodeOptions{}).size()));
 }
 
 TEST_F(GrpcChatTest, PromptIsEchoedOnlyWhenAsked) {
@@ -272,14 +274,23 @@ TEST_F(GrpcChatTest, ClientCancelEndsTheChatAndFreesItsBlocks) {
 }
 
 TEST_F(GrpcChatTest, DrainingRefusesNewChatsWithUnavailable) {
-  std::thread drain([this] { server_->Drain(absl::Seconds(5)); });
-  grpc::Status refused;
-  for (int tries = 0; tries < 200 && refused.ok(); ++tries) {
-    refused = Chat(GreedyChat(1)).status;
-    if (refused.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  // The service itself, so that draining starts without the server going
+  // away (GrpcServer::Drain stops the engine once nothing is live).
+  GenerationService service(&harness_->engine(), served_, "cpu", &keys_);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  stub_ = v1::Generation::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  EXPECT_TRUE(Chat(GreedyChat(1)).status.ok());
+  service.StartDraining();
+  const grpc::Status refused = Chat(GreedyChat(1)).status;
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
-  drain.join();
+  EXPECT_EQ(refused.error_message(), "the server is shutting down");
+  server->Shutdown();
 }
 
 class GrpcChatWithKeysTest : public GrpcChatTest {
@@ -294,8 +305,7 @@ class GrpcChatWithKeysTest : public GrpcChatTest {
 
 TEST_F(GrpcChatWithKeysTest, ChatNeedsAnApiKeyWhenKeysAreSet) {
   EXPECT_EQ(Chat(GreedyChat(1)).status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(Chat(GreedyChat(1), "wrong").status.error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Chat(GreedyChat(1), "wrong").status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   const Streamed ok = Chat(GreedyChat(1), "secret");
   EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
 }
