@@ -4,6 +4,7 @@
 // holds a template, conversations and jinja2's rendering or error for each.
 // (Load errors of unsupported constructs are tested in chat_template_test.cc:
 // every real template collected so far loads.)
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -20,8 +21,12 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
+// WEFT_CHAT_TEMPLATE_FIXTURES may point at another set (e.g. all of the
+// sdist's templates: make_chat_template_fixtures.py --all --out DIR).
 const std::filesystem::path kFixtureDir =
-    std::filesystem::path(WEFT_SOURCE_DIR) / "tests/fixtures/chat_templates";
+    std::getenv("WEFT_CHAT_TEMPLATE_FIXTURES") != nullptr
+        ? std::filesystem::path(std::getenv("WEFT_CHAT_TEMPLATE_FIXTURES"))
+        : std::filesystem::path(WEFT_SOURCE_DIR) / "tests/fixtures/chat_templates";
 
 std::string ReadFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
