@@ -1,7 +1,8 @@
-// The serving core on the real default model (SmolLM2-135M-Instruct Q4_1):
-// concurrent requests — greedy and seeded — produce exactly what each
-// produces alone, also when the KV cache is too small for all of them at
-// once, and a shared prefix is computed once.
+// The serving core on the real default model (SmolLM2-135M-Instruct Q4_1),
+// on the reference and on the fast CPU kernels: concurrent requests —
+// greedy and seeded — produce exactly what each produces alone, also when
+// the KV cache is too small for all of them at once or the prompt is
+// prefilled in small chunks, and a shared prefix is computed once.
 #include <map>
 
 #include "gtest/gtest.h"
@@ -13,6 +14,7 @@ namespace {
 
 using test::EngineHarness;
 using test::GreedyRequest;
+using test::Kernels;
 using test::Outcome;
 
 const char* const kPrompts[] = {
@@ -42,15 +44,15 @@ ModelPlan Plan(int num_kv_blocks) {
   return plan;
 }
 
-EngineConfig Config() {
+EngineConfig Config(int max_num_batched_tokens = 512) {
   EngineConfig config;
-  config.scheduler.max_num_batched_tokens = 512;
+  config.scheduler.max_num_batched_tokens = max_num_batched_tokens;
   config.scheduler.max_num_logit_rows = 64;
   config.scheduler.max_num_seqs = 32;
   return config;
 }
 
-class DefaultModelEngineTest : public ::testing::Test {
+class DefaultModelEngineTest : public ::testing::TestWithParam<Kernels> {
  protected:
   void SetUp() override {
     if (!test::HaveDefaultModel()) {
@@ -78,15 +80,15 @@ class DefaultModelEngineTest : public ::testing::Test {
   // Each request run alone on a fresh engine.
   std::map<std::string, Outcome> Alone(const std::vector<Request>& requests) {
     std::map<std::string, Outcome> out;
-    EngineHarness h(test::DefaultModelPath(), Plan(64), Config());
+    EngineHarness h(test::DefaultModelPath(), Plan(64), Config(), GetParam());
     for (const Request& r : requests) out[r.id] = h.RunTogether({r})[r.id];
     return out;
   }
 };
 
-TEST_F(DefaultModelEngineTest, SixteenConcurrentGreedyRequestsMatchEachAlone) {
+TEST_P(DefaultModelEngineTest, SixteenConcurrentGreedyRequestsMatchEachAlone) {
   const std::vector<Request> requests = Requests(/*sampled=*/false);
-  EngineHarness h(test::DefaultModelPath(), Plan(256), Config());
+  EngineHarness h(test::DefaultModelPath(), Plan(256), Config(), GetParam());
   ASSERT_TRUE(h.ok());
   auto together = h.RunTogether(requests);
   auto alone = Alone(requests);
@@ -97,9 +99,9 @@ TEST_F(DefaultModelEngineTest, SixteenConcurrentGreedyRequestsMatchEachAlone) {
   }
 }
 
-TEST_F(DefaultModelEngineTest, SeededSampledRequestsMatchEachAlone) {
+TEST_P(DefaultModelEngineTest, SeededSampledRequestsMatchEachAlone) {
   const std::vector<Request> requests = Requests(/*sampled=*/true);
-  EngineHarness h(test::DefaultModelPath(), Plan(256), Config());
+  EngineHarness h(test::DefaultModelPath(), Plan(256), Config(), GetParam());
   ASSERT_TRUE(h.ok());
   auto together = h.RunTogether(requests);
   auto alone = Alone(requests);
@@ -108,13 +110,13 @@ TEST_F(DefaultModelEngineTest, SeededSampledRequestsMatchEachAlone) {
   }
 }
 
-TEST_F(DefaultModelEngineTest, TooSmallKvCachePreemptsButEveryRequestMatches) {
+TEST_P(DefaultModelEngineTest, TooSmallKvCachePreemptsButEveryRequestMatches) {
   // 6 blocks of 16 tokens (96 slots) for 8 requests that each grow to
   // 25-45 tokens: running sequences outgrow the cache and are preempted.
   std::vector<Request> requests = Requests(/*sampled=*/false);
   requests.resize(8);
   for (Request& r : requests) r.stopping.max_tokens = 20;
-  EngineHarness h(test::DefaultModelPath(), Plan(6), Config());
+  EngineHarness h(test::DefaultModelPath(), Plan(6), Config(), GetParam());
   ASSERT_TRUE(h.ok());
   auto together = h.RunTogether(requests);
   EXPECT_GT(h.engine().stats().num_preemptions, 0);
@@ -126,8 +128,8 @@ TEST_F(DefaultModelEngineTest, TooSmallKvCachePreemptsButEveryRequestMatches) {
   EXPECT_EQ(h.engine().stats().kv_blocks_used, 0);
 }
 
-TEST_F(DefaultModelEngineTest, SecondRequestComputesOnlyItsNewTokens) {
-  EngineHarness h(test::DefaultModelPath(), Plan(64), Config());
+TEST_P(DefaultModelEngineTest, SecondRequestComputesOnlyItsNewTokens) {
+  EngineHarness h(test::DefaultModelPath(), Plan(64), Config(), GetParam());
   ASSERT_TRUE(h.ok());
   std::string document;
   for (int i = 0; i < 12; ++i) {
@@ -152,6 +154,27 @@ TEST_F(DefaultModelEngineTest, SecondRequestComputesOnlyItsNewTokens) {
   EngineHarness fresh(test::DefaultModelPath(), Plan(64), Config());
   EXPECT_EQ(out["question"].tokens, fresh.RunTogether({second})["question"].tokens);
 }
+
+TEST_P(DefaultModelEngineTest, PrefillInSmallChunksGivesTheSameTokens) {
+  // A 7-token budget splits each prompt into chunks of 1-7 tokens, mixed
+  // with other requests' decodes.
+  std::vector<Request> requests = Requests(/*sampled=*/false);
+  requests.resize(6);
+  EngineHarness h(test::DefaultModelPath(), Plan(256), Config(7), GetParam());
+  ASSERT_TRUE(h.ok());
+  auto chunked = h.RunTogether(requests);
+  auto alone = Alone(requests);
+  for (const Request& r : requests) {
+    EXPECT_EQ(chunked[r.id].tokens, alone[r.id].tokens) << r.id;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, DefaultModelEngineTest,
+                         ::testing::Values(Kernels::kReference, Kernels::kFast),
+                         [](const ::testing::TestParamInfo<Kernels>& info) {
+                           return info.param == Kernels::kFast ? "Fast"
+                                                               : "Reference";
+                         });
 
 }  // namespace
 }  // namespace weft

@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/fast_cpu_backend.h"
 #include "runtime/engine.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/model_files.h"
@@ -36,20 +37,31 @@ struct Outcome {
   int num_terminal_events = 0;
 };
 
+// Which CPU kernels a harness runs: the fp32 reference or the fast ones
+// weft-server serves with.
+enum class Kernels { kReference, kFast };
+
 class EngineHarness {
  public:
   // `plan` sizes the model's KV cache and scratch; `config` the engine.
   EngineHarness(const std::string& model_path, const ModelPlan& plan,
-                EngineConfig config) {
+                EngineConfig config, Kernels kernels = Kernels::kReference) {
+    CpuBackendConfig cpu;
+    cpu.reference = kernels == Kernels::kReference;
+    cpu.num_threads = 2;
+    auto backend = MakeCpuBackend(cpu);
+    EXPECT_TRUE(backend.ok()) << backend.status();
+    if (!backend.ok()) return;
+    backend_ = *std::move(backend);
     auto files = ModelFiles::Open(model_path);
     EXPECT_TRUE(files.ok()) << files.status();
     if (!files.ok()) return;
     files_ = *std::move(files);
-    auto model = LlamaModel::Create(*files_, &backend_, plan);
+    auto model = LlamaModel::Create(*files_, backend_.get(), plan);
     EXPECT_TRUE(model.ok()) << model.status();
     if (!model.ok()) return;
     model_ = *std::move(model);
-    auto engine = Engine::Create(model_.get(), &backend_, &files_->tokenizer(),
+    auto engine = Engine::Create(model_.get(), backend_.get(), &files_->tokenizer(),
                                  config);
     EXPECT_TRUE(engine.ok()) << engine.status();
     if (engine.ok()) engine_ = *std::move(engine);
@@ -113,7 +125,7 @@ class EngineHarness {
   }
 
  private:
-  CpuBackend backend_;
+  std::unique_ptr<CpuBackend> backend_;
   std::unique_ptr<ModelFiles> files_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<Engine> engine_;
