@@ -236,7 +236,7 @@ def main() -> int:
     raw_path.parent.mkdir(parents=True, exist_ok=True)
     raw = raw_path.open("w")
 
-    def record(kind: str, **fields) -> None:
+    def record(kind: str, fields: dict) -> None:
         raw.write(json.dumps({"kind": kind, **fields}) + "\n")
         raw.flush()
 
@@ -258,7 +258,7 @@ def main() -> int:
 
     bw = membw(bench_dir, threads, [m.stat().st_size for m in models])
     for j in bw:
-        record("membw", **j)
+        record("membw", j)
 
     def bandwidth(size: int | None, t: int) -> float | None:
         """Best GB/s at t threads of the DRAM buffer (size None) or of a buffer of size bytes."""
@@ -286,11 +286,11 @@ def main() -> int:
                         llama_info = out.pop("_info")
                         for test, ts in out.items():
                             res["llama"].setdefault(test, []).append(ts)
-                        record("llama-bench", model=str(model), threads=t, run=r, **out)
+                        record("llama-bench", {"model": str(model), "threads": t, "run": r, **out})
                     else:
                         for j in weft_bench(bench_dir, model, t, args.backend,
                                             "pp,tg,engine", BATCH_SIZES):
-                            record("weft-bench-cpu", model=str(model), run=r, **j)
+                            record("weft-bench-cpu", {**j, "model": str(model), "run": r})
                             if j["test"] == "info":
                                 weft_info[model] = j
                             else:
@@ -305,11 +305,11 @@ def main() -> int:
                         rows = llama_batched(llama_bin, model, t, BATCH_SIZES)
                         for pl, j in rows.items():
                             res["llama_b"].setdefault(pl, []).append(j)
-                            record("llama-batched-bench", model=str(model), threads=t, run=r, **j)
+                            record("llama-batched-bench", {**j, "model": str(model), "run": r})
                     else:
                         for j in weft_bench(bench_dir, model, t, args.backend, "batched",
                                             BATCH_SIZES):
-                            record("weft-bench-cpu", model=str(model), run=r, **j)
+                            record("weft-bench-cpu", {**j, "model": str(model), "run": r})
                             if j["test"] == "batched":
                                 res["weft_b"].setdefault(j["pl"], []).append(j)
     raw.close()
