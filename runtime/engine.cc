@@ -240,7 +240,7 @@ bool Engine::Step() {
     }
     blocks_.DropUnreferencedCachedBlocks();
   } else {
-    Advance(batch);
+    Advance(batch, scheduled);
     const absl::Time advanced = absl::Now();
     SampleBatch(batch);
     const absl::Time sampled = absl::Now();
@@ -256,14 +256,15 @@ bool Engine::Step() {
   return true;
 }
 
-void Engine::Advance(const Batch& batch) {
-  const absl::Time now = absl::Now();
+void Engine::Advance(const Batch& batch, absl::Time scheduled_at) {
   for (const ScheduledSequence& s : batch.seqs) {
     Sequence* seq = s.seq;
     RequestState* request = seq->request;
     if (request->ended || seq->status == SequenceStatus::kFinished) continue;
     if (!request->first_scheduled) {
-      request->first_scheduled = now;
+      // When the step that first ran it was formed, so queue time ends
+      // where its first forward pass begins.
+      request->first_scheduled = scheduled_at;
       request->usage.cached_prompt_tokens = seq->num_computed_tokens;
     }
     if (seq->prompt_logprobs && seq->in_prefill()) AddPromptLogprobs(s);

@@ -99,7 +99,8 @@ class Engine {
   void DrainInbox();
   void Admit(Submission submission);
   // Postprocess, before sampling: the scheduled tokens are now computed.
-  void Advance(const Batch& batch);
+  // `scheduled_at`: when Schedule() formed the batch.
+  void Advance(const Batch& batch, absl::Time scheduled_at);
   // Samples every sequence whose chunk reached its end (forking n > 1
   // requests first) into sampled_.
   void SampleBatch(const Batch& batch);

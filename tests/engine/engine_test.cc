@@ -359,6 +359,56 @@ TEST(EngineTest, AFailedStepFailsOnlyItsRequestsAndPoisonsNoCache) {
   EXPECT_EQ((*engine)->stats().requests_failed, 2);
 }
 
+// Wraps a real executor and makes every forward pass take `delay`.
+class SlowExecutor : public StepExecutor {
+ public:
+  SlowExecutor(std::unique_ptr<StepExecutor> real, absl::Duration delay)
+      : real_(std::move(real)), delay_(delay) {}
+  absl::Status Execute(const Batch& batch) override {
+    absl::SleepFor(delay_);
+    return real_->Execute(batch);
+  }
+  absl::Span<const float> logits_row(int row) const override {
+    return real_->logits_row(row);
+  }
+  int vocab_size() const override { return real_->vocab_size(); }
+  int max_position_embeddings() const override {
+    return real_->max_position_embeddings();
+  }
+  const ModelPlan& plan() const override { return real_->plan(); }
+
+ private:
+  std::unique_ptr<StepExecutor> real_;
+  absl::Duration delay_;
+};
+
+TEST(EngineTest, QueueTimeEndsWhereTheFirstForwardPassBegins) {
+  auto files = ModelFiles::Open(test::TinyModelPath(kTiny));
+  ASSERT_TRUE(files.ok());
+  CpuBackend backend;
+  auto model = LlamaModel::Create(**files, &backend, TinyPlan());
+  ASSERT_TRUE(model.ok());
+  const absl::Duration pass = absl::Milliseconds(60);
+  auto engine = Engine::Create(
+      std::make_unique<SlowExecutor>(
+          std::make_unique<ModelRunner>(model->get(), &backend), pass),
+      &(*files)->tokenizer(), TinyConfig());
+  ASSERT_TRUE(engine.ok());
+  auto sink = std::make_shared<StreamBuffer>();
+  ASSERT_TRUE((*engine)->Submit(GreedyRequest("r", RandomPrompt(6, 3), 2), sink).ok());
+  while ((*engine)->Step()) {
+  }
+  std::optional<Finished> finished;
+  while (auto e = sink->Next(absl::ZeroDuration())) {
+    if (auto* f = std::get_if<Finished>(&*e)) finished = *f;
+  }
+  ASSERT_TRUE(finished.has_value());
+  // Scheduled at once: the wait excludes the (slow) prefill, which the time
+  // to first token includes.
+  EXPECT_LT(finished->timings.queue_time, pass / 2);
+  EXPECT_GE(finished->timings.time_to_first_token, pass);
+}
+
 TEST(EngineTest, LoopThreadServesConcurrentSubmittersAndStopEndsTheRest) {
   EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   ASSERT_TRUE(h.ok());
