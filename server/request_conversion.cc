@@ -179,6 +179,9 @@ absl::StatusOr<ChatTemplateInputs> ToChatTemplateInputs(const v1::ChatRequest& p
           if (parsed.is_object()) arguments = std::move(parsed);
         }
       }
+      if (auto s = CheckJsonDepth(calls, absl::StrCat(field, ".tool_calls_json")); !s.ok()) {
+        return s;
+      }
       message["tool_calls"] = std::move(calls);
     }
     inputs.messages.push_back(std::move(message));
@@ -188,12 +191,14 @@ absl::StatusOr<ChatTemplateInputs> ToChatTemplateInputs(const v1::ChatRequest& p
   if (!proto.tools_json().empty()) {
     inputs.tools = Json::parse(proto.tools_json(), nullptr, false);
     if (!inputs.tools.is_array()) return Invalid("tools_json", "is not a JSON array");
+    if (auto s = CheckJsonDepth(inputs.tools, "tools_json"); !s.ok()) return s;
   }
   if (!proto.chat_template_kwargs_json().empty()) {
     inputs.extra = Json::parse(proto.chat_template_kwargs_json(), nullptr, false);
     if (!inputs.extra.is_object()) {
       return Invalid("chat_template_kwargs_json", "is not a JSON object");
     }
+    if (auto s = CheckJsonDepth(inputs.extra, "chat_template_kwargs_json"); !s.ok()) return s;
   }
   return inputs;
 }

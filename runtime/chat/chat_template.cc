@@ -53,6 +53,23 @@ absl::StatusOr<Value> PrepareMessages(const Json& messages) {
 
 }  // namespace
 
+// Requests nest data this deep at most; deeper input (a client's tools, say)
+// is refused rather than walked recursively.
+absl::Status CheckJsonDepth(const Json& json, absl::string_view field) {
+  std::vector<std::pair<const Json*, int>> stack = {{&json, 1}};
+  while (!stack.empty()) {
+    const auto [node, depth] = stack.back();
+    stack.pop_back();
+    if (!node->is_structured()) continue;
+    if (depth > kMaxChatInputDepth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": nested deeper than ", kMaxChatInputDepth, " levels"));
+    }
+    for (const Json& child : *node) stack.emplace_back(&child, depth + 1);
+  }
+  return absl::OkStatus();
+}
+
 ChatTemplate::~ChatTemplate() = default;
 
 absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::Create(absl::string_view source,
@@ -79,6 +96,9 @@ absl::StatusOr<std::string> ChatTemplate::Render(const ChatTemplateInputs& input
 
 absl::StatusOr<std::string> ChatTemplate::RenderAt(const ChatTemplateInputs& inputs,
                                                    std::optional<absl::CivilSecond> now) const {
+  if (auto s = CheckJsonDepth(inputs.messages, "messages"); !s.ok()) return s;
+  if (auto s = CheckJsonDepth(inputs.tools, "tools"); !s.ok()) return s;
+  if (auto s = CheckJsonDepth(inputs.extra, "chat_template_kwargs"); !s.ok()) return s;
   absl::StatusOr<Value> messages = PrepareMessages(inputs.messages);
   if (!messages.ok()) return messages.status();
   if (!inputs.tools.is_null() && !inputs.tools.is_array()) {

@@ -74,6 +74,12 @@ class ChatTemplate {
   std::unique_ptr<jinja::Template> template_;
 };
 
+// Chat inputs nest this deep at most (real ones nest a few levels); deeper
+// data is refused rather than walked recursively.
+inline constexpr int kMaxChatInputDepth = 64;
+// InvalidArgument naming `field` when `json` nests deeper than kMaxChatInputDepth.
+absl::Status CheckJsonDepth(const nlohmann::ordered_json& json, absl::string_view field);
+
 // The served template: the file at `override_path` when non-empty, else the
 // model's own; nullptr (OK status) when neither exists. BOS/EOS are the
 // tokenizer's.

@@ -51,10 +51,14 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseTuple(
 }
 
 absl::StatusOr<ExprPtr> ExpressionParser::ParseExpression(bool with_condition) {
+  Nesting nesting(&depth_);
+  if (depth_ > kMaxNesting) return TooDeep();
   return with_condition ? ParseCondition() : ParseOr();
 }
 
 absl::StatusOr<ExprPtr> ExpressionParser::ParseCondition() {
+  Nesting nesting(&depth_);
+  if (depth_ > kMaxNesting) return TooDeep();
   absl::StatusOr<ExprPtr> expr = ParseOr();
   if (!expr.ok()) return expr;
   ExprPtr result = *std::move(expr);
@@ -112,6 +116,8 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseAnd() {
 
 absl::StatusOr<ExprPtr> ExpressionParser::ParseNot() {
   if (IsName("not")) {
+    Nesting nesting(&depth_);
+    if (depth_ > kMaxNesting) return TooDeep();
     const int line = Current().line;
     Next();
     absl::StatusOr<ExprPtr> operand = ParseNot();
@@ -177,6 +183,8 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseUnary(bool with_filter) {
   const int line = Current().line;
   absl::StatusOr<ExprPtr> node;
   if (IsOp("-") || IsOp("+")) {
+    Nesting nesting(&depth_);
+    if (depth_ > kMaxNesting) return TooDeep();
     const bool negative = IsOp("-");
     Next();
     absl::StatusOr<ExprPtr> operand = ParseUnary(false);

@@ -145,6 +145,19 @@ class ExpressionParser {
   absl::StatusOr<ExprPtr> ParseFilterChain(ExprPtr node, int line);
   absl::StatusOr<ExprPtr> ParseTest(ExprPtr node);
 
+  // Parsing and rendering recurse on nesting: deeper templates are refused.
+  static constexpr int kMaxNesting = 200;
+  struct Nesting {
+    explicit Nesting(int* depth) : depth(depth) { ++*depth; }
+    ~Nesting() { --*depth; }
+    int* depth;
+  };
+  absl::Status TooDeep() const {
+    return Fail(Current().line,
+                absl::StrCat("the template nests deeper than ", kMaxNesting, " levels"));
+  }
+  int depth_ = 0;
+
  private:
   std::vector<Token> tokens_;
   size_t pos_ = 0;

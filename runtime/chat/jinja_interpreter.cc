@@ -385,8 +385,16 @@ Value Interpreter::DefineMacro(const Stmt& stmt, const std::shared_ptr<Scope>& s
       scope->vars["varargs"] = Value::List(std::move(rest), /*is_tuple=*/true);
     }
     if (takes_kwargs) scope->vars["kwargs"] = Value::Dict(std::move(extra_kwargs));
+    // jinja2 hits Python's recursion limit; weft stops before its stack does.
+    constexpr int kMaxMacroDepth = 100;
+    if (interpreter.macro_depth_ >= kMaxMacroDepth) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "macro '", definition->name, "': calls nested deeper than ", kMaxMacroDepth, " levels"));
+    }
     const int saved_line = interpreter.line_;
+    ++interpreter.macro_depth_;
     absl::StatusOr<std::string> text = interpreter.Capture(definition->bodies[0], scope);
+    --interpreter.macro_depth_;
     if (!text.ok()) return text.status();
     interpreter.line_ = saved_line;
     return Value::String(*std::move(text));

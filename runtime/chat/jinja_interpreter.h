@@ -80,6 +80,7 @@ class Interpreter {
   std::string* out_ = nullptr;
   int line_ = 0;  // of the statement or expression being evaluated
   std::optional<absl::CivilSecond> now_;
+  int macro_depth_ = 0;  // macros being called, to bound their recursion
 };
 
 }  // namespace weft::jinja

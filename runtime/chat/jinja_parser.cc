@@ -101,6 +101,8 @@ class Parser : public ExpressionParser {
   }
 
   absl::StatusOr<StmtPtr> ParseStatement() {
+    Nesting nesting(&depth_);
+    if (depth_ > kMaxNesting) return TooDeep();
     const Token& t = Current();
     const int line = t.line;
     auto stmt = std::make_unique<Stmt>();

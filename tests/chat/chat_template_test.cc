@@ -91,6 +91,22 @@ TEST(ChatTemplateTest, UnknownFilterInAnIfLoadsAndFailsOnlyWhenItRuns) {
   EXPECT_THAT(t->Render(inputs), StatusIs(kInvalid, "no filter named 'from_json'"));
 }
 
+TEST(ChatTemplateTest, DeeplyNestedExpressionsAreRefusedAtLoad) {
+  const std::string source = "{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}";
+  EXPECT_THAT(ChatTemplate::Create(source, "", ""),
+              StatusIs(kInvalid, "nests deeper than 200 levels"));
+  EXPECT_THAT(ChatTemplate::Create("{{ " + std::string(5000, '-') + "1 }}", "", ""),
+              StatusIs(kInvalid, "nests deeper than 200 levels"));
+}
+
+TEST(ChatTemplateTest, DeeplyNestedBlocksAreRefusedAtLoad) {
+  std::string source;
+  for (int i = 0; i < 1000; ++i) source += "{% if true %}";
+  for (int i = 0; i < 1000; ++i) source += "{% endif %}";
+  EXPECT_THAT(ChatTemplate::Create(source, "", ""),
+              StatusIs(kInvalid, "nests deeper than 200 levels"));
+}
+
 // ---- render errors ----
 
 TEST(ChatTemplateTest, RaiseExceptionIsInvalidArgumentWithTheTemplatesMessage) {
@@ -111,6 +127,20 @@ TEST(ChatTemplateTest, MessagesThatAreNotObjectsAreInvalid) {
   auto t = MustCreate("{{ messages }}");
   EXPECT_THAT(t->Render(Conversation(R"([{"role": "user"}, "text"])")),
               StatusIs(kInvalid, "messages[1]: must be an object"));
+}
+
+TEST(ChatTemplateTest, RunawayMacroRecursionIsAnErrorNotACrash) {
+  auto t = MustCreate("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
+  EXPECT_THAT(t->Render({}), StatusIs(kInvalid, "macro 'f': calls nested deeper than 100"));
+}
+
+TEST(ChatTemplateTest, DeeplyNestedInputsAreRefused) {
+  Json deep = Json::array();
+  for (int i = 0; i < 100000; ++i) deep = Json::array({std::move(deep)});
+  auto t = MustCreate("{{ tools | length }}");
+  ChatTemplateInputs inputs;
+  inputs.tools = std::move(deep);
+  EXPECT_THAT(t->Render(inputs), StatusIs(kInvalid, "tools: nested deeper than 64 levels"));
 }
 
 // ---- inputs ----

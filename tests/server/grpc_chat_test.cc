@@ -236,6 +236,12 @@ TEST_F(GrpcChatTest, MalformedJsonFieldsAreInvalidNamingTheField) {
   EXPECT_EQ(Refused(calls).error_message(), "messages[0].tool_calls_json: is not a JSON array");
 }
 
+TEST_F(GrpcChatTest, DeeplyNestedJsonIsInvalidNamingTheField) {
+  v1::ChatRequest tools = GreedyChat(2);
+  tools.set_tools_json(std::string(100000, '[') + std::string(100000, ']'));
+  EXPECT_EQ(Refused(tools).error_message(), "tools_json: nested deeper than 64 levels");
+}
+
 TEST_F(GrpcChatTest, SamplingAndStoppingAreValidatedAsInGenerate) {
   v1::ChatRequest temperature = GreedyChat(2);
   temperature.mutable_sampling()->set_temperature(-1);
