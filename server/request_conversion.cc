@@ -170,7 +170,8 @@ absl::StatusOr<ChatTemplateInputs> ToChatTemplateInputs(const v1::ChatRequest& p
       // Templates read function.arguments as an object; OpenAI sends it
       // as JSON text.
       for (Json& call : calls) {
-        if (!call.is_object() || !call.contains("function") || !call["function"].is_object()) {
+        if (!call.is_object() || !call.contains("function") || !call["function"].is_object() ||
+            !call["function"].contains("arguments")) {
           continue;
         }
         Json& arguments = call["function"]["arguments"];

@@ -144,7 +144,8 @@ absl::StatusOr<Value> Format(const Value& self, const CallArgs& args) {
     }
     const Value* value = nullptr;
     if (field.empty() || std::all_of(field.begin(), field.end(), ::isdigit)) {
-      const size_t index = field.empty() ? automatic++ : std::stoul(field);
+      const size_t index =
+          field.empty() ? automatic++ : std::strtoull(field.substr(0, 9).c_str(), nullptr, 10);
       if (index >= args.positional.size()) {
         return ArgError(absl::StrCat("Replacement index ", index, " out of range"));
       }

@@ -29,7 +29,16 @@ double FloatMod(double a, double b) {
   return m;
 }
 
-Value Repeat(const Value& seq, int64_t times) {
+// `seq * times`, refused past 16 MiB or a million items: a prompt is far
+// smaller, and memory must stay bounded.
+absl::StatusOr<Value> Repeat(const Value& seq, int64_t times) {
+  const int64_t unit = seq.is_string() ? static_cast<int64_t>(seq.as_string().size())
+                                       : static_cast<int64_t>(seq.as_list().size());
+  const int64_t limit = seq.is_string() ? (int64_t{1} << 24) : 1000000;
+  if (times > 0 && unit > 0 && times > limit / unit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("repeating a ", seq.TypeName(), " ", times, " times is too large"));
+  }
   if (seq.is_string()) {
     std::string out;
     for (int64_t i = 0; i < times; ++i) out += seq.as_string();

@@ -134,6 +134,11 @@ TEST(ChatTemplateTest, RunawayMacroRecursionIsAnErrorNotACrash) {
   EXPECT_THAT(t->Render({}), StatusIs(kInvalid, "macro 'f': calls nested deeper than 100"));
 }
 
+TEST(ChatTemplateTest, HugeRepetitionsAreRefusedNotAllocated) {
+  auto t = MustCreate("{{ 'x' * 1000000000 }}");
+  EXPECT_THAT(t->Render({}), StatusIs(kInvalid, "too large"));
+}
+
 TEST(ChatTemplateTest, DeeplyNestedInputsAreRefused) {
   Json deep = Json::array();
   for (int i = 0; i < 100000; ++i) deep = Json::array({std::move(deep)});

@@ -23,6 +23,19 @@ TEST(ChatRequestConversionTest, ToolCallArgumentsTextBecomesAnObject) {
             R"("function":{"name":"f","arguments":{"x":1}}}]}])");
 }
 
+TEST(ChatRequestConversionTest, ToolCallsWithoutArgumentsStayAsSent) {
+  v1::ChatRequest request;
+  v1::ChatMessage* m = request.add_messages();
+  m->set_role("assistant");
+  m->set_content("calling");
+  m->set_tool_calls_json(R"([{"id": "c1", "function": {"name": "f"}}])");
+  auto inputs = ToChatTemplateInputs(request);
+  ASSERT_TRUE(inputs.ok()) << inputs.status();
+  EXPECT_EQ(
+      inputs->messages.dump(),
+      R"([{"role":"assistant","content":"calling","tool_calls":[{"id":"c1","function":{"name":"f"}}]}])");
+}
+
 TEST(ChatRequestConversionTest, OptionalFieldsAppearOnlyWhenSet) {
   v1::ChatRequest request;
   v1::ChatMessage* user = request.add_messages();
