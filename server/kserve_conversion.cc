@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cctype>
+#include <iterator>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -9,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/text_stream.h"
 
 namespace weft::kserve {
 namespace {
@@ -19,6 +21,11 @@ static_assert(std::endian::native == std::endian::little,
 // Elements one tensor may hold: far more than any input weft takes, small
 // enough that a forged shape cannot make us allocate much.
 constexpr int64_t kMaxElements = int64_t{1} << 20;
+// Elements a word list (stop_words, bad_words) may hold, padding included:
+// its words are capped at kMaxStopStrings, so more is only padding.
+constexpr int64_t kMaxWordListElements = 256;
+// Bytes of a client's name (an unknown input or model) quoted in an error.
+constexpr size_t kMaxQuotedNameBytes = 64;
 
 absl::Status Invalid(absl::string_view tensor, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(tensor, ": ", what));
@@ -26,6 +33,14 @@ absl::Status Invalid(absl::string_view tensor, absl::string_view what) {
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// `name` for an error message, cut short: a client's name may be megabytes.
+std::string Quoted(absl::string_view name) {
+  if (name.size() <= kMaxQuotedNameBytes) return absl::StrCat("'", name, "'");
+  size_t cut = kMaxQuotedNameBytes;  // not inside a UTF-8 sequence
+  while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80) --cut;
+  return absl::StrCat("'", name.substr(0, cut), "…' (", name.size(), " bytes)");
 }
 
 // What weft reads from each input it accepts.
@@ -217,91 +232,6 @@ absl::Status DecodeTyped(const Datatype& type, int64_t count,
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::Status CheckModel(absl::string_view name, absl::string_view version,
-                        const ServedModel& model) {
-  bool known = name == model.name;
-  for (const char* alias : kModelAliases) known = known || name == alias;
-  if (!known) {
-    return absl::NotFoundError(absl::StrCat(
-        "model '", name, "' is not served here (this server serves '", model.name,
-        "', also reachable as 'ensemble' and 'tensorrt_llm_bls')"));
-  }
-  if (!version.empty() && version != kModelVersion) {
-    return absl::NotFoundError(absl::StrCat("model '", name, "' has no version '",
-                                            version, "' (only version ",
-                                            kModelVersion, ")"));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::vector<Tensor>> DecodeInputs(
-    const inference::ModelInferRequest& request) {
-  const bool raw = request.raw_input_contents_size() > 0;
-  if (raw && request.raw_input_contents_size() != request.inputs_size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "raw_input_contents has ", request.raw_input_contents_size(),
-        " entries for ", request.inputs_size(), " inputs (one per input, in order)"));
-  }
-  std::vector<Tensor> tensors;
-  for (int i = 0; i < request.inputs_size(); ++i) {
-    const auto& input = request.inputs(i);
-    Tensor t;
-    t.name = input.name();
-    t.datatype = input.datatype();
-    t.shape.assign(input.shape().begin(), input.shape().end());
-    for (const Tensor& seen : tensors) {
-      if (seen.name == t.name) return Invalid(t.name, "is given more than once");
-    }
-    const Datatype* type = FindDatatype(t.datatype);
-    if (type == nullptr) {
-      return Invalid(t.name, absl::StrCat("datatype '", t.datatype,
-                                          "' is not supported by weft"));
-    }
-    t.kind = type->kind;
-    int64_t count = 1;
-    for (int64_t dim : t.shape) {
-      if (dim < 0) {
-        return Invalid(t.name, absl::StrCat("shape ", ShapeString(t.shape),
-                                            " has a negative dimension"));
-      }
-      if (dim > kMaxElements || count * dim > kMaxElements) {
-        return Invalid(t.name, absl::StrCat("shape ", ShapeString(t.shape),
-                                            " holds more than ", kMaxElements,
-                                            " elements"));
-      }
-      count *= dim;
-    }
-    absl::Status decoded;
-    if (raw) {
-      if (input.has_contents()) {
-        return Invalid(t.name,
-                       "sets contents while the request uses raw_input_contents");
-      }
-      decoded = DecodeRaw(*type, count, request.raw_input_contents(i), &t);
-    } else {
-      decoded = DecodeTyped(*type, count, input.contents(), &t);
-    }
-    if (!decoded.ok()) return decoded;
-    tensors.push_back(std::move(t));
-  }
-  return tensors;
-}
-
-namespace {
-
-int64_t NumElements(const Tensor& t) {
-  switch (t.kind) {
-    case Tensor::Kind::kBytes: return t.bytes.size();
-    case Tensor::Kind::kBool: return t.bools.size();
-    case Tensor::Kind::kInt: return t.ints.size();
-    case Tensor::Kind::kUnsigned: return t.uints.size();
-    case Tensor::Kind::kFloat: return t.floats.size();
-  }
-  return 0;
-}
-
 absl::Status CheckDatatype(const Tensor& t, const InputSpec& spec) {
   bool ok = false;
   const char* send = "";
@@ -330,8 +260,15 @@ absl::Status CheckDatatype(const Tensor& t, const InputSpec& spec) {
       spec.want == Want::kInt ? " (any integer datatype is accepted)" : ""));
 }
 
-absl::Status CheckOneElement(const Tensor& t, const InputSpec& spec) {
-  const int64_t n = NumElements(t);
+// Scalars and the prompt hold one element; word lists at most
+// kMaxWordListElements. Checked on the shape, before any data is read.
+absl::Status CheckCount(const Tensor& t, const InputSpec& spec, int64_t n) {
+  if (spec.want == Want::kTextList) {
+    if (n <= kMaxWordListElements) return absl::OkStatus();
+    return Invalid(t.name, absl::StrCat("shape ", ShapeString(t.shape), " holds ", n,
+                                        " elements; a word list holds at most ",
+                                        kMaxWordListElements, " (padding included)"));
+  }
   if (n == 1) return absl::OkStatus();
   if (spec.want == Want::kText && n > 1) {
     return Invalid(t.name, absl::StrCat("shape ", ShapeString(t.shape), " holds ", n,
@@ -341,6 +278,98 @@ absl::Status CheckOneElement(const Tensor& t, const InputSpec& spec) {
   return Invalid(t.name, absl::StrCat("shape ", ShapeString(t.shape), " holds ", n,
                                       " values; expected one (shape [1] or [1, 1])"));
 }
+
+}  // namespace
+
+absl::Status CheckModel(absl::string_view name, absl::string_view version,
+                        const ServedModel& model) {
+  bool known = name == model.name;
+  for (const char* alias : kModelAliases) known = known || name == alias;
+  if (!known) {
+    return absl::NotFoundError(absl::StrCat(
+        "model ", Quoted(name), " is not served here (this server serves '", model.name,
+        "', also reachable as 'ensemble' and 'tensorrt_llm_bls')"));
+  }
+  if (!version.empty() && version != kModelVersion) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' has no version ",
+                                            Quoted(version), " (only version ",
+                                            kModelVersion, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<Tensor>> DecodeInputs(
+    const inference::ModelInferRequest& request) {
+  // Names are checked against the accepted ones before any data is read,
+  // so a request costs at most one decode per accepted input.
+  constexpr int kNumInputs = static_cast<int>(std::size(kInputs));
+  if (request.inputs_size() > kNumInputs) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the request has ", request.inputs_size(), " inputs; weft accepts at most ",
+        kNumInputs, " (", AcceptedInputs(), ")"));
+  }
+  const bool raw = request.raw_input_contents_size() > 0;
+  if (raw && request.raw_input_contents_size() != request.inputs_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "raw_input_contents has ", request.raw_input_contents_size(),
+        " entries for ", request.inputs_size(), " inputs (one per input, in order)"));
+  }
+  bool given[kNumInputs] = {};  // by index in kInputs
+  std::vector<Tensor> tensors;
+  tensors.reserve(request.inputs_size());
+  for (int i = 0; i < request.inputs_size(); ++i) {
+    const auto& input = request.inputs(i);
+    const InputSpec* spec = FindInput(input.name());
+    if (spec == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unexpected inference input ", Quoted(input.name()), " for model ",
+          Quoted(request.model_name()), "; weft accepts ", AcceptedInputs()));
+    }
+    if (given[spec - kInputs]) return Invalid(spec->name, "is given more than once");
+    given[spec - kInputs] = true;
+    Tensor t;
+    t.name = input.name();
+    t.datatype = input.datatype();
+    t.shape.assign(input.shape().begin(), input.shape().end());
+    const Datatype* type = FindDatatype(t.datatype);
+    if (type == nullptr) {
+      return Invalid(t.name, absl::StrCat("datatype ", Quoted(t.datatype),
+                                          " is not supported by weft"));
+    }
+    t.kind = type->kind;
+    if (auto s = CheckDatatype(t, *spec); !s.ok()) return s;
+    int64_t count = 1;
+    for (int64_t dim : t.shape) {
+      if (dim < 0) {
+        return Invalid(t.name, absl::StrCat("shape ", ShapeString(t.shape),
+                                            " has a negative dimension"));
+      }
+      // dim <= kMaxElements first, so count * dim cannot overflow.
+      if (dim > kMaxElements || count * dim > kMaxElements) {
+        return Invalid(t.name, absl::StrCat("shape ", ShapeString(t.shape),
+                                            " holds more than ", kMaxElements,
+                                            " elements"));
+      }
+      count *= dim;
+    }
+    if (auto s = CheckCount(t, *spec, count); !s.ok()) return s;
+    absl::Status decoded;
+    if (raw) {
+      if (input.has_contents()) {
+        return Invalid(t.name,
+                       "sets contents while the request uses raw_input_contents");
+      }
+      decoded = DecodeRaw(*type, count, request.raw_input_contents(i), &t);
+    } else {
+      decoded = DecodeTyped(*type, count, input.contents(), &t);
+    }
+    if (!decoded.ok()) return decoded;
+    tensors.push_back(std::move(t));
+  }
+  return tensors;
+}
+
+namespace {
 
 // The tensor's single integer, range-checked into [lo, hi].
 absl::StatusOr<int64_t> IntValue(const Tensor& t, int64_t lo, int64_t hi) {
@@ -356,6 +385,26 @@ absl::StatusOr<int64_t> IntValue(const Tensor& t, int64_t lo, int64_t hi) {
                    absl::StrCat(t.ints[0], " is out of range [", lo, ", ", hi, "]"));
   }
   return t.ints[0];
+}
+
+// At most kMaxStopStrings words of at most kMaxStopStringBytes each, the
+// limits Generate puts on stop strings; empty elements are padding.
+absl::Status CheckBadWords(const Tensor& t) {
+  int words = 0;
+  for (size_t i = 0; i < t.bytes.size(); ++i) {
+    if (t.bytes[i].empty()) continue;
+    if (++words > kMaxStopStrings) {
+      return Invalid(t.name, absl::StrCat("holds more than ", kMaxStopStrings,
+                                          " words; weft bans at most ",
+                                          kMaxStopStrings));
+    }
+    if (t.bytes[i].size() > static_cast<size_t>(kMaxStopStringBytes)) {
+      return Invalid(absl::StrCat(t.name, "[", i, "]"),
+                     absl::StrCat("is ", t.bytes[i].size(), " bytes; at most ",
+                                  kMaxStopStringBytes));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // Runtime validation messages start with the weft.v1 field path; rename it
@@ -392,6 +441,10 @@ absl::Status RenameField(const absl::Status& status) {
 absl::StatusOr<ConvertedRequest> FromInferRequest(
     const inference::ModelInferRequest& proto, const ServedModel& model,
     const std::string& id) {
+  if (proto.id().size() > static_cast<size_t>(kMaxRequestIdBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "id: longer than ", kMaxRequestIdBytes, " bytes (", proto.id().size(), ")"));
+  }
   auto tensors = DecodeInputs(proto);
   if (!tensors.ok()) return tensors.status();
 
@@ -402,16 +455,8 @@ absl::StatusOr<ConvertedRequest> FromInferRequest(
   bool have_text = false;
   bool return_log_probs = false;
   for (const Tensor& t : *tensors) {
+    // DecodeInputs checked the name, the datatype and the element count.
     const InputSpec* spec = FindInput(t.name);
-    if (spec == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unexpected inference input '", t.name, "' for model '",
-          proto.model_name(), "'; weft accepts ", AcceptedInputs()));
-    }
-    if (auto s = CheckDatatype(t, *spec); !s.ok()) return s;
-    if (spec->want != Want::kTextList) {
-      if (auto s = CheckOneElement(t, *spec); !s.ok()) return s;
-    }
     const absl::string_view name = t.name;
     constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
     constexpr int64_t kInt32Min = std::numeric_limits<int32_t>::min();
@@ -463,6 +508,7 @@ absl::StatusOr<ConvertedRequest> FromInferRequest(
         if (!word.empty()) stopping->add_stop(word);  // TRT-LLM clients pad with ""
       }
     } else if (name == "bad_words") {
+      if (auto s = CheckBadWords(t); !s.ok()) return s;  // before any tokenizing
       for (size_t i = 0; i < t.bytes.size(); ++i) {
         if (t.bytes[i].empty()) continue;
         const std::vector<int32_t> ids =

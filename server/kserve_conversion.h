@@ -48,10 +48,12 @@ struct Tensor {
   std::vector<double> floats;      // kFloat
 };
 
-// Decodes every input. INVALID_ARGUMENT (naming the tensor) for an
-// unsupported datatype, a negative dimension, data that does not match the
-// shape, a raw BYTES element that runs past its entry, or typed and raw
-// contents mixed.
+// Decodes every input. Before reading any data: INVALID_ARGUMENT for more
+// inputs than weft accepts, an unknown or repeated name, a datatype the
+// input does not take, a negative dimension, more elements than the input
+// holds (one; a word list at most 256, padding included). Then (naming the
+// tensor) for data that does not match the shape, a raw BYTES element that
+// runs past its entry, or typed and raw contents mixed.
 absl::StatusOr<std::vector<Tensor>> DecodeInputs(
     const inference::ModelInferRequest& request);
 
@@ -73,8 +75,10 @@ struct ConvertedRequest {
 };
 
 // Validates and converts `proto` (the model name is checked by the caller).
-// `id` becomes Request::id. INVALID_ARGUMENT names the tensor; UNIMPLEMENTED
-// for inputs weft knows but does not serve (beam_width > 1, logits).
+// `id` becomes Request::id. INVALID_ARGUMENT names the tensor (or `id`, over
+// kMaxRequestIdBytes; bad_words are capped like stop strings before they are
+// tokenized); UNIMPLEMENTED for inputs weft knows but does not serve
+// (beam_width > 1, logits).
 absl::StatusOr<ConvertedRequest> FromInferRequest(
     const inference::ModelInferRequest& proto, const ServedModel& model,
     const std::string& id);

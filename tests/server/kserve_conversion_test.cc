@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -87,7 +88,7 @@ class KServeConversionTest : public ::testing::Test {
 
 TEST_F(KServeConversionTest, DecodesRawBytesBoolIntAndFloatTensors) {
   inference::ModelInferRequest r;
-  AddRaw(&r, "text_input", "BYTES", {1, 2}, SerializeBytes({"ab", ""}));
+  AddRaw(&r, "stop_words", "BYTES", {1, 2}, SerializeBytes({"ab", ""}));
   AddRaw(&r, "stream", "BOOL", {1, 1}, std::string("\x01", 1));
   AddRaw(&r, "max_tokens", "INT32", {1}, Raw<int32_t>({-7}));
   AddRaw(&r, "random_seed", "UINT64", {1}, Raw<uint64_t>({~uint64_t{0}}));
@@ -189,6 +190,99 @@ TEST_F(KServeConversionTest, HugeShapeIsRefusedBeforeAnyAllocation) {
   AddRaw(&r, "text_input", "BYTES", {1 << 30, 1 << 30}, "");
   EXPECT_THAT(DecodeInputs(r),
               StatusIs(absl::StatusCode::kInvalidArgument, "holds more than"));
+}
+
+TEST_F(KServeConversionTest, ShapeWhoseProductOverflowsIsRefusedWhateverTheData) {
+  inference::ModelInferRequest square = RawPrompt("x");
+  AddRaw(&square, "max_tokens", "INT32", {4096, 4096}, Raw<int32_t>({1}));
+  EXPECT_THAT(DecodeInputs(square),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "max_tokens: shape [4096, 4096] holds more than 1048576"));
+  inference::ModelInferRequest words = RawPrompt("x");
+  AddRaw(&words, "stop_words", "BYTES", {4096, 4096}, SerializeBytes({"a"}));
+  EXPECT_THAT(DecodeInputs(words),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "stop_words: shape [4096, 4096] holds more than"));
+  // Zero elements in all, but a dimension no tensor may have.
+  inference::ModelInferRequest empty = RawPrompt("x");
+  AddRaw(&empty, "stop_words", "BYTES", {0, int64_t{1} << 40}, "");
+  EXPECT_THAT(DecodeInputs(empty),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "stop_words: shape [0, 1099511627776] holds more than"));
+}
+
+TEST_F(KServeConversionTest, MoreInputsThanWeftAcceptsAreRefusedBeforeAnyIsRead) {
+  inference::ModelInferRequest r;
+  for (int i = 0; i < 10000; ++i) {
+    AddRaw(&r, absl::StrCat("input_", i), "INT32", {1}, Raw<int32_t>({i}));
+  }
+  EXPECT_THAT(DecodeInputs(r),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "the request has 10000 inputs; weft accepts at most 22"));
+}
+
+TEST_F(KServeConversionTest, UnknownInputIsRefusedBeforeItsDataIsRead) {
+  inference::ModelInferRequest r = RawPrompt("x");
+  AddRaw(&r, "input_ids", "FP16", {1 << 30}, "");  // unsupported, huge, no data
+  EXPECT_THAT(DecodeInputs(r), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        "unexpected inference input 'input_ids'"));
+  // A long name is quoted cut short.
+  inference::ModelInferRequest long_name = RawPrompt("x");
+  AddRaw(&long_name, std::string(100000, 'n'), "INT32", {1}, Raw<int32_t>({1}));
+  auto decoded = DecodeInputs(long_name);
+  EXPECT_THAT(decoded, StatusIs(absl::StatusCode::kInvalidArgument,
+                                "…' (100000 bytes) for model 'ensemble'"));
+  EXPECT_LT(decoded.status().message().size(), 1000u);
+}
+
+TEST_F(KServeConversionTest, ScalarElementCountIsCheckedBeforeItsData) {
+  inference::ModelInferRequest r = RawPrompt("x");
+  AddRaw(&r, "max_tokens", "INT32", {1, 2}, "z");  // 1 byte: neither 1 nor 2 values
+  EXPECT_THAT(DecodeInputs(r),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "max_tokens: shape [1, 2] holds 2 values; expected one"));
+}
+
+TEST_F(KServeConversionTest, WordListOfMoreThan256ElementsIsRefused) {
+  inference::ModelInferRequest r = RawPrompt("x");
+  AddRaw(&r, "stop_words", "BYTES", {1, 257},
+         SerializeBytes(std::vector<std::string>(257, "")));
+  EXPECT_THAT(DecodeInputs(r),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "stop_words: shape [1, 257] holds 257 elements; a word list "
+                       "holds at most 256 (padding included)"));
+  inference::ModelInferRequest padded = RawPrompt("x");
+  AddRaw(&padded, "stop_words", "BYTES", {1, 256},
+         SerializeBytes(std::vector<std::string>(256, "")));
+  EXPECT_TRUE(DecodeInputs(padded).ok());
+}
+
+TEST_F(KServeConversionTest, BadWordsAreCappedLikeStopStringsBeforeTokenizing) {
+  const auto [word, word_id] = SingleTokenWord();
+  inference::ModelInferRequest many = RawPrompt("Hello");
+  std::vector<std::string> words(17, word);
+  words.push_back("");  // padding does not count
+  AddRaw(&many, "bad_words", "BYTES", {1, 18}, SerializeBytes(words));
+  EXPECT_THAT(Convert(many), StatusIs(absl::StatusCode::kInvalidArgument,
+                                      "bad_words: holds more than 16 words"));
+  inference::ModelInferRequest sixteen = RawPrompt("Hello");
+  AddRaw(&sixteen, "bad_words", "BYTES", {1, 16},
+         SerializeBytes(std::vector<std::string>(16, word)));
+  EXPECT_TRUE(Convert(sixteen).ok());
+  inference::ModelInferRequest long_word = RawPrompt("Hello");
+  AddRaw(&long_word, "bad_words", "BYTES", {1, 2},
+         SerializeBytes({"", std::string(257, 'a')}));
+  EXPECT_THAT(Convert(long_word), StatusIs(absl::StatusCode::kInvalidArgument,
+                                           "bad_words[1]: is 257 bytes; at most 256"));
+}
+
+TEST_F(KServeConversionTest, IdLongerThan256BytesIsRefused) {
+  inference::ModelInferRequest r = RawPrompt("Hello");
+  r.set_id(std::string(257, 'i'));
+  EXPECT_THAT(Convert(r), StatusIs(absl::StatusCode::kInvalidArgument,
+                                   "id: longer than 256 bytes (257)"));
+  r.set_id(std::string(256, 'i'));
+  EXPECT_TRUE(Convert(r).ok());
 }
 
 TEST_F(KServeConversionTest, CarriesEveryTensorRtLlmInputOver) {
