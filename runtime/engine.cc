@@ -28,7 +28,7 @@ struct RequestState {
 };
 
 struct Engine::AtomicStats {
-  std::atomic<int> num_waiting{0}, num_running{0}, num_live{0};
+  std::atomic<int> num_waiting{0}, num_running{0};
   std::atomic<int> kv_used{0}, kv_free{0};
   std::atomic<int64_t> cache_queried{0}, cache_hits{0}, preemptions{0},
       steps{0}, prompt_tokens{0}, generated{0}, finished{0}, failed{0},
@@ -457,7 +457,6 @@ void Engine::EndRequest(RequestState* request) {
 void Engine::PublishStats() {
   stats_->num_waiting = scheduler_.num_waiting();
   stats_->num_running = scheduler_.num_running();
-  stats_->num_live = queue_.num_live();
   stats_->kv_used = blocks_.num_used_blocks();
   stats_->kv_free = blocks_.num_free_blocks();
   stats_->cache_queried = blocks_.prefix_cache_queries();
@@ -468,7 +467,9 @@ EngineStats Engine::stats() const {
   EngineStats s;
   s.num_waiting = stats_->num_waiting;
   s.num_running = stats_->num_running;
-  s.num_live_requests = stats_->num_live;
+  // From the queue itself, not the last step's snapshot: a request counts
+  // as live from the moment Submit() accepts it (drain waits on this).
+  s.num_live_requests = queue_.num_live();
   s.kv_blocks_total = blocks_.num_blocks();
   s.kv_blocks_used = stats_->kv_used;
   s.kv_blocks_free = stats_->kv_free;

@@ -409,6 +409,17 @@ TEST(EngineTest, QueueTimeEndsWhereTheFirstForwardPassBegins) {
   EXPECT_GE(finished->timings.time_to_first_token, pass);
 }
 
+TEST(EngineTest, ARequestIsLiveFromTheMomentSubmitAcceptsIt) {
+  // Drain waits while requests are live: one accepted but not yet stepped
+  // must already count, or a drain right after Submit stops the engine on it.
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(h.Submit(GreedyRequest("fresh", RandomPrompt(4, 1), 2)).ok());
+  EXPECT_EQ(h.engine().stats().num_live_requests, 1);
+  h.RunUntilIdle();
+  EXPECT_EQ(h.engine().stats().num_live_requests, 0);
+}
+
 TEST(EngineTest, LoopThreadServesConcurrentSubmittersAndStopEndsTheRest) {
   EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   ASSERT_TRUE(h.ok());
