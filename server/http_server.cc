@@ -30,6 +30,11 @@ void SendJson(httplib::Response& response, int status, const std::string& body) 
   response.set_content(body, "application/json");
 }
 
+// Served names come from file names, which need not be UTF-8.
+std::string Dump(const Json& json) {
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
 void SendError(httplib::Response& response, const absl::Status& status) {
   const HttpError error = ToHttpError(status);
   SendJson(response, error.status, error.body);
@@ -151,9 +156,7 @@ void RespondWhole(Completion& completion, httplib::Response& response) {
     if (const Delta* delta = std::get_if<Delta>(&*event)) {
       completion.builder().Accumulate(*delta);
     } else if (const Finished* finished = std::get_if<Finished>(&*event)) {
-      SendJson(response, 200,
-               completion.builder().Complete(*finished).dump(
-                   -1, ' ', false, Json::error_handler_t::replace));
+      SendJson(response, 200, Dump(completion.builder().Complete(*finished)));
       return;
     } else {
       SendError(response, std::get<absl::Status>(*event));
@@ -437,9 +440,9 @@ void HttpServer::HandleModels(const httplib::Request& http_request,
   };
   if (id == nullptr) {
     SendJson(response, 200,
-             Json{{"object", "list"}, {"data", Json::array({card})}}.dump());
+             Dump(Json{{"object", "list"}, {"data", Json::array({card})}}));
   } else if (*id == model_.name) {
-    SendJson(response, 200, card.dump());
+    SendJson(response, 200, Dump(card));
   } else {
     SendError(response,
               WithErrorCode(WithParam(absl::NotFoundError(absl::StrCat(
