@@ -105,6 +105,12 @@ class InferReactor : public grpc::ServerUnaryReactor {
 // (an error) or the next request in `ready_`, whose buffer has or may have
 // an event. A request is either in ready_ (or being written) or its
 // buffer's listener is armed, never both; the listener puts it back.
+//
+// Memory: each running request holds one buffer (bounded by the engine's
+// max_live_requests and max_tokens); error responses wait in `immediate_`,
+// and while kMaxQueuedErrorResponses wait the stream reads no further
+// request, so a client that sends without reading is held back by gRPC's
+// flow control instead of growing the queue.
 class StreamReactor
     : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
  public:
@@ -138,6 +144,13 @@ class StreamReactor
       return;
     }
     Handle(request_);
+    {
+      absl::MutexLock lock(&mu_);
+      if (!broken_ && immediate_.size() >= KServeService::kMaxQueuedErrorResponses) {
+        reading_paused_ = true;  // Pump reads on once they are written
+        return;
+      }
+    }
     StartRead(&request_);
   }
 
@@ -156,13 +169,18 @@ class StreamReactor
   void OnCancel() override { Break(); }
 
   void OnDone() override {
-    std::vector<std::shared_ptr<Pending>> live;
+    std::vector<std::shared_ptr<StreamBuffer>> buffers;
     {
       absl::MutexLock lock(&mu_);
-      for (auto& [id, pending] : live_) live.push_back(pending);
+      for (const auto& weak : listened_) {
+        if (auto buffer = weak.lock()) buffers.push_back(std::move(buffer));
+      }
     }
-    // After this no listener runs or will run, so `this` may go.
-    for (auto& pending : live) pending->buffer->ClearListener();
+    // After this no listener runs or will run, so `this` may go. A finished
+    // request's listener may still be running on the engine thread (its
+    // terminal event already written by another thread), hence every buffer
+    // still alive, not only those in live_.
+    for (auto& buffer : buffers) buffer->ClearListener();
     delete this;
   }
 
@@ -202,11 +220,25 @@ class StreamReactor
     pending->engine_id = converted->request.id;
     Pending* raw = pending.get();
     pending->buffer->SetListener([this, raw] { OnEvent(raw); });
+    bool gone;
     {
       absl::MutexLock lock(&mu_);
-      if (broken_) return;  // the client is gone: run nothing more
-      live_[pending->engine_id] = pending;
+      gone = broken_;
+      if (!gone) {
+        live_[pending->engine_id] = pending;
+        // A buffer lives while the engine or live_ holds it; an expired one
+        // has no listener call running and will have none.
+        if (listened_.size() > 2 * live_.size() + 16) {
+          std::erase_if(listened_, [](const auto& weak) { return weak.expired(); });
+        }
+        listened_.push_back(pending->buffer);
+      }
     }
+    if (gone) {  // the client is gone: run nothing more
+      recorder.Refused(absl::CancelledError("the client cancelled the stream"));
+      return;
+    }
+    service_->RunBeforeSubmitHook();
     status = service_->engine()->Submit(std::move(converted->request),
                                         recorder.Wrap(pending->buffer));
     if (!status.ok()) {
@@ -218,16 +250,31 @@ class StreamReactor
       Queue(ErrorResponse(proto, status));
       return;
     }
+    {
+      absl::MutexLock lock(&mu_);
+      gone = broken_;
+    }
+    // A Break since the insertion into live_ may have cancelled the id
+    // before the engine knew it, which Engine::Cancel ignores: again.
+    if (gone) service_->engine()->Cancel(pending->engine_id);
     OnEvent(raw);  // take what is there, or arm the listener
   }
 
+  // As Triton answers a failed request on a stream: the request's last
+  // response, with its id, model name and version and the final flag.
   static ModelStreamInferResponse ErrorResponse(const ModelInferRequest& proto,
                                                 const absl::Status& status) {
     ModelStreamInferResponse response;
     // The code's name first: the stream has no status per request.
     response.set_error_message(status.ToString());
-    response.mutable_infer_response()->set_model_name(proto.model_name());
-    response.mutable_infer_response()->set_id(proto.id());
+    ModelInferResponse* infer = response.mutable_infer_response();
+    infer->set_model_name(proto.model_name());
+    infer->set_model_version(kserve::kModelVersion);
+    // An id refused for its length is not echoed.
+    if (proto.id().size() <= static_cast<size_t>(kMaxRequestIdBytes)) {
+      infer->set_id(proto.id());
+    }
+    kserve::SetFinalFlag(true, infer);
     return response;
   }
 
@@ -262,6 +309,7 @@ class StreamReactor
     for (;;) {
       std::shared_ptr<Pending> pending;
       bool write_immediate = false;
+      bool resume_reading = false;
       bool finish = false;
       {
         absl::MutexLock lock(&mu_);
@@ -269,6 +317,11 @@ class StreamReactor
           response_ = std::move(immediate_.front());
           immediate_.pop_front();
           write_immediate = true;
+          if (reading_paused_ &&
+              immediate_.size() < KServeService::kMaxQueuedErrorResponses) {
+            reading_paused_ = false;
+            resume_reading = true;
+          }
         } else if (broken_ || ready_.empty()) {
           writing_ = false;
           finish = ShouldFinishLocked();
@@ -277,6 +330,7 @@ class StreamReactor
           ready_.pop_front();
         }
       }
+      if (resume_reading) StartRead(&request_);  // no read is in flight
       if (write_immediate) {
         StartWrite(&response_);
         return;
@@ -354,6 +408,10 @@ class StreamReactor
     {
       absl::MutexLock lock(&mu_);
       broken_ = true;
+      if (reading_paused_) {  // no read in flight, and none will start
+        reading_paused_ = false;
+        reads_done_ = true;
+      }
       for (auto& [id, pending] : live_) ids.push_back(id);
       finish = ShouldFinishLocked();
     }
@@ -385,7 +443,10 @@ class StreamReactor
   absl::flat_hash_map<std::string, std::shared_ptr<Pending>> live_ ABSL_GUARDED_BY(mu_);
   std::deque<std::shared_ptr<Pending>> ready_ ABSL_GUARDED_BY(mu_);
   std::deque<ModelStreamInferResponse> immediate_ ABSL_GUARDED_BY(mu_);
+  // Every buffer given a listener that may still be called.
+  std::vector<std::weak_ptr<StreamBuffer>> listened_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_paused_ ABSL_GUARDED_BY(mu_) = false;  // no read in flight, on purpose
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

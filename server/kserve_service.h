@@ -7,12 +7,15 @@
 // requests one at a time, runs any number of them at once, and writes
 // their responses with one write in flight, taking each request's events
 // from its StreamBuffer (which merges deltas while the client reads
-// slowly). A request's error becomes a response with error_message; the
-// stream goes on. docs/kserve.md describes the tensors and the responses.
+// slowly). A request's error becomes its final response, with
+// error_message; the stream goes on. While kMaxQueuedErrorResponses wait
+// to be written the stream reads no further request. docs/kserve.md
+// describes the tensors and the responses.
 #ifndef WEFT_SERVER_KSERVE_SERVICE_H_
 #define WEFT_SERVER_KSERVE_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 #include <string>
 
 #include "inference/grpc_service.grpc.pb.h"
@@ -25,6 +28,10 @@ namespace weft {
 
 class KServeService final : public inference::GRPCInferenceService::CallbackService {
  public:
+  // Error responses a stream holds unwritten before it stops reading
+  // requests until they are written.
+  static constexpr size_t kMaxQueuedErrorResponses = 4;
+
   // `engine`, `model.tokenizer`, `keys` and `metrics` must outlive the
   // service; a null `metrics` records nothing.
   KServeService(Engine* engine, ServedModel model, const ApiKeys* keys,
@@ -69,6 +76,15 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   // A fresh engine request id for `tenant`'s next request.
   std::string NextRequestId(absl::string_view tenant);
 
+  // Tests: `hook` runs on a stream's thread between a request's admission
+  // to the stream and Engine::Submit (set it before any stream starts).
+  void SetBeforeSubmitHookForTesting(std::function<void()> hook) {
+    before_submit_hook_ = std::move(hook);
+  }
+  void RunBeforeSubmitHook() const {
+    if (before_submit_hook_) before_submit_hook_();
+  }
+
  private:
   // The caller's tenant from its `authorization` metadata.
   absl::StatusOr<std::string> Authenticate(
@@ -80,6 +96,7 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   ServerMetrics* metrics_;
   std::atomic<uint64_t> next_request_number_{0};
   std::atomic<bool> draining_{false};
+  std::function<void()> before_submit_hook_;
 };
 
 }  // namespace weft

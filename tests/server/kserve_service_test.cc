@@ -1,11 +1,15 @@
 // inference.GRPCInferenceService over loopback gRPC on the tiny model:
 // streamed text equals the in-process engine's, several requests share a
 // stream, a bad request's error does not end the stream, cancelling a
-// stream frees its requests, draining refuses new work, API keys, metrics.
+// stream or a call frees its requests, a full engine, a client that does
+// not read, draining refuses new work, API keys, metrics. Tests that must
+// see a request while it runs drive the engine's steps themselves.
 #include "server/kserve_service.h"
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -88,12 +92,13 @@ class KServeServiceTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(ApiKeys()); }
 
-  void Start(ApiKeys keys) {
+  // `run_engine` false: the test calls Step() (StepSlowlyUntil).
+  void Start(ApiKeys keys, EngineConfig config = Config(), bool run_engine = true) {
     keys_ = std::move(keys);
     harness_ = std::make_unique<EngineHarness>(test::TinyModelPath(kTiny), Plan(),
-                                               Config());
+                                               config);
     ASSERT_TRUE(harness_->ok());
-    harness_->engine().Start();
+    if (run_engine) harness_->engine().Start();
     model_.name = "tiny";
     model_.architecture = "llama";
     model_.tokenizer = &harness_->tokenizer();
@@ -115,6 +120,41 @@ class KServeServiceTest : public ::testing::Test {
   void TearDown() override {
     if (server_) server_->Shutdown(std::chrono::system_clock::now());
     if (harness_ && harness_->ok()) harness_->engine().Stop();
+  }
+
+  // Steps the engine (not started) until `done`, one step per 4 ms, so that
+  // a request of 200 tokens runs for at least 0.8 s: time enough for a
+  // cancel to reach it. False after 30 s.
+  bool StepSlowlyUntil(const std::function<bool(const EngineStats&)>& done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (!done(harness_->engine().stats())) {
+      if (absl::Now() > deadline) return false;
+      harness_->engine().Step();
+      absl::SleepFor(absl::Milliseconds(4));
+    }
+    return true;
+  }
+
+  // The request counter of `code` for the default tenant, as rendered.
+  std::string RequestsLine(const char* code, int n) const {
+    return absl::StrCat("weft:requests_total{model_name=\"tiny\",tenant=\"default\",code=\"",
+                        code, "\"} ", n, "\n");
+  }
+  bool Counted(const char* code) const {
+    return absl::StrContains(metrics_->Render(EngineStats{}),
+                             absl::StrCat("tenant=\"default\",code=\"", code, "\""));
+  }
+
+  // Waits (engine running) until no request is live and `line` is counted.
+  bool EndedAndCounted(const std::string& line) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    auto ended = [&] {
+      const EngineStats stats = harness_->engine().stats();
+      return absl::StrContains(metrics_->Render(stats), line) &&
+             stats.num_live_requests == 0 && stats.kv_blocks_used == 0;
+    };
+    while (!ended() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+    return ended();
   }
 
   static void SetDeadline(grpc::ClientContext* context) {
@@ -229,6 +269,11 @@ TEST_F(KServeServiceTest, BadRequestGetsAnErrorResponseAndTheStreamGoesOn) {
   EXPECT_TRUE(absl::StrContains(responses[0].error_message(),
                                 "INVALID_ARGUMENT: max_tokens: datatype FP32"))
       << responses[0].error_message();
+  // As Triton answers a failed request: its last response, fully addressed.
+  EXPECT_TRUE(IsFinal(responses[0].infer_response()));
+  EXPECT_EQ(responses[0].infer_response().model_name(), "ensemble");
+  EXPECT_EQ(responses[0].infer_response().model_version(), "1");
+  EXPECT_TRUE(IsFinal(responses[1].infer_response()));
   EXPECT_EQ(responses[1].infer_response().id(), "nomodel");
   EXPECT_TRUE(absl::StrContains(responses[1].error_message(),
                                 "NOT_FOUND: model 'gpt' is not served here"))
@@ -287,6 +332,203 @@ TEST_F(KServeServiceTest, CancellingAStreamEndsItsRequestsAndFreesTheirBlocks) {
   };
   while (!ended() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_TRUE(ended()) << metrics_->Render(harness_->engine().stats());
+}
+
+TEST_F(KServeServiceTest, ModelInferCancelledByItsClientEndsCancelledAndFreesItsBlocks) {
+  TearDown();
+  Start(ApiKeys(), Config(), /*run_engine=*/false);
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  ModelInferResponse response;
+  grpc::Status status;
+  std::thread call([&] {
+    status = stub_->ModelInfer(&context, Greedy("u", "Hello", 200, false), &response);
+  });
+  ASSERT_TRUE(StepSlowlyUntil([](const EngineStats& s) {
+    return s.num_running == 1 && s.kv_blocks_used > 0;
+  }));
+  context.TryCancel();
+  ASSERT_TRUE(StepSlowlyUntil([](const EngineStats& s) {
+    return s.num_live_requests == 0;
+  }));
+  call.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  const EngineStats stats = harness_->engine().stats();
+  EXPECT_EQ(stats.kv_blocks_used, 0);
+  EXPECT_LT(stats.generated_tokens, 200);
+  const std::string text = metrics_->Render(stats);
+  EXPECT_TRUE(absl::StrContains(text, RequestsLine("CANCELLED", 1))) << text;
+  EXPECT_FALSE(Counted("OK")) << text;
+}
+
+TEST_F(KServeServiceTest, ModelInferPastItsDeadlineEndsCancelledAndFreesItsBlocks) {
+  TearDown();
+  Start(ApiKeys(), Config(), /*run_engine=*/false);
+  grpc::ClientContext context;
+  // 200 tokens take at least 0.8 s here: the deadline passes while it runs.
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  ModelInferResponse response;
+  grpc::Status status;
+  std::thread call([&] {
+    status = stub_->ModelInfer(&context, Greedy("u", "Hello", 200, false), &response);
+  });
+  ASSERT_TRUE(StepSlowlyUntil([](const EngineStats& s) {
+    return s.num_running == 1 && s.kv_blocks_used > 0;
+  }));
+  ASSERT_TRUE(StepSlowlyUntil([](const EngineStats& s) {
+    return s.num_live_requests == 0;
+  }));
+  call.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  const EngineStats stats = harness_->engine().stats();
+  EXPECT_EQ(stats.kv_blocks_used, 0);
+  EXPECT_LT(stats.generated_tokens, 200);
+  const std::string text = metrics_->Render(stats);
+  EXPECT_TRUE(absl::StrContains(text, RequestsLine("CANCELLED", 1))) << text;
+  EXPECT_FALSE(Counted("OK")) << text;
+}
+
+TEST_F(KServeServiceTest, CancellingAStreamCancelsEveryRequestRunningOnIt) {
+  TearDown();
+  Start(ApiKeys(), Config(), /*run_engine=*/false);
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto stream = stub_->ModelStreamInfer(&context);
+  ASSERT_TRUE(stream->Write(Greedy("s0", "Hello", 200, true)));
+  ASSERT_TRUE(stream->Write(Greedy("s1", "Hello there", 200, true)));
+  ASSERT_TRUE(stream->Write(Greedy("whole", "Hi", 200, false)));
+  ASSERT_TRUE(StepSlowlyUntil([](const EngineStats& s) {
+    return s.num_running == 3 && s.generated_tokens > 0;
+  }));
+  context.TryCancel();
+  ASSERT_TRUE(StepSlowlyUntil([](const EngineStats& s) {
+    return s.num_live_requests == 0;
+  }));
+  ModelStreamInferResponse response;
+  while (stream->Read(&response)) {
+  }
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  const EngineStats stats = harness_->engine().stats();
+  EXPECT_EQ(stats.kv_blocks_used, 0);
+  EXPECT_LT(stats.generated_tokens, 3 * 200);
+  const std::string text = metrics_->Render(stats);
+  EXPECT_TRUE(absl::StrContains(text, RequestsLine("CANCELLED", 3))) << text;
+  EXPECT_FALSE(Counted("OK")) << text;
+}
+
+TEST_F(KServeServiceTest, CancelBetweenAdmissionAndSubmitStillCancelsTheRequest) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  // The client goes while the stream is about to submit: its cancel reaches
+  // the engine before the request does.
+  std::atomic<bool> hook_ran{false};
+  service_->SetBeforeSubmitHookForTesting([&context, &hook_ran] {
+    context.TryCancel();
+    absl::SleepFor(absl::Milliseconds(200));  // for OnCancel to run meanwhile
+    hook_ran = true;
+  });
+  auto stream = stub_->ModelStreamInfer(&context);
+  // The server has the request; whether the client's Write reports its
+  // completion before the cancel does not matter.
+  stream->Write(Greedy("late", "Hello", 200, true));
+  ModelStreamInferResponse response;
+  while (stream->Read(&response)) {
+  }
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!hook_ran && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_TRUE(hook_ran);
+  EXPECT_TRUE(EndedAndCounted(RequestsLine("CANCELLED", 1)))
+      << metrics_->Render(harness_->engine().stats());
+  EXPECT_FALSE(Counted("OK")) << metrics_->Render(EngineStats{});
+}
+
+TEST_F(KServeServiceTest, FullEngineGetsAnErrorResponseAndTheStreamGoesOn) {
+  TearDown();
+  EngineConfig config = Config();
+  config.max_live_requests = 1;
+  Start(ApiKeys(), config, /*run_engine=*/false);
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto stream = stub_->ModelStreamInfer(&context);
+  ASSERT_TRUE(stream->Write(Greedy("first", "Hello", 4, true)));
+  ASSERT_TRUE(StepSlowlyUntil([](const EngineStats& s) {
+    return s.num_live_requests == 1;
+  }));
+  ASSERT_TRUE(stream->Write(Greedy("second", "Hello", 4, true)));
+  ModelStreamInferResponse response;
+  std::string refused;  // the error response of "second"
+  while (refused.empty() && stream->Read(&response)) {
+    if (response.infer_response().id() == "second") refused = response.error_message();
+  }
+  EXPECT_TRUE(absl::StartsWith(refused, "RESOURCE_EXHAUSTED: too many requests"))
+      << refused;
+  EXPECT_TRUE(IsFinal(response.infer_response()));
+
+  harness_->engine().Start();  // "first" ends; then there is room again
+  ASSERT_TRUE(EndedAndCounted(RequestsLine("OK", 1)));
+  ASSERT_TRUE(stream->Write(Greedy("third", "Hello", 4, true)));
+  stream->WritesDone();
+  std::map<std::string, int> finals;
+  while (stream->Read(&response)) {
+    EXPECT_EQ(response.error_message(), "") << response.infer_response().id();
+    finals[response.infer_response().id()] += IsFinal(response.infer_response());
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(finals["first"], 1);
+  EXPECT_EQ(finals["third"], 1);
+  const std::string text = metrics_->Render(EngineStats{});
+  EXPECT_TRUE(absl::StrContains(text, RequestsLine("RESOURCE_EXHAUSTED", 1))) << text;
+  EXPECT_TRUE(absl::StrContains(text, RequestsLine("OK", 2))) << text;
+}
+
+TEST_F(KServeServiceTest, AClientThatSendsWithoutReadingIsHeldBackNotBuffered) {
+  // Each refused request's response echoes its 3 MB model name: far more
+  // than gRPC's flow-control windows hold unread.
+  ModelInferRequest bad = Greedy("x", "Hello", 4, true);
+  bad.set_model_name(std::string(3 << 20, 'm'));
+  constexpr int kRequests = 32;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto stream = stub_->ModelStreamInfer(&context);
+  std::thread writer([&] {
+    for (int i = 0; i < kRequests; ++i) {
+      if (!stream->Write(bad)) return;  // false once cancelled
+    }
+  });
+  auto refused = [&] {
+    const std::string text = metrics_->Render(EngineStats{});
+    const std::string prefix =
+        "weft:requests_total{model_name=\"tiny\",tenant=\"default\",code=\"NOT_FOUND\"} ";
+    const size_t at = text.find(prefix);
+    return at == std::string::npos ? 0 : std::atoi(text.c_str() + at + prefix.size());
+  };
+  // Wait until the server stops taking requests (or has taken them all).
+  int seen = -1;
+  for (int stable = 0; stable < 10 && seen < kRequests; absl::SleepFor(absl::Milliseconds(50))) {
+    const int now = refused();
+    stable = now == seen ? stable + 1 : 0;
+    seen = now;
+  }
+  EXPECT_GE(seen, 1);
+  // One being written, a few the client's window took, and at most
+  // kMaxQueuedErrorResponses waiting: the rest wait in the client.
+  EXPECT_LE(seen, static_cast<int>(KServeService::kMaxQueuedErrorResponses) + 4);
+  context.TryCancel();
+  writer.join();
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(KServeServiceTest, OverlongIdIsRefusedWithoutBeingEchoed) {
+  grpc::Status status;
+  auto responses = StreamAll({Greedy(std::string(257, 'i'), "Hello", 4, true)}, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_TRUE(absl::StartsWith(responses[0].error_message(),
+                               "INVALID_ARGUMENT: id: longer than 256 bytes"))
+      << responses[0].error_message();
+  EXPECT_EQ(responses[0].infer_response().id(), "");
+  EXPECT_TRUE(IsFinal(responses[0].infer_response()));
 }
 
 TEST_F(KServeServiceTest, DrainingRefusesNewWorkButFinishesWhatRuns) {
