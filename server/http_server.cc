@@ -79,6 +79,20 @@ absl::StatusOr<std::string> ResponseId(OpenAiApi api,
       api == OpenAiApi::kChatCompletions ? "chatcmpl-" : "cmpl-", base);
 }
 
+// The parsers check each field's type before reading it; a JSON type error
+// that slips past them is still the client's 400, not a 500.
+absl::StatusOr<OpenAiRequest> ParseBody(OpenAiApi api, const std::string& body,
+                                        const ServedModel& model) {
+  try {
+    return api == OpenAiApi::kChatCompletions ? ParseChatRequest(body, model)
+                                              : ParseCompletionRequest(body, model);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request body has a value of the wrong type: ",
+                     e.what()));
+  }
+}
+
 // One accepted request, from Submit until its handler or stream is done.
 // Whatever way that ends, a request that has not ended is cancelled.
 class Completion {
@@ -385,10 +399,7 @@ void HttpServer::HandleCompletion(OpenAiApi api,
     return;
   }
   const RequestRecorder recorder(metrics_, *tenant);
-  absl::StatusOr<OpenAiRequest> parsed =
-      api == OpenAiApi::kChatCompletions
-          ? ParseChatRequest(http_request.body, model_)
-          : ParseCompletionRequest(http_request.body, model_);
+  absl::StatusOr<OpenAiRequest> parsed = ParseBody(api, http_request.body, model_);
   absl::StatusOr<std::string> id =
       parsed.ok() ? ResponseId(api, http_request)
                   : absl::StatusOr<std::string>(parsed.status());

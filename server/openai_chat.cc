@@ -90,7 +90,8 @@ absl::Status CheckToolChoice(const Json& body) {
 absl::Status CheckResponseFormat(const Json& body) {
   auto format = body.find("response_format");
   if (format == body.end() || format->is_null()) return absl::OkStatus();
-  if (format->is_object() && format->value("type", "") == "text") {
+  if (format->is_object() && format->contains("type") &&
+      (*format)["type"].is_string() && (*format)["type"] == "text") {
     return absl::OkStatus();
   }
   return InvalidParam("response_format",
@@ -180,7 +181,8 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
     out.request.sampling.logprobs = out.top_logprobs;
   }
   // max_completion_tokens replaces the deprecated max_tokens; either works.
-  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  // int32: prompt tokens + max_tokens must not overflow.
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
   std::optional<int64_t> max_tokens = f.Integer("max_completion_tokens", 1, kMax);
   absl::string_view max_tokens_param = "max_completion_tokens";
   if (!max_tokens) {

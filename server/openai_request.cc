@@ -14,6 +14,15 @@ namespace {
 // Deeper bodies are refused before parsing: no request needs more, and it
 // bounds the work done on hostile input.
 constexpr int kMaxJsonDepth = 64;
+// ordered_json inserts each key with a linear search for a duplicate, so
+// parsing an object of K keys costs O(K²): the per-object cap bounds that
+// (1024² / 2 comparisons at worst), the total cap bounds memory (a
+// 128k-token prompt as an array of ids still fits).
+constexpr int kMaxJsonObjectKeys = 1024;
+constexpr int64_t kMaxJsonValues = int64_t{1} << 20;
+// Entries of logit_bias (OpenAI documents no cap; a bias on more tokens
+// than this is better expressed another way).
+constexpr int kMaxLogitBias = 1024;
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 
 // The nesting depth of `text`'s arrays and objects, counting brackets
@@ -75,9 +84,18 @@ void ParseLogitBias(const Json& bias, const ServedModel& model,
                                            "bias, got ", JsonTypeName(bias))));
     return;
   }
+  if (bias.size() > static_cast<size_t>(kMaxLogitBias)) {
+    fields->Fail(InvalidParam(
+        "logit_bias", absl::StrCat("has ", bias.size(), " entries; at most ",
+                                   kMaxLogitBias, " are allowed")));
+    return;
+  }
   for (const auto& [key, value] : bias.items()) {
     int32_t token = 0;
-    if (!absl::SimpleAtoi(key, &token) || token < 0 ||
+    // Digits only: SimpleAtoi would also take " 5" and "+5".
+    if (key.empty() || key.size() > 10 ||
+        key.find_first_not_of("0123456789") != std::string::npos ||
+        !absl::SimpleAtoi(key, &token) || token < 0 ||
         token >= model.vocab_size) {
       fields->Fail(InvalidParam(
           "logit_bias", absl::StrCat("key '", key, "' is not a token id in [0, ",
@@ -286,8 +304,44 @@ absl::StatusOr<Json> ParseJson(absl::string_view text) {
     return absl::InvalidArgumentError(
         absl::StrCat("nests deeper than ", kMaxJsonDepth, " levels"));
   }
+  // Thrown by the callback to stop the parse at a cap, before the
+  // quadratic insert it guards against.
+  struct OverLimit {
+    std::string why;
+  };
+  std::vector<int> keys;  // per open object (0 for an open array)
+  int64_t values = 0;
+  auto limit = [&](int /*depth*/, nlohmann::json::parse_event_t event,
+                   Json& /*parsed*/) {
+    using Event = nlohmann::json::parse_event_t;
+    switch (event) {
+      case Event::object_start:
+      case Event::array_start:
+        keys.push_back(0);
+        [[fallthrough]];
+      case Event::value:
+        if (++values > kMaxJsonValues) {
+          throw OverLimit{absl::StrCat("has more than ", kMaxJsonValues,
+                                       " JSON values")};
+        }
+        break;
+      case Event::key:
+        if (!keys.empty() && ++keys.back() > kMaxJsonObjectKeys) {
+          throw OverLimit{absl::StrCat("has an object with more than ",
+                                       kMaxJsonObjectKeys, " keys")};
+        }
+        break;
+      case Event::object_end:
+      case Event::array_end:
+        if (!keys.empty()) keys.pop_back();
+        break;
+    }
+    return true;
+  };
   try {
-    return Json::parse(text.begin(), text.end());
+    return Json::parse(text.begin(), text.end(), limit);
+  } catch (const OverLimit& e) {
+    return absl::InvalidArgumentError(e.why);
   } catch (const Json::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("is not valid JSON: ", e.what()));
@@ -446,7 +500,7 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view text,
     f.Fail(InvalidParam("best_of", "is not supported unless it equals n"));
   }
   const std::optional<int64_t> max_tokens =
-      f.Integer("max_tokens", 1, std::numeric_limits<int64_t>::max());
+      f.Integer("max_tokens", 1, kInt32Max);  // no overflow adding the prompt
   if (!f.ok()) return f.status();
   if (out.echo && out.logprobs) {
     return InvalidParam("echo", "together with logprobs is not supported");

@@ -45,8 +45,11 @@ struct OpenAiRequest {
 };
 
 // Parses JSON text nested at most 64 deep (deeper text is refused before
-// parsing); INVALID_ARGUMENT "is not valid JSON: <why>" or "nests deeper
-// than 64 levels".
+// parsing), with at most 1024 keys in any object and 2^20 values in all
+// (the parse stops at the cap: ordered_json's inserts are linear, so an
+// uncapped object of K keys would cost O(K²)); INVALID_ARGUMENT "is not
+// valid JSON: <why>", "nests deeper than 64 levels", "has an object with
+// more than 1024 keys" or "has more than 1048576 JSON values".
 absl::StatusOr<Json> ParseJson(absl::string_view text);
 // The same for a request body, which must be an object.
 absl::StatusOr<Json> ParseJsonObject(absl::string_view body);

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/openai_errors.h"
@@ -240,6 +242,40 @@ TEST_F(OpenAiRequestTest, DeeplyNestedBodiesAreRefusedBeforeParsing) {
               StatusIs(absl::StatusCode::kInvalidArgument, "nests deeper"));
 }
 
+TEST_F(OpenAiRequestTest, AnObjectWithManyKeysIsRefusedQuickly) {
+  // Uncapped, ordered_json's linear duplicate search makes this O(K²).
+  std::string body = "{\"prompt\": \"x\", \"user\": {";
+  for (int i = 0; i < 200000; ++i) {
+    if (i > 0) body += ',';
+    absl::StrAppend(&body, "\"k", i, "\":0");
+  }
+  body += "}}";
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(ParseCompletionRequest(body, model_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "an object with more than 1024 keys"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+}
+
+TEST_F(OpenAiRequestTest, AnObjectAtTheKeyCapIsAccepted) {
+  model_.vocab_size = 4096;  // every key a token id
+  Json bias = Json::object();
+  for (int i = 0; i < 1024; ++i) bias[std::to_string(i)] = 1;
+  auto r = ParseCompletionRequest(
+      Json{{"prompt", "x"}, {"logit_bias", bias}}.dump(), model_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->request.sampling.logit_bias.size(), 1024u);
+}
+
+TEST_F(OpenAiRequestTest, TooManyValuesInAllAreRefused) {
+  std::string ids = "[0";
+  for (int i = 0; i < (1 << 20); ++i) ids += ",0";
+  ids += "]";
+  EXPECT_THAT(ParseCompletionRequest("{\"prompt\": " + ids + "}", model_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "more than 1048576 JSON values"));
+}
+
 TEST_F(OpenAiRequestTest, BracketsInsideStringsDoNotCountAsNesting) {
   auto r = ParseCompletionRequest(
       "{\"prompt\": \"" + std::string(200, '[') + "\\\"" + "\"}", model_);
@@ -310,6 +346,12 @@ std::vector<BadBody> BadBodies() {
        "logit_bias"},
       {"logit_bias key", {{"prompt", "x"}, {"logit_bias", {{"abc", 1}}}},
        kInvalid, "logit_bias"},
+      {"logit_bias key with a space", {{"prompt", "x"}, {"logit_bias", {{" 5", 1}}}},
+       kInvalid, "logit_bias"},
+      {"logit_bias key with a plus", {{"prompt", "x"}, {"logit_bias", {{"+5", 1}}}},
+       kInvalid, "logit_bias"},
+      {"max_tokens past int32", {{"prompt", "x"}, {"max_tokens", int64_t{1} << 40}},
+       kInvalid, "max_tokens"},
       {"logit_bias token past vocab",
        {{"prompt", "x"}, {"logit_bias", {{"100000", 1}}}}, kInvalid,
        "logit_bias"},
