@@ -99,13 +99,15 @@ class Completion {
  public:
   Completion(Engine* engine, std::string engine_id,
              std::shared_ptr<StreamBuffer> buffer, OpenAiResponseBuilder builder,
-             const httplib::Request& http_request, std::atomic<int>* in_flight)
+             const httplib::Request& http_request, std::atomic<int>* in_flight,
+             const std::atomic<bool>* stopping)
       : engine_(engine),
         engine_id_(std::move(engine_id)),
         buffer_(std::move(buffer)),
         builder_(std::move(builder)),
         peer_(http_request),
-        in_flight_(in_flight) {
+        in_flight_(in_flight),
+        stopping_(stopping) {
     ++*in_flight_;
   }
   ~Completion() {
@@ -113,18 +115,24 @@ class Completion {
     --*in_flight_;
   }
 
-  // The request's next event; nullopt once the client has gone.
+  // The request's next event; nullopt once the client has gone; an
+  // UNAVAILABLE error once the server stops (the request is then
+  // cancelled, so that no worker waits on an engine that goes on).
   std::optional<StreamEvent> Next() {
     for (;;) {
       std::optional<StreamEvent> event = buffer_->Next(kPeerCheckInterval);
+      // Taken before anything else: a terminal event dropped for a gone
+      // client must not make ~Completion cancel an ended id.
+      if (event) ended_ = !std::holds_alternative<Delta>(*event);
       const absl::Time now = absl::Now();
       if (!event || now - last_peer_check_ >= kPeerCheckInterval) {
         last_peer_check_ = now;
         if (peer_.Closed()) return std::nullopt;
       }
-      if (event) {
-        ended_ = !std::holds_alternative<Delta>(*event);
-        return event;
+      if (event) return event;
+      if (*stopping_) {
+        return StreamEvent(
+            absl::UnavailableError("the server stopped before the request ended"));
       }
     }
   }
@@ -156,6 +164,7 @@ class Completion {
   OpenAiResponseBuilder builder_;
   PeerWatch peer_;
   std::atomic<int>* in_flight_;
+  const std::atomic<bool>* stopping_;  // HttpServer::stopping_
   absl::Time last_peer_check_ = absl::Now();
   bool ended_ = false;  // the terminal event was taken
 };
@@ -410,9 +419,18 @@ void HttpServer::HandleCompletion(OpenAiApi api,
   }
   Request request = parsed->request;
   request.tenant = *tenant;
-  // Ids are unique per tenant: two tenants may both send X-Request-Id 1.
-  request.id = absl::StrCat(*tenant, "/", *id);
+  // Unique per submission: X-Request-Id names the response only, so that
+  // neither another tenant, a retry with the same id, nor a gRPC request
+  // can meet this one in the engine (and a late Cancel cannot end them).
+  request.id = absl::StrCat("http/", *tenant, "/", *id, "#", ++submissions_);
   const std::string engine_id = request.id;
+  // Counted from before Submit, so that in_flight() never reads 0 while
+  // an accepted request has no Completion yet.
+  ++in_flight_;
+  struct Uncount {
+    std::atomic<int>* n;
+    ~Uncount() { --*n; }
+  } uncount{&in_flight_};
   auto buffer = std::make_shared<StreamBuffer>();
   if (absl::Status s = engine_->Submit(std::move(request), recorder.Wrap(buffer));
       !s.ok()) {
@@ -424,7 +442,7 @@ void HttpServer::HandleCompletion(OpenAiApi api,
       engine_, engine_id, std::move(buffer),
       OpenAiResponseBuilder(*parsed, *id, model_.name,
                             absl::ToUnixSeconds(absl::Now()), *model_.tokenizer),
-      http_request, &in_flight_);
+      http_request, &in_flight_, &stopping_);
   if (parsed->stream) {
     RespondStream(std::move(completion), response);
   } else {
@@ -490,6 +508,9 @@ void HttpServer::Stop(absl::Duration grace) {
   while (in_flight_ > 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
   }
+  // Requests still waiting on the engine end (within a peer-check
+  // interval) and cancel theirs, so that the workers can be joined.
+  stopping_ = true;
   server_.stop();
   listener_.join();
 }

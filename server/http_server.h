@@ -51,12 +51,15 @@ class HttpServer {
   ~HttpServer();  // Stop()s
 
   int port() const { return port_; }
+  // Completions being handled or streamed (tests wait on it).
+  int in_flight() const { return in_flight_; }
   // /health turns 503 and new completions are refused with 503; requests
   // in flight go on.
   void StartDraining() { draining_ = true; }
   // Waits up to `grace` for requests in flight to write their last event
-  // (the caller first ends them, e.g. by stopping the engine), then stops
-  // listening and joins every thread.
+  // (the caller first ends them, e.g. by stopping the engine), then ends
+  // those left with an UNAVAILABLE error and cancels them in the engine,
+  // stops listening and joins every thread.
   void Stop(absl::Duration grace = absl::Seconds(5));
 
  private:
@@ -81,6 +84,8 @@ class HttpServer {
   std::atomic<bool> draining_{false};
   // Completions whose handler or stream has not returned yet.
   std::atomic<int> in_flight_{0};
+  std::atomic<bool> stopping_{false};  // Stop() is past its grace
+  std::atomic<uint64_t> submissions_{0};  // makes engine ids unique
   httplib::Server server_;
   std::thread listener_;
   int port_ = 0;

@@ -350,6 +350,21 @@ TEST_F(HttpAuthTest, HealthAndMetricsNeedNoKey) {
 class HttpCancelTest : public HttpServerTest {
  protected:
   void SetUp() override { StartServer(/*start_engine=*/false); }
+
+  // Waits until the request was accepted and its handler has given it up
+  // (which cancels it in the engine).
+  void WaitUntilAbandoned() {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (harness_->engine().stats().num_live_requests != 1 &&
+           absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    ASSERT_EQ(harness_->engine().stats().num_live_requests, 1);
+    while (server_->in_flight() > 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    ASSERT_EQ(server_->in_flight(), 0);
+  }
 };
 
 TEST_F(HttpCancelTest, AStreamingClientThatLeavesCancelsItsRequest) {
@@ -364,7 +379,7 @@ TEST_F(HttpCancelTest, AStreamingClientThatLeavesCancelsItsRequest) {
   // Leave as soon as the response head arrives.
   request.response_handler = [](const httplib::Response&) { return false; };
   EXPECT_FALSE(client.send(request));
-  absl::SleepFor(absl::Seconds(1));  // many peer checks (every 50 ms)
+  WaitUntilAbandoned();
   // One step takes the request and, had the server not cancelled it, would
   // have computed its first token.
   harness_->engine().Step();
@@ -380,7 +395,7 @@ TEST_F(HttpCancelTest, AClientThatLeavesAWholeResponseCancelsItsRequest) {
   client.set_read_timeout(0, 200000);  // gives up after 0.2 s
   EXPECT_FALSE(client.Post("/v1/completions", Greedy({3, 4, 5}, 200).dump(),
                            "application/json"));
-  absl::SleepFor(absl::Seconds(1));
+  WaitUntilAbandoned();
   harness_->engine().Step();
   EXPECT_EQ(harness_->engine().stats().requests_finished, 1);
   EXPECT_EQ(harness_->engine().stats().num_live_requests, 0);
@@ -420,6 +435,59 @@ TEST_F(HttpCancelTest, StopEndsStreamsOfAStoppedEngineWithAnErrorEvent) {
   EXPECT_TRUE(done);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0]["error"]["type"], "server_error");
+}
+
+TEST_F(HttpCancelTest, StopEndsRequestsTheEngineStillRunsAndCancelsThem) {
+  // The engine is never stepped: without the stop the worker would wait on
+  // it for ever and Stop() could not join it.
+  std::thread reader([&] {
+    HttpResult result = Post("/v1/completions", Greedy({3, 4, 5}, 200));
+    EXPECT_EQ(result.status, 503) << result.body;
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (harness_->engine().stats().num_live_requests != 1 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(harness_->engine().stats().num_live_requests, 1);
+  const absl::Time start = absl::Now();
+  server_->Stop(absl::Milliseconds(100));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  reader.join();
+  harness_->engine().Step();  // takes the cancel
+  EXPECT_EQ(harness_->engine().stats().num_live_requests, 0);
+  EXPECT_EQ(harness_->engine().stats().generated_tokens, 0);
+}
+
+TEST_F(HttpCancelTest, RequestsWithTheSameRequestIdAreSeparateInTheEngine) {
+  // Two live requests may share an X-Request-Id; leaving one cancels only
+  // that one.
+  httplib::Client client = Client();
+  client.set_read_timeout(0, 200000);
+  httplib::Headers headers = {{"X-Request-Id", "same"}};
+  EXPECT_FALSE(client.Post("/v1/completions", headers,
+                           Greedy({3, 4, 5}, 2).dump(), "application/json"));
+  WaitUntilAbandoned();
+  std::thread reader([&] {
+    httplib::Client second = Client();
+    auto result = second.Post("/v1/completions", headers,
+                              Greedy({3, 4, 5}, 2).dump(), "application/json");
+    ASSERT_TRUE(result);
+    EXPECT_EQ(result->status, 200) << result->body;
+    EXPECT_EQ(Json::parse(result->body)["id"], "cmpl-same");
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (harness_->engine().stats().num_live_requests != 2 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(harness_->engine().stats().num_live_requests, 2);
+  while (harness_->engine().stats().num_live_requests > 0 &&
+         absl::Now() < deadline) {
+    harness_->engine().Step();
+  }
+  reader.join();
+  EXPECT_EQ(harness_->engine().stats().requests_finished, 2);
 }
 
 class HttpPoolTest : public HttpServerTest {
