@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "runtime/detokenizer.h"
 #include "runtime/tokenizer/utf8.h"
 #include "server/openai_errors.h"
 
@@ -95,7 +96,7 @@ Json OpenAiResponseBuilder::ChatLogprobEntry(int32_t token,
 }
 
 Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
-                                     int64_t* text_offset) const {
+                                     TextOffset* text_offset) const {
   if (!logprobs_) return nullptr;
   if (api_ == OpenAiApi::kChatCompletions) {
     Json content = Json::array();
@@ -124,14 +125,22 @@ Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
       top[TokenString(tokenizer_, alt.token)] = FiniteLogprob(alt.logprob);
     }
     top_logprobs.push_back(std::move(top));
-    offsets.push_back(*text_offset);
-    *text_offset += static_cast<int64_t>(
-        tokenizer_internal::CountCodePoints(tokenizer_internal::Utf8Lossy(text)));
+    offsets.push_back(text_offset->Take(tokenizer_.TokenBytes(t.token)));
   }
   return Json{{"tokens", std::move(strings)},
               {"token_logprobs", std::move(logprobs)},
               {"top_logprobs", std::move(top_logprobs)},
               {"text_offset", std::move(offsets)}};
+}
+
+int64_t OpenAiResponseBuilder::TextOffset::Take(const std::string& bytes) {
+  const int64_t offset = code_points;
+  pending += bytes;
+  const size_t complete = CompleteUtf8Prefix(pending);
+  code_points += static_cast<int64_t>(tokenizer_internal::CountCodePoints(
+      tokenizer_internal::Utf8Lossy(absl::string_view(pending).substr(0, complete))));
+  pending.erase(0, complete);
+  return offset;
 }
 
 Json OpenAiResponseBuilder::UsageJson(const Finished& finished) const {
@@ -239,7 +248,7 @@ Json OpenAiResponseBuilder::Complete(const Finished& finished) const {
     } else {
       out["text"] = echo_text_ + choice.text;
     }
-    int64_t text_offset = 0;
+    TextOffset text_offset;
     out["logprobs"] = Logprobs(choice.logprobs, &text_offset);
     const SampleResult sample =
         i < finished.samples.size() ? finished.samples[i] : SampleResult{};

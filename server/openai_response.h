@@ -47,11 +47,22 @@ class OpenAiResponseBuilder {
   Json Complete(const Finished& finished) const;
 
  private:
+  // Completions' logprobs text_offset: the code points of the text before
+  // each token, counted on the tokens' real bytes (not their "bytes:…"
+  // display) up to the last whole character, so that a character split
+  // over tokens counts once, at the token that completes it.
+  struct TextOffset {
+    int64_t code_points = 0;  // of the complete characters so far
+    std::string pending;      // bytes of a character not yet complete
+    // The offset of a token with `bytes`; then counts them.
+    int64_t Take(const std::string& bytes);
+  };
+
   struct Choice {
     std::string text;
     std::vector<SampledToken> logprobs;
     bool started = false;   // streaming: a chunk for it was sent
-    int64_t text_offset = 0;  // completions' logprobs: code points so far
+    TextOffset text_offset;  // completions' logprobs
   };
 
   Json ChunkHeader() const;
@@ -60,7 +71,7 @@ class OpenAiResponseBuilder {
                     Choice* choice) const;
   // The `logprobs` object of a choice, or null when not asked for.
   Json Logprobs(const std::vector<SampledToken>& tokens,
-                int64_t* text_offset) const;
+                TextOffset* text_offset) const;
   Json ChatLogprobEntry(int32_t token, float logprob) const;
   Json UsageJson(const Finished& finished) const;
 

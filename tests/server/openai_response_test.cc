@@ -226,6 +226,33 @@ TEST_F(OpenAiResponseTest, StreamedCompletionLogprobsContinueTheTextOffset) {
   EXPECT_EQ(second[0]["choices"][0]["logprobs"]["text_offset"], Json({length}));
 }
 
+// The token whose bytes are `bytes`, or -1.
+int32_t TokenWithBytes(const Tokenizer& tokenizer, const std::string& bytes) {
+  for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
+    if (tokenizer.TokenBytes(id) == bytes) return id;
+  }
+  return -1;
+}
+
+TEST_F(OpenAiResponseTest, ACharacterSplitOverTokensCountsOnceInTheTextOffset) {
+  // "é" is C3 A9: its two halves are two tokens, shown as "bytes:\xc3" and
+  // "bytes:\xa9", but the text holds one character.
+  const int32_t lead = TokenWithBytes(*tokenizer_, "\xc3");
+  const int32_t tail = TokenWithBytes(*tokenizer_, "\xa9");
+  ASSERT_GE(lead, 0);
+  ASSERT_GE(tail, 0);
+  const int32_t a = hello_[0];
+  const int64_t length = static_cast<int64_t>(TokenString(*tokenizer_, a).size());
+  OpenAiResponseBuilder builder =
+      Builder(OpenAiApi::kCompletions, 1, /*logprobs=*/true);
+  builder.Accumulate(TextDelta(
+      0, "x", {{a, -0.5f, {}}, {lead, -0.5f, {}}, {tail, -0.5f, {}}, {a, -0.5f, {}}}));
+  const Json logprobs =
+      builder.Complete(Done({FinishReason::kLength}))["choices"][0]["logprobs"];
+  EXPECT_EQ(logprobs["tokens"][1], "bytes:\\xc3");
+  EXPECT_EQ(logprobs["text_offset"], Json({0, length, length, length + 1}));
+}
+
 TEST_F(OpenAiResponseTest, ChatLogprobsUseTheContentShape) {
   OpenAiResponseBuilder builder =
       Builder(OpenAiApi::kChatCompletions, 1, /*logprobs=*/true);
