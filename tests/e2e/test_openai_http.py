@@ -167,6 +167,10 @@ def test_completion_logprobs_use_the_legacy_shape(default_server):
     if not any(token.startswith("bytes:") for token in lp.tokens):  # whole characters
         assert "".join(lp.tokens) == choice.text
     assert lp.text_offset == sorted(lp.text_offset) and lp.text_offset[0] == 0
+    # Offsets are code points into the returned text.
+    for token, offset in zip(lp.tokens, lp.text_offset):
+        if token.isascii() and not token.startswith("bytes:"):
+            assert choice.text[offset:].startswith(token), (token, offset)
     for logprob, top in zip(lp.token_logprobs, lp.top_logprobs):
         assert len(top) == 2
         # Greedy: the chosen token is the most likely one.
