@@ -161,6 +161,12 @@ def test_cancel_frees_the_request_within_a_second(pb, tiny_server):
     messages, services = pb
     with grpc.insecure_channel(tiny_server.address) as channel:
         stub = services.GenerationStub(channel)
+        # The server is shared with earlier tests: take the baseline once
+        # their requests have ended, not while one still holds blocks.
+        settle = time.time() + 10.0
+        while stub.GetLoad(messages.GetLoadRequest()).live_requests != 0 \
+                and time.time() < settle:
+            time.sleep(0.01)
         start_blocks = stub.GetLoad(messages.GetLoadRequest()).kv_blocks_used
         for _ in range(200):
             call = stub.Generate(greedy(pb, [3, 4, 5, 6], 240), timeout=30)
