@@ -381,7 +381,8 @@ def main() -> int:
         print()
         for name, t, x in checks:
             verdict = "meets" if x >= 2 else "misses"
-            print(f"- {name}, {t} threads: weft S_TG at B={max(BATCH_SIZES)} is {x:.2f}× "
+            print(f"- {name}, {t} thread{'s' if t > 1 else ''}: weft S_TG at "
+                  f"B={max(BATCH_SIZES)} is {x:.2f}× "
                   f"llama.cpp's ({verdict} the ≥ 2× goal)")
     print()
     print("### Models\n")
