@@ -57,6 +57,24 @@ int64_t PackedQuantBytes(DType dtype, int64_t rows, int64_t cols);
 PackedQuant PackQuant(DType dtype, int64_t rows, int64_t cols, const void* src,
                       bool unsigned_q8, uint8_t* dst);
 
+// F32/F16/BF16 weights repacked at upload (AVX-512 path) into groups of
+// kPackRows output rows, column-major within a group: element (row
+// 16g + i, column k) sits at data[(g · cols + k) · 16 + i] (rows past the
+// matrix end are zero). A matmul reads the 16 rows' weights of one column
+// as one vector and multiplies it by the broadcast activation (outer
+// product form: no horizontal sums), and a decode reads each group as one
+// sequential run.
+struct PackedFloat {
+  DType dtype = DType::kF32;  // kF32, kF16 or kBF16 (as in the file)
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t num_groups = 0;  // ceil(rows / kPackRows)
+  const uint8_t* data = nullptr;
+};
+int64_t PackedFloatBytes(DType dtype, int64_t rows, int64_t cols);
+PackedFloat PackFloat(DType dtype, int64_t rows, int64_t cols, const void* src,
+                      uint8_t* dst);
+
 // Activations quantized to two int8 levels per block of 32 columns.
 struct QuantizedRows {
   int64_t rows = 0;
@@ -143,9 +161,16 @@ namespace avx512 {
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y);
+// F32/F16/BF16 weights in place (weights this backend did not pack).
 void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,
                  int64_t row_end, const float* x, int64_t x_rows,
                  int64_t x_stride, const float* bias, OutputRows y);
+// y[:, groups [group_begin, group_end) × 16] = x · wᵀ + bias. Each output
+// is one fp32 multiply-add chain over the columns in order, whatever the
+// tile, so a row's result does not depend on the other rows of x.
+void PackedFloatMatMul(const PackedFloat& w, const float* x, int64_t x_rows,
+                       int64_t x_stride, int64_t group_begin,
+                       int64_t group_end, const float* bias, OutputRows y);
 }  // namespace avx512
 
 }  // namespace weft::cpu

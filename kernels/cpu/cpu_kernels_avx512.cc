@@ -261,7 +261,129 @@ void FloatMatMulTyped(const void* w, int64_t cols, int64_t row_begin,
   }
 }
 
+// 16 packed weights (one column of a group) as fp32.
+template <DType kType>
+inline __m512 LoadPacked16(const uint8_t* p) {
+  if constexpr (kType == DType::kF32) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(p));
+  } else if constexpr (kType == DType::kF16) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  } else {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
+// GT groups (16 output columns each) × MT activation rows, one accumulator
+// per (group, row) holding 16 outputs: per column, GT weight vectors times
+// MT broadcast activations.
+template <DType kType, int GT, int MT>
+void PackedFloatTile(const PackedFloat& w, const float* x, int64_t x_stride,
+                     int64_t g0, int64_t m0, const float* bias, OutputRows y) {
+  constexpr int64_t kElement = kType == DType::kF32 ? 4 : 2;
+  const int64_t cols = w.cols;
+  const int64_t group_bytes = cols * kPackRows * kElement;
+  const uint8_t* base = w.data + g0 * group_bytes;
+  const float* xr[MT];
+  for (int t = 0; t < MT; ++t) xr[t] = x + (m0 + t) * x_stride;
+  __m512 acc[GT][MT];
+  for (int gi = 0; gi < GT; ++gi) {
+    for (int t = 0; t < MT; ++t) acc[gi][t] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < cols; ++k) {
+    __m512 wv[GT];
+    for (int gi = 0; gi < GT; ++gi) {
+      wv[gi] = LoadPacked16<kType>(base + gi * group_bytes + k * kPackRows * kElement);
+    }
+    for (int t = 0; t < MT; ++t) {
+      const __m512 xb = _mm512_set1_ps(xr[t][k]);
+      for (int gi = 0; gi < GT; ++gi) acc[gi][t] = _mm512_fmadd_ps(wv[gi], xb, acc[gi][t]);
+    }
+  }
+  for (int gi = 0; gi < GT; ++gi) {
+    const int64_t col0 = (g0 + gi) * kPackRows;
+    const int64_t valid = MinI64(kPackRows, w.rows - col0);
+    const __mmask16 mask =
+        valid >= kPackRows ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
+    const __m512 bv = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + col0)
+                                      : _mm512_setzero_ps();
+    for (int t = 0; t < MT; ++t) {
+      _mm512_mask_storeu_ps(y.data + (m0 + t) * y.stride + col0, mask,
+                            _mm512_add_ps(acc[gi][t], bv));
+    }
+  }
+}
+
+constexpr int kFloatTileGroups = 4;
+constexpr int kFloatTileRows = 6;
+// Activation rows per pass over a thread's weight groups: their fp32 rows
+// (≤ 48 × 1536 × 4 bytes) stay in L2 while the weights stream once per pass.
+constexpr int64_t kFloatRowBlock = 48;
+
+template <DType kType, int GT>
+void PackedFloatTileRows(const PackedFloat& w, const float* x, int64_t x_stride,
+                         int64_t g0, int64_t m0, int mt, const float* bias,
+                         OutputRows y) {
+  switch (mt) {
+#define WEFT_CASE(n)                                                        \
+  case n:                                                                   \
+    PackedFloatTile<kType, GT, n>(w, x, x_stride, g0, m0, bias, y); \
+    break;
+    WEFT_CASE(1) WEFT_CASE(2) WEFT_CASE(3) WEFT_CASE(4) WEFT_CASE(5) WEFT_CASE(6)
+#undef WEFT_CASE
+  }
+}
+
+template <DType kType>
+void PackedFloatMatMulTyped(const PackedFloat& w, const float* x,
+                            int64_t x_rows, int64_t x_stride,
+                            int64_t group_begin, int64_t group_end,
+                            const float* bias, OutputRows y) {
+  if (x_rows == 1) {
+    // Decode: 8 groups = 8 independent chains (and sequential streams).
+    int64_t g = group_begin;
+    for (; g + 8 <= group_end; g += 8) {
+      PackedFloatTile<kType, 8, 1>(w, x, x_stride, g, 0, bias, y);
+    }
+    for (; g < group_end; ++g) PackedFloatTile<kType, 1, 1>(w, x, x_stride, g, 0, bias, y);
+    return;
+  }
+  for (int64_t mb = 0; mb < x_rows; mb += kFloatRowBlock) {
+    const int64_t me = MinI64(mb + kFloatRowBlock, x_rows);
+    for (int64_t g = group_begin; g < group_end; g += kFloatTileGroups) {
+      const int64_t gt = MinI64(kFloatTileGroups, group_end - g);
+      for (int64_t m0 = mb; m0 < me; m0 += kFloatTileRows) {
+        const int mt = static_cast<int>(MinI64(kFloatTileRows, me - m0));
+        switch (gt) {
+          case 4: PackedFloatTileRows<kType, 4>(w, x, x_stride, g, m0, mt, bias, y); break;
+          case 3: PackedFloatTileRows<kType, 3>(w, x, x_stride, g, m0, mt, bias, y); break;
+          case 2: PackedFloatTileRows<kType, 2>(w, x, x_stride, g, m0, mt, bias, y); break;
+          default: PackedFloatTileRows<kType, 1>(w, x, x_stride, g, m0, mt, bias, y); break;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
+
+void PackedFloatMatMul(const PackedFloat& w, const float* x, int64_t x_rows,
+                       int64_t x_stride, int64_t group_begin,
+                       int64_t group_end, const float* bias, OutputRows y) {
+  switch (w.dtype) {
+    case DType::kF32:
+      return PackedFloatMatMulTyped<DType::kF32>(w, x, x_rows, x_stride,
+                                                 group_begin, group_end, bias, y);
+    case DType::kF16:
+      return PackedFloatMatMulTyped<DType::kF16>(w, x, x_rows, x_stride,
+                                                 group_begin, group_end, bias, y);
+    case DType::kBF16:
+      return PackedFloatMatMulTyped<DType::kBF16>(w, x, x_rows, x_stride,
+                                                  group_begin, group_end, bias, y);
+    default:
+      return;
+  }
+}
 
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,

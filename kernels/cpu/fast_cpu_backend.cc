@@ -1,6 +1,7 @@
 #include "kernels/cpu/fast_cpu_backend.h"
 
 #include <cpuid.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,9 +87,43 @@ absl::Status CpuBackendConfig::Validate() const {
   return absl::OkStatus();
 }
 
+// Packed weights live in anonymous memory aligned to 2 MiB and advised
+// MADV_HUGEPAGE: a decode streams every weight once per token, and with
+// 4 KiB pages each stream misses the TLB every 4 KiB.
+class HugePageBuffer {
+ public:
+  explicit HugePageBuffer(int64_t bytes) {
+    constexpr size_t kHuge = size_t{2} << 20;
+    length_ = static_cast<size_t>(bytes) + kHuge;
+    void* p = mmap(nullptr, length_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;  // data() == nullptr
+    base_ = static_cast<uint8_t*>(p);
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(base_);
+    data_ = base_ + ((kHuge - addr % kHuge) % kHuge);
+    madvise(data_, static_cast<size_t>(bytes), MADV_HUGEPAGE);  // best effort
+  }
+  ~HugePageBuffer() {
+    if (base_ != nullptr) munmap(base_, length_);
+  }
+  HugePageBuffer(const HugePageBuffer&) = delete;
+  HugePageBuffer& operator=(const HugePageBuffer&) = delete;
+  uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* base_ = nullptr;
+  uint8_t* data_ = nullptr;
+  size_t length_ = 0;
+};
+
 struct FastCpuBackend::PackedWeight {
-  std::unique_ptr<uint8_t[]> bytes;
-  cpu::PackedQuant packed;
+  std::unique_ptr<HugePageBuffer> bytes;
+  bool is_float = false;
+  cpu::PackedQuant packed;        // quantized weights
+  cpu::PackedFloat packed_float;  // F32/F16/BF16 weights (AVX-512 only)
+  int64_t rows() const { return is_float ? packed_float.rows : packed.rows; }
+  int64_t cols() const { return is_float ? packed_float.cols : packed.cols; }
+  DType dtype() const { return is_float ? packed_float.dtype : packed.dtype; }
 };
 
 FastCpuBackend::FastCpuBackend(const CpuBackendConfig& config) {
@@ -138,18 +173,34 @@ absl::StatusOr<Tensor> FastCpuBackend::UploadWeight(DType dtype, int64_t rows,
                                                     int64_t cols,
                                                     const void* host) {
   auto tensor = CpuBackend::UploadWeight(dtype, rows, cols, host);
-  if (!tensor.ok() || !IsQuantized(dtype)) return tensor;
+  if (!tensor.ok()) return tensor;
+  // Float weights are packed for the AVX-512 kernels only (AVX2 reads them
+  // in place).
+  const bool is_float = IsFloatWeight(dtype);
+  if (!IsQuantized(dtype) && !(is_float && use_avx512_)) return tensor;
   // The same weight uploaded twice (tied embeddings) is packed once.
   if (auto found = packed_.find(host);
-      found != packed_.end() && found->second->packed.dtype == dtype &&
-      found->second->packed.rows == rows && found->second->packed.cols == cols) {
+      found != packed_.end() && found->second->dtype() == dtype &&
+      found->second->rows() == rows && found->second->cols() == cols) {
     return tensor;
   }
   auto weight = std::make_unique<PackedWeight>();
-  const int64_t bytes = cpu::PackedQuantBytes(dtype, rows, cols);
-  weight->bytes.reset(new (std::align_val_t{64}) uint8_t[bytes]);
-  weight->packed = cpu::PackQuant(dtype, rows, cols, host, use_avx512_,
-                                  weight->bytes.get());
+  weight->is_float = is_float;
+  const int64_t bytes = is_float ? cpu::PackedFloatBytes(dtype, rows, cols)
+                                 : cpu::PackedQuantBytes(dtype, rows, cols);
+  weight->bytes = std::make_unique<HugePageBuffer>(bytes);
+  if (weight->bytes->data() == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot map ", bytes, " bytes for a packed ", DTypeName(dtype),
+        " weight [", rows, ", ", cols, "]"));
+  }
+  if (is_float) {
+    weight->packed_float =
+        cpu::PackFloat(dtype, rows, cols, host, weight->bytes->data());
+  } else {
+    weight->packed = cpu::PackQuant(dtype, rows, cols, host, use_avx512_,
+                                    weight->bytes->data());
+  }
   packed_[host] = std::move(weight);
   return tensor;
 }
@@ -208,6 +259,19 @@ absl::Status FastCpuBackend::MatMul(const Tensor& x, const Tensor& w,
   const cpu::OutputRows out{F32(y), y->cols};
   if (!shapes_ok) return CpuBackend::MatMul(x, w, bias, y);
 
+  auto found = packed_.find(w.data);
+  const bool packed_ok = found != packed_.end() &&
+                         found->second->dtype() == w.dtype &&
+                         found->second->rows() == w.rows &&
+                         found->second->cols() == w.cols;
+  if (IsFloatWeight(w.dtype) && packed_ok) {
+    const cpu::PackedFloat& packed = found->second->packed_float;
+    pool_->ParallelFor(packed.num_groups, [&](int64_t begin, int64_t end) {
+      cpu::avx512::PackedFloatMatMul(packed, F32(x), x.rows, x.cols, begin,
+                                     end, bias_data, out);
+    });
+    return absl::OkStatus();
+  }
   if (IsFloatWeight(w.dtype)) {
     pool_->ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
       if (use_avx512_) {
@@ -220,9 +284,7 @@ absl::Status FastCpuBackend::MatMul(const Tensor& x, const Tensor& w,
     });
     return absl::OkStatus();
   }
-  auto found = packed_.find(w.data);
-  if (found == packed_.end() || found->second->packed.rows != w.rows ||
-      found->second->packed.cols != w.cols) {
+  if (!packed_ok) {
     // A view this backend did not pack (e.g. some rows of a weight).
     return CpuBackend::MatMul(x, w, bias, y);
   }

@@ -1,5 +1,5 @@
-// Repacking of GGML quantized blocks into the 16-row interleaved layout of
-// cpu_kernels.h. Runs once per weight at load; plain scalar code.
+// Repacking of GGML quantized blocks and of float weights into the 16-row
+// layouts of cpu_kernels.h. Runs once per weight at load; plain scalar code.
 #include <cstring>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -79,6 +79,33 @@ PackedQuant PackQuant(DType dtype, int64_t rows, int64_t cols, const void* src,
             break;
         }
       }
+    }
+  }
+  return packed;
+}
+
+int64_t PackedFloatBytes(DType dtype, int64_t rows, int64_t cols) {
+  const int64_t groups = (rows + kPackRows - 1) / kPackRows;
+  return groups * cols * kPackRows * (dtype == DType::kF32 ? 4 : 2);
+}
+
+PackedFloat PackFloat(DType dtype, int64_t rows, int64_t cols, const void* src,
+                      uint8_t* dst) {
+  PackedFloat packed;
+  packed.dtype = dtype;
+  packed.rows = rows;
+  packed.cols = cols;
+  packed.num_groups = (rows + kPackRows - 1) / kPackRows;
+  packed.data = dst;
+  const int64_t element = dtype == DType::kF32 ? 4 : 2;
+  std::memset(dst, 0, PackedFloatBytes(dtype, rows, cols));
+  const auto* bytes = static_cast<const uint8_t*>(src);
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t g = row / kPackRows, i = row % kPackRows;
+    const uint8_t* in = bytes + row * cols * element;
+    uint8_t* out = dst + (g * cols * kPackRows + i) * element;
+    for (int64_t k = 0; k < cols; ++k) {
+      std::memcpy(out + k * kPackRows * element, in + k * element, element);
     }
   }
   return packed;
