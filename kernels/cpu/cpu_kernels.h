@@ -96,6 +96,30 @@ struct OutputRows {
   int64_t stride = 0;
 };
 
+// Causal attention of consecutive query tokens of one sequence (a decode
+// token, or part of a prompt chunk) × the `group` query heads sharing one
+// KV head. Query token i (0-based in the tile) sees first_visible + i
+// positions. Each row's arithmetic depends only on its own query and
+// visible keys — not on the other rows of the tile — so a token's output
+// is the same whatever batch or chunk it is computed in. The layer's K/V
+// for this KV head: block b's row p is at
+// base + blocks[b] * block_stride + p * head_dim.
+struct AttentionTileTask {
+  const float* q;    // token i, head g at q + i * token_stride + g * head_dim
+  float* out;        // same layout as q
+  int64_t token_stride;
+  int num_tokens;
+  int group;
+  int head_dim;
+  int first_visible;
+  float scale;
+  const float* k_base;
+  const float* v_base;
+  const int32_t* blocks;
+  int64_t block_stride;
+  int block_size;
+};
+
 // --- AVX2 (baseline) ----------------------------------------------------
 namespace avx2 {
 // x [rows][cols] (x_stride floats apart) → the arrays of a QuantizedRows
@@ -123,33 +147,10 @@ void AddRmsNormRow(float* residual, const float* x, const float* weight,
 // out[i] = silu(gate[i]) * up[i].
 void SiluMul(const float* gate, const float* up, int64_t n, float* out);
 
-// Causal attention of consecutive query tokens of one sequence (a decode
-// token, or part of a prompt chunk) × the `group` query heads sharing one
-// KV head, flash-style: keys are taken 8 at a time, transposed once for all
-// the tile's rows, and each row keeps a running max, denominator and output
-// (online softmax). Query token i (0-based in the tile) sees
-// first_visible + i positions. Each row's arithmetic depends only on its
-// own query and visible keys — not on the other rows of the tile — so a
-// token's output is the same whatever batch or chunk it is computed in.
-// The layer's K/V for this KV head: block b's row p is at
-// base + blocks[b] * block_stride + p * head_dim.
-struct AttentionTileTask {
-  const float* q;    // token i, head g at q + i * token_stride + g * head_dim
-  float* out;        // same layout as q
-  int64_t token_stride;
-  int num_tokens;
-  int group;
-  int head_dim;
-  int first_visible;
-  float scale;
-  const float* k_base;
-  const float* v_base;
-  const int32_t* blocks;
-  int64_t block_stride;
-  int block_size;
-};
-// Floats of scratch AttendQueryTile needs. (static: no inline function of
-// this header may be shared between TUs built for different ISAs.)
+// Flash-style: keys 8 at a time, transposed once for all the tile's rows,
+// each row keeping a running max, denominator and output (online softmax).
+// Floats of scratch it needs. (static: no inline function of this header
+// may be shared between TUs built for different ISAs.)
 static inline int64_t AttentionTileScratch(int num_tokens, int group, int head_dim) {
   return int64_t{num_tokens} * group * (head_dim + 2) + 8 * int64_t{head_dim};
 }
@@ -171,6 +172,16 @@ void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,
 void PackedFloatMatMul(const PackedFloat& w, const float* x, int64_t x_rows,
                        int64_t x_stride, int64_t group_begin,
                        int64_t group_end, const float* bias, OutputRows y);
+// The same attention in three passes (scores, softmax, values; see
+// attention_avx512.cc) for head_dim a multiple of 16 up to 128: returns
+// false, doing nothing, for other head sizes. Scratch: floats of
+// Avx512AttentionScratch for the tile's rows and its last row's context.
+bool AttendQueryTile(const AttentionTileTask& task, float* scratch);
+static inline int64_t Avx512AttentionScratch(int num_tokens, int group,
+                                             int head_dim, int max_visible) {
+  const int64_t stride = (int64_t{max_visible} + 15) / 16 * 16;
+  return head_dim + 4 * (stride + 16) + int64_t{num_tokens} * group * stride;
+}
 }  // namespace avx512
 
 }  // namespace weft::cpu

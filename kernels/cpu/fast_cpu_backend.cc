@@ -27,6 +27,7 @@ constexpr int64_t kMinParallelAttentionMacs = 1 << 16;
 // Query tokens of one sequence attend in tiles of up to this many
 // (AttendQueryTile), which share each transposed block of keys.
 constexpr int kAttentionTileTokens = 32;
+constexpr int64_t kAttentionTileScores = 1 << 15;  // 128 KiB of scores
 
 bool HasF16c() {
   unsigned eax, ebx, ecx, edx;
@@ -412,15 +413,16 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
   }
   const int group = attention.num_q_heads / attention.num_kv_heads;
   const int num_kv_heads = attention.num_kv_heads;
-  const size_t scratch_needed = static_cast<size_t>(
-      cpu::avx2::AttentionTileScratch(kAttentionTileTokens, group, head_dim));
-  for (auto& scratch : thread_scores_) {
-    if (scratch.size() < scratch_needed) scratch.resize(scratch_needed);
-  }
+  // AVX-512: the three-pass kernel (head sizes multiple of 16 up to 128).
+  // Which kernel runs depends on the model only, never on the batch.
+  const bool avx512 = use_avx512_ && head_dim % 16 == 0 && head_dim <= 128;
   // Tasks: up to kAttentionTileTokens query tokens of one sequence × one KV
-  // head (a decode is a tile of one token).
+  // head (a decode is a tile of one token). The three-pass kernel keeps a
+  // score row per query row: its tiles are cut to about
+  // kAttentionTileScores scores (tiling never changes a row's result).
   attention_tasks_.clear();
   int64_t macs = 0;
+  int64_t scratch_floats = 0;
   for (int s = 0; s < batch.num_seqs; ++s) {
     const int q_begin = batch.query_indptr[s];
     const int q_len = batch.query_indptr[s + 1] - q_begin;
@@ -428,12 +430,29 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
     const int context_len =
         (num_blocks - 1) * shape.block_size + batch.kv_last_block_len[s];
     macs += int64_t{q_len} * context_len * attention.num_q_heads * head_dim * 2;
-    for (int t = 0; t < q_len; t += kAttentionTileTokens) {
+    int tile = kAttentionTileTokens;
+    if (avx512) {
+      const int64_t per_token = int64_t{group} * (context_len + 16);
+      tile = static_cast<int>(std::clamp<int64_t>(
+          kAttentionTileScores / per_token, 1, kAttentionTileTokens));
+    }
+    for (int t = 0; t < q_len; t += tile) {
+      const int tokens = std::min(tile, q_len - t);
+      const int first_visible = context_len - q_len + t + 1;
+      scratch_floats = std::max(
+          scratch_floats,
+          avx512 ? cpu::avx512::Avx512AttentionScratch(
+                       tokens, group, head_dim, first_visible + tokens - 1)
+                 : cpu::avx2::AttentionTileScratch(tokens, group, head_dim));
       for (int h = 0; h < num_kv_heads; ++h) {
-        attention_tasks_.push_back(AttentionWork{
-            s, h, q_begin + t, std::min(kAttentionTileTokens, q_len - t),
-            context_len - q_len + t + 1});
+        attention_tasks_.push_back(
+            AttentionWork{s, h, q_begin + t, tokens, first_visible});
       }
+    }
+  }
+  for (auto& scratch : thread_scores_) {
+    if (scratch.size() < static_cast<size_t>(scratch_floats)) {
+      scratch.resize(static_cast<size_t>(scratch_floats));
     }
   }
   const int64_t block_stride = shape.block_elements();
@@ -448,7 +467,7 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
                             int64_t{work.kv_head} * shape.block_size * head_dim;
       const int64_t head_offset = int64_t{work.kv_head} * group * head_dim;
       const int32_t* blocks = batch.kv_indices + batch.kv_indptr[s];
-      cpu::avx2::AttentionTileTask a;
+      cpu::AttentionTileTask a;
       a.q = F32(q) + int64_t{work.first_token} * q.cols + head_offset;
       a.out = F32(out) + int64_t{work.first_token} * out->cols + head_offset;
       a.token_stride = q.cols;
@@ -462,7 +481,9 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
       a.blocks = blocks;
       a.block_stride = block_stride;
       a.block_size = shape.block_size;
-      cpu::avx2::AttendQueryTile(a, scratch);
+      if (!avx512 || !cpu::avx512::AttendQueryTile(a, scratch)) {
+        cpu::avx2::AttendQueryTile(a, scratch);
+      }
     }
   };
   const int64_t num_tasks = static_cast<int64_t>(attention_tasks_.size());

@@ -268,6 +268,9 @@ TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
       // Odd block size: key chunks of 8 straddle block edges; prompt tiles
       // of 32 + 5 tokens and one of exactly the tiling threshold (4).
       {7, 4, 2, 64, RopeStyle::kNeox, {{50, 37}, {9, 4}, {3, 1}}},
+      // Long context: the AVX-512 kernel cuts the 21-token chunk into tiles
+      // of 5 (its score rows are bounded), head_dim 128 in rows of 2.
+      {16, 8, 2, 128, RopeStyle::kNeox, {{1400, 21}, {1399, 1}}},
   };
   std::mt19937 rng(17);
   for (const AttentionCase& c : cases) {
@@ -276,6 +279,9 @@ TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
     KvCacheShape shape;
     shape.num_layers = 1;
     shape.num_blocks = 96;
+    for (const SeqSpec& seq : c.seqs) {
+      shape.num_blocks += seq.context_len / c.block_size + 1;
+    }
     shape.block_size = c.block_size;
     shape.num_kv_heads = c.num_kv_heads;
     shape.head_dim = c.head_dim;

@@ -1,0 +1,237 @@
+// AVX-512 paged attention over fp32 K/V (see AttendQueryTile in
+// cpu_kernels.h). Compiled with -mavx512* flags; internal linkage only.
+//
+// Three passes per tile of query rows (tokens × the heads sharing one KV
+// head), each row's arithmetic fixed by its own query and visible keys:
+//   1. scores: 16 keys at a time; each key's dot product is head_dim / 16
+//      multiply-adds into one vector, and the 16 vectors are summed by one
+//      transpose-add tree into the 16 scores (no transposed copy of K).
+//   2. softmax: max, e^(s - max) and their sum over the row's visible keys.
+//   3. values: out += p_j · V_j for the visible keys in order, 4 (head dim
+//      64) or 2 (128) rows at a time in registers, so each V row is loaded
+//      once per row group; then out /= Σ p.
+// Keys are read in place from the paged blocks; the K of 16 keys of a
+// block is 16 × head_dim contiguous floats.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace weft::cpu::avx512 {
+namespace {
+
+// Lane j = the sum of v[j]'s 16 lanes.
+inline __m512 SumEach16(const __m512 v[16]) {
+  __m512 t[8];
+  for (int i = 0; i < 8; ++i) {
+    // Per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3] of a = v[2i], b = v[2i+1].
+    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                         _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  }
+  __m512 u[4];
+  for (int i = 0; i < 4; ++i) {
+    // Per 128-bit lane: the lane's partial sums of v[4i .. 4i+3].
+    u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xEE));
+  }
+  // Sum the four 128-bit lanes: [u0, u1] then [u2, u3], then across.
+  const __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88),
+                                  _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
+  const __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88),
+                                  _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88),
+                       _mm512_shuffle_f32x4(w0, w1, 0xDD));
+}
+
+inline float HorizontalSum(__m512 v) {
+  const __m512 halves = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  const __m512 quarters =
+      _mm512_add_ps(halves, _mm512_shuffle_f32x4(halves, halves, 0xB1));
+  const __m128 sum4 = _mm512_castps512_ps128(quarters);
+  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
+  return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
+}
+
+inline float HorizontalMax(__m512 v) {
+  const __m512 halves = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  const __m512 quarters =
+      _mm512_max_ps(halves, _mm512_shuffle_f32x4(halves, halves, 0xB1));
+  const __m128 m4 = _mm512_castps512_ps128(quarters);
+  const __m128 m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  return _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
+}
+
+// e^x (Cephes' expf: range reduction by ln 2, degree-5 polynomial; relative
+// error ~2e-7 over [-87, 88]); lanes outside `keep` are 0.
+inline __m512 Exp(__m512 x, __mmask16 keep) {
+  x = _mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f));
+  x = _mm512_max_ps(x, _mm512_set1_ps(-88.3762626647949f));
+  __m512 fx = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f),
+                              _mm512_set1_ps(0.5f));
+  fx = _mm512_roundscale_ps(fx, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+  __m512 y = _mm512_set1_ps(1.9875691500E-4f);
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507E-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073E-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894E-2f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459E-1f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201E-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+  return _mm512_maskz_mul_ps(keep, y, _mm512_scalef_ps(_mm512_set1_ps(1.0f), fx));
+}
+
+inline __mmask16 FirstLanes(int n) {
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+}
+
+// Pass 3 for `count` consecutive rows starting at r0, kD = head_dim / 16
+// vectors per row.
+template <int kD, int kRows>
+void AccumulateValues(const AttentionTileTask& task, const float* probs,
+                      int64_t probs_stride, int r0, const float* const* v_rows,
+                      const float* row_sums) {
+  __m512 acc[kRows][kD];
+  int visible[kRows];
+  int max_visible = 0;
+  for (int i = 0; i < kRows; ++i) {
+    for (int e = 0; e < kD; ++e) acc[i][e] = _mm512_setzero_ps();
+    visible[i] = task.first_visible + (r0 + i) / task.group;
+    if (visible[i] > max_visible) max_visible = visible[i];
+  }
+  const int min_visible = task.first_visible + r0 / task.group;
+  int j = 0;
+  for (; j < min_visible; ++j) {
+    // The V rows of a sequence are scattered over its blocks: fetch ahead.
+    for (int e = 0; e < kD; ++e) {
+      _mm_prefetch(reinterpret_cast<const char*>(v_rows[j + 8] + 16 * e), _MM_HINT_T0);
+    }
+    __m512 v[kD];
+    for (int e = 0; e < kD; ++e) v[e] = _mm512_loadu_ps(v_rows[j] + 16 * e);
+    for (int i = 0; i < kRows; ++i) {
+      const __m512 p = _mm512_set1_ps(probs[(r0 + i) * probs_stride + j]);
+      for (int e = 0; e < kD; ++e) acc[i][e] = _mm512_fmadd_ps(p, v[e], acc[i][e]);
+    }
+  }
+  for (; j < max_visible; ++j) {
+    __m512 v[kD];
+    for (int e = 0; e < kD; ++e) v[e] = _mm512_loadu_ps(v_rows[j] + 16 * e);
+    for (int i = 0; i < kRows; ++i) {
+      if (j >= visible[i]) continue;
+      const __m512 p = _mm512_set1_ps(probs[(r0 + i) * probs_stride + j]);
+      for (int e = 0; e < kD; ++e) acc[i][e] = _mm512_fmadd_ps(p, v[e], acc[i][e]);
+    }
+  }
+  for (int i = 0; i < kRows; ++i) {
+    const int r = r0 + i;
+    float* dst = task.out + (r / task.group) * task.token_stride +
+                 (r % task.group) * task.head_dim;
+    const __m512 inv = _mm512_set1_ps(1.0f / row_sums[i]);
+    for (int e = 0; e < kD; ++e) _mm512_storeu_ps(dst + 16 * e, _mm512_mul_ps(acc[i][e], inv));
+  }
+}
+
+template <int kD>
+void AttendTyped(const AttentionTileTask& task, float* scratch) {
+  constexpr int kRowsPerGroup = kD <= 4 ? 4 : 2;
+  const int rows = task.num_tokens * task.group;
+  const int max_visible = task.first_visible + task.num_tokens - 1;
+  const int64_t stride = (max_visible + 15) / 16 * 16;
+  float* zero_row = scratch;                      // [head_dim]
+  const float** key_rows = reinterpret_cast<const float**>(zero_row + 16 * kD);
+  // [stride + 16] pointers each: the tail (zeros) keeps prefetches in range.
+  const float** value_rows = key_rows + stride + 16;
+  float* probs = reinterpret_cast<float*>(value_rows + stride + 16);  // [rows][stride]
+  float row_sums[kRowsPerGroup];
+  for (int e = 0; e < 16 * kD; ++e) zero_row[e] = 0;
+  // Row pointers of every visible key (keys past the end read zeros).
+  for (int p = 0, block = 0, offset = 0; p < stride + 16; ++p) {
+    if (p < max_visible) {
+      const int64_t at = task.blocks[block] * task.block_stride + int64_t{offset} * 16 * kD;
+      key_rows[p] = task.k_base + at;
+      value_rows[p] = task.v_base + at;
+      if (++offset == task.block_size) offset = 0, ++block;
+    } else {
+      key_rows[p] = value_rows[p] = zero_row;
+    }
+  }
+  const __m512 scale = _mm512_set1_ps(task.scale);
+  // Pass 1: scores.
+  for (int c = 0; c < max_visible; c += 16) {
+    for (int r = 0; r < rows; ++r) {
+      const int visible = task.first_visible + r / task.group;
+      if (visible <= c) continue;
+      const float* q = task.q + (r / task.group) * task.token_stride +
+                       (r % task.group) * task.head_dim;
+      __m512 qv[kD];
+      for (int e = 0; e < kD; ++e) qv[e] = _mm512_loadu_ps(q + 16 * e);
+      __m512 partial[16];
+      for (int j = 0; j < 16; ++j) {
+        const float* k = key_rows[c + j];
+        if (r == 0 && c + 16 < max_visible) {
+          for (int e = 0; e < kD; ++e) {
+            _mm_prefetch(reinterpret_cast<const char*>(key_rows[c + 16 + j] + 16 * e),
+                         _MM_HINT_T0);
+          }
+        }
+        __m512 s = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
+        for (int e = 1; e < kD; ++e) s = _mm512_fmadd_ps(qv[e], _mm512_loadu_ps(k + 16 * e), s);
+        partial[j] = s;
+      }
+      const __m512 scores = _mm512_mul_ps(SumEach16(partial), scale);
+      _mm512_storeu_ps(probs + r * stride + c,
+                       _mm512_mask_blend_ps(FirstLanes(visible - c),
+                                            _mm512_set1_ps(-INFINITY), scores));
+    }
+  }
+  // Pass 2: softmax numerators in place; pass 3 per row group.
+  for (int r0 = 0; r0 < rows; r0 += kRowsPerGroup) {
+    const int count = rows - r0 < kRowsPerGroup ? rows - r0 : kRowsPerGroup;
+    for (int i = 0; i < count; ++i) {
+      const int r = r0 + i;
+      const int visible = task.first_visible + r / task.group;
+      float* row = probs + r * stride;
+      __m512 m = _mm512_set1_ps(-INFINITY);
+      for (int c = 0; c < visible; c += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(row + c));
+      const __m512 max = _mm512_set1_ps(HorizontalMax(m));
+      __m512 sum = _mm512_setzero_ps();
+      for (int c = 0; c < visible; c += 16) {
+        const __m512 p = Exp(_mm512_sub_ps(_mm512_loadu_ps(row + c), max),
+                             FirstLanes(visible - c));
+        _mm512_storeu_ps(row + c, p);
+        sum = _mm512_add_ps(sum, p);
+      }
+      row_sums[i] = HorizontalSum(sum);
+    }
+    switch (count) {
+      case 1: AccumulateValues<kD, 1>(task, probs, stride, r0, value_rows, row_sums); break;
+      case 2: AccumulateValues<kD, 2>(task, probs, stride, r0, value_rows, row_sums); break;
+      case 3:
+        if constexpr (kRowsPerGroup >= 3) AccumulateValues<kD, 3>(task, probs, stride, r0, value_rows, row_sums);
+        break;
+      default:
+        if constexpr (kRowsPerGroup >= 4) AccumulateValues<kD, 4>(task, probs, stride, r0, value_rows, row_sums);
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+bool AttendQueryTile(const AttentionTileTask& task, float* scratch) {
+  switch (task.head_dim) {
+    case 16: AttendTyped<1>(task, scratch); return true;
+    case 32: AttendTyped<2>(task, scratch); return true;
+    case 48: AttendTyped<3>(task, scratch); return true;
+    case 64: AttendTyped<4>(task, scratch); return true;
+    case 80: AttendTyped<5>(task, scratch); return true;
+    case 96: AttendTyped<6>(task, scratch); return true;
+    case 112: AttendTyped<7>(task, scratch); return true;
+    case 128: AttendTyped<8>(task, scratch); return true;
+    default: return false;
+  }
+}
+
+}  // namespace weft::cpu::avx512
