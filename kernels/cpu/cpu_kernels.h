@@ -184,6 +184,22 @@ static inline int64_t Avx512AttentionScratch(int num_tokens, int group,
 }
 }  // namespace avx512
 
+// --- AMX-INT8 (with AVX-512) ----------------------------------------------
+namespace amx {
+// QuantMatMul for packed weights of the AVX-512 layout (unsigned Q8), with
+// results bit-identical to avx512::QuantMatMul. x's q and r arrays must be
+// readable for x.rows rounded up to a multiple of 16 (the extra rows'
+// values do not matter). The calling thread must have AMX permission
+// (EnableAmx).
+void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
+                 int64_t group_begin, int64_t group_end, const float* bias,
+                 OutputRows y);
+}  // namespace amx
+// Whether the processor has AMX-TILE and AMX-INT8; asks the kernel for
+// permission to use the tile data (Linux arch_prctl) and returns whether
+// it was granted, once per process.
+bool EnableAmx();
+
 }  // namespace weft::cpu
 
 #endif  // WEFT_KERNELS_CPU_CPU_KERNELS_H_

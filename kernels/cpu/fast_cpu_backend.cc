@@ -2,6 +2,7 @@
 
 #include <cpuid.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,6 +49,10 @@ bool HasAvx512Vnni() {
          __builtin_cpu_supports("avx512vnni");
 }
 
+// Batches of at least this many activation rows use AMX (fewer rows leave
+// most of a 16-row tile idle; the VNNI kernel is as fast there).
+constexpr int64_t kMinAmxRows = 4;
+
 bool IsFloatWeight(DType dtype) {
   return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
 }
@@ -56,6 +61,20 @@ float* F32(Tensor* t) { return static_cast<float*>(t->data); }
 const float* F32(const Tensor& t) { return static_cast<const float*>(t.data); }
 
 }  // namespace
+
+bool cpu::EnableAmx() {
+  static const bool enabled = [] {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    constexpr unsigned kAmxTile = 1u << 24, kAmxInt8 = 1u << 25;
+    if ((edx & kAmxTile) == 0 || (edx & kAmxInt8) == 0) return false;
+    // Linux keeps the 8 KiB tile state off until a process asks for it.
+    constexpr long kArchReqXcompPerm = 0x1023;
+    constexpr long kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return enabled;
+}
 
 int NumPhysicalCores() {
   // Distinct (package, core) pairs among the CPUs this process may run on.
@@ -129,7 +148,8 @@ struct FastCpuBackend::PackedWeight {
 
 FastCpuBackend::FastCpuBackend(const CpuBackendConfig& config) {
   use_avx512_ = !config.force_avx2 && HasAvx512Vnni();
-  isa_ = use_avx512_ ? "avx512-vnni" : "avx2";
+  use_amx_ = use_avx512_ && config.allow_amx && cpu::EnableAmx();
+  isa_ = use_amx_ ? "avx512-vnni+amx" : use_avx512_ ? "avx512-vnni" : "avx2";
   const int threads =
       config.num_threads > 0 ? config.num_threads : NumPhysicalCores();
   pool_ = std::make_unique<ThreadPool>(threads);
@@ -294,7 +314,10 @@ absl::Status FastCpuBackend::MatMul(const Tensor& x, const Tensor& w,
   // Quantize the activations (two int8 levels per block of 32), then the
   // matmul.
   const int64_t blocks = x.cols / kQuantBlockSize;
-  const size_t q_size = static_cast<size_t>(x.rows * x.cols);
+  const bool amx = use_amx_ && x.rows >= kMinAmxRows;
+  // AMX reads activation rows 16 at a time: pad q and r to a multiple of 16.
+  const int64_t padded_rows = amx ? (x.rows + 15) / 16 * 16 : x.rows;
+  const size_t q_size = static_cast<size_t>(padded_rows * x.cols);
   const size_t meta_size = static_cast<size_t>(x.rows * blocks);
   if (x_quant_.size() < 2 * q_size) x_quant_.resize(2 * q_size);
   if (x_scales_.size() < 2 * meta_size) x_scales_.resize(2 * meta_size);
@@ -317,7 +340,9 @@ absl::Status FastCpuBackend::MatMul(const Tensor& x, const Tensor& w,
   const cpu::QuantizedRows rows{x.rows, x.cols,     q,     r,
                                 scale,  scaled_sum, sum_q, sum_r};
   pool_->ParallelFor(packed.num_groups, [&](int64_t begin, int64_t end) {
-    if (use_avx512_) {
+    if (amx) {
+      cpu::amx::QuantMatMul(packed, rows, begin, end, bias_data, out);
+    } else if (use_avx512_) {
       cpu::avx512::QuantMatMul(packed, rows, begin, end, bias_data, out);
     } else {
       cpu::avx2::QuantMatMul(packed, rows, begin, end, bias_data, out);

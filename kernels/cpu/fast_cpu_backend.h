@@ -35,6 +35,10 @@ struct CpuBackendConfig {
   // Force the AVX2 kernels even where AVX-512 VNNI is present (tests and
   // benchmarks of the fallback path).
   bool force_avx2 = false;
+  // Multiply batches of activation rows by quantized weights with AMX-INT8
+  // where the processor and the OS allow it (results are bit-identical to
+  // the AVX-512 VNNI kernels; tests turn it off to compare them).
+  bool allow_amx = true;
   // Serve with the reference CpuBackend (one thread, fp32, no SIMD).
   bool reference = false;
 
@@ -61,7 +65,7 @@ class FastCpuBackend : public CpuBackend {
 
   absl::string_view name() const override { return "cpu"; }
   int num_threads() const;
-  // "avx512-vnni" or "avx2".
+  // "avx512-vnni+amx", "avx512-vnni" or "avx2".
   absl::string_view isa() const { return isa_; }
 
   absl::StatusOr<Tensor> UploadWeight(DType dtype, int64_t rows, int64_t cols,
@@ -89,6 +93,7 @@ class FastCpuBackend : public CpuBackend {
 
   std::string isa_;
   bool use_avx512_ = false;
+  bool use_amx_ = false;
   std::unique_ptr<ThreadPool> pool_;
   // Repacked quantized weights, by the address of the original data (the
   // Tensor handed out keeps pointing at the GGML layout so ops that read a

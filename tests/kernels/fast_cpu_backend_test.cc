@@ -16,6 +16,7 @@
 #include <cmath>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -390,6 +391,46 @@ INSTANTIATE_TEST_SUITE_P(Isas, FastCpuBackendTest,
                          ::testing::Values(Variant{false, 1}, Variant{false, 3},
                                            Variant{true, 1}, Variant{true, 3}),
                          VariantName);
+
+// AMX-INT8 (batches) against the AVX-512 VNNI kernels: the same integer
+// sums and the same fp32 epilogue, so the outputs must be equal bit for bit.
+TEST(FastCpuBackendAmxTest, AmxMatchesVnniBitForBit) {
+  CpuBackendConfig with_amx, without_amx;
+  with_amx.num_threads = without_amx.num_threads = 2;
+  without_amx.allow_amx = false;
+  auto amx = FastCpuBackend::Create(with_amx);
+  auto vnni = FastCpuBackend::Create(without_amx);
+  ASSERT_TRUE(amx.ok() && vnni.ok());
+  if ((*amx)->isa() != "avx512-vnni+amx") {
+    GTEST_SKIP() << "no AMX-INT8 here (isa " << (*amx)->isa() << ")";
+  }
+  ASSERT_EQ((*vnni)->isa(), "avx512-vnni");
+  std::mt19937 rng(23);
+  std::vector<std::vector<uint8_t>> all_weights;
+  for (DType dtype : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0}) {
+    for (auto [m, rows, cols] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {4, 37, 64}, {16, 48, 576}, {17, 100, 96}, {33, 16, 1536}, {70, 50, 32}}) {
+      SCOPED_TRACE(std::string(DTypeName(dtype)) + " m=" + std::to_string(m) +
+                   " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+      all_weights.push_back(RandomWeights(dtype, rows, cols, rng));
+      auto wa = (*amx)->UploadWeight(dtype, rows, cols, all_weights.back().data());
+      auto wv = (*vnni)->UploadWeight(dtype, rows, cols, all_weights.back().data());
+      ASSERT_TRUE(wa.ok() && wv.ok());
+      std::vector<float> x = RandomVector(m * cols, rng);
+      std::vector<float> bias = RandomVector(rows, rng);
+      Tensor bias_t{DType::kF32, 1, rows, bias.data()};
+      Tensor x_t{DType::kF32, m, cols, x.data()};
+      std::vector<float> got(m * rows, NAN), want(m * rows, NAN);
+      Tensor got_t{DType::kF32, m, rows, got.data()};
+      Tensor want_t{DType::kF32, m, rows, want.data()};
+      ASSERT_TRUE((*amx)->MatMul(x_t, *wa, &bias_t, &got_t).ok());
+      ASSERT_TRUE((*vnni)->MatMul(x_t, *wv, &bias_t, &want_t).ok());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i], want[i]) << "element " << i;
+      }
+    }
+  }
+}
 
 TEST(ThreadPoolTest, ParallelForCoversEveryIndexOnce) {
   for (int threads : {1, 2, 5}) {
