@@ -16,6 +16,9 @@ constexpr int kSpinIterations = 1 << 14;
 // How long the caller spins for workers to finish before yielding its core.
 constexpr int kCallerSpinIterations = 1 << 10;
 
+constexpr uint64_t kClosed = uint64_t{1} << 31;
+constexpr uint64_t kJoinedMask = kClosed - 1;
+
 inline void CpuRelax() {
 #if defined(__x86_64__)
   _mm_pause();
@@ -59,8 +62,16 @@ void ThreadPool::WorkerLoop(int thread_index) {
     }
     seen = now;
     if (stop_.load(std::memory_order_acquire)) return;
-    (*job_)(thread_index);
-    remaining_.fetch_sub(1, std::memory_order_acq_rel);
+    // Join the job unless the caller has closed it (or moved on).
+    uint64_t state = job_state_.load(std::memory_order_acquire);
+    while ((state >> 32) == now && (state & kClosed) == 0) {
+      if (job_state_.compare_exchange_weak(state, state + 1,
+                                           std::memory_order_acq_rel)) {
+        (*job_)(thread_index);
+        finished_.fetch_add(1, std::memory_order_release);
+        break;
+      }
+    }
   }
 }
 
@@ -69,20 +80,36 @@ void ThreadPool::Run(absl::FunctionRef<void(int)> fn) {
     fn(0);
     return;
   }
+  Dispatch(fn, /*wait_for_all=*/true);
+}
+
+void ThreadPool::Dispatch(absl::FunctionRef<void(int)> fn, bool wait_for_all) {
   job_ = &fn;
-  remaining_.store(num_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_seq_cst);
+  finished_.store(0, std::memory_order_relaxed);
+  const uint32_t generation = generation_.load(std::memory_order_relaxed) + 1;
+  job_state_.store(uint64_t{generation} << 32, std::memory_order_relaxed);
+  generation_.store(generation, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
   fn(0);
   // Spin briefly, then yield: on an oversubscribed machine a worker may not
   // be running, and spinning would only keep it off this core longer.
-  for (int spin = 0; remaining_.load(std::memory_order_acquire) != 0; ++spin) {
-    if (spin < kCallerSpinIterations) {
-      CpuRelax();
-    } else {
-      std::this_thread::yield();
+  auto wait_until = [](auto done) {
+    for (int spin = 0; !done(); ++spin) {
+      if (spin < kCallerSpinIterations) {
+        CpuRelax();
+      } else {
+        std::this_thread::yield();
+      }
     }
+  };
+  if (wait_for_all) {
+    wait_until([&] {
+      return finished_.load(std::memory_order_acquire) == num_threads_ - 1;
+    });
   }
+  const uint64_t state = job_state_.fetch_or(kClosed, std::memory_order_acq_rel);
+  const int joined = static_cast<int>(state & kJoinedMask);
+  wait_until([&] { return finished_.load(std::memory_order_acquire) == joined; });
   job_ = nullptr;
 }
 
@@ -103,14 +130,14 @@ void ThreadPool::ParallelFor(
   // others instead of holding the whole op back.
   const int64_t chunks = std::min<int64_t>(n, int64_t{num_threads_} * 4);
   std::atomic<int64_t> next{0};
-  Run([&](int thread) {
+  Dispatch([&](int thread) {
     for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
          c = next.fetch_add(1, std::memory_order_relaxed)) {
       const int64_t begin = n * c / chunks;
       const int64_t end = n * (c + 1) / chunks;
       if (begin < end) fn(thread, begin, end);
     }
-  });
+  }, /*wait_for_all=*/false);
 }
 
 }  // namespace weft

@@ -30,7 +30,10 @@ class ThreadPool {
 
   // Calls fn on contiguous ranges that together cover [0, n) exactly once,
   // taken by the threads as they come (about 4 ranges per thread), and
-  // waits. Runs inline when n <= 1 or the pool has one thread.
+  // waits. Runs inline when n <= 1 or the pool has one thread. A worker
+  // that has not joined by the time the ranges are all taken (descheduled
+  // by another process, or still waking up) is not waited for: on a busy
+  // machine an op costs what the running threads take, not a time slice.
   void ParallelFor(int64_t n,
                    absl::FunctionRef<void(int64_t begin, int64_t end)> fn);
   // The same, telling fn which thread (0..num_threads-1) runs the range.
@@ -40,12 +43,19 @@ class ThreadPool {
 
  private:
   void WorkerLoop(int thread_index);
+  // Starts fn on the workers, runs fn(0), then waits for every worker
+  // (wait_for_all) or only for those that joined before the caller closed
+  // the job.
+  void Dispatch(absl::FunctionRef<void(int)> fn, bool wait_for_all);
 
   const int num_threads_;
   std::vector<std::thread> workers_;
   // Bumped once per job; workers run the job when they see it change.
   std::atomic<uint32_t> generation_{0};
-  std::atomic<int> remaining_{0};  // workers still running the current job
+  // The current job: generation (high 32 bits), closed (bit 31: no worker
+  // may join any more) and how many workers joined (low bits).
+  std::atomic<uint64_t> job_state_{0};
+  std::atomic<int> finished_{0};  // workers that joined and finished
   std::atomic<int> sleepers_{0};   // workers in (or entering) a futex wait
   std::atomic<bool> stop_{false};
   const absl::FunctionRef<void(int)>* job_ = nullptr;
