@@ -2,20 +2,23 @@
 // and batch staging, with every op replaced by a vectorized, threaded one.
 //
 //   MatMul    quantized weights (Q4_0, Q4_1, Q8_0) are repacked at upload
-//             into 16-row interleaved blocks (kernels/cpu/quant_pack.h) and
-//             multiplied against activations quantized to 8 bits per block
-//             of 32 (AVX-512 VNNI, else AVX2); F16/BF16/F32 weights are
-//             used in place with fp32 multiply-adds. Output rows are split
-//             across the thread pool; each weight block is read once for
-//             up to kMaxRowTile activation rows.
+//             into 16-row interleaved blocks (kernels/cpu/cpu_kernels.h)
+//             and multiplied against activations quantized to two int8
+//             levels per block of 32 (AMX-INT8 for 4+ rows where granted,
+//             else AVX-512 VNNI, else AVX2); F16/BF16/F32 weights are
+//             repacked k-major in 16-row groups (AVX-512) or used in place
+//             (AVX2) with fp32 multiply-adds. Output rows are split across
+//             the thread pool; each weight block is read once per tile of
+//             activation rows.
 //   the rest  RMSNorm, RoPE + KV write, paged attention (query tiles ×
-//             KV head, online softmax), SiLU·mul in fp32 SIMD, threaded
-//             over tokens / tiles when there is enough work.
+//             KV head), SiLU·mul in fp32 SIMD, threaded over tokens /
+//             tiles when there is enough work.
 //
 // The ISA is picked once, at construction, from what the processor reports
 // (AVX-512 F/BW/VL/VNNI, else AVX2+FMA+F16C); one binary runs on any
-// x86-64 with AVX2. Every kernel has a parity test against CpuBackend
-// (tests/kernels/fast_cpu_backend_test.cc).
+// x86-64 with AVX2. Every kernel has a parity test against CpuBackend and
+// a row's result never depends on the batch (docs/cpu.md,
+// tests/kernels/fast_cpu_backend_test.cc).
 #ifndef WEFT_KERNELS_CPU_FAST_CPU_BACKEND_H_
 #define WEFT_KERNELS_CPU_FAST_CPU_BACKEND_H_
 
