@@ -5,7 +5,8 @@
 # GPU test, the end-to-end checks and the kernel benchmark, writes
 # report.json (and each step's log and gtest JSON) to $OUT (or ./gpu-check-out
 # or the first argument), and prints a compact table last. Each step has a
-# time limit; the whole run stays under 8 minutes.
+# time limit (60 + 90 + 120 + 100 + 60 s at most): the whole run stays
+# under 8 minutes.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-${OUT:-$here/../gpu-check-out}}"
@@ -98,9 +99,9 @@ gtest() {  # name limit binary [filter]
 
 gtest ops 60 cuda_ops_test
 gtest attention 90 cuda_attention_test
-gtest model 150 cuda_model_test
-gtest engine 120 default_model_engine_test '*Cuda*'
-run_step bench 90 "$here/bin/weft-bench-cuda-kernels" --iters 20 --json "$out/bench.json"
+gtest model 120 cuda_model_test
+gtest engine 100 default_model_engine_test '*Cuda*'
+run_step bench 60 "$here/bin/weft-bench-cuda-kernels" --iters 20 --json "$out/bench.json"
 
 # --- report ------------------------------------------------------------------
 total=$(( $(date +%s) - start ))
