@@ -65,7 +65,10 @@ __device__ float LoadElement(const uint8_t* src, int64_t e) {
       const uint16_t m = static_cast<uint16_t>(b[2] | (b[3] << 8));
       const uint8_t byte = b[4 + (j & 15)];
       const int nibble = j < 16 ? (byte & 15) : (byte >> 4);
-      return HalfBits(d) * static_cast<float>(nibble) + HalfBits(m);
+      // Rounded after the multiply and after the add, as the CPU reference
+      // (built without FMA contraction) does: bit-identical weights.
+      return __fadd_rn(__fmul_rn(HalfBits(d), static_cast<float>(nibble)),
+                       HalfBits(m));
     }
   }
 }

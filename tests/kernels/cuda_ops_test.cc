@@ -2,8 +2,9 @@
 // (CpuBackend) on seeded random inputs, five or more shapes each (odd sizes,
 // one row, sizes past a thread block), outputs NaN-poisoned before each run.
 // Tolerances (atol + rtol·|ref|), by what the GPU rounds:
-//   weight upload      ≤ 1 bf16 ulp of the CPU's dequantized value (rtol 2⁻⁸)
-//   Embedding          same (the table is bf16 on the GPU)
+//   weight upload      the CPU's dequantized value rounded to bf16 (the GPU
+//                      rounds the same way); ± 1 bf16 ulp allowed: rtol 2⁻⁷
+//   Embedding          the CPU's fp32 row within bf16 rounding: rtol 2⁻⁸
 //   RmsNorm, SiluMul   fp32 both sides: atol 1e-5, rtol 1e-4 (norm: fp32 vs
 //                      double sum of squares; silu: expf vs std::exp)
 //   residual add       exact
@@ -142,7 +143,7 @@ TEST_F(CudaOpsTest, UploadWeightConvertsEveryDTypeToBf16OnTheGpu) {
       EXPECT_EQ(w->dtype, DType::kBF16);
       const std::vector<float> want =
           test::RoundToBf16(Decode(dtype, bytes, int64_t{rows} * cols));
-      ExpectNear(test::ToHost(*backend_, *w), want, 1e-7f, 1.0f / 256);
+      ExpectNear(test::ToHost(*backend_, *w), want, 1e-7f, 1.0f / 128);
     }
   }
 }
@@ -186,7 +187,7 @@ TEST_F(CudaOpsTest, EmbeddingMatchesCpu) {
       auto view = backend_->StageBatch(batch);
       ASSERT_TRUE(view.ok()) << view.status();
       ASSERT_TRUE(backend_->Embedding(*gpu_table, *view, &out).ok());
-      ExpectNear(test::ToHost(*backend_, out), want, 1e-7f, 1.0f / 256);
+      ExpectNear(test::ToHost(*backend_, out), want, 1e-6f, 1.0f / 256);
     }
   }
 }
