@@ -340,10 +340,18 @@ TEST(CudaAttentionInvarianceTest, SplitDecodeOfASequenceDoesNotDependOnTheBatch)
       << "split decode result changed with the batch";
 }
 
-TEST(CudaKvBlocksTest, CopyKvBlocksCopiesEveryLayerInOrder) {
+struct CopyCase {
+  KvCacheShape shape;
+  std::vector<int32_t> src, dst;
+};
+
+class CudaKvBlocksTest : public ::testing::TestWithParam<CopyCase> {};
+
+TEST_P(CudaKvBlocksTest, CopyKvBlocksCopiesEveryLayerInOrder) {
+  const CopyCase& c = GetParam();
+  const KvCacheShape& shape = c.shape;
   auto gpu = test::MakeCudaOrNull();
   if (gpu == nullptr) GTEST_SKIP() << test::kNoGpu;
-  const KvCacheShape shape{3, 8, 4, 2, 64, DType::kBF16};
   ASSERT_TRUE(gpu->AllocateKvCache(shape).ok());
   std::mt19937 rng(31);
   std::vector<std::vector<float>> before;
@@ -356,24 +364,33 @@ TEST(CudaKvBlocksTest, CopyKvBlocksCopiesEveryLayerInOrder) {
       before.push_back(values);
     }
   }
-  // 1 → 2, then 2 → 5 (reads what the first copy wrote), 7 → 0.
-  const std::vector<int32_t> src = {1, 2, 7}, dst = {2, 5, 0};
-  ASSERT_TRUE(gpu->CopyKvBlocks(src, dst).ok());
+  ASSERT_TRUE(gpu->CopyKvBlocks(c.src, c.dst).ok());
   const int64_t block = shape.block_elements();
   int i = 0;
   for (int layer = 0; layer < shape.num_layers; ++layer) {
     for (void* p : {gpu->kv_layer(layer).k, gpu->kv_layer(layer).v}) {
       std::vector<float> want = before[i++];
-      for (size_t c = 0; c < src.size(); ++c) {
-        std::copy(want.begin() + src[c] * block, want.begin() + (src[c] + 1) * block,
-                  want.begin() + dst[c] * block);
+      for (size_t n = 0; n < c.src.size(); ++n) {  // in order, like the GPU
+        std::copy(want.begin() + c.src[n] * block,
+                  want.begin() + (c.src[n] + 1) * block,
+                  want.begin() + c.dst[n] * block);
       }
       ExpectNear(test::ToHost(*gpu, CacheTensor(shape, p)), want, 0, 0);
     }
   }
-  EXPECT_EQ(gpu->CopyKvBlocks({{8}}, {{0}}).code(),
+  EXPECT_EQ(gpu->CopyKvBlocks({{shape.num_blocks}}, {{0}}).code(),
             absl::StatusCode::kInvalidArgument);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaKvBlocksTest,
+    ::testing::Values(
+        // 1 → 2, then 2 → 5 reads what the first copy wrote; 7 → 0.
+        CopyCase{{3, 8, 4, 2, 64, DType::kBF16}, {1, 2, 7}, {2, 5, 0}},
+        CopyCase{{1, 2, 16, 1, 64, DType::kBF16}, {0}, {1}},
+        CopyCase{{2, 33, 1, 3, 128, DType::kBF16}, {32, 0, 5}, {0, 32, 6}},
+        CopyCase{{30, 16, 16, 3, 64, DType::kBF16}, {3, 4, 5, 6}, {12, 13, 14, 15}},
+        CopyCase{{1, 4, 16, 8, 128, DType::kBF16}, {}, {}}));  // nothing to copy
 
 #else  // !WEFT_HAVE_CUDA
 
