@@ -35,6 +35,14 @@ else
   log "cuBLAS: $cublas_dir"
 fi
 export LD_LIBRARY_PATH="$here/lib${cublas_dir:+:$cublas_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The GPU image's own C++ runtime first; the build machine's (which needs a
+# newer glibc) only if the binaries do not start without it.
+if ! "$here/bin/cuda_ops_test" --gtest_list_tests > /dev/null 2> "$out/startup.log"; then
+  export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$here/lib-fallback"
+  log "binaries did not start with the system libstdc++ ($(head -c 300 "$out/startup.log")); using the bundled one"
+  "$here/bin/cuda_ops_test" --gtest_list_tests > /dev/null 2>> "$out/startup.log" ||
+    log "binaries still do not start: see $out/startup.log"
+fi
 export WEFT_SOURCE_DIR="$here/fixtures"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
   > "$out/device.txt" 2>&1 || echo "nvidia-smi failed" > "$out/device.txt"
