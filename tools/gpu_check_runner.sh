@@ -5,7 +5,7 @@
 # GPU test, the end-to-end checks and the kernel benchmark, writes
 # report.json (and each step's log and gtest JSON) to $OUT (or ./gpu-check-out
 # or the first argument), and prints a compact table last. Each step has a
-# time limit (60 + 90 + 120 + 100 + 60 s at most): the whole run stays
+# time limit (60 + 90 + 120 + 100 + 30 + 60 s at most): the whole run stays
 # under 8 minutes.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -109,6 +109,12 @@ gtest ops 60 cuda_ops_test
 gtest attention 90 cuda_attention_test
 gtest model 120 cuda_model_test
 gtest engine 100 default_model_engine_test '*Cuda*'
+if [[ "$model_status" == ok ]]; then
+  # The CLI end to end: --device cuda picks the GPU and generates greedily.
+  run_step generate 30 "$here/bin/weft-generate" --device cuda \
+    --model "$model_dir/$model_name" --prompt "The capital of France is" \
+    --max_tokens 16 --max_model_len 256
+fi
 run_step bench 60 "$here/bin/weft-bench-cuda-kernels" --iters 20 --json "$out/bench.json"
 
 # --- report ------------------------------------------------------------------
