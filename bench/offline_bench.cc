@@ -13,7 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/fast_cpu_backend.h"
+#include "kernels/factory/backend_factory.h"
 #include "runtime/engine.h"
 #include "runtime/model/model_files.h"
 #include "tools/flag_spelling.h"
@@ -27,6 +27,8 @@ ABSL_FLAG(int, min_output, 16, "shortest output, tokens");
 ABSL_FLAG(int, max_output, 64, "longest output, tokens");
 ABSL_FLAG(int, max_num_seqs, 64, "running sequences at once");
 ABSL_FLAG(int, max_num_batched_tokens, 512, "tokens per step");
+ABSL_FLAG(std::string, device, "auto",
+          "cpu, cuda, or auto (cuda when a GPU is usable, else cpu)");
 ABSL_FLAG(int, threads, 0,
           "CPU threads for the kernels (0: one per physical core)");
 ABSL_FLAG(bool, reference_kernels, false,
@@ -108,15 +110,22 @@ absl::StatusOr<RunResult> Run(Engine& engine, const std::vector<Request>& reques
 int Main() {
   auto files = ModelFiles::Open(absl::GetFlag(FLAGS_model));
   if (!files.ok()) return Fail(files.status());
-  CpuBackendConfig cpu_config;
-  cpu_config.num_threads = absl::GetFlag(FLAGS_threads);
-  cpu_config.reference = absl::GetFlag(FLAGS_reference_kernels);
-  auto backend_or = MakeCpuBackend(cpu_config);
-  if (!backend_or.ok()) return Fail(backend_or.status());
-  CpuBackend& backend = **backend_or;
   EngineConfig config;
   config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
   config.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
+  auto device = ParseDeviceKind(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) return Fail(device.status());
+  BackendOptions backend_options;
+  backend_options.device = *device;
+  backend_options.cpu.num_threads = absl::GetFlag(FLAGS_threads);
+  backend_options.cpu.reference = absl::GetFlag(FLAGS_reference_kernels);
+  backend_options.cuda.max_num_tokens = config.scheduler.max_num_batched_tokens;
+  backend_options.cuda.max_num_seqs = config.scheduler.max_num_seqs;
+  std::string backend_description;
+  auto backend_or = MakeBackend(backend_options, &backend_description);
+  if (!backend_or.ok()) return Fail(backend_or.status());
+  Backend& backend = **backend_or;
+  std::printf("backend: %s\n", backend_description.c_str());
   config.scheduler.max_num_logit_rows = config.scheduler.max_num_seqs;
   ModelPlan plan;
   plan.max_num_tokens = config.scheduler.max_num_batched_tokens;

@@ -73,6 +73,10 @@ class Backend {
   virtual absl::string_view name() const = 0;
   // The dtype of activations this backend computes in.
   virtual DType activation_dtype() const = 0;
+  // The dtype the backend keeps its KV cache in (the model asks for a cache
+  // of this dtype). The CPU backend keeps it in its activation dtype; the
+  // CUDA backend computes in F32 and stores K and V in BF16.
+  virtual DType kv_cache_dtype() const { return activation_dtype(); }
 
   // --- Memory -------------------------------------------------------------
   // A weight for use by the ops. `host` points at rows × cols elements of

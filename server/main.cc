@@ -17,7 +17,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/fast_cpu_backend.h"
+#include "kernels/factory/backend_factory.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/engine.h"
 #include "runtime/request_queue.h"
@@ -49,7 +49,9 @@ ABSL_FLAG(int, max_model_len, 0,
           "longest prompt + output in tokens; 0: the model's context, capped "
           "by the KV cache");
 ABSL_FLAG(int64_t, kv_cache_memory, int64_t{1} << 30,
-          "bytes of KV cache (fp32 on the CPU backend)");
+          "bytes of KV cache (fp32 on the CPU backend, bf16 on CUDA)");
+ABSL_FLAG(std::string, device, "auto",
+          "cpu, cuda, or auto (cuda when a GPU is usable, else cpu)");
 ABSL_FLAG(int, block_size, 16, "tokens per KV block");
 ABSL_FLAG(bool, enable_prefix_caching, true, "reuse KV of shared prompt prefixes");
 ABSL_FLAG(int, max_live_requests, 1024,
@@ -111,8 +113,21 @@ int Main() {
   plan.max_num_tokens = engine_config.scheduler.max_num_batched_tokens;
   plan.max_num_logits = engine_config.scheduler.max_num_logit_rows;
   plan.block_size = absl::GetFlag(FLAGS_block_size);
-  const int64_t block_bytes = int64_t{2} * config.num_layers * config.num_kv_heads *
-                              plan.block_size * config.head_dim * sizeof(float);
+  auto device = ParseDeviceKind(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) return Fail(device.status());
+  BackendOptions backend_options;
+  backend_options.device = *device;
+  backend_options.cpu.num_threads = absl::GetFlag(FLAGS_threads);
+  backend_options.cpu.reference = absl::GetFlag(FLAGS_reference_kernels);
+  backend_options.cuda.max_num_tokens = plan.max_num_tokens;
+  backend_options.cuda.max_num_seqs = engine_config.scheduler.max_num_seqs;
+  std::string backend_description;
+  auto backend = MakeBackend(backend_options, &backend_description);
+  if (!backend.ok()) return Fail(backend.status());
+  std::fprintf(stderr, "weft-server: backend %s\n", backend_description.c_str());
+  const int64_t block_bytes =
+      int64_t{2} * config.num_layers * config.num_kv_heads * plan.block_size *
+      config.head_dim * DTypeBlockBytes((*backend)->kv_cache_dtype());
   const int64_t kv_memory = absl::GetFlag(FLAGS_kv_cache_memory);
   if (plan.block_size < 1 || kv_memory < block_bytes) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(
@@ -120,14 +135,6 @@ int Main() {
         " bytes) and --block_size must be positive")));
   }
   plan.num_kv_blocks = static_cast<int>(std::min<int64_t>(kv_memory / block_bytes, 1 << 24));
-
-  CpuBackendConfig cpu_config;
-  cpu_config.num_threads = absl::GetFlag(FLAGS_threads);
-  cpu_config.reference = absl::GetFlag(FLAGS_reference_kernels);
-  std::string backend_description;
-  auto backend = MakeCpuBackend(cpu_config, &backend_description);
-  if (!backend.ok()) return Fail(backend.status());
-  std::fprintf(stderr, "weft-server: backend %s\n", backend_description.c_str());
   auto model = LlamaModel::Create(**files, backend->get(), plan);
   if (!model.ok()) return Fail(model.status());
   auto engine = Engine::Create(model->get(), backend->get(), &(*files)->tokenizer(),
@@ -175,7 +182,8 @@ int Main() {
   server_config.tls_key = absl::GetFlag(FLAGS_tls_key);
   server_config.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   ServerMetrics metrics(served.name, served.max_model_len);
-  auto server = GrpcServer::Start(server_config, engine->get(), served, "cpu",
+  auto server = GrpcServer::Start(server_config, engine->get(), served,
+                                  std::string((*backend)->name()),
                                   &keys, &metrics);
   if (!server.ok()) return Fail(server.status());
   std::fprintf(stderr,

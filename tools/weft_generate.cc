@@ -13,7 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/fast_cpu_backend.h"
+#include "kernels/factory/backend_factory.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/model_files.h"
@@ -32,6 +32,8 @@ ABSL_FLAG(std::string, system, "", "with --chat: a system message");
 ABSL_FLAG(std::string, chat_template, "",
           "with --chat: a Jinja chat template file to use instead of the "
           "model's");
+ABSL_FLAG(std::string, device, "auto",
+          "cpu, cuda, or auto (cuda when a GPU is usable, else cpu)");
 ABSL_FLAG(int, threads, 0,
           "CPU threads for the kernels (0: one per physical core)");
 ABSL_FLAG(bool, reference_kernels, false,
@@ -92,15 +94,20 @@ int Run() {
   if (auto s = sampling.Validate(tokenizer.vocab_size()); !s.ok()) {
     return Fail(s);
   }
-  CpuBackendConfig cpu_config;
-  cpu_config.num_threads = absl::GetFlag(FLAGS_threads);
-  cpu_config.reference = absl::GetFlag(FLAGS_reference_kernels);
-  auto backend_or = MakeCpuBackend(cpu_config);
-  if (!backend_or.ok()) return Fail(backend_or.status());
-  CpuBackend& backend = **backend_or;
   ModelPlan plan;
   plan.max_num_tokens = 256;
   plan.max_num_logits = 1;
+  auto device = ParseDeviceKind(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) return Fail(device.status());
+  BackendOptions backend_options;
+  backend_options.device = *device;
+  backend_options.cpu.num_threads = absl::GetFlag(FLAGS_threads);
+  backend_options.cpu.reference = absl::GetFlag(FLAGS_reference_kernels);
+  backend_options.cuda.max_num_tokens = plan.max_num_tokens;
+  backend_options.cuda.max_num_seqs = 1;
+  auto backend_or = MakeBackend(backend_options);
+  if (!backend_or.ok()) return Fail(backend_or.status());
+  Backend& backend = **backend_or;
   const int max_len = std::min(absl::GetFlag(FLAGS_max_model_len),
                                (*files)->config().max_position_embeddings);
   plan.num_kv_blocks = (max_len + plan.block_size - 1) / plan.block_size;

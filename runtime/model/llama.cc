@@ -54,7 +54,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   kv.block_size = plan.block_size;
   kv.num_kv_heads = model->config_.num_kv_heads;
   kv.head_dim = model->config_.head_dim;
-  kv.dtype = backend->activation_dtype();
+  kv.dtype = backend->kv_cache_dtype();
   WEFT_RETURN_IF_ERROR(backend->AllocateKvCache(kv));
   return model;
 }

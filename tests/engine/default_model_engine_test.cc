@@ -1,5 +1,6 @@
 // The serving core on the real default model (SmolLM2-135M-Instruct Q4_1),
-// on the reference and on the fast CPU kernels: concurrent requests —
+// on the reference and on the fast CPU kernels, and on CUDA when a GPU is
+// present (batch invariance on the GPU): concurrent requests —
 // greedy and seeded — produce exactly what each produces alone, also when
 // the KV cache is too small for all of them at once or the prompt is
 // prefilled in small chunks, and a shared prefix is computed once.
@@ -58,6 +59,9 @@ class DefaultModelEngineTest : public ::testing::TestWithParam<Kernels> {
     if (!test::HaveDefaultModel()) {
       GTEST_SKIP() << "default model not found in " << WEFT_MODEL_DIR
                    << " (run tools/fetch_model.sh)";
+    }
+    if (GetParam() == Kernels::kCuda && !test::CudaUsable()) {
+      GTEST_SKIP() << "no CUDA GPU was found: skipping the CUDA engine test";
     }
   }
 
@@ -151,7 +155,10 @@ TEST_P(DefaultModelEngineTest, SecondRequestComputesOnlyItsNewTokens) {
   EXPECT_EQ(h.engine().stats().prompt_tokens_computed - computed_before,
             static_cast<int64_t>(question.size()) - full_blocks);
   // Unchanged output: the same request on an engine that never saw the doc.
-  EngineHarness fresh(test::DefaultModelPath(), Plan(64), Config());
+  // (On CUDA: a fresh CUDA engine; the CPU runs compare with the reference.)
+  EngineHarness fresh(test::DefaultModelPath(), Plan(64), Config(),
+                      GetParam() == Kernels::kCuda ? Kernels::kCuda
+                                                   : Kernels::kReference);
   EXPECT_EQ(out["question"].tokens, fresh.RunTogether({second})["question"].tokens);
 }
 
@@ -170,10 +177,12 @@ TEST_P(DefaultModelEngineTest, PrefillInSmallChunksGivesTheSameTokens) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, DefaultModelEngineTest,
-                         ::testing::Values(Kernels::kReference, Kernels::kFast),
+                         ::testing::Values(Kernels::kReference, Kernels::kFast,
+                                           Kernels::kCuda),
                          [](const ::testing::TestParamInfo<Kernels>& info) {
-                           return info.param == Kernels::kFast ? "Fast"
-                                                               : "Reference";
+                           return info.param == Kernels::kFast   ? "Fast"
+                                  : info.param == Kernels::kCuda ? "Cuda"
+                                                                 : "Reference";
                          });
 
 }  // namespace

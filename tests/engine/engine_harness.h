@@ -3,6 +3,7 @@
 #ifndef WEFT_TESTS_ENGINE_ENGINE_HARNESS_H_
 #define WEFT_TESTS_ENGINE_ENGINE_HARNESS_H_
 
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -12,14 +13,19 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/fast_cpu_backend.h"
+#include "kernels/factory/backend_factory.h"
 #include "runtime/engine.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/model_files.h"
 
 namespace weft::test {
 
+// WEFT_MODEL_DIR in the environment overrides the compiled-in directory
+// (tools/gpu-check's runner sets it on the GPU machine).
 inline std::string DefaultModelPath() {
-  return std::string(WEFT_MODEL_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  const char* dir = std::getenv("WEFT_MODEL_DIR");
+  return std::string(dir != nullptr && *dir != '\0' ? dir : WEFT_MODEL_DIR) +
+         "/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 inline bool HaveDefaultModel() {
   return std::ifstream(DefaultModelPath()).good();
@@ -37,19 +43,25 @@ struct Outcome {
   int num_terminal_events = 0;
 };
 
-// Which CPU kernels a harness runs: the fp32 reference or the fast ones
-// weft-server serves with.
-enum class Kernels { kReference, kFast };
+// Which kernels a harness runs: the fp32 CPU reference, the fast CPU ones
+// weft-server serves with, or the CUDA backend (tests skip it without a GPU:
+// see CudaUsable()).
+enum class Kernels { kReference, kFast, kCuda };
+
+inline bool CudaUsable() { return CudaDeviceAvailable(); }
 
 class EngineHarness {
  public:
   // `plan` sizes the model's KV cache and scratch; `config` the engine.
   EngineHarness(const std::string& model_path, const ModelPlan& plan,
                 EngineConfig config, Kernels kernels = Kernels::kReference) {
-    CpuBackendConfig cpu;
-    cpu.reference = kernels == Kernels::kReference;
-    cpu.num_threads = 2;
-    auto backend = MakeCpuBackend(cpu);
+    BackendOptions options;
+    options.device = kernels == Kernels::kCuda ? DeviceKind::kCuda : DeviceKind::kCpu;
+    options.cpu.reference = kernels == Kernels::kReference;
+    options.cpu.num_threads = 2;
+    options.cuda.max_num_tokens = plan.max_num_tokens;
+    options.cuda.max_num_seqs = config.scheduler.max_num_seqs;
+    auto backend = MakeBackend(options);
     EXPECT_TRUE(backend.ok()) << backend.status();
     if (!backend.ok()) return;
     backend_ = *std::move(backend);
@@ -125,7 +137,7 @@ class EngineHarness {
   }
 
  private:
-  std::unique_ptr<CpuBackend> backend_;
+  std::unique_ptr<Backend> backend_;
   std::unique_ptr<ModelFiles> files_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<Engine> engine_;

@@ -1,0 +1,181 @@
+// The CUDA backend: kernels/backend.h on one NVIDIA GPU, one stream.
+//
+//   activations  F32 (the residual stream, norms, RoPE, softmax and logits
+//                stay fp32; see docs/cuda.md for why).
+//   weights      BF16 on the device: F32/F16/BF16 converted, GGUF Q4_0, Q4_1
+//                and Q8_0 dequantized by a kernel at upload. 1-row F32
+//                tensors (norm weights, biases, RoPE frequencies) stay F32.
+//   KV cache     BF16, the layout of kernels/paged_kv.h.
+//   MatMul       x is rounded to BF16 into planned scratch, then one cuBLAS
+//                bf16 GEMM with fp32 accumulation and fp32 output
+//                (kernels/cuda/cuda_matmul.h).
+//   attention    decode: paged, GQA-grouped, optionally split over the
+//                context (flash-decoding) plus a reduction kernel; prefill:
+//                causal, tensor cores (mma.sync bf16 → fp32), online softmax.
+//
+// Memory: weights, the KV cache, the staged batch, the split-KV partials and
+// cuBLAS's workspace are allocated at load (UploadWeight, Allocate,
+// AllocateKvCache); no op allocates. Every CUDA and cuBLAS call is checked and
+// its failure returned as a Status (Internal; a sticky error such as an
+// illegal address makes every later call fail too).
+//
+// This header includes no CUDA header, so code built without nvcc can name
+// the backend (only kernels/factory links it, and only with WEFT_HAVE_CUDA).
+#ifndef WEFT_KERNELS_CUDA_CUDA_BACKEND_H_
+#define WEFT_KERNELS_CUDA_CUDA_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+
+namespace weft {
+
+struct CudaBackendConfig {
+  int device = 0;
+  // The largest step the caller will stage: tokens, sequences and block-table
+  // entries (0: max_num_seqs × the cache's blocks, at most 16M). StageBatch
+  // rejects larger batches with InvalidArgument.
+  int max_num_tokens = 512;
+  int max_num_seqs = 256;
+  int64_t max_kv_indices = 0;
+  // Sequences with at least this many query tokens in a step take the
+  // tensor-core prefill kernel; shorter ones the decode kernel, one query
+  // token at a time (tests set 1 or a large value to force either kernel).
+  int prefill_min_query_len = 2;
+  // Split-KV decode: a query whose visible context is longer than
+  // split_chunk_tokens is split into ceil(context / chunk) parts (at most
+  // max_decode_splits), each attended by its own thread block, then merged.
+  // The split depends only on the sequence, never on the rest of the batch.
+  // 0 disables splitting.
+  int split_chunk_tokens = 256;
+  int max_decode_splits = 32;
+  // Device memory for the partial results of split decode.
+  int64_t split_scratch_bytes = int64_t{64} << 20;
+  // cuBLAS workspace (set explicitly so cuBLAS allocates nothing in a step).
+  int64_t cublas_workspace_bytes = int64_t{32} << 20;
+
+  absl::Status Validate() const;
+};
+
+// What the batch staged last needs beyond the BatchView: the work lists of
+// the two attention kernels, and a host copy of the token ids.
+struct CudaStagedBatch {
+  BatchView view;
+  int num_decode_items = 0;       // query tokens taken by the decode kernel
+  int max_decode_context = 0;     // longest context one of them sees
+  int num_prefill_tiles = 0;      // 64-query tiles of the prefill kernel
+  const int32_t* token_seq = nullptr;      // device [num_tokens]
+  const int32_t* decode_items = nullptr;   // device [num_decode_items]
+  const int32_t* prefill_tiles = nullptr;  // device [num_prefill_tiles][2]
+  std::vector<int32_t> host_token_ids;
+};
+
+class CudaBackend : public Backend {
+ public:
+  // NotFound without a usable GPU; Internal when CUDA or cuBLAS fails.
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(
+      const CudaBackendConfig& config);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  absl::string_view name() const override { return "cuda"; }
+  DType activation_dtype() const override { return DType::kF32; }
+  DType kv_cache_dtype() const override { return DType::kBF16; }
+  // e.g. "cuda (NVIDIA H200, sm_90, 132 SMs)".
+  const std::string& description() const { return description_; }
+  int num_multiprocessors() const { return num_sms_; }
+
+  absl::StatusOr<Tensor> UploadWeight(DType dtype, int64_t rows, int64_t cols,
+                                      const void* host) override;
+  absl::StatusOr<Tensor> Allocate(DType dtype, int64_t rows,
+                                  int64_t cols) override;
+  absl::Status CopyToHost(const Tensor& src, float* dst) override;
+  absl::Status CopyFromHost(const float* src, Tensor* dst) override;
+  absl::Status AllocateKvCache(const KvCacheShape& shape) override;
+  KvLayerView kv_layer(int layer) const override;
+  const KvCacheShape& kv_shape() const override { return kv_shape_; }
+  absl::Status CopyKvBlocks(absl::Span<const int32_t> src,
+                            absl::Span<const int32_t> dst) override;
+  absl::StatusOr<BatchView> StageBatch(const BatchMetadata& batch) override;
+
+  absl::Status Embedding(const Tensor& table, const BatchView& batch,
+                         Tensor* out) override;
+  absl::Status RmsNorm(const Tensor& x, const Tensor& weight, float eps,
+                       Tensor* out) override;
+  absl::Status AddRmsNorm(Tensor* residual, const Tensor& x,
+                          const Tensor& weight, float eps,
+                          Tensor* out) override;
+  absl::Status MatMul(const Tensor& x, const Tensor& w, const Tensor* bias,
+                      Tensor* y) override;
+  absl::Status RopeAndWriteKv(const RopeParams& rope,
+                              const AttentionParams& attention,
+                              const BatchView& batch, Tensor* q, Tensor* k,
+                              const Tensor& v, KvLayerView layer) override;
+  absl::Status PagedAttention(const AttentionParams& attention,
+                              const BatchView& batch, const Tensor& q,
+                              KvLayerView layer, Tensor* out) override;
+  absl::Status SiluMul(const Tensor& gate, const Tensor& up,
+                       Tensor* out) override;
+  absl::Status GatherRows(const Tensor& x, const BatchView& batch,
+                          Tensor* out) override;
+  absl::Status Synchronize() override;
+
+  // For benchmarks: device-to-device copy of `bytes` (bytes ≤ the largest
+  // Allocate'd buffer is the caller's business), and a plain bf16 GEMM on
+  // device buffers, both queued on the backend's stream.
+  absl::Status CopyDeviceToDevice(void* dst, const void* src, int64_t bytes);
+  absl::Status GemmBf16(const void* x_bf16, const void* w_bf16, float* y,
+                        int64_t n, int64_t m, int64_t k);
+  // The opaque cudaStream_t the backend queues on.
+  void* stream() const { return stream_; }
+
+ private:
+  explicit CudaBackend(const CudaBackendConfig& config) : config_(config) {}
+  absl::Status Init();
+  absl::StatusOr<void*> DeviceAlloc(int64_t bytes);
+  absl::Status CheckStaged(const BatchView& batch, absl::string_view op) const;
+  absl::Status PlanStaging();
+
+  CudaBackendConfig config_;
+  std::string description_;
+  int num_sms_ = 0;
+  void* stream_ = nullptr;        // cudaStream_t
+  void* cublas_ = nullptr;        // cublasHandle_t
+  void* staged_event_ = nullptr;  // cudaEvent_t: the last staging copy done
+  std::vector<void*> allocations_;
+  void* cublas_workspace_ = nullptr;
+
+  // Upload staging for raw (quantized) weight bytes; freed with the cache.
+  void* upload_staging_ = nullptr;
+  int64_t upload_staging_bytes_ = 0;
+  // x rounded to BF16 for MatMul: max_num_tokens × the widest weight row.
+  void* matmul_x_ = nullptr;
+  int64_t matmul_x_elements_ = 0;
+
+  void* kv_cache_ = nullptr;  // bf16
+  KvCacheShape kv_shape_;
+
+  // The staged batch: one pinned host buffer copied in one transfer to one
+  // device buffer of the same layout.
+  void* staging_host_ = nullptr;
+  void* staging_device_ = nullptr;
+  int64_t staging_bytes_ = 0;
+  int64_t max_kv_indices_ = 0;
+  CudaStagedBatch staged_;
+
+  float* split_scratch_ = nullptr;
+  int64_t split_scratch_floats_ = 0;
+};
+
+// The backend, or NotFound when no GPU is usable. `description` (optional)
+// receives e.g. "cuda (NVIDIA H200, sm_90, 132 SMs, 139 GiB)".
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(
+    const CudaBackendConfig& config, std::string* description = nullptr);
+
+}  // namespace weft
+
+#endif  // WEFT_KERNELS_CUDA_CUDA_BACKEND_H_

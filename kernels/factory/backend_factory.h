@@ -1,0 +1,46 @@
+// Picks and builds the backend once, at startup: the only code besides
+// server/main.cc and the tools' mains that knows which backends exist.
+//   --device cpu    the fast CPU backend (or the reference one on request)
+//   --device cuda   the CUDA backend; fails when weft was built without CUDA
+//                   or no GPU is usable
+//   --device auto   cuda when weft was built with CUDA and a GPU is usable,
+//                   else cpu
+// weft_backend_factory links the CUDA library only when WEFT_HAVE_CUDA.
+#ifndef WEFT_KERNELS_FACTORY_BACKEND_FACTORY_H_
+#define WEFT_KERNELS_FACTORY_BACKEND_FACTORY_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/fast_cpu_backend.h"
+#include "kernels/cuda/cuda_backend.h"
+
+namespace weft {
+
+enum class DeviceKind { kCpu, kCuda, kAuto };
+
+// "cpu", "cuda" or "auto"; InvalidArgument otherwise.
+absl::StatusOr<DeviceKind> ParseDeviceKind(absl::string_view name);
+
+// Whether this binary was built with the CUDA backend.
+bool CudaBackendBuilt();
+// Whether the CUDA backend is built and a GPU is usable (device 0).
+bool CudaDeviceAvailable();
+
+struct BackendOptions {
+  DeviceKind device = DeviceKind::kAuto;
+  CpuBackendConfig cpu;
+  CudaBackendConfig cuda;
+};
+
+// The backend `options` ask for. `description` (optional) receives e.g.
+// "cpu (avx512-vnni, 2 threads)" or "cuda (NVIDIA H200, sm_90, ...)".
+absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(
+    const BackendOptions& options, std::string* description = nullptr);
+
+}  // namespace weft
+
+#endif  // WEFT_KERNELS_FACTORY_BACKEND_FACTORY_H_

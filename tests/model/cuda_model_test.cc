@@ -1,0 +1,190 @@
+// The whole forward pass on CUDA (bf16 weights and KV, fp32 activations)
+// against the fp32 CPU reference backend:
+//   SyntheticLlama   a tiny Llama with random bf16-exact weights, written by
+//                    the test as a safetensors directory (head_dim 64, GQA
+//                    2:1, a 70-token prompt that crosses the prefill tile and
+//                    KV block boundaries, then 12 decode steps): every
+//                    logit within atol 5e-2 + rtol 5e-2 of the CPU's.
+//                    Needs no model file.
+//   DefaultModel     SmolLM2-135M-Instruct Q4_1 on the golden prompts
+//                    (tests/fixtures/golden): greedy tokens equal to the
+//                    CPU's until a step whose CPU top-2 logit gap is below
+//                    0.1 (bf16 rounding may flip such a step), and every
+//                    logit of the compared steps within atol 0.75 + rtol
+//                    0.03 (logits reach ±30; tests/model/bf16_rounding_test
+//                    emulates the GPU's roundings on the CPU: worst 0.42).
+// Both skip without a GPU; DefaultModel also without the model file.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "runtime/model/llama.h"
+#include "runtime/model/model_files.h"
+#include "runtime/sequence_runner.h"
+#include "tests/kernels/cuda_test_util.h"
+#include "tests/model/synthetic_llama.h"
+
+namespace weft {
+namespace {
+
+#ifdef WEFT_HAVE_CUDA
+
+struct Comparison {
+  double worst = 0;
+  int compared_steps = 0;
+};
+
+// Max |a - b| - rtol·|b| style check, reporting the worst absolute error.
+void ExpectLogitsNear(absl::Span<const float> gpu, absl::Span<const float> cpu,
+                      double atol, double rtol, Comparison* c,
+                      const std::string& where) {
+  ASSERT_EQ(gpu.size(), cpu.size());
+  for (size_t i = 0; i < gpu.size(); ++i) {
+    const double diff = std::fabs(double(gpu[i]) - cpu[i]);
+    c->worst = std::max(c->worst, diff);
+    ASSERT_LE(diff, atol + rtol * std::fabs(cpu[i]))
+        << where << " logit " << i << ": gpu " << gpu[i] << " cpu " << cpu[i];
+  }
+}
+
+int32_t Argmax(absl::Span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+double TopTwoGap(absl::Span<const float> v) {
+  float first = -INFINITY, second = -INFINITY;
+  for (float x : v) {
+    if (x > first) {
+      second = first;
+      first = x;
+    } else if (x > second) {
+      second = x;
+    }
+  }
+  return double(first) - second;
+}
+
+// A CPU reference model and a CUDA model over the same files.
+struct ModelPair {
+  std::unique_ptr<ModelFiles> files;
+  CpuBackend cpu;
+  std::unique_ptr<CudaBackend> gpu;
+  std::unique_ptr<LlamaModel> cpu_model, gpu_model;
+};
+
+void LoadPair(const std::string& path, ModelPair* pair) {
+  auto files = ModelFiles::Open(path);
+  ASSERT_TRUE(files.ok()) << files.status();
+  pair->files = *std::move(files);
+  ModelPlan plan;
+  plan.max_num_tokens = 256;
+  plan.max_num_logits = 256;
+  plan.num_kv_blocks = 64;
+  CudaBackendConfig config;
+  config.max_num_tokens = plan.max_num_tokens;
+  config.max_num_seqs = 4;
+  pair->gpu = test::MakeCudaOrNull(config);
+  ASSERT_NE(pair->gpu, nullptr);
+  auto cpu_model = LlamaModel::Create(*pair->files, &pair->cpu, plan);
+  ASSERT_TRUE(cpu_model.ok()) << cpu_model.status();
+  pair->cpu_model = *std::move(cpu_model);
+  auto gpu_model = LlamaModel::Create(*pair->files, pair->gpu.get(), plan);
+  ASSERT_TRUE(gpu_model.ok()) << gpu_model.status();
+  pair->gpu_model = *std::move(gpu_model);
+}
+
+TEST(CudaModelTest, SyntheticLlamaLogitsMatchCpu) {
+  if (!CudaDeviceAvailable()) GTEST_SKIP() << test::kNoGpu;
+  ModelPair pair;
+  ASSERT_NO_FATAL_FAILURE(LoadPair(test::WriteSyntheticLlama(), &pair));
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int32_t> id(3, 468);
+  std::vector<int32_t> prompt(70);
+  for (int32_t& t : prompt) t = id(rng);
+  SequenceRunner cpu(pair.cpu_model.get()), gpu(pair.gpu_model.get());
+  auto want = cpu.AppendAllLogits(prompt);
+  auto got = gpu.AppendAllLogits(prompt);
+  ASSERT_TRUE(want.ok()) << want.status();
+  ASSERT_TRUE(got.ok()) << got.status();
+  Comparison c;
+  ExpectLogitsNear(*got, *want, 5e-2, 5e-2, &c, "prompt");
+  for (int step = 0; step < 12; ++step) {
+    const int32_t token =
+        Argmax(want->subspan(want->size() - test::kSyntheticVocab));
+    want = cpu.Append({&token, 1});
+    got = gpu.Append({&token, 1});
+    ASSERT_TRUE(want.ok() && got.ok());
+    ExpectLogitsNear(*got, *want, 5e-2, 5e-2, &c, "step " + std::to_string(step));
+  }
+  RecordProperty("worst_logit_error", std::to_string(c.worst));
+  std::printf("synthetic llama: worst logit error %.3e\n", c.worst);
+}
+
+const nlohmann::json& Golden() {
+  static const nlohmann::json* golden = [] {
+    std::ifstream in(test::SourceDir() +
+                     "/tests/fixtures/golden/smollm2_q4_1.json");
+    std::stringstream text;
+    text << in.rdbuf();
+    return new nlohmann::json(nlohmann::json::parse(text.str()));
+  }();
+  return *golden;
+}
+
+TEST(CudaModelTest, DefaultModelGreedyTokensMatchCpuOnGoldenPrompts) {
+  if (!CudaDeviceAvailable()) GTEST_SKIP() << test::kNoGpu;
+  const std::string path = test::ModelDir() +
+                           "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::ifstream(path).good()) {
+    GTEST_SKIP() << "default model not found at " << path
+                 << " (run tools/fetch_model.sh)";
+  }
+  constexpr double kMinGap = 0.1;
+  constexpr int kMaxSteps = 24;
+  ModelPair pair;
+  ASSERT_NO_FATAL_FAILURE(LoadPair(path, &pair));
+  Comparison total;
+  for (const auto& prompt : Golden()["prompts"]) {
+    const std::string name = prompt["name"].get<std::string>();
+    SCOPED_TRACE(name);
+    const std::vector<int32_t> ids = prompt["prompt_ids"].get<std::vector<int32_t>>();
+    SequenceRunner cpu(pair.cpu_model.get()), gpu(pair.gpu_model.get());
+    auto want = cpu.Append(ids);
+    auto got = gpu.Append(ids);
+    ASSERT_TRUE(want.ok() && got.ok());
+    Comparison c;
+    for (int step = 0; step < kMaxSteps; ++step) {
+      if (TopTwoGap(*want) < kMinGap) break;  // bf16 may flip this step
+      const int32_t token = Argmax(*want);
+      ASSERT_EQ(Argmax(*got), token) << "step " << step;
+      ExpectLogitsNear(*got, *want, 0.75, 0.03, &c, "step " + std::to_string(step));
+      ++c.compared_steps;
+      want = cpu.Append({&token, 1});
+      got = gpu.Append({&token, 1});
+      ASSERT_TRUE(want.ok() && got.ok());
+    }
+    std::printf("%s: %d steps compared, worst logit error %.3e\n", name.c_str(),
+                c.compared_steps, c.worst);
+    total.worst = std::max(total.worst, c.worst);
+    total.compared_steps += c.compared_steps;
+  }
+  EXPECT_GT(total.compared_steps, 0);
+  RecordProperty("compared_steps", total.compared_steps);
+  RecordProperty("worst_logit_error", std::to_string(total.worst));
+}
+
+#else  // !WEFT_HAVE_CUDA
+
+TEST(CudaModelTest, SkippedWithoutCuda) { GTEST_SKIP() << test::kNoGpu; }
+
+#endif  // WEFT_HAVE_CUDA
+
+}  // namespace
+}  // namespace weft

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# run.sh (written into the bundle by tools/gpu-check): runs on the GPU
+# machine. Finds that machine's CUDA 13 cuBLAS, reassembles the default
+# model from stashed parts (sha256-checked) when they are there, runs every
+# GPU test, the end-to-end checks and the kernel benchmark, writes
+# report.json (and each step's log and gtest JSON) to $OUT (or ./gpu-check-out
+# or the first argument), and prints a compact table last. Each step has a
+# time limit (60 + 90 + 120 + 100 + 30 + 60 s at most): the whole run stays
+# under 8 minutes.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="${1:-${OUT:-$here/../gpu-check-out}}"
+mkdir -p "$out"
+start=$(date +%s)
+log() { echo "[gpu-check $(( $(date +%s) - start ))s] $*"; }
+
+# --- cuBLAS ------------------------------------------------------------------
+find_cublas() {
+  local d
+  for d in "${WEFT_CUBLAS_DIR:-}" /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 \
+           /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
+    [[ -n "$d" && -e "$d/libcublas.so.13" && -e "$d/libcublasLt.so.13" ]] && { echo "$d"; return; }
+  done
+  d="$(ldconfig -p 2>/dev/null | awk '/libcublas\.so\.13 / {print $NF; exit}')"
+  [[ -n "$d" ]] && { dirname "$d"; return; }
+  d="$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null)"
+  [[ -n "$d" && -e "$d/libcublas.so.13" ]] && { echo "$d"; return; }
+  d="$(find / -xdev -name 'libcublas.so.13' -print -quit 2>/dev/null)"
+  [[ -n "$d" ]] && dirname "$d"
+}
+cublas_dir="$(find_cublas)"
+if [[ -z "$cublas_dir" ]]; then
+  log "no libcublas.so.13 found; set WEFT_CUBLAS_DIR"
+else
+  log "cuBLAS: $cublas_dir"
+fi
+export LD_LIBRARY_PATH="$here/lib${cublas_dir:+:$cublas_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The GPU image's own C++ runtime first; the build machine's (which needs a
+# newer glibc) only if the binaries do not start without it.
+if ! "$here/bin/cuda_ops_test" --gtest_list_tests > /dev/null 2> "$out/startup.log"; then
+  export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$here/lib-fallback"
+  log "binaries did not start with the system libstdc++ ($(head -c 300 "$out/startup.log")); using the bundled one"
+  "$here/bin/cuda_ops_test" --gtest_list_tests > /dev/null 2>> "$out/startup.log" ||
+    log "binaries still do not start: see $out/startup.log"
+fi
+export WEFT_SOURCE_DIR="$here/fixtures"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
+  > "$out/device.txt" 2>&1 || echo "nvidia-smi failed" > "$out/device.txt"
+log "device: $(cat "$out/device.txt")"
+
+# --- the default model ---------------------------------------------------------
+model_name="SmolLM2-135M-Instruct.Q4_1.gguf"
+model_dir=/tmp/weft-models
+model_status="absent"
+for parts_dir in ${WEFT_MODEL_PARTS:-} /tmp/weft-model-parts "$here/../model-parts"; do
+  [[ -f "$parts_dir/SHA256SUMS" ]] || continue
+  if (cd "$parts_dir" && grep "part-" SHA256SUMS | sha256sum -c --quiet -); then
+    mkdir -p "$model_dir"
+    cat "$parts_dir/$model_name".part-* > "$model_dir/$model_name"
+    want="$(awk -v m="$model_name" '$2 == m {print $1}' "$parts_dir/SHA256SUMS")"
+    got="$(sha256sum "$model_dir/$model_name" | cut -d' ' -f1)"
+    if [[ -n "$want" && "$want" == "$got" ]]; then model_status="ok"; break; fi
+    model_status="sha256 mismatch"
+    rm -f "$model_dir/$model_name"
+  else
+    model_status="missing or corrupt parts in $parts_dir"
+  fi
+done
+log "default model: $model_status"
+export WEFT_MODEL_DIR="$model_dir"
+
+# --- steps -------------------------------------------------------------------
+declare -a names statuses seconds summaries
+run_step() {  # name limit_s command...
+  local name="$1" limit="$2"; shift 2
+  local t0=$(date +%s) rc
+  log "run $name (limit ${limit}s)"
+  timeout --kill-after=5 "$limit" "$@" > "$out/$name.log" 2>&1
+  rc=$?
+  local dt=$(( $(date +%s) - t0 )) summary=""
+  if [[ -f "$out/$name.json" && "$name" != bench ]]; then
+    summary="$(python3 - "$out/$name.json" <<'EOF' 2>/dev/null
+import json, sys
+d = json.load(open(sys.argv[1]))
+run = fail = skip = 0
+for suite in d.get("testsuites", []):
+    for t in suite.get("testsuite", []):
+        run += 1
+        if t.get("failures"): fail += 1
+        elif t.get("result") == "SKIPPED" or t.get("status") == "NOTRUN": skip += 1
+print(f"{run - fail - skip} passed, {fail} failed, {skip} skipped")
+EOF
+)"
+  fi
+  local status=ok
+  (( rc == 124 || rc == 137 )) && status=timeout
+  (( rc != 0 && rc != 124 && rc != 137 )) && status="fail($rc)"
+  names+=("$name"); statuses+=("$status"); seconds+=("$dt"); summaries+=("$summary")
+  tail -n 5 "$out/$name.log"
+}
+
+gtest() {  # name limit binary [filter]
+  local name="$1" limit="$2" bin="$3" filter="${4:-*}"
+  run_step "$name" "$limit" "$here/bin/$bin" --gtest_filter="$filter" \
+    --gtest_output="json:$out/$name.json" --gtest_brief=0
+}
+
+gtest ops 60 cuda_ops_test
+gtest attention 90 cuda_attention_test
+gtest model 120 cuda_model_test
+gtest engine 100 default_model_engine_test '*Cuda*'
+if [[ "$model_status" == ok ]]; then
+  # The CLI end to end: --device cuda picks the GPU and generates greedily.
+  run_step generate 30 "$here/bin/weft-generate" --device cuda \
+    --model "$model_dir/$model_name" --prompt "The capital of France is" \
+    --max_tokens 16 --max_model_len 256
+fi
+run_step bench 60 "$here/bin/weft-bench-cuda-kernels" --iters 20 --json "$out/bench.json"
+
+# --- report ------------------------------------------------------------------
+total=$(( $(date +%s) - start ))
+python3 - "$out" "$total" "$model_status" "${#names[@]}" "${names[@]}" "${statuses[@]}" \
+  "${seconds[@]}" "${summaries[@]}" <<'EOF' > "$out/report.json"
+import json, os, sys
+out, total, model, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+rest = sys.argv[5:]
+steps = [dict(name=rest[i], status=rest[n + i], seconds=int(rest[2 * n + i]),
+              tests=rest[3 * n + i]) for i in range(n)]
+report = dict(device=open(os.path.join(out, "device.txt")).read().strip(),
+              total_seconds=total, default_model=model, steps=steps)
+try:
+    report["bench"] = json.load(open(os.path.join(out, "bench.json")))
+except Exception as e:
+    report["bench"] = None
+print(json.dumps(report, indent=2))
+EOF
+echo
+echo "bench (from $out/bench.log):"
+sed -n '/^kernel /,$p' "$out/bench.log" 2>/dev/null
+echo
+printf "%-10s %-12s %6s  %s\n" step status sec tests
+for i in "${!names[@]}"; do
+  printf "%-10s %-12s %6s  %s\n" "${names[$i]}" "${statuses[$i]}" "${seconds[$i]}" "${summaries[$i]}"
+done
+echo "model: $model_status   total: ${total}s   report: $out/report.json"
