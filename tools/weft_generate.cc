@@ -101,6 +101,7 @@ int Run() {
   if (!device.ok()) return Fail(device.status());
   BackendOptions backend_options;
   backend_options.device = *device;
+  backend_options.model_head_dim = (*files)->config().head_dim;
   backend_options.cpu.num_threads = absl::GetFlag(FLAGS_threads);
   backend_options.cpu.reference = absl::GetFlag(FLAGS_reference_kernels);
   backend_options.cuda.max_num_tokens = plan.max_num_tokens;

@@ -257,7 +257,7 @@ absl::Status CudaBackend::AllocateKvCache(const KvCacheShape& shape) {
     return absl::InvalidArgumentError(
         "AllocateKvCache: every dimension must be positive");
   }
-  if (shape.head_dim != 64 && shape.head_dim != 128) {
+  if (!CudaAttentionSupportsHeadDim(shape.head_dim)) {
     return absl::UnimplementedError(absl::StrCat(
         "the CUDA attention kernels support head_dim 64 and 128, not ",
         shape.head_dim));

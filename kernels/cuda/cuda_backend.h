@@ -73,6 +73,11 @@ struct CudaStagedBatch {
   std::vector<int32_t> host_token_ids;
 };
 
+// Head sizes the CUDA attention kernels are built for.
+inline constexpr bool CudaAttentionSupportsHeadDim(int head_dim) {
+  return head_dim == 64 || head_dim == 128;
+}
+
 class CudaBackend : public Backend {
  public:
   // NotFound without a usable GPU; Internal when CUDA or cuBLAS fails.

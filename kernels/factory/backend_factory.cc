@@ -1,5 +1,7 @@
 #include "kernels/factory/backend_factory.h"
 
+#include <cstdio>
+
 #include "absl/strings/str_cat.h"
 
 #ifdef WEFT_HAVE_CUDA
@@ -37,6 +39,16 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(
   DeviceKind device = options.device;
   if (device == DeviceKind::kAuto) {
     device = CudaDeviceAvailable() ? DeviceKind::kCuda : DeviceKind::kCpu;
+#ifdef WEFT_HAVE_CUDA
+    if (device == DeviceKind::kCuda && options.model_head_dim > 0 &&
+        !CudaAttentionSupportsHeadDim(options.model_head_dim)) {
+      std::fprintf(stderr,
+                   "weft: --device auto: the CUDA attention kernels support "
+                   "head_dim 64 and 128, this model has %d; serving on the CPU\n",
+                   options.model_head_dim);
+      device = DeviceKind::kCpu;
+    }
+#endif
   }
   if (device == DeviceKind::kCuda) {
 #ifdef WEFT_HAVE_CUDA

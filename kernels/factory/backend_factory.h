@@ -3,8 +3,8 @@
 //   --device cpu    the fast CPU backend (or the reference one on request)
 //   --device cuda   the CUDA backend; fails when weft was built without CUDA
 //                   or no GPU is usable
-//   --device auto   cuda when weft was built with CUDA and a GPU is usable,
-//                   else cpu
+//   --device auto   cuda when weft was built with CUDA, a GPU is usable and
+//                   the CUDA kernels support the model's head size, else cpu
 // weft_backend_factory links the CUDA library only when WEFT_HAVE_CUDA.
 #ifndef WEFT_KERNELS_FACTORY_BACKEND_FACTORY_H_
 #define WEFT_KERNELS_FACTORY_BACKEND_FACTORY_H_
@@ -32,6 +32,9 @@ bool CudaDeviceAvailable();
 
 struct BackendOptions {
   DeviceKind device = DeviceKind::kAuto;
+  // The model's head size (0: unknown). With kAuto, a head size the CUDA
+  // attention kernels lack selects the CPU (a line on stderr says so).
+  int model_head_dim = 0;
   CpuBackendConfig cpu;
   CudaBackendConfig cuda;
 };
