@@ -3,8 +3,8 @@
 # machine. Finds that machine's CUDA 13 cuBLAS, reassembles the default
 # model from stashed parts (sha256-checked) when they are there, runs every
 # GPU test, the end-to-end checks and the kernel benchmark, writes
-# report.json (and each step's log and gtest JSON) to $OUT (or ./gpu-check-out
-# or the first argument), and prints a compact table last. Each step has a
+# report.json and logs.tar.xz (each step's log and gtest JSON) to $OUT (or
+# ./gpu-check-out or the first argument), and prints a compact table last. Each step has a
 # time limit (60 + 90 + 120 + 100 + 30 + 60 s at most): the whole run stays
 # under 8 minutes.
 set -uo pipefail
@@ -105,17 +105,20 @@ gtest() {  # name limit binary [filter]
     --gtest_output="json:$out/$name.json" --gtest_brief=0
 }
 
-gtest ops 60 cuda_ops_test
-gtest attention 90 cuda_attention_test
-gtest model 120 cuda_model_test
-gtest engine 100 default_model_engine_test '*Cuda*'
-if [[ "$model_status" == ok ]]; then
+# WEFT_GPU_STEPS (space-separated step names) runs a subset, e.g. the steps
+# that need no model file in one device call and the model's in the next.
+want() { [[ -z "${WEFT_GPU_STEPS:-}" || " $WEFT_GPU_STEPS " == *" $1 "* ]]; }
+want ops && gtest ops 60 cuda_ops_test
+want attention && gtest attention 90 cuda_attention_test
+want model && gtest model 120 cuda_model_test
+want engine && gtest engine 100 default_model_engine_test '*Cuda*'
+if want generate && [[ "$model_status" == ok ]]; then
   # The CLI end to end: --device cuda picks the GPU and generates greedily.
   run_step generate 30 "$here/bin/weft-generate" --device cuda \
     --model "$model_dir/$model_name" --prompt "The capital of France is" \
     --max_tokens 16 --max_model_len 256
 fi
-run_step bench 60 "$here/bin/weft-bench-cuda-kernels" --iters 20 --json "$out/bench.json"
+want bench && run_step bench 60 "$here/bin/weft-bench-cuda-kernels" --iters 20 --json "$out/bench.json"
 
 # --- report ------------------------------------------------------------------
 total=$(( $(date +%s) - start ))
@@ -143,3 +146,9 @@ for i in "${!names[@]}"; do
   printf "%-10s %-12s %6s  %s\n" "${names[$i]}" "${statuses[$i]}" "${seconds[$i]}" "${summaries[$i]}"
 done
 echo "model: $model_status   total: ${total}s   report: $out/report.json"
+# Only a few files come back from $OUT: everything but the report goes into
+# one archive.
+(cd "$out" && files=$(ls | grep -v -x -e report.json -e logs.tar.xz) &&
+   [[ -n "$files" ]] && tar -cJf logs.tar.xz --remove-files $files) ||
+  echo "could not archive the logs in $out"
+echo "logs: $out/logs.tar.xz"
