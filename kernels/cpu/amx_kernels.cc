@@ -18,6 +18,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/avx512_common.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace weft::cpu::amx {
@@ -55,8 +56,6 @@ void ConfigureTiles() {
   }
   _tile_loadconfig(&config);
 }
-
-inline int64_t MinI64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // The fp32 epilogue of one (group, block) for rows [0, mt): the VNNI
 // kernel's operations, in its order.
@@ -125,7 +124,7 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
   // Weight groups outermost: a pair's blocks stay in L1/L2 while every
   // tile of activation rows passes over them.
   for (int64_t g = group_begin; g < group_end; g += 2) {
-    const int gt = static_cast<int>(MinI64(2, group_end - g));
+    const int gt = static_cast<int>(avx512::MinI64(2, group_end - g));
     if constexpr (kType != DType::kQ8_0) {
       for (int64_t b = 0; b < nb; ++b) {
         for (int gi = 0; gi < gt; ++gi) {
@@ -135,7 +134,7 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
       }
     }
     for (int64_t m0 = 0; m0 < x.rows; m0 += 16) {
-      const int mt = static_cast<int>(MinI64(16, x.rows - m0));
+      const int mt = static_cast<int>(avx512::MinI64(16, x.rows - m0));
       std::memset(acc, 0, sizeof(acc));
       for (int64_t b = 0; b < nb; ++b) {
         _tile_loadd(4, x.q + m0 * x.cols + b * kQuantBlockSize, x.cols);
@@ -172,16 +171,9 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
         }
       }
       for (int gi = 0; gi < gt; ++gi) {
-        const int64_t col0 = (g + gi) * kPackRows;
-        const int64_t valid = MinI64(kPackRows, w.rows - col0);
-        const __mmask16 mask =
-            valid >= kPackRows ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
-        const __m512 bv = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + col0)
-                                          : _mm512_setzero_ps();
-        for (int t = 0; t < mt; ++t) {
-          _mm512_mask_storeu_ps(y.data + (m0 + t) * y.stride + col0, mask,
-                                _mm512_add_ps(_mm512_load_ps(acc[gi] + 16 * t), bv));
-        }
+        avx512::StoreGroupRows(y, m0, mt, g + gi, w.rows, bias, [&](int t) {
+          return _mm512_load_ps(acc[gi] + 16 * t);
+        });
       }
     }
   }

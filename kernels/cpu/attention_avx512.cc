@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cpu/avx512_common.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace weft::cpu::avx512 {
@@ -43,15 +44,6 @@ inline __m512 SumEach16(const __m512 v[16]) {
                                   _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
   return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88),
                        _mm512_shuffle_f32x4(w0, w1, 0xDD));
-}
-
-inline float HorizontalSum(__m512 v) {
-  const __m512 halves = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
-  const __m512 quarters =
-      _mm512_add_ps(halves, _mm512_shuffle_f32x4(halves, halves, 0xB1));
-  const __m128 sum4 = _mm512_castps512_ps128(quarters);
-  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
-  return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
 }
 
 inline float HorizontalMax(__m512 v) {

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/cpu/avx512_common.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace weft::cpu::avx512 {
@@ -29,18 +30,6 @@ inline __m512i Broadcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, sizeof(v));
   return _mm512_set1_epi32(v);
-}
-
-inline int64_t MinI64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-// Sum of the 16 lanes (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized).
-inline float HorizontalSum(__m512 v) {
-  const __m512 halves = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
-  const __m512 quarters =
-      _mm512_add_ps(halves, _mm512_shuffle_f32x4(halves, halves, 0xB1));
-  const __m128 sum4 = _mm512_castps512_ps128(quarters);
-  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
-  return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
 }
 
 template <DType kType, int GT, int MT>
@@ -121,16 +110,8 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
     }
   }
   for (int gi = 0; gi < GT; ++gi) {
-    const int64_t col0 = (g0 + gi) * kPackRows;
-    const int64_t valid = MinI64(kPackRows, w.rows - col0);
-    const __mmask16 mask =
-        valid >= kPackRows ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
-    const __m512 bv = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + col0)
-                                      : _mm512_setzero_ps();
-    for (int t = 0; t < MT; ++t) {
-      _mm512_mask_storeu_ps(y.data + (m0 + t) * y.stride + col0, mask,
-                            _mm512_add_ps(acc[gi][t], bv));
-    }
+    StoreGroupRows(y, m0, MT, g0 + gi, w.rows, bias,
+                   [&](int t) { return acc[gi][t]; });
   }
 }
 
@@ -301,16 +282,8 @@ void PackedFloatTile(const PackedFloat& w, const float* x, int64_t x_stride,
     }
   }
   for (int gi = 0; gi < GT; ++gi) {
-    const int64_t col0 = (g0 + gi) * kPackRows;
-    const int64_t valid = MinI64(kPackRows, w.rows - col0);
-    const __mmask16 mask =
-        valid >= kPackRows ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
-    const __m512 bv = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + col0)
-                                      : _mm512_setzero_ps();
-    for (int t = 0; t < MT; ++t) {
-      _mm512_mask_storeu_ps(y.data + (m0 + t) * y.stride + col0, mask,
-                            _mm512_add_ps(acc[gi][t], bv));
-    }
+    StoreGroupRows(y, m0, MT, g0 + gi, w.rows, bias,
+                   [&](int t) { return acc[gi][t]; });
   }
 }
 
