@@ -39,7 +39,6 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(
   DeviceKind device = options.device;
   if (device == DeviceKind::kAuto) {
     device = CudaDeviceAvailable() ? DeviceKind::kCuda : DeviceKind::kCpu;
-#ifdef WEFT_HAVE_CUDA
     if (device == DeviceKind::kCuda && options.model_head_dim > 0 &&
         !CudaAttentionSupportsHeadDim(options.model_head_dim)) {
       std::fprintf(stderr,
@@ -48,7 +47,6 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(
                    options.model_head_dim);
       device = DeviceKind::kCpu;
     }
-#endif
   }
   if (device == DeviceKind::kCuda) {
 #ifdef WEFT_HAVE_CUDA

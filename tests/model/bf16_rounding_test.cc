@@ -26,10 +26,17 @@
 #include "runtime/model/model_files.h"
 #include "runtime/sequence_runner.h"
 #include "tests/kernels/cuda_test_util.h"
+#include "tests/model/greedy_compare.h"
 #include "tests/model/synthetic_llama.h"
 
 namespace weft {
 namespace {
+
+using test::Argmax;
+using test::kBf16LogitAtol;
+using test::kBf16LogitRtol;
+using test::kBf16MinTopTwoGap;
+using test::TopTwoGap;
 
 float Round(float x) { return Bf16ToFloat(FloatToBf16(x)); }
 
@@ -94,23 +101,6 @@ class Bf16EmulatingBackend : public CpuBackend {
   std::vector<float> rounded_x_, rounded_q_;
 };
 
-int32_t Argmax(absl::Span<const float> v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
-
-double TopTwoGap(absl::Span<const float> v) {
-  float first = -INFINITY, second = -INFINITY;
-  for (float x : v) {
-    if (x > first) {
-      second = first;
-      first = x;
-    } else if (x > second) {
-      second = x;
-    }
-  }
-  return double(first) - second;
-}
-
 TEST(Bf16RoundingTest, CudaModelTestToleranceHoldsUnderEmulatedBf16) {
   const std::string path =
       test::ModelDir() + "/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -144,13 +134,14 @@ TEST(Bf16RoundingTest, CudaModelTestToleranceHoldsUnderEmulatedBf16) {
     auto got = bf16.Append(ids);
     ASSERT_TRUE(want.ok() && got.ok());
     for (int step = 0; step < 16; ++step) {
-      if (TopTwoGap(*want) < 0.1) break;
+      if (TopTwoGap(*want) < kBf16MinTopTwoGap) break;
       const int32_t token = Argmax(*want);
       ASSERT_EQ(Argmax(*got), token) << "step " << step;
       for (size_t i = 0; i < want->size(); ++i) {
         const double diff = std::fabs(double((*got)[i]) - (*want)[i]);
         worst = std::max(worst, diff);
-        ASSERT_LE(diff, 0.75 + 0.03 * std::fabs((*want)[i])) << "step " << step;
+        ASSERT_LE(diff, kBf16LogitAtol + kBf16LogitRtol * std::fabs((*want)[i]))
+            << "step " << step;
       }
       ++compared;
       want = ref.Append({&token, 1});

@@ -29,10 +29,17 @@
 #include "runtime/model/model_files.h"
 #include "runtime/sequence_runner.h"
 #include "tests/kernels/cuda_test_util.h"
+#include "tests/model/greedy_compare.h"
 #include "tests/model/synthetic_llama.h"
 
 namespace weft {
 namespace {
+
+using test::Argmax;
+using test::kBf16LogitAtol;
+using test::kBf16LogitRtol;
+using test::kBf16MinTopTwoGap;
+using test::TopTwoGap;
 
 #ifdef WEFT_HAVE_CUDA
 
@@ -52,23 +59,6 @@ void ExpectLogitsNear(absl::Span<const float> gpu, absl::Span<const float> cpu,
     ASSERT_LE(diff, atol + rtol * std::fabs(cpu[i]))
         << where << " logit " << i << ": gpu " << gpu[i] << " cpu " << cpu[i];
   }
-}
-
-int32_t Argmax(absl::Span<const float> v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
-
-double TopTwoGap(absl::Span<const float> v) {
-  float first = -INFINITY, second = -INFINITY;
-  for (float x : v) {
-    if (x > first) {
-      second = first;
-      first = x;
-    } else if (x > second) {
-      second = x;
-    }
-  }
-  return double(first) - second;
 }
 
 // A CPU reference model and a CUDA model over the same files.
@@ -146,7 +136,6 @@ TEST(CudaModelTest, DefaultModelGreedyTokensMatchCpuOnGoldenPrompts) {
     GTEST_SKIP() << "default model not found at " << path
                  << " (run tools/fetch_model.sh)";
   }
-  constexpr double kMinGap = 0.1;
   constexpr int kMaxSteps = 24;
   ModelPair pair;
   ASSERT_NO_FATAL_FAILURE(LoadPair(path, &pair));
@@ -161,10 +150,11 @@ TEST(CudaModelTest, DefaultModelGreedyTokensMatchCpuOnGoldenPrompts) {
     ASSERT_TRUE(want.ok() && got.ok());
     Comparison c;
     for (int step = 0; step < kMaxSteps; ++step) {
-      if (TopTwoGap(*want) < kMinGap) break;  // bf16 may flip this step
+      if (TopTwoGap(*want) < kBf16MinTopTwoGap) break;  // bf16 may flip this step
       const int32_t token = Argmax(*want);
       ASSERT_EQ(Argmax(*got), token) << "step " << step;
-      ExpectLogitsNear(*got, *want, 0.75, 0.03, &c, "step " + std::to_string(step));
+      ExpectLogitsNear(*got, *want, kBf16LogitAtol, kBf16LogitRtol, &c,
+                       "step " + std::to_string(step));
       ++c.compared_steps;
       want = cpu.Append({&token, 1});
       got = gpu.Append({&token, 1});
