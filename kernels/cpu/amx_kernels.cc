@@ -2,16 +2,16 @@
 // activation rows; compiled with -mamx-tile -mamx-int8 and the AVX-512
 // flags, internal linkage only.
 //
-// Per (pair of 16-row weight groups, tile of up to 16 activation rows,
-// block of 32 columns): the block's 8 × 64-byte weight vectors of
-// cpu_kernels.h are exactly an AMX B tile (row i = columns 4i..4i+3 of the
-// 16 weight rows); Q4 nibbles are split into such a tile first. The
-// activation levels q and r are A tiles (16 rows × 32 bytes, read in
-// place), and TDPBSUD (signed × unsigned bytes) gives both levels' int32
-// sums for 16 × 16 outputs. Those integers equal the VNNI kernel's, and the
-// fp32 epilogue below repeats its operations in its order, so a row's
-// output is bit-identical whichever kernel computed it (batch invariance:
-// decodes run the VNNI kernel, batches this one).
+// Per (16-row weight group, tile of up to 16 activation rows, block of 32
+// columns): the block's 8 × 64-byte weight vectors of cpu_kernels.h are
+// exactly an AMX B tile (row i = columns 4i..4i+3 of the 16 weight rows);
+// Q4 nibbles are split into such a tile first. The activation levels q and
+// r are A tiles (16 rows × 32 bytes, read in place), and TDPBSUD (signed ×
+// unsigned bytes) gives both levels' int32 sums for 16 × 16 outputs. Those
+// integers equal the VNNI kernel's and both end in the same
+// avx512::BlockEpilogue, so a row's output is bit-identical whichever
+// kernel computed it (batch invariance: decodes run the VNNI kernel,
+// batches this one).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -37,9 +37,11 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-// Tiles: 0..3 int32 sums C (q and r level × 2 groups), 4..5 A (q, r: 16
-// activation rows; the caller pads the arrays to a multiple of 16 rows),
-// 6..7 B (2 groups).
+// Tiles: 0..1 and 2..3 the int32 sums C (q and r level) of even and odd
+// blocks, 4..5 A (q, r: 16 activation rows; the caller pads the arrays to
+// a multiple of 16 rows), 6 and 7 B of even and odd blocks. Two sets of C
+// and B tiles let block b + 1's tile products run while the vector units
+// do block b's epilogue.
 void ConfigureTiles() {
   TileConfig config;
   for (int t = 0; t < 4; ++t) {
@@ -54,41 +56,10 @@ void ConfigureTiles() {
     config.rows[t] = 8;
     config.colsb[t] = 64;
   }
-  _tile_loadconfig(&config);
-}
-
-// The fp32 epilogue of one (group, block) for rows [0, mt): the VNNI
-// kernel's operations, in its order.
-template <DType kType>
-inline void Epilogue(const PackedQuant& w, const QuantizedRows& x,
-                     const uint8_t* block, const int32_t* cq, const int32_t* cr,
-                     int64_t m0, int mt, int64_t b, float* acc) {
-  const int64_t nb = w.num_blocks;
-  const __m512 d = _mm512_cvtph_ps(
-      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + w.qs_bytes)));
-  __m512 mn = _mm512_setzero_ps();
-  if constexpr (kType == DType::kQ4_1) {
-    mn = _mm512_cvtph_ps(_mm256_loadu_si256(
-        reinterpret_cast<const __m256i*>(block + w.qs_bytes + 32)));
-  }
-  for (int t = 0; t < mt; ++t) {
-    const int64_t meta = (m0 + t) * nb + b;
-    __m512i sq = _mm512_loadu_si512(cq + 16 * t);
-    __m512i sr = _mm512_loadu_si512(cr + 16 * t);
-    if constexpr (kOffset<kType> != 0) {
-      sq = _mm512_add_epi32(sq, _mm512_set1_epi32(-kOffset<kType> * x.sum_q[meta]));
-      sr = _mm512_add_epi32(sr, _mm512_set1_epi32(-kOffset<kType> * x.sum_r[meta]));
-    }
-    const __m512 dq = _mm512_mul_ps(d, _mm512_set1_ps(x.scale[meta]));
-    const __m512 dr = _mm512_mul_ps(dq, _mm512_set1_ps(1.0f / kSecondLevel));
-    __m512 a = _mm512_load_ps(acc + 16 * t);
-    a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sq), dq, a);
-    a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sr), dr, a);
-    if constexpr (kType == DType::kQ4_1) {
-      a = _mm512_fmadd_ps(mn, _mm512_set1_ps(x.scaled_sum[meta]), a);
-    }
-    _mm512_store_ps(acc + 16 * t, a);
-  }
+  // Not _tile_loadconfig: GCC's tells the compiler it reads 8 bytes of the
+  // configuration, so at -O2 the stores of rows and colsb above are
+  // dropped as dead and the next tile load faults. This operand is all 64.
+  asm volatile("ldtilecfg %0" : : "m"(config));
 }
 
 // Splits a Q4 block's 4 packed vectors into the 8 rows of a B tile: low
@@ -103,78 +74,118 @@ inline void UnpackQ4(const uint8_t* block, uint8_t* tile) {
   }
 }
 
+// Both levels' sums of block b for 16 activation rows × 16 weight rows,
+// stored to c[0] (q) and c[1] (r). Tile numbers are immediates, so the
+// even and odd blocks' tiles are spelled out.
+inline void TileProducts(int64_t b, const int8_t* xq, const int8_t* xr,
+                         int64_t x_stride, const uint8_t* weights,
+                         int32_t (*c)[16 * 16]) {
+  _tile_loadd(4, xq, x_stride);
+  _tile_loadd(5, xr, x_stride);
+  if (b % 2 == 0) {
+    _tile_loadd(6, weights, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_dpbsud(0, 4, 6);
+    _tile_dpbsud(1, 5, 6);
+    _tile_stored(0, c[0], 64);
+    _tile_stored(1, c[1], 64);
+  } else {
+    _tile_loadd(7, weights, 64);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_dpbsud(2, 4, 7);
+    _tile_dpbsud(3, 5, 7);
+    _tile_stored(2, c[0], 64);
+    _tile_stored(3, c[1], 64);
+  }
+}
+
 template <DType kType>
 void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y) {
   const int64_t nb = w.num_blocks;
-  alignas(64) int32_t c[4][16 * 16];
-  alignas(64) float acc[2][16 * 16];
-  // Q4 B tiles of a group pair, [block][group][512 bytes]: unpacked for all
-  // blocks before any is loaded (a tile load right after the vector stores
-  // that wrote its bytes waits for them to reach L1).
+  alignas(64) int32_t c[2][2][16 * 16];  // [block parity][level]
+  // A Q4 group's B tiles, [block][512 bytes]: unpacked for all blocks
+  // before any is loaded (a tile load right after the vector stores that
+  // wrote its bytes waits for them to reach L1).
   thread_local std::vector<uint8_t> unpacked_storage;
   uint8_t* unpacked = nullptr;
   if constexpr (kType != DType::kQ8_0) {
-    unpacked_storage.resize(static_cast<size_t>(nb) * 1024 + 64);
+    unpacked_storage.resize(static_cast<size_t>(nb) * 512 + 64);
     unpacked = unpacked_storage.data() +
                (64 - reinterpret_cast<uintptr_t>(unpacked_storage.data()) % 64) % 64;
   }
   ConfigureTiles();
-  // Weight groups outermost: a pair's blocks stay in L1/L2 while every
-  // tile of activation rows passes over them.
-  for (int64_t g = group_begin; g < group_end; g += 2) {
-    const int gt = static_cast<int>(avx512::MinI64(2, group_end - g));
+  // Weight groups outermost: a group's blocks stay in L1 while every tile
+  // of activation rows passes over them.
+  for (int64_t g = group_begin; g < group_end; ++g) {
+    const uint8_t* group = w.data + g * nb * w.block_bytes;
     if constexpr (kType != DType::kQ8_0) {
       for (int64_t b = 0; b < nb; ++b) {
-        for (int gi = 0; gi < gt; ++gi) {
-          UnpackQ4(w.data + ((g + gi) * nb + b) * w.block_bytes,
-                   unpacked + (b * 2 + gi) * 512);
-        }
+        UnpackQ4(group + b * w.block_bytes, unpacked + b * 512);
       }
     }
+    auto tile_weights = [&](int64_t b) -> const uint8_t* {
+      if constexpr (kType == DType::kQ8_0) return group + b * w.block_bytes;
+      return unpacked + b * 512;
+    };
+    // The next group's weights are fetched while this one computes (the
+    // unpack above otherwise waits on memory for every group).
+    const uint8_t* next_group = group + nb * w.block_bytes;
+    const int64_t next_lines = g + 1 < group_end ? nb * w.block_bytes / 64 : 0;
+    const int64_t lines_per_block = w.block_bytes / 64 + 1;
+    int64_t prefetched = 0;
     for (int64_t m0 = 0; m0 < x.rows; m0 += 16) {
       const int mt = static_cast<int>(avx512::MinI64(16, x.rows - m0));
-      std::memset(acc, 0, sizeof(acc));
+      const int8_t* xq = x.q + m0 * x.cols;
+      const int8_t* xr = x.r + m0 * x.cols;
+      __m512 acc[16];
+      for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();
+      TileProducts(0, xq, xr, x.cols, tile_weights(0), c[0]);
       for (int64_t b = 0; b < nb; ++b) {
-        _tile_loadd(4, x.q + m0 * x.cols + b * kQuantBlockSize, x.cols);
-        _tile_loadd(5, x.r + m0 * x.cols + b * kQuantBlockSize, x.cols);
-        const uint8_t* blocks[2];
-        for (int gi = 0; gi < gt; ++gi) {
-          blocks[gi] = w.data + ((g + gi) * nb + b) * w.block_bytes;
+        // The next block's tile products go out before this block's
+        // epilogue, into the other C tiles and buffer.
+        if (b + 1 < nb) {
+          TileProducts(b + 1, xq + (b + 1) * kQuantBlockSize,
+                       xr + (b + 1) * kQuantBlockSize, x.cols,
+                       tile_weights(b + 1), c[(b + 1) % 2]);
         }
-        // Tile numbers are immediates: spell out the two groups.
-        if constexpr (kType == DType::kQ8_0) {
-          _tile_loadd(6, blocks[0], 64);
-          if (gt == 2) _tile_loadd(7, blocks[1], 64);
-        } else {
-          _tile_loadd(6, unpacked + (b * 2) * 512, 64);
-          if (gt == 2) _tile_loadd(7, unpacked + (b * 2 + 1) * 512, 64);
+        for (int64_t i = 0; i < lines_per_block && prefetched < next_lines;
+             ++i, ++prefetched) {
+          _mm_prefetch(reinterpret_cast<const char*>(next_group + 64 * prefetched),
+                       _MM_HINT_T0);
         }
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_dpbsud(0, 4, 6);
-        _tile_dpbsud(1, 5, 6);
-        _tile_stored(0, c[0], 64);
-        _tile_stored(1, c[1], 64);
-        if (gt == 2) {
-          _tile_zero(2);
-          _tile_zero(3);
-          _tile_dpbsud(2, 4, 7);
-          _tile_dpbsud(3, 5, 7);
-          _tile_stored(2, c[2], 64);
-          _tile_stored(3, c[3], 64);
+        const uint8_t* block = group + b * w.block_bytes;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(block + w.qs_bytes)));
+        __m512 mn = _mm512_setzero_ps();
+        if constexpr (kType == DType::kQ4_1) {
+          mn = _mm512_cvtph_ps(_mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(block + w.qs_bytes + 32)));
         }
-        for (int gi = 0; gi < gt; ++gi) {
-          Epilogue<kType>(w, x, blocks[gi], c[2 * gi], c[2 * gi + 1], m0, mt, b,
-                          acc[gi]);
+        const int32_t* cq = c[b % 2][0];
+        const int32_t* cr = c[b % 2][1];
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; ++t) {
+          if (t >= mt) break;
+          const int64_t meta = (m0 + t) * nb + b;
+          __m512i s = avx512::CombineLevels(_mm512_load_si512(cq + 16 * t),
+                                            _mm512_load_si512(cr + 16 * t));
+          if constexpr (kOffset<kType> != 0) {
+            // The VNNI kernel subtracts offset·Σ from each level first;
+            // the integer is the same.
+            const int32_t sum =
+                static_cast<int32_t>(kSecondLevel) * x.sum_q[meta] + x.sum_r[meta];
+            s = _mm512_add_epi32(s, _mm512_set1_epi32(-kOffset<kType> * sum));
+          }
+          acc[t] = avx512::BlockEpilogue<kType == DType::kQ4_1>(
+              acc[t], s, d, mn, x.scale[meta], x.scaled_sum[meta]);
         }
       }
-      for (int gi = 0; gi < gt; ++gi) {
-        avx512::StoreGroupRows(y, m0, mt, g + gi, w.rows, bias, [&](int t) {
-          return _mm512_load_ps(acc[gi] + 16 * t);
-        });
-      }
+      avx512::StoreGroupRows(y, m0, mt, g, w.rows, bias,
+                             [&](int t) { return acc[t]; });
     }
   }
   _tile_release();

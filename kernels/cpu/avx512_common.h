@@ -27,6 +27,31 @@ inline float HorizontalSum(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
 }
 
+// A block's two activation levels' int32 sums as one integer, 254·sq + sr
+// (exact: |sq| ≤ 32·127·255 before the zero-point correction, so the
+// result stays far inside int32), for one conversion and one multiply-add
+// in BlockEpilogue instead of two of each.
+inline __m512i CombineLevels(__m512i sq, __m512i sr) {
+  return _mm512_add_epi32(
+      _mm512_mullo_epi32(sq, _mm512_set1_epi32(static_cast<int32_t>(kSecondLevel))),
+      sr);
+}
+
+// The fp32 epilogue of one (weight group, block, activation row): acc +=
+// s · d · dx/254 (+ the Q4_1 minimum times dx·Σ). The VNNI and AMX
+// kernels both end every block here with the same integers, so their
+// outputs are bit-identical.
+template <bool kHasMin>
+inline __m512 BlockEpilogue(__m512 acc, __m512i s, __m512 d, __m512 mn,
+                            float scale, float scaled_sum) {
+  const __m512 ds = _mm512_mul_ps(d, _mm512_set1_ps(scale * (1.0f / kSecondLevel)));
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), ds, acc);
+  if constexpr (kHasMin) {
+    acc = _mm512_fmadd_ps(mn, _mm512_set1_ps(scaled_sum), acc);
+  }
+  return acc;
+}
+
 // Writes y[m0 + t][16g .. 16g + 16) = acc(t) + bias for t < mt, the lanes
 // past the matrix's `rows` masked off: the end of every packed-group tile.
 template <typename Acc>

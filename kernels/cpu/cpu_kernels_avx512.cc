@@ -98,14 +98,9 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
       }
       for (int t = 0; t < MT; ++t) {
         const int64_t meta = (m0 + t) * nb + b;
-        const __m512 dq = _mm512_mul_ps(d, _mm512_set1_ps(x.scale[meta]));
-        const __m512 dr = _mm512_mul_ps(dq, _mm512_set1_ps(1.0f / kSecondLevel));
-        acc[gi][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sq[gi][t]), dq, acc[gi][t]);
-        acc[gi][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sr[gi][t]), dr, acc[gi][t]);
-        if constexpr (kType == DType::kQ4_1) {
-          acc[gi][t] = _mm512_fmadd_ps(mn, _mm512_set1_ps(x.scaled_sum[meta]),
-                                       acc[gi][t]);
-        }
+        acc[gi][t] = BlockEpilogue<kType == DType::kQ4_1>(
+            acc[gi][t], CombineLevels(sq[gi][t], sr[gi][t]), d, mn,
+            x.scale[meta], x.scaled_sum[meta]);
       }
     }
   }
