@@ -55,6 +55,7 @@ ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf",
 ABSL_FLAG(std::string, backend, "fast",
           "fast (FastCpuBackend) or reference (CpuBackend, one thread)");
 ABSL_FLAG(int, threads, 0, "threads of the fast backend; 0: one per physical core");
+ABSL_FLAG(std::string, kv_cache_dtype, "f16", "KV cache element type: f16 or f32");
 ABSL_FLAG(std::string, tests, "pp,tg,engine,batched",
           "comma-separated: pp, tg, engine, batched");
 ABSL_FLAG(int, n_prompt, 512, "prompt tokens of the pp test");
@@ -385,9 +386,12 @@ int Main() {
   }
 
   std::unique_ptr<CpuBackend> backend;
+  auto kv_cache_dtype = ParseCpuKvCacheDtype(absl::GetFlag(FLAGS_kv_cache_dtype));
+  if (!kv_cache_dtype.ok()) return Fail(kv_cache_dtype.status());
   if (options.backend == "fast") {
     CpuBackendConfig config;
     config.num_threads = absl::GetFlag(FLAGS_threads);
+    config.kv_cache_dtype = *kv_cache_dtype;
     auto fast = FastCpuBackend::Create(config);
     if (!fast.ok()) return Fail(fast.status());
     options.threads = (*fast)->num_threads();
@@ -399,7 +403,7 @@ int Main() {
     }
     options.threads = 1;
     options.isa = "scalar";
-    backend = std::make_unique<CpuBackend>();
+    backend = std::make_unique<CpuBackend>(*kv_cache_dtype);
   } else {
     return Fail(absl::InvalidArgumentError("--backend: fast or reference"));
   }
@@ -438,7 +442,7 @@ int Main() {
                {"hidden_size", config.hidden_size},
                {"vocab_size", config.vocab_size},
                {"max_num_batched_tokens", options.max_tokens},
-               {"kv_dtype", std::string(DTypeName(backend->activation_dtype()))},
+               {"kv_dtype", std::string(DTypeName(backend->kv_cache_dtype()))},
                {"load_seconds", load_seconds}});
   PrintJson(info);
 

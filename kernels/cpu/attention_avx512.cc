@@ -1,5 +1,5 @@
-// AVX-512 paged attention over fp32 K/V (see AttendQueryTile in
-// cpu_kernels.h). Compiled with -mavx512* flags; internal linkage only.
+// AVX-512 paged attention over F32 or F16 K/V (see AttendQueryTile in
+// cpu_kernels.h; F16 rows are widened to fp32 as they are loaded). Compiled with -mavx512* flags; internal linkage only.
 //
 // Three passes per tile of query rows (tokens × the heads sharing one KV
 // head), each row's arithmetic fixed by its own query and visible keys:
@@ -11,7 +11,7 @@
 //      64) or 2 (128) rows at a time in registers, so each V row is loaded
 //      once per row group; then out /= Σ p.
 // Keys are read in place from the paged blocks; the K of 16 keys of a
-// block is 16 × head_dim contiguous floats.
+// block is 16 × head_dim contiguous elements.
 #include <immintrin.h>
 
 #include <cmath>
@@ -75,15 +75,39 @@ inline __m512 Exp(__m512 x, __mmask16 keep) {
   return _mm512_maskz_mul_ps(keep, y, _mm512_scalef_ps(_mm512_set1_ps(1.0f), fx));
 }
 
+// How far ahead (rows) the passes fetch K and V: paged rows are scattered
+// over blocks, so the hardware prefetchers lose every stream at a block
+// edge; a decode's few query rows leave ~100 cycles per 16 keys, and a
+// memory access takes several times that.
+constexpr int kKeysAhead = 48;  // + 15 < kAttentionRowsAhead
+constexpr int kValuesAhead = 24;
+static_assert(kKeysAhead + 16 <= kAttentionRowsAhead &&
+              kValuesAhead <= kAttentionRowsAhead);
+
+// 16 elements of a K or V row as fp32.
+inline __m512 Load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 Load16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// Fetches a row of kD × 16 elements ahead of its use.
+template <int kD, typename T>
+inline void PrefetchRow(const T* row) {
+  const char* bytes = reinterpret_cast<const char*>(row);
+  for (int offset = 0; offset < kD * 16 * int{sizeof(T)}; offset += 64) {
+    _mm_prefetch(bytes + offset, _MM_HINT_T0);
+  }
+}
+
 inline __mmask16 FirstLanes(int n) {
   return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
 }
 
 // Pass 3 for `count` consecutive rows starting at r0, kD = head_dim / 16
 // vectors per row.
-template <int kD, int kRows>
+template <int kD, int kRows, typename T>
 void AccumulateValues(const AttentionTileTask& task, const float* probs,
-                      int64_t probs_stride, int r0, const float* const* v_rows,
+                      int64_t probs_stride, int r0, const T* const* v_rows,
                       const float* row_sums) {
   __m512 acc[kRows][kD];
   int visible[kRows];
@@ -97,11 +121,9 @@ void AccumulateValues(const AttentionTileTask& task, const float* probs,
   int j = 0;
   for (; j < min_visible; ++j) {
     // The V rows of a sequence are scattered over its blocks: fetch ahead.
-    for (int e = 0; e < kD; ++e) {
-      _mm_prefetch(reinterpret_cast<const char*>(v_rows[j + 8] + 16 * e), _MM_HINT_T0);
-    }
+    PrefetchRow<kD>(v_rows[j + kValuesAhead]);
     __m512 v[kD];
-    for (int e = 0; e < kD; ++e) v[e] = _mm512_loadu_ps(v_rows[j] + 16 * e);
+    for (int e = 0; e < kD; ++e) v[e] = Load16(v_rows[j] + 16 * e);
     for (int i = 0; i < kRows; ++i) {
       const __m512 p = _mm512_set1_ps(probs[(r0 + i) * probs_stride + j]);
       for (int e = 0; e < kD; ++e) acc[i][e] = _mm512_fmadd_ps(p, v[e], acc[i][e]);
@@ -109,7 +131,7 @@ void AccumulateValues(const AttentionTileTask& task, const float* probs,
   }
   for (; j < max_visible; ++j) {
     __m512 v[kD];
-    for (int e = 0; e < kD; ++e) v[e] = _mm512_loadu_ps(v_rows[j] + 16 * e);
+    for (int e = 0; e < kD; ++e) v[e] = Load16(v_rows[j] + 16 * e);
     for (int i = 0; i < kRows; ++i) {
       if (j >= visible[i]) continue;
       const __m512 p = _mm512_set1_ps(probs[(r0 + i) * probs_stride + j]);
@@ -125,25 +147,30 @@ void AccumulateValues(const AttentionTileTask& task, const float* probs,
   }
 }
 
-template <int kD>
+template <int kD, typename T>
 void AttendTyped(const AttentionTileTask& task, float* scratch) {
   constexpr int kRowsPerGroup = kD <= 4 ? 4 : 2;
   const int rows = task.num_tokens * task.group;
   const int max_visible = task.first_visible + task.num_tokens - 1;
   const int64_t stride = (max_visible + 15) / 16 * 16;
-  float* zero_row = scratch;                      // [head_dim]
-  const float** key_rows = reinterpret_cast<const float**>(zero_row + 16 * kD);
-  // [stride + 16] pointers each: the tail (zeros) keeps prefetches in range.
-  const float** value_rows = key_rows + stride + 16;
-  float* probs = reinterpret_cast<float*>(value_rows + stride + 16);  // [rows][stride]
+  float* zero_floats = scratch;  // [head_dim]: a row of zeros of either type
+  const T* zero_row = reinterpret_cast<const T*>(zero_floats);
+  const T** key_rows = reinterpret_cast<const T**>(zero_floats + 16 * kD);
+  // [stride + kAttentionRowsAhead] pointers each: the tail (zeros) keeps
+  // prefetches in range.
+  const T** value_rows = key_rows + stride + kAttentionRowsAhead;
+  // [rows][stride]
+  float* probs = reinterpret_cast<float*>(value_rows + stride + kAttentionRowsAhead);
   float row_sums[kRowsPerGroup];
-  for (int e = 0; e < 16 * kD; ++e) zero_row[e] = 0;
+  for (int e = 0; e < 16 * kD; ++e) zero_floats[e] = 0;
+  const T* k_base = static_cast<const T*>(task.k_base);
+  const T* v_base = static_cast<const T*>(task.v_base);
   // Row pointers of every visible key (keys past the end read zeros).
-  for (int p = 0, block = 0, offset = 0; p < stride + 16; ++p) {
+  for (int p = 0, block = 0, offset = 0; p < stride + kAttentionRowsAhead; ++p) {
     if (p < max_visible) {
       const int64_t at = task.blocks[block] * task.block_stride + int64_t{offset} * 16 * kD;
-      key_rows[p] = task.k_base + at;
-      value_rows[p] = task.v_base + at;
+      key_rows[p] = k_base + at;
+      value_rows[p] = v_base + at;
       if (++offset == task.block_size) offset = 0, ++block;
     } else {
       key_rows[p] = value_rows[p] = zero_row;
@@ -161,15 +188,10 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
       for (int e = 0; e < kD; ++e) qv[e] = _mm512_loadu_ps(q + 16 * e);
       __m512 partial[16];
       for (int j = 0; j < 16; ++j) {
-        const float* k = key_rows[c + j];
-        if (r == 0 && c + 16 < max_visible) {
-          for (int e = 0; e < kD; ++e) {
-            _mm_prefetch(reinterpret_cast<const char*>(key_rows[c + 16 + j] + 16 * e),
-                         _MM_HINT_T0);
-          }
-        }
-        __m512 s = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
-        for (int e = 1; e < kD; ++e) s = _mm512_fmadd_ps(qv[e], _mm512_loadu_ps(k + 16 * e), s);
+        const T* k = key_rows[c + j];
+        if (r == 0 && c + 16 < max_visible) PrefetchRow<kD>(key_rows[c + kKeysAhead + j]);
+        __m512 s = _mm512_mul_ps(qv[0], Load16(k));
+        for (int e = 1; e < kD; ++e) s = _mm512_fmadd_ps(qv[e], Load16(k + 16 * e), s);
         partial[j] = s;
       }
       const __m512 scores = _mm512_mul_ps(SumEach16(partial), scale);
@@ -198,32 +220,38 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
       row_sums[i] = HorizontalSum(sum);
     }
     switch (count) {
-      case 1: AccumulateValues<kD, 1>(task, probs, stride, r0, value_rows, row_sums); break;
-      case 2: AccumulateValues<kD, 2>(task, probs, stride, r0, value_rows, row_sums); break;
+      case 1: AccumulateValues<kD, 1, T>(task, probs, stride, r0, value_rows, row_sums); break;
+      case 2: AccumulateValues<kD, 2, T>(task, probs, stride, r0, value_rows, row_sums); break;
       case 3:
-        if constexpr (kRowsPerGroup >= 3) AccumulateValues<kD, 3>(task, probs, stride, r0, value_rows, row_sums);
+        if constexpr (kRowsPerGroup >= 3) AccumulateValues<kD, 3, T>(task, probs, stride, r0, value_rows, row_sums);
         break;
       default:
-        if constexpr (kRowsPerGroup >= 4) AccumulateValues<kD, 4>(task, probs, stride, r0, value_rows, row_sums);
+        if constexpr (kRowsPerGroup >= 4) AccumulateValues<kD, 4, T>(task, probs, stride, r0, value_rows, row_sums);
         break;
     }
+  }
+}
+
+template <typename T>
+bool AttendWithElement(const AttentionTileTask& task, float* scratch) {
+  switch (task.head_dim) {
+    case 16: AttendTyped<1, T>(task, scratch); return true;
+    case 32: AttendTyped<2, T>(task, scratch); return true;
+    case 48: AttendTyped<3, T>(task, scratch); return true;
+    case 64: AttendTyped<4, T>(task, scratch); return true;
+    case 80: AttendTyped<5, T>(task, scratch); return true;
+    case 96: AttendTyped<6, T>(task, scratch); return true;
+    case 112: AttendTyped<7, T>(task, scratch); return true;
+    case 128: AttendTyped<8, T>(task, scratch); return true;
+    default: return false;
   }
 }
 
 }  // namespace
 
 bool AttendQueryTile(const AttentionTileTask& task, float* scratch) {
-  switch (task.head_dim) {
-    case 16: AttendTyped<1>(task, scratch); return true;
-    case 32: AttendTyped<2>(task, scratch); return true;
-    case 48: AttendTyped<3>(task, scratch); return true;
-    case 64: AttendTyped<4>(task, scratch); return true;
-    case 80: AttendTyped<5>(task, scratch); return true;
-    case 96: AttendTyped<6>(task, scratch); return true;
-    case 112: AttendTyped<7>(task, scratch); return true;
-    case 128: AttendTyped<8>(task, scratch); return true;
-    default: return false;
-  }
+  return task.kv_dtype == DType::kF16 ? AttendWithElement<uint16_t>(task, scratch)
+                                      : AttendWithElement<float>(task, scratch);
 }
 
 }  // namespace weft::cpu::avx512

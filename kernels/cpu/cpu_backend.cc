@@ -32,6 +32,25 @@ float Dot(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
+// KV rows: `n` elements at element index `at` of an F32 or F16 cache.
+void WriteKvRow(DType dtype, const float* src, int64_t n, void* cache, int64_t at) {
+  if (dtype == DType::kF16) {
+    uint16_t* dst = static_cast<uint16_t*>(cache) + at;
+    for (int64_t i = 0; i < n; ++i) dst[i] = FloatToHalf(src[i]);
+  } else {
+    std::memcpy(static_cast<float*>(cache) + at, src, n * sizeof(float));
+  }
+}
+
+// The row as fp32: in place for F32, widened into `scratch` for F16.
+const float* ReadKvRow(DType dtype, const void* cache, int64_t at, int64_t n,
+                       float* scratch) {
+  if (dtype != DType::kF16) return static_cast<const float*>(cache) + at;
+  const uint16_t* src = static_cast<const uint16_t*>(cache) + at;
+  for (int64_t i = 0; i < n; ++i) scratch[i] = HalfToFloat(src[i]);
+  return scratch;
+}
+
 void RmsNormRow(const float* x, const float* weight, int64_t n, float eps,
                 float* out) {
   double sum_squares = 0;
@@ -84,23 +103,39 @@ absl::Status CpuBackend::CopyFromHost(const float* src, Tensor* dst) {
 }
 
 absl::Status CpuBackend::AllocateKvCache(const KvCacheShape& shape) {
-  if (shape.dtype != DType::kF32) {
-    return absl::UnimplementedError("the CPU backend keeps its KV cache in F32");
+  if (shape.dtype != DType::kF32 && shape.dtype != DType::kF16) {
+    return absl::UnimplementedError(
+        absl::StrCat("the CPU backend keeps its KV cache in F32 or F16, not ",
+                     DTypeName(shape.dtype)));
   }
   if (shape.num_layers <= 0 || shape.num_blocks <= 0 ||
       shape.block_size <= 0 || shape.num_kv_heads <= 0 ||
       shape.head_dim <= 0) {
     return ShapeError("AllocateKvCache", "every dimension must be positive");
   }
-  kv_cache_ = std::make_unique<float[]>(shape.total_elements());  // zeroed
+  kv_cache_.reset();  // before mapping the new one
+  kv_cache_ = std::make_unique<HugePageBuffer>(shape.total_elements() *
+                                               DTypeBlockBytes(shape.dtype));
+  if (kv_cache_->data() == nullptr) {
+    kv_cache_.reset();
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "AllocateKvCache: cannot map ",
+        shape.total_elements() * DTypeBlockBytes(shape.dtype), " bytes"));
+  }
+  // Touch every page now (already zero) so no step pays for faulting in
+  // the cache.
+  std::memset(kv_cache_->data(), 0, shape.total_elements() * DTypeBlockBytes(shape.dtype));
   kv_shape_ = shape;
   score_scratch_.assign(int64_t{shape.num_blocks} * shape.block_size, 0.0f);
+  kv_row_scratch_.assign(shape.head_dim, 0.0f);
   return absl::OkStatus();
 }
 
 KvLayerView CpuBackend::kv_layer(int layer) const {
-  float* base = kv_cache_.get() + 2 * layer * kv_shape_.layer_elements();
-  return KvLayerView{base, base + kv_shape_.layer_elements()};
+  const int64_t layer_bytes =
+      kv_shape_.layer_elements() * DTypeBlockBytes(kv_shape_.dtype);
+  uint8_t* base = kv_cache_->data() + 2 * layer * layer_bytes;
+  return KvLayerView{base, base + layer_bytes};
 }
 
 absl::Status CpuBackend::CopyKvBlocks(absl::Span<const int32_t> src,
@@ -114,13 +149,12 @@ absl::Status CpuBackend::CopyKvBlocks(absl::Span<const int32_t> src,
       return ShapeError("CopyKvBlocks", "block id out of range");
     }
   }
-  const int64_t block = kv_shape_.block_elements();
+  const int64_t block = kv_shape_.block_elements() * DTypeBlockBytes(kv_shape_.dtype);
   for (int layer = 0; layer < kv_shape_.num_layers; ++layer) {
     const KvLayerView view = kv_layer(layer);
-    for (float* base : {static_cast<float*>(view.k), static_cast<float*>(view.v)}) {
+    for (uint8_t* base : {static_cast<uint8_t*>(view.k), static_cast<uint8_t*>(view.v)}) {
       for (size_t i = 0; i < src.size(); ++i) {
-        std::memcpy(base + dst[i] * block, base + src[i] * block,
-                    block * sizeof(float));
+        std::memcpy(base + dst[i] * block, base + src[i] * block, block);
       }
     }
   }
@@ -270,10 +304,9 @@ absl::Status CpuBackend::RopeAndWriteKv(const RopeParams& rope,
       const int64_t dst =
           ((block * attention.num_kv_heads + h) * block_size + offset) *
           head_dim;
-      std::memcpy(static_cast<float*>(layer.k) + dst, k_head,
-                  head_dim * sizeof(float));
-      std::memcpy(static_cast<float*>(layer.v) + dst,
-                  F32(v) + t * v.cols + h * head_dim, head_dim * sizeof(float));
+      WriteKvRow(kv_shape_.dtype, k_head, head_dim, layer.k, dst);
+      WriteKvRow(kv_shape_.dtype, F32(v) + t * v.cols + h * head_dim, head_dim,
+                 layer.v, dst);
     }
   }
   return absl::OkStatus();
@@ -293,9 +326,11 @@ absl::Status CpuBackend::PagedAttention(const AttentionParams& attention,
   }
   const int group = attention.num_q_heads / attention.num_kv_heads;
   const int64_t block_size = kv_shape_.block_size;
-  const float* k_cache = static_cast<const float*>(layer.k);
-  const float* v_cache = static_cast<const float*>(layer.v);
   float* scores = score_scratch_.data();
+  float* kv_row = kv_row_scratch_.data();
+  auto read = [&](const void* cache, int64_t at) {
+    return ReadKvRow(kv_shape_.dtype, cache, at, head_dim, kv_row);
+  };
   for (int s = 0; s < batch.num_seqs; ++s) {
     const int q_begin = batch.query_indptr[s];
     const int q_len = batch.query_indptr[s + 1] - q_begin;
@@ -315,7 +350,7 @@ absl::Status CpuBackend::PagedAttention(const AttentionParams& attention,
         };
         float max_score = -INFINITY;
         for (int j = 0; j < visible; ++j) {
-          scores[j] = Dot(q_head, k_cache + slot(j), head_dim) * attention.scale;
+          scores[j] = Dot(q_head, read(layer.k, slot(j)), head_dim) * attention.scale;
           max_score = std::max(max_score, scores[j]);
         }
         double denominator = 0;
@@ -328,7 +363,7 @@ absl::Status CpuBackend::PagedAttention(const AttentionParams& attention,
         const float inv = static_cast<float>(1.0 / denominator);
         for (int j = 0; j < visible; ++j) {
           const float weight = scores[j] * inv;
-          const float* v_row = v_cache + slot(j);
+          const float* v_row = read(layer.v, slot(j));
           for (int d = 0; d < head_dim; ++d) o[d] += weight * v_row[d];
         }
       }

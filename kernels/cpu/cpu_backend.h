@@ -2,7 +2,10 @@
 // intrinsics. It is the reference that every fast kernel (CPU or CUDA) is
 // tested against, so clarity wins over speed here. Quantized weights are
 // dequantized one row at a time (kernels/dtype.h) and used in place from
-// the mapped model file.
+// the mapped model file. The KV cache is F32 or F16 (whatever the shape
+// given to AllocateKvCache says; kv_cache_dtype() is what it asks models
+// for): F16 rows are widened to fp32 when read and rounded to nearest
+// even when written.
 #ifndef WEFT_KERNELS_CPU_CPU_BACKEND_H_
 #define WEFT_KERNELS_CPU_CPU_BACKEND_H_
 
@@ -10,15 +13,19 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/huge_page_buffer.h"
 
 namespace weft {
 
 class CpuBackend : public Backend {
  public:
-  CpuBackend() = default;
+  // `kv_cache_dtype`: kF32 (the reference default) or kF16.
+  explicit CpuBackend(DType kv_cache_dtype = DType::kF32)
+      : kv_cache_dtype_(kv_cache_dtype) {}
 
   absl::string_view name() const override { return "cpu"; }
   DType activation_dtype() const override { return DType::kF32; }
+  DType kv_cache_dtype() const override { return kv_cache_dtype_; }
 
   absl::StatusOr<Tensor> UploadWeight(DType dtype, int64_t rows, int64_t cols,
                                       const void* host) override;
@@ -57,11 +64,13 @@ class CpuBackend : public Backend {
 
  private:
   std::vector<std::unique_ptr<uint8_t[]>> buffers_;
-  std::unique_ptr<float[]> kv_cache_;
+  DType kv_cache_dtype_;
+  std::unique_ptr<HugePageBuffer> kv_cache_;  // F32 or F16 elements
   KvCacheShape kv_shape_;
   // Planned once (AllocateKvCache / first MatMul of a row length), reused.
   std::vector<float> row_scratch_;    // one dequantized weight row
   std::vector<float> score_scratch_;  // one query's attention scores
+  std::vector<float> kv_row_scratch_;  // one K or V row widened to fp32
 };
 
 }  // namespace weft

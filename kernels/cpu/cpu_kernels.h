@@ -102,8 +102,8 @@ struct OutputRows {
 // positions. Each row's arithmetic depends only on its own query and
 // visible keys — not on the other rows of the tile — so a token's output
 // is the same whatever batch or chunk it is computed in. The layer's K/V
-// for this KV head: block b's row p is at
-// base + blocks[b] * block_stride + p * head_dim.
+// for this KV head: block b's row p is at element
+// base + blocks[b] * block_stride + p * head_dim, F32 or F16 (kv_dtype).
 struct AttentionTileTask {
   const float* q;    // token i, head g at q + i * token_stride + g * head_dim
   float* out;        // same layout as q
@@ -113,8 +113,9 @@ struct AttentionTileTask {
   int head_dim;
   int first_visible;
   float scale;
-  const float* k_base;
-  const float* v_base;
+  const void* k_base;
+  const void* v_base;
+  DType kv_dtype;  // kF32 or kF16
   const int32_t* blocks;
   int64_t block_stride;
   int block_size;
@@ -146,13 +147,17 @@ void AddRmsNormRow(float* residual, const float* x, const float* weight,
                    int64_t n, float eps, float* out);
 // out[i] = silu(gate[i]) * up[i].
 void SiluMul(const float* gate, const float* up, int64_t n, float* out);
+// dst[i] = src[i] as IEEE half, rounded to nearest even (F16C): the same
+// bits as FloatToHalf (kernels/dtype.h).
+void FloatsToHalves(const float* src, int64_t n, uint16_t* dst);
 
-// Flash-style: keys 8 at a time, transposed once for all the tile's rows,
-// each row keeping a running max, denominator and output (online softmax).
-// Floats of scratch it needs. (static: no inline function of this header
-// may be shared between TUs built for different ISAs.)
+// Flash-style: keys 8 at a time (F16 ones widened to fp32 first),
+// transposed once for all the tile's rows, each row keeping a running max,
+// denominator and output (online softmax). Floats of scratch it needs.
+// (static: no inline function of this header may be shared between TUs
+// built for different ISAs.)
 static inline int64_t AttentionTileScratch(int num_tokens, int group, int head_dim) {
-  return int64_t{num_tokens} * group * (head_dim + 2) + 8 * int64_t{head_dim};
+  return int64_t{num_tokens} * group * (head_dim + 2) + 24 * int64_t{head_dim};
 }
 void AttendQueryTile(const AttentionTileTask& task, float* scratch);
 }  // namespace avx2
@@ -177,10 +182,12 @@ void PackedFloatMatMul(const PackedFloat& w, const float* x, int64_t x_rows,
 // false, doing nothing, for other head sizes. Scratch: floats of
 // Avx512AttentionScratch for the tile's rows and its last row's context.
 bool AttendQueryTile(const AttentionTileTask& task, float* scratch);
+inline constexpr int kAttentionRowsAhead = 64;  // row pointers past the end
 static inline int64_t Avx512AttentionScratch(int num_tokens, int group,
                                              int head_dim, int max_visible) {
   const int64_t stride = (int64_t{max_visible} + 15) / 16 * 16;
-  return head_dim + 4 * (stride + 16) + int64_t{num_tokens} * group * stride;
+  return head_dim + 4 * (stride + kAttentionRowsAhead) +
+         int64_t{num_tokens} * group * stride;
 }
 }  // namespace avx512
 

@@ -389,6 +389,16 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void FloatsToHalves(const float* src, int64_t n, uint16_t* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
+  }
+  for (; i < n; ++i) dst[i] = FloatToHalf(src[i]);
+}
+
 namespace {
 
 // out[8 i + j] = rows[j][e + i] for i, j < 8: eight key rows' dims
@@ -431,6 +441,7 @@ void AttendQueryTile(const AttentionTileTask& task, float* scratch) {
   float* row_max = o + int64_t{rows} * d;      // [rows]
   float* row_sum = row_max + rows;             // [rows]
   float* k_t = row_sum + rows;                 // [d][8] the chunk's keys
+  float* widened = k_t + 8 * int64_t{d};       // [2][8][d] F16 K, V as fp32
   for (int r = 0; r < rows; ++r) {
     row_max[r] = -INFINITY;
     row_sum[r] = 0;
@@ -439,9 +450,23 @@ void AttendQueryTile(const AttentionTileTask& task, float* scratch) {
   const int max_visible = task.first_visible + task.num_tokens - 1;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256 scale = _mm256_set1_ps(task.scale);
-  auto row_of = [&](const float* base, int position) {
-    return base + task.blocks[position / task.block_size] * task.block_stride +
-           (position % task.block_size) * d;
+  const bool f16 = task.kv_dtype == DType::kF16;
+  // Row `position` of K (kind 0) or V (1) as fp32: in place, or widened
+  // from F16 into slot j of the chunk's scratch.
+  auto row_of = [&](int kind, int position, int j) -> const float* {
+    const int64_t at = task.blocks[position / task.block_size] * task.block_stride +
+                       int64_t{position % task.block_size} * d;
+    const void* base = kind == 0 ? task.k_base : task.v_base;
+    if (!f16) return static_cast<const float*>(base) + at;
+    const uint16_t* src = static_cast<const uint16_t*>(base) + at;
+    float* dst = widened + (int64_t{kind} * 8 + j) * d;
+    int i = 0;
+    for (; i + 8 <= d; i += 8) {
+      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(
+                                    reinterpret_cast<const __m128i*>(src + i))));
+    }
+    for (; i < d; ++i) dst[i] = _cvtsh_ss(src[i]);
+    return dst;
   };
   for (int c = 0; c < max_visible; c += 8) {
     const int chunk = max_visible - c < 8 ? max_visible - c : 8;
@@ -449,16 +474,16 @@ void AttendQueryTile(const AttentionTileTask& task, float* scratch) {
     if (chunk == 8 && d % 8 == 0) {
       const float* k[8];
       for (int j = 0; j < 8; ++j) {
-        k[j] = row_of(task.k_base, c + j);
-        v_rows[j] = row_of(task.v_base, c + j);
+        k[j] = row_of(0, c + j, j);
+        v_rows[j] = row_of(1, c + j, j);
       }
       for (int e = 0; e < d; e += 8) Transpose8x8(k, e, k_t + 8 * e);
     } else {
       for (int j = 0; j < 8; ++j) {
         if (j < chunk) {
-          const float* k = row_of(task.k_base, c + j);
+          const float* k = row_of(0, c + j, j);
           for (int i = 0; i < d; ++i) k_t[i * 8 + j] = k[i];
-          v_rows[j] = row_of(task.v_base, c + j);
+          v_rows[j] = row_of(1, c + j, j);
         } else {
           for (int i = 0; i < d; ++i) k_t[i * 8 + j] = 0;
           v_rows[j] = nullptr;

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/huge_page_buffer.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace weft {
@@ -60,6 +61,15 @@ bool IsFloatWeight(DType dtype) {
 float* F32(Tensor* t) { return static_cast<float*>(t->data); }
 const float* F32(const Tensor& t) { return static_cast<const float*>(t.data); }
 
+// n elements of src into an F32 or F16 cache at element `at`.
+void WriteKvRow(bool f16, const float* src, int64_t n, void* cache, int64_t at) {
+  if (f16) {
+    cpu::avx2::FloatsToHalves(src, n, static_cast<uint16_t*>(cache) + at);
+  } else {
+    std::memcpy(static_cast<float*>(cache) + at, src, n * sizeof(float));
+  }
+}
+
 }  // namespace
 
 bool cpu::EnableAmx() {
@@ -74,6 +84,13 @@ bool cpu::EnableAmx() {
     return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
   }();
   return enabled;
+}
+
+absl::StatusOr<DType> ParseCpuKvCacheDtype(absl::string_view name) {
+  if (name == "f16") return DType::kF16;
+  if (name == "f32") return DType::kF32;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--kv_cache_dtype must be f16 or f32, got '", name, "'"));
 }
 
 int NumPhysicalCores() {
@@ -104,37 +121,13 @@ absl::Status CpuBackendConfig::Validate() const {
         "threads must be in [0, 1024] (0: one per physical core), got ",
         num_threads));
   }
+  if (kv_cache_dtype != DType::kF16 && kv_cache_dtype != DType::kF32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the CPU KV cache dtype must be f16 or f32, got ",
+                     DTypeName(kv_cache_dtype)));
+  }
   return absl::OkStatus();
 }
-
-// Packed weights live in anonymous memory aligned to 2 MiB and advised
-// MADV_HUGEPAGE: a decode streams every weight once per token, and with
-// 4 KiB pages each stream misses the TLB every 4 KiB.
-class HugePageBuffer {
- public:
-  explicit HugePageBuffer(int64_t bytes) {
-    constexpr size_t kHuge = size_t{2} << 20;
-    length_ = static_cast<size_t>(bytes) + kHuge;
-    void* p = mmap(nullptr, length_, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return;  // data() == nullptr
-    base_ = static_cast<uint8_t*>(p);
-    const uintptr_t addr = reinterpret_cast<uintptr_t>(base_);
-    data_ = base_ + ((kHuge - addr % kHuge) % kHuge);
-    madvise(data_, static_cast<size_t>(bytes), MADV_HUGEPAGE);  // best effort
-  }
-  ~HugePageBuffer() {
-    if (base_ != nullptr) munmap(base_, length_);
-  }
-  HugePageBuffer(const HugePageBuffer&) = delete;
-  HugePageBuffer& operator=(const HugePageBuffer&) = delete;
-  uint8_t* data() const { return data_; }
-
- private:
-  uint8_t* base_ = nullptr;
-  uint8_t* data_ = nullptr;
-  size_t length_ = 0;
-};
 
 struct FastCpuBackend::PackedWeight {
   std::unique_ptr<HugePageBuffer> bytes;
@@ -146,7 +139,8 @@ struct FastCpuBackend::PackedWeight {
   DType dtype() const { return is_float ? packed_float.dtype : packed.dtype; }
 };
 
-FastCpuBackend::FastCpuBackend(const CpuBackendConfig& config) {
+FastCpuBackend::FastCpuBackend(const CpuBackendConfig& config)
+    : CpuBackend(config.kv_cache_dtype) {
   use_avx512_ = !config.force_avx2 && HasAvx512Vnni();
   use_amx_ = use_avx512_ && config.allow_amx && cpu::EnableAmx();
   isa_ = use_amx_ ? "avx512-vnni+amx" : use_avx512_ ? "avx512-vnni" : "avx2";
@@ -177,15 +171,19 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> MakeCpuBackend(
     if (fast.ok()) {
       if (description != nullptr) {
         *description = absl::StrCat("cpu (", (*fast)->isa(), ", ",
-                                    (*fast)->num_threads(), " threads)");
+                                    (*fast)->num_threads(), " threads, KV ",
+                                    DTypeName(config.kv_cache_dtype), ")");
       }
       return std::unique_ptr<CpuBackend>(std::move(*fast));
     }
     std::fprintf(stderr, "weft: %s; serving with the reference CPU kernels\n",
                  std::string(fast.status().message()).c_str());
   }
-  if (description != nullptr) *description = "cpu (reference, 1 thread)";
-  return std::make_unique<CpuBackend>();
+  if (description != nullptr) {
+    *description = absl::StrCat("cpu (reference, 1 thread, KV ",
+                                DTypeName(config.kv_cache_dtype), ")");
+  }
+  return std::make_unique<CpuBackend>(config.kv_cache_dtype);
 }
 
 int FastCpuBackend::num_threads() const { return pool_->num_threads(); }
@@ -371,6 +369,7 @@ absl::Status FastCpuBackend::RopeAndWriteKv(const RopeParams& rope,
   const float* inv_freq = F32(rope.inv_freq);
   const bool neox = rope.style == RopeStyle::kNeox;
   const int64_t block_size = shape.block_size;
+  const bool f16 = shape.dtype == DType::kF16;
   auto tokens = [&](int64_t begin, int64_t end) {
     // cos/sin once per token for all heads (the same values the reference
     // computes per head).
@@ -404,11 +403,9 @@ absl::Status FastCpuBackend::RopeAndWriteKv(const RopeParams& rope,
         const int64_t dst =
             ((block * attention.num_kv_heads + h) * block_size + offset) *
             head_dim;
-        std::memcpy(static_cast<float*>(layer.k) + dst, k_head,
-                    head_dim * sizeof(float));
-        std::memcpy(static_cast<float*>(layer.v) + dst,
-                    F32(v) + t * v.cols + h * head_dim,
-                    head_dim * sizeof(float));
+        WriteKvRow(f16, k_head, head_dim, layer.k, dst);
+        WriteKvRow(f16, F32(v) + t * v.cols + h * head_dim, head_dim, layer.v,
+                   dst);
       }
     }
   };
@@ -481,15 +478,16 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
     }
   }
   const int64_t block_stride = shape.block_elements();
+  const int64_t element_bytes = DTypeBlockBytes(shape.dtype);
   auto run = [&](int thread, int64_t begin, int64_t end) {
     float* scratch = thread_scores_[thread].data();
     for (int64_t i = begin; i < end; ++i) {
       const AttentionWork& work = attention_tasks_[i];
       const int s = work.seq;
-      const float* k_base = static_cast<const float*>(layer.k) +
-                            int64_t{work.kv_head} * shape.block_size * head_dim;
-      const float* v_base = static_cast<const float*>(layer.v) +
-                            int64_t{work.kv_head} * shape.block_size * head_dim;
+      const int64_t head_bytes = int64_t{work.kv_head} * shape.block_size *
+                                 head_dim * element_bytes;
+      const void* k_base = static_cast<const uint8_t*>(layer.k) + head_bytes;
+      const void* v_base = static_cast<const uint8_t*>(layer.v) + head_bytes;
       const int64_t head_offset = int64_t{work.kv_head} * group * head_dim;
       const int32_t* blocks = batch.kv_indices + batch.kv_indptr[s];
       cpu::AttentionTileTask a;
@@ -503,6 +501,7 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
       a.scale = attention.scale;
       a.k_base = k_base;
       a.v_base = v_base;
+      a.kv_dtype = shape.dtype;
       a.blocks = blocks;
       a.block_stride = block_stride;
       a.block_size = shape.block_size;

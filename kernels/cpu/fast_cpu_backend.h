@@ -44,9 +44,16 @@ struct CpuBackendConfig {
   bool allow_amx = true;
   // Serve with the reference CpuBackend (one thread, fp32, no SIMD).
   bool reference = false;
+  // The KV cache's element type, kF16 or kF32. F16 (llama.cpp's default
+  // too) halves the bytes attention reads per token, which bounds batched
+  // decode; F32 keeps the cache exact (docs/cpu.md has the measurements).
+  DType kv_cache_dtype = DType::kF16;
 
   absl::Status Validate() const;
 };
+
+// "f16" or "f32" (the --kv_cache_dtype flag) → kF16 / kF32.
+absl::StatusOr<DType> ParseCpuKvCacheDtype(absl::string_view name);
 
 // Physical cores available to this process (hyperthreads counted once).
 int NumPhysicalCores();
@@ -55,7 +62,7 @@ class FastCpuBackend;
 // The backend weft serves with on the CPU: FastCpuBackend, or the reference
 // CpuBackend when `config.reference` is set or the processor lacks AVX2
 // (then a line on stderr says so). `description` (optional) receives e.g.
-// "cpu (avx512-vnni, 2 threads)".
+// "cpu (avx512-vnni, 2 threads, KV F16)".
 absl::StatusOr<std::unique_ptr<CpuBackend>> MakeCpuBackend(
     const CpuBackendConfig& config, std::string* description = nullptr);
 

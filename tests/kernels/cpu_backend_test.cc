@@ -29,11 +29,11 @@ struct AttentionCase {
 
 class PagedAttentionTest : public ::testing::TestWithParam<AttentionCase> {};
 
-TEST_P(PagedAttentionTest, MatchesDenseCausalAttention) {
-  const AttentionCase& c = GetParam();
+void ExpectMatchesDenseAttention(const AttentionCase& c, DType kv_dtype) {
   std::mt19937 rng(1234 + c.block_size + c.head_dim);
   CpuBackend backend;
   KvCacheShape shape;
+  shape.dtype = kv_dtype;
   shape.num_layers = 1;
   shape.num_blocks = 64;
   shape.block_size = c.block_size;
@@ -53,6 +53,12 @@ TEST_P(PagedAttentionTest, MatchesDenseCausalAttention) {
   const int total = fill.num_tokens();
   std::vector<float> k_all = RandomVector(size_t(total) * kv_cols, rng);
   std::vector<float> v_all = RandomVector(size_t(total) * kv_cols, rng);
+  // What the cache holds (RopeAndWriteKv rotates k in place, by zero here).
+  std::vector<float> k_held = k_all, v_held = v_all;
+  if (kv_dtype == DType::kF16) {
+    for (float& x : k_held) x = HalfToFloat(FloatToHalf(x));
+    for (float& x : v_held) x = HalfToFloat(FloatToHalf(x));
+  }
   std::vector<float> zeros(c.head_dim / 2, 0.0f);
   RopeParams rope{RopeStyle::kNeox, c.head_dim, c.head_dim,
                   Tensor{DType::kF32, 1, c.head_dim / 2, zeros.data()}};
@@ -115,7 +121,7 @@ TEST_P(PagedAttentionTest, MatchesDenseCausalAttention) {
         double dot = 0;
         for (int d = 0; d < c.head_dim; ++d) {
           dot += double(q_data[t * q_cols + h * c.head_dim + d]) *
-                 k_all[size_t(first + j) * kv_cols + g * c.head_dim + d];
+                 k_held[size_t(first + j) * kv_cols + g * c.head_dim + d];
         }
         scores[j] = dot / std::sqrt(double(c.head_dim));
         max_score = std::max(max_score, scores[j]);
@@ -126,13 +132,22 @@ TEST_P(PagedAttentionTest, MatchesDenseCausalAttention) {
         double acc = 0;
         for (int j = 0; j <= position; ++j) {
           acc += scores[j] / sum *
-                 v_all[size_t(first + j) * kv_cols + g * c.head_dim + d];
+                 v_held[size_t(first + j) * kv_cols + g * c.head_dim + d];
         }
         want[t * q_cols + h * c.head_dim + d] = float(acc);
       }
     }
   }
   ExpectNear(out, want, 1e-5f, 1e-4f);
+}
+
+// Both cache dtypes: with F16, the dense reference uses K and V rounded to
+// half (to nearest even) as the cache holds them.
+TEST_P(PagedAttentionTest, MatchesDenseCausalAttention) {
+  for (DType kv_dtype : {DType::kF32, DType::kF16}) {
+    SCOPED_TRACE(DTypeName(kv_dtype));
+    ExpectMatchesDenseAttention(GetParam(), kv_dtype);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -143,6 +158,43 @@ INSTANTIATE_TEST_SUITE_P(
         AttentionCase{4, 9, 3, 64, {{33, 5}, {7, 1}, {12, 12}}},  // SmolLM2 GQA
         AttentionCase{1, 4, 1, 128, {{9, 3}, {2, 1}}},          // 1-token blocks
         AttentionCase{16, 6, 3, 32, {{50, 1}, {31, 31}, {64, 16}}}));
+
+// F16 blocks are copied whole (every layer, K and V); BF16 is refused.
+TEST(KvCacheTest, F16CacheCopiesBlocksAndOtherDtypesAreRefused) {
+  CpuBackend backend(DType::kF16);
+  EXPECT_EQ(backend.kv_cache_dtype(), DType::kF16);
+  KvCacheShape shape;
+  shape.num_layers = 2;
+  shape.num_blocks = 4;
+  shape.block_size = 3;
+  shape.num_kv_heads = 2;
+  shape.head_dim = 8;
+  shape.dtype = DType::kBF16;
+  EXPECT_EQ(backend.AllocateKvCache(shape).code(), absl::StatusCode::kUnimplemented);
+  shape.dtype = DType::kF16;
+  ASSERT_TRUE(backend.AllocateKvCache(shape).ok());
+  const int64_t block = shape.block_elements();  // halves per block
+  for (int layer = 0; layer < 2; ++layer) {
+    for (void* cache : {backend.kv_layer(layer).k, backend.kv_layer(layer).v}) {
+      uint16_t* h = static_cast<uint16_t*>(cache);
+      for (int64_t i = 0; i < block * shape.num_blocks; ++i) {
+        h[i] = static_cast<uint16_t>(i * 7 + layer + (cache == backend.kv_layer(layer).v));
+      }
+    }
+  }
+  ASSERT_TRUE(backend.CopyKvBlocks({1, 3}, {2, 0}).ok());
+  for (int layer = 0; layer < 2; ++layer) {
+    for (void* cache : {backend.kv_layer(layer).k, backend.kv_layer(layer).v}) {
+      const uint16_t* h = static_cast<const uint16_t*>(cache);
+      const int extra = layer + (cache == backend.kv_layer(layer).v);
+      for (int64_t i = 0; i < block; ++i) {
+        ASSERT_EQ(h[2 * block + i], static_cast<uint16_t>((block + i) * 7 + extra));
+        ASSERT_EQ(h[0 * block + i], static_cast<uint16_t>((3 * block + i) * 7 + extra));
+        ASSERT_EQ(h[1 * block + i], static_cast<uint16_t>((block + i) * 7 + extra));
+      }
+    }
+  }
+}
 
 TEST(RopeTest, InterleavedOnPermutedHeadEqualsNeox) {
   // llama.cpp permutes Q/K rows so that interleaved rotation of the

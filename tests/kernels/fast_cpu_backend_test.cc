@@ -274,115 +274,124 @@ TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
       {16, 8, 2, 128, RopeStyle::kNeox, {{1400, 21}, {1399, 1}}},
   };
   std::mt19937 rng(17);
-  for (const AttentionCase& c : cases) {
-    SCOPED_TRACE("head_dim " + std::to_string(c.head_dim) + " block " +
-                 std::to_string(c.block_size));
-    KvCacheShape shape;
-    shape.num_layers = 1;
-    shape.num_blocks = 96;
-    for (const SeqSpec& seq : c.seqs) {
-      shape.num_blocks += seq.context_len / c.block_size + 1;
-    }
-    shape.block_size = c.block_size;
-    shape.num_kv_heads = c.num_kv_heads;
-    shape.head_dim = c.head_dim;
-    if (c.block_size == 1) shape.num_blocks = 64;
-    FastCpuBackend& fast = *fast_;
-    CpuBackend reference;
-    ASSERT_TRUE(fast.AllocateKvCache(shape).ok());
-    ASSERT_TRUE(reference.AllocateKvCache(shape).ok());
-    std::vector<float> inv_freq(c.head_dim / 2);
-    for (int i = 0; i < c.head_dim / 2; ++i) {
-      inv_freq[i] = std::pow(10000.0f, -2.0f * i / c.head_dim);
-    }
-    RopeParams rope{c.style, c.head_dim, c.head_dim,
-                    Tensor{DType::kF32, 1, c.head_dim / 2, inv_freq.data()}};
-    AttentionParams attention{c.num_q_heads, c.num_kv_heads, c.head_dim,
-                              1.0f / std::sqrt(float(c.head_dim))};
-    const int q_cols = c.num_q_heads * c.head_dim;
-    const int kv_cols = c.num_kv_heads * c.head_dim;
+  for (DType kv_dtype : {DType::kF32, DType::kF16}) {
+    for (const AttentionCase& c : cases) {
+      SCOPED_TRACE("KV " + std::string(DTypeName(kv_dtype)) + " head_dim " +
+                   std::to_string(c.head_dim) + " block " +
+                   std::to_string(c.block_size));
+      KvCacheShape shape;
+      shape.dtype = kv_dtype;
+      shape.num_layers = 1;
+      shape.num_blocks = 96;
+      for (const SeqSpec& seq : c.seqs) {
+        shape.num_blocks += seq.context_len / c.block_size + 1;
+      }
+      shape.block_size = c.block_size;
+      shape.num_kv_heads = c.num_kv_heads;
+      shape.head_dim = c.head_dim;
+      if (c.block_size == 1) shape.num_blocks = 64;
+      FastCpuBackend& fast = *fast_;
+      CpuBackend reference;
+      ASSERT_TRUE(fast.AllocateKvCache(shape).ok());
+      ASSERT_TRUE(reference.AllocateKvCache(shape).ok());
+      std::vector<float> inv_freq(c.head_dim / 2);
+      for (int i = 0; i < c.head_dim / 2; ++i) {
+        inv_freq[i] = std::pow(10000.0f, -2.0f * i / c.head_dim);
+      }
+      RopeParams rope{c.style, c.head_dim, c.head_dim,
+                      Tensor{DType::kF32, 1, c.head_dim / 2, inv_freq.data()}};
+      AttentionParams attention{c.num_q_heads, c.num_kv_heads, c.head_dim,
+                                1.0f / std::sqrt(float(c.head_dim))};
+      const int q_cols = c.num_q_heads * c.head_dim;
+      const int kv_cols = c.num_kv_heads * c.head_dim;
 
-    // History: every token of every context, written by the reference into
-    // both caches (so the test compares this step alone).
-    std::vector<SeqSpec> full = c.seqs;
-    for (SeqSpec& s : full) s.query_len = s.context_len;
-    std::mt19937 layout_a(99), layout_b(99);
-    BatchMetadata fill = ScatteredBatch(full, c.block_size, shape.num_blocks, layout_a);
-    BatchMetadata step = ScatteredBatch(c.seqs, c.block_size, shape.num_blocks, layout_b);
-    const int total = fill.num_tokens();
-    std::vector<float> k_hist = RandomVector(size_t(total) * kv_cols, rng);
-    std::vector<float> v_hist = RandomVector(size_t(total) * kv_cols, rng);
-    for (CpuBackend* backend : {static_cast<CpuBackend*>(&fast), &reference}) {
-      std::vector<float> q_fill(size_t(total) * q_cols, 0.0f);
-      std::vector<float> k_fill = k_hist;
-      Tensor q{DType::kF32, total, q_cols, q_fill.data()};
-      Tensor k{DType::kF32, total, kv_cols, k_fill.data()};
-      Tensor v{DType::kF32, total, kv_cols, v_hist.data()};
-      auto view = backend->StageBatch(fill);
-      ASSERT_TRUE(view.ok()) << view.status();
-      ASSERT_TRUE(backend->CpuBackend::RopeAndWriteKv(rope, attention, *view, &q,
-                                                      &k, v, backend->kv_layer(0))
-                      .ok());
-    }
-    // The step: fresh q/k/v for the new tokens.
-    const int n = step.num_tokens();
-    const std::vector<float> q0 = RandomVector(size_t(n) * q_cols, rng, 2.0f);
-    const std::vector<float> k0 = RandomVector(size_t(n) * kv_cols, rng);
-    const std::vector<float> v0 = RandomVector(size_t(n) * kv_cols, rng);
-    std::vector<float> q_fast = q0, q_ref = q0, k_fast = k0, k_ref = k0;
-    std::vector<float> out_fast(size_t(n) * q_cols, NAN), out_ref(out_fast);
-    auto run = [&](CpuBackend& backend, std::vector<float>& qv,
-                   std::vector<float>& kv, std::vector<float>& out) {
-      auto view = backend.StageBatch(step);
-      ASSERT_TRUE(view.ok()) << view.status();
-      Tensor q{DType::kF32, n, q_cols, qv.data()};
-      Tensor k{DType::kF32, n, kv_cols, kv.data()};
-      Tensor v{DType::kF32, n, kv_cols, const_cast<float*>(v0.data())};
-      Tensor o{DType::kF32, n, q_cols, out.data()};
-      ASSERT_TRUE(backend.RopeAndWriteKv(rope, attention, *view, &q, &k, v,
-                                         backend.kv_layer(0)).ok());
-      ASSERT_TRUE(backend.PagedAttention(attention, *view, q,
-                                         backend.kv_layer(0), &o).ok());
-    };
-    run(fast, q_fast, k_fast, out_fast);
-    run(reference, q_ref, k_ref, out_ref);
-    ExpectNear(q_fast, q_ref, 0, 0);  // same formula, same order
-    ExpectNear(k_fast, k_ref, 0, 0);
-    const int64_t cache = shape.layer_elements();
-    for (int kind = 0; kind < 2; ++kind) {
-      const float* a = static_cast<const float*>(
-          kind == 0 ? fast.kv_layer(0).k : fast.kv_layer(0).v);
-      const float* b = static_cast<const float*>(
-          kind == 0 ? reference.kv_layer(0).k : reference.kv_layer(0).v);
-      ASSERT_TRUE(std::equal(a, a + cache, b)) << (kind == 0 ? "K" : "V");
-    }
-    ExpectNear(out_fast, out_ref, 1e-5f, 1e-4f);
+      // History: every token of every context, written by the reference into
+      // both caches (so the test compares this step alone).
+      std::vector<SeqSpec> full = c.seqs;
+      for (SeqSpec& s : full) s.query_len = s.context_len;
+      std::mt19937 layout_a(99), layout_b(99);
+      BatchMetadata fill =
+          ScatteredBatch(full, c.block_size, shape.num_blocks, layout_a);
+      BatchMetadata step =
+          ScatteredBatch(c.seqs, c.block_size, shape.num_blocks, layout_b);
+      const int total = fill.num_tokens();
+      std::vector<float> k_hist = RandomVector(size_t(total) * kv_cols, rng);
+      std::vector<float> v_hist = RandomVector(size_t(total) * kv_cols, rng);
+      for (CpuBackend* backend : {static_cast<CpuBackend*>(&fast), &reference}) {
+        std::vector<float> q_fill(size_t(total) * q_cols, 0.0f);
+        std::vector<float> k_fill = k_hist;
+        Tensor q{DType::kF32, total, q_cols, q_fill.data()};
+        Tensor k{DType::kF32, total, kv_cols, k_fill.data()};
+        Tensor v{DType::kF32, total, kv_cols, v_hist.data()};
+        auto view = backend->StageBatch(fill);
+        ASSERT_TRUE(view.ok()) << view.status();
+        ASSERT_TRUE(backend
+                        ->CpuBackend::RopeAndWriteKv(rope, attention, *view, &q,
+                                                     &k, v, backend->kv_layer(0))
+                        .ok());
+      }
+      // The step: fresh q/k/v for the new tokens.
+      const int n = step.num_tokens();
+      const std::vector<float> q0 = RandomVector(size_t(n) * q_cols, rng, 2.0f);
+      const std::vector<float> k0 = RandomVector(size_t(n) * kv_cols, rng);
+      const std::vector<float> v0 = RandomVector(size_t(n) * kv_cols, rng);
+      std::vector<float> q_fast = q0, q_ref = q0, k_fast = k0, k_ref = k0;
+      std::vector<float> out_fast(size_t(n) * q_cols, NAN), out_ref(out_fast);
+      auto run = [&](CpuBackend& backend, std::vector<float>& qv,
+                     std::vector<float>& kv, std::vector<float>& out) {
+        auto view = backend.StageBatch(step);
+        ASSERT_TRUE(view.ok()) << view.status();
+        Tensor q{DType::kF32, n, q_cols, qv.data()};
+        Tensor k{DType::kF32, n, kv_cols, kv.data()};
+        Tensor v{DType::kF32, n, kv_cols, const_cast<float*>(v0.data())};
+        Tensor o{DType::kF32, n, q_cols, out.data()};
+        ASSERT_TRUE(backend.RopeAndWriteKv(rope, attention, *view, &q, &k, v,
+                                           backend.kv_layer(0)).ok());
+        ASSERT_TRUE(backend.PagedAttention(attention, *view, q,
+                                           backend.kv_layer(0), &o).ok());
+      };
+      run(fast, q_fast, k_fast, out_fast);
+      run(reference, q_ref, k_ref, out_ref);
+      ExpectNear(q_fast, q_ref, 0, 0);  // same formula, same order
+      ExpectNear(k_fast, k_ref, 0, 0);
+      // The caches byte for byte (F16: the same rounding to nearest even).
+      const int64_t cache = shape.layer_elements() * DTypeBlockBytes(kv_dtype);
+      for (int kind = 0; kind < 2; ++kind) {
+        const uint8_t* a = static_cast<const uint8_t*>(
+            kind == 0 ? fast.kv_layer(0).k : fast.kv_layer(0).v);
+        const uint8_t* b = static_cast<const uint8_t*>(
+            kind == 0 ? reference.kv_layer(0).k : reference.kv_layer(0).v);
+        ASSERT_TRUE(std::equal(a, a + cache, b)) << (kind == 0 ? "K" : "V");
+      }
+      ExpectNear(out_fast, out_ref, 1e-5f, 1e-4f);
 
-    // Batch invariance: each sequence's last token attended alone (a
-    // decode-shaped step over the same cache) gives bit-identical output.
-    for (size_t s = 0; s < c.seqs.size(); ++s) {
-      const int row = step.query_indptr[s + 1] - 1;
-      BatchMetadata alone;
-      alone.token_ids = {0};
-      alone.positions = {step.positions[row]};
-      alone.slot_mapping = {step.slot_mapping[row]};
-      alone.query_indptr = {0, 1};
-      alone.kv_indptr = {0, step.kv_indptr[s + 1] - step.kv_indptr[s]};
-      alone.kv_indices.assign(step.kv_indices.begin() + step.kv_indptr[s],
-                              step.kv_indices.begin() + step.kv_indptr[s + 1]);
-      alone.kv_last_block_len = {step.kv_last_block_len[s]};
-      alone.logits_rows = {0};
-      auto view = fast.StageBatch(alone);
-      ASSERT_TRUE(view.ok()) << view.status();
-      std::vector<float> q_row(q_fast.begin() + int64_t{row} * q_cols,
-                               q_fast.begin() + int64_t{row + 1} * q_cols);
-      std::vector<float> out_row(q_cols, NAN);
-      Tensor q{DType::kF32, 1, q_cols, q_row.data()};
-      Tensor o{DType::kF32, 1, q_cols, out_row.data()};
-      ASSERT_TRUE(fast.PagedAttention(attention, *view, q, fast.kv_layer(0), &o).ok());
-      ASSERT_TRUE(std::equal(out_row.begin(), out_row.end(),
-                             out_fast.begin() + int64_t{row} * q_cols))
-          << "sequence " << s << " differs when attended alone";
+      // Batch invariance: each sequence's last token attended alone (a
+      // decode-shaped step over the same cache) gives bit-identical output.
+      for (size_t s = 0; s < c.seqs.size(); ++s) {
+        const int row = step.query_indptr[s + 1] - 1;
+        BatchMetadata alone;
+        alone.token_ids = {0};
+        alone.positions = {step.positions[row]};
+        alone.slot_mapping = {step.slot_mapping[row]};
+        alone.query_indptr = {0, 1};
+        alone.kv_indptr = {0, step.kv_indptr[s + 1] - step.kv_indptr[s]};
+        alone.kv_indices.assign(step.kv_indices.begin() + step.kv_indptr[s],
+                                step.kv_indices.begin() + step.kv_indptr[s + 1]);
+        alone.kv_last_block_len = {step.kv_last_block_len[s]};
+        alone.logits_rows = {0};
+        auto view = fast.StageBatch(alone);
+        ASSERT_TRUE(view.ok()) << view.status();
+        std::vector<float> q_row(q_fast.begin() + int64_t{row} * q_cols,
+                                 q_fast.begin() + int64_t{row + 1} * q_cols);
+        std::vector<float> out_row(q_cols, NAN);
+        Tensor q{DType::kF32, 1, q_cols, q_row.data()};
+        Tensor o{DType::kF32, 1, q_cols, out_row.data()};
+        ASSERT_TRUE(
+            fast.PagedAttention(attention, *view, q, fast.kv_layer(0), &o).ok());
+        ASSERT_TRUE(std::equal(out_row.begin(), out_row.end(),
+                               out_fast.begin() + int64_t{row} * q_cols))
+            << "sequence " << s << " differs when attended alone";
+      }
     }
   }
 }
@@ -463,6 +472,22 @@ TEST(CpuBackendConfigTest, RejectsNegativeThreads) {
   config.num_threads = -1;
   EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_GE(NumPhysicalCores(), 1);
+}
+
+TEST(CpuBackendConfigTest, KvCacheIsF16ByDefaultAndF32OnRequest) {
+  CpuBackendConfig config;
+  EXPECT_EQ(config.kv_cache_dtype, DType::kF16);
+  auto f16 = MakeCpuBackend(config);
+  ASSERT_TRUE(f16.ok()) << f16.status();
+  EXPECT_EQ((*f16)->kv_cache_dtype(), DType::kF16);
+  config.kv_cache_dtype = DType::kF32;
+  auto f32 = MakeCpuBackend(config);
+  ASSERT_TRUE(f32.ok()) << f32.status();
+  EXPECT_EQ((*f32)->kv_cache_dtype(), DType::kF32);
+  config.kv_cache_dtype = DType::kBF16;
+  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MakeCpuBackend(config).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
