@@ -46,9 +46,19 @@ std::vector<double> LogSoftmax(absl::Span<const float> logits) {
   return out;
 }
 
-// The reference fp32 backend, and the fast backend (int8 activations
-// against the Q4_1/Q8_0 weights, threaded) that weft-server runs.
-enum class Kernels { kReference, kFast };
+// The reference fp32 backend, the fast backend (int8 activations against
+// the Q4_1/Q8_0 weights, threaded, F16 KV cache) that weft-server runs,
+// and the fast backend with an F32 cache (--kv_cache_dtype f32).
+enum class Kernels { kReference, kFast, kFastF32Kv };
+constexpr int kNumKernels = 3;
+const char* KernelsName(Kernels k) {
+  switch (k) {
+    case Kernels::kReference: return "Reference";
+    case Kernels::kFast: return "Fast";
+    case Kernels::kFastF32Kv: return "FastF32Kv";
+  }
+  return "";
+}
 
 class GoldenTest
     : public ::testing::TestWithParam<std::tuple<Kernels, int>> {
@@ -61,13 +71,18 @@ class GoldenTest
     files_ = files->release();
     auto fast = FastCpuBackend::Create(CpuBackendConfig{});
     ASSERT_TRUE(fast.ok()) << fast.status();
+    CpuBackendConfig f32_kv;
+    f32_kv.kv_cache_dtype = DType::kF32;
+    auto fast_f32_kv = FastCpuBackend::Create(f32_kv);
+    ASSERT_TRUE(fast_f32_kv.ok()) << fast_f32_kv.status();
     backends_[0] = new CpuBackend();
     backends_[1] = fast->release();
+    backends_[2] = fast_f32_kv->release();
     ModelPlan plan;
     plan.max_num_tokens = 256;
     plan.max_num_logits = 1;
     plan.num_kv_blocks = 32;
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < kNumKernels; ++i) {
       auto model = LlamaModel::Create(*files_, backends_[i], plan);
       ASSERT_TRUE(model.ok()) << model.status();
       models_[i] = model->release();
@@ -75,16 +90,16 @@ class GoldenTest
   }
 
   static ModelFiles* files_;
-  static Backend* backends_[2];
-  static LlamaModel* models_[2];
+  static Backend* backends_[kNumKernels];
+  static LlamaModel* models_[kNumKernels];
 };
 ModelFiles* GoldenTest::files_ = nullptr;
-Backend* GoldenTest::backends_[2] = {};
-LlamaModel* GoldenTest::models_[2] = {};
+Backend* GoldenTest::backends_[kNumKernels] = {};
+LlamaModel* GoldenTest::models_[kNumKernels] = {};
 
 TEST_P(GoldenTest, GreedyContinuationMatchesTransformers) {
   const auto [kernels, prompt_index] = GetParam();
-  LlamaModel* model = models_[kernels == Kernels::kFast ? 1 : 0];
+  LlamaModel* model = models_[static_cast<int>(kernels)];
   if (model == nullptr) {
     GTEST_SKIP() << "default model not found in " << WEFT_MODEL_DIR
                  << " (run tools/fetch_model.sh)";
@@ -130,12 +145,11 @@ TEST_P(GoldenTest, GreedyContinuationMatchesTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(
     Prompts, GoldenTest,
-    ::testing::Combine(::testing::Values(Kernels::kReference, Kernels::kFast),
+    ::testing::Combine(::testing::Values(Kernels::kReference, Kernels::kFast,
+                                         Kernels::kFastF32Kv),
                        ::testing::Range(0, 12)),
     [](const ::testing::TestParamInfo<std::tuple<Kernels, int>>& info) {
-      return std::string(std::get<0>(info.param) == Kernels::kFast
-                             ? "Fast"
-                             : "Reference") +
+      return std::string(KernelsName(std::get<0>(info.param))) +
              std::to_string(std::get<1>(info.param));
     });
 
