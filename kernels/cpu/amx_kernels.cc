@@ -117,6 +117,24 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
     unpacked = unpacked_storage.data() +
                (64 - reinterpret_cast<uintptr_t>(unpacked_storage.data()) % 64) % 64;
   }
+  // Per (row, block), once per call: the scale dx/254 each block's sum is
+  // multiplied by (the same float the VNNI kernel computes), and for
+  // zero-point weights the offset corrections of both levels.
+  thread_local std::vector<float> fine_storage;
+  thread_local std::vector<int32_t> offset_storage;
+  const int64_t metas = x.rows * nb;
+  fine_storage.resize(static_cast<size_t>(metas));
+  float* fine = fine_storage.data();
+  for (int64_t i = 0; i < metas; ++i) fine[i] = x.scale[i] * (1.0f / kSecondLevel);
+  int32_t* offsets = nullptr;
+  if constexpr (kOffset<kType> != 0) {
+    offset_storage.resize(static_cast<size_t>(2 * metas));
+    offsets = offset_storage.data();
+    for (int64_t i = 0; i < metas; ++i) {
+      offsets[2 * i] = -kOffset<kType> * x.sum_q[i];
+      offsets[2 * i + 1] = -kOffset<kType> * x.sum_r[i];
+    }
+  }
   ConfigureTiles();
   // Weight groups outermost: a group's blocks stay in L1 while every tile
   // of activation rows passes over them.
@@ -171,17 +189,14 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
         for (int t = 0; t < 16; ++t) {
           if (t >= mt) break;
           const int64_t meta = (m0 + t) * nb + b;
-          __m512i s = avx512::CombineLevels(_mm512_load_si512(cq + 16 * t),
-                                            _mm512_load_si512(cr + 16 * t));
+          __m512i sq = _mm512_load_si512(cq + 16 * t);
+          __m512i sr = _mm512_load_si512(cr + 16 * t);
           if constexpr (kOffset<kType> != 0) {
-            // The VNNI kernel subtracts offset·Σ from each level first;
-            // the integer is the same.
-            const int32_t sum =
-                static_cast<int32_t>(kSecondLevel) * x.sum_q[meta] + x.sum_r[meta];
-            s = _mm512_add_epi32(s, _mm512_set1_epi32(-kOffset<kType> * sum));
+            sq = _mm512_add_epi32(sq, _mm512_set1_epi32(offsets[2 * meta]));
+            sr = _mm512_add_epi32(sr, _mm512_set1_epi32(offsets[2 * meta + 1]));
           }
           acc[t] = avx512::BlockEpilogue<kType == DType::kQ4_1>(
-              acc[t], s, d, mn, x.scale[meta], x.scaled_sum[meta]);
+              acc[t], sq, sr, d, mn, fine[meta], x.scaled_sum[meta]);
         }
       }
       avx512::StoreGroupRows(y, m0, mt, g, w.rows, bias,

@@ -27,25 +27,19 @@ inline float HorizontalSum(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
 }
 
-// A block's two activation levels' int32 sums as one integer, 254·sq + sr
-// (exact: |sq| ≤ 32·127·255 before the zero-point correction, so the
-// result stays far inside int32), for one conversion and one multiply-add
-// in BlockEpilogue instead of two of each.
-inline __m512i CombineLevels(__m512i sq, __m512i sr) {
-  return _mm512_add_epi32(
-      _mm512_mullo_epi32(sq, _mm512_set1_epi32(static_cast<int32_t>(kSecondLevel))),
-      sr);
-}
-
 // The fp32 epilogue of one (weight group, block, activation row): acc +=
-// s · d · dx/254 (+ the Q4_1 minimum times dx·Σ). The VNNI and AMX
-// kernels both end every block here with the same integers, so their
-// outputs are bit-identical.
+// (254·sq + sr) · d · fine (+ the Q4_1 minimum times dx·Σ), where sq, sr
+// are the block's two activation levels' int32 sums (zero points already
+// corrected) and fine = dx/254. 254·sq + sr is rounded to fp32 once (a
+// multiply-add of exact conversions: |sq|, |sr| < 2^24), so the VNNI and
+// AMX kernels, reaching the same integers, give bit-identical outputs.
 template <bool kHasMin>
-inline __m512 BlockEpilogue(__m512 acc, __m512i s, __m512 d, __m512 mn,
-                            float scale, float scaled_sum) {
-  const __m512 ds = _mm512_mul_ps(d, _mm512_set1_ps(scale * (1.0f / kSecondLevel)));
-  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), ds, acc);
+inline __m512 BlockEpilogue(__m512 acc, __m512i sq, __m512i sr, __m512 d,
+                            __m512 mn, float fine, float scaled_sum) {
+  const __m512 s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sq),
+                                   _mm512_set1_ps(kSecondLevel),
+                                   _mm512_cvtepi32_ps(sr));
+  acc = _mm512_fmadd_ps(s, _mm512_mul_ps(d, _mm512_set1_ps(fine)), acc);
   if constexpr (kHasMin) {
     acc = _mm512_fmadd_ps(mn, _mm512_set1_ps(scaled_sum), acc);
   }
