@@ -1,0 +1,162 @@
+// weft-bench-cpu-kernels: one quantized matmul kernel on one thread, a
+// weight matrix of the default model's shapes kept hot in cache, so the
+// kernel's own cost shows (not the memory's): median time per call and
+// GMAC/s over --reps repetitions, one JSON line per (kernel, dtype, m).
+//
+//   build/bench/weft-bench-cpu-kernels --m 1,4,16,64 --kernels vnni,amx
+//
+// Kernels: avx2, vnni (AVX-512 VNNI), amx (AMX-INT8); those the processor
+// lacks are skipped with a line on stderr.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/fast_cpu_backend.h"
+
+ABSL_FLAG(std::string, kernels, "avx2,vnni,amx", "comma-separated: avx2, vnni, amx");
+ABSL_FLAG(std::string, dtypes, "q4_0,q4_1,q8_0", "comma-separated weight types");
+ABSL_FLAG(std::string, m, "1,4,16,64", "activation rows, comma-separated");
+ABSL_FLAG(int64_t, rows, 1536, "weight rows (outputs); default: SmolLM2's FFN up");
+ABSL_FLAG(int64_t, cols, 576, "weight columns (inputs), a multiple of 32");
+ABSL_FLAG(int, reps, 200, "timed repetitions (each the median of 10 calls)");
+
+namespace weft {
+namespace {
+
+bool HasVnni() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vnni");
+}
+
+// Random GGML blocks with small positive scales.
+std::vector<uint8_t> RandomBlocks(DType dtype, int64_t rows, int64_t cols,
+                                  std::mt19937& rng) {
+  const int64_t block_bytes = DTypeBlockBytes(dtype);
+  const int64_t blocks = rows * cols / kQuantBlockSize;
+  std::vector<uint8_t> bytes(blocks * block_bytes);
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(rng());
+  std::uniform_real_distribution<float> scale(0.001f, 0.02f);
+  for (int64_t i = 0; i < blocks; ++i) {
+    const uint16_t d = FloatToHalf(scale(rng));
+    std::memcpy(&bytes[i * block_bytes], &d, 2);
+    if (dtype == DType::kQ4_1) {
+      const uint16_t m = FloatToHalf(-8 * scale(rng));
+      std::memcpy(&bytes[i * block_bytes + 2], &m, 2);
+    }
+  }
+  return bytes;
+}
+
+int Run() {
+  const int64_t rows = absl::GetFlag(FLAGS_rows), cols = absl::GetFlag(FLAGS_cols);
+  if (rows <= 0 || cols <= 0 || cols % kQuantBlockSize != 0) {
+    std::fprintf(stderr, "weft-bench-cpu-kernels: --rows > 0, --cols a multiple of 32\n");
+    return 1;
+  }
+  std::vector<int64_t> ms;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_m), ',')) {
+    int64_t m;
+    if (!absl::SimpleAtoi(s, &m) || m <= 0) {
+      std::fprintf(stderr, "weft-bench-cpu-kernels: bad --m entry '%s'\n",
+                   std::string(s).c_str());
+      return 1;
+    }
+    ms.push_back(m);
+  }
+  std::mt19937 rng(1);
+  for (absl::string_view kernel : absl::StrSplit(absl::GetFlag(FLAGS_kernels), ',')) {
+    const bool avx512 = kernel != "avx2";
+    if (avx512 && !HasVnni()) {
+      std::fprintf(stderr, "skipping %s: no AVX-512 VNNI\n", std::string(kernel).c_str());
+      continue;
+    }
+    if (kernel == "amx" && !cpu::EnableAmx()) {
+      std::fprintf(stderr, "skipping amx: no AMX-INT8 or no permission\n");
+      continue;
+    }
+    if (kernel != "avx2" && kernel != "vnni" && kernel != "amx") {
+      std::fprintf(stderr, "weft-bench-cpu-kernels: unknown kernel '%s'\n",
+                   std::string(kernel).c_str());
+      return 1;
+    }
+    for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_dtypes), ',')) {
+      DType dtype;
+      if (name == "q4_0") dtype = DType::kQ4_0;
+      else if (name == "q4_1") dtype = DType::kQ4_1;
+      else if (name == "q8_0") dtype = DType::kQ8_0;
+      else {
+        std::fprintf(stderr, "weft-bench-cpu-kernels: unknown dtype '%s'\n",
+                     std::string(name).c_str());
+        return 1;
+      }
+      const std::vector<uint8_t> blocks = RandomBlocks(dtype, rows, cols, rng);
+      std::vector<uint8_t> packed_bytes(cpu::PackedQuantBytes(dtype, rows, cols));
+      const cpu::PackedQuant w = cpu::PackQuant(dtype, rows, cols, blocks.data(),
+                                                /*unsigned_q8=*/avx512,
+                                                packed_bytes.data());
+      for (int64_t m : ms) {
+        const int64_t padded = (m + 15) / 16 * 16;  // AMX reads 16-row tiles
+        std::vector<float> x(padded * cols);
+        std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+        for (float& v : x) v = value(rng);
+        const int64_t metas = padded * cols / kQuantBlockSize;
+        std::vector<int8_t> q(padded * cols), r(padded * cols);
+        std::vector<float> scale(metas), scaled_sum(metas);
+        std::vector<int32_t> sum_q(metas), sum_r(metas);
+        cpu::avx2::QuantizeRows(x.data(), cols, cols, 0, padded, q.data(), r.data(),
+                                scale.data(), scaled_sum.data(), sum_q.data(),
+                                sum_r.data());
+        const cpu::QuantizedRows xq{m, cols, q.data(), r.data(), scale.data(),
+                                    scaled_sum.data(), sum_q.data(), sum_r.data()};
+        std::vector<float> y(m * rows);
+        const cpu::OutputRows out{y.data(), rows};
+        auto call = [&] {
+          if (kernel == "amx") {
+            cpu::amx::QuantMatMul(w, xq, 0, w.num_groups, nullptr, out);
+          } else if (kernel == "vnni") {
+            cpu::avx512::QuantMatMul(w, xq, 0, w.num_groups, nullptr, out);
+          } else {
+            cpu::avx2::QuantMatMul(w, xq, 0, w.num_groups, nullptr, out);
+          }
+        };
+        call();  // warm-up: caches and the kernels' scratch
+        std::vector<double> seconds;
+        for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
+          const auto start = std::chrono::steady_clock::now();
+          for (int i = 0; i < 10; ++i) call();
+          seconds.push_back(std::chrono::duration<double>(
+                                std::chrono::steady_clock::now() - start)
+                                .count() / 10);
+        }
+        std::sort(seconds.begin(), seconds.end());
+        const double median = seconds[seconds.size() / 2];
+        std::printf(
+            "{\"bench\":\"weft-bench-cpu-kernels\",\"kernel\":\"%s\",\"dtype\":\"%s\","
+            "\"m\":%ld,\"rows\":%ld,\"cols\":%ld,\"median_us\":%.2f,\"min_us\":%.2f,"
+            "\"gmac_per_s\":%.1f}\n",
+            std::string(kernel).c_str(), std::string(name).c_str(), m, rows, cols,
+            median * 1e6, seconds[0] * 1e6, double(m) * rows * cols / median / 1e9);
+        std::fflush(stdout);
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace weft
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return weft::Run();
+}
