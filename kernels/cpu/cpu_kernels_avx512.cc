@@ -250,6 +250,8 @@ inline __m512 LoadPacked16(const uint8_t* p) {
   }
 }
 
+constexpr int64_t kDecodePrefetchBytes = 1024;
+
 // GT groups (16 output columns each) × MT activation rows, one accumulator
 // per (group, row) holding 16 outputs: per column, GT weight vectors times
 // MT broadcast activations.
@@ -267,6 +269,19 @@ void PackedFloatTile(const PackedFloat& w, const float* x, int64_t x_stride,
     for (int t = 0; t < MT; ++t) acc[gi][t] = _mm512_setzero_ps();
   }
   for (int64_t k = 0; k < cols; ++k) {
+    if constexpr (MT == 1) {
+      // Decode streams GT groups at once: fetch each a few lines ahead
+      // (once per 64-byte line; reads past a group's end stay inside the
+      // mapping or are dropped).
+      if ((k * kPackRows * kElement) % 64 == 0) {
+        for (int gi = 0; gi < GT; ++gi) {
+          _mm_prefetch(reinterpret_cast<const char*>(base + gi * group_bytes +
+                                                     k * kPackRows * kElement +
+                                                     kDecodePrefetchBytes),
+                       _MM_HINT_T0);
+        }
+      }
+    }
     __m512 wv[GT];
     for (int gi = 0; gi < GT; ++gi) {
       wv[gi] = LoadPacked16<kType>(base + gi * group_bytes + k * kPackRows * kElement);
@@ -309,9 +324,18 @@ void PackedFloatMatMulTyped(const PackedFloat& w, const float* x,
                             const float* bias, OutputRows y) {
   if (x_rows == 1) {
     // Decode: 8 groups = 8 independent chains (and sequential streams).
+    // The thread pool hands out ranges of ~groups / (4 · threads), often
+    // under 8: the rest goes 4 and 2 at a time, not one latency-bound
+    // chain per group.
     int64_t g = group_begin;
     for (; g + 8 <= group_end; g += 8) {
       PackedFloatTile<kType, 8, 1>(w, x, x_stride, g, 0, bias, y);
+    }
+    for (; g + 4 <= group_end; g += 4) {
+      PackedFloatTile<kType, 4, 1>(w, x, x_stride, g, 0, bias, y);
+    }
+    for (; g + 2 <= group_end; g += 2) {
+      PackedFloatTile<kType, 2, 1>(w, x, x_stride, g, 0, bias, y);
     }
     for (; g < group_end; ++g) PackedFloatTile<kType, 1, 1>(w, x, x_stride, g, 0, bias, y);
     return;
