@@ -1,5 +1,6 @@
 // AVX-512 paged attention over F32 or F16 K/V (see AttendQueryTile in
-// cpu_kernels.h; F16 rows are widened to fp32 as they are loaded). Compiled with -mavx512* flags; internal linkage only.
+// cpu_kernels.h; F16 rows are widened to fp32 as they are loaded).
+// Compiled with -mavx512* flags; internal linkage only.
 //
 // Three passes per tile of query rows (tokens × the heads sharing one KV
 // head), each row's arithmetic fixed by its own query and visible keys:
