@@ -55,7 +55,8 @@ ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf",
 ABSL_FLAG(std::string, backend, "fast",
           "fast (FastCpuBackend) or reference (CpuBackend, one thread)");
 ABSL_FLAG(int, threads, 0, "threads of the fast backend; 0: one per physical core");
-ABSL_FLAG(std::string, kv_cache_dtype, "f16", "KV cache element type: f16 or f32");
+ABSL_FLAG(std::string, kv_cache_dtype, "auto",
+          "KV cache element type: f16, f32, or auto (f16 fast, f32 reference)");
 ABSL_FLAG(std::string, tests, "pp,tg,engine,batched",
           "comma-separated: pp, tg, engine, batched");
 ABSL_FLAG(int, n_prompt, 512, "prompt tokens of the pp test");
@@ -386,7 +387,8 @@ int Main() {
   }
 
   std::unique_ptr<CpuBackend> backend;
-  auto kv_cache_dtype = ParseCpuKvCacheDtype(absl::GetFlag(FLAGS_kv_cache_dtype));
+  auto kv_cache_dtype = ParseCpuKvCacheDtype(absl::GetFlag(FLAGS_kv_cache_dtype),
+                                             options.backend == "reference");
   if (!kv_cache_dtype.ok()) return Fail(kv_cache_dtype.status());
   if (options.backend == "fast") {
     CpuBackendConfig config;

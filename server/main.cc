@@ -65,9 +65,10 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA that client certificates must chain to (enables mTLS)");
 ABSL_FLAG(int, threads, 0,
           "CPU threads for the model's kernels (0: one per physical core)");
-ABSL_FLAG(std::string, kv_cache_dtype, "f16",
+ABSL_FLAG(std::string, kv_cache_dtype, "auto",
           "element type of the CPU backend's KV cache: f16 (half the bytes "
-          "attention reads) or f32 (exact); the CUDA backend keeps bf16");
+          "attention reads), f32 (exact), or auto: f16, f32 with "
+          "--reference_kernels; the CUDA backend keeps bf16");
 ABSL_FLAG(bool, reference_kernels, false,
           "serve with the reference CPU kernels (fp32, one thread): slow; for "
           "checking the fast kernels");
@@ -123,7 +124,8 @@ int Main() {
   backend_options.model_head_dim = config.head_dim;
   backend_options.cpu.num_threads = absl::GetFlag(FLAGS_threads);
   backend_options.cpu.reference = absl::GetFlag(FLAGS_reference_kernels);
-  auto kv_cache_dtype = ParseCpuKvCacheDtype(absl::GetFlag(FLAGS_kv_cache_dtype));
+  auto kv_cache_dtype = ParseCpuKvCacheDtype(absl::GetFlag(FLAGS_kv_cache_dtype),
+                                             absl::GetFlag(FLAGS_reference_kernels));
   if (!kv_cache_dtype.ok()) return Fail(kv_cache_dtype.status());
   backend_options.cpu.kv_cache_dtype = *kv_cache_dtype;
   backend_options.cuda.max_num_tokens = plan.max_num_tokens;

@@ -86,11 +86,13 @@ bool cpu::EnableAmx() {
   return enabled;
 }
 
-absl::StatusOr<DType> ParseCpuKvCacheDtype(absl::string_view name) {
+absl::StatusOr<DType> ParseCpuKvCacheDtype(absl::string_view name,
+                                           bool reference_kernels) {
+  if (name == "auto") return reference_kernels ? DType::kF32 : DType::kF16;
   if (name == "f16") return DType::kF16;
   if (name == "f32") return DType::kF32;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--kv_cache_dtype must be f16 or f32, got '", name, "'"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--kv_cache_dtype must be auto, f16 or f32, got '", name, "'"));
 }
 
 int NumPhysicalCores() {

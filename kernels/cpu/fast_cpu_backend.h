@@ -52,8 +52,10 @@ struct CpuBackendConfig {
   absl::Status Validate() const;
 };
 
-// "f16" or "f32" (the --kv_cache_dtype flag) → kF16 / kF32.
-absl::StatusOr<DType> ParseCpuKvCacheDtype(absl::string_view name);
+// The --kv_cache_dtype flag: "f16" or "f32", or "auto": F16 for the fast
+// kernels, F32 for the reference ones (the fp32 oracle stays exact).
+absl::StatusOr<DType> ParseCpuKvCacheDtype(absl::string_view name,
+                                           bool reference_kernels);
 
 // Physical cores available to this process (hyperthreads counted once).
 int NumPhysicalCores();

@@ -488,6 +488,13 @@ TEST(CpuBackendConfigTest, KvCacheIsF16ByDefaultAndF32OnRequest) {
   EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(MakeCpuBackend(config).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // The flag: auto keeps the reference kernels' cache exact.
+  EXPECT_EQ(*ParseCpuKvCacheDtype("auto", false), DType::kF16);
+  EXPECT_EQ(*ParseCpuKvCacheDtype("auto", true), DType::kF32);
+  EXPECT_EQ(*ParseCpuKvCacheDtype("f16", true), DType::kF16);
+  EXPECT_EQ(*ParseCpuKvCacheDtype("f32", false), DType::kF32);
+  EXPECT_EQ(ParseCpuKvCacheDtype("bf16", false).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
