@@ -111,13 +111,16 @@ int Run() {
         for (float& v : x) v = value(rng);
         const int64_t metas = padded * cols / kQuantBlockSize;
         std::vector<int8_t> q(padded * cols), r(padded * cols);
-        std::vector<float> scale(metas), scaled_sum(metas);
+        std::vector<float> scale(metas), scaled_sum(metas), fine_scale(metas);
         std::vector<int32_t> sum_q(metas), sum_r(metas);
         cpu::avx2::QuantizeRows(x.data(), cols, cols, 0, padded, q.data(), r.data(),
                                 scale.data(), scaled_sum.data(), sum_q.data(),
-                                sum_r.data());
-        const cpu::QuantizedRows xq{m, cols, q.data(), r.data(), scale.data(),
-                                    scaled_sum.data(), sum_q.data(), sum_r.data()};
+                                sum_r.data(), fine_scale.data());
+        const cpu::QuantizedRows xq{m,           cols,
+                                    q.data(),    r.data(),
+                                    scale.data(), scaled_sum.data(),
+                                    sum_q.data(), sum_r.data(),
+                                    fine_scale.data()};
         std::vector<float> y(m * rows);
         const cpu::OutputRows out{y.data(), rows};
         auto call = [&] {

@@ -117,15 +117,10 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
     unpacked = unpacked_storage.data() +
                (64 - reinterpret_cast<uintptr_t>(unpacked_storage.data()) % 64) % 64;
   }
-  // Per (row, block), once per call: the scale dx/254 each block's sum is
-  // multiplied by (the same float the VNNI kernel computes), and for
-  // zero-point weights the offset corrections of both levels.
-  thread_local std::vector<float> fine_storage;
+  // Per (row, block), once per call: for zero-point weights the offset
+  // corrections of both levels (the VNNI kernel starts its sums there).
   thread_local std::vector<int32_t> offset_storage;
   const int64_t metas = x.rows * nb;
-  fine_storage.resize(static_cast<size_t>(metas));
-  float* fine = fine_storage.data();
-  for (int64_t i = 0; i < metas; ++i) fine[i] = x.scale[i] * (1.0f / kSecondLevel);
   int32_t* offsets = nullptr;
   if constexpr (kOffset<kType> != 0) {
     offset_storage.resize(static_cast<size_t>(2 * metas));
@@ -196,7 +191,7 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
             sr = _mm512_add_epi32(sr, _mm512_set1_epi32(offsets[2 * meta + 1]));
           }
           acc[t] = avx512::BlockEpilogue<kType == DType::kQ4_1>(
-              acc[t], sq, sr, d, mn, fine[meta], x.scaled_sum[meta]);
+              acc[t], sq, sr, d, mn, x.fine_scale[meta], x.scaled_sum[meta]);
         }
       }
       avx512::StoreGroupRows(y, m0, mt, g, w.rows, bias,

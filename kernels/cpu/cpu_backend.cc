@@ -113,18 +113,18 @@ absl::Status CpuBackend::AllocateKvCache(const KvCacheShape& shape) {
       shape.head_dim <= 0) {
     return ShapeError("AllocateKvCache", "every dimension must be positive");
   }
+  const int64_t bytes = shape.total_elements() * DTypeBlockBytes(shape.dtype);
   kv_cache_.reset();  // before mapping the new one
-  kv_cache_ = std::make_unique<HugePageBuffer>(shape.total_elements() *
-                                               DTypeBlockBytes(shape.dtype));
+  kv_shape_ = KvCacheShape{};
+  kv_cache_ = std::make_unique<HugePageBuffer>(bytes);
   if (kv_cache_->data() == nullptr) {
     kv_cache_.reset();
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "AllocateKvCache: cannot map ",
-        shape.total_elements() * DTypeBlockBytes(shape.dtype), " bytes"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("AllocateKvCache: cannot map ", bytes, " bytes"));
   }
   // Touch every page now (already zero) so no step pays for faulting in
   // the cache.
-  std::memset(kv_cache_->data(), 0, shape.total_elements() * DTypeBlockBytes(shape.dtype));
+  std::memset(kv_cache_->data(), 0, bytes);
   kv_shape_ = shape;
   score_scratch_.assign(int64_t{shape.num_blocks} * shape.block_size, 0.0f);
   kv_row_scratch_.assign(shape.head_dim, 0.0f);

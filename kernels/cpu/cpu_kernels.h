@@ -85,6 +85,7 @@ struct QuantizedRows {
   const float* scaled_sum = nullptr;  // [rows][cols / 32] dx·(Σq + Σr/254)
   const int32_t* sum_q = nullptr;     // [rows][cols / 32] Σq
   const int32_t* sum_r = nullptr;     // [rows][cols / 32] Σr
+  const float* fine_scale = nullptr;  // [rows][cols / 32] dx/254 (epilogues)
 };
 
 inline constexpr float kSecondLevel = 254.0f;
@@ -128,7 +129,7 @@ namespace avx2 {
 void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
                   int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
                   float* scale, float* scaled_sum, int32_t* sum_q,
-                  int32_t* sum_r);
+                  int32_t* sum_r, float* fine_scale);
 // y[:, groups [group_begin, group_end) × 16] = x · wᵀ + bias.
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,

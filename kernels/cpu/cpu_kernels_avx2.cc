@@ -252,7 +252,7 @@ void FloatMatMulTyped(const void* w, int64_t cols, int64_t row_begin,
 void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
                   int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
                   float* scale, float* scaled_sum, int32_t* sum_q,
-                  int32_t* sum_r) {
+                  int32_t* sum_r, float* fine_scale) {
   const int64_t nb = cols / kQuantBlockSize;
   const __m256 sign_mask = _mm256_set1_ps(-0.0f);
   const __m256 second = _mm256_set1_ps(kSecondLevel);
@@ -303,6 +303,7 @@ void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
       pack(r32, r + offset);
       const int64_t meta = row * nb + b;
       scale[meta] = d;
+      fine_scale[meta] = d * (1.0f / kSecondLevel);
       sum_q[meta] = lane_sum(q_total);
       sum_r[meta] = lane_sum(r_total);
       scaled_sum[meta] =

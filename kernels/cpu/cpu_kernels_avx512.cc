@@ -99,8 +99,8 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
       for (int t = 0; t < MT; ++t) {
         const int64_t meta = (m0 + t) * nb + b;
         acc[gi][t] = BlockEpilogue<kType == DType::kQ4_1>(
-            acc[gi][t], sq[gi][t], sr[gi][t], d, mn,
-            x.scale[meta] * (1.0f / kSecondLevel), x.scaled_sum[meta]);
+            acc[gi][t], sq[gi][t], sr[gi][t], d, mn, x.fine_scale[meta],
+            x.scaled_sum[meta]);
       }
     }
   }

@@ -1,7 +1,6 @@
 #include "kernels/cpu/fast_cpu_backend.h"
 
 #include <cpuid.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -320,25 +319,26 @@ absl::Status FastCpuBackend::MatMul(const Tensor& x, const Tensor& w,
   const size_t q_size = static_cast<size_t>(padded_rows * x.cols);
   const size_t meta_size = static_cast<size_t>(x.rows * blocks);
   if (x_quant_.size() < 2 * q_size) x_quant_.resize(2 * q_size);
-  if (x_scales_.size() < 2 * meta_size) x_scales_.resize(2 * meta_size);
+  if (x_scales_.size() < 3 * meta_size) x_scales_.resize(3 * meta_size);
   if (x_sums_.size() < 2 * meta_size) x_sums_.resize(2 * meta_size);
   int8_t* q = x_quant_.data();
   int8_t* r = q + q_size;
   float* scale = x_scales_.data();
   float* scaled_sum = scale + meta_size;
+  float* fine_scale = scaled_sum + meta_size;
   int32_t* sum_q = x_sums_.data();
   int32_t* sum_r = sum_q + meta_size;
   auto quantize = [&](int64_t begin, int64_t end) {
     cpu::avx2::QuantizeRows(F32(x), x.cols, x.cols, begin, end, q, r, scale,
-                            scaled_sum, sum_q, sum_r);
+                            scaled_sum, sum_q, sum_r, fine_scale);
   };
   if (x.num_elements() < kMinParallelElements) {
     quantize(0, x.rows);
   } else {
     pool_->ParallelFor(x.rows, quantize);
   }
-  const cpu::QuantizedRows rows{x.rows, x.cols,     q,     r,
-                                scale,  scaled_sum, sum_q, sum_r};
+  const cpu::QuantizedRows rows{x.rows, x.cols, q,     r,         scale,
+                                scaled_sum, sum_q, sum_r, fine_scale};
   pool_->ParallelFor(packed.num_groups, [&](int64_t begin, int64_t end) {
     if (amx) {
       cpu::amx::QuantMatMul(packed, rows, begin, end, bias_data, out);

@@ -114,7 +114,7 @@ class FastCpuBackend : public CpuBackend {
   // Planned scratch, grown at UploadWeight/first use of a shape and then
   // reused: quantized activations and per-thread attention scores.
   std::vector<int8_t> x_quant_;
-  std::vector<float> x_scales_;  // scale, then scaled_sum, per row block
+  std::vector<float> x_scales_;  // scale, scaled_sum, fine_scale per row block
   std::vector<int32_t> x_sums_;
   std::vector<std::vector<float>> thread_scores_;  // attention scratch
   struct AttentionWork {
