@@ -110,17 +110,19 @@ int Run() {
         std::uniform_real_distribution<float> value(-1.0f, 1.0f);
         for (float& v : x) v = value(rng);
         const int64_t metas = padded * cols / kQuantBlockSize;
-        std::vector<int8_t> q(padded * cols), r(padded * cols);
+        std::vector<int8_t> q(2 * padded * cols), r(padded * cols);
         std::vector<float> scale(metas), scaled_sum(metas), fine_scale(metas);
         std::vector<int32_t> sum_q(metas), sum_r(metas);
+        // The AMX kernel reads its own tile order (both levels in q).
+        const bool tiles = kernel == "amx";
         cpu::avx2::QuantizeRows(x.data(), cols, cols, 0, padded, q.data(), r.data(),
                                 scale.data(), scaled_sum.data(), sum_q.data(),
-                                sum_r.data(), fine_scale.data());
+                                sum_r.data(), fine_scale.data(), tiles);
         const cpu::QuantizedRows xq{m,           cols,
                                     q.data(),    r.data(),
                                     scale.data(), scaled_sum.data(),
                                     sum_q.data(), sum_r.data(),
-                                    fine_scale.data()};
+                                    fine_scale.data(), tiles};
         std::vector<float> y(m * rows);
         const cpu::OutputRows out{y.data(), rows};
         auto call = [&] {

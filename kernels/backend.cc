@@ -11,6 +11,17 @@ absl::Status Invalid(absl::string_view what) {
 
 }  // namespace
 
+absl::Status Backend::MatMuls(const Tensor& x,
+                             absl::Span<const MatMulTarget> targets) {
+  for (const MatMulTarget& target : targets) {
+    if (absl::Status status = MatMul(x, *target.w, target.bias, target.y);
+        !status.ok()) {
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateBatch(const BatchMetadata& batch,
                            const KvCacheShape& shape) {
   const int num_tokens = batch.num_tokens();

@@ -9,7 +9,8 @@
 // whatever dtype UploadWeight kept. Memory comes from the backend:
 // weights through UploadWeight, activations and scratch through Allocate,
 // which the model calls once, at load, for the largest batch it will run,
-// so that no op allocates during a step. Every op is required.
+// so that no op allocates during a step. Every op is required but
+// MatMuls, which has a default.
 #ifndef WEFT_KERNELS_BACKEND_H_
 #define WEFT_KERNELS_BACKEND_H_
 
@@ -125,6 +126,19 @@ class Backend {
   // nullptr, y [n, m].
   virtual absl::Status MatMul(const Tensor& x, const Tensor& w,
                               const Tensor* bias, Tensor* y) = 0;
+
+  // Several matmuls of one input, as MatMul each: a layer's q, k and v
+  // projections, or its gate and up. Outputs must not alias x. The default
+  // calls MatMul per target; a backend overrides it to share work (the
+  // fast CPU backend quantizes x once and splits all the weights' rows
+  // over its threads in one job). Results equal the separate MatMuls'.
+  struct MatMulTarget {
+    const Tensor* w = nullptr;
+    const Tensor* bias = nullptr;  // may be nullptr
+    Tensor* y = nullptr;
+  };
+  virtual absl::Status MatMuls(const Tensor& x,
+                               absl::Span<const MatMulTarget> targets);
 
   // Rotates q [n, num_q_heads * head_dim] in place and k [n, num_kv_heads *
   // head_dim] by each token's position, then writes k and v (same shape as

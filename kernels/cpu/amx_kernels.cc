@@ -6,8 +6,9 @@
 // columns): the block's 8 × 64-byte weight vectors of cpu_kernels.h are
 // exactly an AMX B tile (row i = columns 4i..4i+3 of the 16 weight rows);
 // Q4 nibbles are split into such a tile first. The activation levels q and
-// r are A tiles (16 rows × 32 bytes, read in place), and TDPBSUD (signed ×
-// unsigned bytes) gives both levels' int32 sums for 16 × 16 outputs. Those
+// r are A tiles (16 rows × 32 bytes, contiguous in the amx_tiles order of
+// QuantizedRows), and TDPBSUD (signed × unsigned bytes) gives both levels'
+// int32 sums for 16 × 16 outputs. Those
 // integers equal the VNNI kernel's and both end in the same
 // avx512::BlockEpilogue, so a row's output is bit-identical whichever
 // kernel computed it (batch invariance: decodes run the VNNI kernel,
@@ -40,7 +41,7 @@ struct alignas(64) TileConfig {
 // Tiles: 0..1 and 2..3 the int32 sums C (q and r level) of even and odd
 // blocks, 4..5 A (q, r: 16 activation rows; the caller pads the arrays to
 // a multiple of 16 rows), 6 and 7 B of even and odd blocks. Two sets of C
-// and B tiles let block b + 1's tile products run while the vector units
+// and B tiles let block b + 2's tile products queue while the vector units
 // do block b's epilogue.
 void ConfigureTiles() {
   TileConfig config;
@@ -77,11 +78,10 @@ inline void UnpackQ4(const uint8_t* block, uint8_t* tile) {
 // Both levels' sums of block b for 16 activation rows × 16 weight rows,
 // stored to c[0] (q) and c[1] (r). Tile numbers are immediates, so the
 // even and odd blocks' tiles are spelled out.
-inline void TileProducts(int64_t b, const int8_t* xq, const int8_t* xr,
-                         int64_t x_stride, const uint8_t* weights,
+inline void TileProducts(int64_t b, const int8_t* a, const uint8_t* weights,
                          int32_t (*c)[16 * 16]) {
-  _tile_loadd(4, xq, x_stride);
-  _tile_loadd(5, xr, x_stride);
+  _tile_loadd(4, a, 32);
+  _tile_loadd(5, a + 512, 32);
   if (b % 2 == 0) {
     _tile_loadd(6, weights, 64);
     _tile_zero(0);
@@ -106,7 +106,12 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y) {
   const int64_t nb = w.num_blocks;
-  alignas(64) int32_t c[2][2][16 * 16];  // [block parity][level]
+  // Tile products run kAhead blocks before their epilogue, into one of
+  // kAhead + 1 buffers: the vector units read block b's sums while the
+  // tile unit works on blocks b + 1 and b + 2 (measured with
+  // weft-bench-cpu-kernels: 1 block ahead left the two units taking turns).
+  constexpr int kAhead = 2;
+  alignas(64) int32_t c[kAhead + 1][2][16 * 16];  // [block % 3][level]
   // A Q4 group's B tiles, [block][512 bytes]: unpacked for all blocks
   // before any is loaded (a tile load right after the vector stores that
   // wrote its bytes waits for them to reach L1).
@@ -152,18 +157,16 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
     int64_t prefetched = 0;
     for (int64_t m0 = 0; m0 < x.rows; m0 += 16) {
       const int mt = static_cast<int>(avx512::MinI64(16, x.rows - m0));
-      const int8_t* xq = x.q + m0 * x.cols;
-      const int8_t* xr = x.r + m0 * x.cols;
+      const int8_t* tiles = x.q + (m0 / 16) * nb * 1024;  // [block][q, r]
       __m512 acc[16];
       for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();
-      TileProducts(0, xq, xr, x.cols, tile_weights(0), c[0]);
+      for (int64_t b = 0; b < kAhead && b < nb; ++b) {
+        TileProducts(b, tiles + b * 1024, tile_weights(b), c[b]);
+      }
       for (int64_t b = 0; b < nb; ++b) {
-        // The next block's tile products go out before this block's
-        // epilogue, into the other C tiles and buffer.
-        if (b + 1 < nb) {
-          TileProducts(b + 1, xq + (b + 1) * kQuantBlockSize,
-                       xr + (b + 1) * kQuantBlockSize, x.cols,
-                       tile_weights(b + 1), c[(b + 1) % 2]);
+        if (const int64_t ahead = b + kAhead; ahead < nb) {
+          TileProducts(ahead, tiles + ahead * 1024, tile_weights(ahead),
+                       c[ahead % (kAhead + 1)]);
         }
         for (int64_t i = 0; i < lines_per_block && prefetched < next_lines;
              ++i, ++prefetched) {
@@ -178,8 +181,8 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
           mn = _mm512_cvtph_ps(_mm256_loadu_si256(
               reinterpret_cast<const __m256i*>(block + w.qs_bytes + 32)));
         }
-        const int32_t* cq = c[b % 2][0];
-        const int32_t* cr = c[b % 2][1];
+        const int32_t* cq = c[b % (kAhead + 1)][0];
+        const int32_t* cr = c[b % (kAhead + 1)][1];
 #pragma GCC unroll 16
         for (int t = 0; t < 16; ++t) {
           if (t >= mt) break;

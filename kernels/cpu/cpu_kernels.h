@@ -75,18 +75,29 @@ int64_t PackedFloatBytes(DType dtype, int64_t rows, int64_t cols);
 PackedFloat PackFloat(DType dtype, int64_t rows, int64_t cols, const void* src,
                       uint8_t* dst);
 
-// Activations quantized to two int8 levels per block of 32 columns.
+// Activations quantized to two int8 levels per block of 32 columns. The
+// levels are row-major, or, for the AMX kernel (amx_tiles), in the order
+// its tile loads read: for 16-row tile T and block b, the 16 rows' 32 q
+// bytes (row t at byte 32t) then their r bytes, at q + (T·blocks + b)·1024,
+// so one A tile is 512 contiguous bytes (8 cache lines, not 16 rows of a
+// strided array); rows are padded to a multiple of 16 there.
 struct QuantizedRows {
   int64_t rows = 0;
   int64_t cols = 0;
   const int8_t* q = nullptr;          // [rows][cols] first level
-  const int8_t* r = nullptr;          // [rows][cols] second level
+  const int8_t* r = nullptr;          // [rows][cols] second level (nullptr if amx_tiles)
   const float* scale = nullptr;       // [rows][cols / 32] dx
   const float* scaled_sum = nullptr;  // [rows][cols / 32] dx·(Σq + Σr/254)
   const int32_t* sum_q = nullptr;     // [rows][cols / 32] Σq
   const int32_t* sum_r = nullptr;     // [rows][cols / 32] Σr
   const float* fine_scale = nullptr;  // [rows][cols / 32] dx/254 (epilogues)
+  bool amx_tiles = false;             // q holds both levels in AMX tile order
 };
+
+// Bytes of q in the AMX tile order for `rows` rows of `cols` columns.
+inline int64_t AmxTileBytes(int64_t rows, int64_t cols) {
+  return (rows + 15) / 16 * 16 * cols * 2;
+}
 
 inline constexpr float kSecondLevel = 254.0f;
 
@@ -125,11 +136,12 @@ struct AttentionTileTask {
 // --- AVX2 (baseline) ----------------------------------------------------
 namespace avx2 {
 // x [rows][cols] (x_stride floats apart) → the arrays of a QuantizedRows
-// (same shapes), for rows [row_begin, row_end).
+// (same shapes), for rows [row_begin, row_end); with amx_tiles, both levels
+// into q in the AMX tile order (r unused).
 void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
                   int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
                   float* scale, float* scaled_sum, int32_t* sum_q,
-                  int32_t* sum_r, float* fine_scale);
+                  int32_t* sum_r, float* fine_scale, bool amx_tiles = false);
 // y[:, groups [group_begin, group_end) × 16] = x · wᵀ + bias.
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
@@ -195,10 +207,9 @@ static inline int64_t Avx512AttentionScratch(int num_tokens, int group,
 // --- AMX-INT8 (with AVX-512) ----------------------------------------------
 namespace amx {
 // QuantMatMul for packed weights of the AVX-512 layout (unsigned Q8), with
-// results bit-identical to avx512::QuantMatMul. x's q and r arrays must be
-// readable for x.rows rounded up to a multiple of 16 (the extra rows'
-// values do not matter). The calling thread must have AMX permission
-// (EnableAmx).
+// results bit-identical to avx512::QuantMatMul. x must be in the AMX tile
+// order (x.amx_tiles; the padding rows' values do not matter). The calling
+// thread must have AMX permission (EnableAmx).
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y);

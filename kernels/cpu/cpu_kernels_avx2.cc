@@ -252,7 +252,7 @@ void FloatMatMulTyped(const void* w, int64_t cols, int64_t row_begin,
 void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
                   int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
                   float* scale, float* scaled_sum, int32_t* sum_q,
-                  int32_t* sum_r, float* fine_scale) {
+                  int32_t* sum_r, float* fine_scale, bool amx_tiles) {
   const int64_t nb = cols / kQuantBlockSize;
   const __m256 sign_mask = _mm256_set1_ps(-0.0f);
   const __m256 second = _mm256_set1_ps(kSecondLevel);
@@ -298,9 +298,15 @@ void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
         q_total = _mm256_add_epi32(q_total, q32[i]);
         r_total = _mm256_add_epi32(r_total, r32[i]);
       }
-      const int64_t offset = row * cols + b * kQuantBlockSize;
-      pack(q32, q + offset);
-      pack(r32, r + offset);
+      if (amx_tiles) {
+        int8_t* tile = q + ((row / 16) * nb + b) * 1024 + (row % 16) * 32;
+        pack(q32, tile);
+        pack(r32, tile + 512);
+      } else {
+        const int64_t offset = row * cols + b * kQuantBlockSize;
+        pack(q32, q + offset);
+        pack(r32, r + offset);
+      }
       const int64_t meta = row * nb + b;
       scale[meta] = d;
       fine_scale[meta] = d * (1.0f / kSecondLevel);

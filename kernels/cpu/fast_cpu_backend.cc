@@ -23,7 +23,10 @@ namespace {
 
 // Below these amounts of work an op runs on the calling thread: waking the
 // pool costs about a microsecond, more than a decode step's small ops take.
-constexpr int64_t kMinParallelElements = 1 << 15;
+constexpr int64_t kMinParallelElements = 1 << 13;
+// Quantizing activations costs more per element than the other small ops
+// (two levels, sums): worth a second thread from a few rows.
+constexpr int64_t kMinParallelQuantizeElements = 1 << 12;
 constexpr int64_t kMinParallelAttentionMacs = 1 << 16;
 // Query tokens of one sequence attend in tiles of up to this many
 // (AttendQueryTile), which share each transposed block of keys.
@@ -271,58 +274,106 @@ absl::Status FastCpuBackend::AddRmsNorm(Tensor* residual, const Tensor& x,
 
 absl::Status FastCpuBackend::MatMul(const Tensor& x, const Tensor& w,
                                     const Tensor* bias, Tensor* y) {
-  const bool shapes_ok =
-      x.dtype == DType::kF32 && y->dtype == DType::kF32 && x.cols == w.cols &&
-      y->cols == w.rows && y->rows >= x.rows &&
-      (bias == nullptr || (bias->dtype == DType::kF32 && bias->cols == w.rows));
-  const float* bias_data = bias != nullptr ? F32(*bias) : nullptr;
-  const cpu::OutputRows out{F32(y), y->cols};
-  if (!shapes_ok) return CpuBackend::MatMul(x, w, bias, y);
+  const MatMulTarget target{&w, bias, y};
+  return MatMuls(x, absl::MakeConstSpan(&target, 1));
+}
 
+const FastCpuBackend::PackedWeight* FastCpuBackend::FindPacked(
+    const Tensor& w) const {
   auto found = packed_.find(w.data);
-  const bool packed_ok = found != packed_.end() &&
-                         found->second->dtype() == w.dtype &&
-                         found->second->rows() == w.rows &&
-                         found->second->cols() == w.cols;
-  if (IsFloatWeight(w.dtype) && packed_ok) {
-    const cpu::PackedFloat& packed = found->second->packed_float;
-    pool_->ParallelFor(packed.num_groups, [&](int64_t begin, int64_t end) {
-      cpu::avx512::PackedFloatMatMul(packed, F32(x), x.rows, x.cols, begin,
-                                     end, bias_data, out);
-    });
-    return absl::OkStatus();
+  if (found == packed_.end() || found->second->dtype() != w.dtype ||
+      found->second->rows() != w.rows || found->second->cols() != w.cols) {
+    return nullptr;  // e.g. a view of some rows of a weight
   }
-  if (IsFloatWeight(w.dtype)) {
-    pool_->ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
-      if (use_avx512_) {
-        cpu::avx512::FloatMatMul(w.dtype, w.data, w.cols, begin, end, F32(x),
-                                 x.rows, x.cols, bias_data, out);
-      } else {
-        cpu::avx2::FloatMatMul(w.dtype, w.data, w.cols, begin, end, F32(x),
-                               x.rows, x.cols, bias_data, out);
-      }
-    });
-    return absl::OkStatus();
-  }
-  if (!packed_ok) {
-    // A view this backend did not pack (e.g. some rows of a weight).
-    return CpuBackend::MatMul(x, w, bias, y);
-  }
-  const cpu::PackedQuant& packed = found->second->packed;
+  return found->second.get();
+}
 
-  // Quantize the activations (two int8 levels per block of 32), then the
-  // matmul.
+absl::Status FastCpuBackend::MatMuls(const Tensor& x,
+                                     absl::Span<const MatMulTarget> targets) {
+  // What every target needs: the packed quantized kernels (then x is
+  // quantized once for all), the packed float ones, or a path of its own.
+  if (targets.size() > kMaxMatMulTargets) {
+    for (size_t i = 0; i < targets.size(); i += kMaxMatMulTargets) {
+      if (absl::Status status = MatMuls(
+              x, targets.subspan(i, kMaxMatMulTargets));
+          !status.ok()) {
+        return status;
+      }
+    }
+    return absl::OkStatus();
+  }
+  const PackedWeight* packed[kMaxMatMulTargets] = {};
+  bool all_quant = true;
+  bool all_float = true;
+  for (size_t i = 0; i < targets.size() && (all_quant || all_float); ++i) {
+    const MatMulTarget& t = targets[i];
+    const bool shapes_ok =
+        x.dtype == DType::kF32 && t.y->dtype == DType::kF32 &&
+        x.cols == t.w->cols && t.y->cols == t.w->rows && t.y->rows >= x.rows &&
+        (t.bias == nullptr ||
+         (t.bias->dtype == DType::kF32 && t.bias->cols == t.w->rows));
+    packed[i] = shapes_ok ? FindPacked(*t.w) : nullptr;
+    all_quant = all_quant && packed[i] != nullptr && !packed[i]->is_float;
+    all_float = all_float && packed[i] != nullptr && packed[i]->is_float;
+  }
+  if (targets.empty()) return absl::OkStatus();
+  if (!all_quant && !all_float) {
+    // Mixed kinds: each target on its own.
+    for (const MatMulTarget& t : targets) {
+      absl::Status status = targets.size() == 1
+                                ? UnpackedMatMul(x, *t.w, t.bias, t.y)
+                                : MatMuls(x, absl::MakeConstSpan(&t, 1));
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+  // One job over the concatenated weight groups of all targets.
+  int64_t group_end[kMaxMatMulTargets];
+  int64_t total_groups = 0;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    total_groups += all_quant ? packed[i]->packed.num_groups
+                              : packed[i]->packed_float.num_groups;
+    group_end[i] = total_groups;
+  }
+  auto for_each_target = [&](int64_t begin, int64_t end, auto run) {
+    int64_t first = 0;
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const int64_t b = std::max(begin, first) - first;
+      const int64_t e = std::min(end, group_end[i]) - first;
+      if (b < e) {
+        const float* bias =
+            targets[i].bias != nullptr ? F32(*targets[i].bias) : nullptr;
+        run(*packed[i], b, e, bias, cpu::OutputRows{F32(targets[i].y),
+                                                    targets[i].y->cols});
+      }
+      first = group_end[i];
+    }
+  };
+  if (all_float) {
+    pool_->ParallelFor(total_groups, [&](int64_t begin, int64_t end) {
+      for_each_target(begin, end, [&](const PackedWeight& w, int64_t b,
+                                      int64_t e, const float* bias,
+                                      cpu::OutputRows out) {
+        cpu::avx512::PackedFloatMatMul(w.packed_float, F32(x), x.rows, x.cols,
+                                       b, e, bias, out);
+      });
+    });
+    return absl::OkStatus();
+  }
+
+  // Quantize the activations once (two int8 levels per block of 32).
   const int64_t blocks = x.cols / kQuantBlockSize;
   const bool amx = use_amx_ && x.rows >= kMinAmxRows;
-  // AMX reads activation rows 16 at a time: pad q and r to a multiple of 16.
-  const int64_t padded_rows = amx ? (x.rows + 15) / 16 * 16 : x.rows;
-  const size_t q_size = static_cast<size_t>(padded_rows * x.cols);
+  // AMX reads activation rows 16 at a time (in its tile order: both
+  // levels in q, rows padded to a multiple of 16).
+  const size_t q_size = static_cast<size_t>(
+      amx ? cpu::AmxTileBytes(x.rows, x.cols) / 2 : x.rows * x.cols);
   const size_t meta_size = static_cast<size_t>(x.rows * blocks);
   if (x_quant_.size() < 2 * q_size) x_quant_.resize(2 * q_size);
   if (x_scales_.size() < 3 * meta_size) x_scales_.resize(3 * meta_size);
   if (x_sums_.size() < 2 * meta_size) x_sums_.resize(2 * meta_size);
   int8_t* q = x_quant_.data();
-  int8_t* r = q + q_size;
+  int8_t* r = amx ? nullptr : q + q_size;
   float* scale = x_scales_.data();
   float* scaled_sum = scale + meta_size;
   float* fine_scale = scaled_sum + meta_size;
@@ -330,22 +381,50 @@ absl::Status FastCpuBackend::MatMul(const Tensor& x, const Tensor& w,
   int32_t* sum_r = sum_q + meta_size;
   auto quantize = [&](int64_t begin, int64_t end) {
     cpu::avx2::QuantizeRows(F32(x), x.cols, x.cols, begin, end, q, r, scale,
-                            scaled_sum, sum_q, sum_r, fine_scale);
+                            scaled_sum, sum_q, sum_r, fine_scale, amx);
   };
-  if (x.num_elements() < kMinParallelElements) {
+  if (x.rows < 2 || x.num_elements() < kMinParallelQuantizeElements) {
     quantize(0, x.rows);
   } else {
     pool_->ParallelFor(x.rows, quantize);
   }
-  const cpu::QuantizedRows rows{x.rows, x.cols, q,     r,         scale,
-                                scaled_sum, sum_q, sum_r, fine_scale};
-  pool_->ParallelFor(packed.num_groups, [&](int64_t begin, int64_t end) {
-    if (amx) {
-      cpu::amx::QuantMatMul(packed, rows, begin, end, bias_data, out);
-    } else if (use_avx512_) {
-      cpu::avx512::QuantMatMul(packed, rows, begin, end, bias_data, out);
+  const cpu::QuantizedRows rows{x.rows,     x.cols, q,     r,          scale,
+                                scaled_sum, sum_q,  sum_r, fine_scale, amx};
+  pool_->ParallelFor(total_groups, [&](int64_t begin, int64_t end) {
+    for_each_target(begin, end, [&](const PackedWeight& w, int64_t b, int64_t e,
+                                    const float* bias, cpu::OutputRows out) {
+      if (amx) {
+        cpu::amx::QuantMatMul(w.packed, rows, b, e, bias, out);
+      } else if (use_avx512_) {
+        cpu::avx512::QuantMatMul(w.packed, rows, b, e, bias, out);
+      } else {
+        cpu::avx2::QuantMatMul(w.packed, rows, b, e, bias, out);
+      }
+    });
+  });
+  return absl::OkStatus();
+}
+
+absl::Status FastCpuBackend::UnpackedMatMul(const Tensor& x, const Tensor& w,
+                                            const Tensor* bias, Tensor* y) {
+  const bool shapes_ok =
+      x.dtype == DType::kF32 && y->dtype == DType::kF32 && x.cols == w.cols &&
+      y->cols == w.rows && y->rows >= x.rows &&
+      (bias == nullptr || (bias->dtype == DType::kF32 && bias->cols == w.rows));
+  if (!shapes_ok || !IsFloatWeight(w.dtype)) {
+    // Reports bad shapes; computes views this backend did not pack.
+    return CpuBackend::MatMul(x, w, bias, y);
+  }
+  // Float weights in place (AVX2, or a view of rows of a packed weight).
+  const float* bias_data = bias != nullptr ? F32(*bias) : nullptr;
+  const cpu::OutputRows out{F32(y), y->cols};
+  pool_->ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
+    if (use_avx512_) {
+      cpu::avx512::FloatMatMul(w.dtype, w.data, w.cols, begin, end, F32(x),
+                               x.rows, x.cols, bias_data, out);
     } else {
-      cpu::avx2::QuantMatMul(packed, rows, begin, end, bias_data, out);
+      cpu::avx2::FloatMatMul(w.dtype, w.data, w.cols, begin, end, F32(x),
+                             x.rows, x.cols, bias_data, out);
     }
   });
   return absl::OkStatus();

@@ -89,6 +89,10 @@ class FastCpuBackend : public CpuBackend {
                           Tensor* out) override;
   absl::Status MatMul(const Tensor& x, const Tensor& w, const Tensor* bias,
                       Tensor* y) override;
+  // Packed weights (all quantized, or all float): x quantized once, one
+  // job over all the targets' weight groups. Otherwise MatMul each.
+  absl::Status MatMuls(const Tensor& x,
+                       absl::Span<const MatMulTarget> targets) override;
   absl::Status RopeAndWriteKv(const RopeParams& rope,
                               const AttentionParams& attention,
                               const BatchView& batch, Tensor* q, Tensor* k,
@@ -102,6 +106,15 @@ class FastCpuBackend : public CpuBackend {
  private:
   struct PackedWeight;
   explicit FastCpuBackend(const CpuBackendConfig& config);
+  // Targets MatMuls takes in one job (a layer's q, k, v is the most).
+  static constexpr size_t kMaxMatMulTargets = 4;
+  // The packed copy of weight `w`, or nullptr (not packed: a view of some
+  // rows, or float weights on AVX2).
+  const PackedWeight* FindPacked(const Tensor& w) const;
+  // A weight without a packed copy: float weights in place, anything else
+  // (and bad shapes, which it reports) the reference op.
+  absl::Status UnpackedMatMul(const Tensor& x, const Tensor& w,
+                              const Tensor* bias, Tensor* y);
 
   std::string isa_;
   bool use_avx512_ = false;

@@ -221,9 +221,10 @@ absl::Status LlamaModel::Attention(int layer_index, const BatchView& view,
   Tensor normed = s.normed.Rows(0, n);
   Tensor q = s.q.Rows(0, n), k = s.k.Rows(0, n), v = s.v.Rows(0, n);
   auto bias = [](const Tensor& b) { return b.data != nullptr ? &b : nullptr; };
-  WEFT_RETURN_IF_ERROR(backend_->MatMul(normed, layer.q, bias(layer.q_bias), &q));
-  WEFT_RETURN_IF_ERROR(backend_->MatMul(normed, layer.k, bias(layer.k_bias), &k));
-  WEFT_RETURN_IF_ERROR(backend_->MatMul(normed, layer.v, bias(layer.v_bias), &v));
+  const Backend::MatMulTarget qkv[] = {{&layer.q, bias(layer.q_bias), &q},
+                                       {&layer.k, bias(layer.k_bias), &k},
+                                       {&layer.v, bias(layer.v_bias), &v}};
+  WEFT_RETURN_IF_ERROR(backend_->MatMuls(normed, qkv));
 
   AttentionParams attention;
   attention.num_q_heads = config_.num_q_heads;
@@ -249,8 +250,9 @@ absl::Status LlamaModel::Mlp(int layer_index, int n) {
   Scratch& s = scratch_;
   Tensor normed = s.normed.Rows(0, n);
   Tensor gate = s.gate.Rows(0, n), up = s.up.Rows(0, n);
-  WEFT_RETURN_IF_ERROR(backend_->MatMul(normed, layer.gate, nullptr, &gate));
-  WEFT_RETURN_IF_ERROR(backend_->MatMul(normed, layer.up, nullptr, &up));
+  const Backend::MatMulTarget gate_up[] = {{&layer.gate, nullptr, &gate},
+                                           {&layer.up, nullptr, &up}};
+  WEFT_RETURN_IF_ERROR(backend_->MatMuls(normed, gate_up));
   WEFT_RETURN_IF_ERROR(backend_->SiluMul(gate, up, &gate));
   Tensor delta = s.delta.Rows(0, n);
   return backend_->MatMul(gate, layer.down, nullptr, &delta);

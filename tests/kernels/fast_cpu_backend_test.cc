@@ -202,6 +202,67 @@ TEST_P(FastCpuBackendTest, MatMulRowDoesNotDependOnTheBatch) {
   }
 }
 
+// MatMuls (one input, several weights in one job, the input quantized
+// once) equals one MatMul per weight bit for bit: for all-quantized and
+// all-float targets, a mix of both, a view the backend did not pack, and
+// more targets than one job takes.
+TEST_P(FastCpuBackendTest, MatMulsEqualsSeparateMatMuls) {
+  struct Target {
+    DType dtype;
+    int64_t rows;
+    bool bias;
+  };
+  const std::vector<std::vector<Target>> cases = {
+      {{DType::kQ4_1, 96, true}, {DType::kQ4_1, 32, false}, {DType::kQ4_1, 40, true}},
+      {{DType::kQ8_0, 16, false}, {DType::kQ4_0, 70, true}},
+      {{DType::kF16, 48, false}, {DType::kBF16, 17, true}, {DType::kF32, 33, false}},
+      {{DType::kQ8_0, 48, true}, {DType::kF16, 20, false}},
+      {{DType::kQ4_1, 16, false}, {DType::kQ4_1, 16, false}, {DType::kQ8_0, 32, true},
+       {DType::kQ4_0, 48, false}, {DType::kQ4_1, 33, true}},
+  };
+  const int64_t cols = 320;
+  std::mt19937 rng(23);
+  std::vector<std::vector<uint8_t>> all_weights;
+  for (size_t k = 0; k < cases.size(); ++k) {
+    for (int64_t m : {1, 3, 16, 21}) {
+      SCOPED_TRACE("case " + std::to_string(k) + " m=" + std::to_string(m));
+      std::vector<float> x = RandomVector(m * cols, rng);
+      Tensor x_t{DType::kF32, m, cols, x.data()};
+      std::vector<Tensor> weights, biases;
+      std::vector<std::vector<float>> bias_data, got, want;
+      for (const Target& t : cases[k]) {
+        all_weights.push_back(RandomWeights(t.dtype, t.rows, cols, rng));
+        auto w = fast_->UploadWeight(t.dtype, t.rows, cols, all_weights.back().data());
+        ASSERT_TRUE(w.ok());
+        weights.push_back(*w);
+        bias_data.push_back(RandomVector(t.rows, rng));
+        biases.push_back(Tensor{DType::kF32, 1, t.rows, bias_data.back().data()});
+        got.emplace_back(m * t.rows, NAN);
+        want.emplace_back(m * t.rows, NAN);
+      }
+      if (k == 3) weights[0] = weights[0].Rows(16, 32);  // not packed as such
+      std::vector<Tensor> got_t, want_t;
+      for (size_t i = 0; i < weights.size(); ++i) {
+        got_t.push_back(Tensor{DType::kF32, m, weights[i].rows, got[i].data()});
+        want_t.push_back(Tensor{DType::kF32, m, weights[i].rows, want[i].data()});
+      }
+      std::vector<Backend::MatMulTarget> targets;
+      for (size_t i = 0; i < weights.size(); ++i) {
+        const Tensor* b = cases[k][i].bias ? &biases[i] : nullptr;
+        if (b != nullptr && b->cols != weights[i].rows) b = nullptr;
+        targets.push_back({&weights[i], b, &got_t[i]});
+        ASSERT_TRUE(fast_->MatMul(x_t, weights[i], b, &want_t[i]).ok());
+      }
+      ASSERT_TRUE(fast_->MatMuls(x_t, targets).ok());
+      for (size_t i = 0; i < weights.size(); ++i) {
+        for (int64_t e = 0; e < m * weights[i].rows; ++e) {
+          ASSERT_EQ(got[i][e], want[i][e]) << "target " << i << " element " << e;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(FastCpuBackendTest, RmsNormAndAddRmsNormMatchReference) {
   std::mt19937 rng(11);
   for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
