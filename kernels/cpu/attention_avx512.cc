@@ -81,8 +81,10 @@ inline __m512 Exp(__m512 x, __mmask16 keep) {
 // edge; a decode's few query rows leave ~100 cycles per 16 keys, and a
 // memory access takes several times that.
 constexpr int kKeysAhead = 48;  // + 15 < kAttentionRowsAhead
+constexpr int kKeysAheadL2 = 128;
 constexpr int kValuesAhead = 24;
-static_assert(kKeysAhead + 16 <= kAttentionRowsAhead &&
+static_assert(kKeysAheadL2 + 16 <= kAttentionRowsAhead &&
+              kKeysAhead + 16 <= kAttentionRowsAhead &&
               kValuesAhead <= kAttentionRowsAhead);
 
 // 16 elements of a K or V row as fp32.
@@ -91,12 +93,13 @@ inline __m512 Load16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// Fetches a row of kD × 16 elements ahead of its use.
-template <int kD, typename T>
+// Fetches a row of kD × 16 elements ahead of its use (into L1, or with
+// kHint = _MM_HINT_T1 into L2).
+template <int kD, typename T, int kHint = _MM_HINT_T0>
 inline void PrefetchRow(const T* row) {
   const char* bytes = reinterpret_cast<const char*>(row);
   for (int offset = 0; offset < kD * 16 * int{sizeof(T)}; offset += 64) {
-    _mm_prefetch(bytes + offset, _MM_HINT_T0);
+    _mm_prefetch(bytes + offset, static_cast<_mm_hint>(kHint));
   }
 }
 
@@ -177,6 +180,11 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
       key_rows[p] = value_rows[p] = zero_row;
     }
   }
+  // The first keys into L2 at once (a decode's whole context, often): the
+  // loop below keeps kKeysAheadL2 keys in flight from there on.
+  for (int p = 0; p < kKeysAheadL2 && p < max_visible; ++p) {
+    PrefetchRow<kD, T, _MM_HINT_T1>(key_rows[p]);
+  }
   const __m512 scale = _mm512_set1_ps(task.scale);
   // Pass 1: scores.
   for (int c = 0; c < max_visible; c += 16) {
@@ -190,7 +198,15 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
       __m512 partial[16];
       for (int j = 0; j < 16; ++j) {
         const T* k = key_rows[c + j];
-        if (r == 0 && c + 16 < max_visible) PrefetchRow<kD>(key_rows[c + kKeysAhead + j]);
+        if (r == 0) {
+          if (c + 16 < max_visible) {
+            PrefetchRow<kD>(key_rows[c + kKeysAhead + j]);
+            PrefetchRow<kD, T, _MM_HINT_T1>(key_rows[c + kKeysAheadL2 + j]);
+          }
+          // The same keys' V rows into L2: pass 3 then finds them near
+          // instead of stalling on each.
+          PrefetchRow<kD, T, _MM_HINT_T1>(value_rows[c + j]);
+        }
         __m512 s = _mm512_mul_ps(qv[0], Load16(k));
         for (int e = 1; e < kD; ++e) s = _mm512_fmadd_ps(qv[e], Load16(k + 16 * e), s);
         partial[j] = s;

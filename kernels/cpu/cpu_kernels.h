@@ -195,7 +195,7 @@ void PackedFloatMatMul(const PackedFloat& w, const float* x, int64_t x_rows,
 // false, doing nothing, for other head sizes. Scratch: floats of
 // Avx512AttentionScratch for the tile's rows and its last row's context.
 bool AttendQueryTile(const AttentionTileTask& task, float* scratch);
-inline constexpr int kAttentionRowsAhead = 64;  // row pointers past the end
+inline constexpr int kAttentionRowsAhead = 160;  // row pointers past the end
 static inline int64_t Avx512AttentionScratch(int num_tokens, int group,
                                              int head_dim, int max_visible) {
   const int64_t stride = (int64_t{max_visible} + 15) / 16 * 16;
