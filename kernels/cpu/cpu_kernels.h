@@ -177,6 +177,11 @@ void AttendQueryTile(const AttentionTileTask& task, float* scratch);
 
 // --- AVX-512 F/BW/VL/VNNI -------------------------------------------------
 namespace avx512 {
+// avx2::QuantizeRows, bit for bit, in 512-bit vectors.
+void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
+                  int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
+                  float* scale, float* scaled_sum, int32_t* sum_q,
+                  int32_t* sum_r, float* fine_scale, bool amx_tiles);
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y);

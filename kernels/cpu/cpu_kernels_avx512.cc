@@ -377,6 +377,59 @@ void PackedFloatMatMul(const PackedFloat& w, const float* x, int64_t x_rows,
   }
 }
 
+void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
+                  int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
+                  float* scale, float* scaled_sum, int32_t* sum_q,
+                  int32_t* sum_r, float* fine_scale, bool amx_tiles) {
+  // The arithmetic of avx2::QuantizeRows, a block of 32 in two vectors.
+  const int64_t nb = cols / kQuantBlockSize;
+  const __m512 second = _mm512_set1_ps(kSecondLevel);
+  constexpr int kRounding = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const float* values = x + row * x_stride;
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m512 in0 = _mm512_loadu_ps(values + b * kQuantBlockSize);
+      const __m512 in1 = _mm512_loadu_ps(values + b * kQuantBlockSize + 16);
+      const float max_abs =
+          _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(in0), _mm512_abs_ps(in1)));
+      const float d = max_abs / 127.0f;
+      const __m512 inv = _mm512_set1_ps(max_abs > 0 ? 127.0f / max_abs : 0.0f);
+      const __m512 scaled0 = _mm512_mul_ps(in0, inv);
+      const __m512 scaled1 = _mm512_mul_ps(in1, inv);
+      const __m512 first0 = _mm512_roundscale_ps(scaled0, kRounding);
+      const __m512 first1 = _mm512_roundscale_ps(scaled1, kRounding);
+      const __m512i q0 = _mm512_cvtps_epi32(first0);
+      const __m512i q1 = _mm512_cvtps_epi32(first1);
+      const __m512i r0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(
+          _mm512_mul_ps(_mm512_sub_ps(scaled0, first0), second), kRounding));
+      const __m512i r1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(
+          _mm512_mul_ps(_mm512_sub_ps(scaled1, first1), second), kRounding));
+      int8_t* q_dst;
+      int8_t* r_dst;
+      if (amx_tiles) {
+        q_dst = q + ((row / 16) * nb + b) * 1024 + (row % 16) * 32;
+        r_dst = q_dst + 512;
+      } else {
+        q_dst = q + row * cols + b * kQuantBlockSize;
+        r_dst = r + row * cols + b * kQuantBlockSize;
+      }
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q_dst), _mm512_cvtsepi32_epi8(q0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q_dst + 16), _mm512_cvtsepi32_epi8(q1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(r_dst), _mm512_cvtsepi32_epi8(r0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(r_dst + 16), _mm512_cvtsepi32_epi8(r1));
+      const int64_t meta = row * nb + b;
+      const int32_t sq = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+      const int32_t sr = _mm512_reduce_add_epi32(_mm512_add_epi32(r0, r1));
+      scale[meta] = d;
+      fine_scale[meta] = d * (1.0f / kSecondLevel);
+      sum_q[meta] = sq;
+      sum_r[meta] = sr;
+      scaled_sum[meta] =
+          d * (static_cast<float>(sq) + static_cast<float>(sr) / kSecondLevel);
+    }
+  }
+}
+
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y) {

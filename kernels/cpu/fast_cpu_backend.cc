@@ -380,8 +380,14 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
   int32_t* sum_q = x_sums_.data();
   int32_t* sum_r = sum_q + meta_size;
   auto quantize = [&](int64_t begin, int64_t end) {
-    cpu::avx2::QuantizeRows(F32(x), x.cols, x.cols, begin, end, q, r, scale,
-                            scaled_sum, sum_q, sum_r, fine_scale, amx);
+    if (use_avx512_) {
+      cpu::avx512::QuantizeRows(F32(x), x.cols, x.cols, begin, end, q, r,
+                                scale, scaled_sum, sum_q, sum_r, fine_scale,
+                                amx);
+    } else {
+      cpu::avx2::QuantizeRows(F32(x), x.cols, x.cols, begin, end, q, r, scale,
+                              scaled_sum, sum_q, sum_r, fine_scale, amx);
+    }
   };
   if (x.rows < 2 || x.num_elements() < kMinParallelQuantizeElements) {
     quantize(0, x.rows);
