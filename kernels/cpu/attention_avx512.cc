@@ -169,16 +169,20 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
   for (int e = 0; e < 16 * kD; ++e) zero_floats[e] = 0;
   const T* k_base = static_cast<const T*>(task.k_base);
   const T* v_base = static_cast<const T*>(task.v_base);
-  // Row pointers of every visible key (keys past the end read zeros).
-  for (int p = 0, block = 0, offset = 0; p < stride + kAttentionRowsAhead; ++p) {
-    if (p < max_visible) {
-      const int64_t at = task.blocks[block] * task.block_stride + int64_t{offset} * 16 * kD;
-      key_rows[p] = k_base + at;
-      value_rows[p] = v_base + at;
-      if (++offset == task.block_size) offset = 0, ++block;
-    } else {
-      key_rows[p] = value_rows[p] = zero_row;
+  // Row pointers of every visible key, a block at a time (keys past the
+  // end read zeros).
+  for (int p = 0, block = 0; p < max_visible; ++block) {
+    const int64_t at = task.blocks[block] * task.block_stride;
+    const T* k_block = k_base + at;
+    const T* v_block = v_base + at;
+    const int n = task.block_size < max_visible - p ? task.block_size : max_visible - p;
+    for (int o = 0; o < n; ++o, ++p) {
+      key_rows[p] = k_block + o * 16 * kD;
+      value_rows[p] = v_block + o * 16 * kD;
     }
+  }
+  for (int p = max_visible; p < stride + kAttentionRowsAhead; ++p) {
+    key_rows[p] = value_rows[p] = zero_row;
   }
   // The first keys into L2 at once (a decode's whole context, often): the
   // loop below keeps kKeysAheadL2 keys in flight from there on.
