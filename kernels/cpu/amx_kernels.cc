@@ -112,15 +112,31 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
   // weft-bench-cpu-kernels: 1 block ahead left the two units taking turns).
   constexpr int kAhead = 2;
   alignas(64) int32_t c[kAhead + 1][2][16 * 16];  // [block % 3][level]
-  // A Q4 group's B tiles, [block][512 bytes]: unpacked for all blocks
-  // before any is loaded (a tile load right after the vector stores that
-  // wrote its bytes waits for them to reach L1).
+  // A Q4 group's B tiles, [block][512 bytes], two groups' worth: group
+  // g + 1 is unpacked a block per iteration of group g's block loop, so
+  // the vector units split its nibbles while the tile unit (the kernel's
+  // bound) works, and no tile load follows close on the stores that wrote
+  // its bytes. The first group of the call is unpacked up front.
+  constexpr bool kUnpack = kType != DType::kQ8_0;
   thread_local std::vector<uint8_t> unpacked_storage;
-  uint8_t* unpacked = nullptr;
-  if constexpr (kType != DType::kQ8_0) {
-    unpacked_storage.resize(static_cast<size_t>(nb) * 512 + 64);
-    unpacked = unpacked_storage.data() +
-               (64 - reinterpret_cast<uintptr_t>(unpacked_storage.data()) % 64) % 64;
+  uint8_t* unpacked[2] = {nullptr, nullptr};
+  const int64_t group_bytes = nb * w.block_bytes;
+  if constexpr (kUnpack) {
+    unpacked_storage.resize(static_cast<size_t>(2 * nb) * 512 + 64);
+    unpacked[0] = unpacked_storage.data() +
+                  (64 - reinterpret_cast<uintptr_t>(unpacked_storage.data()) % 64) % 64;
+    unpacked[1] = unpacked[0] + nb * 512;
+    if (group_begin < group_end) {
+      const uint8_t* first = w.data + group_begin * group_bytes;
+      for (int64_t line = 0; group_begin + 1 < group_end && line < group_bytes / 64;
+           ++line) {
+        _mm_prefetch(reinterpret_cast<const char*>(first + group_bytes + 64 * line),
+                     _MM_HINT_T0);
+      }
+      for (int64_t b = 0; b < nb; ++b) {
+        UnpackQ4(first + b * w.block_bytes, unpacked[0] + b * 512);
+      }
+    }
   }
   // Per (row, block), once per call: for zero-point weights the offset
   // corrections of both levels (the VNNI kernel starts its sums there).
@@ -139,20 +155,21 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
   // Weight groups outermost: a group's blocks stay in L1 while every tile
   // of activation rows passes over them.
   for (int64_t g = group_begin; g < group_end; ++g) {
-    const uint8_t* group = w.data + g * nb * w.block_bytes;
-    if constexpr (kType != DType::kQ8_0) {
-      for (int64_t b = 0; b < nb; ++b) {
-        UnpackQ4(group + b * w.block_bytes, unpacked + b * 512);
-      }
-    }
+    const uint8_t* group = w.data + g * group_bytes;
+    [[maybe_unused]] const uint8_t* next_group = group + group_bytes;
+    [[maybe_unused]] const bool has_next = g + 1 < group_end;
+    [[maybe_unused]] uint8_t* current = unpacked[(g - group_begin) % 2];
+    [[maybe_unused]] uint8_t* following = unpacked[(g - group_begin + 1) % 2];
     auto tile_weights = [&](int64_t b) -> const uint8_t* {
-      if constexpr (kType == DType::kQ8_0) return group + b * w.block_bytes;
-      return unpacked + b * 512;
+      if constexpr (kUnpack) return current + b * 512;
+      return group + b * w.block_bytes;
     };
-    // The next group's weights are fetched while this one computes (the
-    // unpack above otherwise waits on memory for every group).
-    const uint8_t* next_group = group + nb * w.block_bytes;
-    const int64_t next_lines = g + 1 < group_end ? nb * w.block_bytes / 64 : 0;
+    // Weights are fetched while this group computes: Q8's next group
+    // (read by its tile loads), Q4's group after next (the next one is
+    // being unpacked now, from lines fetched during the previous group).
+    const int ahead_groups = kUnpack ? 2 : 1;
+    const uint8_t* fetch = group + ahead_groups * group_bytes;
+    const int64_t fetch_lines = g + ahead_groups < group_end ? group_bytes / 64 : 0;
     const int64_t lines_per_block = w.block_bytes / 64 + 1;
     int64_t prefetched = 0;
     for (int64_t m0 = 0; m0 < x.rows; m0 += 16) {
@@ -168,10 +185,15 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
           TileProducts(ahead, tiles + ahead * 1024, tile_weights(ahead),
                        c[ahead % (kAhead + 1)]);
         }
-        for (int64_t i = 0; i < lines_per_block && prefetched < next_lines;
+        for (int64_t i = 0; i < lines_per_block && prefetched < fetch_lines;
              ++i, ++prefetched) {
-          _mm_prefetch(reinterpret_cast<const char*>(next_group + 64 * prefetched),
+          _mm_prefetch(reinterpret_cast<const char*>(fetch + 64 * prefetched),
                        _MM_HINT_T0);
+        }
+        if constexpr (kUnpack) {
+          if (m0 == 0 && has_next) {
+            UnpackQ4(next_group + b * w.block_bytes, following + b * 512);
+          }
         }
         const uint8_t* block = group + b * w.block_bytes;
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(
