@@ -174,7 +174,7 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
     int64_t prefetched = 0;
     for (int64_t m0 = 0; m0 < x.rows; m0 += 16) {
       const int mt = static_cast<int>(avx512::MinI64(16, x.rows - m0));
-      const int8_t* tiles = x.q + (m0 / 16) * nb * 1024;  // [block][q, r]
+      const int8_t* tiles = x.q + AmxTileOffset(m0, 0, nb);  // [block][q, r]
       __m512 acc[16];
       for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();
       for (int64_t b = 0; b < kAhead && b < nb; ++b) {

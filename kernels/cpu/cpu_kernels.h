@@ -98,6 +98,11 @@ struct QuantizedRows {
 inline int64_t AmxTileBytes(int64_t rows, int64_t cols) {
   return (rows + 15) / 16 * 16 * cols * 2;
 }
+// Where row `row`'s q bytes of block `block` (of `blocks` per row) start in
+// the AMX tile order; its r bytes follow 512 bytes later.
+inline int64_t AmxTileOffset(int64_t row, int64_t block, int64_t blocks) {
+  return ((row / 16) * blocks + block) * 1024 + (row % 16) * 32;
+}
 
 inline constexpr float kSecondLevel = 254.0f;
 
@@ -141,7 +146,7 @@ namespace avx2 {
 void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
                   int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
                   float* scale, float* scaled_sum, int32_t* sum_q,
-                  int32_t* sum_r, float* fine_scale, bool amx_tiles = false);
+                  int32_t* sum_r, float* fine_scale, bool amx_tiles);
 // y[:, groups [group_begin, group_end) × 16] = x · wᵀ + bias.
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,

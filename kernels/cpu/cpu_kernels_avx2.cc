@@ -299,7 +299,7 @@ void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
         r_total = _mm256_add_epi32(r_total, r32[i]);
       }
       if (amx_tiles) {
-        int8_t* tile = q + ((row / 16) * nb + b) * 1024 + (row % 16) * 32;
+        int8_t* tile = q + AmxTileOffset(row, b, nb);
         pack(q32, tile);
         pack(r32, tile + 512);
       } else {

@@ -407,7 +407,7 @@ void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
       int8_t* q_dst;
       int8_t* r_dst;
       if (amx_tiles) {
-        q_dst = q + ((row / 16) * nb + b) * 1024 + (row % 16) * 32;
+        q_dst = q + AmxTileOffset(row, b, nb);
         r_dst = q_dst + 512;
       } else {
         q_dst = q + row * cols + b * kQuantBlockSize;

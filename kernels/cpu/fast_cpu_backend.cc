@@ -61,6 +61,15 @@ bool IsFloatWeight(DType dtype) {
 }
 
 float* F32(Tensor* t) { return static_cast<float*>(t->data); }
+
+// Shapes and dtypes the fast matmuls take (others go to the reference op,
+// which reports what is wrong).
+bool MatMulShapesOk(const Tensor& x, const Tensor& w, const Tensor* bias,
+                    const Tensor& y) {
+  return x.dtype == DType::kF32 && y.dtype == DType::kF32 && x.cols == w.cols &&
+         y.cols == w.rows && y.rows >= x.rows &&
+         (bias == nullptr || (bias->dtype == DType::kF32 && bias->cols == w.rows));
+}
 const float* F32(const Tensor& t) { return static_cast<const float*>(t.data); }
 
 // n elements of src into an F32 or F16 cache at element `at`.
@@ -302,21 +311,17 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
     }
     return absl::OkStatus();
   }
+  if (targets.empty()) return absl::OkStatus();
   const PackedWeight* packed[kMaxMatMulTargets] = {};
   bool all_quant = true;
   bool all_float = true;
   for (size_t i = 0; i < targets.size() && (all_quant || all_float); ++i) {
     const MatMulTarget& t = targets[i];
-    const bool shapes_ok =
-        x.dtype == DType::kF32 && t.y->dtype == DType::kF32 &&
-        x.cols == t.w->cols && t.y->cols == t.w->rows && t.y->rows >= x.rows &&
-        (t.bias == nullptr ||
-         (t.bias->dtype == DType::kF32 && t.bias->cols == t.w->rows));
-    packed[i] = shapes_ok ? FindPacked(*t.w) : nullptr;
+    packed[i] =
+        MatMulShapesOk(x, *t.w, t.bias, *t.y) ? FindPacked(*t.w) : nullptr;
     all_quant = all_quant && packed[i] != nullptr && !packed[i]->is_float;
     all_float = all_float && packed[i] != nullptr && packed[i]->is_float;
   }
-  if (targets.empty()) return absl::OkStatus();
   if (!all_quant && !all_float) {
     // Mixed kinds: each target on its own.
     for (const MatMulTarget& t : targets) {
@@ -413,11 +418,7 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
 
 absl::Status FastCpuBackend::UnpackedMatMul(const Tensor& x, const Tensor& w,
                                             const Tensor* bias, Tensor* y) {
-  const bool shapes_ok =
-      x.dtype == DType::kF32 && y->dtype == DType::kF32 && x.cols == w.cols &&
-      y->cols == w.rows && y->rows >= x.rows &&
-      (bias == nullptr || (bias->dtype == DType::kF32 && bias->cols == w.rows));
-  if (!shapes_ok || !IsFloatWeight(w.dtype)) {
+  if (!MatMulShapesOk(x, w, bias, *y) || !IsFloatWeight(w.dtype)) {
     // Reports bad shapes; computes views this backend did not pack.
     return CpuBackend::MatMul(x, w, bias, y);
   }
