@@ -4,7 +4,9 @@
 // bf16 GEMM (TFLOP/s). Shapes are Llama-3-8B's (hidden 4096, 32 query / 8
 // KV heads of 128, MLP 14336); weights are random (speed does not depend on
 // values). Decode attention is measured at 32 sequences × 4096 tokens of
-// context, with and without the split-KV kernel.
+// context, with and without the split-KV kernel. weft's own GEMM kernels
+// run beside cuBLAS on 4096³ and Llama-3-8B prefill shapes; a second table
+// gives each as a fraction of cuBLAS on the same shape.
 //
 //   weft-bench-cuda-kernels [--iters 20] [--json out.json]
 //
@@ -184,6 +186,35 @@ absl::Status Run(std::vector<Result>* out) {
   }));
   const Tensor* copy_src = &*random;
 
+  // weft's GEMM kernels against cuBLAS on the same shape: 4096³ and
+  // Llama-3-8B's prefill projections at 2048 tokens (q/o, k/v, gate/up,
+  // down). x and w are two different random bf16 buffers.
+  auto gb = b.Allocate(DType::kBF16, g, g);
+  if (!gb.ok()) return gb.status();
+  BENCH_CHECK(b.CopyDeviceToDevice(gb->data, ga->data, g * g * 2));
+  struct GemmShape {
+    int64_t n, m, k;
+  };
+  for (const GemmShape& shape :
+       {GemmShape{4096, 4096, 4096}, GemmShape{2048, 4096, 4096},
+        GemmShape{2048, 1024, 4096}, GemmShape{2048, 14336, 4096},
+        GemmShape{2048, 4096, 14336}}) {
+    for (GemmKernelId kernel :
+         {GemmKernelId::kCublas, GemmKernelId::kTiled128x128,
+          GemmKernelId::kTiled128x64, GemmKernelId::kTiled64x128,
+          GemmKernelId::kTiled64x64}) {
+      const double bytes = 2.0 * (shape.n + shape.m) * shape.k + 4.0 * shape.n * shape.m;
+      BENCH_CHECK(bench.Add(
+          absl::StrFormat("gemm %s %dx%dx%d", GemmKernelName(kernel), shape.n,
+                          shape.m, shape.k),
+          bytes, 2.0 * shape.n * shape.m * shape.k, [&] {
+            return b.GemmBf16With(kernel, ga->data, gb->data,
+                                  static_cast<float*>(gc->data), shape.n,
+                                  shape.m, shape.k, shape.m);
+          }));
+    }
+  }
+
   // Weights and activations.
   auto w_q4 = RandomWeight(b, DType::kQ4_1, kHidden, kHidden, rng, &host_weights);
   auto w_up = RandomWeight(b, DType::kQ4_1, kInter, kHidden, rng, &host_weights);
@@ -337,6 +368,26 @@ int Main() {
     json += absl::StrFormat(
         "%s{\"name\": \"%s\", \"us\": %.3f, \"gb_s\": %.1f, \"tflop_s\": %.2f}",
         i ? ", " : "", r.name, r.us, gbs, tfs);
+  }
+  json += "]";
+  // Each of our GEMM kernels as a fraction of cuBLAS on the same shape.
+  std::printf("\n%-40s %9s %9s\n", "gemm (same shape as cublas)", "TFLOP/s",
+              "%cublas");
+  json += ", \"gemm_vs_cublas\": [";
+  double cublas_us = 0;
+  bool first = true;
+  for (const Result& r : results) {
+    if (r.name.rfind("gemm ", 0) != 0) continue;
+    if (r.name.rfind("gemm cublas ", 0) == 0) {
+      cublas_us = r.us;
+      continue;
+    }
+    if (cublas_us <= 0) continue;
+    std::printf("%-40s %9.1f %8.0f%%\n", r.name.c_str(), r.flops / r.us / 1e6,
+                100 * cublas_us / r.us);
+    json += absl::StrFormat("%s{\"name\": \"%s\", \"fraction_of_cublas\": %.3f}",
+                            first ? "" : ", ", r.name, cublas_us / r.us);
+    first = false;
   }
   json += "]}\n";
   if (!absl::GetFlag(FLAGS_json).empty()) {

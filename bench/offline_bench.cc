@@ -143,6 +143,9 @@ int Main() {
   plan.num_kv_blocks = (per_request / plan.block_size + 2) * config.scheduler.max_num_seqs;
   auto model = LlamaModel::Create(**files, &backend, plan);
   if (!model.ok()) return Fail(model.status());
+  std::string warm_up_report;
+  if (auto s = backend.WarmUp(&warm_up_report); !s.ok()) return Fail(s);
+  std::printf("%s", warm_up_report.c_str());
   auto engine = Engine::Create(model->get(), &backend, &(*files)->tokenizer(), config);
   if (!engine.ok()) return Fail(engine.status());
   const std::vector<Request> requests = Workload((*files)->tokenizer());

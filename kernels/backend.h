@@ -10,12 +10,13 @@
 // weights through UploadWeight, activations and scratch through Allocate,
 // which the model calls once, at load, for the largest batch it will run,
 // so that no op allocates during a step. Every op is required but
-// MatMuls, which has a default.
+// MatMuls and WarmUp, which have defaults.
 #ifndef WEFT_KERNELS_BACKEND_H_
 #define WEFT_KERNELS_BACKEND_H_
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -168,6 +169,16 @@ class Backend {
 
   // Waits for queued work; errors of asynchronous work surface here.
   virtual absl::Status Synchronize() = 0;
+
+  // Called once after the model's weights, scratch and KV cache are in
+  // place and before the first step: the backend may time and choose its
+  // kernels here (the CUDA backend autotunes its GEMMs). Appends what it
+  // chose to `report` (for the log; may be left empty). Optional: the
+  // default does nothing, and a backend never warmed up still computes
+  // correctly.
+  virtual absl::Status WarmUp(std::string* /*report*/) {
+    return absl::OkStatus();
+  }
 };
 
 // Checks a batch against the cache it will run on: CSR arrays consistent,

@@ -18,6 +18,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/factory/backend_factory.h"
+#include "kernels/gemm_plan.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/engine.h"
 #include "runtime/request_queue.h"
@@ -52,6 +53,10 @@ ABSL_FLAG(int64_t, kv_cache_memory, int64_t{1} << 30,
           "bytes of KV cache (fp32 on the CPU backend, bf16 on CUDA)");
 ABSL_FLAG(std::string, device, "auto",
           "cpu, cuda, or auto (cuda when a GPU is usable, else cpu)");
+ABSL_FLAG(std::string, gemm, "autotune",
+          "CUDA: the bf16 GEMM of each MatMul: autotune (time weft's own "
+          "kernels against cuBLAS at startup, keep the faster per weight "
+          "shape and token count), cublas, or own");
 ABSL_FLAG(int, block_size, 16, "tokens per KV block");
 ABSL_FLAG(bool, enable_prefix_caching, true, "reuse KV of shared prompt prefixes");
 ABSL_FLAG(int, max_live_requests, 1024,
@@ -130,6 +135,9 @@ int Main() {
   backend_options.cpu.kv_cache_dtype = *kv_cache_dtype;
   backend_options.cuda.max_num_tokens = plan.max_num_tokens;
   backend_options.cuda.max_num_seqs = engine_config.scheduler.max_num_seqs;
+  auto gemm_policy = ParseGemmPolicy(absl::GetFlag(FLAGS_gemm));
+  if (!gemm_policy.ok()) return Fail(gemm_policy.status());
+  backend_options.cuda.gemm = *gemm_policy;
   std::string backend_description;
   auto backend = MakeBackend(backend_options, &backend_description);
   if (!backend.ok()) return Fail(backend.status());
@@ -146,6 +154,14 @@ int Main() {
   plan.num_kv_blocks = static_cast<int>(std::min<int64_t>(kv_memory / block_bytes, 1 << 24));
   auto model = LlamaModel::Create(**files, backend->get(), plan);
   if (!model.ok()) return Fail(model.status());
+  {
+    std::string warm_up_report;
+    if (auto s = (*backend)->WarmUp(&warm_up_report); !s.ok()) return Fail(s);
+    if (!warm_up_report.empty()) {
+      std::fprintf(stderr, "weft-server: kernels chosen at warm-up:\n%s",
+                   warm_up_report.c_str());
+    }
+  }
   auto engine = Engine::Create(model->get(), backend->get(), &(*files)->tokenizer(),
                                engine_config);
   if (!engine.ok()) return Fail(engine.status());

@@ -110,6 +110,7 @@ gtest() {  # name limit binary [filter]
 want() { [[ -z "${WEFT_GPU_STEPS:-}" || " $WEFT_GPU_STEPS " == *" $1 "* ]]; }
 want ops && gtest ops 60 cuda_ops_test
 want attention && gtest attention 90 cuda_attention_test
+want gemm && gtest gemm 60 cuda_gemm_test
 want model && gtest model 120 cuda_model_test
 want engine && gtest engine 100 default_model_engine_test '*Cuda*'
 if want generate && [[ "$model_status" == ok ]]; then

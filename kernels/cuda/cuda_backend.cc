@@ -71,7 +71,7 @@ absl::Status CudaBackendConfig::Validate() const {
       max_kv_indices < 0 || prefill_min_query_len < 1 ||
       split_chunk_tokens < 0 || max_decode_splits < 1 ||
       max_decode_splits > 1024 || split_scratch_bytes < 0 ||
-      cublas_workspace_bytes < 0) {
+      cublas_workspace_bytes < 0 || !(gemm_min_speedup >= 1.0)) {
     return absl::InvalidArgumentError("CudaBackendConfig: a size is out of range");
   }
   return absl::OkStatus();
@@ -192,6 +192,10 @@ absl::StatusOr<Tensor> CudaBackend::UploadWeight(DType dtype, int64_t rows,
     matmul_x_elements_ = x_elements;
   }
   WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  const bool known = std::any_of(
+      gemm_shapes_.begin(), gemm_shapes_.end(),
+      [&](const GemmShape& s) { return s.m == rows && s.k == cols; });
+  if (!known) gemm_shapes_.push_back(GemmShape{rows, cols, *dst});
   return Tensor{DType::kBF16, rows, cols, *dst};
 }
 

@@ -6,9 +6,11 @@
 //                and Q8_0 dequantized by a kernel at upload. 1-row F32
 //                tensors (norm weights, biases, RoPE frequencies) stay F32.
 //   KV cache     BF16, the layout of kernels/paged_kv.h.
-//   MatMul       x is rounded to BF16 into planned scratch, then one cuBLAS
-//                bf16 GEMM with fp32 accumulation and fp32 output
-//                (kernels/cuda/cuda_matmul.h).
+//   MatMul       x is rounded to BF16 into planned scratch, then one bf16
+//                GEMM with fp32 accumulation and fp32 output: cuBLAS
+//                (kernels/cuda/cuda_matmul.h) or weft's own tiled kernel
+//                (kernels/cuda/gemm_bf16.cu), as WarmUp's autotune chose
+//                per weight shape and row bucket (kernels/gemm_plan.h).
 //   attention    decode: paged, GQA-grouped, optionally split over the
 //                context (flash-decoding) plus a reduction kernel; prefill:
 //                causal, tensor cores (mma.sync bf16 → fp32), online softmax.
@@ -30,6 +32,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/gemm_plan.h"
 
 namespace weft {
 
@@ -56,6 +59,12 @@ struct CudaBackendConfig {
   int64_t split_scratch_bytes = int64_t{64} << 20;
   // cuBLAS workspace (set explicitly so cuBLAS allocates nothing in a step).
   int64_t cublas_workspace_bytes = int64_t{32} << 20;
+  // Which GEMM each bf16 MatMul runs (kernels/gemm_plan.h): with kAutotune,
+  // WarmUp times weft's tiled kernels against cuBLAS for every weight shape
+  // and row bucket and keeps the faster (cuBLAS until WarmUp has run).
+  GemmPolicy gemm = GemmPolicy::kAutotune;
+  // One of ours must beat cuBLAS by this factor to be chosen.
+  double gemm_min_speedup = 1.03;
 
   absl::Status Validate() const;
 };
@@ -128,6 +137,10 @@ class CudaBackend : public Backend {
   absl::Status GatherRows(const Tensor& x, const BatchView& batch,
                           Tensor* out) override;
   absl::Status Synchronize() override;
+  // Autotunes the GEMM of every bf16 weight shape uploaded so far (see
+  // CudaBackendConfig::gemm) and appends GemmPlan::Summary() to `report`.
+  absl::Status WarmUp(std::string* report) override;
+  const GemmPlan& gemm_plan() const { return gemm_plan_; }
 
   // For benchmarks: device-to-device copy of `bytes` (bytes ≤ the largest
   // Allocate'd buffer is the caller's business), and a plain bf16 GEMM on
@@ -135,6 +148,10 @@ class CudaBackend : public Backend {
   absl::Status CopyDeviceToDevice(void* dst, const void* src, int64_t bytes);
   absl::Status GemmBf16(const void* x_bf16, const void* w_bf16, float* y,
                         int64_t n, int64_t m, int64_t k);
+  // The same GEMM on one chosen kernel (kCublas or one of kOwnGemmKernels).
+  absl::Status GemmBf16With(GemmKernelId kernel, const void* x_bf16,
+                            const void* w_bf16, float* y, int64_t n,
+                            int64_t m, int64_t k, int64_t ldy);
   // The opaque cudaStream_t the backend queues on.
   void* stream() const { return stream_; }
 
@@ -144,6 +161,14 @@ class CudaBackend : public Backend {
   absl::StatusOr<void*> DeviceAlloc(int64_t bytes);
   absl::Status CheckStaged(const BatchView& batch, absl::string_view op) const;
   absl::Status PlanStaging();
+  // The kernel MatMul runs for y[n, m] = x[n, k] · w[m, k]ᵀ.
+  GemmKernelId GemmKernelFor(const void* x, const void* w, int64_t n,
+                             int64_t m, int64_t k, int64_t ldy) const;
+  // Times and checks every candidate at one shape and n rows (autotune);
+  // `scratch` is cuda_gemm.cc's TuneScratch.
+  absl::StatusOr<GemmKernelId> TuneGemm(const void* w, int64_t m, int64_t k,
+                                        int64_t n, float* y_ref, float* y,
+                                        void* scratch, double* speedup);
 
   CudaBackendConfig config_;
   std::string description_;
@@ -174,6 +199,14 @@ class CudaBackend : public Backend {
 
   float* split_scratch_ = nullptr;
   int64_t split_scratch_floats_ = 0;
+
+  // One uploaded bf16 weight of each distinct shape [m, k], to tune on.
+  struct GemmShape {
+    int64_t m = 0, k = 0;
+    const void* weight = nullptr;
+  };
+  std::vector<GemmShape> gemm_shapes_;
+  GemmPlan gemm_plan_;
 };
 
 // The backend, or NotFound when no GPU is usable. `description` (optional)

@@ -100,22 +100,14 @@ absl::Status CudaBackend::MatMul(const Tensor& x, const Tensor& w,
   WEFT_CUDA_RETURN_IF_ERROR(cuda::LaunchToBf16(DType::kF32, x.data,
                                                x.num_elements(), x_bf16,
                                                stream));
-  WEFT_RETURN_IF_ERROR_STATUS(cuda::GemmBf16(
-      static_cast<cublasHandle_t>(cublas_), x_bf16,
-      static_cast<const uint16_t*>(w.data), F32(y), x.rows, w.rows, w.cols,
-      y->cols));
+  WEFT_RETURN_IF_ERROR_STATUS(GemmBf16With(
+      GemmKernelFor(x_bf16, w.data, x.rows, w.rows, w.cols, y->cols), x_bf16,
+      w.data, F32(y), x.rows, w.rows, w.cols, y->cols));
   if (bias != nullptr) {
     WEFT_CUDA_RETURN_IF_ERROR(
         cuda::LaunchAddBias(F32(y), F32(*bias), x.rows, y->cols, stream));
   }
   return absl::OkStatus();
-}
-
-absl::Status CudaBackend::GemmBf16(const void* x_bf16, const void* w_bf16,
-                                   float* y, int64_t n, int64_t m, int64_t k) {
-  return cuda::GemmBf16(static_cast<cublasHandle_t>(cublas_),
-                        static_cast<const uint16_t*>(x_bf16),
-                        static_cast<const uint16_t*>(w_bf16), y, n, m, k, m);
 }
 
 absl::Status CudaBackend::RopeAndWriteKv(const RopeParams& rope,

@@ -13,11 +13,7 @@
 //       P is rounded to bf16 in registers (the accumulator layout of S is
 //       the A-operand layout of P·V) and O += P·V runs as mma.sync again.
 //
-// Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16 with
-// floating point type"), g = lane / 4, c = lane % 4:
-//   A 16×16: a0a1 (g, 2c..2c+1)  a2a3 (g+8, 2c..)  a4a5 (g, 2c+8..)  a6a7 (g+8, 2c+8..)
-//   B 16×8 : b0b1 (k 2c..2c+1, n g)  b2b3 (k 2c+8..2c+9, n g)
-//   C 16×8 : c0c1 (g, 2c..2c+1)  c2c3 (g+8, 2c..2c+1)
+// Fragment layouts: kernels/cuda/mma_util.cuh.
 // Simple on purpose: no cp.async pipelining, no ldmatrix, one head per
 // block (the KV heads shared by GQA query heads are re-read through L2).
 #include <cuda_bf16.h>
@@ -25,6 +21,7 @@
 #include <cmath>
 
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/mma_util.cuh"
 
 namespace weft::cuda {
 namespace {
@@ -35,20 +32,6 @@ constexpr int kRows = kPrefillTileRows;  // 64 = kWarps × 16
 constexpr int kKeys = 32;                // context tokens per step
 constexpr int kPad = 8;                  // bf16 elements of row padding
 static_assert(kRows == kWarps * 16);
-
-__device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4],
-                                    uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
 
 __device__ __forceinline__ uint32_t Load32(const __nv_bfloat16* p) {
   return *reinterpret_cast<const uint32_t*>(p);

@@ -1,0 +1,231 @@
+// CudaBackend's GEMM: which kernel a MatMul runs, and the warm-up autotune
+// that decides it (kernels/gemm_plan.h).
+//
+// Autotune, per bf16 weight shape [m, k] and row bucket n (32, 64, … up to
+// the planned max_num_tokens): x is n rows of random bf16 in [-1, 1], w the
+// model's own weight. cuBLAS runs first and is the reference; each of our
+// kernels then runs into a NaN-filled output that must match cuBLAS's
+// within |a − b| ≤ 1e-3 + 1e-3·|b| everywhere (both accumulate in fp32, so
+// only the summation order differs; a layout bug is off by O(1)). Each
+// candidate is timed as the median of 5 runs of 10 back-to-back launches
+// (CUDA events). A bucket whose two outputs would not fit in
+// kMaxTuneOutputBytes each is skipped (cuBLAS): in practice the lm_head at
+// very large token counts, which the model never runs (it takes logits of
+// the sampled rows only).
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_matmul.h"
+#include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/gemm_bf16.h"
+
+namespace weft {
+namespace {
+
+constexpr int kTimedRuns = 5;
+constexpr int kLaunchesPerRun = 10;
+constexpr float kMatchAtol = 1e-3f;
+constexpr float kMatchRtol = 1e-3f;
+constexpr int64_t kMaxTuneOutputBytes = int64_t{512} << 20;
+
+cudaStream_t AsStream(void* s) { return static_cast<cudaStream_t>(s); }
+
+// Device memory and events for the length of one WarmUp.
+struct TuneScratch {
+  float* y_ref = nullptr;
+  float* y = nullptr;
+  unsigned long long* mismatches = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  ~TuneScratch() {
+    if (y_ref != nullptr) cudaFree(y_ref);
+    if (y != nullptr) cudaFree(y);
+    if (mismatches != nullptr) cudaFree(mismatches);
+    if (start != nullptr) cudaEventDestroy(start);
+    if (stop != nullptr) cudaEventDestroy(stop);
+  }
+};
+
+}  // namespace
+
+absl::Status CudaBackend::GemmBf16(const void* x_bf16, const void* w_bf16,
+                                   float* y, int64_t n, int64_t m, int64_t k) {
+  return GemmBf16With(GemmKernelId::kCublas, x_bf16, w_bf16, y, n, m, k, m);
+}
+
+absl::Status CudaBackend::GemmBf16With(GemmKernelId kernel, const void* x_bf16,
+                                       const void* w_bf16, float* y, int64_t n,
+                                       int64_t m, int64_t k, int64_t ldy) {
+  const auto* x = static_cast<const uint16_t*>(x_bf16);
+  const auto* w = static_cast<const uint16_t*>(w_bf16);
+  if (kernel == GemmKernelId::kCublas) {
+    return cuda::GemmBf16(static_cast<cublasHandle_t>(cublas_), x, w, y, n, m,
+                          k, ldy);
+  }
+  if (!cuda::GemmBf16Supports(x, w, n, m, k, ldy)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GEMM kernel ", GemmKernelName(kernel), " cannot run n=", n, " m=", m,
+        " k=", k, " (k must be a multiple of 8, operands 16-byte aligned)"));
+  }
+  WEFT_CUDA_RETURN_IF_ERROR(
+      cuda::LaunchGemmBf16(kernel, x, w, y, n, m, k, ldy, AsStream(stream_)));
+  return absl::OkStatus();
+}
+
+GemmKernelId CudaBackend::GemmKernelFor(const void* x, const void* w,
+                                        int64_t n, int64_t m, int64_t k,
+                                        int64_t ldy) const {
+  GemmKernelId id = GemmKernelId::kCublas;
+  switch (config_.gemm) {
+    case GemmPolicy::kCublas:
+      return GemmKernelId::kCublas;
+    case GemmPolicy::kOwn:
+      id = GemmKernelId::kTiled128x128;
+      break;
+    case GemmPolicy::kAutotune:
+      id = gemm_plan_.Lookup(m, k, n);
+      break;
+  }
+  if (id != GemmKernelId::kCublas &&
+      !cuda::GemmBf16Supports(x, w, n, m, k, ldy)) {
+    return GemmKernelId::kCublas;
+  }
+  return id;
+}
+
+absl::StatusOr<GemmKernelId> CudaBackend::TuneGemm(
+    const void* w, int64_t m, int64_t k, int64_t n, float* y_ref, float* y,
+    void* scratch, double* speedup) {
+  auto& tune = *static_cast<TuneScratch*>(scratch);
+  cudaStream_t stream = AsStream(stream_);
+  const void* x = matmul_x_;
+  WEFT_RETURN_IF_ERROR_STATUS(
+      GemmBf16With(GemmKernelId::kCublas, x, w, y_ref, n, m, k, m));
+
+  auto time_us = [&](GemmKernelId id, float* out) -> absl::StatusOr<double> {
+    std::vector<double> runs;
+    for (int r = 0; r < kTimedRuns; ++r) {
+      WEFT_CUDA_RETURN_IF_ERROR(cudaEventRecord(tune.start, stream));
+      for (int l = 0; l < kLaunchesPerRun; ++l) {
+        WEFT_RETURN_IF_ERROR_STATUS(GemmBf16With(id, x, w, out, n, m, k, m));
+      }
+      WEFT_CUDA_RETURN_IF_ERROR(cudaEventRecord(tune.stop, stream));
+      WEFT_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(tune.stop));
+      float ms = 0;
+      WEFT_CUDA_RETURN_IF_ERROR(
+          cudaEventElapsedTime(&ms, tune.start, tune.stop));
+      runs.push_back(1e3 * ms / kLaunchesPerRun);
+    }
+    std::nth_element(runs.begin(), runs.begin() + kTimedRuns / 2, runs.end());
+    return runs[kTimedRuns / 2];
+  };
+
+  std::vector<GemmTrial> trials;
+  {
+    GemmTrial cublas;
+    cublas.kernel = GemmKernelId::kCublas;
+    auto us = time_us(GemmKernelId::kCublas, y);
+    if (!us.ok()) return us.status();  // the reference itself failed
+    cublas.median_us = *us;
+    cublas.matches = true;
+    trials.push_back(cublas);
+  }
+  for (GemmKernelId id : kOwnGemmKernels) {
+    GemmTrial trial;
+    trial.kernel = id;
+    if (!cuda::GemmBf16Supports(x, w, n, m, k, m)) {
+      trial.status = absl::UnimplementedError("shape not supported");
+      trials.push_back(trial);
+      continue;
+    }
+    WEFT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(y, 0xff, n * m * 4, stream));
+    WEFT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(tune.mismatches, 0, 8, stream));
+    trial.status = GemmBf16With(id, x, w, y, n, m, k, m);
+    if (trial.status.ok()) {
+      WEFT_CUDA_RETURN_IF_ERROR(cuda::LaunchCountMismatches(
+          y, y_ref, n * m, kMatchAtol, kMatchRtol, tune.mismatches, stream));
+      unsigned long long bad = 0;
+      WEFT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+          &bad, tune.mismatches, 8, cudaMemcpyDeviceToHost, stream));
+      // A fault inside our kernel is sticky: it fails WarmUp here.
+      WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+      trial.matches = bad == 0;
+      if (trial.matches) {
+        auto us = time_us(id, y);
+        if (!us.ok()) return us.status();
+        trial.median_us = *us;
+      }
+    }
+    trials.push_back(trial);
+  }
+  const GemmKernelId best = ChooseGemmKernel(trials, config_.gemm_min_speedup);
+  *speedup = 1.0;
+  for (const GemmTrial& t : trials) {
+    if (t.kernel == best && t.median_us > 0) {
+      *speedup = trials[0].median_us / t.median_us;
+    }
+  }
+  return best;
+}
+
+absl::Status CudaBackend::WarmUp(std::string* report) {
+  if (config_.gemm != GemmPolicy::kAutotune || gemm_shapes_.empty()) {
+    return absl::OkStatus();
+  }
+  const std::vector<int64_t> buckets = GemmTunedBuckets(config_.max_num_tokens);
+  if (buckets.empty()) return absl::OkStatus();
+  WEFT_CUDA_RETURN_IF_ERROR(cudaSetDevice(config_.device));
+  cudaStream_t stream = AsStream(stream_);
+
+  int64_t max_m = 0, max_k = 0;
+  for (const GemmShape& s : gemm_shapes_) {
+    max_m = std::max(max_m, s.m);
+    max_k = std::max(max_k, s.k);
+  }
+  const int64_t max_rows =
+      std::min<int64_t>(buckets.back(), config_.max_num_tokens);
+  // x: random bf16 in the MatMul scratch, which holds max_num_tokens rows
+  // of the widest weight row.
+  const int64_t x_elements = std::min(max_rows * max_k, matmul_x_elements_);
+  std::vector<uint16_t> x_host(x_elements);
+  std::mt19937 rng(1234);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (uint16_t& v : x_host) v = FloatToBf16(uniform(rng));
+  WEFT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(matmul_x_, x_host.data(),
+                                            x_elements * 2,
+                                            cudaMemcpyHostToDevice, stream));
+
+  TuneScratch tune;
+  const int64_t y_bytes =
+      std::min(max_rows * max_m * 4, kMaxTuneOutputBytes);
+  WEFT_CUDA_RETURN_IF_ERROR(
+      cudaMalloc(reinterpret_cast<void**>(&tune.y_ref), y_bytes));
+  WEFT_CUDA_RETURN_IF_ERROR(
+      cudaMalloc(reinterpret_cast<void**>(&tune.y), y_bytes));
+  WEFT_CUDA_RETURN_IF_ERROR(
+      cudaMalloc(reinterpret_cast<void**>(&tune.mismatches), 8));
+  WEFT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&tune.start));
+  WEFT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&tune.stop));
+
+  for (const GemmShape& shape : gemm_shapes_) {
+    for (int64_t bucket : buckets) {
+      const int64_t n = std::min<int64_t>(bucket, config_.max_num_tokens);
+      if (n * shape.m * 4 > y_bytes || n * shape.k > x_elements) continue;
+      double speedup = 1.0;
+      auto best = TuneGemm(shape.weight, shape.m, shape.k, n, tune.y_ref,
+                           tune.y, &tune, &speedup);
+      if (!best.ok()) return best.status();
+      gemm_plan_.Set(shape.m, shape.k, bucket, *best, speedup);
+    }
+  }
+  WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  if (report != nullptr) absl::StrAppend(report, gemm_plan_.Summary());
+  return absl::OkStatus();
+}
+
+}  // namespace weft

@@ -1,0 +1,105 @@
+#include "kernels/gemm_plan.h"
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace weft {
+
+absl::string_view GemmKernelName(GemmKernelId id) {
+  switch (id) {
+    case GemmKernelId::kCublas:
+      return "cublas";
+    case GemmKernelId::kTiled128x128:
+      return "128x128";
+    case GemmKernelId::kTiled128x64:
+      return "128x64";
+    case GemmKernelId::kTiled64x128:
+      return "64x128";
+    case GemmKernelId::kTiled64x64:
+      return "64x64";
+  }
+  return "?";
+}
+
+absl::StatusOr<GemmPolicy> ParseGemmPolicy(absl::string_view name) {
+  if (name == "autotune") return GemmPolicy::kAutotune;
+  if (name == "cublas") return GemmPolicy::kCublas;
+  if (name == "own") return GemmPolicy::kOwn;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--gemm must be autotune, cublas or own, not '", name, "'"));
+}
+
+int64_t GemmRowBucket(int64_t n) {
+  int64_t bucket = 1;
+  while (bucket < n) bucket *= 2;
+  return bucket;
+}
+
+std::vector<int64_t> GemmTunedBuckets(int64_t max_rows) {
+  std::vector<int64_t> buckets;
+  if (max_rows < kGemmMinTunedRows) return buckets;
+  const int64_t last = GemmRowBucket(max_rows);
+  for (int64_t b = kGemmMinTunedRows; b <= last; b *= 2) buckets.push_back(b);
+  return buckets;
+}
+
+GemmKernelId ChooseGemmKernel(absl::Span<const GemmTrial> trials,
+                              double min_speedup) {
+  double cublas_us = -1;
+  for (const GemmTrial& t : trials) {
+    if (t.kernel == GemmKernelId::kCublas && t.status.ok() && t.median_us > 0) {
+      cublas_us = t.median_us;
+    }
+  }
+  GemmKernelId best = GemmKernelId::kCublas;
+  // Without a cuBLAS time there is nothing to beat: keep cuBLAS, the one
+  // every result is checked against.
+  if (cublas_us <= 0) return best;
+  double best_us = cublas_us / min_speedup;
+  for (const GemmTrial& t : trials) {
+    if (t.kernel == GemmKernelId::kCublas || !t.status.ok() || !t.matches ||
+        t.median_us <= 0) {
+      continue;
+    }
+    if (t.median_us < best_us) {
+      best_us = t.median_us;
+      best = t.kernel;
+    }
+  }
+  return best;
+}
+
+void GemmPlan::Set(int64_t m, int64_t k, int64_t bucket, GemmKernelId kernel,
+                   double speedup_vs_cublas) {
+  choices_[Key{m, k, bucket}] = Choice{kernel, speedup_vs_cublas};
+}
+
+GemmKernelId GemmPlan::Lookup(int64_t m, int64_t k, int64_t n) const {
+  auto it = choices_.find(Key{m, k, GemmRowBucket(n)});
+  return it == choices_.end() ? GemmKernelId::kCublas : it->second.kernel;
+}
+
+std::string GemmPlan::Summary() const {
+  // Sorted by shape, then bucket, so the log reads the same every run.
+  std::map<std::pair<int64_t, int64_t>, std::map<int64_t, Choice>> by_shape;
+  for (const auto& [key, choice] : choices_) {
+    by_shape[{key.m, key.k}][key.bucket] = choice;
+  }
+  std::string out;
+  for (const auto& [shape, buckets] : by_shape) {
+    absl::StrAppend(&out, "gemm ", shape.first, "x", shape.second, ":");
+    for (const auto& [bucket, choice] : buckets) {
+      absl::StrAppend(&out, " ", bucket, ":", GemmKernelName(choice.kernel));
+      if (choice.kernel != GemmKernelId::kCublas) {
+        absl::StrAppend(&out, absl::StrFormat("(%.2fx)", choice.speedup));
+      }
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  return out;
+}
+
+}  // namespace weft

@@ -1,0 +1,108 @@
+// Which GEMM kernel the CUDA backend runs for each weight shape and number
+// of activation rows, and how that choice is made. Pure host code (no CUDA),
+// so the selection logic is unit-tested on any machine.
+//
+// A bf16 MatMul y[n, m] = x[n, k] · w[m, k]ᵀ can run on cuBLAS or on one of
+// weft's own tiled tensor-core kernels (kernels/cuda/gemm_bf16.cu). At
+// warm-up the backend times every candidate on each weight shape of the
+// model at each row bucket (n rounded up to a power of two, from
+// kGemmMinTunedRows to the planned maximum), checks each candidate's output
+// against cuBLAS's, and records the fastest candidate that matched. A shape
+// or bucket that was never tuned runs on cuBLAS, so a kernel that fails or
+// computes wrong on some GPU costs speed, never correctness.
+#ifndef WEFT_KERNELS_GEMM_PLAN_H_
+#define WEFT_KERNELS_GEMM_PLAN_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace weft {
+
+enum class GemmKernelId : uint8_t {
+  kCublas = 0,
+  // weft's own kernels, named by the rows of x × rows of w one thread
+  // block computes.
+  kTiled128x128,
+  kTiled128x64,
+  kTiled64x128,
+  kTiled64x64,
+};
+inline constexpr GemmKernelId kOwnGemmKernels[] = {
+    GemmKernelId::kTiled128x128, GemmKernelId::kTiled128x64,
+    GemmKernelId::kTiled64x128, GemmKernelId::kTiled64x64};
+
+absl::string_view GemmKernelName(GemmKernelId id);
+
+// How MatMul picks its kernel (CudaBackendConfig::gemm).
+enum class GemmPolicy : uint8_t {
+  kAutotune,  // time at warm-up, use the fastest that matches cuBLAS
+  kCublas,    // always cuBLAS
+  kOwn,       // always kTiled128x128 where its shape rules allow (tests)
+};
+
+// "autotune", "cublas" or "own" (the --gemm flag); InvalidArgument otherwise.
+absl::StatusOr<GemmPolicy> ParseGemmPolicy(absl::string_view name);
+
+// Buckets below this many rows are not tuned (decode-sized MatMuls, whose
+// weights are read once whatever the tile: cuBLAS picks its own GEMV).
+inline constexpr int kGemmMinTunedRows = 32;
+
+// The row bucket of n ≥ 1: the smallest power of two ≥ n.
+int64_t GemmRowBucket(int64_t n);
+// Every bucket from kGemmMinTunedRows up to the bucket of max_rows
+// (empty when max_rows < kGemmMinTunedRows).
+std::vector<int64_t> GemmTunedBuckets(int64_t max_rows);
+
+// One candidate's outcome at one shape and bucket.
+struct GemmTrial {
+  GemmKernelId kernel = GemmKernelId::kCublas;
+  absl::Status status;       // launch or run failure
+  bool matches = false;      // output within tolerance of cuBLAS's
+  double median_us = 0;      // median time of the timed runs
+};
+
+// The fastest trial that ran and matched; cuBLAS when none did. A kernel of
+// ours must beat cuBLAS by more than `min_speedup` (e.g. 1.02 = 2%) to be
+// chosen, so timing noise does not flip the choice between near-equals.
+GemmKernelId ChooseGemmKernel(absl::Span<const GemmTrial> trials,
+                              double min_speedup);
+
+// The choices for one model: (m, k, row bucket) → kernel.
+class GemmPlan {
+ public:
+  void Set(int64_t m, int64_t k, int64_t bucket, GemmKernelId kernel,
+           double speedup_vs_cublas);
+  // The kernel for y[n, m] = x[n, k] · w[m, k]ᵀ: the choice recorded for
+  // n's bucket, cuBLAS when none was.
+  GemmKernelId Lookup(int64_t m, int64_t k, int64_t n) const;
+  bool empty() const { return choices_.empty(); }
+  // One line per weight shape, for the log, e.g.
+  //   "gemm 4096x4096: 32:cublas 64:128x64(1.08x) 128:128x128(1.12x)".
+  std::string Summary() const;
+
+ private:
+  struct Choice {
+    GemmKernelId kernel;
+    double speedup;
+  };
+  struct Key {
+    int64_t m, k, bucket;
+    bool operator==(const Key&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const Key& key) {
+      return H::combine(std::move(h), key.m, key.k, key.bucket);
+    }
+  };
+  absl::flat_hash_map<Key, Choice> choices_;
+};
+
+}  // namespace weft
+
+#endif  // WEFT_KERNELS_GEMM_PLAN_H_

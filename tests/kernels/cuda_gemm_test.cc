@@ -1,0 +1,196 @@
+// weft's own bf16 GEMM kernels (kernels/cuda/gemm_bf16.cu) and the CUDA
+// backend's GEMM autotune, against a double-precision CPU reference on the
+// same bf16 operands, so only the GPU's fp32 accumulation differs: at most
+// ~100 k16 partial-sum additions of running sums up to ~40 (k ≤ 1544, unit
+// normal operands), each off by ≤ 1 ulp (2⁻²³ relative; tensor cores may
+// truncate): atol 1e-3 + rtol 1e-4. Shapes cover one
+// row, sizes that are not multiples of any tile, K not a multiple of the
+// 32-element stage, and an output row stride wider than m (the padding
+// columns must stay untouched). Outputs are NaN-poisoned before each run.
+// Without a GPU every test skips with a message saying so.
+#include <cmath>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/gemm_plan.h"
+#include "tests/kernels/cuda_test_util.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace weft {
+namespace {
+
+#ifdef WEFT_HAVE_CUDA
+
+// A device bf16 matrix [rows, cols] holding `values` rounded to bf16, and
+// those rounded values on the host.
+struct Bf16Matrix {
+  Tensor device;
+  std::vector<float> rounded;
+};
+Bf16Matrix UploadBf16(CudaBackend& backend, int64_t rows, int64_t cols,
+                      std::mt19937& rng) {
+  std::vector<float> values = test::RandomVector(rows * cols, rng);
+  std::vector<uint16_t> bits(values.size());
+  for (size_t i = 0; i < values.size(); ++i) bits[i] = FloatToBf16(values[i]);
+  auto t = backend.UploadWeight(DType::kBF16, rows, cols, bits.data());
+  EXPECT_TRUE(t.ok()) << t.status();
+  return Bf16Matrix{t.ok() ? *t : Tensor{}, test::RoundToBf16(values)};
+}
+
+// y[i, j] = Σ x[i, :] · w[j, :] in double.
+std::vector<float> Reference(const std::vector<float>& x,
+                             const std::vector<float>& w, int64_t n,
+                             int64_t m, int64_t k) {
+  std::vector<float> y(n * m);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < m; ++j) {
+      double sum = 0;
+      for (int64_t e = 0; e < k; ++e) sum += double(x[i * k + e]) * w[j * k + e];
+      y[i * m + j] = static_cast<float>(sum);
+    }
+  }
+  return y;
+}
+
+using Shape = std::tuple<int64_t, int64_t, int64_t>;  // n, m, k
+constexpr Shape kShapes[] = {{1, 64, 64},    {7, 33, 40},     {64, 128, 32},
+                             {130, 200, 8},  {257, 129, 1544}, {33, 576, 576},
+                             {200, 1000, 96}};
+
+TEST(CudaGemmTest, EveryOwnKernelMatchesTheReference) {
+  auto backend = test::MakeCudaOrNull();
+  if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
+  std::mt19937 rng(5);
+  for (auto [n, m, k] : kShapes) {
+    const Bf16Matrix x = UploadBf16(*backend, n, k, rng);
+    const Bf16Matrix w = UploadBf16(*backend, m, k, rng);
+    const std::vector<float> want = Reference(x.rounded, w.rounded, n, m, k);
+    for (GemmKernelId kernel : kOwnGemmKernels) {
+      SCOPED_TRACE(testing::Message() << GemmKernelName(kernel) << " n=" << n
+                                      << " m=" << m << " k=" << k);
+      // Row stride m + 3: three padding columns that must stay NaN.
+      const int64_t ldy = m + 3;
+      Tensor y = test::PoisonedF32(*backend, n, ldy);
+      absl::Status s = backend->GemmBf16With(kernel, x.device.data,
+                                             w.device.data,
+                                             static_cast<float*>(y.data), n,
+                                             m, k, ldy);
+      ASSERT_TRUE(s.ok()) << s;
+      const std::vector<float> got = test::ToHost(*backend, y);
+      std::vector<float> got_dense(n * m);
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t j = 0; j < ldy; ++j) {
+          if (j < m) {
+            got_dense[i * m + j] = got[i * ldy + j];
+          } else {
+            ASSERT_TRUE(std::isnan(got[i * ldy + j]))
+                << "padding written at row " << i << " col " << j;
+          }
+        }
+      }
+      test::ExpectNear(got_dense, want, 1e-3f, 1e-4f);
+    }
+  }
+}
+
+TEST(CudaGemmTest, OwnKernelsRejectKNotAMultipleOf8) {
+  auto backend = test::MakeCudaOrNull();
+  if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
+  std::mt19937 rng(6);
+  const Bf16Matrix x = UploadBf16(*backend, 4, 36, rng);
+  const Bf16Matrix w = UploadBf16(*backend, 8, 36, rng);
+  Tensor y = test::PoisonedF32(*backend, 4, 8);
+  EXPECT_EQ(backend
+                ->GemmBf16With(GemmKernelId::kTiled64x64, x.device.data,
+                               w.device.data, static_cast<float*>(y.data), 4,
+                               8, 36, 8)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  // cuBLAS takes it.
+  EXPECT_TRUE(backend
+                  ->GemmBf16With(GemmKernelId::kCublas, x.device.data,
+                                 w.device.data, static_cast<float*>(y.data),
+                                 4, 8, 36, 8)
+                  .ok());
+}
+
+// MatMul through the backend with each policy gives the same result within
+// summation order (the MatMul parity test in cuda_ops_test covers cuBLAS
+// against the CPU).
+TEST(CudaGemmTest, MatMulAgreesAcrossGemmPolicies) {
+  std::mt19937 rng(7);
+  const int64_t n = 77, m = 300, k = 576;
+  const std::vector<float> x = test::RandomVector(n * k, rng);
+  const std::vector<float> w = test::RandomVector(m * k, rng, 0.1f);
+  std::vector<std::vector<float>> results;
+  for (GemmPolicy policy : {GemmPolicy::kCublas, GemmPolicy::kOwn}) {
+    CudaBackendConfig config;
+    config.gemm = policy;
+    config.max_num_tokens = 128;
+    auto backend = test::MakeCudaOrNull(config);
+    if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
+    auto wt = backend->UploadWeight(DType::kF32, m, k, w.data());
+    ASSERT_TRUE(wt.ok()) << wt.status();
+    Tensor xt = test::DeviceF32(*backend, n, k, x);
+    Tensor yt = test::PoisonedF32(*backend, n, m);
+    ASSERT_TRUE(backend->MatMul(xt, *wt, nullptr, &yt).ok());
+    results.push_back(test::ToHost(*backend, yt));
+  }
+  test::ExpectNear(results[1], results[0], 1e-3f, 1e-3f);
+}
+
+TEST(CudaGemmTest, WarmUpTunesEveryWeightShapeAndReportsIt) {
+  CudaBackendConfig config;
+  config.max_num_tokens = 96;  // buckets 32, 64, 128 (tuned at 96 rows)
+  auto backend = test::MakeCudaOrNull(config);
+  if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
+  std::mt19937 rng(8);
+  for (auto [m, k] : {std::pair<int64_t, int64_t>{576, 576}, {1536, 576},
+                      {576, 1536}}) {
+    std::vector<float> w = test::RandomVector(m * k, rng, 0.05f);
+    ASSERT_TRUE(backend->UploadWeight(DType::kF32, m, k, w.data()).ok());
+  }
+  std::string report;
+  absl::Status s = backend->WarmUp(&report);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_FALSE(backend->gemm_plan().empty());
+  for (const char* shape : {"gemm 576x576:", "gemm 1536x576:", "gemm 576x1536:"}) {
+    EXPECT_NE(report.find(shape), std::string::npos) << report;
+  }
+  EXPECT_NE(report.find(" 128:"), std::string::npos) << report;
+  // The tuned plan computes what cuBLAS computes.
+  const int64_t n = 70, m = 1536, k = 576;
+  std::vector<float> w = test::RandomVector(m * k, rng, 0.05f);
+  auto wt = backend->UploadWeight(DType::kF32, m, k, w.data());
+  ASSERT_TRUE(wt.ok());
+  Tensor xt = test::DeviceF32(*backend, n, k, test::RandomVector(n * k, rng));
+  Tensor tuned = test::PoisonedF32(*backend, n, m);
+  ASSERT_TRUE(backend->MatMul(xt, *wt, nullptr, &tuned).ok());
+  std::printf("%s", report.c_str());
+  // cuBLAS on the same operands (x rounded to bf16 by MatMul's own path is
+  // what both see, so round it the same way here).
+  std::vector<float> x_host = test::ToHost(*backend, xt);
+  std::vector<uint16_t> x_bits(x_host.size());
+  for (size_t i = 0; i < x_host.size(); ++i) x_bits[i] = FloatToBf16(x_host[i]);
+  auto xb = backend->UploadWeight(DType::kBF16, n, k, x_bits.data());
+  ASSERT_TRUE(xb.ok());
+  Tensor ref = test::PoisonedF32(*backend, n, m);
+  ASSERT_TRUE(backend
+                  ->GemmBf16With(GemmKernelId::kCublas, xb->data, wt->data,
+                                 static_cast<float*>(ref.data), n, m, k, m)
+                  .ok());
+  test::ExpectNear(test::ToHost(*backend, tuned), test::ToHost(*backend, ref),
+                   1e-3f, 1e-3f);
+}
+
+#else  // !WEFT_HAVE_CUDA
+
+TEST(CudaGemmTest, SkippedWithoutCuda) { GTEST_SKIP() << test::kNoGpu; }
+
+#endif  // WEFT_HAVE_CUDA
+
+}  // namespace
+}  // namespace weft

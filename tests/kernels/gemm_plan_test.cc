@@ -1,0 +1,113 @@
+// The GEMM autotune's selection logic (kernels/gemm_plan.h), on the CPU: row
+// buckets, the choice among timed trials, and the plan's lookups.
+#include "kernels/gemm_plan.h"
+
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace weft {
+namespace {
+
+GemmTrial Trial(GemmKernelId id, double us, bool matches = true,
+                absl::Status status = absl::OkStatus()) {
+  GemmTrial t;
+  t.kernel = id;
+  t.median_us = us;
+  t.matches = matches;
+  t.status = status;
+  return t;
+}
+
+TEST(ParseGemmPolicyTest, AcceptsTheThreeNamesOnly) {
+  EXPECT_EQ(*ParseGemmPolicy("autotune"), GemmPolicy::kAutotune);
+  EXPECT_EQ(*ParseGemmPolicy("cublas"), GemmPolicy::kCublas);
+  EXPECT_EQ(*ParseGemmPolicy("own"), GemmPolicy::kOwn);
+  EXPECT_EQ(ParseGemmPolicy("fast").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(GemmRowBucketTest, RoundsUpToAPowerOfTwo) {
+  EXPECT_EQ(GemmRowBucket(1), 1);
+  EXPECT_EQ(GemmRowBucket(2), 2);
+  EXPECT_EQ(GemmRowBucket(3), 4);
+  EXPECT_EQ(GemmRowBucket(32), 32);
+  EXPECT_EQ(GemmRowBucket(33), 64);
+  EXPECT_EQ(GemmRowBucket(8191), 8192);
+}
+
+TEST(GemmRowBucketTest, TunedBucketsRunFromTheMinimumToTheMaxRowsBucket) {
+  EXPECT_EQ(GemmTunedBuckets(512),
+            (std::vector<int64_t>{32, 64, 128, 256, 512}));
+  EXPECT_EQ(GemmTunedBuckets(500),
+            (std::vector<int64_t>{32, 64, 128, 256, 512}));
+  EXPECT_EQ(GemmTunedBuckets(32), (std::vector<int64_t>{32}));
+  EXPECT_TRUE(GemmTunedBuckets(31).empty());
+}
+
+TEST(ChooseGemmKernelTest, PicksTheFastestMatchingKernel) {
+  const std::vector<GemmTrial> trials = {
+      Trial(GemmKernelId::kCublas, 100), Trial(GemmKernelId::kTiled128x128, 80),
+      Trial(GemmKernelId::kTiled128x64, 70), Trial(GemmKernelId::kTiled64x64, 90)};
+  EXPECT_EQ(ChooseGemmKernel(trials, 1.03), GemmKernelId::kTiled128x64);
+}
+
+TEST(ChooseGemmKernelTest, NeverPicksAKernelWhoseOutputDiffered) {
+  const std::vector<GemmTrial> trials = {
+      Trial(GemmKernelId::kCublas, 100),
+      Trial(GemmKernelId::kTiled128x128, 10, /*matches=*/false),
+      Trial(GemmKernelId::kTiled64x64, 90)};
+  EXPECT_EQ(ChooseGemmKernel(trials, 1.0), GemmKernelId::kTiled64x64);
+}
+
+TEST(ChooseGemmKernelTest, NeverPicksAKernelThatFailed) {
+  const std::vector<GemmTrial> trials = {
+      Trial(GemmKernelId::kCublas, 100),
+      Trial(GemmKernelId::kTiled128x128, 10, true,
+            absl::InternalError("launch failed"))};
+  EXPECT_EQ(ChooseGemmKernel(trials, 1.0), GemmKernelId::kCublas);
+}
+
+TEST(ChooseGemmKernelTest, KeepsCublasUnlessOursIsFasterByTheMargin) {
+  const std::vector<GemmTrial> trials = {
+      Trial(GemmKernelId::kCublas, 100),
+      Trial(GemmKernelId::kTiled128x128, 98)};
+  EXPECT_EQ(ChooseGemmKernel(trials, 1.03), GemmKernelId::kCublas);
+  EXPECT_EQ(ChooseGemmKernel(trials, 1.0), GemmKernelId::kTiled128x128);
+}
+
+TEST(ChooseGemmKernelTest, KeepsCublasWithoutACublasTime) {
+  const std::vector<GemmTrial> trials = {
+      Trial(GemmKernelId::kCublas, 0, true, absl::InternalError("no")),
+      Trial(GemmKernelId::kTiled128x128, 10)};
+  EXPECT_EQ(ChooseGemmKernel(trials, 1.0), GemmKernelId::kCublas);
+  EXPECT_EQ(ChooseGemmKernel({}, 1.0), GemmKernelId::kCublas);
+}
+
+TEST(GemmPlanTest, LooksUpByShapeAndRowBucket) {
+  GemmPlan plan;
+  EXPECT_TRUE(plan.empty());
+  plan.Set(4096, 4096, 64, GemmKernelId::kTiled128x64, 1.1);
+  plan.Set(4096, 4096, 128, GemmKernelId::kTiled128x128, 1.2);
+  EXPECT_FALSE(plan.empty());
+  EXPECT_EQ(plan.Lookup(4096, 4096, 33), GemmKernelId::kTiled128x64);
+  EXPECT_EQ(plan.Lookup(4096, 4096, 64), GemmKernelId::kTiled128x64);
+  EXPECT_EQ(plan.Lookup(4096, 4096, 65), GemmKernelId::kTiled128x128);
+  // Untuned buckets and shapes run on cuBLAS.
+  EXPECT_EQ(plan.Lookup(4096, 4096, 16), GemmKernelId::kCublas);
+  EXPECT_EQ(plan.Lookup(4096, 4096, 129), GemmKernelId::kCublas);
+  EXPECT_EQ(plan.Lookup(1024, 4096, 64), GemmKernelId::kCublas);
+}
+
+TEST(GemmPlanTest, SummaryListsEveryShapeInOrderWithSpeedups) {
+  GemmPlan plan;
+  plan.Set(4096, 4096, 64, GemmKernelId::kTiled128x64, 1.1);
+  plan.Set(4096, 4096, 32, GemmKernelId::kCublas, 1.0);
+  plan.Set(1024, 4096, 32, GemmKernelId::kTiled64x64, 1.25);
+  EXPECT_EQ(plan.Summary(),
+            "gemm 1024x4096: 32:64x64(1.25x)\n"
+            "gemm 4096x4096: 32:cublas 64:128x64(1.10x)\n");
+}
+
+}  // namespace
+}  // namespace weft
