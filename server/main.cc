@@ -28,7 +28,9 @@
 #include "tools/flag_spelling.h"
 
 ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf",
-          "a .gguf file or a Hugging Face model directory");
+          "a .gguf file, a Hugging Face model directory, or synthetic:NAME "
+          "(random weights of a real shape: llama3-8b, llama2-7b, "
+          "qwen2.5-7b, smollm2-135m; for throughput only)");
 ABSL_FLAG(std::string, served_model_name, "",
           "the name clients give in `model`; default: the model file or "
           "directory name");

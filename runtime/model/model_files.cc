@@ -36,6 +36,21 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(
     const std::string& path) {
   std::unique_ptr<ModelFiles> files(new ModelFiles());
   files->path_ = path;
+  if (IsSyntheticModelPath(path)) {
+    files->format_ = WeightFormat::kHuggingFace;  // HF names, BF16
+    auto config = SyntheticModelConfig(path.substr(kSyntheticPrefix.size()));
+    if (!config.ok()) return config.status();
+    files->config_ = *config;
+    auto tokenizer = Tokenizer::FromHfJsonText(
+        SyntheticTokenizerJson(config->vocab_size),
+        SyntheticTokenizerConfigJson(), path);
+    if (!tokenizer.ok()) return tokenizer.status();
+    files->tokenizer_ = *std::move(tokenizer);
+    auto weights = SyntheticWeights::Create(*config);
+    if (!weights.ok()) return weights.status();
+    files->synthetic_ = *std::move(weights);
+    return files;
+  }
   if (!Exists(path)) {
     return absl::NotFoundError(absl::StrCat("model '", path, "' not found"));
   }
@@ -90,6 +105,7 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(
 }
 
 const HostTensor* ModelFiles::FindTensor(absl::string_view name) const {
+  if (synthetic_ != nullptr) return synthetic_->FindTensor(name);
   return gguf_ != nullptr ? gguf_->FindTensor(name)
                           : safetensors_->FindTensor(name);
 }

@@ -1,6 +1,7 @@
 // The files of one model, opened once: a GGUF file, or a Hugging Face
 // directory (config.json, *.safetensors, tokenizer.json,
-// tokenizer_config.json). Owns the mappings the weights are read from, so it
+// tokenizer_config.json), or "synthetic:NAME", a real model's shapes with
+// random weights made in memory (runtime/model/synthetic_model.h). Owns the mappings the weights are read from, so it
 // outlives every model built from it.
 #ifndef WEFT_RUNTIME_MODEL_MODEL_FILES_H_
 #define WEFT_RUNTIME_MODEL_MODEL_FILES_H_
@@ -12,6 +13,7 @@
 #include "runtime/loader/gguf.h"
 #include "runtime/loader/safetensors.h"
 #include "runtime/model/config.h"
+#include "runtime/model/synthetic_model.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace weft {
@@ -20,7 +22,8 @@ enum class WeightFormat { kGguf, kHuggingFace };
 
 class ModelFiles {
  public:
-  // `path` is a .gguf file or a directory holding config.json.
+  // `path` is a .gguf file, a directory holding config.json, or
+  // "synthetic:NAME" (NotFound listing the names when NAME is unknown).
   static absl::StatusOr<std::unique_ptr<ModelFiles>> Open(
       const std::string& path);
 
@@ -40,6 +43,7 @@ class ModelFiles {
   std::string path_;
   std::unique_ptr<GgufFile> gguf_;
   std::unique_ptr<SafetensorsModel> safetensors_;
+  std::unique_ptr<SyntheticWeights> synthetic_;
   ModelConfig config_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::string chat_template_;

@@ -524,7 +524,8 @@ void SetUpSpecialIds(const json& config,
     parts->bos_id = parts->prefix_ids[0];
   }
   parts->eos_id = ResolveId(ConfigToken(config, "eos_token"), *parts);
-  if (std::filesystem::exists(generation_config)) {
+  if (!generation_config.empty() &&
+      std::filesystem::exists(generation_config)) {
     absl::StatusOr<json> file = ReadJson(generation_config.string());
     if (file.ok() && file->is_object()) {
       const json& ids = Field(*file, "eos_token_id");
@@ -553,7 +554,8 @@ void SetUpSpecialIds(const json& config,
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Parse(const json& root,
                                                  const json& config,
-                                                 const std::string& source) {
+                                                 const std::string& source,
+                                                 bool from_file) {
   TokenizerParts parts;
   absl::StatusOr<std::unique_ptr<BpeModel>> model =
       ParseModel(Field(root, "model"));
@@ -583,10 +585,13 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Parse(const json& root,
       ParseAddedTokens(Field(root, "added_tokens"), *parts.model);
   if (!added.ok()) return added.status();
   parts.added_tokens = *std::move(added);
-  SetUpSpecialIds(
-      config,
-      std::filesystem::path(source).parent_path() / "generation_config.json",
-      &parts);
+  // A tokenizer given as text has no folder to find generation_config.json in.
+  std::filesystem::path generation_config;
+  if (from_file) {
+    generation_config =
+        std::filesystem::path(source).parent_path() / "generation_config.json";
+  }
+  SetUpSpecialIds(config, generation_config, &parts);
   return tokenizer_internal::MakePipelineTokenizer(std::move(parts), source);
 }
 
@@ -606,10 +611,34 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHfFiles(
   }
   // The parsers check the types they rely on; this catches the rest.
   try {
-    return Parse(*root, config, tokenizer_json_path);
+    return Parse(*root, config, tokenizer_json_path, /*from_file=*/true);
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat(tokenizer_json_path, ": malformed: ", e.what()));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHfJsonText(
+    const std::string& tokenizer_json, const std::string& tokenizer_config_json,
+    const std::string& origin) {
+  json root = json::parse(tokenizer_json, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat("bad JSON in ", origin));
+  }
+  json config = json::object();
+  if (!tokenizer_config_json.empty()) {
+    json parsed = json::parse(tokenizer_config_json, nullptr, false);
+    if (parsed.is_discarded()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad tokenizer config JSON in ", origin));
+    }
+    if (parsed.is_object()) config = std::move(parsed);
+  }
+  try {
+    return Parse(root, config, origin, /*from_file=*/false);
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": malformed: ", e.what()));
   }
 }
 

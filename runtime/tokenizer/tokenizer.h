@@ -42,6 +42,12 @@ class Tokenizer {
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromHfFiles(
       const std::string& tokenizer_json_path,
       const std::string& tokenizer_config_json_path);
+  // The same from the files' contents (`tokenizer_config_json` may be
+  // empty; no generation_config.json is looked for); `origin` names the
+  // source in errors. For tokenizers built in memory (synthetic models).
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromHfJsonText(
+      const std::string& tokenizer_json,
+      const std::string& tokenizer_config_json, const std::string& origin);
 
   virtual std::vector<int32_t> Encode(std::string_view text,
                                       const EncodeOptions& options) const = 0;
