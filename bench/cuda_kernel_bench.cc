@@ -6,7 +6,9 @@
 // values). Decode attention is measured at 32 sequences × 4096 tokens of
 // context, with and without the split-KV kernel. weft's own GEMM kernels
 // run beside cuBLAS on 4096³ and Llama-3-8B prefill shapes; a second table
-// gives each as a fraction of cuBLAS on the same shape.
+// gives each as a fraction of cuBLAS on the same shape. Decode GEMVs (1-16
+// rows of x): the skinny bf16 and W4 kernels and cuBLAS, counted by weight
+// bytes against the copy bandwidth.
 //
 //   weft-bench-cuda-kernels [--iters 20] [--json out.json]
 //
@@ -29,6 +31,8 @@
 #include "absl/strings/str_format.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/skinny_gemm.h"
+#include "kernels/w4_pack.h"
 
 ABSL_FLAG(int, iters, 20, "timed runs per kernel");
 ABSL_FLAG(std::string, json, "", "also write the results here as JSON");
@@ -213,6 +217,59 @@ absl::Status Run(std::vector<Result>* out) {
                                   shape.m, shape.k, shape.m);
           }));
     }
+  }
+
+  // Decode GEMV (n ≤ 16 rows of x): the skinny kernels and cuBLAS on
+  // Llama-3-8B's widest weights; the bytes are the weights' (x and y are
+  // < 1%). W4 is the same random Q4_1 data repacked (4.5 bits a weight).
+  struct GemvShape {
+    int64_t n, m, k;
+  };
+  std::vector<uint8_t> w4_host;
+  for (const GemvShape& shape :
+       {GemvShape{1, 4096, 4096}, GemvShape{1, 14336, 4096},
+        GemvShape{1, 4096, 14336}, GemvShape{8, 14336, 4096},
+        GemvShape{16, 14336, 4096}}) {
+    const double w_bytes = 2.0 * shape.m * shape.k;
+    for (GemmKernelId kernel : {GemmKernelId::kCublas, GemmKernelId::kSkinny}) {
+      BENCH_CHECK(bench.Add(
+          absl::StrFormat("gemv %s bf16 %dx%dx%d",
+                          kernel == GemmKernelId::kCublas ? "cublas" : "skinny",
+                          shape.n, shape.m, shape.k),
+          w_bytes, 2.0 * shape.n * shape.m * shape.k, [&] {
+            return b.GemmBf16With(kernel, ga->data, gb->data,
+                                  static_cast<float*>(gc->data), shape.n,
+                                  shape.m, shape.k, shape.m);
+          }));
+    }
+    auto w4 = b.Allocate(DType::kW4, shape.m, shape.k);
+    if (!w4.ok()) return w4.status();
+    std::vector<uint8_t> q4(shape.m * RowBytes(DType::kQ4_1, shape.k));
+    for (size_t i = 0; i < q4.size(); ++i) q4[i] = static_cast<uint8_t>(rng());
+    for (size_t at = 0; at < q4.size(); at += sizeof(BlockQ4_1)) {
+      const uint16_t d = FloatToHalf(0.001f), m = FloatToHalf(-0.008f);
+      std::memcpy(&q4[at], &d, 2);
+      std::memcpy(&q4[at + 2], &m, 2);
+    }
+    w4_host.resize(shape.m * RowBytes(DType::kW4, shape.k));
+    BENCH_CHECK(RepackToW4(DType::kQ4_1, q4.data(), shape.m, shape.k,
+                           w4_host.data()));
+    if (cudaMemcpy(w4->data, w4_host.data(), w4_host.size(),
+                   cudaMemcpyHostToDevice) != cudaSuccess) {
+      return absl::InternalError("W4 upload failed");
+    }
+    BENCH_CHECK(bench.Add(
+        absl::StrFormat("gemv skinny w4 %dx%dx%d", shape.n, shape.m, shape.k),
+        static_cast<double>(w4_host.size()), 2.0 * shape.n * shape.m * shape.k,
+        [&] {
+          const cudaError_t e = cuda::LaunchSkinnyW4(
+              static_cast<const uint16_t*>(ga->data),
+              static_cast<const uint8_t*>(w4->data),
+              static_cast<float*>(gc->data), shape.n, shape.m, shape.k,
+              shape.m, static_cast<cudaStream_t>(b.stream()));
+          return e == cudaSuccess ? absl::OkStatus()
+                                  : absl::InternalError("LaunchSkinnyW4");
+        }));
   }
 
   // Weights and activations.

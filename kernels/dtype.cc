@@ -12,6 +12,7 @@ absl::string_view DTypeName(DType dtype) {
     case DType::kQ8_0: return "Q8_0";
     case DType::kQ4_0: return "Q4_0";
     case DType::kQ4_1: return "Q4_1";
+    case DType::kW4: return "W4";
   }
   return "?";
 }
@@ -20,7 +21,8 @@ int64_t DTypeBlockElements(DType dtype) {
   switch (dtype) {
     case DType::kQ8_0:
     case DType::kQ4_0:
-    case DType::kQ4_1: return kQuantBlockSize;
+    case DType::kQ4_1:
+    case DType::kW4: return kQuantBlockSize;
     default: return 1;
   }
 }
@@ -32,7 +34,8 @@ int64_t DTypeBlockBytes(DType dtype) {
     case DType::kBF16: return 2;
     case DType::kQ8_0: return sizeof(BlockQ8_0);
     case DType::kQ4_0: return sizeof(BlockQ4_0);
-    case DType::kQ4_1: return sizeof(BlockQ4_1);
+    case DType::kQ4_1:
+    case DType::kW4: return sizeof(BlockQ4_1);
   }
   return 0;
 }
@@ -140,6 +143,24 @@ void DequantizeRow(DType dtype, const void* src, float* dst,
         for (int j = 0; j < kQuantBlockSize / 2; ++j) {
           out[j] = d * (blocks[b].qs[j] & 0x0f) + m;
           out[j + kQuantBlockSize / 2] = d * (blocks[b].qs[j] >> 4) + m;
+        }
+      }
+      return;
+    }
+    case DType::kW4: {
+      const auto* nibbles = static_cast<const uint8_t*>(src);
+      const auto* scales =
+          reinterpret_cast<const uint16_t*>(nibbles + num_elements / 2);
+      for (int64_t b = 0; b < num_elements / kQuantBlockSize; ++b) {
+        uint16_t pair[2];
+        std::memcpy(pair, scales + 2 * b, sizeof(pair));
+        const float d = HalfToFloat(pair[0]);
+        const float m = HalfToFloat(pair[1]);
+        const uint8_t* qs = nibbles + b * (kQuantBlockSize / 2);
+        float* out = dst + b * kQuantBlockSize;
+        for (int j = 0; j < kQuantBlockSize / 2; ++j) {
+          out[j] = d * (qs[j] & 0x0f) + m;
+          out[j + kQuantBlockSize / 2] = d * (qs[j] >> 4) + m;
         }
       }
       return;

@@ -12,6 +12,13 @@
 //         nibble; x = d * (nibble - 8).
 //   Q4_1  blocks of 32 elements, 20 bytes: f16 scale d, f16 minimum m,
 //         uint8 qs[16] packed as in Q4_0; x = d * nibble + m.
+//   W4    the CUDA backend's repacking of Q4_0/Q4_1 for its W4A16 kernels
+//         (never in a file; kernels/w4_pack.h). 32-element groups, 20 bytes
+//         per group as Q4_1, but laid out per row: the row's cols / 2 bytes
+//         of nibbles first (each group's 16 bytes packed as in Q4_0), then
+//         its cols / 32 scale pairs (f16 d, f16 m); x = d * nibble + m
+//         (Q4_0 becomes m = -8d). Row-contiguous, so a row is RowBytes long
+//         as for every type, but DequantizeRow must be given whole rows.
 //
 // A row of a quantized matrix is a whole number of blocks, so a matrix's row
 // length must be a multiple of 32 for those types.
@@ -24,7 +31,7 @@
 
 namespace weft {
 
-enum class DType : uint8_t { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1 };
+enum class DType : uint8_t { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kW4 };
 
 inline constexpr int kQuantBlockSize = 32;
 
@@ -70,7 +77,8 @@ inline float Bf16ToFloat(uint16_t bits) {
 uint16_t FloatToBf16(float value);  // round to nearest even, NaN kept NaN
 
 // Reference dequantization of `num_elements` consecutive elements (a multiple
-// of DTypeBlockElements) starting at `src` into fp32 `dst`.
+// of DTypeBlockElements) starting at `src` into fp32 `dst`. For W4, `src`
+// is the start of a row and num_elements that row's length.
 void DequantizeRow(DType dtype, const void* src, float* dst,
                    int64_t num_elements);
 

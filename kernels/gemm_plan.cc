@@ -20,6 +20,8 @@ absl::string_view GemmKernelName(GemmKernelId id) {
       return "64x128";
     case GemmKernelId::kTiled64x64:
       return "64x64";
+    case GemmKernelId::kSkinny:
+      return "skinny";
   }
   return "?";
 }
@@ -40,10 +42,16 @@ int64_t GemmRowBucket(int64_t n) {
 
 std::vector<int64_t> GemmTunedBuckets(int64_t max_rows) {
   std::vector<int64_t> buckets;
-  if (max_rows < kGemmMinTunedRows) return buckets;
+  if (max_rows < 1) return buckets;
   const int64_t last = GemmRowBucket(max_rows);
-  for (int64_t b = kGemmMinTunedRows; b <= last; b *= 2) buckets.push_back(b);
+  for (int64_t b = 1; b <= last; b *= 2) buckets.push_back(b);
   return buckets;
+}
+
+absl::Span<const GemmKernelId> GemmCandidates(int64_t bucket) {
+  static constexpr GemmKernelId kSkinnyOnly[] = {GemmKernelId::kSkinny};
+  if (bucket <= kSkinnyGemmMaxRows) return kSkinnyOnly;
+  return kOwnGemmKernels;
 }
 
 GemmKernelId ChooseGemmKernel(absl::Span<const GemmTrial> trials,

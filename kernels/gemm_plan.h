@@ -5,8 +5,9 @@
 // A bf16 MatMul y[n, m] = x[n, k] · w[m, k]ᵀ can run on cuBLAS or on one of
 // weft's own tiled tensor-core kernels (kernels/cuda/gemm_bf16.cu). At
 // warm-up the backend times every candidate on each weight shape of the
-// model at each row bucket (n rounded up to a power of two, from
-// kGemmMinTunedRows to the planned maximum), checks each candidate's output
+// model at each row bucket (n rounded up to a power of two, from 1 to the
+// planned maximum; a skinny kernel for decode sizes, the tiled ones above:
+// GemmCandidates), checks each candidate's output
 // against cuBLAS's, and records the fastest candidate that matched. A shape
 // or bucket that was never tuned runs on cuBLAS, so a kernel that fails or
 // computes wrong on some GPU costs speed, never correctness.
@@ -33,10 +34,18 @@ enum class GemmKernelId : uint8_t {
   kTiled128x64,
   kTiled64x128,
   kTiled64x64,
+  // Decode-sized (n ≤ kSkinnyGemmMaxRows): weights streamed once
+  // (kernels/cuda/skinny_gemm.cu).
+  kSkinny,
 };
 inline constexpr GemmKernelId kOwnGemmKernels[] = {
     GemmKernelId::kTiled128x128, GemmKernelId::kTiled128x64,
     GemmKernelId::kTiled64x128, GemmKernelId::kTiled64x64};
+inline constexpr int kSkinnyGemmMaxRows = 16;
+
+// The kernels of ours tried against cuBLAS at a row bucket: the skinny
+// kernel up to kSkinnyGemmMaxRows rows, the tiled ones above.
+absl::Span<const GemmKernelId> GemmCandidates(int64_t bucket);
 
 absl::string_view GemmKernelName(GemmKernelId id);
 
@@ -50,14 +59,10 @@ enum class GemmPolicy : uint8_t {
 // "autotune", "cublas" or "own" (the --gemm flag); InvalidArgument otherwise.
 absl::StatusOr<GemmPolicy> ParseGemmPolicy(absl::string_view name);
 
-// Buckets below this many rows are not tuned (decode-sized MatMuls, whose
-// weights are read once whatever the tile: cuBLAS picks its own GEMV).
-inline constexpr int kGemmMinTunedRows = 32;
-
 // The row bucket of n ≥ 1: the smallest power of two ≥ n.
 int64_t GemmRowBucket(int64_t n);
-// Every bucket from kGemmMinTunedRows up to the bucket of max_rows
-// (empty when max_rows < kGemmMinTunedRows).
+// Every bucket from 1 up to the bucket of max_rows (empty when
+// max_rows < 1).
 std::vector<int64_t> GemmTunedBuckets(int64_t max_rows);
 
 // One candidate's outcome at one shape and bucket.
@@ -84,7 +89,7 @@ class GemmPlan {
   GemmKernelId Lookup(int64_t m, int64_t k, int64_t n) const;
   bool empty() const { return choices_.empty(); }
   // One line per weight shape, for the log, e.g.
-  //   "gemm 4096x4096: 32:cublas 64:128x64(1.08x) 128:128x128(1.12x)".
+  //   "gemm 4096x4096: 1:skinny(1.10x) 2:cublas … 64:128x64(1.08x)".
   std::string Summary() const;
 
  private:

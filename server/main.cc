@@ -59,6 +59,9 @@ ABSL_FLAG(std::string, gemm, "autotune",
           "CUDA: the bf16 GEMM of each MatMul: autotune (time weft's own "
           "kernels against cuBLAS at startup, keep the faster per weight "
           "shape and token count), cublas, or own");
+ABSL_FLAG(std::string, weight_dtype, "bf16",
+          "CUDA: how Q4_0/Q4_1 weights are kept: bf16 (dequantized at load) "
+          "or int4 (repacked, 4.5 bits a weight, W4A16 kernels)");
 ABSL_FLAG(int, block_size, 16, "tokens per KV block");
 ABSL_FLAG(bool, enable_prefix_caching, true, "reuse KV of shared prompt prefixes");
 ABSL_FLAG(int, max_live_requests, 1024,
@@ -140,6 +143,9 @@ int Main() {
   auto gemm_policy = ParseGemmPolicy(absl::GetFlag(FLAGS_gemm));
   if (!gemm_policy.ok()) return Fail(gemm_policy.status());
   backend_options.cuda.gemm = *gemm_policy;
+  auto weight_format = ParseCudaWeightFormat(absl::GetFlag(FLAGS_weight_dtype));
+  if (!weight_format.ok()) return Fail(weight_format.status());
+  backend_options.cuda.weight_format = *weight_format;
   std::string backend_description;
   auto backend = MakeBackend(backend_options, &backend_description);
   if (!backend.ok()) return Fail(backend.status());

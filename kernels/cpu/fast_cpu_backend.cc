@@ -204,6 +204,12 @@ int FastCpuBackend::num_threads() const { return pool_->num_threads(); }
 absl::StatusOr<Tensor> FastCpuBackend::UploadWeight(DType dtype, int64_t rows,
                                                     int64_t cols,
                                                     const void* host) {
+  if (dtype == DType::kW4) {
+    // The CUDA backend's repacking; no fast CPU kernel reads it (the
+    // reference CpuBackend does, row by row).
+    return absl::UnimplementedError(
+        "UploadWeight: the fast CPU backend has no W4 kernels");
+  }
   auto tensor = CpuBackend::UploadWeight(dtype, rows, cols, host);
   if (!tensor.ok()) return tensor;
   // Float weights are packed for the AVX-512 kernels only (AVX2 reads them

@@ -14,6 +14,7 @@
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/cuda_status.h"
+#include "kernels/w4_pack.h"
 
 namespace weft {
 namespace {
@@ -123,6 +124,7 @@ CudaBackend::~CudaBackend() {
   FreeDevice(cublas_workspace_);
   FreeDevice(upload_staging_);
   FreeDevice(matmul_x_);
+  FreeDevice(w4_scratch_);
   FreeDevice(kv_cache_);
   FreeDevice(staging_device_);
   void* split = split_scratch_;
@@ -151,6 +153,10 @@ absl::StatusOr<Tensor> CudaBackend::UploadWeight(DType dtype, int64_t rows,
                      DTypeName(dtype)));
   }
   WEFT_CUDA_RETURN_IF_ERROR(cudaSetDevice(config_.device));
+  if (config_.weight_format == CudaWeightFormat::kInt4 &&
+      CanRepackToW4(dtype) && rows > 1 && cols % 64 == 0) {
+    return UploadW4(dtype, rows, cols, host);
+  }
   cudaStream_t stream = AsStream(stream_);
   const int64_t host_bytes = rows * RowBytes(dtype, cols);
   if (dtype == DType::kF32 && rows == 1) {
@@ -182,15 +188,7 @@ absl::StatusOr<Tensor> CudaBackend::UploadWeight(DType dtype, int64_t rows,
         dtype, upload_staging_, rows * cols, static_cast<uint16_t*>(*dst),
         stream));
   }
-  // Plan MatMul's bf16 copy of x for the widest weight row.
-  const int64_t x_elements = int64_t{config_.max_num_tokens} * cols;
-  if (x_elements > matmul_x_elements_) {
-    WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-    FreeDevice(matmul_x_);
-    matmul_x_elements_ = 0;
-    WEFT_CUDA_RETURN_IF_ERROR(cudaMalloc(&matmul_x_, x_elements * 2));
-    matmul_x_elements_ = x_elements;
-  }
+  WEFT_RETURN_IF_ERROR_STATUS(PlanMatMulX(cols));
   WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   const bool known = std::any_of(
       gemm_shapes_.begin(), gemm_shapes_.end(),

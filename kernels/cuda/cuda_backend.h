@@ -3,8 +3,10 @@
 //   activations  F32 (the residual stream, norms, RoPE, softmax and logits
 //                stay fp32; see docs/cuda.md for why).
 //   weights      BF16 on the device: F32/F16/BF16 converted, GGUF Q4_0, Q4_1
-//                and Q8_0 dequantized by a kernel at upload. 1-row F32
-//                tensors (norm weights, biases, RoPE frequencies) stay F32.
+//                and Q8_0 dequantized by a kernel at upload; with
+//                weight_format kInt4, Q4_0/Q4_1 matrices are repacked to W4
+//                instead (W4A16). 1-row F32 tensors (norm weights, biases,
+//                RoPE frequencies) stay F32.
 //   KV cache     BF16, the layout of kernels/paged_kv.h.
 //   MatMul       x is rounded to BF16 into planned scratch, then one bf16
 //                GEMM with fp32 accumulation and fp32 output: cuBLAS
@@ -31,10 +33,31 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "kernels/backend.h"
 #include "kernels/gemm_plan.h"
 
 namespace weft {
+
+// How the CUDA backend keeps GGUF Q4_0/Q4_1 matrices (--weight_dtype).
+enum class CudaWeightFormat : uint8_t {
+  // Dequantized to bf16 at upload, like every other weight (part 1).
+  kBf16,
+  // Repacked to W4 (kernels/dtype.h, 4.5 bits a weight) and multiplied by
+  // the W4A16 kernels: the skinny kernel up to 16 rows of x, dequantize to
+  // a planned bf16 scratch + GEMM above. Other dtypes, and Q4 matrices
+  // whose row length is not a multiple of 64, stay bf16.
+  kInt4,
+};
+// "bf16" or "int4"; InvalidArgument otherwise.
+inline absl::StatusOr<CudaWeightFormat> ParseCudaWeightFormat(
+    absl::string_view name) {
+  if (name == "bf16") return CudaWeightFormat::kBf16;
+  if (name == "int4") return CudaWeightFormat::kInt4;
+  return absl::InvalidArgumentError(
+      "--weight_dtype must be bf16 or int4");
+}
 
 struct CudaBackendConfig {
   int device = 0;
@@ -65,6 +88,7 @@ struct CudaBackendConfig {
   GemmPolicy gemm = GemmPolicy::kAutotune;
   // One of ours must beat cuBLAS by this factor to be chosen.
   double gemm_min_speedup = 1.03;
+  CudaWeightFormat weight_format = CudaWeightFormat::kBf16;
 
   absl::Status Validate() const;
 };
@@ -164,11 +188,19 @@ class CudaBackend : public Backend {
   // The kernel MatMul runs for y[n, m] = x[n, k] · w[m, k]ᵀ.
   GemmKernelId GemmKernelFor(const void* x, const void* w, int64_t n,
                              int64_t m, int64_t k, int64_t ldy) const;
-  // Times and checks every candidate at one shape and n rows (autotune);
-  // `scratch` is cuda_gemm.cc's TuneScratch.
+  // Times and checks every candidate of `bucket` at one shape and n rows
+  // (autotune); `scratch` is cuda_gemm.cc's TuneScratch.
   absl::StatusOr<GemmKernelId> TuneGemm(const void* w, int64_t m, int64_t k,
-                                        int64_t n, float* y_ref, float* y,
-                                        void* scratch, double* speedup);
+                                        int64_t n, int64_t bucket,
+                                        float* y_ref, float* y, void* scratch,
+                                        double* speedup);
+  // y = x_bf16 · wᵀ for a W4 weight (MatMul's W4A16 path).
+  absl::Status MatMulW4(const void* x_bf16, const Tensor& w, int64_t n,
+                        Tensor* y);
+  absl::StatusOr<Tensor> UploadW4(DType dtype, int64_t rows, int64_t cols,
+                                  const void* host);
+  // MatMul's bf16 copy of x: planned for max_num_tokens × the widest row.
+  absl::Status PlanMatMulX(int64_t cols);
 
   CudaBackendConfig config_;
   std::string description_;
@@ -200,10 +232,17 @@ class CudaBackend : public Backend {
   float* split_scratch_ = nullptr;
   int64_t split_scratch_floats_ = 0;
 
-  // One uploaded bf16 weight of each distinct shape [m, k], to tune on.
+  // W4 weights dequantized for MatMuls of more than 16 rows: bf16, as
+  // large as the largest W4 weight.
+  void* w4_scratch_ = nullptr;
+  int64_t w4_scratch_elements_ = 0;
+
+  // One uploaded weight of each distinct shape [m, k], to tune on (a W4
+  // weight is tuned on its bf16 dequantization, above 16 rows only).
   struct GemmShape {
     int64_t m = 0, k = 0;
     const void* weight = nullptr;
+    bool w4 = false;
   };
   std::vector<GemmShape> gemm_shapes_;
   GemmPlan gemm_plan_;

@@ -1,8 +1,10 @@
 // CudaBackend's GEMM: which kernel a MatMul runs, and the warm-up autotune
 // that decides it (kernels/gemm_plan.h).
 //
-// Autotune, per bf16 weight shape [m, k] and row bucket n (32, 64, … up to
-// the planned max_num_tokens): x is n rows of random bf16 in [-1, 1], w the
+// Autotune, per weight shape [m, k] and row bucket n (1, 2, 4, … up to the
+// planned max_num_tokens; candidates: the skinny kernel up to 16 rows, the
+// tiled ones above; a W4 weight is tuned above 16 rows only, on its bf16
+// dequantization, which is what its MatMuls multiply there): x is n rows of random bf16 in [-1, 1], w the
 // model's own weight. cuBLAS runs first and is the reference; each of our
 // kernels then runs into a NaN-filled output that must match cuBLAS's
 // within |a − b| ≤ 1e-3 + 1e-3·|b| everywhere (both accumulate in fp32, so
@@ -24,6 +26,9 @@
 #include "kernels/cuda/cuda_matmul.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/gemm_bf16.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/skinny_gemm.h"
+#include "kernels/w4_pack.h"
 
 namespace weft {
 namespace {
@@ -53,6 +58,68 @@ struct TuneScratch {
 
 }  // namespace
 
+absl::Status CudaBackend::PlanMatMulX(int64_t cols) {
+  const int64_t x_elements = int64_t{config_.max_num_tokens} * cols;
+  if (x_elements <= matmul_x_elements_) return absl::OkStatus();
+  WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(AsStream(stream_)));
+  if (matmul_x_ != nullptr) WEFT_CUDA_RETURN_IF_ERROR(cudaFree(matmul_x_));
+  matmul_x_ = nullptr;
+  matmul_x_elements_ = 0;
+  WEFT_CUDA_RETURN_IF_ERROR(cudaMalloc(&matmul_x_, x_elements * 2));
+  matmul_x_elements_ = x_elements;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> CudaBackend::UploadW4(DType dtype, int64_t rows,
+                                             int64_t cols, const void* host) {
+  cudaStream_t stream = AsStream(stream_);
+  const int64_t bytes = rows * RowBytes(DType::kW4, cols);
+  std::vector<uint8_t> packed(bytes);
+  WEFT_RETURN_IF_ERROR_STATUS(
+      RepackToW4(dtype, host, rows, cols, packed.data()));
+  auto dst = DeviceAlloc(bytes);
+  if (!dst.ok()) return dst.status();
+  WEFT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(*dst, packed.data(), bytes,
+                                            cudaMemcpyHostToDevice, stream));
+  // MatMuls of more than 16 rows dequantize into this scratch first.
+  if (rows * cols > w4_scratch_elements_) {
+    WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+    if (w4_scratch_ != nullptr) WEFT_CUDA_RETURN_IF_ERROR(cudaFree(w4_scratch_));
+    w4_scratch_ = nullptr;
+    w4_scratch_elements_ = 0;
+    WEFT_CUDA_RETURN_IF_ERROR(cudaMalloc(&w4_scratch_, rows * cols * 2));
+    w4_scratch_elements_ = rows * cols;
+  }
+  WEFT_RETURN_IF_ERROR_STATUS(PlanMatMulX(cols));
+  WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  const bool known = std::any_of(
+      gemm_shapes_.begin(), gemm_shapes_.end(),
+      [&](const GemmShape& s) { return s.m == rows && s.k == cols; });
+  if (!known) gemm_shapes_.push_back(GemmShape{rows, cols, *dst, true});
+  return Tensor{DType::kW4, rows, cols, *dst};
+}
+
+absl::Status CudaBackend::MatMulW4(const void* x_bf16, const Tensor& w,
+                                   int64_t n, Tensor* y) {
+  cudaStream_t stream = AsStream(stream_);
+  const auto* x = static_cast<const uint16_t*>(x_bf16);
+  auto* out = static_cast<float*>(y->data);
+  if (cuda::SkinnyW4Supports(x, w.data, n, w.cols)) {
+    WEFT_CUDA_RETURN_IF_ERROR(cuda::LaunchSkinnyW4(
+        x, static_cast<const uint8_t*>(w.data), out, n, w.rows, w.cols,
+        y->cols, stream));
+    return absl::OkStatus();
+  }
+  if (w.num_elements() > w4_scratch_elements_) {
+    return absl::InternalError("MatMul: W4 weight larger than its scratch");
+  }
+  auto* w_bf16 = static_cast<uint16_t*>(w4_scratch_);
+  WEFT_CUDA_RETURN_IF_ERROR(
+      cuda::LaunchW4ToBf16(w.data, w.rows, w.cols, w_bf16, stream));
+  return GemmBf16With(GemmKernelFor(x, w_bf16, n, w.rows, w.cols, y->cols), x,
+                      w_bf16, out, n, w.rows, w.cols, y->cols);
+}
+
 absl::Status CudaBackend::GemmBf16(const void* x_bf16, const void* w_bf16,
                                    float* y, int64_t n, int64_t m, int64_t k) {
   return GemmBf16With(GemmKernelId::kCublas, x_bf16, w_bf16, y, n, m, k, m);
@@ -67,6 +134,16 @@ absl::Status CudaBackend::GemmBf16With(GemmKernelId kernel, const void* x_bf16,
     return cuda::GemmBf16(static_cast<cublasHandle_t>(cublas_), x, w, y, n, m,
                           k, ldy);
   }
+  if (kernel == GemmKernelId::kSkinny) {
+    if (!cuda::SkinnyBf16Supports(x, w, n, k) || m < 1 || ldy < m) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the skinny GEMM cannot run n=", n, " m=", m, " k=", k,
+          " (n ≤ 16, k a multiple of 32, operands 16-byte aligned)"));
+    }
+    WEFT_CUDA_RETURN_IF_ERROR(
+        cuda::LaunchSkinnyBf16(x, w, y, n, m, k, ldy, AsStream(stream_)));
+    return absl::OkStatus();
+  }
   if (!cuda::GemmBf16Supports(x, w, n, m, k, ldy)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "GEMM kernel ", GemmKernelName(kernel), " cannot run n=", n, " m=", m,
@@ -77,6 +154,19 @@ absl::Status CudaBackend::GemmBf16With(GemmKernelId kernel, const void* x_bf16,
   return absl::OkStatus();
 }
 
+namespace {
+
+// Whether our kernel `id` can run these operands.
+bool OwnKernelSupports(GemmKernelId id, const void* x, const void* w,
+                       int64_t n, int64_t m, int64_t k, int64_t ldy) {
+  if (id == GemmKernelId::kSkinny) {
+    return cuda::SkinnyBf16Supports(x, w, n, k) && m >= 1 && ldy >= m;
+  }
+  return cuda::GemmBf16Supports(x, w, n, m, k, ldy);
+}
+
+}  // namespace
+
 GemmKernelId CudaBackend::GemmKernelFor(const void* x, const void* w,
                                         int64_t n, int64_t m, int64_t k,
                                         int64_t ldy) const {
@@ -85,22 +175,25 @@ GemmKernelId CudaBackend::GemmKernelFor(const void* x, const void* w,
     case GemmPolicy::kCublas:
       return GemmKernelId::kCublas;
     case GemmPolicy::kOwn:
-      id = GemmKernelId::kTiled128x128;
+      id = n <= kSkinnyGemmMaxRows &&
+                   OwnKernelSupports(GemmKernelId::kSkinny, x, w, n, m, k, ldy)
+               ? GemmKernelId::kSkinny
+               : GemmKernelId::kTiled128x128;
       break;
     case GemmPolicy::kAutotune:
       id = gemm_plan_.Lookup(m, k, n);
       break;
   }
   if (id != GemmKernelId::kCublas &&
-      !cuda::GemmBf16Supports(x, w, n, m, k, ldy)) {
+      !OwnKernelSupports(id, x, w, n, m, k, ldy)) {
     return GemmKernelId::kCublas;
   }
   return id;
 }
 
 absl::StatusOr<GemmKernelId> CudaBackend::TuneGemm(
-    const void* w, int64_t m, int64_t k, int64_t n, float* y_ref, float* y,
-    void* scratch, double* speedup) {
+    const void* w, int64_t m, int64_t k, int64_t n, int64_t bucket,
+    float* y_ref, float* y, void* scratch, double* speedup) {
   auto& tune = *static_cast<TuneScratch*>(scratch);
   cudaStream_t stream = AsStream(stream_);
   const void* x = matmul_x_;
@@ -135,10 +228,10 @@ absl::StatusOr<GemmKernelId> CudaBackend::TuneGemm(
     cublas.matches = true;
     trials.push_back(cublas);
   }
-  for (GemmKernelId id : kOwnGemmKernels) {
+  for (GemmKernelId id : GemmCandidates(bucket)) {
     GemmTrial trial;
     trial.kernel = id;
-    if (!cuda::GemmBf16Supports(x, w, n, m, k, m)) {
+    if (!OwnKernelSupports(id, x, w, n, m, k, m)) {
       trial.status = absl::UnimplementedError("shape not supported");
       trials.push_back(trial);
       continue;
@@ -213,11 +306,21 @@ absl::Status CudaBackend::WarmUp(std::string* report) {
   WEFT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&tune.stop));
 
   for (const GemmShape& shape : gemm_shapes_) {
+    const void* weight = shape.weight;
+    if (shape.w4) {
+      // Above 16 rows a W4 MatMul dequantizes into the scratch and runs a
+      // bf16 GEMM there: tune on that (up to 16 the W4 kernel always runs).
+      WEFT_CUDA_RETURN_IF_ERROR(cuda::LaunchW4ToBf16(
+          shape.weight, shape.m, shape.k, static_cast<uint16_t*>(w4_scratch_),
+          stream));
+      weight = w4_scratch_;
+    }
     for (int64_t bucket : buckets) {
+      if (shape.w4 && bucket <= kSkinnyGemmMaxRows) continue;
       const int64_t n = std::min<int64_t>(bucket, config_.max_num_tokens);
       if (n * shape.m * 4 > y_bytes || n * shape.k > x_elements) continue;
       double speedup = 1.0;
-      auto best = TuneGemm(shape.weight, shape.m, shape.k, n, tune.y_ref,
+      auto best = TuneGemm(weight, shape.m, shape.k, n, bucket, tune.y_ref,
                            tune.y, &tune, &speedup);
       if (!best.ok()) return best.status();
       gemm_plan_.Set(shape.m, shape.k, bucket, *best, speedup);

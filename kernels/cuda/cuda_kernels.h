@@ -26,8 +26,13 @@ cudaError_t LaunchToBf16(DType dtype, const void* src, int64_t num_elements,
 cudaError_t LaunchBf16ToF32(const uint16_t* src, int64_t num_elements,
                             float* dst, cudaStream_t stream);
 
-// out[t, :] = table[token_ids[t], :]; table F32 or BF16 [vocab, cols]. An id
-// outside [0, vocab) (which the host rejects first) yields a NaN row.
+// dst[r, c] = bf16(W4 element (r, c)) for a W4 matrix [rows, cols]
+// (kernels/dtype.h): the n > 16 path of a W4 MatMul (dequantize, then GEMM).
+cudaError_t LaunchW4ToBf16(const void* src, int64_t rows, int64_t cols,
+                           uint16_t* dst, cudaStream_t stream);
+
+// out[t, :] = table[token_ids[t], :]; table F32, BF16 or W4 [vocab, cols].
+// An id outside [0, vocab) (which the host rejects first) yields a NaN row.
 cudaError_t LaunchEmbedding(DType table_dtype, const void* table,
                             int64_t vocab, int64_t cols,
                             const int32_t* token_ids, int num_tokens,

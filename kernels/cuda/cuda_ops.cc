@@ -32,7 +32,8 @@ absl::Status CudaBackend::Embedding(const Tensor& table,
   WEFT_RETURN_IF_ERROR_STATUS(CheckStaged(batch, "Embedding"));
   if (!IsF32(*out) || out->cols != table.cols ||
       out->rows < batch.num_tokens ||
-      (table.dtype != DType::kBF16 && table.dtype != DType::kF32)) {
+      (table.dtype != DType::kBF16 && table.dtype != DType::kF32 &&
+       table.dtype != DType::kW4)) {
     return ShapeError("Embedding", "output shape does not match the table");
   }
   for (int32_t id : staged_.host_token_ids) {
@@ -79,7 +80,8 @@ absl::Status CudaBackend::AddRmsNorm(Tensor* residual, const Tensor& x,
 
 absl::Status CudaBackend::MatMul(const Tensor& x, const Tensor& w,
                                  const Tensor* bias, Tensor* y) {
-  if (!IsF32(x) || !IsF32(*y) || w.dtype != DType::kBF16 ||
+  if (!IsF32(x) || !IsF32(*y) ||
+      (w.dtype != DType::kBF16 && w.dtype != DType::kW4) ||
       x.cols != w.cols || y->cols != w.rows || y->rows < x.rows ||
       (bias != nullptr && (!IsF32(*bias) || bias->cols != w.rows))) {
     return ShapeError("MatMul",
@@ -100,9 +102,13 @@ absl::Status CudaBackend::MatMul(const Tensor& x, const Tensor& w,
   WEFT_CUDA_RETURN_IF_ERROR(cuda::LaunchToBf16(DType::kF32, x.data,
                                                x.num_elements(), x_bf16,
                                                stream));
-  WEFT_RETURN_IF_ERROR_STATUS(GemmBf16With(
-      GemmKernelFor(x_bf16, w.data, x.rows, w.rows, w.cols, y->cols), x_bf16,
-      w.data, F32(y), x.rows, w.rows, w.cols, y->cols));
+  if (w.dtype == DType::kW4) {
+    WEFT_RETURN_IF_ERROR_STATUS(MatMulW4(x_bf16, w, x.rows, y));
+  } else {
+    WEFT_RETURN_IF_ERROR_STATUS(GemmBf16With(
+        GemmKernelFor(x_bf16, w.data, x.rows, w.rows, w.cols, y->cols),
+        x_bf16, w.data, F32(y), x.rows, w.rows, w.cols, y->cols));
+  }
   if (bias != nullptr) {
     WEFT_CUDA_RETURN_IF_ERROR(
         cuda::LaunchAddBias(F32(y), F32(*bias), x.rows, y->cols, stream));

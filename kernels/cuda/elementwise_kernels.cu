@@ -11,6 +11,7 @@
 #include <cuda_fp16.h>
 
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/w4_device.cuh"
 
 namespace weft::cuda {
 namespace {
@@ -88,7 +89,7 @@ __global__ void Bf16ToF32Kernel(const uint16_t* src, int64_t n, float* dst) {
   }
 }
 
-__global__ void EmbeddingKernel(const uint8_t* table, bool bf16,
+__global__ void EmbeddingKernel(const uint8_t* table, DType dtype,
                                 int64_t vocab, int64_t cols,
                                 const int32_t* token_ids, float* out) {
   const int t = blockIdx.x;
@@ -98,11 +99,23 @@ __global__ void EmbeddingKernel(const uint8_t* table, bool bf16,
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
     if (!valid) {
       row[c] = __int_as_float(0x7fc00000);  // NaN
-    } else if (bf16) {
+    } else if (dtype == DType::kBF16) {
       row[c] = LoadElement<DType::kBF16>(table, id * cols + c);
+    } else if (dtype == DType::kW4) {
+      row[c] = W4Element(table + id * W4RowBytes(cols), cols, c);
     } else {
       row[c] = LoadElement<DType::kF32>(table, id * cols + c);
     }
+  }
+}
+
+__global__ void W4ToBf16Kernel(const uint8_t* src, int64_t rows,
+                               int64_t cols, uint16_t* dst) {
+  const int64_t n = rows * cols;
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < n;
+       e += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = e / cols;
+    dst[e] = ToBf16Bits(W4Element(src + r * W4RowBytes(cols), cols, e % cols));
   }
 }
 
@@ -229,13 +242,23 @@ cudaError_t LaunchEmbedding(DType table_dtype, const void* table,
                             int64_t vocab, int64_t cols,
                             const int32_t* token_ids, int num_tokens,
                             float* out, cudaStream_t stream) {
-  if (table_dtype != DType::kF32 && table_dtype != DType::kBF16) {
+  if (table_dtype != DType::kF32 && table_dtype != DType::kBF16 &&
+      table_dtype != DType::kW4) {
     return cudaErrorInvalidValue;
   }
   if (num_tokens <= 0) return cudaSuccess;
   EmbeddingKernel<<<num_tokens, kThreads, 0, stream>>>(
-      static_cast<const uint8_t*>(table), table_dtype == DType::kBF16, vocab,
-      cols, token_ids, out);
+      static_cast<const uint8_t*>(table), table_dtype, vocab, cols, token_ids,
+      out);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchW4ToBf16(const void* src, int64_t rows, int64_t cols,
+                           uint16_t* dst, cudaStream_t stream) {
+  if (rows <= 0) return cudaSuccess;
+  if (cols % 32 != 0) return cudaErrorInvalidValue;
+  W4ToBf16Kernel<<<GridFor(rows * cols), kThreads, 0, stream>>>(
+      static_cast<const uint8_t*>(src), rows, cols, dst);
   return cudaGetLastError();
 }
 

@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "kernels/gemm_plan.h"
+#include "kernels/w4_pack.h"
 #include "tests/kernels/cuda_test_util.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -94,6 +96,106 @@ TEST(CudaGemmTest, EveryOwnKernelMatchesTheReference) {
       test::ExpectNear(got_dense, want, 1e-3f, 1e-4f);
     }
   }
+}
+
+TEST(CudaGemmTest, SkinnyKernelMatchesTheReferenceUpToSixteenRows) {
+  auto backend = test::MakeCudaOrNull();
+  if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
+  std::mt19937 rng(9);
+  for (auto [m, k] : {std::pair<int64_t, int64_t>{16, 32}, {33, 96},
+                      {200, 576}, {1000, 1536}, {7, 4096}}) {
+    const Bf16Matrix w = UploadBf16(*backend, m, k, rng);
+    for (int64_t n : {1, 2, 3, 8, 9, 16}) {
+      SCOPED_TRACE(testing::Message() << "n=" << n << " m=" << m << " k=" << k);
+      const Bf16Matrix x = UploadBf16(*backend, n, k, rng);
+      const std::vector<float> want = Reference(x.rounded, w.rounded, n, m, k);
+      const int64_t ldy = m + 3;
+      Tensor y = test::PoisonedF32(*backend, n, ldy);
+      absl::Status s = backend->GemmBf16With(
+          GemmKernelId::kSkinny, x.device.data, w.device.data,
+          static_cast<float*>(y.data), n, m, k, ldy);
+      ASSERT_TRUE(s.ok()) << s;
+      const std::vector<float> got = test::ToHost(*backend, y);
+      std::vector<float> dense(n * m);
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t j = 0; j < ldy; ++j) {
+          if (j < m) {
+            dense[i * m + j] = got[i * ldy + j];
+          } else {
+            ASSERT_TRUE(std::isnan(got[i * ldy + j])) << "padding written";
+          }
+        }
+      }
+      test::ExpectNear(dense, want, 1e-3f, 1e-4f);
+    }
+  }
+}
+
+// --weight_dtype int4: Q4 matrices become W4 and MatMul multiplies them
+// with the W4A16 kernel (n ≤ 16: Σ (d·q + m)·x in fp32, checked against the
+// reference backend on the same W4 weight and the bf16-rounded x) or by
+// dequantizing to bf16 first (n > 16: checked against the bf16-rounded
+// weights). Tolerances as for MatMul in cuda_ops_test: atol 1e-3, rtol 1e-3.
+TEST(CudaGemmTest, Int4WeightsMultiplyAsTheReference) {
+  CudaBackendConfig config;
+  config.weight_format = CudaWeightFormat::kInt4;
+  config.max_num_tokens = 64;
+  auto backend = test::MakeCudaOrNull(config);
+  if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
+  CpuBackend cpu;
+  std::mt19937 rng(10);
+  for (DType dtype : {DType::kQ4_1, DType::kQ4_0}) {
+    for (auto [m, k] : {std::pair<int64_t, int64_t>{16, 64}, {33, 576},
+                        {300, 1536}, {9, 4096}}) {
+      const std::vector<uint8_t> q = test::RandomQ4(dtype, m, k, rng);
+      auto gw = backend->UploadWeight(dtype, m, k, q.data());
+      ASSERT_TRUE(gw.ok()) << gw.status();
+      ASSERT_EQ(gw->dtype, DType::kW4);
+      std::vector<uint8_t> packed(m * RowBytes(DType::kW4, k));
+      ASSERT_TRUE(RepackToW4(dtype, q.data(), m, k, packed.data()).ok());
+      std::vector<float> w_exact(m * k);
+      for (int64_t r = 0; r < m; ++r) {
+        DequantizeRow(DType::kW4, packed.data() + r * RowBytes(DType::kW4, k),
+                      &w_exact[r * k], k);
+      }
+      for (int64_t n : {1, 5, 16, 40}) {
+        SCOPED_TRACE(testing::Message() << DTypeName(dtype) << " n=" << n
+                                        << " m=" << m << " k=" << k);
+        std::vector<float> x = test::RandomVector(n * k, rng);
+        const std::vector<float> x_ref = test::RoundToBf16(x);
+        const std::vector<float> w_ref =
+            n > 16 ? test::RoundToBf16(w_exact) : w_exact;
+        std::vector<float> want(n * m);
+        Tensor xt{DType::kF32, n, k, const_cast<float*>(x_ref.data())};
+        Tensor wt{DType::kF32, m, k, const_cast<float*>(w_ref.data())};
+        Tensor yt{DType::kF32, n, m, want.data()};
+        ASSERT_TRUE(cpu.UploadWeight(DType::kF32, m, k, w_ref.data()).ok());
+        ASSERT_TRUE(cpu.MatMul(xt, wt, nullptr, &yt).ok());
+        Tensor gx = test::DeviceF32(*backend, n, k, x);
+        Tensor gy = test::PoisonedF32(*backend, n, m);
+        absl::Status s = backend->MatMul(gx, *gw, nullptr, &gy);
+        ASSERT_TRUE(s.ok()) << s;
+        test::ExpectNear(test::ToHost(*backend, gy), want, 1e-3f, 1e-3f);
+      }
+    }
+  }
+}
+
+TEST(CudaGemmTest, Int4KeepsBf16WhereW4CannotGo) {
+  CudaBackendConfig config;
+  config.weight_format = CudaWeightFormat::kInt4;
+  auto backend = test::MakeCudaOrNull(config);
+  if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
+  std::mt19937 rng(11);
+  // Rows of 96 (not a multiple of 64), Q8_0, and one-row tensors stay bf16.
+  const std::vector<uint8_t> q96 = test::RandomQ4(DType::kQ4_1, 4, 96, rng);
+  auto t96 = backend->UploadWeight(DType::kQ4_1, 4, 96, q96.data());
+  ASSERT_TRUE(t96.ok());
+  EXPECT_EQ(t96->dtype, DType::kBF16);
+  std::vector<uint8_t> q8(4 * RowBytes(DType::kQ8_0, 64));
+  auto t8 = backend->UploadWeight(DType::kQ8_0, 4, 64, q8.data());
+  ASSERT_TRUE(t8.ok());
+  EXPECT_EQ(t8->dtype, DType::kBF16);
 }
 
 TEST(CudaGemmTest, OwnKernelsRejectKNotAMultipleOf8) {

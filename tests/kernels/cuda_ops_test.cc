@@ -192,6 +192,39 @@ TEST_F(CudaOpsTest, EmbeddingMatchesCpu) {
   }
 }
 
+TEST(CudaOpsInt4Test, EmbeddingOfAW4TableEqualsTheCpuExactly) {
+  CudaBackendConfig config;
+  config.weight_format = CudaWeightFormat::kInt4;
+  auto backend = test::MakeCudaOrNull(config);
+  if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
+  CpuBackend cpu;
+  KvCacheShape shape{1, 64, 16, 1, 64, DType::kF32};
+  ASSERT_TRUE(cpu.AllocateKvCache(shape).ok());
+  shape.dtype = DType::kBF16;
+  ASSERT_TRUE(backend->AllocateKvCache(shape).ok());
+  std::mt19937 rng(14);
+  const int vocab = 50, hidden = 128, n = 9;
+  const std::vector<uint8_t> table = test::RandomQ4(DType::kQ4_1, vocab, hidden, rng);
+  auto gpu_table = backend->UploadWeight(DType::kQ4_1, vocab, hidden, table.data());
+  auto cpu_table = cpu.UploadWeight(DType::kQ4_1, vocab, hidden, table.data());
+  ASSERT_TRUE(gpu_table.ok() && cpu_table.ok());
+  ASSERT_EQ(gpu_table->dtype, DType::kW4);
+  std::mt19937 layout(1);
+  BatchMetadata batch = test::ScatteredBatch({{n, n}}, 16, 64, layout);
+  std::uniform_int_distribution<int> id(0, vocab - 1);
+  for (int32_t& t : batch.token_ids) t = id(rng);
+  std::vector<float> want(n * hidden);
+  Tensor want_t{DType::kF32, n, hidden, want.data()};
+  auto cpu_view = cpu.StageBatch(batch);
+  ASSERT_TRUE(cpu_view.ok());
+  ASSERT_TRUE(cpu.Embedding(*cpu_table, *cpu_view, &want_t).ok());
+  Tensor out = test::PoisonedF32(*backend, n, hidden);
+  auto view = backend->StageBatch(batch);
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_TRUE(backend->Embedding(*gpu_table, *view, &out).ok());
+  EXPECT_EQ(test::ToHost(*backend, out), want);
+}
+
 TEST_F(CudaOpsTest, EmbeddingRejectsTokenOutsideTable) {
   AllocateCaches();
   std::vector<float> table(4 * 32, 1.0f);

@@ -36,13 +36,26 @@ TEST(GemmRowBucketTest, RoundsUpToAPowerOfTwo) {
   EXPECT_EQ(GemmRowBucket(8191), 8192);
 }
 
-TEST(GemmRowBucketTest, TunedBucketsRunFromTheMinimumToTheMaxRowsBucket) {
-  EXPECT_EQ(GemmTunedBuckets(512),
-            (std::vector<int64_t>{32, 64, 128, 256, 512}));
-  EXPECT_EQ(GemmTunedBuckets(500),
-            (std::vector<int64_t>{32, 64, 128, 256, 512}));
-  EXPECT_EQ(GemmTunedBuckets(32), (std::vector<int64_t>{32}));
-  EXPECT_TRUE(GemmTunedBuckets(31).empty());
+TEST(GemmRowBucketTest, TunedBucketsRunFromOneToTheMaxRowsBucket) {
+  EXPECT_EQ(GemmTunedBuckets(64),
+            (std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64}));
+  EXPECT_EQ(GemmTunedBuckets(50),
+            (std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64}));
+  EXPECT_EQ(GemmTunedBuckets(1), (std::vector<int64_t>{1}));
+  EXPECT_TRUE(GemmTunedBuckets(0).empty());
+}
+
+TEST(GemmCandidatesTest, SkinnyUpToSixteenRowsTiledAbove) {
+  for (int64_t bucket : {1, 2, 4, 8, 16}) {
+    ASSERT_EQ(GemmCandidates(bucket).size(), 1u);
+    EXPECT_EQ(GemmCandidates(bucket)[0], GemmKernelId::kSkinny);
+  }
+  for (int64_t bucket : {32, 64, 4096}) {
+    EXPECT_EQ(GemmCandidates(bucket).size(), std::size(kOwnGemmKernels));
+    for (GemmKernelId id : GemmCandidates(bucket)) {
+      EXPECT_NE(id, GemmKernelId::kSkinny);
+    }
+  }
 }
 
 TEST(ChooseGemmKernelTest, PicksTheFastestMatchingKernel) {

@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/dtype.h"
 #include "kernels/paged_kv.h"
 
 namespace weft::test {
@@ -18,6 +21,26 @@ inline std::vector<float> RandomVector(size_t n, std::mt19937& rng, float scale 
   std::vector<float> v(n);
   for (float& x : v) x = dist(rng);
   return v;
+}
+
+// Random GGML blocks of `dtype` (Q4_0 or Q4_1) for a [rows, cols] matrix:
+// random nibbles, scales in ±0.05, minimums in ±0.5.
+inline std::vector<uint8_t> RandomQ4(DType dtype, int64_t rows, int64_t cols,
+                                     std::mt19937& rng) {
+  std::vector<uint8_t> bytes(rows * RowBytes(dtype, cols));
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  const int64_t block_bytes = DTypeBlockBytes(dtype);
+  for (size_t at = 0; at < bytes.size(); at += block_bytes) {
+    for (int64_t i = 0; i < block_bytes; ++i) bytes[at + i] = byte(rng);
+    const uint16_t d = FloatToHalf(0.05f * unit(rng));
+    std::memcpy(&bytes[at], &d, 2);
+    if (dtype == DType::kQ4_1) {
+      const uint16_t m = FloatToHalf(0.5f * unit(rng));
+      std::memcpy(&bytes[at + 2], &m, 2);
+    }
+  }
+  return bytes;
 }
 
 inline void ExpectNear(const std::vector<float>& got, const std::vector<float>& want,
