@@ -145,6 +145,11 @@ int Main() {
   if (!model.ok()) return Fail(model.status());
   std::string warm_up_report;
   if (auto s = backend.WarmUp(&warm_up_report); !s.ok()) return Fail(s);
+  if (auto s = (*model)->CaptureDecodeGraphs(config.scheduler.max_num_seqs,
+                                             &warm_up_report);
+      !s.ok()) {
+    return Fail(s);
+  }
   std::printf("%s", warm_up_report.c_str());
   auto engine = Engine::Create(model->get(), &backend, &(*files)->tokenizer(), config);
   if (!engine.ok()) return Fail(engine.status());

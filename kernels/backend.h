@@ -10,7 +10,7 @@
 // weights through UploadWeight, activations and scratch through Allocate,
 // which the model calls once, at load, for the largest batch it will run,
 // so that no op allocates during a step. Every op is required but
-// MatMuls and WarmUp, which have defaults.
+// MatMuls, WarmUp and the graph entry points, which have defaults.
 #ifndef WEFT_KERNELS_BACKEND_H_
 #define WEFT_KERNELS_BACKEND_H_
 
@@ -178,6 +178,34 @@ class Backend {
   // correctly.
   virtual absl::Status WarmUp(std::string* /*report*/) {
     return absl::OkStatus();
+  }
+
+  // --- Graphs (optional: the CUDA backend's CUDA graphs) -----------------
+  // A backend that can record the ops of a step once and replay them says
+  // so. The model then captures one decode step per batch-size bucket
+  // (StageBatchForGraph, BeginCapture, the step's ops, EndCapture(key)) and
+  // replays it for later steps of that bucket (StageBatchForGraph, then
+  // Replay(key)); see runtime/model/decode_graphs.h.
+  virtual bool SupportsGraphs() const { return false; }
+  // StageBatch into buffers whose device addresses are the same at every
+  // call, with launch shapes that depend only on the batch's sizes, never
+  // on its contents (what a replayed graph reads).
+  virtual absl::StatusOr<BatchView> StageBatchForGraph(
+      const BatchMetadata& /*batch*/) {
+    return absl::UnimplementedError("this backend has no graphs");
+  }
+  // Ops issued between BeginCapture and EndCapture are recorded, not run.
+  // EndCapture(key ≥ 0) keeps them as graph `key` (replacing one with the
+  // same key); EndCapture(-1) discards them (after a failed op).
+  virtual absl::Status BeginCapture() {
+    return absl::UnimplementedError("this backend has no graphs");
+  }
+  virtual absl::Status EndCapture(int /*key*/) {
+    return absl::UnimplementedError("this backend has no graphs");
+  }
+  // Runs graph `key` on the batch staged last (NotFound if never captured).
+  virtual absl::Status Replay(int /*key*/) {
+    return absl::UnimplementedError("this backend has no graphs");
   }
 };
 

@@ -62,6 +62,9 @@ ABSL_FLAG(std::string, gemm, "autotune",
 ABSL_FLAG(std::string, weight_dtype, "bf16",
           "CUDA: how Q4_0/Q4_1 weights are kept: bf16 (dequantized at load) "
           "or int4 (repacked, 4.5 bits a weight, W4A16 kernels)");
+ABSL_FLAG(bool, cuda_graphs, true,
+          "CUDA: capture decode steps as CUDA graphs at start-up (one per "
+          "batch-size bucket up to min(max_num_seqs, 256)) and replay them");
 ABSL_FLAG(int, block_size, 16, "tokens per KV block");
 ABSL_FLAG(bool, enable_prefix_caching, true, "reuse KV of shared prompt prefixes");
 ABSL_FLAG(int, max_live_requests, 1024,
@@ -165,6 +168,13 @@ int Main() {
   {
     std::string warm_up_report;
     if (auto s = (*backend)->WarmUp(&warm_up_report); !s.ok()) return Fail(s);
+    if (absl::GetFlag(FLAGS_cuda_graphs)) {
+      if (auto s = (*model)->CaptureDecodeGraphs(
+              engine_config.scheduler.max_num_seqs, &warm_up_report);
+          !s.ok()) {
+        return Fail(s);
+      }
+    }
     if (!warm_up_report.empty()) {
       std::fprintf(stderr, "weft-server: kernels chosen at warm-up:\n%s",
                    warm_up_report.c_str());

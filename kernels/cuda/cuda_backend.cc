@@ -118,7 +118,15 @@ absl::Status CudaBackend::Init() {
 
 CudaBackend::~CudaBackend() {
   // Teardown: errors have nowhere to go; a sticky error makes these no-ops.
+  if (capturing_) {
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(AsStream(stream_), &graph);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+  }
   if (stream_ != nullptr) cudaStreamSynchronize(AsStream(stream_));
+  for (auto& [key, exec] : graphs_) {
+    cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
+  }
   if (cublas_ != nullptr) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
   for (void*& p : allocations_) FreeDevice(p);
   FreeDevice(cublas_workspace_);
@@ -350,6 +358,16 @@ absl::Status CudaBackend::CopyKvBlocks(absl::Span<const int32_t> src,
 }
 
 absl::StatusOr<BatchView> CudaBackend::StageBatch(const BatchMetadata& batch) {
+  return Stage(batch, /*for_graph=*/false);
+}
+
+absl::StatusOr<BatchView> CudaBackend::StageBatchForGraph(
+    const BatchMetadata& batch) {
+  return Stage(batch, /*for_graph=*/true);
+}
+
+absl::StatusOr<BatchView> CudaBackend::Stage(const BatchMetadata& batch,
+                                             bool for_graph) {
   if (kv_cache_ == nullptr) {
     return absl::FailedPreconditionError("StageBatch before AllocateKvCache");
   }
@@ -390,10 +408,19 @@ absl::StatusOr<BatchView> CudaBackend::StageBatch(const BatchMetadata& batch) {
       num_decode += q_len;
     }
   }
-  const StagingLayout layout = LayoutFor(num_tokens, num_seqs, num_indices,
-                                         num_logits, num_decode, num_tiles);
+  // A graph-staged batch uses the planned (largest) layout, whose offsets
+  // never change, and copies each array's used part; otherwise the arrays
+  // are packed for their counts and copied in one transfer.
+  const int64_t t_cap = config_.max_num_tokens, s_cap = config_.max_num_seqs;
+  const StagingLayout layout =
+      for_graph ? LayoutFor(t_cap, s_cap, max_kv_indices_, t_cap, t_cap,
+                            MaxPrefillTiles(t_cap, s_cap))
+                : LayoutFor(num_tokens, num_seqs, num_indices, num_logits,
+                            num_decode, num_tiles);
+  std::vector<std::pair<int64_t, int64_t>> segments;  // (offset, bytes)
   auto put = [&](int64_t offset, const void* data, int64_t bytes) {
     if (bytes > 0) std::memcpy(host + offset, data, bytes);
+    segments.push_back({offset, bytes});
   };
   put(layout.token_ids, batch.token_ids.data(), num_tokens * 4);
   put(layout.positions, batch.positions.data(), num_tokens * 4);
@@ -429,9 +456,23 @@ absl::StatusOr<BatchView> CudaBackend::StageBatch(const BatchMetadata& batch) {
     }
   }
   cudaStream_t stream = AsStream(stream_);
-  WEFT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staging_device_, staging_host_,
-                                            layout.total,
-                                            cudaMemcpyHostToDevice, stream));
+  if (for_graph) {
+    segments.push_back({layout.token_seq, int64_t{num_tokens} * 4});
+    segments.push_back({layout.decode_items, int64_t{num_decode} * 4});
+    segments.push_back({layout.prefill_tiles, int64_t{num_tiles} * 8});
+    for (const auto& [offset, bytes] : segments) {
+      if (bytes == 0) continue;
+      WEFT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+          static_cast<uint8_t*>(staging_device_) + offset, host + offset,
+          bytes, cudaMemcpyHostToDevice, stream));
+    }
+    // The split count a replay launches with must not depend on the batch.
+    max_decode_context = 1 << 30;
+  } else {
+    WEFT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staging_device_, staging_host_,
+                                              layout.total,
+                                              cudaMemcpyHostToDevice, stream));
+  }
   WEFT_CUDA_RETURN_IF_ERROR(
       cudaEventRecord(static_cast<cudaEvent_t>(staged_event_), stream));
 

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "kernels/backend.h"
@@ -161,6 +162,18 @@ class CudaBackend : public Backend {
   absl::Status GatherRows(const Tensor& x, const BatchView& batch,
                           Tensor* out) override;
   absl::Status Synchronize() override;
+  // CUDA graphs (kernels/backend.h): stream capture on the backend's one
+  // stream; a graph-staged batch lands at the fixed offsets of the staging
+  // buffers' full (planned) layout, and its decode attention always takes
+  // max_decode_splits splits (a token needing fewer gets empty ones, as in
+  // any batch), so a replay is valid for any batch of the captured sizes.
+  bool SupportsGraphs() const override { return true; }
+  absl::StatusOr<BatchView> StageBatchForGraph(
+      const BatchMetadata& batch) override;
+  absl::Status BeginCapture() override;
+  absl::Status EndCapture(int key) override;
+  absl::Status Replay(int key) override;
+
   // Autotunes the GEMM of every bf16 weight shape uploaded so far (see
   // CudaBackendConfig::gemm) and appends GemmPlan::Summary() to `report`.
   absl::Status WarmUp(std::string* report) override;
@@ -185,6 +198,7 @@ class CudaBackend : public Backend {
   absl::StatusOr<void*> DeviceAlloc(int64_t bytes);
   absl::Status CheckStaged(const BatchView& batch, absl::string_view op) const;
   absl::Status PlanStaging();
+  absl::StatusOr<BatchView> Stage(const BatchMetadata& batch, bool for_graph);
   // The kernel MatMul runs for y[n, m] = x[n, k] · w[m, k]ᵀ.
   GemmKernelId GemmKernelFor(const void* x, const void* w, int64_t n,
                              int64_t m, int64_t k, int64_t ldy) const;
@@ -246,6 +260,11 @@ class CudaBackend : public Backend {
   };
   std::vector<GemmShape> gemm_shapes_;
   GemmPlan gemm_plan_;
+
+  // Instantiated graphs (cudaGraphExec_t) by key; capturing_ while a
+  // capture is open.
+  absl::flat_hash_map<int, void*> graphs_;
+  bool capturing_ = false;
 };
 
 // The backend, or NotFound when no GPU is usable. `description` (optional)

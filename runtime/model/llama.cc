@@ -1,9 +1,11 @@
 #include "runtime/model/llama.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/model/decode_graphs.h"
 
 namespace weft {
 namespace {
@@ -55,6 +57,10 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   kv.num_kv_heads = model->config_.num_kv_heads;
   kv.head_dim = model->config_.head_dim;
   kv.dtype = backend->kv_cache_dtype();
+  if (backend->SupportsGraphs()) {
+    model->dummy_block_ = plan.num_kv_blocks;
+    kv.num_blocks = plan.num_kv_blocks + 1;
+  }
   WEFT_RETURN_IF_ERROR(backend->AllocateKvCache(kv));
   return model;
 }
@@ -258,8 +264,7 @@ absl::Status LlamaModel::Mlp(int layer_index, int n) {
   return backend_->MatMul(gate, layer.down, nullptr, &delta);
 }
 
-absl::Status LlamaModel::Forward(const BatchMetadata& batch,
-                                 std::vector<float>* logits) {
+absl::Status LlamaModel::CheckBatch(const BatchMetadata& batch) const {
   const int n = batch.num_tokens();
   if (n > plan_.max_num_tokens ||
       static_cast<int>(batch.logits_rows.size()) > plan_.max_num_logits) {
@@ -275,10 +280,10 @@ absl::Status LlamaModel::Forward(const BatchMetadata& batch,
           config_.vocab_size));
     }
   }
-  auto staged = backend_->StageBatch(batch);
-  if (!staged.ok()) return staged.status();
-  const BatchView& view = *staged;
+  return absl::OkStatus();
+}
 
+absl::Status LlamaModel::RunOps(const BatchView& view, int n, int num_logits) {
   Scratch& s = scratch_;
   Tensor residual = s.residual.Rows(0, n);
   Tensor normed = s.normed.Rows(0, n);
@@ -301,15 +306,69 @@ absl::Status LlamaModel::Forward(const BatchMetadata& batch,
   }
   WEFT_RETURN_IF_ERROR(
       backend_->AddRmsNorm(&residual, delta, final_norm_, eps, &normed));
-  const int num_logits = view.num_logits;
-  logits->resize(static_cast<size_t>(num_logits) * config_.vocab_size);
-  if (num_logits == 0) return backend_->Synchronize();
+  if (num_logits == 0) return absl::OkStatus();
   Tensor gathered = s.gathered.Rows(0, num_logits);
   Tensor out = s.logits.Rows(0, num_logits);
   WEFT_RETURN_IF_ERROR(backend_->GatherRows(normed, view, &gathered));
-  WEFT_RETURN_IF_ERROR(backend_->MatMul(gathered, lm_head_, nullptr, &out));
-  WEFT_RETURN_IF_ERROR(backend_->CopyToHost(out, logits->data()));
+  return backend_->MatMul(gathered, lm_head_, nullptr, &out);
+}
+
+absl::Status LlamaModel::Forward(const BatchMetadata& batch,
+                                 std::vector<float>* logits) {
+  WEFT_RETURN_IF_ERROR(CheckBatch(batch));
+  const int n = batch.num_tokens();
+  const int bucket = graph_buckets_.empty() || !IsPlainDecodeStep(batch)
+                         ? 0
+                         : DecodeGraphBucketFor(graph_buckets_, n);
+  int num_logits = 0;
+  if (bucket > 0) {
+    // Validated (StageBatchForGraph) before anything runs, like StageBatch.
+    auto staged = backend_->StageBatchForGraph(
+        PadDecodeBatch(batch, bucket, dummy_block_, plan_.block_size));
+    if (!staged.ok()) return staged.status();
+    WEFT_RETURN_IF_ERROR(backend_->Replay(bucket));
+    num_logits = n;  // the padding's rows follow and are not copied
+  } else {
+    auto staged = backend_->StageBatch(batch);
+    if (!staged.ok()) return staged.status();
+    num_logits = staged->num_logits;
+    WEFT_RETURN_IF_ERROR(RunOps(*staged, n, num_logits));
+  }
+  logits->resize(static_cast<size_t>(num_logits) * config_.vocab_size);
+  if (num_logits > 0) {
+    WEFT_RETURN_IF_ERROR(backend_->CopyToHost(scratch_.logits.Rows(0, num_logits),
+                                              logits->data()));
+  }
   return backend_->Synchronize();
+}
+
+absl::Status LlamaModel::CaptureDecodeGraphs(int max_batch,
+                                             std::string* report) {
+  if (!backend_->SupportsGraphs() || dummy_block_ < 0) return absl::OkStatus();
+  const int limit =
+      std::min({max_batch, plan_.max_num_tokens, plan_.max_num_logits});
+  const std::vector<int> buckets = DecodeGraphBuckets(limit);
+  graph_buckets_.clear();
+  for (int bucket : buckets) {
+    auto view = backend_->StageBatchForGraph(
+        PadDecodeBatch(BatchMetadata{}, bucket, dummy_block_, plan_.block_size));
+    if (!view.ok()) return view.status();
+    WEFT_RETURN_IF_ERROR(backend_->BeginCapture());
+    const absl::Status ops = RunOps(*view, bucket, bucket);
+    const absl::Status end = backend_->EndCapture(ops.ok() ? bucket : -1);
+    WEFT_RETURN_IF_ERROR(ops);
+    WEFT_RETURN_IF_ERROR(end);
+    // Run it once, so a graph that cannot run fails here, at start-up.
+    WEFT_RETURN_IF_ERROR(backend_->Replay(bucket));
+    WEFT_RETURN_IF_ERROR(backend_->Synchronize());
+  }
+  graph_buckets_ = buckets;
+  if (report != nullptr && !buckets.empty()) {
+    absl::StrAppend(report, "decode graphs: ", buckets.size(),
+                    " batch sizes captured (", absl::StrJoin(buckets, ", "),
+                    ")\n");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace weft

@@ -9,6 +9,7 @@
 #define WEFT_RUNTIME_MODEL_LLAMA_H_
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -40,6 +41,17 @@ class LlamaModel {
   // token; the cache is untouched then.
   absl::Status Forward(const BatchMetadata& batch, std::vector<float>* logits);
 
+  // When the backend supports graphs (CUDA), captures one decode step per
+  // bucket of DecodeGraphBuckets(max_batch), capped by the plan's tokens
+  // and logits rows; later plain decode steps of up to the largest bucket
+  // are padded to their bucket and replay its graph (decode_graphs.h).
+  // Call after Backend::WarmUp: a graph records the kernels chosen then.
+  // Appends a line to `report`. Does nothing on other backends.
+  absl::Status CaptureDecodeGraphs(int max_batch, std::string* report);
+  const std::vector<int>& decode_graph_buckets() const {
+    return graph_buckets_;
+  }
+
   const ModelConfig& config() const { return config_; }
   const ModelPlan& plan() const { return plan_; }
 
@@ -56,6 +68,11 @@ class LlamaModel {
       : config_(config), backend_(backend), plan_(plan) {}
   absl::Status LoadWeights(const ModelFiles& files);
   absl::Status PlanScratch();
+  absl::Status CheckBatch(const BatchMetadata& batch) const;
+  // The ops of one step on a staged batch of n tokens, up to the logits of
+  // its num_logits rows in scratch_.logits (nothing copied to the host, no
+  // synchronization: what a graph records).
+  absl::Status RunOps(const BatchView& view, int n, int num_logits);
   absl::Status Attention(int layer, const BatchView& view, int n);
   absl::Status Mlp(int layer, int n);
 
@@ -66,6 +83,10 @@ class LlamaModel {
   std::vector<Layer> layers_;
   Tensor inv_freq_;
   Scratch scratch_;
+  // With a graph-capable backend the cache has one block more than the
+  // plan; padded decode sequences use it (decode_graphs.h). -1 otherwise.
+  int dummy_block_ = -1;
+  std::vector<int> graph_buckets_;  // captured; empty: every step eager
   // fp32 copies of small tensors (norms, biases, rope frequencies) that the
   // backend reads from host memory kept alive here.
   std::vector<std::unique_ptr<float[]>> host_f32_;

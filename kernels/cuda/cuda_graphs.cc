@@ -1,0 +1,60 @@
+// CudaBackend's CUDA graphs: stream capture of a step's ops on the
+// backend's one stream, instantiation, replay. The graph-staged batch (see
+// CudaBackend::StageBatchForGraph) is what makes a replay valid for any
+// batch of the captured sizes.
+#include <cuda_runtime.h>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_status.h"
+
+namespace weft {
+
+absl::Status CudaBackend::BeginCapture() {
+  if (capturing_) {
+    return absl::FailedPreconditionError("BeginCapture: already capturing");
+  }
+  WEFT_CUDA_RETURN_IF_ERROR(cudaSetDevice(config_.device));
+  // Thread-local mode: an unsafe call (a synchronization, an allocation)
+  // made by this thread while capturing fails instead of being recorded.
+  WEFT_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(
+      static_cast<cudaStream_t>(stream_), cudaStreamCaptureModeThreadLocal));
+  capturing_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::EndCapture(int key) {
+  if (!capturing_) {
+    return absl::FailedPreconditionError("EndCapture without BeginCapture");
+  }
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  WEFT_CUDA_RETURN_IF_ERROR(
+      cudaStreamEndCapture(static_cast<cudaStream_t>(stream_), &graph));
+  if (key < 0) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    return absl::OkStatus();
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  WEFT_CUDA_RETURN_IF_ERROR(instantiated);
+  if (auto it = graphs_.find(key); it != graphs_.end()) {
+    cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(it->second));
+  }
+  graphs_[key] = exec;
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Replay(int key) {
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    return absl::NotFoundError(absl::StrCat("no CUDA graph ", key));
+  }
+  WEFT_CUDA_RETURN_IF_ERROR(
+      cudaGraphLaunch(static_cast<cudaGraphExec_t>(it->second),
+                      static_cast<cudaStream_t>(stream_)));
+  return absl::OkStatus();
+}
+
+}  // namespace weft
