@@ -5,14 +5,30 @@
 //
 //   build/bench/weft-bench-offline --model models/SmolLM2-135M-Instruct.Q4_1.gguf
 //       --num-requests 32
+//
+// --sweep B:PxO,... instead runs, for each entry, B requests of exactly P
+// prompt and O output tokens at once, twice (O and O/2 output tokens): the
+// difference of the two times over O - O/2 steps is the decode step time
+// with prefill and start-up cancelled. With --copy_gb_s (the device's
+// measured copy bandwidth, bytes read + written per second, e.g. from
+// weft-bench-cuda-kernels) it reports the decode step as a fraction of the
+// bandwidth roofline: (bf16 weight bytes + the batch's K/V bytes at the
+// step's mean context) / copy bandwidth. bench/cuda_serving runs the
+// synthetic Llama-3-8B sweep of issue #7 this way.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "kernels/factory/backend_factory.h"
 #include "runtime/engine.h"
 #include "runtime/model/model_files.h"
@@ -39,6 +55,13 @@ ABSL_FLAG(bool, reference_kernels, false,
           "use the reference CPU kernels (fp32, one thread)");
 ABSL_FLAG(uint32_t, seed, 1, "workload seed");
 ABSL_FLAG(bool, skip_sequential, false, "only run the batched workload");
+ABSL_FLAG(std::string, sweep, "",
+          "BATCH:PROMPTxOUTPUT,...: run these fixed workloads instead (see "
+          "the file comment)");
+ABSL_FLAG(double, copy_gb_s, 0,
+          "with --sweep: the device's copy bandwidth in GB/s (read + "
+          "written) for the roofline fraction; 0: not reported");
+ABSL_FLAG(std::string, json, "", "with --sweep: also write the results here");
 
 namespace weft {
 namespace {
@@ -48,9 +71,28 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
+// `count` requests of prompts of `prompt_len(rng)` and outputs of
+// `output_len(rng)` tokens (see Workload).
+template <typename Length>
+std::vector<Request> Requests(const Tokenizer& tokenizer, int count,
+                              Length prompt_len, Length output_len,
+                              uint32_t seed);
+
 // Seeded workload: prompts are slices of a fixed English text, so prompt
 // tokens are realistic; outputs ignore EOS so their lengths are exact.
 std::vector<Request> Workload(const Tokenizer& tokenizer) {
+  std::uniform_int_distribution<int> prompt_len(absl::GetFlag(FLAGS_min_prompt),
+                                                absl::GetFlag(FLAGS_max_prompt));
+  std::uniform_int_distribution<int> output_len(absl::GetFlag(FLAGS_min_output),
+                                                absl::GetFlag(FLAGS_max_output));
+  return Requests(tokenizer, absl::GetFlag(FLAGS_num_requests), prompt_len,
+                  output_len, absl::GetFlag(FLAGS_seed));
+}
+
+template <typename Length>
+std::vector<Request> Requests(const Tokenizer& tokenizer, int count,
+                              Length prompt_len, Length output_len,
+                              uint32_t seed) {
   std::string text;
   for (int i = 0; i < 40; ++i) {
     text += "In the year " + std::to_string(1800 + 7 * i) +
@@ -58,13 +100,9 @@ std::vector<Request> Workload(const Tokenizer& tokenizer) {
             "the school and the harvest festival. ";
   }
   const std::vector<int32_t> corpus = tokenizer.Encode(text, EncodeOptions{});
-  std::mt19937 rng(absl::GetFlag(FLAGS_seed));
-  std::uniform_int_distribution<int> prompt_len(absl::GetFlag(FLAGS_min_prompt),
-                                                absl::GetFlag(FLAGS_max_prompt));
-  std::uniform_int_distribution<int> output_len(absl::GetFlag(FLAGS_min_output),
-                                                absl::GetFlag(FLAGS_max_output));
+  std::mt19937 rng(seed);
   std::vector<Request> requests;
-  for (int i = 0; i < absl::GetFlag(FLAGS_num_requests); ++i) {
+  for (int i = 0; i < count; ++i) {
     Request r;
     r.id = absl::StrCat("bench-", i);
     const int len = std::min<int>(prompt_len(rng), corpus.size() - 1);
@@ -111,12 +149,101 @@ absl::StatusOr<RunResult> Run(Engine& engine, const std::vector<Request>& reques
   return result;
 }
 
+struct SweepPoint {
+  int batch = 0, prompt = 0, output = 0;
+};
+
+absl::StatusOr<std::vector<SweepPoint>> ParseSweep(const std::string& text) {
+  std::vector<SweepPoint> points;
+  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    std::vector<absl::string_view> parts = absl::StrSplit(entry, absl::ByAnyChar(":x"));
+    SweepPoint p;
+    if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &p.batch) ||
+        !absl::SimpleAtoi(parts[1], &p.prompt) ||
+        !absl::SimpleAtoi(parts[2], &p.output) || p.batch < 1 || p.prompt < 1 ||
+        p.output < 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--sweep entry '", entry, "' is not BATCH:PROMPTxOUTPUT (output ≥ 2)"));
+    }
+    points.push_back(p);
+  }
+  return points;
+}
+
+// The sweep (see the file comment): one line and one JSON object per point.
+int RunSweep(Engine& engine, const ModelFiles& files,
+             const std::vector<SweepPoint>& points) {
+  const ModelConfig& c = files.config();
+  const double q = double(c.num_q_heads) * c.head_dim;
+  const double kv = double(c.num_kv_heads) * c.head_dim;
+  // Matrices read once per decode step (the embedding only by row), bf16.
+  const double weight_bytes =
+      2.0 * (c.num_layers * (2 * c.hidden_size * q + 2 * c.hidden_size * kv +
+                             3.0 * c.hidden_size * c.intermediate_size) +
+             double(c.vocab_size) * c.hidden_size);
+  const double kv_bytes_per_token = 2.0 * 2 * c.num_layers * kv;  // K+V bf16
+  const double copy_gb_s = absl::GetFlag(FLAGS_copy_gb_s);
+  std::printf("%-18s %10s %12s %12s %10s\n", "batch:prompt x out", "seconds",
+              "output tok/s", "decode ms", "roofline");
+  std::string json = "[";
+  for (const SweepPoint& p : points) {
+    auto fixed = [](int n) { return [n](std::mt19937&) { return n; }; };
+    const std::vector<Request> full = Requests(
+        files.tokenizer(), p.batch, fixed(p.prompt), fixed(p.output), 7);
+    const std::vector<Request> half = Requests(
+        files.tokenizer(), p.batch, fixed(p.prompt), fixed(p.output / 2), 8);
+    auto t_full = Run(engine, full, absl::StrCat("-", p.batch, "-full"));
+    if (!t_full.ok()) return Fail(t_full.status());
+    auto t_half = Run(engine, half, absl::StrCat("-", p.batch, "-half"));
+    if (!t_half.ok()) return Fail(t_half.status());
+    const int steps = p.output - p.output / 2;
+    const double step_s = (t_full->seconds - t_half->seconds) / steps;
+    const double tok_s = t_full->output_tokens / t_full->seconds;
+    double fraction = 0;
+    if (copy_gb_s > 0 && step_s > 0) {
+      const double context = p.prompt + 0.75 * p.output;
+      const double bytes =
+          weight_bytes + p.batch * context * kv_bytes_per_token;
+      fraction = bytes / (copy_gb_s * 1e9) / step_s;
+    }
+    const std::string name = absl::StrFormat("%d:%dx%d", p.batch, p.prompt, p.output);
+    std::printf("%-18s %10.2f %12.1f %12.3f %9.0f%%\n", name.c_str(), t_full->seconds,
+                tok_s, 1e3 * step_s, 100 * fraction);
+    absl::StrAppendFormat(
+        &json,
+        "%s{\"point\": \"%s\", \"seconds\": %.4f, \"output_tok_s\": %.2f, "
+        "\"decode_step_ms\": %.4f, \"roofline_fraction\": %.4f}",
+        json.size() > 1 ? ", " : "", name, t_full->seconds, tok_s, 1e3 * step_s,
+        fraction);
+  }
+  json += "]\n";
+  if (!absl::GetFlag(FLAGS_json).empty()) {
+    std::ofstream(absl::GetFlag(FLAGS_json)) << json;
+  }
+  return 0;
+}
+
 int Main() {
   auto files = ModelFiles::Open(absl::GetFlag(FLAGS_model));
   if (!files.ok()) return Fail(files.status());
+  auto sweep = ParseSweep(absl::GetFlag(FLAGS_sweep));
+  if (!sweep.ok()) return Fail(sweep.status());
   EngineConfig config;
   config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
   config.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
+  int max_tokens_per_request =
+      absl::GetFlag(FLAGS_max_prompt) + absl::GetFlag(FLAGS_max_output);
+  if (!sweep->empty()) {
+    // Every point's batch runs at once; no prompt is served from a cache
+    // (the two runs of a point must prefill alike).
+    config.scheduler.max_num_seqs = 0;
+    max_tokens_per_request = 0;
+    for (const SweepPoint& p : *sweep) {
+      config.scheduler.max_num_seqs = std::max(config.scheduler.max_num_seqs, p.batch);
+      max_tokens_per_request = std::max(max_tokens_per_request, p.prompt + p.output);
+    }
+    config.scheduler.enable_prefix_caching = false;
+  }
   auto device = ParseDeviceKind(absl::GetFlag(FLAGS_device));
   if (!device.ok()) return Fail(device.status());
   BackendOptions backend_options;
@@ -139,8 +266,8 @@ int Main() {
   ModelPlan plan;
   plan.max_num_tokens = config.scheduler.max_num_batched_tokens;
   plan.max_num_logits = config.scheduler.max_num_logit_rows;
-  const int per_request = absl::GetFlag(FLAGS_max_prompt) + absl::GetFlag(FLAGS_max_output);
-  plan.num_kv_blocks = (per_request / plan.block_size + 2) * config.scheduler.max_num_seqs;
+  plan.num_kv_blocks = (max_tokens_per_request / plan.block_size + 2) *
+                       config.scheduler.max_num_seqs;
   auto model = LlamaModel::Create(**files, &backend, plan);
   if (!model.ok()) return Fail(model.status());
   std::string warm_up_report;
@@ -153,6 +280,7 @@ int Main() {
   std::printf("%s", warm_up_report.c_str());
   auto engine = Engine::Create(model->get(), &backend, &(*files)->tokenizer(), config);
   if (!engine.ok()) return Fail(engine.status());
+  if (!sweep->empty()) return RunSweep(**engine, **files, *sweep);
   const std::vector<Request> requests = Workload((*files)->tokenizer());
   int64_t prompt_tokens = 0;
   for (const Request& r : requests) prompt_tokens += r.prompt_ids.size();
