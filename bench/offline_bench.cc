@@ -12,8 +12,9 @@
 // with prefill and start-up cancelled. With --copy_gb_s (the device's
 // measured copy bandwidth, bytes read + written per second, e.g. from
 // weft-bench-cuda-kernels) it reports the decode step as a fraction of the
-// bandwidth roofline: (bf16 weight bytes + the batch's K/V bytes at the
-// step's mean context) / copy bandwidth. bench/cuda_serving runs the
+// bandwidth roofline: (weight bytes — bf16, or 4.5 bits a weight with
+// --weight_dtype int4 — + the batch's K/V bytes at the step's mean
+// context) / copy bandwidth. bench/cuda_serving runs the
 // synthetic Llama-3-8B sweep of issue #7 this way.
 #include <algorithm>
 #include <chrono>
@@ -62,6 +63,8 @@ ABSL_FLAG(double, copy_gb_s, 0,
           "with --sweep: the device's copy bandwidth in GB/s (read + "
           "written) for the roofline fraction; 0: not reported");
 ABSL_FLAG(std::string, json, "", "with --sweep: also write the results here");
+ABSL_FLAG(std::string, weight_dtype, "bf16",
+          "CUDA: bf16 or int4 (W4A16; see weft-server --help)");
 
 namespace weft {
 namespace {
@@ -176,11 +179,15 @@ int RunSweep(Engine& engine, const ModelFiles& files,
   const ModelConfig& c = files.config();
   const double q = double(c.num_q_heads) * c.head_dim;
   const double kv = double(c.num_kv_heads) * c.head_dim;
-  // Matrices read once per decode step (the embedding only by row), bf16.
+  // Matrices read once per decode step (the embedding only by row): bf16,
+  // or W4 (20 bytes per 32 weights) with --weight_dtype int4.
+  const double bytes_per_weight =
+      absl::GetFlag(FLAGS_weight_dtype) == "int4" ? 20.0 / 32 : 2.0;
   const double weight_bytes =
-      2.0 * (c.num_layers * (2 * c.hidden_size * q + 2 * c.hidden_size * kv +
-                             3.0 * c.hidden_size * c.intermediate_size) +
-             double(c.vocab_size) * c.hidden_size);
+      bytes_per_weight *
+      (c.num_layers * (2 * c.hidden_size * q + 2 * c.hidden_size * kv +
+                       3.0 * c.hidden_size * c.intermediate_size) +
+       double(c.vocab_size) * c.hidden_size);
   const double kv_bytes_per_token = 2.0 * 2 * c.num_layers * kv;  // K+V bf16
   const double copy_gb_s = absl::GetFlag(FLAGS_copy_gb_s);
   std::printf("%-18s %10s %12s %12s %10s\n", "batch:prompt x out", "seconds",
@@ -257,6 +264,9 @@ int Main() {
   backend_options.cpu.kv_cache_dtype = *kv_cache_dtype;
   backend_options.cuda.max_num_tokens = config.scheduler.max_num_batched_tokens;
   backend_options.cuda.max_num_seqs = config.scheduler.max_num_seqs;
+  auto weight_format = ParseCudaWeightFormat(absl::GetFlag(FLAGS_weight_dtype));
+  if (!weight_format.ok()) return Fail(weight_format.status());
+  backend_options.cuda.weight_format = *weight_format;
   std::string backend_description;
   auto backend_or = MakeBackend(backend_options, &backend_description);
   if (!backend_or.ok()) return Fail(backend_or.status());

@@ -14,7 +14,7 @@
 
 namespace weft {
 
-// Whether `dtype` can be repacked into W4 (Q4_0 and Q4_1).
+// Whether `dtype` can be repacked into W4 (Q4_0 and Q4_1) without loss.
 inline bool CanRepackToW4(DType dtype) {
   return dtype == DType::kQ4_0 || dtype == DType::kQ4_1;
 }
@@ -26,6 +26,17 @@ inline bool CanRepackToW4(DType dtype) {
 // an f16.
 absl::Status RepackToW4(DType dtype, const void* src, int64_t rows,
                         int64_t cols, uint8_t* dst);
+
+// dst (rows × RowBytes(kW4, cols) bytes) = src (rows × cols of F32, F16 or
+// BF16) quantized to 4 bits, round to nearest, per 32-element group with
+// its own scale and minimum as GGML's Q4_1 reference quantizer does
+// (d = (max − min) / 15 and m = min, both stored as f16, q = round((x − m)
+// / d) clamped to 0..15): every element comes back within d/2 plus the f16
+// rounding of d and m. For --weight_dtype int4 on float checkpoints
+// (synthetic models): lossy, for throughput. InvalidArgument for another
+// dtype or a cols that is not a multiple of 32.
+absl::Status QuantizeToW4(DType dtype, const void* src, int64_t rows,
+                          int64_t cols, uint8_t* dst);
 
 }  // namespace weft
 

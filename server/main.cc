@@ -60,8 +60,10 @@ ABSL_FLAG(std::string, gemm, "autotune",
           "kernels against cuBLAS at startup, keep the faster per weight "
           "shape and token count), cublas, or own");
 ABSL_FLAG(std::string, weight_dtype, "bf16",
-          "CUDA: how Q4_0/Q4_1 weights are kept: bf16 (dequantized at load) "
-          "or int4 (repacked, 4.5 bits a weight, W4A16 kernels)");
+          "CUDA: how weight matrices are kept: bf16 (quantized ones "
+          "dequantized at load) or int4 (W4A16 kernels, 4.5 bits a weight: "
+          "Q4_0/Q4_1 repacked losslessly, float matrices quantized to "
+          "nearest per 32 weights)");
 ABSL_FLAG(bool, cuda_graphs, true,
           "CUDA: capture decode steps as CUDA graphs at start-up (one per "
           "batch-size bucket up to min(max_num_seqs, 256)) and replay them");

@@ -130,6 +130,7 @@ if [[ " ${WEFT_GPU_STEPS:-} " == *" serving "* ]]; then
                 "$out/bench.json" 2>/dev/null || echo 0)
   run_step serving 420 "$here/bin/weft-bench-offline" --model synthetic:llama3-8b \
     --device cuda --max_num_batched_tokens 2048 --copy_gb_s "$copy_gb_s" \
+    --weight_dtype "${WEFT_SERVING_WEIGHT_DTYPE:-bf16}" \
     --sweep "${WEFT_SERVING_SWEEP:-1:128x128,8:128x128,64:128x128,256:128x128,1:1000x1000,8:1000x1000,64:1000x1000,256:1000x1000}" \
     --json "$out/serving.json"
 fi

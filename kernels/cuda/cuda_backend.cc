@@ -161,8 +161,10 @@ absl::StatusOr<Tensor> CudaBackend::UploadWeight(DType dtype, int64_t rows,
                      DTypeName(dtype)));
   }
   WEFT_CUDA_RETURN_IF_ERROR(cudaSetDevice(config_.device));
-  if (config_.weight_format == CudaWeightFormat::kInt4 &&
-      CanRepackToW4(dtype) && rows > 1 && cols % 64 == 0) {
+  if (config_.weight_format == CudaWeightFormat::kInt4 && rows > 1 &&
+      cols % 64 == 0 &&
+      (CanRepackToW4(dtype) || dtype == DType::kF32 || dtype == DType::kF16 ||
+       dtype == DType::kBF16)) {
     return UploadW4(dtype, rows, cols, host);
   }
   cudaStream_t stream = AsStream(stream_);

@@ -45,10 +45,12 @@ namespace weft {
 enum class CudaWeightFormat : uint8_t {
   // Dequantized to bf16 at upload, like every other weight (part 1).
   kBf16,
-  // Repacked to W4 (kernels/dtype.h, 4.5 bits a weight) and multiplied by
+  // Q4_0/Q4_1 repacked to W4 (kernels/dtype.h, 4.5 bits a weight,
+  // lossless) and F32/F16/BF16 matrices quantized to it (round to nearest,
+  // per 32-element group: lossy, e.g. for synthetic models), multiplied by
   // the W4A16 kernels: the skinny kernel up to 16 rows of x, dequantize to
-  // a planned bf16 scratch + GEMM above. Other dtypes, and Q4 matrices
-  // whose row length is not a multiple of 64, stay bf16.
+  // a planned bf16 scratch + GEMM above. Q8_0, one-row tensors and
+  // matrices whose row length is not a multiple of 64 stay bf16.
   kInt4,
 };
 // "bf16" or "int4"; InvalidArgument otherwise.

@@ -75,8 +75,12 @@ absl::StatusOr<Tensor> CudaBackend::UploadW4(DType dtype, int64_t rows,
   cudaStream_t stream = AsStream(stream_);
   const int64_t bytes = rows * RowBytes(DType::kW4, cols);
   std::vector<uint8_t> packed(bytes);
+  // GGUF 4-bit blocks are repacked without loss; float matrices are
+  // quantized (round to nearest, per 32-element group).
   WEFT_RETURN_IF_ERROR_STATUS(
-      RepackToW4(dtype, host, rows, cols, packed.data()));
+      CanRepackToW4(dtype)
+          ? RepackToW4(dtype, host, rows, cols, packed.data())
+          : QuantizeToW4(dtype, host, rows, cols, packed.data()));
   auto dst = DeviceAlloc(bytes);
   if (!dst.ok()) return dst.status();
   WEFT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(*dst, packed.data(), bytes,

@@ -181,13 +181,18 @@ TEST(CudaGemmTest, Int4WeightsMultiplyAsTheReference) {
   }
 }
 
-TEST(CudaGemmTest, Int4KeepsBf16WhereW4CannotGo) {
+TEST(CudaGemmTest, Int4QuantizesFloatsAndKeepsBf16WhereW4CannotGo) {
   CudaBackendConfig config;
   config.weight_format = CudaWeightFormat::kInt4;
   auto backend = test::MakeCudaOrNull(config);
   if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
   std::mt19937 rng(11);
-  // Rows of 96 (not a multiple of 64), Q8_0, and one-row tensors stay bf16.
+  // Rows of 96 (not a multiple of 64) and Q8_0 stay bf16; float matrices
+  // are quantized to W4.
+  std::vector<float> f32(4 * 64, 0.25f);
+  auto tf = backend->UploadWeight(DType::kF32, 4, 64, f32.data());
+  ASSERT_TRUE(tf.ok());
+  EXPECT_EQ(tf->dtype, DType::kW4);
   const std::vector<uint8_t> q96 = test::RandomQ4(DType::kQ4_1, 4, 96, rng);
   auto t96 = backend->UploadWeight(DType::kQ4_1, 4, 96, q96.data());
   ASSERT_TRUE(t96.ok());

@@ -4,6 +4,8 @@
 // as it multiplies the source.
 #include "kernels/w4_pack.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -47,6 +49,48 @@ TEST(W4PackTest, EveryElementDequantizesToTheSourceValueExactly) {
       }
     }
   }
+}
+
+TEST(W4PackTest, QuantizingFloatsKeepsEveryElementWithinHalfAStep) {
+  std::mt19937 rng(13);
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    const int64_t rows = 5, cols = 576;
+    std::vector<float> values = test::RandomVector(rows * cols, rng, 0.05f);
+    values[7] = 0.4f;  // an outlier widens its group's step
+    std::vector<uint16_t> bf16(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+      bf16[i] = FloatToBf16(values[i]);
+      if (dtype == DType::kBF16) values[i] = Bf16ToFloat(bf16[i]);
+    }
+    const void* src = dtype == DType::kF32 ? static_cast<const void*>(values.data())
+                                           : static_cast<const void*>(bf16.data());
+    std::vector<uint8_t> packed(rows * RowBytes(DType::kW4, cols));
+    ASSERT_TRUE(QuantizeToW4(dtype, src, rows, cols, packed.data()).ok());
+    std::vector<float> got(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* row = packed.data() + r * RowBytes(DType::kW4, cols);
+      DequantizeRow(DType::kW4, row, got.data(), cols);
+      for (int64_t g = 0; g < cols / 32; ++g) {
+        float lo = values[r * cols + g * 32], hi = lo;
+        for (int j = 0; j < 32; ++j) {
+          lo = std::min(lo, values[r * cols + g * 32 + j]);
+          hi = std::max(hi, values[r * cols + g * 32 + j]);
+        }
+        // Half a step, plus f16 rounding of d (×15 steps) and of m.
+        const float step = (hi - lo) / 15;
+        const float bound = step / 2 + 15 * step * 1e-3f + std::fabs(lo) * 1e-3f;
+        for (int j = 0; j < 32; ++j) {
+          const int64_t c = g * 32 + j;
+          ASSERT_NEAR(got[c], values[r * cols + c], bound)
+              << DTypeName(dtype) << " row " << r << " col " << c;
+        }
+      }
+    }
+  }
+  std::vector<uint8_t> dst(64);
+  std::vector<float> q8(32);
+  EXPECT_EQ(QuantizeToW4(DType::kQ8_0, q8.data(), 1, 32, dst.data()).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(W4PackTest, RejectsOtherDtypesRaggedRowsAndHugeQ4_0Scales) {
