@@ -5,9 +5,10 @@
 //       split), 4 warps. The block loads the query heads that share its KV
 //       head (up to kDecodeMaxGroup; lane l holds dims [l·D/32, (l+1)·D/32)
 //       of each, pre-scaled), and its warps walk the split's context tokens
-//       round-robin: per token one coalesced read of the K row and the V row
-//       from the paged cache, a warp-shuffle dot product per query head, and
-//       an fp32 online-softmax update. The warps' (max, sum, acc) states are
+//       round-robin, kUnroll tokens a step: the step's K and V rows are all
+//       read first (coalesced, D/32 bf16 a lane, from the paged cache), then
+//       a warp-shuffle dot product per token and query head, and one fp32
+//       online-softmax update per step. The warps' (max, sum, acc) states are
 //       merged in shared memory at the end. Unsplit: writes out = acc / sum.
 //       Split: writes the split's normalized output and log-sum-exp.
 //   MergeSplitsKernel<D>  grid (query head, query token), D threads: the
@@ -28,6 +29,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
+constexpr int kUnroll = 4;  // context tokens per warp per step
 
 __device__ float WarpSum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) {
@@ -105,29 +107,59 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
 
+  // kUnroll tokens per step (j0, j0 + kWarps, …): all their K and V rows
+  // are requested before any is used, so each warp keeps kUnroll × 2 row
+  // reads in flight, and the running max is corrected once per step.
   const int32_t* blocks = a.kv_indices + kv_begin;
-  for (int j = begin + warp; j < end; j += kWarps) {
-    const int32_t block = blocks[j / a.block_size];
-    if (block < 0 || block >= a.num_blocks) continue;  // host-validated
-    const int64_t base =
-        ((int64_t{block} * a.num_kv_heads + kv_head) * a.block_size +
-         j % a.block_size) * D + lane * kE;
-    float k[kE], v[kE];
-    LoadBf16<kE>(a.k_cache + base, k);
-    LoadBf16<kE>(a.v_cache + base, v);
+  for (int j0 = begin + warp; j0 < end; j0 += kWarps * kUnroll) {
+    float k[kUnroll][kE], v[kUnroll][kE];
+    bool valid[kUnroll];  // the same for every lane of the warp
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int j = j0 + u * kWarps;
+      const int32_t block = j < end ? blocks[j / a.block_size] : -1;
+      valid[u] = block >= 0 && block < a.num_blocks;  // host-validated
+      if (valid[u]) {
+        const int64_t base =
+            ((int64_t{block} * a.num_kv_heads + kv_head) * a.block_size +
+             j % a.block_size) * D + lane * kE;
+        LoadBf16<kE>(a.k_cache + base, k[u]);
+        LoadBf16<kE>(a.v_cache + base, v[u]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < kE; ++e) k[u][e] = v[u][e] = 0;
+      }
+    }
 #pragma unroll
     for (int g = 0; g < G; ++g) {
       if (g < num_g) {
-        float dot = 0;
+        float dot[kUnroll];
+        float m_new = m[g];
 #pragma unroll
-        for (int e = 0; e < kE; ++e) dot += q[g][e] * k[e];
-        dot = WarpSum(dot);
-        const float m_new = fmaxf(m[g], dot);
+        for (int u = 0; u < kUnroll; ++u) {
+          float d = 0;
+#pragma unroll
+          for (int e = 0; e < kE; ++e) d += q[g][e] * k[u][e];
+          d = WarpSum(d);
+          dot[u] = valid[u] ? d : -INFINITY;
+          m_new = fmaxf(m_new, dot[u]);
+        }
+        if (m_new == -INFINITY) continue;  // no valid token yet
         const float correction = expf(m[g] - m_new);  // 0 when m was -inf
-        const float p = expf(dot - m_new);
-        l[g] = l[g] * correction + p;
+        float p[kUnroll], p_sum = 0;
 #pragma unroll
-        for (int e = 0; e < kE; ++e) acc[g][e] = acc[g][e] * correction + p * v[e];
+        for (int u = 0; u < kUnroll; ++u) {
+          p[u] = expf(dot[u] - m_new);  // 0 for an invalid token
+          p_sum += p[u];
+        }
+        l[g] = l[g] * correction + p_sum;
+#pragma unroll
+        for (int e = 0; e < kE; ++e) {
+          float a_e = acc[g][e] * correction;
+#pragma unroll
+          for (int u = 0; u < kUnroll; ++u) a_e += p[u] * v[u][e];
+          acc[g][e] = a_e;
+        }
         m[g] = m_new;
       }
     }
