@@ -187,23 +187,31 @@ class Backend {
   // replays it for later steps of that bucket (StageBatchForGraph, then
   // Replay(key)); see runtime/model/decode_graphs.h.
   virtual bool SupportsGraphs() const { return false; }
+  // Graphs per key: a backend may need more than one shape of the same
+  // step (the CUDA backend: decode attention without and with split-KV,
+  // chosen by the batch's longest context). The model captures each.
+  virtual int NumGraphVariants() const { return 1; }
   // StageBatch into buffers whose device addresses are the same at every
-  // call, with launch shapes that depend only on the batch's sizes, never
-  // on its contents (what a replayed graph reads).
+  // call, with launch shapes that depend only on the batch's sizes and the
+  // variant, never on its contents (what a replayed graph reads).
+  // `variant` in [0, NumGraphVariants()) stages for that variant (capture);
+  // -1 picks the variant the batch needs (replay).
   virtual absl::StatusOr<BatchView> StageBatchForGraph(
-      const BatchMetadata& /*batch*/) {
+      const BatchMetadata& /*batch*/, int /*variant*/) {
     return absl::UnimplementedError("this backend has no graphs");
   }
   // Ops issued between BeginCapture and EndCapture are recorded, not run.
-  // EndCapture(key ≥ 0) keeps them as graph `key` (replacing one with the
-  // same key); EndCapture(-1) discards them (after a failed op).
+  // EndCapture(key ≥ 0) keeps them as graph `key` of the variant staged
+  // last (replacing one with the same key and variant); EndCapture(-1)
+  // discards them (after a failed op).
   virtual absl::Status BeginCapture() {
     return absl::UnimplementedError("this backend has no graphs");
   }
   virtual absl::Status EndCapture(int /*key*/) {
     return absl::UnimplementedError("this backend has no graphs");
   }
-  // Runs graph `key` on the batch staged last (NotFound if never captured).
+  // Runs graph `key` of the variant staged last on the batch staged last
+  // (NotFound if never captured).
   virtual absl::Status Replay(int /*key*/) {
     return absl::UnimplementedError("this backend has no graphs");
   }

@@ -200,10 +200,7 @@ absl::StatusOr<Tensor> CudaBackend::UploadWeight(DType dtype, int64_t rows,
   }
   WEFT_RETURN_IF_ERROR_STATUS(PlanMatMulX(cols));
   WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-  const bool known = std::any_of(
-      gemm_shapes_.begin(), gemm_shapes_.end(),
-      [&](const GemmShape& s) { return s.m == rows && s.k == cols; });
-  if (!known) gemm_shapes_.push_back(GemmShape{rows, cols, *dst});
+  RegisterGemmShape(rows, cols, *dst, /*w4=*/false);
   return Tensor{DType::kBF16, rows, cols, *dst};
 }
 
@@ -274,6 +271,7 @@ absl::Status CudaBackend::AllocateKvCache(const KvCacheShape& shape) {
         "the CUDA attention kernels support head_dim 64 and 128, not ",
         shape.head_dim));
   }
+  WEFT_RETURN_IF_ERROR_STATUS(CheckNoGraphs("AllocateKvCache"));
   WEFT_CUDA_RETURN_IF_ERROR(cudaSetDevice(config_.device));
   cudaStream_t stream = AsStream(stream_);
   WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
@@ -360,16 +358,21 @@ absl::Status CudaBackend::CopyKvBlocks(absl::Span<const int32_t> src,
 }
 
 absl::StatusOr<BatchView> CudaBackend::StageBatch(const BatchMetadata& batch) {
-  return Stage(batch, /*for_graph=*/false);
+  return Stage(batch, /*variant=*/-2);
 }
 
 absl::StatusOr<BatchView> CudaBackend::StageBatchForGraph(
-    const BatchMetadata& batch) {
-  return Stage(batch, /*for_graph=*/true);
+    const BatchMetadata& batch, int variant) {
+  if (variant < -1 || variant >= NumGraphVariants()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("StageBatchForGraph: no graph variant ", variant));
+  }
+  return Stage(batch, variant);
 }
 
 absl::StatusOr<BatchView> CudaBackend::Stage(const BatchMetadata& batch,
-                                             bool for_graph) {
+                                             int variant) {
+  const bool for_graph = variant >= -1;
   if (kv_cache_ == nullptr) {
     return absl::FailedPreconditionError("StageBatch before AllocateKvCache");
   }
@@ -468,8 +471,16 @@ absl::StatusOr<BatchView> CudaBackend::Stage(const BatchMetadata& batch,
           static_cast<uint8_t*>(staging_device_) + offset, host + offset,
           bytes, cudaMemcpyHostToDevice, stream));
     }
-    // The split count a replay launches with must not depend on the batch.
-    max_decode_context = 1 << 30;
+    // The split count a replay launches with must not depend on the
+    // batch's contents: one (variant 0) or the most (variant 1).
+    if (variant == -1) {
+      variant = NumGraphVariants() > 1 &&
+                        max_decode_context > config_.split_chunk_tokens
+                    ? 1
+                    : 0;
+    }
+    staged_variant_ = variant;
+    max_decode_context = variant == 1 ? 1 << 30 : 1;
   } else {
     WEFT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staging_device_, staging_host_,
                                               layout.total,

@@ -48,9 +48,11 @@ enum class CudaWeightFormat : uint8_t {
   // Q4_0/Q4_1 repacked to W4 (kernels/dtype.h, 4.5 bits a weight,
   // lossless) and F32/F16/BF16 matrices quantized to it (round to nearest,
   // per 32-element group: lossy, e.g. for synthetic models), multiplied by
-  // the W4A16 kernels: the skinny kernel up to 16 rows of x, dequantize to
-  // a planned bf16 scratch + GEMM above. Q8_0, one-row tensors and
-  // matrices whose row length is not a multiple of 64 stay bf16.
+  // the W4A16 kernels: the skinny kernel up to 64 rows of x (16 at a time),
+  // dequantize to a planned bf16 scratch + GEMM above. Q8_0, one-row
+  // tensors and matrices whose row length is not a multiple of 64 stay
+  // bf16. Every matrix UploadWeight gets is taken for a weight: tests that
+  // upload activations with it must not use kInt4.
   kInt4,
 };
 // "bf16" or "int4"; InvalidArgument otherwise.
@@ -166,12 +168,16 @@ class CudaBackend : public Backend {
   absl::Status Synchronize() override;
   // CUDA graphs (kernels/backend.h): stream capture on the backend's one
   // stream; a graph-staged batch lands at the fixed offsets of the staging
-  // buffers' full (planned) layout, and its decode attention always takes
-  // max_decode_splits splits (a token needing fewer gets empty ones, as in
-  // any batch), so a replay is valid for any batch of the captured sizes.
+  // buffers' full (planned) layout, and its decode attention takes one
+  // split (variant 0) or max_decode_splits splits (variant 1; a token
+  // needing fewer gets empty ones, as in any batch), so a replay is valid
+  // for any batch of the captured sizes.
   bool SupportsGraphs() const override { return true; }
-  absl::StatusOr<BatchView> StageBatchForGraph(
-      const BatchMetadata& batch) override;
+  // Variant 0: every decode token unsplit (a batch whose longest context is
+  // at most split_chunk_tokens); 1: the grid at max_decode_splits.
+  int NumGraphVariants() const override;
+  absl::StatusOr<BatchView> StageBatchForGraph(const BatchMetadata& batch,
+                                               int variant) override;
   absl::Status BeginCapture() override;
   absl::Status EndCapture(int key) override;
   absl::Status Replay(int key) override;
@@ -200,7 +206,8 @@ class CudaBackend : public Backend {
   absl::StatusOr<void*> DeviceAlloc(int64_t bytes);
   absl::Status CheckStaged(const BatchView& batch, absl::string_view op) const;
   absl::Status PlanStaging();
-  absl::StatusOr<BatchView> Stage(const BatchMetadata& batch, bool for_graph);
+  // variant: -2 eager (packed layout); -1 or a variant: for a graph.
+  absl::StatusOr<BatchView> Stage(const BatchMetadata& batch, int variant);
   // The kernel MatMul runs for y[n, m] = x[n, k] · w[m, k]ᵀ.
   GemmKernelId GemmKernelFor(const void* x, const void* w, int64_t n,
                              int64_t m, int64_t k, int64_t ldy) const;
@@ -217,6 +224,11 @@ class CudaBackend : public Backend {
                                   const void* host);
   // MatMul's bf16 copy of x: planned for max_num_tokens × the widest row.
   absl::Status PlanMatMulX(int64_t cols);
+  // Remembers one weight of each (shape, W4 or not) for the autotune.
+  void RegisterGemmShape(int64_t m, int64_t k, const void* weight, bool w4);
+  // FailedPrecondition once graphs are captured: they hold the addresses of
+  // the buffers a reallocation would free.
+  absl::Status CheckNoGraphs(absl::string_view what) const;
 
   CudaBackendConfig config_;
   std::string description_;
@@ -248,13 +260,13 @@ class CudaBackend : public Backend {
   float* split_scratch_ = nullptr;
   int64_t split_scratch_floats_ = 0;
 
-  // W4 weights dequantized for MatMuls of more than 16 rows: bf16, as
+  // W4 weights dequantized for MatMuls of more than 64 rows: bf16, as
   // large as the largest W4 weight.
   void* w4_scratch_ = nullptr;
   int64_t w4_scratch_elements_ = 0;
 
   // One uploaded weight of each distinct shape [m, k], to tune on (a W4
-  // weight is tuned on its bf16 dequantization, above 16 rows only).
+  // weight is tuned on its bf16 dequantization, above 64 rows only).
   struct GemmShape {
     int64_t m = 0, k = 0;
     const void* weight = nullptr;
@@ -265,8 +277,9 @@ class CudaBackend : public Backend {
 
   // Instantiated graphs (cudaGraphExec_t) by key; capturing_ while a
   // capture is open.
-  absl::flat_hash_map<int, void*> graphs_;
+  absl::flat_hash_map<int, void*> graphs_;  // key: graph key × 2 + variant
   bool capturing_ = false;
+  int staged_variant_ = 0;  // of the last graph-staged batch
 };
 
 // The backend, or NotFound when no GPU is usable. `description` (optional)

@@ -3,7 +3,7 @@
 //
 // Autotune, per weight shape [m, k] and row bucket n (1, 2, 4, … up to the
 // planned max_num_tokens; candidates: the skinny kernel up to 16 rows, the
-// tiled ones above; a W4 weight is tuned above 16 rows only, on its bf16
+// tiled ones above; a W4 weight is tuned above 64 rows only, on its bf16
 // dequantization, which is what its MatMuls multiply there): x is n rows of random bf16 in [-1, 1], w the
 // model's own weight. cuBLAS runs first and is the reference; each of our
 // kernels then runs into a NaN-filled output that must match cuBLAS's
@@ -38,6 +38,8 @@ constexpr int kLaunchesPerRun = 10;
 constexpr float kMatchAtol = 1e-3f;
 constexpr float kMatchRtol = 1e-3f;
 constexpr int64_t kMaxTuneOutputBytes = int64_t{512} << 20;
+// W4 MatMuls of up to this many rows run the W4A16 kernel in 16-row slices.
+constexpr int64_t kW4SliceMaxRows = 64;
 
 cudaStream_t AsStream(void* s) { return static_cast<cudaStream_t>(s); }
 
@@ -61,6 +63,7 @@ struct TuneScratch {
 absl::Status CudaBackend::PlanMatMulX(int64_t cols) {
   const int64_t x_elements = int64_t{config_.max_num_tokens} * cols;
   if (x_elements <= matmul_x_elements_) return absl::OkStatus();
+  WEFT_RETURN_IF_ERROR_STATUS(CheckNoGraphs("a wider weight"));
   WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(AsStream(stream_)));
   if (matmul_x_ != nullptr) WEFT_CUDA_RETURN_IF_ERROR(cudaFree(matmul_x_));
   matmul_x_ = nullptr;
@@ -85,8 +88,9 @@ absl::StatusOr<Tensor> CudaBackend::UploadW4(DType dtype, int64_t rows,
   if (!dst.ok()) return dst.status();
   WEFT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(*dst, packed.data(), bytes,
                                             cudaMemcpyHostToDevice, stream));
-  // MatMuls of more than 16 rows dequantize into this scratch first.
+  // MatMuls of more than kW4SliceMaxRows rows dequantize into this first.
   if (rows * cols > w4_scratch_elements_) {
+    WEFT_RETURN_IF_ERROR_STATUS(CheckNoGraphs("a larger W4 weight"));
     WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
     if (w4_scratch_ != nullptr) WEFT_CUDA_RETURN_IF_ERROR(cudaFree(w4_scratch_));
     w4_scratch_ = nullptr;
@@ -96,11 +100,16 @@ absl::StatusOr<Tensor> CudaBackend::UploadW4(DType dtype, int64_t rows,
   }
   WEFT_RETURN_IF_ERROR_STATUS(PlanMatMulX(cols));
   WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-  const bool known = std::any_of(
-      gemm_shapes_.begin(), gemm_shapes_.end(),
-      [&](const GemmShape& s) { return s.m == rows && s.k == cols; });
-  if (!known) gemm_shapes_.push_back(GemmShape{rows, cols, *dst, true});
+  RegisterGemmShape(rows, cols, *dst, /*w4=*/true);
   return Tensor{DType::kW4, rows, cols, *dst};
+}
+
+void CudaBackend::RegisterGemmShape(int64_t m, int64_t k, const void* weight,
+                                    bool w4) {
+  for (const GemmShape& s : gemm_shapes_) {
+    if (s.m == m && s.k == k && s.w4 == w4) return;
+  }
+  gemm_shapes_.push_back(GemmShape{m, k, weight, w4});
 }
 
 absl::Status CudaBackend::MatMulW4(const void* x_bf16, const Tensor& w,
@@ -108,10 +117,16 @@ absl::Status CudaBackend::MatMulW4(const void* x_bf16, const Tensor& w,
   cudaStream_t stream = AsStream(stream_);
   const auto* x = static_cast<const uint16_t*>(x_bf16);
   auto* out = static_cast<float*>(y->data);
-  if (cuda::SkinnyW4Supports(x, w.data, n, w.cols)) {
-    WEFT_CUDA_RETURN_IF_ERROR(cuda::LaunchSkinnyW4(
-        x, static_cast<const uint8_t*>(w.data), out, n, w.rows, w.cols,
-        y->cols, stream));
+  if (n <= kW4SliceMaxRows && cuda::SkinnyW4Supports(x, w.data, 1, w.cols)) {
+    // 16 rows of x at a time: each slice reads the 4-bit weights again,
+    // which up to kW4SliceMaxRows rows moves fewer bytes than dequantizing
+    // to bf16 (write 2 + read 2 bytes a weight) for the GEMM below.
+    for (int64_t first = 0; first < n; first += kSkinnyGemmMaxRows) {
+      const int64_t rows = std::min<int64_t>(kSkinnyGemmMaxRows, n - first);
+      WEFT_CUDA_RETURN_IF_ERROR(cuda::LaunchSkinnyW4(
+          x + first * w.cols, static_cast<const uint8_t*>(w.data),
+          out + first * y->cols, rows, w.rows, w.cols, y->cols, stream));
+    }
     return absl::OkStatus();
   }
   if (w.num_elements() > w4_scratch_elements_) {
@@ -312,15 +327,16 @@ absl::Status CudaBackend::WarmUp(std::string* report) {
   for (const GemmShape& shape : gemm_shapes_) {
     const void* weight = shape.weight;
     if (shape.w4) {
-      // Above 16 rows a W4 MatMul dequantizes into the scratch and runs a
-      // bf16 GEMM there: tune on that (up to 16 the W4 kernel always runs).
+      // Above kW4SliceMaxRows rows a W4 MatMul dequantizes into the
+      // scratch and runs a bf16 GEMM there: tune on that (up to it, the W4
+      // kernel always runs).
       WEFT_CUDA_RETURN_IF_ERROR(cuda::LaunchW4ToBf16(
           shape.weight, shape.m, shape.k, static_cast<uint16_t*>(w4_scratch_),
           stream));
       weight = w4_scratch_;
     }
     for (int64_t bucket : buckets) {
-      if (shape.w4 && bucket <= kSkinnyGemmMaxRows) continue;
+      if (shape.w4 && bucket <= kW4SliceMaxRows) continue;
       const int64_t n = std::min<int64_t>(bucket, config_.max_num_tokens);
       if (n * shape.m * 4 > y_bytes || n * shape.k > x_elements) continue;
       double speedup = 1.0;

@@ -10,6 +10,17 @@
 
 namespace weft {
 
+int CudaBackend::NumGraphVariants() const {
+  return config_.split_chunk_tokens > 0 && config_.max_decode_splits > 1 ? 2
+                                                                          : 1;
+}
+
+absl::Status CudaBackend::CheckNoGraphs(absl::string_view what) const {
+  if (graphs_.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, " after CUDA graphs were captured would free memory they use"));
+}
+
 absl::Status CudaBackend::BeginCapture() {
   if (capturing_) {
     return absl::FailedPreconditionError("BeginCapture: already capturing");
@@ -39,17 +50,19 @@ absl::Status CudaBackend::EndCapture(int key) {
   const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
   WEFT_CUDA_RETURN_IF_ERROR(instantiated);
-  if (auto it = graphs_.find(key); it != graphs_.end()) {
+  const int slot = key * 2 + staged_variant_;
+  if (auto it = graphs_.find(slot); it != graphs_.end()) {
     cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(it->second));
   }
-  graphs_[key] = exec;
+  graphs_[slot] = exec;
   return absl::OkStatus();
 }
 
 absl::Status CudaBackend::Replay(int key) {
-  auto it = graphs_.find(key);
+  auto it = graphs_.find(key * 2 + staged_variant_);
   if (it == graphs_.end()) {
-    return absl::NotFoundError(absl::StrCat("no CUDA graph ", key));
+    return absl::NotFoundError(absl::StrCat("no CUDA graph ", key, " variant ",
+                                            staged_variant_));
   }
   WEFT_CUDA_RETURN_IF_ERROR(
       cudaGraphLaunch(static_cast<cudaGraphExec_t>(it->second),

@@ -324,7 +324,8 @@ absl::Status LlamaModel::Forward(const BatchMetadata& batch,
   if (bucket > 0) {
     // Validated (StageBatchForGraph) before anything runs, like StageBatch.
     auto staged = backend_->StageBatchForGraph(
-        PadDecodeBatch(batch, bucket, dummy_block_, plan_.block_size));
+        PadDecodeBatch(batch, bucket, dummy_block_, plan_.block_size),
+        /*variant=*/-1);
     if (!staged.ok()) return staged.status();
     WEFT_RETURN_IF_ERROR(backend_->Replay(bucket));
     num_logits = n;  // the padding's rows follow and are not copied
@@ -349,23 +350,28 @@ absl::Status LlamaModel::CaptureDecodeGraphs(int max_batch,
       std::min({max_batch, plan_.max_num_tokens, plan_.max_num_logits});
   const std::vector<int> buckets = DecodeGraphBuckets(limit);
   graph_buckets_.clear();
+  const BatchMetadata none;
   for (int bucket : buckets) {
-    auto view = backend_->StageBatchForGraph(
-        PadDecodeBatch(BatchMetadata{}, bucket, dummy_block_, plan_.block_size));
-    if (!view.ok()) return view.status();
-    WEFT_RETURN_IF_ERROR(backend_->BeginCapture());
-    const absl::Status ops = RunOps(*view, bucket, bucket);
-    const absl::Status end = backend_->EndCapture(ops.ok() ? bucket : -1);
-    WEFT_RETURN_IF_ERROR(ops);
-    WEFT_RETURN_IF_ERROR(end);
-    // Run it once, so a graph that cannot run fails here, at start-up.
-    WEFT_RETURN_IF_ERROR(backend_->Replay(bucket));
-    WEFT_RETURN_IF_ERROR(backend_->Synchronize());
+    for (int variant = 0; variant < backend_->NumGraphVariants(); ++variant) {
+      auto view = backend_->StageBatchForGraph(
+          PadDecodeBatch(none, bucket, dummy_block_, plan_.block_size),
+          variant);
+      if (!view.ok()) return view.status();
+      WEFT_RETURN_IF_ERROR(backend_->BeginCapture());
+      const absl::Status ops = RunOps(*view, bucket, bucket);
+      const absl::Status end = backend_->EndCapture(ops.ok() ? bucket : -1);
+      WEFT_RETURN_IF_ERROR(ops);
+      WEFT_RETURN_IF_ERROR(end);
+      // Run it once, so a graph that cannot run fails here, at start-up.
+      WEFT_RETURN_IF_ERROR(backend_->Replay(bucket));
+      WEFT_RETURN_IF_ERROR(backend_->Synchronize());
+    }
   }
   graph_buckets_ = buckets;
   if (report != nullptr && !buckets.empty()) {
     absl::StrAppend(report, "decode graphs: ", buckets.size(),
-                    " batch sizes captured (", absl::StrJoin(buckets, ", "),
+                    " batch sizes × ", backend_->NumGraphVariants(),
+                    " variants captured (", absl::StrJoin(buckets, ", "),
                     ")\n");
   }
   return absl::OkStatus();

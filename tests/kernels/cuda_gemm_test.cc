@@ -132,14 +132,14 @@ TEST(CudaGemmTest, SkinnyKernelMatchesTheReferenceUpToSixteenRows) {
 }
 
 // --weight_dtype int4: Q4 matrices become W4 and MatMul multiplies them
-// with the W4A16 kernel (n ≤ 16: Σ (d·q + m)·x in fp32, checked against the
-// reference backend on the same W4 weight and the bf16-rounded x) or by
-// dequantizing to bf16 first (n > 16: checked against the bf16-rounded
-// weights). Tolerances as for MatMul in cuda_ops_test: atol 1e-3, rtol 1e-3.
+// with the W4A16 kernel (n ≤ 64, 16 rows at a time: Σ (d·q + m)·x in fp32,
+// checked against the reference backend on the same W4 weight and the
+// bf16-rounded x) or by dequantizing to bf16 first (n > 64: checked against
+// the bf16-rounded weights). Tolerances as for MatMul in cuda_ops_test: atol 1e-3, rtol 1e-3.
 TEST(CudaGemmTest, Int4WeightsMultiplyAsTheReference) {
   CudaBackendConfig config;
   config.weight_format = CudaWeightFormat::kInt4;
-  config.max_num_tokens = 64;
+  config.max_num_tokens = 128;
   auto backend = test::MakeCudaOrNull(config);
   if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
   CpuBackend cpu;
@@ -158,13 +158,13 @@ TEST(CudaGemmTest, Int4WeightsMultiplyAsTheReference) {
         DequantizeRow(DType::kW4, packed.data() + r * RowBytes(DType::kW4, k),
                       &w_exact[r * k], k);
       }
-      for (int64_t n : {1, 5, 16, 40}) {
+      for (int64_t n : {1, 5, 16, 40, 100}) {
         SCOPED_TRACE(testing::Message() << DTypeName(dtype) << " n=" << n
                                         << " m=" << m << " k=" << k);
         std::vector<float> x = test::RandomVector(n * k, rng);
         const std::vector<float> x_ref = test::RoundToBf16(x);
         const std::vector<float> w_ref =
-            n > 16 ? test::RoundToBf16(w_exact) : w_exact;
+            n > 64 ? test::RoundToBf16(w_exact) : w_exact;
         std::vector<float> want(n * m);
         Tensor xt{DType::kF32, n, k, const_cast<float*>(x_ref.data())};
         Tensor wt{DType::kF32, m, k, const_cast<float*>(w_ref.data())};
@@ -251,7 +251,7 @@ TEST(CudaGemmTest, MatMulAgreesAcrossGemmPolicies) {
 
 TEST(CudaGemmTest, WarmUpTunesEveryWeightShapeAndReportsIt) {
   CudaBackendConfig config;
-  config.max_num_tokens = 96;  // buckets 32, 64, 128 (tuned at 96 rows)
+  config.max_num_tokens = 96;  // buckets 1-16 (skinny), 32, 64, 128 (at 96 rows)
   auto backend = test::MakeCudaOrNull(config);
   if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
   std::mt19937 rng(8);

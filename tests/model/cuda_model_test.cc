@@ -120,8 +120,9 @@ TEST(CudaModelTest, SyntheticLlamaLogitsMatchCpu) {
 // CUDA graphs: decode steps replayed from graphs give exactly the logits
 // of the same steps run eagerly. Both models use weft's own GEMMs, whose
 // results for a row do not depend on how many rows run with it, and a
-// replayed decode attention takes the most splits, which a token's result
-// does not depend on either; so the comparison is exact.
+// replayed decode attention takes the most splits (the split variant, used
+// here: 16-token split chunks), which a token's result does not depend on
+// either; so the comparison is exact.
 TEST(CudaModelTest, DecodeGraphsReplayTheEagerStepsExactly) {
   if (!CudaDeviceAvailable()) GTEST_SKIP() << test::kNoGpu;
   auto files = ModelFiles::Open(test::WriteSyntheticLlama());
@@ -134,6 +135,9 @@ TEST(CudaModelTest, DecodeGraphsReplayTheEagerStepsExactly) {
   config.max_num_tokens = plan.max_num_tokens;
   config.max_num_seqs = 16;
   config.gemm = GemmPolicy::kOwn;
+  // Contexts of 38-57 tokens: split-KV (and so the split graph variant)
+  // from the first decode step on.
+  config.split_chunk_tokens = 16;
   auto eager_backend = test::MakeCudaOrNull(config);
   auto graph_backend = test::MakeCudaOrNull(config);
   ASSERT_TRUE(eager_backend != nullptr && graph_backend != nullptr);
