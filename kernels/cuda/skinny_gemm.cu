@@ -188,8 +188,21 @@ __global__ void __launch_bounds__(kThreads)
   ReduceAndStore<kTilesN>(acc, partials, y, n, m, ldy, row0);
 }
 
-unsigned BlocksFor(int64_t m) {
-  return static_cast<unsigned>((m + kRowsPerBlock - 1) / kRowsPerBlock);
+// One n8 tile of x rows up to 8, two up to 16; one block per 16 weight rows.
+template <typename Weight>
+cudaError_t Launch(void (*one_tile)(const uint16_t*, const Weight*, float*,
+                                    int, int, int, int64_t),
+                   void (*two_tiles)(const uint16_t*, const Weight*, float*,
+                                     int, int, int, int64_t),
+                   const uint16_t* x, const Weight* w, float* y, int64_t n,
+                   int64_t m, int64_t k, int64_t ldy, cudaStream_t stream) {
+  if (m < 1 || m > INT_MAX || ldy < m) return cudaErrorInvalidValue;
+  const auto blocks =
+      static_cast<unsigned>((m + kRowsPerBlock - 1) / kRowsPerBlock);
+  (n <= 8 ? one_tile : two_tiles)<<<blocks, kThreads, 0, stream>>>(
+      x, w, y, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
+      ldy);
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -209,37 +222,17 @@ bool SkinnyW4Supports(const void* x, const void* w, int64_t n, int64_t k) {
 cudaError_t LaunchSkinnyBf16(const uint16_t* x, const uint16_t* w, float* y,
                              int64_t n, int64_t m, int64_t k, int64_t ldy,
                              cudaStream_t stream) {
-  if (!SkinnyBf16Supports(x, w, n, k) || m < 1 || m > INT_MAX || ldy < m) {
-    return cudaErrorInvalidValue;
-  }
-  const int rows = static_cast<int>(n), cols = static_cast<int>(m),
-            depth = static_cast<int>(k);
-  if (n <= 8) {
-    SkinnyBf16Kernel<1><<<BlocksFor(m), kThreads, 0, stream>>>(
-        x, w, y, rows, cols, depth, ldy);
-  } else {
-    SkinnyBf16Kernel<2><<<BlocksFor(m), kThreads, 0, stream>>>(
-        x, w, y, rows, cols, depth, ldy);
-  }
-  return cudaGetLastError();
+  if (!SkinnyBf16Supports(x, w, n, k)) return cudaErrorInvalidValue;
+  return Launch(SkinnyBf16Kernel<1>, SkinnyBf16Kernel<2>, x, w, y, n, m, k,
+                ldy, stream);
 }
 
 cudaError_t LaunchSkinnyW4(const uint16_t* x, const uint8_t* w, float* y,
                            int64_t n, int64_t m, int64_t k, int64_t ldy,
                            cudaStream_t stream) {
-  if (!SkinnyW4Supports(x, w, n, k) || m < 1 || m > INT_MAX || ldy < m) {
-    return cudaErrorInvalidValue;
-  }
-  const int rows = static_cast<int>(n), cols = static_cast<int>(m),
-            depth = static_cast<int>(k);
-  if (n <= 8) {
-    SkinnyW4Kernel<1><<<BlocksFor(m), kThreads, 0, stream>>>(
-        x, w, y, rows, cols, depth, ldy);
-  } else {
-    SkinnyW4Kernel<2><<<BlocksFor(m), kThreads, 0, stream>>>(
-        x, w, y, rows, cols, depth, ldy);
-  }
-  return cudaGetLastError();
+  if (!SkinnyW4Supports(x, w, n, k)) return cudaErrorInvalidValue;
+  return Launch(SkinnyW4Kernel<1>, SkinnyW4Kernel<2>, x, w, y, n, m, k, ldy,
+                stream);
 }
 
 }  // namespace weft::cuda

@@ -57,6 +57,33 @@ std::vector<float> Reference(const std::vector<float>& x,
   return y;
 }
 
+// Runs `kernel` into a NaN-poisoned y with row stride m + 3, checks the
+// three padding columns stayed NaN and the rest is within tolerance of
+// `want`.
+void ExpectKernelMatches(CudaBackend& backend, GemmKernelId kernel,
+                         const Bf16Matrix& x, const Bf16Matrix& w, int64_t n,
+                         int64_t m, int64_t k, const std::vector<float>& want) {
+  const int64_t ldy = m + 3;
+  Tensor y = test::PoisonedF32(backend, n, ldy);
+  absl::Status s = backend.GemmBf16With(kernel, x.device.data, w.device.data,
+                                        static_cast<float*>(y.data), n, m, k,
+                                        ldy);
+  ASSERT_TRUE(s.ok()) << s;
+  const std::vector<float> got = test::ToHost(backend, y);
+  std::vector<float> dense(n * m);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < ldy; ++j) {
+      if (j < m) {
+        dense[i * m + j] = got[i * ldy + j];
+      } else {
+        ASSERT_TRUE(std::isnan(got[i * ldy + j]))
+            << "padding written at row " << i << " col " << j;
+      }
+    }
+  }
+  test::ExpectNear(dense, want, 1e-3f, 1e-4f);
+}
+
 using Shape = std::tuple<int64_t, int64_t, int64_t>;  // n, m, k
 constexpr Shape kShapes[] = {{1, 64, 64},    {7, 33, 40},     {64, 128, 32},
                              {130, 200, 8},  {257, 129, 1544}, {33, 576, 576},
@@ -73,27 +100,7 @@ TEST(CudaGemmTest, EveryOwnKernelMatchesTheReference) {
     for (GemmKernelId kernel : kOwnGemmKernels) {
       SCOPED_TRACE(testing::Message() << GemmKernelName(kernel) << " n=" << n
                                       << " m=" << m << " k=" << k);
-      // Row stride m + 3: three padding columns that must stay NaN.
-      const int64_t ldy = m + 3;
-      Tensor y = test::PoisonedF32(*backend, n, ldy);
-      absl::Status s = backend->GemmBf16With(kernel, x.device.data,
-                                             w.device.data,
-                                             static_cast<float*>(y.data), n,
-                                             m, k, ldy);
-      ASSERT_TRUE(s.ok()) << s;
-      const std::vector<float> got = test::ToHost(*backend, y);
-      std::vector<float> got_dense(n * m);
-      for (int64_t i = 0; i < n; ++i) {
-        for (int64_t j = 0; j < ldy; ++j) {
-          if (j < m) {
-            got_dense[i * m + j] = got[i * ldy + j];
-          } else {
-            ASSERT_TRUE(std::isnan(got[i * ldy + j]))
-                << "padding written at row " << i << " col " << j;
-          }
-        }
-      }
-      test::ExpectNear(got_dense, want, 1e-3f, 1e-4f);
+      ExpectKernelMatches(*backend, kernel, x, w, n, m, k, want);
     }
   }
 }
@@ -109,24 +116,8 @@ TEST(CudaGemmTest, SkinnyKernelMatchesTheReferenceUpToSixteenRows) {
       SCOPED_TRACE(testing::Message() << "n=" << n << " m=" << m << " k=" << k);
       const Bf16Matrix x = UploadBf16(*backend, n, k, rng);
       const std::vector<float> want = Reference(x.rounded, w.rounded, n, m, k);
-      const int64_t ldy = m + 3;
-      Tensor y = test::PoisonedF32(*backend, n, ldy);
-      absl::Status s = backend->GemmBf16With(
-          GemmKernelId::kSkinny, x.device.data, w.device.data,
-          static_cast<float*>(y.data), n, m, k, ldy);
-      ASSERT_TRUE(s.ok()) << s;
-      const std::vector<float> got = test::ToHost(*backend, y);
-      std::vector<float> dense(n * m);
-      for (int64_t i = 0; i < n; ++i) {
-        for (int64_t j = 0; j < ldy; ++j) {
-          if (j < m) {
-            dense[i * m + j] = got[i * ldy + j];
-          } else {
-            ASSERT_TRUE(std::isnan(got[i * ldy + j])) << "padding written";
-          }
-        }
-      }
-      test::ExpectNear(dense, want, 1e-3f, 1e-4f);
+      ExpectKernelMatches(*backend, GemmKernelId::kSkinny, x, w, n, m, k,
+                          want);
     }
   }
 }
