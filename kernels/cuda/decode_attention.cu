@@ -1,9 +1,9 @@
 // Paged decode attention, GQA-grouped, with an optional split over the
 // context (flash-decoding) and its merge kernel.
 //
-//   DecodeAttentionKernel<D>  grid (KV head × group chunk, query token,
+//   DecodeAttentionKernel<D, G>  grid (KV head × group chunk, query token,
 //       split), 4 warps. The block loads the query heads that share its KV
-//       head (up to kDecodeMaxGroup; lane l holds dims [l·D/32, (l+1)·D/32)
+//       head (up to G ≤ kDecodeMaxGroup; lane l holds dims [l·D/32, (l+1)·D/32)
 //       of each, pre-scaled), and its warps walk the split's context tokens
 //       round-robin, kUnroll tokens a step: the step's K and V rows are all
 //       read first (coalesced, D/32 bf16 a lane, from the paged cache), then
@@ -57,11 +57,13 @@ __device__ void LoadBf16(const uint16_t* src, float* dst) {
   }
 }
 
-template <int D>
+// G: query heads a block attends together (registers scale with it), the
+// model's group size rounded up to a power of two, at most kDecodeMaxGroup.
+template <int D, int G>
 __global__ void __launch_bounds__(kThreads)
     DecodeAttentionKernel(AttentionArgs a, DecodeArgs dec) {
   constexpr int kE = D / 32;
-  constexpr int G = kDecodeMaxGroup;
+  static_assert(G >= 1 && G <= kDecodeMaxGroup);
   __shared__ float s_max[kWarps][G];
   __shared__ float s_sum[kWarps][G];
   __shared__ float s_acc[kWarps][G][D];
@@ -230,10 +232,28 @@ template <int D>
 cudaError_t Launch(const AttentionArgs& a, const DecodeArgs& dec,
                    cudaStream_t stream) {
   const int group = a.num_q_heads / a.num_kv_heads;
-  const int chunks = (group + kDecodeMaxGroup - 1) / kDecodeMaxGroup;
+  int g = 1;  // the group rounded up to a power of two, at most 8
+  while (g < group && g < kDecodeMaxGroup) g *= 2;
+  const int chunks = (group + g - 1) / g;
   const int splits = dec.split_chunk > 0 ? dec.max_splits : 1;
   const dim3 grid(a.num_kv_heads * chunks, dec.num_items, splits);
-  DecodeAttentionKernel<D><<<grid, kThreads, 0, stream>>>(a, dec);
+  // Each head's arithmetic is the same whatever G is: G only sizes the
+  // registers (a Llama-3 group of 4 needs half of what 8 would).
+  switch (g) {
+    case 1:
+      DecodeAttentionKernel<D, 1><<<grid, kThreads, 0, stream>>>(a, dec);
+      break;
+    case 2:
+      DecodeAttentionKernel<D, 2><<<grid, kThreads, 0, stream>>>(a, dec);
+      break;
+    case 4:
+      DecodeAttentionKernel<D, 4><<<grid, kThreads, 0, stream>>>(a, dec);
+      break;
+    default:
+      DecodeAttentionKernel<D, kDecodeMaxGroup><<<grid, kThreads, 0, stream>>>(
+          a, dec);
+      break;
+  }
   if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return err;
   if (splits > 1) {
     MergeSplitsKernel<D><<<dim3(a.num_q_heads, dec.num_items), D, 0, stream>>>(
