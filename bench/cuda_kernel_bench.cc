@@ -22,6 +22,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -203,10 +204,10 @@ absl::Status Run(std::vector<Result>* out) {
        {GemmShape{4096, 4096, 4096}, GemmShape{2048, 4096, 4096},
         GemmShape{2048, 1024, 4096}, GemmShape{2048, 14336, 4096},
         GemmShape{2048, 4096, 14336}}) {
-    for (GemmKernelId kernel :
-         {GemmKernelId::kCublas, GemmKernelId::kTiled128x128,
-          GemmKernelId::kTiled128x64, GemmKernelId::kTiled64x128,
-          GemmKernelId::kTiled64x64}) {
+    std::vector<GemmKernelId> kernels = {GemmKernelId::kCublas};
+    kernels.insert(kernels.end(), std::begin(kOwnGemmKernels),
+                   std::end(kOwnGemmKernels));
+    for (GemmKernelId kernel : kernels) {
       const double bytes = 2.0 * (shape.n + shape.m) * shape.k + 4.0 * shape.n * shape.m;
       BENCH_CHECK(bench.Add(
           absl::StrFormat("gemm %s %dx%dx%d", GemmKernelName(kernel), shape.n,

@@ -20,6 +20,10 @@ absl::string_view GemmKernelName(GemmKernelId id) {
       return "64x128";
     case GemmKernelId::kTiled64x64:
       return "64x64";
+    case GemmKernelId::kTiled128x256:
+      return "128x256";
+    case GemmKernelId::kTiled256x128:
+      return "256x128";
     case GemmKernelId::kSkinny:
       return "skinny";
   }

@@ -34,13 +34,16 @@ enum class GemmKernelId : uint8_t {
   kTiled128x64,
   kTiled64x128,
   kTiled64x64,
+  kTiled128x256,
+  kTiled256x128,
   // Decode-sized (n ≤ kSkinnyGemmMaxRows): weights streamed once
   // (kernels/cuda/skinny_gemm.cu).
   kSkinny,
 };
 inline constexpr GemmKernelId kOwnGemmKernels[] = {
     GemmKernelId::kTiled128x128, GemmKernelId::kTiled128x64,
-    GemmKernelId::kTiled64x128, GemmKernelId::kTiled64x64};
+    GemmKernelId::kTiled64x128,  GemmKernelId::kTiled64x64,
+    GemmKernelId::kTiled128x256, GemmKernelId::kTiled256x128};
 inline constexpr int kSkinnyGemmMaxRows = 16;
 
 // The kernels of ours tried against cuBLAS at a row bucket: the skinny

@@ -2,7 +2,8 @@
 //
 //   GemmBf16Kernel<kBlockRows, kBlockCols, kWarpsR, kWarpsC, kStages>
 //       one thread block per kBlockRows × kBlockCols tile of y (rows of x ×
-//       rows of w). Blocks run in groups of 8 row tiles that walk the weight
+//       rows of w); instantiated for 128×128, 128×64, 64×128, 64×64 (4
+//       stages) and 128×256, 256×128 (3 stages, 64×64 warp tiles). Blocks run in groups of 8 row tiles that walk the weight
 //       tiles together, so a weight tile is read from DRAM once per group
 //       and from L2 by the rest. The K loop moves 32 elements per step
 //       through a kStages-deep ring in shared memory filled by cp.async
@@ -246,6 +247,13 @@ cudaError_t LaunchGemmBf16(GemmKernelId kernel, const uint16_t* x,
                                       stream);
     case GemmKernelId::kTiled64x64:
       return Launch<64, 64, 2, 2, 4>(x, w, y, rows, cols, depth, ldy, stream);
+    // Warp tiles of 64×64 (more mma per ldmatrix), 3 stages (96 KiB).
+    case GemmKernelId::kTiled128x256:
+      return Launch<128, 256, 2, 4, 3>(x, w, y, rows, cols, depth, ldy,
+                                       stream);
+    case GemmKernelId::kTiled256x128:
+      return Launch<256, 128, 4, 2, 3>(x, w, y, rows, cols, depth, ldy,
+                                       stream);
     case GemmKernelId::kCublas:
     case GemmKernelId::kSkinny:  // kernels/cuda/skinny_gemm.h
       break;
