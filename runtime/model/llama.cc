@@ -357,6 +357,11 @@ absl::Status LlamaModel::CaptureDecodeGraphs(int max_batch,
           PadDecodeBatch(none, bucket, dummy_block_, plan_.block_size),
           variant);
       if (!view.ok()) return view.status();
+      // One eager run first (it writes the dummy block only): kernels the
+      // runtime loads lazily, and any first-call set-up of a library, then
+      // happen outside the capture, where they are not allowed.
+      WEFT_RETURN_IF_ERROR(RunOps(*view, bucket, bucket));
+      WEFT_RETURN_IF_ERROR(backend_->Synchronize());
       WEFT_RETURN_IF_ERROR(backend_->BeginCapture());
       const absl::Status ops = RunOps(*view, bucket, bucket);
       const absl::Status end = backend_->EndCapture(ops.ok() ? bucket : -1);
