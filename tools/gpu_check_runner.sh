@@ -6,9 +6,9 @@
 # report.json and logs.tar.xz (each step's log and gtest JSON) to $OUT (or
 # ./gpu-check-out or the first argument), and prints a compact table last. Each step has a
 # time limit (ops 60 + attention 90 + gemm 60 + model 120 + engine 100 +
-# generate 30 + bench 90 s: caps summing to 9 min 10 s; a passing run takes
-# far less), and tools/gpu-check's header splits the steps over two calls of
-# at most 7 min 0 s and 4 min 10 s. The serving
+# generate 2 × 30 + bench 90 s: caps summing to 9 min 40 s; a passing run
+# takes far less), and tools/gpu-check's header splits the steps over two
+# calls of at most 7 min 0 s and 4 min 40 s. The serving
 # sweep (synthetic Llama-3-8B, up to 420 s) runs only when WEFT_GPU_STEPS
 # names it, in a call of its own after "bench".
 set -uo pipefail
@@ -119,9 +119,14 @@ want model && gtest model 120 cuda_model_test
 want engine && gtest engine 100 default_model_engine_test '*Cuda*'
 if want generate && [[ "$model_status" == ok ]]; then
   # The CLI end to end: --device cuda picks the GPU and generates greedily.
+  # The production path: GEMM autotune and a decode graph (the defaults),
+  # with bf16 weights, then with the Q4_1 weights kept 4-bit (W4A16).
   run_step generate 30 "$here/bin/weft-generate" --device cuda \
     --model "$model_dir/$model_name" --prompt "The capital of France is" \
     --max_tokens 16 --max_model_len 256
+  run_step generate-int4 30 "$here/bin/weft-generate" --device cuda \
+    --weight_dtype int4 --model "$model_dir/$model_name" \
+    --prompt "The capital of France is" --max_tokens 16 --max_model_len 256
 fi
 want bench && run_step bench 90 "$here/bin/weft-bench-cuda-kernels" --iters 20 --json "$out/bench.json"
 # Serving throughput of the synthetic Llama-3-8B (issue #7; bench/cuda_serving):

@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/factory/backend_factory.h"
+#include "kernels/gemm_plan.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/model_files.h"
@@ -53,6 +54,11 @@ ABSL_FLAG(float, repetition_penalty, 1.0f,
 ABSL_FLAG(uint64_t, seed, 0, "random seed for sampling");
 ABSL_FLAG(bool, ignore_eos, false, "keep generating past end-of-sequence");
 ABSL_FLAG(int, max_model_len, 4096, "context length to plan the KV cache for");
+ABSL_FLAG(std::string, gemm, "autotune",
+          "CUDA: autotune, cublas or own (see weft-server --help)");
+ABSL_FLAG(std::string, weight_dtype, "bf16",
+          "CUDA: bf16 or int4 (W4A16; see weft-server --help)");
+ABSL_FLAG(bool, cuda_graphs, true, "CUDA: replay decode steps from a graph");
 
 namespace weft {
 namespace {
@@ -114,6 +120,12 @@ int Run() {
   backend_options.cpu.kv_cache_dtype = *kv_cache_dtype;
   backend_options.cuda.max_num_tokens = plan.max_num_tokens;
   backend_options.cuda.max_num_seqs = 1;
+  auto gemm_policy = ParseGemmPolicy(absl::GetFlag(FLAGS_gemm));
+  if (!gemm_policy.ok()) return Fail(gemm_policy.status());
+  backend_options.cuda.gemm = *gemm_policy;
+  auto weight_format = ParseCudaWeightFormat(absl::GetFlag(FLAGS_weight_dtype));
+  if (!weight_format.ok()) return Fail(weight_format.status());
+  backend_options.cuda.weight_format = *weight_format;
   auto backend_or = MakeBackend(backend_options);
   if (!backend_or.ok()) return Fail(backend_or.status());
   Backend& backend = **backend_or;
@@ -122,6 +134,17 @@ int Run() {
   plan.num_kv_blocks = (max_len + plan.block_size - 1) / plan.block_size;
   auto model = LlamaModel::Create(**files, &backend, plan);
   if (!model.ok()) return Fail(model.status());
+  // As weft-server does: the GEMM autotune, then the decode graph (CUDA).
+  std::string warm_up_report;
+  if (auto s = backend.WarmUp(&warm_up_report); !s.ok()) return Fail(s);
+  if (absl::GetFlag(FLAGS_cuda_graphs)) {
+    if (auto s = (*model)->CaptureDecodeGraphs(1, &warm_up_report); !s.ok()) {
+      return Fail(s);
+    }
+  }
+  if (!warm_up_report.empty()) {
+    std::fprintf(stderr, "%s", warm_up_report.c_str());
+  }
 
   std::vector<int32_t> prompt;
   if (absl::GetFlag(FLAGS_chat)) {
