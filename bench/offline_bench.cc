@@ -65,6 +65,9 @@ ABSL_FLAG(double, copy_gb_s, 0,
 ABSL_FLAG(std::string, json, "", "with --sweep: also write the results here");
 ABSL_FLAG(std::string, weight_dtype, "bf16",
           "CUDA: bf16 or int4 (W4A16; see weft-server --help)");
+ABSL_FLAG(std::string, gemm, "autotune",
+          "CUDA: autotune, cublas or own (see weft-server --help)");
+ABSL_FLAG(bool, cuda_graphs, true, "CUDA: replay decode steps from graphs");
 
 namespace weft {
 namespace {
@@ -75,23 +78,8 @@ int Fail(const absl::Status& status) {
 }
 
 // `count` requests of prompts of `prompt_len(rng)` and outputs of
-// `output_len(rng)` tokens (see Workload).
-template <typename Length>
-std::vector<Request> Requests(const Tokenizer& tokenizer, int count,
-                              Length prompt_len, Length output_len,
-                              uint32_t seed);
-
-// Seeded workload: prompts are slices of a fixed English text, so prompt
+// `output_len(rng)` tokens: slices of a fixed English text, so prompt
 // tokens are realistic; outputs ignore EOS so their lengths are exact.
-std::vector<Request> Workload(const Tokenizer& tokenizer) {
-  std::uniform_int_distribution<int> prompt_len(absl::GetFlag(FLAGS_min_prompt),
-                                                absl::GetFlag(FLAGS_max_prompt));
-  std::uniform_int_distribution<int> output_len(absl::GetFlag(FLAGS_min_output),
-                                                absl::GetFlag(FLAGS_max_output));
-  return Requests(tokenizer, absl::GetFlag(FLAGS_num_requests), prompt_len,
-                  output_len, absl::GetFlag(FLAGS_seed));
-}
-
 template <typename Length>
 std::vector<Request> Requests(const Tokenizer& tokenizer, int count,
                               Length prompt_len, Length output_len,
@@ -118,6 +106,16 @@ std::vector<Request> Requests(const Tokenizer& tokenizer, int count,
     requests.push_back(std::move(r));
   }
   return requests;
+}
+
+// The --num_requests workload, lengths drawn from the flags' ranges.
+std::vector<Request> Workload(const Tokenizer& tokenizer) {
+  std::uniform_int_distribution<int> prompt_len(absl::GetFlag(FLAGS_min_prompt),
+                                                absl::GetFlag(FLAGS_max_prompt));
+  std::uniform_int_distribution<int> output_len(absl::GetFlag(FLAGS_min_output),
+                                                absl::GetFlag(FLAGS_max_output));
+  return Requests(tokenizer, absl::GetFlag(FLAGS_num_requests), prompt_len,
+                  output_len, absl::GetFlag(FLAGS_seed));
 }
 
 struct RunResult {
@@ -264,9 +262,12 @@ int Main() {
   backend_options.cpu.kv_cache_dtype = *kv_cache_dtype;
   backend_options.cuda.max_num_tokens = config.scheduler.max_num_batched_tokens;
   backend_options.cuda.max_num_seqs = config.scheduler.max_num_seqs;
-  auto weight_format = ParseCudaWeightFormat(absl::GetFlag(FLAGS_weight_dtype));
-  if (!weight_format.ok()) return Fail(weight_format.status());
-  backend_options.cuda.weight_format = *weight_format;
+  if (auto s = ParseCudaKernelOptions(absl::GetFlag(FLAGS_gemm),
+                                      absl::GetFlag(FLAGS_weight_dtype),
+                                      &backend_options.cuda);
+      !s.ok()) {
+    return Fail(s);
+  }
   std::string backend_description;
   auto backend_or = MakeBackend(backend_options, &backend_description);
   if (!backend_or.ok()) return Fail(backend_or.status());
@@ -281,9 +282,9 @@ int Main() {
   auto model = LlamaModel::Create(**files, &backend, plan);
   if (!model.ok()) return Fail(model.status());
   std::string warm_up_report;
-  if (auto s = backend.WarmUp(&warm_up_report); !s.ok()) return Fail(s);
-  if (auto s = (*model)->CaptureDecodeGraphs(config.scheduler.max_num_seqs,
-                                             &warm_up_report);
+  if (auto s = (*model)->WarmUp(config.scheduler.max_num_seqs,
+                                absl::GetFlag(FLAGS_cuda_graphs),
+                                &warm_up_report);
       !s.ok()) {
     return Fail(s);
   }

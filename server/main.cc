@@ -18,7 +18,6 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/factory/backend_factory.h"
-#include "kernels/gemm_plan.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/engine.h"
 #include "runtime/request_queue.h"
@@ -145,12 +144,12 @@ int Main() {
   backend_options.cpu.kv_cache_dtype = *kv_cache_dtype;
   backend_options.cuda.max_num_tokens = plan.max_num_tokens;
   backend_options.cuda.max_num_seqs = engine_config.scheduler.max_num_seqs;
-  auto gemm_policy = ParseGemmPolicy(absl::GetFlag(FLAGS_gemm));
-  if (!gemm_policy.ok()) return Fail(gemm_policy.status());
-  backend_options.cuda.gemm = *gemm_policy;
-  auto weight_format = ParseCudaWeightFormat(absl::GetFlag(FLAGS_weight_dtype));
-  if (!weight_format.ok()) return Fail(weight_format.status());
-  backend_options.cuda.weight_format = *weight_format;
+  if (auto s = ParseCudaKernelOptions(absl::GetFlag(FLAGS_gemm),
+                                      absl::GetFlag(FLAGS_weight_dtype),
+                                      &backend_options.cuda);
+      !s.ok()) {
+    return Fail(s);
+  }
   std::string backend_description;
   auto backend = MakeBackend(backend_options, &backend_description);
   if (!backend.ok()) return Fail(backend.status());
@@ -169,13 +168,11 @@ int Main() {
   if (!model.ok()) return Fail(model.status());
   {
     std::string warm_up_report;
-    if (auto s = (*backend)->WarmUp(&warm_up_report); !s.ok()) return Fail(s);
-    if (absl::GetFlag(FLAGS_cuda_graphs)) {
-      if (auto s = (*model)->CaptureDecodeGraphs(
-              engine_config.scheduler.max_num_seqs, &warm_up_report);
-          !s.ok()) {
-        return Fail(s);
-      }
+    if (auto s = (*model)->WarmUp(engine_config.scheduler.max_num_seqs,
+                                  absl::GetFlag(FLAGS_cuda_graphs),
+                                  &warm_up_report);
+        !s.ok()) {
+      return Fail(s);
     }
     if (!warm_up_report.empty()) {
       std::fprintf(stderr, "weft-server: kernels chosen at warm-up:\n%s",

@@ -14,7 +14,6 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/factory/backend_factory.h"
-#include "kernels/gemm_plan.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/model_files.h"
@@ -120,12 +119,12 @@ int Run() {
   backend_options.cpu.kv_cache_dtype = *kv_cache_dtype;
   backend_options.cuda.max_num_tokens = plan.max_num_tokens;
   backend_options.cuda.max_num_seqs = 1;
-  auto gemm_policy = ParseGemmPolicy(absl::GetFlag(FLAGS_gemm));
-  if (!gemm_policy.ok()) return Fail(gemm_policy.status());
-  backend_options.cuda.gemm = *gemm_policy;
-  auto weight_format = ParseCudaWeightFormat(absl::GetFlag(FLAGS_weight_dtype));
-  if (!weight_format.ok()) return Fail(weight_format.status());
-  backend_options.cuda.weight_format = *weight_format;
+  if (auto s = ParseCudaKernelOptions(absl::GetFlag(FLAGS_gemm),
+                                      absl::GetFlag(FLAGS_weight_dtype),
+                                      &backend_options.cuda);
+      !s.ok()) {
+    return Fail(s);
+  }
   auto backend_or = MakeBackend(backend_options);
   if (!backend_or.ok()) return Fail(backend_or.status());
   Backend& backend = **backend_or;
@@ -136,11 +135,10 @@ int Run() {
   if (!model.ok()) return Fail(model.status());
   // As weft-server does: the GEMM autotune, then the decode graph (CUDA).
   std::string warm_up_report;
-  if (auto s = backend.WarmUp(&warm_up_report); !s.ok()) return Fail(s);
-  if (absl::GetFlag(FLAGS_cuda_graphs)) {
-    if (auto s = (*model)->CaptureDecodeGraphs(1, &warm_up_report); !s.ok()) {
-      return Fail(s);
-    }
+  if (auto s = (*model)->WarmUp(1, absl::GetFlag(FLAGS_cuda_graphs),
+                                &warm_up_report);
+      !s.ok()) {
+    return Fail(s);
   }
   if (!warm_up_report.empty()) {
     std::fprintf(stderr, "%s", warm_up_report.c_str());

@@ -7,7 +7,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -422,10 +424,12 @@ absl::StatusOr<BatchView> CudaBackend::Stage(const BatchMetadata& batch,
                             MaxPrefillTiles(t_cap, s_cap))
                 : LayoutFor(num_tokens, num_seqs, num_indices, num_logits,
                             num_decode, num_tiles);
-  std::vector<std::pair<int64_t, int64_t>> segments;  // (offset, bytes)
+  // (offset, bytes) of each array, copied one by one for a graph.
+  std::array<std::pair<int64_t, int64_t>, 11> segments;
+  int num_segments = 0;
   auto put = [&](int64_t offset, const void* data, int64_t bytes) {
     if (bytes > 0) std::memcpy(host + offset, data, bytes);
-    segments.push_back({offset, bytes});
+    segments[num_segments++] = {offset, bytes};
   };
   put(layout.token_ids, batch.token_ids.data(), num_tokens * 4);
   put(layout.positions, batch.positions.data(), num_tokens * 4);
@@ -462,10 +466,11 @@ absl::StatusOr<BatchView> CudaBackend::Stage(const BatchMetadata& batch,
   }
   cudaStream_t stream = AsStream(stream_);
   if (for_graph) {
-    segments.push_back({layout.token_seq, int64_t{num_tokens} * 4});
-    segments.push_back({layout.decode_items, int64_t{num_decode} * 4});
-    segments.push_back({layout.prefill_tiles, int64_t{num_tiles} * 8});
-    for (const auto& [offset, bytes] : segments) {
+    segments[num_segments++] = {layout.token_seq, int64_t{num_tokens} * 4};
+    segments[num_segments++] = {layout.decode_items, int64_t{num_decode} * 4};
+    segments[num_segments++] = {layout.prefill_tiles, int64_t{num_tiles} * 8};
+    for (int i = 0; i < num_segments; ++i) {
+      const auto [offset, bytes] = segments[i];
       if (bytes == 0) continue;
       WEFT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
           static_cast<uint8_t*>(staging_device_) + offset, host + offset,

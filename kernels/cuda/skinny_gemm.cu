@@ -70,6 +70,19 @@ __device__ __forceinline__ void ReduceAndStore(float (&acc)[kTilesN][4],
   }
 }
 
+// The two weight rows lane (g, c) of a block loads: row0 + g and
+// row0 + g + 8, each clamped to row 0 (and flagged) past m.
+struct WeightRows {
+  int row0, lo, hi;
+  bool lo_ok, hi_ok;
+};
+__device__ __forceinline__ WeightRows WeightRowsOf(int m) {
+  const int row0 = blockIdx.x * kRowsPerBlock;
+  const int g = (threadIdx.x % 32) >> 2;
+  const bool lo_ok = row0 + g < m, hi_ok = row0 + g + 8 < m;
+  return {row0, lo_ok ? row0 + g : 0, hi_ok ? row0 + g + 8 : 0, lo_ok, hi_ok};
+}
+
 template <int kTilesN>
 __global__ void __launch_bounds__(kThreads)
     SkinnyBf16Kernel(const uint16_t* __restrict__ x,
@@ -78,12 +91,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ Partials<kTilesN> partials;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane >> 2, c = lane & 3;
-  const int row0 = blockIdx.x * kRowsPerBlock;
-  const bool lo_ok = row0 + g < m, hi_ok = row0 + g + 8 < m;
-  const uint4* w_lo = reinterpret_cast<const uint4*>(
-      w + int64_t{lo_ok ? row0 + g : 0} * k);
-  const uint4* w_hi = reinterpret_cast<const uint4*>(
-      w + int64_t{hi_ok ? row0 + g + 8 : 0} * k);
+  const auto [row0, lo, hi, lo_ok, hi_ok] = WeightRowsOf(m);
+  const uint4* w_lo = reinterpret_cast<const uint4*>(w + int64_t{lo} * k);
+  const uint4* w_hi = reinterpret_cast<const uint4*>(w + int64_t{hi} * k);
   const uint4 zero = make_uint4(0, 0, 0, 0);
 
   float acc[kTilesN][4] = {};
@@ -126,11 +136,10 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ Partials<kTilesN> partials;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane >> 2, c = lane & 3;
-  const int row0 = blockIdx.x * kRowsPerBlock;
-  const bool lo_ok = row0 + g < m, hi_ok = row0 + g + 8 < m;
+  const auto [row0, lo, hi, lo_ok, hi_ok] = WeightRowsOf(m);
   const int64_t row_bytes = W4RowBytes(k);
-  const uint8_t* w_lo = w + (lo_ok ? row0 + g : 0) * row_bytes;
-  const uint8_t* w_hi = w + (hi_ok ? row0 + g + 8 : 0) * row_bytes;
+  const uint8_t* w_lo = w + lo * row_bytes;
+  const uint8_t* w_hi = w + hi * row_bytes;
   const uint32_t kOnes = 0x3F803F80u;  // bf16 (1, 1)
   const uint32_t ones[4] = {kOnes, kOnes, kOnes, kOnes};
 

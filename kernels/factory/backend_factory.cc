@@ -18,6 +18,18 @@ absl::StatusOr<DeviceKind> ParseDeviceKind(absl::string_view name) {
       absl::StrCat("--device must be cpu, cuda or auto, not '", name, "'"));
 }
 
+absl::Status ParseCudaKernelOptions(absl::string_view gemm,
+                                    absl::string_view weight_dtype,
+                                    CudaBackendConfig* cuda) {
+  auto policy = ParseGemmPolicy(gemm);
+  if (!policy.ok()) return policy.status();
+  auto format = ParseCudaWeightFormat(weight_dtype);
+  if (!format.ok()) return format.status();
+  cuda->gemm = *policy;
+  cuda->weight_format = *format;
+  return absl::OkStatus();
+}
+
 bool CudaBackendBuilt() {
 #ifdef WEFT_HAVE_CUDA
   return true;

@@ -39,6 +39,14 @@ struct BackendOptions {
   CudaBackendConfig cuda;
 };
 
+// Sets `cuda`'s GEMM policy and weight format from the --gemm
+// (autotune|cublas|own) and --weight_dtype (bf16|int4) flags' values;
+// InvalidArgument naming the flag otherwise. For every main that builds a
+// backend.
+absl::Status ParseCudaKernelOptions(absl::string_view gemm,
+                                    absl::string_view weight_dtype,
+                                    CudaBackendConfig* cuda);
+
 // The backend `options` ask for. `description` (optional) receives e.g.
 // "cpu (avx512-vnni, 2 threads)" or "cuda (NVIDIA H200, sm_90, ...)".
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(

@@ -343,6 +343,13 @@ absl::Status LlamaModel::Forward(const BatchMetadata& batch,
   return backend_->Synchronize();
 }
 
+absl::Status LlamaModel::WarmUp(int max_decode_batch, bool decode_graphs,
+                                std::string* report) {
+  WEFT_RETURN_IF_ERROR(backend_->WarmUp(report));
+  if (!decode_graphs) return absl::OkStatus();
+  return CaptureDecodeGraphs(max_decode_batch, report);
+}
+
 absl::Status LlamaModel::CaptureDecodeGraphs(int max_batch,
                                              std::string* report) {
   if (!backend_->SupportsGraphs() || dummy_block_ < 0) return absl::OkStatus();

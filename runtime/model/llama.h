@@ -41,6 +41,13 @@ class LlamaModel {
   // token; the cache is untouched then.
   absl::Status Forward(const BatchMetadata& batch, std::vector<float>* logits);
 
+  // What a server does once before its first request: Backend::WarmUp
+  // (the CUDA GEMM autotune), then, with `decode_graphs`,
+  // CaptureDecodeGraphs(max_decode_batch) — in that order, since a graph
+  // records the kernels the autotune chose. Appends both reports.
+  absl::Status WarmUp(int max_decode_batch, bool decode_graphs,
+                      std::string* report);
+
   // When the backend supports graphs (CUDA), captures one decode step per
   // bucket of DecodeGraphBuckets(max_batch), capped by the plan's tokens
   // and logits rows; later plain decode steps of up to the largest bucket
