@@ -9,8 +9,8 @@
 // O(1) through every layer (no inf/NaN). Its tokenizer is byte-level BPE
 // without merges: ids 0-255 are the 256 bytes, ids 256 … vocab-2 decode to
 // "<t{id}>", the last id is the special "<|endoftext|>" (EOS). Weights are
-// generated from a fixed seed on all cores (an 8B model, 16 GB, takes
-// seconds) and held in host memory for the model's lifetime.
+// generated from a fixed seed on all cores (an 8B model is 16 GB: 47 s on
+// 2 cores, docs/models.md) and held in host memory for the model's lifetime.
 #ifndef WEFT_RUNTIME_MODEL_SYNTHETIC_MODEL_H_
 #define WEFT_RUNTIME_MODEL_SYNTHETIC_MODEL_H_
 
