@@ -3,14 +3,16 @@
 //
 //   DecodeAttentionKernel<D, G>  grid (KV head × group chunk, query token,
 //       split), 4 warps. The block loads the query heads that share its KV
-//       head (up to G ≤ kDecodeMaxGroup; lane l holds dims [l·D/32, (l+1)·D/32)
-//       of each, pre-scaled), and its warps walk the split's context tokens
-//       round-robin, kUnroll tokens a step: the step's K and V rows are all
-//       read first (coalesced, D/32 bf16 a lane, from the paged cache), then
-//       a warp-shuffle dot product per token and query head, and one fp32
-//       online-softmax update per step. The warps' (max, sum, acc) states are
-//       merged in shared memory at the end. Unsplit: writes out = acc / sum.
-//       Split: writes the split's normalized output and log-sum-exp.
+//       head (up to G ≤ kDecodeMaxGroup, pre-scaled). A K or V row is read
+//       with 16-byte loads by D/8 lanes (a "sub-warp"), so one warp-wide
+//       load covers 32/(D/8) consecutive context tokens (2 at D = 128);
+//       each warp issues kUnroll such loads of K and V before using any,
+//       then a dot product per token and query head (a shuffle tree over
+//       the sub-warp: one tree serves all its sub-warps at once) and one
+//       fp32 online-softmax update per step and sub-warp. The sub-warps'
+//       states are merged by shuffles, the warps' in shared memory.
+//       Unsplit: writes out = acc / sum. Split: writes the split's
+//       normalized output and log-sum-exp.
 //   MergeSplitsKernel<D>  grid (query head, query token), D threads: the
 //       splits' outputs weighted by exp(lse_s - max lse).
 //
@@ -29,32 +31,49 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kUnroll = 4;  // context tokens per warp per step
+constexpr int kVec = 8;  // bf16 per 16-byte load
 
-__device__ float WarpSum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
+// Geometry of DecodeAttentionKernel<D, G>: a K or V row of D bf16 is read
+// by kLanes lanes with one 16-byte load each, so a warp-wide load covers
+// kTokens consecutive context tokens (one per "sub-warp" of kLanes lanes),
+// and a warp issues kUnroll such loads of K and of V before using any.
+template <int D, int G>
+struct DecodeShape {
+  static_assert(D % (kVec * 4) == 0 && D <= 32 * kVec);
+  static constexpr int kLanes = D / kVec;         // 16 at D = 128, 8 at 64
+  static constexpr int kTokens = 32 / kLanes;     // 2 at D = 128, 4 at 64
+  static constexpr int kUnroll = G <= 4 ? 4 : 2;  // registers: G·(q, acc)
+  static constexpr int kStep = kWarps * kTokens * kUnroll;  // tokens a block step
+};
+
+// The eight bf16 of a 16-byte load as floats (bf16 → f32 is a shift).
+__device__ __forceinline__ void Unpack8(const uint4& raw, float* dst) {
+  const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    dst[2 * i] = __uint_as_float(w[i] << 16);
+    dst[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
   }
-  return v;
 }
 
-// Loads kE consecutive bf16 values (kE = 2 or 4, 4- or 8-byte aligned).
-template <int kE>
-__device__ void LoadBf16(const uint16_t* src, float* dst) {
-  if constexpr (kE == 2) {
-    const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(src);
-    dst[0] = __low2float(v);
-    dst[1] = __high2float(v);
-  } else {
-    static_assert(kE == 4);
-    const uint2 raw = *reinterpret_cast<const uint2*>(src);
-    const __nv_bfloat162 lo = *reinterpret_cast<const __nv_bfloat162*>(&raw.x);
-    const __nv_bfloat162 hi = *reinterpret_cast<const __nv_bfloat162*>(&raw.y);
-    dst[0] = __low2float(lo);
-    dst[1] = __high2float(lo);
-    dst[2] = __low2float(hi);
-    dst[3] = __high2float(hi);
+// Merges the online-softmax state (m, l, acc) of the lane `offset` away.
+// Every lane of the warp must call it (it shuffles).
+template <int N>
+__device__ __forceinline__ void MergeState(float& m, float& l, float* acc,
+                                           int offset) {
+  const float m_o = __shfl_xor_sync(0xffffffffu, m, offset);
+  const float l_o = __shfl_xor_sync(0xffffffffu, l, offset);
+  const float m_new = fmaxf(m, m_o);
+  // Both empty (-inf): the state stays empty; exp(-inf - finite) = 0.
+  const float s = m_new == -INFINITY ? 0.0f : expf(m - m_new);
+  const float s_o = m_new == -INFINITY ? 0.0f : expf(m_o - m_new);
+  l = l * s + l_o * s_o;
+#pragma unroll
+  for (int e = 0; e < N; ++e) {
+    const float a_o = __shfl_xor_sync(0xffffffffu, acc[e], offset);
+    acc[e] = acc[e] * s + a_o * s_o;
   }
+  m = m_new;
 }
 
 // G: query heads a block attends together (registers scale with it), the
@@ -62,7 +81,9 @@ __device__ void LoadBf16(const uint16_t* src, float* dst) {
 template <int D, int G>
 __global__ void __launch_bounds__(kThreads)
     DecodeAttentionKernel(AttentionArgs a, DecodeArgs dec) {
-  constexpr int kE = D / 32;
+  using Shape = DecodeShape<D, G>;
+  constexpr int kLanes = Shape::kLanes, kTokens = Shape::kTokens;
+  constexpr int kUnroll = Shape::kUnroll;
   static_assert(G >= 1 && G <= kDecodeMaxGroup);
   __shared__ float s_max[kWarps][G];
   __shared__ float s_sum[kWarps][G];
@@ -76,6 +97,8 @@ __global__ void __launch_bounds__(kThreads)
   const int item = blockIdx.y;
   const int split = blockIdx.z;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = lane / kLanes;       // which token of a warp-wide load
+  const int dim0 = (lane % kLanes) * kVec;  // this lane's 8 dims
 
   const int t = dec.items[item];
   const int seq = dec.token_seq[t];
@@ -92,90 +115,113 @@ __global__ void __launch_bounds__(kThreads)
   const int begin = split < num_splits ? split * chunk : visible;
   const int end = min(visible, begin + chunk);
 
-  float q[G][kE];
-  float m[G], l[G], acc[G][kE];
+  // Per lane: its 8 dims of each query head (pre-scaled), and the online-
+  // softmax state of the tokens its sub-warp has seen (the kLanes lanes of a
+  // sub-warp hold the same m and l, each its own 8 dims of acc).
+  float q[G][kVec];
+  float m[G], l[G], acc[G][kVec];
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     m[g] = -INFINITY;
     l[g] = 0;
 #pragma unroll
-    for (int e = 0; e < kE; ++e) {
+    for (int e = 0; e < kVec; ++e) {
       acc[g][e] = 0;
       q[g][e] = 0;
       if (g < num_g) {
         const int h = kv_head * group + first_g + g;
-        q[g][e] = a.q[t * a.q_stride + h * D + lane * kE + e] * a.scale;
+        q[g][e] = a.q[t * a.q_stride + h * D + dim0 + e] * a.scale;
       }
     }
   }
 
-  // kUnroll tokens per step (j0, j0 + kWarps, …): all their K and V rows
-  // are requested before any is used, so each warp keeps kUnroll × 2 row
-  // reads in flight, and the running max is corrected once per step.
+  // A block step covers kStep consecutive tokens: load u of warp w reads
+  // tokens (u·kWarps + w)·kTokens + sub. All kUnroll K and V loads are
+  // issued before any is used (2·kUnroll 16-byte loads in flight a lane).
   const int32_t* blocks = a.kv_indices + kv_begin;
-  for (int j0 = begin + warp; j0 < end; j0 += kWarps * kUnroll) {
-    float k[kUnroll][kE], v[kUnroll][kE];
-    bool valid[kUnroll];  // the same for every lane of the warp
+  for (int j0 = begin + warp * kTokens + sub; j0 - sub < end;
+       j0 += Shape::kStep) {
+    uint4 k_raw[kUnroll], v_raw[kUnroll];
+    bool valid[kUnroll];  // the same for the lanes of a sub-warp
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int j = j0 + u * kWarps;
+      const int j = j0 + u * kWarps * kTokens;
       const int32_t block = j < end ? blocks[j / a.block_size] : -1;
       valid[u] = block >= 0 && block < a.num_blocks;  // host-validated
+      k_raw[u] = v_raw[u] = make_uint4(0, 0, 0, 0);
       if (valid[u]) {
         const int64_t base =
             ((int64_t{block} * a.num_kv_heads + kv_head) * a.block_size +
-             j % a.block_size) * D + lane * kE;
-        LoadBf16<kE>(a.k_cache + base, k[u]);
-        LoadBf16<kE>(a.v_cache + base, v[u]);
-      } else {
-#pragma unroll
-        for (int e = 0; e < kE; ++e) k[u][e] = v[u][e] = 0;
+             j % a.block_size) * D + dim0;
+        k_raw[u] = __ldg(reinterpret_cast<const uint4*>(a.k_cache + base));
+        v_raw[u] = __ldg(reinterpret_cast<const uint4*>(a.v_cache + base));
       }
     }
+    // Scores first, for every head (the shuffles stay outside any branch
+    // that differs between sub-warps), then the softmax updates.
+    float dot[G][kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      float k[kVec];
+      Unpack8(k_raw[u], k);
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        float d = 0;
+#pragma unroll
+        for (int e = 0; e < kVec; ++e) d += q[g][e] * k[e];
+#pragma unroll
+        for (int offset = kLanes / 2; offset > 0; offset >>= 1) {
+          d += __shfl_xor_sync(0xffffffffu, d, offset);
+        }
+        dot[g][u] = valid[u] ? d : -INFINITY;
+      }
+    }
+    float v[kUnroll][kVec];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) Unpack8(v_raw[u], v[u]);
 #pragma unroll
     for (int g = 0; g < G; ++g) {
-      if (g < num_g) {
-        float dot[kUnroll];
-        float m_new = m[g];
+      float m_new = m[g];
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          float d = 0;
+      for (int u = 0; u < kUnroll; ++u) m_new = fmaxf(m_new, dot[g][u]);
+      if (g >= num_g || m_new == -INFINITY) continue;  // nothing valid yet
+      const float correction = expf(m[g] - m_new);  // 0 when m was -inf
+      float p[kUnroll], p_sum = 0;
 #pragma unroll
-          for (int e = 0; e < kE; ++e) d += q[g][e] * k[u][e];
-          d = WarpSum(d);
-          dot[u] = valid[u] ? d : -INFINITY;
-          m_new = fmaxf(m_new, dot[u]);
-        }
-        if (m_new == -INFINITY) continue;  // no valid token yet
-        const float correction = expf(m[g] - m_new);  // 0 when m was -inf
-        float p[kUnroll], p_sum = 0;
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          p[u] = expf(dot[u] - m_new);  // 0 for an invalid token
-          p_sum += p[u];
-        }
-        l[g] = l[g] * correction + p_sum;
-#pragma unroll
-        for (int e = 0; e < kE; ++e) {
-          float a_e = acc[g][e] * correction;
-#pragma unroll
-          for (int u = 0; u < kUnroll; ++u) a_e += p[u] * v[u][e];
-          acc[g][e] = a_e;
-        }
-        m[g] = m_new;
+      for (int u = 0; u < kUnroll; ++u) {
+        p[u] = expf(dot[g][u] - m_new);  // 0 for an invalid token
+        p_sum += p[u];
       }
+      l[g] = l[g] * correction + p_sum;
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        float a_e = acc[g][e] * correction;
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) a_e += p[u] * v[u][e];
+        acc[g][e] = a_e;
+      }
+      m[g] = m_new;
     }
   }
 
+  // The sub-warps' states merged into sub-warp 0, then the warps' in
+  // shared memory.
 #pragma unroll
   for (int g = 0; g < G; ++g) {
-    if (g < num_g) {
+#pragma unroll
+    for (int offset = kLanes; offset < 32; offset <<= 1) {
+      MergeState<kVec>(m[g], l[g], acc[g], offset);
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    if (g < num_g && sub == 0) {
       if (lane == 0) {
         s_max[warp][g] = m[g];
         s_sum[warp][g] = l[g];
       }
 #pragma unroll
-      for (int e = 0; e < kE; ++e) s_acc[warp][g][lane * kE + e] = acc[g][e];
+      for (int e = 0; e < kVec; ++e) s_acc[warp][g][dim0 + e] = acc[g][e];
     }
   }
   __syncthreads();
