@@ -371,6 +371,25 @@ absl::Status Run(std::vector<Result>* out) {
       return b.PagedAttention(attention, *view, *q, b.kv_layer(0), &out);
     }));
   }
+  // Causal prefill of two 4096-token prompts from an empty cache (the
+  // shape FlashAttention's benchmarks report: 8k tokens, head dim 128).
+  {
+    constexpr int kLong = 4096, kLongSeqs = 2;
+    BatchMetadata prefill = Batch(kLongSeqs, kLong, kLong, kBlock);
+    auto view = b.StageBatch(prefill);
+    if (!view.ok()) return view.status();
+    auto q_long = RandomF32(b, kLongSeqs * kLong, q_cols, rng);
+    auto out_long = b.Allocate(DType::kF32, kLongSeqs * kLong, q_cols);
+    if (!q_long.ok() || !out_long.ok()) return q_long.status();
+    const double visible = kLongSeqs * 0.5 * kLong * (kLong + 1.0);
+    BENCH_CHECK(bench.Add("prefill attn 2x4096 causal (mma)",
+                          2.0 * kLongSeqs * kLong * kv_cols * 2 +
+                              2.0 * kLongSeqs * kLong * q_cols * 4,
+                          4.0 * kHeads * kHeadDim * visible, [&] {
+      return b.PagedAttention(attention, *view, *q_long, b.kv_layer(0),
+                              &*out_long);
+    }));
+  }
   // Decode: 32 sequences × 4096 context.
   const double kv_bytes = 2.0 * kDecodeSeqs * kDecodeContext * kv_cols * 2;
   const double decode_flops = 4.0 * kDecodeSeqs * kHeads * kHeadDim * kDecodeContext;

@@ -454,7 +454,12 @@ absl::StatusOr<BatchView> CudaBackend::Stage(const BatchMetadata& batch,
     view.max_context_len = std::max(view.max_context_len, context_len);
     for (int i = 0; i < q_len; ++i) token_seq[q_begin + i] = s;
     if (q_len >= config_.prefill_min_query_len) {
-      for (int first = 0; first < q_len; first += cuda::kPrefillTileRows) {
+      // Last tile first: later tiles see more context, and starting the
+      // longest blocks first shortens the grid's tail.
+      const int last_first =
+          (q_len - 1) / cuda::kPrefillTileRows * cuda::kPrefillTileRows;
+      for (int first = last_first; first >= 0;
+           first -= cuda::kPrefillTileRows) {
         tiles[2 * tile_at] = s;
         tiles[2 * tile_at + 1] = first;
         ++tile_at;

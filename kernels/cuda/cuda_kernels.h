@@ -117,11 +117,14 @@ cudaError_t LaunchDecodeAttention(const AttentionArgs& args,
                                   const DecodeArgs& decode,
                                   cudaStream_t stream);
 
-// Prefill: one thread block per (64-query tile of one sequence, query head);
-// 4 warps × 16 query rows; K/V tiles of 32 context tokens gathered from the
-// paged cache into shared memory; S = QKᵀ and O += PV with mma.sync
-// m16n8k16 bf16 → fp32; online softmax in fp32. tiles[i] = {seq, first query
-// row of the tile within the sequence}.
+// Prefill: tiles[i] = {seq, first query row of the tile within the
+// sequence}, a tile being up to kPrefillTileRows query tokens. One thread
+// block per (tile, query head index): the tile's (token, head) pairs of one
+// GQA group are packed into blocks of 64 rows, so each block reads one KV
+// head for all the group's heads; 4 warps × 16 rows; K/V tiles of 64
+// context tokens double-buffered in shared memory by cp.async; S = QKᵀ and
+// O += PV with ldmatrix + mma.sync m16n8k16 bf16 → fp32; online softmax in
+// fp32 (prefill_attention.cu).
 inline constexpr int kPrefillTileRows = 64;
 cudaError_t LaunchPrefillAttention(const AttentionArgs& args,
                                    const int32_t* tiles, int num_tiles,

@@ -336,8 +336,12 @@ INSTANTIATE_TEST_SUITE_P(
             AttentionCase{16, 8, 2, 64, {{17, 17}, {16, 1}}},         // block edges
             AttentionCase{4, 9, 3, 64, {{33, 5}, {7, 1}, {12, 12}}},  // SmolLM2 GQA
             AttentionCase{1, 4, 1, 128, {{9, 3}, {2, 1}}},            // 1-token blocks
-            // Prefill tile (64 rows) and key step (32) boundaries, group 4.
+            // Prefill tile (64 tokens; 16 tokens × 4 heads a block) and
+            // key tile (64) boundaries, group 4.
             AttentionCase{16, 32, 8, 128, {{200, 1}, {65, 65}, {130, 70}, {64, 64}}},
+            // Group 7 (Qwen2.5-7B): 9 tokens × 7 heads + a padding row a
+            // prefill block, 8 blocks a full tile.
+            AttentionCase{16, 14, 2, 128, {{150, 70}, {33, 33}, {80, 1}}},
             // Group 16: two chunks of kDecodeMaxGroup query heads.
             AttentionCase{16, 16, 1, 128, {{300, 1}, {47, 1}}},
             // Long contexts: several splits of different counts per token.
