@@ -1,7 +1,8 @@
 # A lane-level emulation of DecodeAttentionKernel in
-# kernels/cuda/decode_attention.cu (one thread block, then the split merge):
-# every lane's registers are followed as the kernel computes them (which
-# tokens a sub-warp loads from which paged block, the 16-byte slices, the
+# kernels/cuda/decode_attention.cu (its grid: KV head × group chunk per
+# query token, the splits, then the split merge): every lane's registers are followed as the kernel computes them (which
+# tokens a sub-warp loads from which paged block at which address of the
+# [block][kv head][slot][D] cache, skipping out-of-range blocks, the 16-byte slices, the
 # shuffle trees, the per-sub-warp online softmax, the shuffle merge of the
 # sub-warps, the shared-memory merge of the warps, MergeSplitsKernel) and
 # the result is checked against dense softmax attention in float64. It
@@ -30,11 +31,13 @@ def merge_state(m, l, acc, offset):
     return m_new, l * s + l_o * s_o, acc * s[:, None] + a_o * s_o[:, None]
 
 
-def block(D, G, num_g, q, cache_k, cache_v, blocks, block_size, begin, end):
-    """One thread block: q [num_g, D] pre-scaled; returns (m, l, acc) per head."""
+def block(D, G, num_g, q, cache_k, cache_v, blocks, block_size, begin, end,
+          kv_head, num_kv_heads, num_blocks):
+    """One thread block: q [num_g, D] pre-scaled; cache_k/v flat bf16 arrays
+    in the paged layout [block][kv_head][slot][D]; returns (out, lse)."""
     lanes = D // VEC
     tokens = 32 // lanes
-    unroll = 4 if G <= 4 else 2
+    unroll = 4
     step = WARPS * tokens * unroll
     lane = np.arange(32)
     sub = lane // lanes
@@ -57,12 +60,13 @@ def block(D, G, num_g, q, cache_k, cache_v, blocks, block_size, begin, end):
             for u in range(unroll):
                 j = j0 + u * WARPS * tokens
                 for ln in range(32):
-                    if j[ln] < end:
-                        blk = blocks[j[ln] // block_size]
-                        valid[u, ln] = True
-                        row = blk * block_size + j[ln] % block_size
-                        k[u, ln] = cache_k[row, dim0[ln]:dim0[ln] + VEC]
-                        v[u, ln] = cache_v[row, dim0[ln]:dim0[ln] + VEC]
+                    blk = blocks[j[ln] // block_size] if j[ln] < end else -1
+                    valid[u, ln] = 0 <= blk < num_blocks
+                    if valid[u, ln]:
+                        base = ((blk * num_kv_heads + kv_head) * block_size +
+                                j[ln] % block_size) * D + dim0[ln]
+                        k[u, ln] = cache_k[base:base + VEC]
+                        v[u, ln] = cache_v[base:base + VEC]
                 # a sub-warp's lanes agree on validity
                 for s in range(tokens):
                     assert len(set(valid[u, sub == s])) == 1
@@ -91,7 +95,11 @@ def block(D, G, num_g, q, cache_k, cache_v, blocks, block_size, begin, end):
             while off < 32:
                 m[g], l[g], acc[g] = merge_state(m[g], l[g], acc[g], off)
                 off <<= 1
-        # sub-warp 0 writes; check the other sub-warps agree (they merged too)
+        # sub-warp 0 writes; the other sub-warps hold the same merged state
+        for g in range(num_g):
+            for ln in range(32):
+                assert m[g][ln] == m[g][ln % lanes] and l[g][ln] == l[g][ln % lanes]
+                assert np.array_equal(acc[g][ln], acc[g][ln % lanes])
         state_m = np.zeros(G)
         state_l = np.zeros(G)
         state_acc = np.zeros((G, D))
@@ -123,61 +131,82 @@ def num_splits(visible, split_chunk, max_splits):
     return min(-(-visible // split_chunk), max_splits)
 
 
-def case(D, G, group, visible, block_size, split_chunk, max_splits):
-    nblk = -(-visible // block_size)
+def case(D, G, group, num_kv_heads, context_len, q_len, block_size,
+         split_chunk, max_splits, bad_block=None):
+    """One sequence whose last q_len tokens are queries; every query token
+    t and KV head runs the kernel's grid (KV head × group chunk, splits).
+    bad_block: a position whose block index is set out of range (its key
+    must be skipped, as the kernel skips it)."""
+    nblk = -(-context_len // block_size)
     pool = 3 * nblk + 5
     blocks = rng.permutation(pool)[:nblk]
-    cache_k = rng.standard_normal((pool * block_size, D))
-    cache_v = rng.standard_normal((pool * block_size, D))
-    q = rng.standard_normal((group, D)) * 0.3
-    ref_k = np.concatenate([cache_k[b * block_size:(b + 1) * block_size] for b in blocks])[:visible]
-    ref_v = np.concatenate([cache_v[b * block_size:(b + 1) * block_size] for b in blocks])[:visible]
+    if bad_block is not None:
+        blocks[bad_block // block_size] = pool + 7  # ≥ num_blocks
+    cache_k = rng.standard_normal(pool * num_kv_heads * block_size * D)
+    cache_v = rng.standard_normal(pool * num_kv_heads * block_size * D)
+    shaped_k = cache_k.reshape(pool, num_kv_heads, block_size, D)
+    shaped_v = cache_v.reshape(pool, num_kv_heads, block_size, D)
+    num_q_heads = group * num_kv_heads
+    q = rng.standard_normal((q_len, num_q_heads, D)) * 0.3
     grid_splits = max_splits if split_chunk > 0 else 1
-    ns = num_splits(visible, split_chunk, max_splits)
-    chunk = -(-visible // ns)
+    chunks_per_head = -(-group // G)
     worst = 0.0
-    for first_g in range(0, group, G):
-        num_g = min(G, group - first_g)
-        parts = []
-        for split in range(grid_splits):
-            begin = split * chunk if split < ns else visible
-            end = min(visible, begin + chunk)
-            parts.append(block(D, G, num_g, q[first_g:first_g + num_g], cache_k,
-                               cache_v, blocks, block_size, begin, end))
-        if grid_splits == 1:
-            out = parts[0][0]
-        else:  # MergeSplitsKernel
-            lses = np.array([p[1] for p in parts])  # [splits, num_g]
-            mx = lses.max(axis=0)
-            w = np.where(lses == -np.inf, 0.0, np.exp(lses - mx))
-            out = sum(w[s][:, None] * parts[s][0] for s in range(grid_splits)) / w.sum(axis=0)[:, None]
-        for g in range(num_g):
-            s = ref_k @ q[first_g + g]
-            p = np.exp(s - s.max())
-            ref = p @ ref_v / p.sum()
-            worst = max(worst, np.abs(out[g] - ref).max())
+    for i in range(q_len):  # the kernel's `visible` for query token i
+        visible = context_len - q_len + i + 1
+        ns = num_splits(visible, split_chunk, max_splits)
+        chunk = -(-visible // ns)
+        for bx in range(num_kv_heads * chunks_per_head):  # blockIdx.x
+            kv_head = bx // chunks_per_head
+            first_g = (bx % chunks_per_head) * G
+            num_g = min(G, group - first_g)
+            heads = [kv_head * group + first_g + g for g in range(num_g)]
+            parts = []
+            for split in range(grid_splits):
+                begin = split * chunk if split < ns else visible
+                end = min(visible, begin + chunk)
+                parts.append(block(D, G, num_g, q[i, heads], cache_k, cache_v,
+                                   blocks, block_size, begin, end, kv_head,
+                                   num_kv_heads, pool))
+            if grid_splits == 1:
+                out = parts[0][0]
+            else:  # MergeSplitsKernel
+                lses = np.array([p[1] for p in parts])  # [splits, num_g]
+                mx = lses.max(axis=0)
+                w = np.where(lses == -np.inf, 0.0, np.exp(lses - mx))
+                out = sum(w[s][:, None] * parts[s][0] for s in range(grid_splits)) / w.sum(axis=0)[:, None]
+            keep = [p for p in range(visible)
+                    if bad_block is None or p // block_size != bad_block // block_size]
+            for g, h in enumerate(heads):
+                ref_k = np.array([shaped_k[blocks[p // block_size], kv_head, p % block_size] for p in keep])
+                ref_v = np.array([shaped_v[blocks[p // block_size], kv_head, p % block_size] for p in keep])
+                sc = ref_k @ q[i, h]
+                p = np.exp(sc - sc.max())
+                ref = p @ ref_v / p.sum()
+                worst = max(worst, np.abs(out[g] - ref).max())
     return worst
 
 
 def main():
-    cases = [  # D, G, group, visible, block_size, split_chunk, max_splits
-        (128, 4, 4, 1, 16, 0, 1),
-        (128, 4, 4, 37, 16, 0, 1),
-        (128, 4, 4, 300, 16, 64, 8),   # 5 splits in a grid of 8
-        (128, 8, 7, 65, 16, 0, 1),     # G 8, group 7: one idle head
-        (128, 2, 2, 129, 32, 32, 3),   # more than max_splits chunks
-        (128, 1, 1, 33, 1, 0, 1),      # one-token blocks
-        (64, 4, 3, 70, 16, 0, 1),
-        (64, 8, 9, 250, 16, 100, 4),   # two group chunks, one of 1 head
-        (64, 1, 1, 5, 16, 2, 2),
+    cases = [  # D, G, group, kv heads, context, queries, block, split_chunk, max_splits
+        (128, 4, 4, 2, 1, 1, 16, 0, 1),
+        (128, 4, 4, 2, 37, 1, 16, 0, 1),
+        (128, 4, 4, 1, 300, 2, 16, 64, 8),  # 5 splits in a grid of 8
+        (128, 8, 7, 2, 65, 1, 16, 0, 1),    # G 8, group 7: one idle head
+        (128, 2, 2, 3, 129, 1, 32, 32, 3),  # more than max_splits chunks
+        (128, 1, 1, 2, 33, 3, 1, 0, 1),     # one-token blocks, 3 queries
+        (64, 4, 3, 2, 70, 1, 16, 0, 1),
+        (64, 8, 9, 1, 250, 1, 16, 100, 4),  # two group chunks, one of 1 head
+        (64, 1, 1, 1, 5, 1, 16, 2, 2),
     ]
     ok = True
-    for c in cases:
-        err = case(*c)
+    bad = {1: 40, 6: 20}  # case index → position in an out-of-range block
+    for i, c in enumerate(cases):
+        err = case(*c, bad_block=bad.get(i))
         good = err < 1e-9
         ok &= good
-        print(f"D={c[0]} G={c[1]} group={c[2]} visible={c[3]} block={c[4]} "
-              f"split_chunk={c[5]} max_splits={c[6]}: max |err| {err:.2e} "
+        print(f"D={c[0]} G={c[1]} group={c[2]} kv_heads={c[3]} context={c[4]} "
+              f"queries={c[5]} block={c[6]} split_chunk={c[7]} max_splits={c[8]}"
+              f"{' bad block' if i in bad else ''}: max |err| {err:.2e} "
               f"{'ok' if good else 'FAIL'}")
     print("all ok" if ok else "FAILED")
     raise SystemExit(0 if ok else 1)

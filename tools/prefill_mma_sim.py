@@ -246,7 +246,7 @@ def main():
     ok &= case(64, 2, 2, 16, [(40, 40)])            # no GQA, one partial tile
     ok &= case(128, 4, 1, 16, [(150, 70)])          # group 4: 16 tokens a block, 2 tiles
     ok &= case(64, 3, 1, 7, [(100, 23), (9, 9)])    # group 3, odd block size
-    ok &= case(128, 7, 1, 32, [(200, 65)])          # group 7: 9 tokens + 1 pad row
+    ok &= case(128, 7, 1, 32, [(200, 65)])          # group 7: heads split across blocks
     ok &= case(64, 4, 2, 1, [(130, 130)])           # one-token blocks, 3 tiles
     print("all ok" if ok else "FAILED")
     raise SystemExit(0 if ok else 1)

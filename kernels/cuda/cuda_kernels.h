@@ -124,7 +124,11 @@ cudaError_t LaunchDecodeAttention(const AttentionArgs& args,
 // head for all the group's heads; 4 warps × 16 rows; K/V tiles of 64
 // context tokens double-buffered in shared memory by cp.async; S = QKᵀ and
 // O += PV with ldmatrix + mma.sync m16n8k16 bf16 → fp32; online softmax in
-// fp32 (prefill_attention.cu).
+// fp32 (prefill_attention.cu). Q and out are read and written as float2:
+// even strides and 8-byte aligned rows (cudaErrorInvalidValue otherwise).
+// A key in a block index outside [0, num_blocks) reads as zero K and V (it
+// keeps a share of the softmax; decode skips such keys); the host rejects
+// such tables before they get here.
 inline constexpr int kPrefillTileRows = 64;
 cudaError_t LaunchPrefillAttention(const AttentionArgs& args,
                                    const int32_t* tiles, int num_tiles,

@@ -45,6 +45,8 @@ constexpr int kKeys = 64;   // context tokens per K/V tile
 constexpr int kStages = 2;  // K/V tiles in shared memory
 constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kRows == kWarps * 16);
+// A tile's pairs fill at most `group` blocks: grid.y = num_q_heads suffices.
+static_assert(kPrefillTileRows <= kRows);
 
 template <int D>
 struct PrefillShape {
@@ -132,7 +134,7 @@ __device__ __forceinline__ void LoadKvTile(uint4* s_k, uint4* s_v,
 }
 
 template <int D>
-__global__ void __launch_bounds__(kThreads, 3)
+__global__ void __launch_bounds__(kThreads, 2)
     PrefillAttentionKernel(AttentionArgs a, const int32_t* tiles) {
   using Shape = PrefillShape<D>;
   extern __shared__ uint4 smem[];  // [stage][K, V][kKeys × kChunks]
@@ -331,8 +333,11 @@ cudaError_t LaunchPrefillAttention(const AttentionArgs& args,
                                    cudaStream_t stream) {
   if (num_tiles <= 0) return cudaSuccess;
   if (args.num_kv_heads <= 0 || args.num_q_heads % args.num_kv_heads != 0 ||
-      args.num_q_heads > 65535) {
-    return cudaErrorInvalidValue;
+      args.num_q_heads > 65535 || args.q_stride % 2 != 0 ||
+      args.out_stride % 2 != 0 ||
+      reinterpret_cast<uintptr_t>(args.q) % sizeof(float2) != 0 ||
+      reinterpret_cast<uintptr_t>(args.out) % sizeof(float2) != 0) {
+    return cudaErrorInvalidValue;  // Q and out are accessed as float2
   }
   switch (args.head_dim) {
     case 64:

@@ -339,8 +339,8 @@ INSTANTIATE_TEST_SUITE_P(
             // Prefill tile (64 tokens; 16 tokens × 4 heads a block) and
             // key tile (64) boundaries, group 4.
             AttentionCase{16, 32, 8, 128, {{200, 1}, {65, 65}, {130, 70}, {64, 64}}},
-            // Group 7 (Qwen2.5-7B): 9 tokens × 7 heads + a padding row a
-            // prefill block, 8 blocks a full tile.
+            // Group 7 (Qwen2.5-7B): a 64-token tile is 448 (token, head)
+            // rows, 7 prefill blocks, one token's heads split across two.
             AttentionCase{16, 14, 2, 128, {{150, 70}, {33, 33}, {80, 1}}},
             // Group 16: two chunks of kDecodeMaxGroup query heads.
             AttentionCase{16, 16, 1, 128, {{300, 1}, {47, 1}}},
