@@ -26,6 +26,10 @@ absl::string_view GemmKernelName(GemmKernelId id) {
       return "256x128";
     case GemmKernelId::kSkinny:
       return "skinny";
+    case GemmKernelId::kWgmma128x256:
+      return "wgmma128x256";
+    case GemmKernelId::kWgmma128x128:
+      return "wgmma128x128";
   }
   return "?";
 }

@@ -39,11 +39,17 @@ enum class GemmKernelId : uint8_t {
   // Decode-sized (n ≤ kSkinnyGemmMaxRows): weights streamed once
   // (kernels/cuda/skinny_gemm.cu).
   kSkinny,
+  // Hopper only (sm_90a): TMA + wgmma, 128 rows of x × 256 or 128 rows of
+  // w a block (kernels/cuda/gemm_wgmma.cu). Elsewhere they fail to launch
+  // and the autotune passes them over.
+  kWgmma128x256,
+  kWgmma128x128,
 };
 inline constexpr GemmKernelId kOwnGemmKernels[] = {
-    GemmKernelId::kTiled128x128, GemmKernelId::kTiled128x64,
-    GemmKernelId::kTiled64x128,  GemmKernelId::kTiled64x64,
-    GemmKernelId::kTiled128x256, GemmKernelId::kTiled256x128};
+    GemmKernelId::kTiled128x128,  GemmKernelId::kTiled128x64,
+    GemmKernelId::kTiled64x128,   GemmKernelId::kTiled64x64,
+    GemmKernelId::kTiled128x256,  GemmKernelId::kTiled256x128,
+    GemmKernelId::kWgmma128x256, GemmKernelId::kWgmma128x128};
 inline constexpr int kSkinnyGemmMaxRows = 16;
 
 // The kernels of ours tried against cuBLAS at a row bucket: the skinny

@@ -25,8 +25,9 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_matmul.h"
 #include "kernels/cuda/cuda_status.h"
-#include "kernels/cuda/gemm_bf16.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/gemm_bf16.h"
+#include "kernels/cuda/gemm_wgmma.h"
 #include "kernels/cuda/skinny_gemm.h"
 #include "kernels/w4_pack.h"
 
@@ -180,6 +181,11 @@ bool OwnKernelSupports(GemmKernelId id, const void* x, const void* w,
                        int64_t n, int64_t m, int64_t k, int64_t ldy) {
   if (id == GemmKernelId::kSkinny) {
     return cuda::SkinnyBf16Supports(x, w, n, k) && m >= 1 && ldy >= m;
+  }
+  if ((id == GemmKernelId::kWgmma128x256 ||
+       id == GemmKernelId::kWgmma128x128) &&
+      !cuda::WgmmaAvailable()) {
+    return false;
   }
   return cuda::GemmBf16Supports(x, w, n, m, k, ldy);
 }

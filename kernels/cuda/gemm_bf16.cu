@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/gemm_bf16.h"
+#include "kernels/cuda/gemm_wgmma.h"
 #include "kernels/cuda/mma_util.cuh"
 
 namespace weft::cuda {
@@ -254,6 +255,10 @@ cudaError_t LaunchGemmBf16(GemmKernelId kernel, const uint16_t* x,
     case GemmKernelId::kTiled256x128:
       return Launch<256, 128, 4, 2, 3>(x, w, y, rows, cols, depth, ldy,
                                        stream);
+    case GemmKernelId::kWgmma128x256:
+      return LaunchGemmWgmma(256, x, w, y, n, m, k, ldy, stream);
+    case GemmKernelId::kWgmma128x128:
+      return LaunchGemmWgmma(128, x, w, y, n, m, k, ldy, stream);
     case GemmKernelId::kCublas:
     case GemmKernelId::kSkinny:  // kernels/cuda/skinny_gemm.h
       break;

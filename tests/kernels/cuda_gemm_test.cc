@@ -1,4 +1,5 @@
-// weft's own bf16 GEMM kernels (kernels/cuda/gemm_bf16.cu) and the CUDA
+// weft's own bf16 GEMM kernels (kernels/cuda/gemm_bf16.cu, gemm_wgmma.cu on
+// Hopper) and the CUDA
 // backend's GEMM autotune, against a double-precision CPU reference on the
 // same bf16 operands, so only the GPU's fp32 accumulation differs: at most
 // ~100 k16 partial-sum additions of running sums up to ~40 (k ≤ 1544, unit
@@ -16,6 +17,9 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#ifdef WEFT_HAVE_CUDA
+#include "kernels/cuda/gemm_wgmma.h"
+#endif
 #include "kernels/gemm_plan.h"
 #include "kernels/w4_pack.h"
 #include "tests/kernels/cuda_test_util.h"
@@ -84,10 +88,17 @@ void ExpectKernelMatches(CudaBackend& backend, GemmKernelId kernel,
   test::ExpectNear(dense, want, 1e-3f, 1e-4f);
 }
 
+bool IsWgmma(GemmKernelId id) {
+  return id == GemmKernelId::kWgmma128x256 || id == GemmKernelId::kWgmma128x128;
+}
+
 using Shape = std::tuple<int64_t, int64_t, int64_t>;  // n, m, k
 constexpr Shape kShapes[] = {{1, 64, 64},    {7, 33, 40},     {64, 128, 32},
                              {130, 200, 8},  {257, 129, 1544}, {33, 576, 576},
-                             {200, 1000, 96}};
+                             {200, 1000, 96},
+                             // wgmma: 17 K stages (the ring wraps), 3 × 3
+                             // tiles of 128 × 256, ragged on every side.
+                             {300, 520, 1032}};
 
 TEST(CudaGemmTest, EveryOwnKernelMatchesTheReference) {
   auto backend = test::MakeCudaOrNull();
@@ -98,6 +109,7 @@ TEST(CudaGemmTest, EveryOwnKernelMatchesTheReference) {
     const Bf16Matrix w = UploadBf16(*backend, m, k, rng);
     const std::vector<float> want = Reference(x.rounded, w.rounded, n, m, k);
     for (GemmKernelId kernel : kOwnGemmKernels) {
+      if (IsWgmma(kernel) && !cuda::WgmmaAvailable()) continue;  // not Hopper
       SCOPED_TRACE(testing::Message() << GemmKernelName(kernel) << " n=" << n
                                       << " m=" << m << " k=" << k);
       ExpectKernelMatches(*backend, kernel, x, w, n, m, k, want);
