@@ -20,9 +20,10 @@
 //   atoms 1024 bytes apart: the descriptor's stride byte offset). A K step
 //   of 16 elements advances the descriptors' start address by 32 bytes.
 //
-// A wait on an mbarrier that does not complete in ~2 s traps (a launch
-// error instead of a hung process): this kernel has not yet been run on
-// every driver, and a hang would stall the server's warm-up.
+// A wait on an mbarrier that does not complete in 2 s traps: a sticky
+// error that fails the process's CUDA context (the server's warm-up fails
+// and it must be restarted, e.g. with WEFT_NO_WGMMA=1) instead of a process
+// that hangs forever. The kernel had not run on any GPU when written.
 #include "kernels/cuda/gemm_wgmma.h"
 
 #include <cuda.h>
@@ -53,7 +54,6 @@ struct WgmmaShape {
   static constexpr int kStageBytes = kXBytes + kWBytes;
   // + 1 KiB to align the ring to the 1024-byte swizzle atom.
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024;
-  [[maybe_unused]] static constexpr int kAcc = kBN / 2;  // fp32 accumulators a thread
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -134,6 +134,15 @@ __device__ __forceinline__ void WgmmaWait() {
                : "memory");
 }
 
+// Tells the compiler the accumulators may change or be read here, so it
+// neither reads them before a wgmma group has completed nor moves their
+// uses across the fence/commit/wait instructions.
+template <int N>
+__device__ __forceinline__ void FenceOperands(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
 template <int kBN>
 __device__ __forceinline__ void Wgmma(float (&d)[kBN / 2], uint64_t a,
                                       uint64_t b) {
@@ -199,24 +208,27 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   const int half = warpgroup - 1;  // rows 64·half .. 64·half + 63
-  float d[S::kAcc];
+  float d[kBN / 2];
 #pragma unroll
-  for (int i = 0; i < S::kAcc; ++i) d[i] = 0.0f;
+  for (int i = 0; i < kBN / 2; ++i) d[i] = 0.0f;
   for (int kt = 0; kt < num_k_tiles; ++kt) {
     const int s = kt % S::kStages;
     MbarWait(full0 + 8 * s, (kt / S::kStages) & 1);
     const uint32_t a = ring + s * S::kStageBytes + half * 64 * 128;
     const uint32_t b = ring + s * S::kStageBytes + S::kXBytes;
+    FenceOperands(d);
     WgmmaFence();
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; ++kk) {
       Wgmma<kBN>(d, SmemDescriptor(a + kk * 32), SmemDescriptor(b + kk * 32));
     }
     WgmmaCommit();
+    FenceOperands(d);
     WgmmaWait<1>();  // the previous stage's group is done with its stage
     if (kt > 0) MbarArrive(empty0 + 8 * ((kt - 1) % S::kStages));
   }
   WgmmaWait<0>();
+  FenceOperands(d);
 
   const int lane = threadIdx.x % 32, warp = (threadIdx.x / 32) % 4;
   const int row = row0 + half * 64 + warp * 16 + lane / 4;
@@ -238,6 +250,12 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
   }
+#else
+  // An image without sm_90a features (e.g. CMAKE_CUDA_ARCHITECTURES=90):
+  // fail loudly rather than leave y unwritten. WgmmaAvailable() keeps the
+  // kernel off devices other than 9.0, whose image is 90a in every build
+  // this project makes.
+  if (threadIdx.x == 0) __trap();
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
@@ -324,7 +342,9 @@ cudaError_t LaunchGemmWgmma(int tile_cols, const uint16_t* x,
                             const uint16_t* w, float* y, int64_t n, int64_t m,
                             int64_t k, int64_t ldy, cudaStream_t stream) {
   if (!WgmmaAvailable()) return cudaErrorNotSupported;
-  if (n < 1 || m < 1 || k < 8 || k % 8 != 0 || n > INT_MAX || m > INT_MAX ||
+  // n, m ≤ INT_MAX − 256: a tile's last row/column index stays an int.
+  if (n < 1 || m < 1 || k < 8 || k % 8 != 0 || n > INT_MAX - 256 ||
+      m > INT_MAX - 256 ||
       k > INT_MAX || ldy < m || reinterpret_cast<uintptr_t>(x) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(w) % 16 != 0) {
     return cudaErrorInvalidValue;
