@@ -1,5 +1,8 @@
 #include "kernels/backend.h"
 
+#include <cmath>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 
 namespace weft {
@@ -10,6 +13,26 @@ absl::Status Invalid(absl::string_view what) {
 }
 
 }  // namespace
+
+void ArgMaxRows(const float* x, int64_t rows, int64_t cols, int32_t* ids) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * cols;
+    int64_t best = 0;
+    bool nan = false;
+    for (int64_t c = 0; c < cols; ++c) {
+      nan |= std::isnan(row[c]);
+      if (row[c] > row[best]) best = c;
+    }
+    ids[r] = nan ? -1 : static_cast<int32_t>(best);
+  }
+}
+
+absl::Status Backend::ArgMaxRowsToHost(const Tensor& x, int32_t* ids) {
+  std::vector<float> host(static_cast<size_t>(x.rows * x.cols));
+  if (absl::Status s = CopyToHost(x, host.data()); !s.ok()) return s;
+  ArgMaxRows(host.data(), x.rows, x.cols, ids);
+  return absl::OkStatus();
+}
 
 absl::Status Backend::MatMuls(const Tensor& x,
                              absl::Span<const MatMulTarget> targets) {

@@ -10,7 +10,8 @@
 // weights through UploadWeight, activations and scratch through Allocate,
 // which the model calls once, at load, for the largest batch it will run,
 // so that no op allocates during a step. Every op is required but
-// MatMuls, WarmUp and the graph entry points, which have defaults.
+// ArgMaxRowsToHost, MatMuls, WarmUp and the graph entry points, which have
+// defaults.
 #ifndef WEFT_KERNELS_BACKEND_H_
 #define WEFT_KERNELS_BACKEND_H_
 
@@ -91,6 +92,13 @@ class Backend {
   virtual absl::StatusOr<Tensor> Allocate(DType dtype, int64_t rows,
                                           int64_t cols) = 0;
   virtual absl::Status CopyToHost(const Tensor& src, float* dst) = 0;
+  // ids[r] = the index of the largest value of row r of x (the activation
+  // dtype, [rows, cols]), the lowest such index on ties; -1 when the row
+  // holds a NaN (the caller decides what that means). Waits for the result,
+  // like CopyToHost. What greedy sampling needs of the logits: the CUDA
+  // backend reduces on the GPU and copies 4 bytes a row instead of the
+  // whole vocabulary. Optional: the default copies x to the host and scans.
+  virtual absl::Status ArgMaxRowsToHost(const Tensor& x, int32_t* ids);
   virtual absl::Status CopyFromHost(const float* src, Tensor* dst) = 0;
 
   // The KV cache of `shape`, zero-filled; the backend owns it.
@@ -216,6 +224,11 @@ class Backend {
     return absl::UnimplementedError("this backend has no graphs");
   }
 };
+
+// The host scan behind Backend::ArgMaxRowsToHost's contract, over a
+// row-major fp32 [rows, cols] array (the CPU backends' and the reference of
+// the CUDA kernel's tests).
+void ArgMaxRows(const float* x, int64_t rows, int64_t cols, int32_t* ids);
 
 // Checks a batch against the cache it will run on: CSR arrays consistent,
 // block ids in range, positions match the block tables, slots inside each

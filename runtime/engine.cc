@@ -230,7 +230,9 @@ bool Engine::Step() {
   }
   stats_->steps++;
   const absl::Time scheduled = absl::Now();
-  const absl::Status status = executor_->Execute(batch);
+  const bool only_argmax = OnlyArgMax(batch);
+  const absl::Status status = only_argmax ? executor_->ExecuteArgMax(batch)
+                                          : executor_->Execute(batch);
   const absl::Time executed = absl::Now();
   if (!status.ok()) {
     // The step failed as a whole: end its requests, keep serving the rest.
@@ -242,7 +244,7 @@ bool Engine::Step() {
   } else {
     Advance(batch, scheduled);
     const absl::Time advanced = absl::Now();
-    SampleBatch(batch);
+    SampleBatch(batch, only_argmax);
     const absl::Time sampled = absl::Now();
     Emit();
     stats_->sample_ns += absl::ToInt64Nanoseconds(sampled - advanced);
@@ -278,7 +280,27 @@ void Engine::Advance(const Batch& batch, absl::Time scheduled_at) {
   }
 }
 
-void Engine::SampleBatch(const Batch& batch) {
+bool Engine::StopsBanned(const Sequence& seq) const {
+  const RequestState& request = *seq.request;
+  return seq.num_output_tokens() < request.request.stopping.min_tokens &&
+         !request.stop_ids.empty();
+}
+
+bool Engine::OnlyArgMax(const Batch& batch) const {
+  for (const ScheduledSequence& s : batch.seqs) {
+    const Sequence& seq = *s.seq;
+    if (seq.prompt_logprobs && seq.in_prefill()) return false;  // scored
+    // Forked samples share the parent's parameters and, like it, have no
+    // output yet.
+    if (s.samples && (seq.sampler == nullptr ||
+                      !seq.sampler->OnlyArgMax(StopsBanned(seq)))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Engine::SampleBatch(const Batch& batch, bool only_argmax) {
   sampled_.clear();
   for (const ScheduledSequence& s : batch.seqs) {
     Sequence* seq = s.seq;
@@ -287,8 +309,9 @@ void Engine::SampleBatch(const Batch& batch) {
         seq->status == SequenceStatus::kFinished) {
       continue;
     }
+    const int row = s.first_logit_row + s.num_logit_rows - 1;
     const absl::Span<const float> logits =
-        executor_->logits_row(s.first_logit_row + s.num_logit_rows - 1);
+        only_argmax ? absl::Span<const float>() : executor_->logits_row(row);
     try {
       // n > 1: the prompt is done; its samples fork off and each draws its
       // first token from these same logits.
@@ -296,7 +319,11 @@ void Engine::SampleBatch(const Batch& batch) {
       for (auto& sample : request->seqs) {
         if (sample != nullptr &&
             (sample.get() == seq || sample->num_output_tokens() == 0)) {
-          sampled_.push_back({sample.get(), Sample(sample.get(), logits)});
+          // OnlyArgMax held: Sample would return the argmax, draw nothing.
+          sampled_.push_back(
+              {sample.get(),
+               only_argmax ? SampledToken{executor_->argmax_row(row), 0.0f, {}}
+                           : Sample(sample.get(), logits)});
         }
       }
     } catch (const std::exception& e) {
@@ -359,13 +386,11 @@ void Engine::AddPromptLogprobs(const ScheduledSequence& s) {
 SampledToken Engine::Sample(Sequence* seq, absl::Span<const float> logits) {
   const RequestState* request = seq->request;
   const absl::Span<const int32_t> tokens(seq->tokens);
-  const bool before_min =
-      seq->num_output_tokens() < request->request.stopping.min_tokens;
   return seq->sampler->Sample(
       logits, tokens.subspan(0, seq->num_prompt_tokens),
       tokens.subspan(seq->num_prompt_tokens),
-      before_min ? absl::Span<const int32_t>(request->stop_ids)
-                 : absl::Span<const int32_t>());
+      StopsBanned(*seq) ? absl::Span<const int32_t>(request->stop_ids)
+                        : absl::Span<const int32_t>());
 }
 
 void Engine::EmitToken(Sequence* seq, SampledToken sampled, absl::Time now) {

@@ -103,7 +103,13 @@ class Engine {
   void Advance(const Batch& batch, absl::Time scheduled_at);
   // Samples every sequence whose chunk reached its end (forking n > 1
   // requests first) into sampled_.
-  void SampleBatch(const Batch& batch);
+  // Whether every logits row of `batch` is wanted only for its argmax:
+  // each sequence that samples would take SequenceSampler::OnlyArgMax, and
+  // none scores its prompt. Then the step runs ExecuteArgMax.
+  bool OnlyArgMax(const Batch& batch) const;
+  void SampleBatch(const Batch& batch, bool only_argmax);
+  // Whether seq's stop tokens are banned now (min_tokens not reached).
+  bool StopsBanned(const Sequence& seq) const;
   SampledToken Sample(Sequence* seq, absl::Span<const float> logits);
   // Postprocess, after sampling: appends each sampled token, detokenizes,
   // checks stop conditions and emits.

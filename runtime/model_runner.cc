@@ -1,5 +1,7 @@
 #include "runtime/model_runner.h"
 
+#include "runtime/sampler.h"
+
 namespace weft {
 
 ModelRunner::ModelRunner(LlamaModel* model, Backend* backend)
@@ -39,19 +41,48 @@ BatchMetadata ModelRunner::BuildMetadata(const Batch& batch) const {
   return meta;
 }
 
+absl::Status StepExecutor::ExecuteArgMax(const Batch& batch) {
+  return Execute(batch);
+}
+
+int32_t StepExecutor::argmax_row(int row) const {
+  return ArgMax(logits_row(row));
+}
+
+absl::Status ModelRunner::CopyBlocks(const Batch& batch) {
+  if (batch.copies.empty()) return absl::OkStatus();
+  copy_src_.clear();
+  copy_dst_.clear();
+  for (const BlockCopy& copy : batch.copies) {
+    copy_src_.push_back(copy.src);
+    copy_dst_.push_back(copy.dst);
+  }
+  return backend_->CopyKvBlocks(copy_src_, copy_dst_);
+}
+
 absl::Status ModelRunner::Execute(const Batch& batch) {
-  if (!batch.copies.empty()) {
-    copy_src_.clear();
-    copy_dst_.clear();
-    for (const BlockCopy& copy : batch.copies) {
-      copy_src_.push_back(copy.src);
-      copy_dst_.push_back(copy.dst);
-    }
-    if (absl::Status s = backend_->CopyKvBlocks(copy_src_, copy_dst_); !s.ok()) {
+  if (absl::Status s = CopyBlocks(batch); !s.ok()) return s;
+  return model_->Forward(BuildMetadata(batch), &logits_);
+}
+
+absl::Status ModelRunner::ExecuteArgMax(const Batch& batch) {
+  if (absl::Status s = CopyBlocks(batch); !s.ok()) return s;
+  logits_.clear();
+  if (absl::Status s = model_->ForwardArgMax(BuildMetadata(batch), &argmax_);
+      !s.ok()) {
+    return s;
+  }
+  // A row with a NaN: the sampler's ArgMax decides, on that row's logits.
+  for (size_t r = 0; r < argmax_.size(); ++r) {
+    if (argmax_[r] >= 0) continue;
+    nan_row_.resize(vocab_size_);
+    if (absl::Status s = model_->CopyLogitsRow(static_cast<int>(r), nan_row_.data());
+        !s.ok()) {
       return s;
     }
+    argmax_[r] = ArgMax(nan_row_);
   }
-  return model_->Forward(BuildMetadata(batch), &logits_);
+  return absl::OkStatus();
 }
 
 absl::Span<const float> ModelRunner::logits_row(int row) const {

@@ -25,6 +25,13 @@ class StepExecutor {
   // holds the rows in the order of ScheduledSequence::first_logit_row.
   virtual absl::Status Execute(const Batch& batch) = 0;
   virtual absl::Span<const float> logits_row(int row) const = 0;
+  // Like Execute when only each logits row's argmax is needed (every row's
+  // sequence samples greedily from the raw logits): afterwards argmax_row(r)
+  // is ArgMax (runtime/sampler.h) of row r, and logits_row is not valid.
+  // The default runs Execute and scans logits_row; ModelRunner reduces on
+  // the backend instead, which spares a GPU the copy of every logit.
+  virtual absl::Status ExecuteArgMax(const Batch& batch);
+  virtual int32_t argmax_row(int row) const;
   virtual int vocab_size() const = 0;
   virtual int max_position_embeddings() const = 0;
   virtual const ModelPlan& plan() const = 0;
@@ -36,6 +43,8 @@ class ModelRunner : public StepExecutor {
 
   absl::Status Execute(const Batch& batch) override;
   absl::Span<const float> logits_row(int row) const override;
+  absl::Status ExecuteArgMax(const Batch& batch) override;
+  int32_t argmax_row(int row) const override { return argmax_[row]; }
   int vocab_size() const override { return vocab_size_; }
   int max_position_embeddings() const override {
     return model_->config().max_position_embeddings;
@@ -50,7 +59,12 @@ class ModelRunner : public StepExecutor {
   Backend* backend_;
   int block_size_;
   int vocab_size_;
+  // Runs the step's block copies (copy-on-write), if any.
+  absl::Status CopyBlocks(const Batch& batch);
+
   std::vector<float> logits_;
+  std::vector<int32_t> argmax_;
+  std::vector<float> nan_row_;  // a row whose argmax the backend left to us
   std::vector<int32_t> copy_src_, copy_dst_;
 };
 

@@ -174,17 +174,22 @@ bool SequenceSampler::greedy() const {
   return params_.temperature < kGreedyTemperature;
 }
 
+bool SequenceSampler::unprocessed() const {
+  return params_.logit_bias.empty() && params_.repetition_penalty == 1.0f &&
+         params_.frequency_penalty == 0.0f && params_.presence_penalty == 0.0f;
+}
+
+bool SequenceSampler::OnlyArgMax(bool any_banned) const {
+  return greedy() && unprocessed() && !any_banned && params_.logprobs < 0;
+}
+
 SampledToken SequenceSampler::Sample(absl::Span<const float> logits,
                                      absl::Span<const int32_t> prompt,
                                      absl::Span<const int32_t> output,
                                      absl::Span<const int32_t> banned) {
   const size_t vocab = logits.size();
   SampledToken result{0, 0.0f, {}};
-  const bool plain = params_.logit_bias.empty() &&
-                     params_.repetition_penalty == 1.0f &&
-                     params_.frequency_penalty == 0.0f &&
-                     params_.presence_penalty == 0.0f && banned.empty();
-  if (greedy() && plain) {
+  if (greedy() && unprocessed() && banned.empty()) {
     result.token = ArgMax(logits);  // nothing to process: no copy
   } else {
     processed_.resize(vocab);

@@ -93,6 +93,13 @@ class SequenceSampler {
                       absl::Span<const int32_t> output,
                       absl::Span<const int32_t> banned = {});
 
+  // Whether Sample(logits, …, banned) with `any_banned` == !banned.empty()
+  // is just {ArgMax(logits), 0, {}}: greedy, no bias or penalties, nothing
+  // banned, no log-probs asked for (and no draw from the stream). The
+  // engine then asks the model for the argmax alone
+  // (StepExecutor::ExecuteArgMax).
+  bool OnlyArgMax(bool any_banned) const;
+
   const SamplingParams& params() const { return params_; }
 
  private:
@@ -111,6 +118,8 @@ class SequenceSampler {
   double Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
   bool greedy() const;
+  // No logit bias and no penalties.
+  bool unprocessed() const;
   void ApplyBiasAndPenalties(absl::Span<const int32_t> prompt,
                              absl::Span<const int32_t> output);
   // Turns processed_ into weights; returns the least likely token that

@@ -96,6 +96,12 @@ absl::Status CpuBackend::CopyToHost(const Tensor& src, float* dst) {
   return absl::OkStatus();
 }
 
+absl::Status CpuBackend::ArgMaxRowsToHost(const Tensor& x, int32_t* ids) {
+  if (x.dtype != DType::kF32) return Backend::ArgMaxRowsToHost(x, ids);
+  ArgMaxRows(static_cast<const float*>(x.data), x.rows, x.cols, ids);
+  return absl::OkStatus();
+}
+
 absl::Status CpuBackend::CopyFromHost(const float* src, Tensor* dst) {
   if (!IsF32(*dst)) return ShapeError("CopyFromHost", "destination not F32");
   std::memcpy(dst->data, src, dst->num_elements() * sizeof(float));

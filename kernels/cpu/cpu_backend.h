@@ -32,6 +32,8 @@ class CpuBackend : public Backend {
   absl::StatusOr<Tensor> Allocate(DType dtype, int64_t rows,
                                   int64_t cols) override;
   absl::Status CopyToHost(const Tensor& src, float* dst) override;
+  // Scans the host tensor in place (F32 activations; others are copied).
+  absl::Status ArgMaxRowsToHost(const Tensor& x, int32_t* ids) override;
   absl::Status CopyFromHost(const float* src, Tensor* dst) override;
   absl::Status AllocateKvCache(const KvCacheShape& shape) override;
   KvLayerView kv_layer(int layer) const override;

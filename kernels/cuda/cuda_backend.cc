@@ -139,6 +139,8 @@ CudaBackend::~CudaBackend() {
   FreeDevice(staging_device_);
   void* split = split_scratch_;
   FreeDevice(split);
+  void* argmax = argmax_ids_;
+  FreeDevice(argmax);
   if (staging_host_ != nullptr) cudaFreeHost(staging_host_);
   if (staged_event_ != nullptr) {
     cudaEventDestroy(static_cast<cudaEvent_t>(staged_event_));
@@ -238,6 +240,25 @@ absl::Status CudaBackend::CopyToHost(const Tensor& src, float* dst) {
   return absl::OkStatus();
 }
 
+absl::Status CudaBackend::ArgMaxRowsToHost(const Tensor& x, int32_t* ids) {
+  if (x.dtype != DType::kF32 || x.cols < 1) {
+    return absl::InvalidArgumentError("ArgMaxRowsToHost: x must be F32");
+  }
+  if (argmax_ids_ == nullptr || x.rows > config_.max_num_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ArgMaxRowsToHost: ", x.rows, " rows, planned for ",
+        argmax_ids_ == nullptr ? 0 : config_.max_num_tokens));
+  }
+  if (x.rows == 0) return absl::OkStatus();
+  cudaStream_t stream = AsStream(stream_);
+  WEFT_CUDA_RETURN_IF_ERROR(cuda::LaunchArgMaxRows(
+      static_cast<const float*>(x.data), x.rows, x.cols, argmax_ids_, stream));
+  WEFT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ids, argmax_ids_, x.rows * 4,
+                                            cudaMemcpyDeviceToHost, stream));
+  WEFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackend::CopyFromHost(const float* src, Tensor* dst) {
   cudaStream_t stream = AsStream(stream_);
   const int64_t n = dst->num_elements();
@@ -317,6 +338,11 @@ absl::Status CudaBackend::PlanStaging() {
   WEFT_CUDA_RETURN_IF_ERROR(cudaMallocHost(&staging_host_, layout.total));
   WEFT_CUDA_RETURN_IF_ERROR(cudaMalloc(&staging_device_, layout.total));
   staging_bytes_ = layout.total;
+  void* argmax = argmax_ids_;
+  FreeDevice(argmax);
+  argmax_ids_ = nullptr;
+  WEFT_CUDA_RETURN_IF_ERROR(cudaMalloc(&argmax, t * 4));
+  argmax_ids_ = static_cast<int32_t*>(argmax);
   staged_ = CudaStagedBatch();
   staged_.host_token_ids.reserve(t);
   return absl::OkStatus();

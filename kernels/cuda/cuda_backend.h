@@ -137,6 +137,8 @@ class CudaBackend : public Backend {
   absl::StatusOr<Tensor> Allocate(DType dtype, int64_t rows,
                                   int64_t cols) override;
   absl::Status CopyToHost(const Tensor& src, float* dst) override;
+  // On the GPU (one block a row), then rows × 4 bytes to the host.
+  absl::Status ArgMaxRowsToHost(const Tensor& x, int32_t* ids) override;
   absl::Status CopyFromHost(const float* src, Tensor* dst) override;
   absl::Status AllocateKvCache(const KvCacheShape& shape) override;
   KvLayerView kv_layer(int layer) const override;
@@ -259,6 +261,10 @@ class CudaBackend : public Backend {
 
   float* split_scratch_ = nullptr;
   int64_t split_scratch_floats_ = 0;
+
+  // ArgMaxRowsToHost's device result: max_num_tokens int32 (planned with
+  // the staging buffers).
+  int32_t* argmax_ids_ = nullptr;
 
   // W4 weights dequantized for MatMuls of more than 64 rows: bf16, as
   // large as the largest W4 weight.

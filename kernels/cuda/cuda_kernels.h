@@ -53,6 +53,12 @@ cudaError_t LaunchGatherRows(const float* x, int64_t cols,
                              const int32_t* rows, int num_rows, float* out,
                              cudaStream_t stream);
 
+// ids[r] = the lowest index of the largest value of row r of x [rows,
+// cols], or -1 when the row holds a NaN (Backend::ArgMaxRowsToHost). One
+// block a row.
+cudaError_t LaunchArgMaxRows(const float* x, int64_t rows, int64_t cols,
+                             int32_t* ids, cudaStream_t stream);
+
 // y[r, c] += bias[c].
 cudaError_t LaunchAddBias(float* y, const float* bias, int64_t rows,
                           int64_t cols, cudaStream_t stream);

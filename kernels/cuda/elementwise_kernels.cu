@@ -7,8 +7,11 @@
 //               fp32 sum of squares reduced across the block, then scale.
 //   SiluMul, AddBias  grid-stride, elementwise.
 //   GatherRows  one block per gathered row.
+//   ArgMaxRows  one block per logits row (greedy sampling's argmax).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include <climits>
 
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/w4_device.cuh"
@@ -198,7 +201,82 @@ __global__ void AddBiasKernel(float* y, const float* bias, int64_t rows,
   }
 }
 
+// ArgMaxRowsKernel: one block a row. Each thread keeps the first index of
+// its largest value over its ascending slice (4 consecutive values at a
+// time when the rows are 16-byte aligned), then the block reduces (value,
+// index) pairs: larger value first, lower index on ties; `cols` stands for
+// "nothing seen" (so an all -inf row gives index 0). Any NaN gives -1.
+constexpr int kArgMaxThreads = 512;
+
+struct Best {
+  float value;
+  int index;
+};
+
+__device__ __forceinline__ void Consider(Best* b, float v, int i, int none) {
+  if (b->index == none || v > b->value || (v == b->value && i < b->index)) {
+    *b = Best{v, i};
+  }
+}
+
+__global__ void __launch_bounds__(kArgMaxThreads)
+    ArgMaxRowsKernel(const float* x, int cols, bool vec4, int32_t* ids) {
+  __shared__ Best s_best[kArgMaxThreads / 32];
+  __shared__ int s_nan;
+  const float* row = x + int64_t{blockIdx.x} * cols;
+  Best best{0.0f, cols};
+  bool nan = false;
+  if (vec4) {
+    for (int c = 4 * threadIdx.x; c < cols; c += 4 * kArgMaxThreads) {
+      const float4 v = *reinterpret_cast<const float4*>(row + c);
+      const float e[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        nan |= isnan(e[j]);
+        Consider(&best, e[j], c + j, cols);
+      }
+    }
+  } else {
+    for (int c = threadIdx.x; c < cols; c += kArgMaxThreads) {
+      nan |= isnan(row[c]);
+      Consider(&best, row[c], c, cols);
+    }
+  }
+  if (threadIdx.x == 0) s_nan = 0;
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float v = __shfl_down_sync(0xffffffffu, best.value, offset);
+    const int i = __shfl_down_sync(0xffffffffu, best.index, offset);
+    if (i != cols) Consider(&best, v, i, cols);
+  }
+  const bool any_nan = __any_sync(0xffffffffu, nan);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  __syncthreads();  // s_nan cleared
+  if (lane == 0) {
+    s_best[warp] = best;
+    if (any_nan) s_nan = 1;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    Best all{0.0f, cols};
+    for (int w = 0; w < kArgMaxThreads / 32; ++w) {
+      if (s_best[w].index != cols) Consider(&all, s_best[w].value, s_best[w].index, cols);
+    }
+    ids[blockIdx.x] = s_nan ? -1 : all.index;
+  }
+}
+
 }  // namespace
+
+cudaError_t LaunchArgMaxRows(const float* x, int64_t rows, int64_t cols,
+                             int32_t* ids, cudaStream_t stream) {
+  if (rows <= 0) return cudaSuccess;
+  if (cols < 1 || cols >= INT_MAX || rows > INT_MAX) return cudaErrorInvalidValue;
+  const bool vec4 =
+      cols % 4 == 0 && reinterpret_cast<uintptr_t>(x) % sizeof(float4) == 0;
+  ArgMaxRowsKernel<<<static_cast<unsigned>(rows), kArgMaxThreads, 0, stream>>>(
+      x, static_cast<int>(cols), vec4, ids);
+  return cudaGetLastError();
+}
 
 cudaError_t LaunchToBf16(DType dtype, const void* src, int64_t num_elements,
                          uint16_t* dst, cudaStream_t stream) {

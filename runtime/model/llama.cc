@@ -315,6 +315,36 @@ absl::Status LlamaModel::RunOps(const BatchView& view, int n, int num_logits) {
 
 absl::Status LlamaModel::Forward(const BatchMetadata& batch,
                                  std::vector<float>* logits) {
+  auto num_logits = Run(batch);
+  if (!num_logits.ok()) return num_logits.status();
+  logits->resize(static_cast<size_t>(*num_logits) * config_.vocab_size);
+  if (*num_logits > 0) {
+    WEFT_RETURN_IF_ERROR(backend_->CopyToHost(
+        scratch_.logits.Rows(0, *num_logits), logits->data()));
+  }
+  return backend_->Synchronize();
+}
+
+absl::Status LlamaModel::ForwardArgMax(const BatchMetadata& batch,
+                                       std::vector<int32_t>* ids) {
+  auto num_logits = Run(batch);
+  if (!num_logits.ok()) return num_logits.status();
+  ids->resize(*num_logits);
+  if (*num_logits > 0) {
+    WEFT_RETURN_IF_ERROR(backend_->ArgMaxRowsToHost(
+        scratch_.logits.Rows(0, *num_logits), ids->data()));
+  }
+  return backend_->Synchronize();
+}
+
+absl::Status LlamaModel::CopyLogitsRow(int row, float* dst) {
+  if (row < 0 || row >= plan_.max_num_logits) {
+    return absl::OutOfRangeError(absl::StrCat("logits row ", row));
+  }
+  return backend_->CopyToHost(scratch_.logits.Rows(row, 1), dst);
+}
+
+absl::StatusOr<int> LlamaModel::Run(const BatchMetadata& batch) {
   WEFT_RETURN_IF_ERROR(CheckBatch(batch));
   const int n = batch.num_tokens();
   const int bucket = graph_buckets_.empty() || !IsPlainDecodeStep(batch)
@@ -335,12 +365,7 @@ absl::Status LlamaModel::Forward(const BatchMetadata& batch,
     num_logits = staged->num_logits;
     WEFT_RETURN_IF_ERROR(RunOps(*staged, n, num_logits));
   }
-  logits->resize(static_cast<size_t>(num_logits) * config_.vocab_size);
-  if (num_logits > 0) {
-    WEFT_RETURN_IF_ERROR(backend_->CopyToHost(scratch_.logits.Rows(0, num_logits),
-                                              logits->data()));
-  }
-  return backend_->Synchronize();
+  return num_logits;
 }
 
 absl::Status LlamaModel::WarmUp(int max_decode_batch, bool decode_graphs,

@@ -40,6 +40,15 @@ class LlamaModel {
   // row-major. InvalidArgument for a malformed batch or out-of-vocabulary
   // token; the cache is untouched then.
   absl::Status Forward(const BatchMetadata& batch, std::vector<float>* logits);
+  // The same step, keeping only each logits row's argmax (the lowest index
+  // of its largest logit; -1 for a row holding a NaN) in `ids`
+  // [num_logits]: what greedy sampling needs, without copying the
+  // vocabulary-wide rows to the host (Backend::ArgMaxRowsToHost). The
+  // logits stay on the device until the next step: CopyLogitsRow.
+  absl::Status ForwardArgMax(const BatchMetadata& batch,
+                             std::vector<int32_t>* ids);
+  // Row `row` of the last step's logits, [vocab_size], to the host.
+  absl::Status CopyLogitsRow(int row, float* dst);
 
   // What a server does once before its first request: Backend::WarmUp
   // (the CUDA GEMM autotune), then, with `decode_graphs`,
@@ -76,6 +85,9 @@ class LlamaModel {
   absl::Status LoadWeights(const ModelFiles& files);
   absl::Status PlanScratch();
   absl::Status CheckBatch(const BatchMetadata& batch) const;
+  // Checks, stages and runs one step (graph replay or eager ops), leaving
+  // its logits in scratch_.logits; returns their number of rows.
+  absl::StatusOr<int> Run(const BatchMetadata& batch);
   // The ops of one step on a staged batch of n tokens, up to the logits of
   // its num_logits rows in scratch_.logits (nothing copied to the host, no
   // synchronization: what a graph records).

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -320,6 +321,38 @@ TEST_F(CudaOpsTest, GatherRowsCopiesTheLogitsRows) {
     ASSERT_TRUE(view.ok()) << view.status();
     ASSERT_TRUE(backend_->GatherRows(gx, *view, &out).ok());
     ExpectNear(test::ToHost(*backend_, out), want, 0, 0);
+  }
+}
+
+// Greedy sampling's argmax on the GPU against the host scan (ArgMaxRows):
+// ties to the lowest index, all -inf rows, +inf, NaN rows (-1), widths
+// that are and are not multiples of 4 (the vector and scalar loads), the
+// Llama-3 vocabulary; the ids are poisoned first.
+TEST_F(CudaOpsTest, ArgMaxRowsMatchesTheHostScan) {
+  AllocateCaches();  // plans the device result buffer
+  std::mt19937 rng(21);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (auto [rows, cols] : {std::pair{1, 1}, {7, 49}, {16, 576}, {3, 49152},
+                            {9, 128256}, {5, 1001}}) {
+    SCOPED_TRACE(testing::Message() << rows << "x" << cols);
+    std::vector<float> x = RandomVector(size_t(rows) * cols, rng);
+    // Integers make ties likely; row 1 all -inf, row 2 a late +inf twice,
+    // row 3 a NaN, row 4 a tie between the first and the last column.
+    for (float& v : x) v = std::round(v * 3);
+    auto row = [&](int r) { return x.data() + size_t(r) * cols; };
+    if (rows > 1) std::fill(row(1), row(1) + cols, -inf);
+    if (rows > 2) row(2)[cols - 1] = row(2)[cols / 2] = inf;
+    if (rows > 3) row(3)[cols / 3] = std::numeric_limits<float>::quiet_NaN();
+    if (rows > 4) row(4)[0] = row(4)[cols - 1] = 100;
+    std::vector<int32_t> want(rows);
+    ArgMaxRows(x.data(), rows, cols, want.data());
+    Tensor gx = test::DeviceF32(*backend_, rows, cols, x);
+    std::vector<int32_t> got(rows, -7);
+    ASSERT_TRUE(backend_->ArgMaxRowsToHost(gx, got.data()).ok());
+    EXPECT_EQ(got, want);
+    if (rows > 3) {
+      EXPECT_EQ(got[3], -1);
+    }
   }
 }
 
