@@ -31,7 +31,6 @@ namespace {
 
 constexpr int kTileK = 32;  // K elements per pipeline stage
 constexpr int kChunksPerRow = kTileK / 8;
-constexpr int kGroupRows = 8;  // row tiles that share weight tiles in L2
 
 __device__ __forceinline__ int Swizzle(int row, int chunk) {
   return chunk ^ ((row >> 1) & 3);
@@ -93,15 +92,9 @@ __global__ void __launch_bounds__(kWarpsR * kWarpsC * 32)
   using T = TileShape<kBlockRows, kBlockCols, kWarpsR, kWarpsC, kStages>;
   extern __shared__ uint4 smem[];
 
-  // Block → tile, grouped (see the file comment).
-  const int tiles_r = (n + kBlockRows - 1) / kBlockRows;
-  const int tiles_c = (m + kBlockCols - 1) / kBlockCols;
-  const int per_group = kGroupRows * tiles_c;
-  const int first_r = static_cast<int>(blockIdx.x) / per_group * kGroupRows;
-  const int group_rows = min(tiles_r - first_r, kGroupRows);
-  const int in_group = static_cast<int>(blockIdx.x) % per_group;
-  const int row0 = (first_r + in_group % group_rows) * kBlockRows;
-  const int col0 = in_group / group_rows * kBlockCols;
+  int row0, col0;  // block → tile, grouped (see the file comment)
+  GroupedTileOrigin<kBlockRows, kBlockCols>(static_cast<int>(blockIdx.x), n,
+                                            m, &row0, &col0);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int warp_row0 = warp / kWarpsC * T::kWarpRows;

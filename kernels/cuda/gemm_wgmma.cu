@@ -3,7 +3,7 @@
 //
 //   GemmWgmmaKernel<kBN>  one thread block of 3 warpgroups per 128 × kBN
 //       tile of y (128 rows of x × kBN rows of w; kBN = 256 or 128), tiles
-//       walked in groups of 8 row tiles as in gemm_bf16.cu. Warpgroup 0 is
+//       walked in groups of 8 row tiles (GroupedTileOrigin). Warpgroup 0 is
 //       the producer: one thread issues, for each 64-wide K step, two TMA
 //       copies (the x tile and the w tile, 128-byte swizzled, zero-filled
 //       past the matrices' edges) into a kStages-deep ring of shared-memory
@@ -43,7 +43,6 @@ constexpr int kBM = 128;  // rows of x a tile
 constexpr int kBK = 64;   // K a stage: 128 bytes of bf16, the swizzle span
 constexpr int kThreads = 384;
 [[maybe_unused]] constexpr int kConsumerThreads = 256;
-[[maybe_unused]] constexpr int kGroupRows = 8;
 
 template <int kBN>
 struct WgmmaShape {
@@ -170,15 +169,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t full0 = SharedAddress(full_bar);
   const uint32_t empty0 = SharedAddress(empty_bar);
 
-  // Block → tile, grouped (see gemm_bf16.cu).
-  const int tiles_r = (n + kBM - 1) / kBM;
-  const int tiles_c = (m + kBN - 1) / kBN;
-  const int per_group = kGroupRows * tiles_c;
-  const int first_r = static_cast<int>(blockIdx.x) / per_group * kGroupRows;
-  const int group_rows = min(tiles_r - first_r, kGroupRows);
-  const int in_group = static_cast<int>(blockIdx.x) % per_group;
-  const int row0 = (first_r + in_group % group_rows) * kBM;
-  const int col0 = in_group / group_rows * kBN;
+  int row0, col0;
+  GroupedTileOrigin<kBM, kBN>(static_cast<int>(blockIdx.x), n, m, &row0, &col0);
   const int num_k_tiles = (k + kBK - 1) / kBK;
 
   if (threadIdx.x == 0) {

@@ -64,6 +64,24 @@ __device__ __forceinline__ void CpAsyncWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
+// The GEMMs' tile order: thread blocks go in groups of kGroupRows row
+// tiles (rows of x) that walk the column tiles (rows of w) together, so a
+// weight tile is read from DRAM once per group and from L2 by the rest.
+// Sets the first row and column of block `block`'s tile of y[n, m].
+template <int kTileRows, int kTileCols>
+__device__ __forceinline__ void GroupedTileOrigin(int block, int n, int m,
+                                                  int* row0, int* col0) {
+  constexpr int kGroupRows = 8;
+  const int tiles_r = (n + kTileRows - 1) / kTileRows;
+  const int tiles_c = (m + kTileCols - 1) / kTileCols;
+  const int per_group = kGroupRows * tiles_c;
+  const int first_r = block / per_group * kGroupRows;
+  const int group_rows = min(tiles_r - first_r, kGroupRows);
+  const int in_group = block % per_group;
+  *row0 = (first_r + in_group % group_rows) * kTileRows;
+  *col0 = in_group / group_rows * kTileCols;
+}
+
 }  // namespace weft::cuda
 
 #endif  // WEFT_KERNELS_CUDA_MMA_UTIL_CUH_
