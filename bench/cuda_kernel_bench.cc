@@ -32,6 +32,7 @@
 #include "absl/strings/str_format.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/gemm_wgmma.h"
 #include "kernels/cuda/skinny_gemm.h"
 #include "kernels/w4_pack.h"
 
@@ -81,11 +82,15 @@ class Bench {
     return 1000.0 * ms / iters;
   }
 
+  // Times `op` and keeps the row; each row is also printed as soon as it
+  // is measured, so a later kernel that kills the process (a sticky CUDA
+  // error) does not take the earlier rows with it.
   absl::Status Add(const std::string& name, double bytes, double flops,
                    const std::function<absl::Status()>& op) {
     auto us = Time(op);
     if (!us.ok()) return us.status();
     results_.push_back({name, *us, bytes, flops});
+    std::fprintf(stderr, "measured %-40s %10.1f us\n", name.c_str(), *us);
     return absl::OkStatus();
   }
 
@@ -205,8 +210,12 @@ absl::Status Run(std::vector<Result>* out) {
         GemmShape{2048, 1024, 4096}, GemmShape{2048, 14336, 4096},
         GemmShape{2048, 4096, 14336}}) {
     std::vector<GemmKernelId> kernels = {GemmKernelId::kCublas};
-    kernels.insert(kernels.end(), std::begin(kOwnGemmKernels),
-                   std::end(kOwnGemmKernels));
+    for (GemmKernelId kernel : kOwnGemmKernels) {
+      const bool wgmma = kernel == GemmKernelId::kWgmma128x256 ||
+                         kernel == GemmKernelId::kWgmma128x128;
+      if (wgmma && !cuda::WgmmaAvailable()) continue;  // not Hopper, or off
+      kernels.push_back(kernel);
+    }
     for (GemmKernelId kernel : kernels) {
       const double bytes = 2.0 * (shape.n + shape.m) * shape.k + 4.0 * shape.n * shape.m;
       BENCH_CHECK(bench.Add(
