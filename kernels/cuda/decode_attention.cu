@@ -78,8 +78,10 @@ __device__ __forceinline__ void MergeState(float& m, float& l, float* acc,
 
 // G: query heads a block attends together (registers scale with it), the
 // model's group size rounded up to a power of two, at most kDecodeMaxGroup.
+// At most 128 registers up to G = 4 (ptxas needs no spill for it): 4
+// blocks, 64 kB of loads in flight, an SM; G = 8 takes ~235, 2 blocks.
 template <int D, int G>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, G <= 4 ? 4 : 2)
     DecodeAttentionKernel(AttentionArgs a, DecodeArgs dec) {
   using Shape = DecodeShape<D, G>;
   constexpr int kLanes = Shape::kLanes, kTokens = Shape::kTokens;
