@@ -2,14 +2,19 @@
 // sequences: the whole Step() (Time column), and its counters
 //   sched+post_us  Schedule() (with draining the inbox) + Postprocess
 //                  (block bookkeeping, detokenization, stop checks, events)
-//   sample_us      greedy sampling, a scan over `vocab` logits per sequence
-// The executor computes nothing and returns fixed logits (469 = the tiny
+//   sample_us      sampling: greedy (a scan over `vocab` logits per
+//                  sequence) or, third argument 1, temperature 0.8 with
+//                  top-p 0.95 (seeded); the fourth is the engine's
+//                  sampling_threads (0: the hardware threads)
+// The executor computes nothing and returns fixed logits (seeded normal
+// with one clear maximum; 469 = the tiny
 // fixture's vocabulary size, 49152 = SmolLM2's); detokenization uses the
 // default model's tokenizer when it is there.
 //
 //   build/bench/scheduler_bench --benchmark_repetitions=5
 #include <algorithm>
 #include <memory>
+#include <random>
 #include <string>
 
 #include "benchmark/benchmark.h"
@@ -26,8 +31,12 @@ class NullExecutor : public StepExecutor {
     plan_.max_num_logits = max_rows;
     plan_.num_kv_blocks = num_kv_blocks;
     plan_.block_size = 16;
-    logits_.assign(vocab, 0.0f);
-    logits_[kToken] = 1.0f;
+    // Model-like logits: seeded normal(0, 2), kToken the clear argmax.
+    std::mt19937 rng(1);
+    std::normal_distribution<float> normal(0.0f, 2.0f);
+    logits_.resize(vocab);
+    for (float& x : logits_) x = normal(rng);
+    logits_[kToken] = 12.0f;
   }
   absl::Status Execute(const Batch&) override { return absl::OkStatus(); }
   absl::Span<const float> logits_row(int) const override { return logits_; }
@@ -66,6 +75,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer() {
 void BM_EngineStepWithoutModel(benchmark::State& state) {
   const int num_seqs = static_cast<int>(state.range(0));
   const int vocab = static_cast<int>(state.range(1));
+  const bool sampled = state.range(2) != 0;  // temperature 0.8, top-p 0.95
+  const int sampling_threads = static_cast<int>(state.range(3));  // 0: all
   auto tokenizer = LoadTokenizer();
   if (!tokenizer.ok()) {
     state.SkipWithError(tokenizer.status().ToString().c_str());
@@ -78,6 +89,7 @@ void BM_EngineStepWithoutModel(benchmark::State& state) {
   config.scheduler.max_num_seqs = num_seqs;
   config.scheduler.max_num_batched_tokens = num_seqs * 16;
   config.scheduler.max_num_logit_rows = num_seqs;
+  config.sampling_threads = sampling_threads;
   auto engine = Engine::Create(std::move(executor), tokenizer->get(), config);
   if (!engine.ok()) {
     state.SkipWithError(engine.status().ToString().c_str());
@@ -88,7 +100,11 @@ void BM_EngineStepWithoutModel(benchmark::State& state) {
     Request r;
     r.id = std::to_string(i);
     r.prompt_ids = {5, 6, 7, 8, 9, 10, 11, static_cast<int32_t>(12 + i % 100)};
-    r.sampling.temperature = 0.0f;
+    r.sampling.temperature = sampled ? 0.8f : 0.0f;
+    if (sampled) {
+      r.sampling.top_p = 0.95f;
+      r.sampling.seed = i;
+    }
     r.stopping.max_tokens = max_steps + 100;
     r.stopping.ignore_eos = true;
     if (!(*engine)->Submit(std::move(r), sink).ok()) {
@@ -119,9 +135,17 @@ void BM_EngineStepWithoutModel(benchmark::State& state) {
 }
 
 BENCHMARK(BM_EngineStepWithoutModel)
-    ->Args({256, 469})
-    ->Args({256, 49152})
+    ->Args({256, 469, 0, 0})
+    ->Args({256, 49152, 0, 0})
     ->Iterations(1000)
+    ->Unit(benchmark::kMicrosecond);
+// Sampled rows cost milliseconds each: fewer steps.
+BENCHMARK(BM_EngineStepWithoutModel)
+    ->Args({16, 49152, 1, 1})
+    ->Args({16, 49152, 1, 0})
+    ->Args({64, 128256, 1, 1})
+    ->Args({64, 128256, 1, 0})
+    ->Iterations(40)
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

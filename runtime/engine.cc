@@ -1,5 +1,6 @@
 #include "runtime/engine.h"
 
+#include <algorithm>
 #include <optional>
 #include <random>
 
@@ -46,10 +47,12 @@ uint64_t RandomSeed() {
 
 absl::Status EngineConfig::Validate() const {
   if (auto s = scheduler.Validate(); !s.ok()) return s;
-  if (max_live_requests < 1 || max_model_len < 0 || max_n < 1) {
+  if (max_live_requests < 1 || max_model_len < 0 || max_n < 1 ||
+      sampling_threads < 0 || parallel_sampling_min_logits < 0) {
     return absl::InvalidArgumentError(
         "engine: max_live_requests and max_n must be positive, "
-        "max_model_len non-negative");
+        "max_model_len, sampling_threads and parallel_sampling_min_logits "
+        "non-negative");
   }
   return absl::OkStatus();
 }
@@ -93,6 +96,16 @@ Engine::Engine(std::unique_ptr<StepExecutor> executor,
       scheduler_(config.scheduler, &blocks_),
       queue_(config.max_live_requests),
       stats_(std::make_unique<AtomicStats>()) {
+  int threads = config.sampling_threads;
+  if (threads == 0) {
+    threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()),
+                         1, 16);
+  }
+  // Workers that sleep at once: the pool runs once a step, and a spinning
+  // worker would take a core from the next forward pass on a CPU backend.
+  if (threads > 1) {
+    sampling_pool_ = std::make_unique<ThreadPool>(threads, /*spin_iterations=*/0);
+  }
   PublishStats();
 }
 
@@ -302,6 +315,7 @@ bool Engine::OnlyArgMax(const Batch& batch) const {
 
 void Engine::SampleBatch(const Batch& batch, bool only_argmax) {
   sampled_.clear();
+  pending_.clear();
   for (const ScheduledSequence& s : batch.seqs) {
     Sequence* seq = s.seq;
     RequestState* request = seq->request;
@@ -323,12 +337,46 @@ void Engine::SampleBatch(const Batch& batch, bool only_argmax) {
           sampled_.push_back(
               {sample.get(),
                only_argmax ? SampledToken{executor_->argmax_row(row), 0.0f, {}}
-                           : Sample(sample.get(), logits)});
+                           : SampledToken{}});
+          if (!only_argmax) pending_.push_back({sampled_.size() - 1, logits, {}});
         }
       }
     } catch (const std::exception& e) {
       FailRequest(request, absl::InternalError(absl::StrCat(
                                "request failed while sampling: ", e.what())));
+    }
+  }
+  DrawPending();
+}
+
+void Engine::DrawPending() {
+  // Each pending sample touches only its own sampler and reads its own
+  // sequence, so they may be drawn on several threads.
+  auto draw = [this](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      PendingSample& p = pending_[i];
+      SampledStep& step = sampled_[p.index];
+      try {
+        step.token = Sample(step.seq, p.logits);
+      } catch (const std::exception& e) {
+        p.error = e.what();
+        if (p.error.empty()) p.error = "exception";
+      }
+    }
+  };
+  int64_t logits = 0;
+  for (const PendingSample& p : pending_) logits += p.logits.size();
+  if (sampling_pool_ != nullptr && pending_.size() > 1 &&
+      logits >= config_.parallel_sampling_min_logits) {
+    sampling_pool_->ParallelFor(static_cast<int64_t>(pending_.size()), draw);
+  } else {
+    draw(0, static_cast<int64_t>(pending_.size()));
+  }
+  for (const PendingSample& p : pending_) {
+    RequestState* request = sampled_[p.index].seq->request;
+    if (!p.error.empty() && !request->ended) {
+      FailRequest(request, absl::InternalError(absl::StrCat(
+                               "request failed while sampling: ", p.error)));
     }
   }
 }

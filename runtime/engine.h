@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "kernels/cpu/thread_pool.h"
 #include "runtime/block_manager.h"
 #include "runtime/model_runner.h"
 #include "runtime/request.h"
@@ -29,6 +30,13 @@ struct EngineConfig {
   int max_live_requests = 1024;  // accepted and not ended; more → RESOURCE_EXHAUSTED
   int max_model_len = 0;         // 0: the model's context (and KV capacity)
   int max_n = 16;                // parallel samples per request
+  // Threads that sample a step's rows (each sequence has its own sampler
+  // and random stream, so the tokens do not depend on this). 0: the
+  // machine's hardware threads, at most 16; 1: on the engine thread.
+  int sampling_threads = 0;
+  // A step's rows are sampled in parallel only when they hold at least
+  // this many logits in all (below it the hand-off costs more than it saves).
+  int64_t parallel_sampling_min_logits = int64_t{1} << 17;
 
   absl::Status Validate() const;
 };
@@ -108,6 +116,9 @@ class Engine {
   // none scores its prompt. Then the step runs ExecuteArgMax.
   bool OnlyArgMax(const Batch& batch) const;
   void SampleBatch(const Batch& batch, bool only_argmax);
+  // Draws pending_ (on sampling_pool_ when the step is large enough), then
+  // fails the requests whose sampler threw.
+  void DrawPending();
   // Whether seq's stop tokens are banned now (min_tokens not reached).
   bool StopsBanned(const Sequence& seq) const;
   SampledToken Sample(Sequence* seq, absl::Span<const float> logits);
@@ -139,6 +150,15 @@ class Engine {
     SampledToken token;
   };
   std::vector<SampledStep> sampled_;  // this step's samples, reused
+  // Entries of sampled_ still to be drawn by their sampler, from `logits`;
+  // `error` set when that throws.
+  struct PendingSample {
+    size_t index;
+    absl::Span<const float> logits;
+    std::string error;
+  };
+  std::vector<PendingSample> pending_;
+  std::unique_ptr<ThreadPool> sampling_pool_;  // null: one thread
   int64_t next_seq_id_ = 0;
   int64_t next_arrival_ = 0;
 

@@ -68,6 +68,9 @@ ABSL_FLAG(bool, cuda_graphs, true,
           "batch-size bucket up to min(max_num_seqs, 256)) and replay them");
 ABSL_FLAG(int, block_size, 16, "tokens per KV block");
 ABSL_FLAG(bool, enable_prefix_caching, true, "reuse KV of shared prompt prefixes");
+ABSL_FLAG(int, sampling_threads, 0,
+          "threads that sample a step's rows (temperature, top-k/p, "
+          "penalties); 0: the hardware threads, at most 16");
 ABSL_FLAG(int, max_live_requests, 1024,
           "requests accepted and not yet finished; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, api_key_file, "",
@@ -125,6 +128,7 @@ int Main() {
       absl::GetFlag(FLAGS_enable_prefix_caching);
   engine_config.max_model_len = absl::GetFlag(FLAGS_max_model_len);
   engine_config.max_live_requests = absl::GetFlag(FLAGS_max_live_requests);
+  engine_config.sampling_threads = absl::GetFlag(FLAGS_sampling_threads);
   if (auto s = engine_config.Validate(); !s.ok()) return Fail(s);
 
   ModelPlan plan;

@@ -9,10 +9,6 @@
 namespace weft {
 namespace {
 
-// How long a worker spins for the next job before sleeping: long enough to
-// cover the gap between two ops of a forward pass, short enough that an
-// idle server sleeps almost at once.
-constexpr int kSpinIterations = 1 << 14;
 // How long the caller spins for workers to finish before yielding its core.
 constexpr int kCallerSpinIterations = 1 << 10;
 
@@ -27,8 +23,9 @@ inline void CpuRelax() {
 
 }  // namespace
 
-ThreadPool::ThreadPool(int num_threads)
-    : num_threads_(std::max(1, num_threads)) {
+ThreadPool::ThreadPool(int num_threads, int spin_iterations)
+    : num_threads_(std::max(1, num_threads)),
+      spin_iterations_(std::max(0, spin_iterations)) {
   workers_.reserve(num_threads_ - 1);
   for (int i = 1; i < num_threads_; ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(i); });
@@ -46,7 +43,7 @@ void ThreadPool::WorkerLoop(int thread_index) {
   uint32_t seen = 0;
   while (true) {
     uint32_t now = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; now == seen && spin < kSpinIterations; ++spin) {
+    for (int spin = 0; now == seen && spin < spin_iterations_; ++spin) {
       CpuRelax();
       now = generation_.load(std::memory_order_acquire);
     }

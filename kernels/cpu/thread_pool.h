@@ -17,7 +17,13 @@ namespace weft {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int num_threads);
+  // Workers spin `spin_iterations` pauses for the next job before they
+  // sleep (the default covers the gap between two ops of a forward pass; a
+  // pool used once a step, like the engine's sampling pool, passes 0 so its
+  // workers never take a core from the next forward pass).
+  static constexpr int kDefaultSpinIterations = 1 << 14;
+  explicit ThreadPool(int num_threads,
+                      int spin_iterations = kDefaultSpinIterations);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -49,6 +55,7 @@ class ThreadPool {
   void Dispatch(absl::FunctionRef<void(int)> fn, bool wait_for_all);
 
   const int num_threads_;
+  const int spin_iterations_;
   std::vector<std::thread> workers_;
   // Bumped once per job; workers run the job when they see it change.
   std::atomic<uint32_t> generation_{0};

@@ -1,7 +1,8 @@
-// The engine's greedy fast path (StepExecutor::ExecuteArgMax, which on a
-// GPU copies 4 bytes a row instead of the vocabulary): taken exactly when
-// every sampled row is only needed for its argmax, and giving the tokens the
-// full-logits path gives.
+// How the engine samples a step's rows: the greedy fast path
+// (StepExecutor::ExecuteArgMax, which on a GPU copies 4 bytes a row instead
+// of the vocabulary), taken exactly when every sampled row is only needed
+// for its argmax and giving the tokens the full-logits path gives; and the
+// parallel draw of the other rows, which must not change a token.
 #include <cmath>
 #include <limits>
 #include <map>
@@ -64,7 +65,9 @@ struct Outcomes {
   std::map<std::string, std::vector<int32_t>> tokens;
   int full = 0, argmax = 0;
 };
-Outcomes RunRequests(const std::vector<Request>& requests) {
+Outcomes RunRequests(const std::vector<Request>& requests,
+                     int sampling_threads = 1,
+                     int64_t parallel_sampling_min_logits = int64_t{1} << 17) {
   Outcomes run;
   auto files = ModelFiles::Open(test::TinyModelPath(kTiny));
   EXPECT_TRUE(files.ok()) << files.status();
@@ -85,6 +88,8 @@ Outcomes RunRequests(const std::vector<Request>& requests) {
   config.scheduler.max_num_batched_tokens = 256;
   config.scheduler.max_num_seqs = 16;
   config.scheduler.max_num_logit_rows = 64;
+  config.sampling_threads = sampling_threads;
+  config.parallel_sampling_min_logits = parallel_sampling_min_logits;
   auto engine =
       Engine::Create(std::move(counting), &(*files)->tokenizer(), config);
   EXPECT_TRUE(engine.ok()) << engine.status();
@@ -110,7 +115,7 @@ Outcomes RunRequests(const std::vector<Request>& requests) {
   return run;
 }
 
-TEST(EngineArgMaxTest, GreedyStepsNeedOnlyTheArgMaxAndGiveTheSameTokens) {
+TEST(EngineSamplingTest, GreedyStepsNeedOnlyTheArgMaxAndGiveTheSameTokens) {
   std::vector<Request> greedy, scored;
   for (int i = 0; i < 3; ++i) {
     greedy.push_back(GreedyRequest("r" + std::to_string(i), Prompt(5 + 7 * i, i), 6));
@@ -128,7 +133,7 @@ TEST(EngineArgMaxTest, GreedyStepsNeedOnlyTheArgMaxAndGiveTheSameTokens) {
   for (const auto& [id, tokens] : fast.tokens) EXPECT_EQ(tokens.size(), 6u) << id;
 }
 
-TEST(EngineArgMaxTest, AStepWithAnyRowThatNeedsLogitsCopiesThemAll) {
+TEST(EngineSamplingTest, AStepWithAnyRowThatNeedsLogitsCopiesThemAll) {
   const Request greedy = GreedyRequest("greedy", Prompt(9, 1), 8);
   Request sampled = GreedyRequest("sampled", Prompt(6, 2), 2);
   sampled.sampling.temperature = 0.8f;
@@ -142,7 +147,7 @@ TEST(EngineArgMaxTest, AStepWithAnyRowThatNeedsLogitsCopiesThemAll) {
   EXPECT_EQ(mixed.tokens.at("greedy"), RunRequests({greedy}).tokens.at("greedy"));
 }
 
-TEST(EngineArgMaxTest, BiasPenaltiesAndPromptLogprobsTakeTheFullPath) {
+TEST(EngineSamplingTest, BiasPenaltiesAndPromptLogprobsTakeTheFullPath) {
   Request biased = GreedyRequest("biased", Prompt(7, 3), 3);
   biased.sampling.logit_bias = {{5, 1.0f}};
   Request penalized = GreedyRequest("penalized", Prompt(7, 4), 3);
@@ -156,7 +161,7 @@ TEST(EngineArgMaxTest, BiasPenaltiesAndPromptLogprobsTakeTheFullPath) {
   }
 }
 
-TEST(EngineArgMaxTest, MinTokensKeepsTheFullPathWhileStopsAreBanned) {
+TEST(EngineSamplingTest, MinTokensKeepsTheFullPathWhileStopsAreBanned) {
   Request r = GreedyRequest("min", Prompt(8, 6), 6);
   r.stopping.min_tokens = 3;
   r.stopping.stop_token_ids = {2};
@@ -169,10 +174,37 @@ TEST(EngineArgMaxTest, MinTokensKeepsTheFullPathWhileStopsAreBanned) {
   EXPECT_GE(run.argmax, 1);
 }
 
+TEST(EngineSamplingTest, ParallelDrawsGiveTheTokensOfOneThread) {
+  // Seeded temperature / top-p / top-k / penalty / n = 3 requests, drawn on
+  // one thread, then on four with every step parallel.
+  std::vector<Request> requests;
+  for (int i = 0; i < 6; ++i) {
+    Request r = GreedyRequest("s" + std::to_string(i), Prompt(4 + 3 * i, 10 + i), 7);
+    r.sampling.temperature = 0.7f + 0.1f * i;
+    r.sampling.top_p = 0.9f;
+    r.sampling.top_k = i % 2 == 0 ? 0 : 20;
+    r.sampling.repetition_penalty = i == 3 ? 1.3f : 1.0f;
+    r.sampling.seed = 100 + i;
+    if (i == 5) r.sampling.n = 3;
+    requests.push_back(r);
+  }
+  const Outcomes one = RunRequests(requests, 1);
+  const Outcomes four = RunRequests(requests, 4, /*parallel_sampling_min_logits=*/0);
+  ASSERT_EQ(one.tokens.size(), requests.size());
+  EXPECT_EQ(one.tokens, four.tokens);
+  // And each is what the request draws alone (its own stream, batch
+  // invariant logits): no row's draw went to another sequence.
+  for (const Request& r : requests) {
+    EXPECT_EQ(four.tokens.at(r.id), RunRequests({r}).tokens.at(r.id)) << r.id;
+  }
+  EXPECT_EQ(one.tokens.at("s5").size(), 3u * 7u);  // every sample's tokens
+  EXPECT_EQ(four.argmax, 0);
+}
+
 // The backends' argmax itself: first index of the largest value, -1 for a
 // row with a NaN, as the sampler's ArgMax (which the engine then applies
 // to that row) on every other row.
-TEST(EngineArgMaxTest, BackendArgMaxMatchesTheSamplersOnEveryRowWithoutNaN) {
+TEST(EngineSamplingTest, BackendArgMaxMatchesTheSamplersOnEveryRowWithoutNaN) {
   const float inf = std::numeric_limits<float>::infinity();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const std::vector<std::vector<float>> rows = {
