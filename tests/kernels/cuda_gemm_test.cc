@@ -100,21 +100,27 @@ constexpr Shape kShapes[] = {{1, 64, 64},    {7, 33, 40},     {64, 128, 32},
                              // tiles of 128 × 256, ragged on every side.
                              {300, 520, 1032}};
 
+// Every kernel of ours that `wanted` selects, on every shape of kShapes.
+void ExpectOwnKernelsMatch(CudaBackend& backend, bool (*wanted)(GemmKernelId)) {
+  std::mt19937 rng(5);
+  for (auto [n, m, k] : kShapes) {
+    const Bf16Matrix x = UploadBf16(backend, n, k, rng);
+    const Bf16Matrix w = UploadBf16(backend, m, k, rng);
+    const std::vector<float> want = Reference(x.rounded, w.rounded, n, m, k);
+    for (GemmKernelId kernel : kOwnGemmKernels) {
+      if (!wanted(kernel)) continue;
+      SCOPED_TRACE(testing::Message() << GemmKernelName(kernel) << " n=" << n
+                                      << " m=" << m << " k=" << k);
+      ExpectKernelMatches(backend, kernel, x, w, n, m, k, want);
+    }
+  }
+}
+
 TEST(CudaGemmTest, EveryOwnKernelMatchesTheReference) {
   auto backend = test::MakeCudaOrNull();
   if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
-  std::mt19937 rng(5);
-  for (auto [n, m, k] : kShapes) {
-    const Bf16Matrix x = UploadBf16(*backend, n, k, rng);
-    const Bf16Matrix w = UploadBf16(*backend, m, k, rng);
-    const std::vector<float> want = Reference(x.rounded, w.rounded, n, m, k);
-    for (GemmKernelId kernel : kOwnGemmKernels) {
-      if (IsWgmma(kernel)) continue;  // WgmmaKernelsMatchTheReference
-      SCOPED_TRACE(testing::Message() << GemmKernelName(kernel) << " n=" << n
-                                      << " m=" << m << " k=" << k);
-      ExpectKernelMatches(*backend, kernel, x, w, n, m, k, want);
-    }
-  }
+  // The wgmma kernels: WgmmaKernelsMatchTheReference.
+  ExpectOwnKernelsMatch(*backend, [](GemmKernelId id) { return !IsWgmma(id); });
 }
 
 // Apart, so tools/gpu-check's runner can run it first and turn the Hopper
@@ -125,18 +131,7 @@ TEST(CudaGemmTest, WgmmaKernelsMatchTheReference) {
   if (!cuda::WgmmaAvailable()) {
     GTEST_SKIP() << "not a compute capability 9.0 GPU, or WEFT_NO_WGMMA set";
   }
-  std::mt19937 rng(5);
-  for (auto [n, m, k] : kShapes) {
-    const Bf16Matrix x = UploadBf16(*backend, n, k, rng);
-    const Bf16Matrix w = UploadBf16(*backend, m, k, rng);
-    const std::vector<float> want = Reference(x.rounded, w.rounded, n, m, k);
-    for (GemmKernelId kernel :
-         {GemmKernelId::kWgmma128x256, GemmKernelId::kWgmma128x128}) {
-      SCOPED_TRACE(testing::Message() << GemmKernelName(kernel) << " n=" << n
-                                      << " m=" << m << " k=" << k);
-      ExpectKernelMatches(*backend, kernel, x, w, n, m, k, want);
-    }
-  }
+  ExpectOwnKernelsMatch(*backend, IsWgmma);
 }
 
 TEST(CudaGemmTest, SkinnyKernelMatchesTheReferenceUpToSixteenRows) {
