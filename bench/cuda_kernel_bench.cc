@@ -211,9 +211,8 @@ absl::Status Run(std::vector<Result>* out) {
         GemmShape{2048, 4096, 14336}}) {
     std::vector<GemmKernelId> kernels = {GemmKernelId::kCublas};
     for (GemmKernelId kernel : kOwnGemmKernels) {
-      const bool wgmma = kernel == GemmKernelId::kWgmma128x256 ||
-                         kernel == GemmKernelId::kWgmma128x128;
-      if (wgmma && !cuda::WgmmaAvailable()) continue;  // not Hopper, or off
+      // Not Hopper, or WEFT_NO_WGMMA set.
+      if (IsWgmmaGemm(kernel) && !cuda::WgmmaAvailable()) continue;
       kernels.push_back(kernel);
     }
     for (GemmKernelId kernel : kernels) {

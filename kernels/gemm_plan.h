@@ -52,6 +52,12 @@ inline constexpr GemmKernelId kOwnGemmKernels[] = {
     GemmKernelId::kWgmma128x256, GemmKernelId::kWgmma128x128};
 inline constexpr int kSkinnyGemmMaxRows = 16;
 
+// The Hopper-only (sm_90a) kernels: they run only where
+// cuda::WgmmaAvailable() says so.
+constexpr bool IsWgmmaGemm(GemmKernelId id) {
+  return id == GemmKernelId::kWgmma128x256 || id == GemmKernelId::kWgmma128x128;
+}
+
 // The kernels of ours tried against cuBLAS at a row bucket: the skinny
 // kernel up to kSkinnyGemmMaxRows rows, the tiled ones above.
 absl::Span<const GemmKernelId> GemmCandidates(int64_t bucket);

@@ -182,11 +182,7 @@ bool OwnKernelSupports(GemmKernelId id, const void* x, const void* w,
   if (id == GemmKernelId::kSkinny) {
     return cuda::SkinnyBf16Supports(x, w, n, k) && m >= 1 && ldy >= m;
   }
-  if ((id == GemmKernelId::kWgmma128x256 ||
-       id == GemmKernelId::kWgmma128x128) &&
-      !cuda::WgmmaAvailable()) {
-    return false;
-  }
+  if (IsWgmmaGemm(id) && !cuda::WgmmaAvailable()) return false;
   return cuda::GemmBf16Supports(x, w, n, m, k, ldy);
 }
 

@@ -88,10 +88,6 @@ void ExpectKernelMatches(CudaBackend& backend, GemmKernelId kernel,
   test::ExpectNear(dense, want, 1e-3f, 1e-4f);
 }
 
-bool IsWgmma(GemmKernelId id) {
-  return id == GemmKernelId::kWgmma128x256 || id == GemmKernelId::kWgmma128x128;
-}
-
 using Shape = std::tuple<int64_t, int64_t, int64_t>;  // n, m, k
 constexpr Shape kShapes[] = {{1, 64, 64},    {7, 33, 40},     {64, 128, 32},
                              {130, 200, 8},  {257, 129, 1544}, {33, 576, 576},
@@ -120,7 +116,7 @@ TEST(CudaGemmTest, EveryOwnKernelMatchesTheReference) {
   auto backend = test::MakeCudaOrNull();
   if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
   // The wgmma kernels: WgmmaKernelsMatchTheReference.
-  ExpectOwnKernelsMatch(*backend, [](GemmKernelId id) { return !IsWgmma(id); });
+  ExpectOwnKernelsMatch(*backend, [](GemmKernelId id) { return !IsWgmmaGemm(id); });
 }
 
 // Apart, so tools/gpu-check's runner can run it first and turn the Hopper
@@ -131,7 +127,7 @@ TEST(CudaGemmTest, WgmmaKernelsMatchTheReference) {
   if (!cuda::WgmmaAvailable()) {
     GTEST_SKIP() << "not a compute capability 9.0 GPU, or WEFT_NO_WGMMA set";
   }
-  ExpectOwnKernelsMatch(*backend, IsWgmma);
+  ExpectOwnKernelsMatch(*backend, IsWgmmaGemm);
 }
 
 TEST(CudaGemmTest, SkinnyKernelMatchesTheReferenceUpToSixteenRows) {

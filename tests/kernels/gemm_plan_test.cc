@@ -45,6 +45,16 @@ TEST(GemmRowBucketTest, TunedBucketsRunFromOneToTheMaxRowsBucket) {
   EXPECT_TRUE(GemmTunedBuckets(0).empty());
 }
 
+TEST(GemmCandidatesTest, OnlyTheTwoWgmmaKernelsAreHopperOnly) {
+  int hopper_only = 0;
+  for (GemmKernelId id : kOwnGemmKernels) hopper_only += IsWgmmaGemm(id);
+  EXPECT_EQ(hopper_only, 2);
+  EXPECT_TRUE(IsWgmmaGemm(GemmKernelId::kWgmma128x256));
+  EXPECT_TRUE(IsWgmmaGemm(GemmKernelId::kWgmma128x128));
+  EXPECT_FALSE(IsWgmmaGemm(GemmKernelId::kTiled128x256));
+  EXPECT_FALSE(IsWgmmaGemm(GemmKernelId::kCublas));
+}
+
 TEST(GemmCandidatesTest, SkinnyUpToSixteenRowsTiledAbove) {
   for (int64_t bucket : {1, 2, 4, 8, 16}) {
     ASSERT_EQ(GemmCandidates(bucket).size(), 1u);
