@@ -57,7 +57,13 @@ inline void StoreGroupRows(OutputRows y, int64_t m0, int mt, int64_t g,
       valid >= kPackRows ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
   const __m512 bv = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + col0)
                                     : _mm512_setzero_ps();
-  for (int t = 0; t < mt; ++t) {
+  // Unrolled to the tile height so that acc(t) sees constant indices: the
+  // callers' accumulator arrays then stay in registers (a loop to a
+  // run-time mt made GCC keep AMX's 16 accumulators on the stack, a load
+  // and a store per row and block).
+#pragma GCC unroll 16
+  for (int t = 0; t < 16; ++t) {
+    if (t >= mt) break;
     _mm512_mask_storeu_ps(y.data + (m0 + t) * y.stride + col0, mask,
                           _mm512_add_ps(acc(t), bv));
   }
