@@ -54,7 +54,7 @@ bool HasAvx512Vnni() {
 
 // Batches of at least this many activation rows use AMX (fewer rows leave
 // most of a 16-row tile idle; the VNNI kernel is as fast there).
-constexpr int64_t kMinAmxRows = 4;
+constexpr int64_t kMinAmxRows = 8;
 
 bool IsFloatWeight(DType dtype) {
   return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;

@@ -4,7 +4,7 @@
 //   MatMul    quantized weights (Q4_0, Q4_1, Q8_0) are repacked at upload
 //             into 16-row interleaved blocks (kernels/cpu/cpu_kernels.h)
 //             and multiplied against activations quantized to two int8
-//             levels per block of 32 (AMX-INT8 for 4+ rows where granted,
+//             levels per block of 32 (AMX-INT8 for 8+ rows where granted,
 //             else AVX-512 VNNI, else AVX2); F16/BF16/F32 weights are
 //             repacked k-major in 16-row groups (AVX-512) or used in place
 //             (AVX2) with fp32 multiply-adds. Output rows are split across
