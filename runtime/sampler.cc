@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/sampling_math.h"
 
 namespace weft {
 namespace {
@@ -17,8 +18,6 @@ constexpr float kGreedyTemperature = 1e-5f;
 constexpr auto kHigher = [](const auto& a, const auto& b) {
   return a.weight != b.weight ? a.weight > b.weight : a.token < b.token;
 };
-// Below this many candidates, top-p selection just sorts.
-constexpr size_t kSmallRange = 64;
 
 absl::Status Invalid(absl::string_view field, absl::string_view requirement,
                      double value) {
@@ -254,13 +253,8 @@ void SequenceSampler::ApplyBiasAndPenalties(absl::Span<const int32_t> prompt,
 
 SequenceSampler::Candidate SequenceSampler::ApplyFilters() {
   const size_t vocab = processed_.size();
-  float max_logit = -std::numeric_limits<float>::infinity();
-  for (float x : processed_) max_logit = std::max(max_logit, x);
-  const float temperature = params_.temperature;
-  for (float& x : processed_) {
-    const float weight = std::exp((x - max_logit) / temperature);
-    x = weight >= 0.0f ? weight : 0.0f;  // NaN logits are never drawn
-  }
+  const float max_logit = sampling::MaxValue(processed_.data(), vocab);
+  sampling::ToWeights(processed_.data(), vocab, max_logit, params_.temperature);
 
   // Each filter keeps the tokens ranked at or before some candidate; the
   // intersection keeps those at or before the earliest-ranked of them.
@@ -270,27 +264,34 @@ SequenceSampler::Candidate SequenceSampler::ApplyFilters() {
   };
   const bool top_k =
       params_.top_k > 0 && static_cast<size_t>(params_.top_k) < vocab;
-  size_t pool = vocab;  // the top-k set is candidates_[0, pool)
-  if (top_k || params_.top_p < 1.0f) {
-    candidates_.resize(vocab);
-    for (size_t i = 0; i < vocab; ++i) {
-      candidates_[i] = Candidate{processed_[i], static_cast<int32_t>(i)};
-    }
-  }
   if (top_k) {
     // Sorted, so that the top-p sums below run in one defined order.
-    pool = params_.top_k;
-    std::nth_element(candidates_.begin(), candidates_.begin() + (pool - 1),
-                     candidates_.end(), kHigher);
-    std::sort(candidates_.begin(), candidates_.begin() + pool, kHigher);
-    tighten(candidates_[pool - 1]);
-  }
-  if (params_.top_p < 1.0f) {
-    // The nucleus is taken within the top-k set, as vLLM does.
-    double total = 0;
-    for (size_t i = 0; i < pool; ++i) total += candidates_[i].weight;
-    const size_t nucleus = NucleusSize(pool, params_.top_p * total);
-    if (nucleus < pool) tighten(candidates_[nucleus - 1]);
+    const size_t pool = params_.top_k;
+    scratch_.candidates.resize(vocab);
+    for (size_t i = 0; i < vocab; ++i) {
+      scratch_.candidates[i] = Candidate{processed_[i], static_cast<int32_t>(i)};
+    }
+    std::nth_element(scratch_.candidates.begin(), scratch_.candidates.begin() + (pool - 1),
+                     scratch_.candidates.end(), kHigher);
+    std::sort(scratch_.candidates.begin(), scratch_.candidates.begin() + pool, kHigher);
+    tighten(scratch_.candidates[pool - 1]);
+    if (params_.top_p < 1.0f) {
+      // The nucleus is taken within the top-k set, as vLLM does: the
+      // first of the sorted pool at which the mass reaches the target.
+      double total = 0;
+      for (size_t i = 0; i < pool; ++i) total += scratch_.candidates[i].weight;
+      const double target = params_.top_p * total;
+      double mass = 0;
+      for (size_t i = 0; target > 0 && i + 1 < pool; ++i) {
+        mass += scratch_.candidates[i].weight;
+        if (mass >= target) {
+          tighten(scratch_.candidates[i]);
+          break;
+        }
+      }
+    }
+  } else if (params_.top_p < 1.0f) {
+    tighten(sampling::NucleusCut(processed_, params_.top_p, &scratch_));
   }
   if (params_.min_p > 0.0f) {
     // Weights are relative to the most likely token (weight 1), so the
@@ -307,80 +308,15 @@ SequenceSampler::Candidate SequenceSampler::ApplyFilters() {
   return last_kept;
 }
 
-size_t SequenceSampler::NucleusSize(size_t count, double target) {
-  // Quickselect on probability mass: expected O(count), where sorting the
-  // nucleus of a flat distribution would cost O(V log V). Hand-written
-  // partitioning keeps the summation order (and so the rounding) the same
-  // with every standard library.
-  if (!(target > 0)) return count;  // all weights 0: Draw falls back
-  size_t begin = 0;
-  size_t end = count;
-  double mass_before = 0;  // of candidates_[0, begin), all ranked higher
-  while (end - begin > kSmallRange) {
-    // Median of three as the pivot, moved to the back.
-    const size_t mid = begin + (end - begin) / 2;
-    size_t picks[3] = {begin, mid, end - 1};
-    std::sort(picks, picks + 3, [this](size_t a, size_t b) {
-      return Higher(candidates_[a], candidates_[b]);
-    });
-    std::swap(candidates_[picks[1]], candidates_[end - 1]);
-    const Candidate pivot = candidates_[end - 1];
-    size_t store = begin;
-    double upper_mass = 0;
-    for (size_t i = begin; i + 1 < end; ++i) {
-      if (Higher(candidates_[i], pivot)) {
-        upper_mass += candidates_[i].weight;
-        std::swap(candidates_[i], candidates_[store++]);
-      }
-    }
-    std::swap(candidates_[store], candidates_[end - 1]);
-    if (mass_before + upper_mass >= target) {
-      end = store;
-    } else if (mass_before + upper_mass + pivot.weight >= target) {
-      return store + 1;
-    } else {
-      mass_before += upper_mass + pivot.weight;
-      begin = store + 1;
-    }
-  }
-  std::sort(candidates_.begin() + begin, candidates_.begin() + end, kHigher);
-  for (size_t i = begin; i < end; ++i) {
-    mass_before += candidates_[i].weight;
-    if (mass_before >= target) return i + 1;
-  }
-  // Rounding kept the sum below the target: all of the range.
-  return end;
-}
-
 bool SequenceSampler::Higher(const Candidate& a, const Candidate& b) {
   return kHigher(a, b);
 }
 
 int32_t SequenceSampler::Draw(const Candidate& last_kept) {
-  const double uniform = Uniform();
-  const size_t vocab = processed_.size();
-  // Scanning the kept tokens in id order makes the draw independent of how
-  // the candidates were arranged.
-  auto kept = [&](size_t i) {
-    const float weight = processed_[i];
-    return weight > last_kept.weight ||
-           (weight == last_kept.weight &&
-            static_cast<int32_t>(i) <= last_kept.token);
-  };
-  double total = 0;
-  for (size_t i = 0; i < vocab; ++i) {
-    if (kept(i)) total += processed_[i];
-  }
-  double remaining = uniform * total;
-  int32_t chosen = -1;
-  for (size_t i = 0; i < vocab; ++i) {
-    if (!kept(i)) continue;
-    chosen = static_cast<int32_t>(i);
-    remaining -= processed_[i];
-    if (remaining < 0) break;
-  }
+  const int32_t chosen =
+      sampling::DrawKept(processed_, last_kept, Uniform(), &scratch_.block_mass);
   // Only when every weight is 0 (e.g. all logits -inf): fall back to argmax.
-  return total > 0 ? chosen : ArgMax(processed_);
+  return chosen >= 0 ? chosen : ArgMax(processed_);
 }
 
 }  // namespace weft

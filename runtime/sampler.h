@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "runtime/sampling_math.h"
 
 namespace weft {
 
@@ -103,12 +104,9 @@ class SequenceSampler {
   const SamplingParams& params() const { return params_; }
 
  private:
-  struct Candidate {
-    float weight;  // unnormalized probability, exp((x - max) / temperature)
-    int32_t token;
-  };
+  using Candidate = sampling::WeightedToken;
   // Ranked after every token: keeps them all.
-  static constexpr Candidate kKeepAll{-1.0f, 0};
+  static constexpr Candidate kKeepAll = sampling::kKeepAll;
 
   // Most likely first; ties by id, so that the order is total and the kept
   // set is the same whatever the sort algorithm.
@@ -125,10 +123,6 @@ class SequenceSampler {
   // Turns processed_ into weights; returns the least likely token that
   // top-k, top-p and min-p keep (kKeepAll when none filters).
   Candidate ApplyFilters();
-  // Rearranges candidates_[0, count) so that the smallest set of most
-  // likely tokens whose weights reach `target` comes first, its least
-  // likely last; returns its size (count when it is all of them).
-  size_t NucleusSize(size_t count, double target);
   // Draws among the tokens ranked at or before `last_kept`.
   int32_t Draw(const Candidate& last_kept);
 
@@ -138,7 +132,7 @@ class SequenceSampler {
   // most; only processed_ without penalties, top-k and top-p).
   std::vector<float> processed_;        // [vocab] logits, then weights
   std::vector<int32_t> occurrences_;    // [vocab] penalties only; 0 between
-  std::vector<Candidate> candidates_;   // [vocab] top-k / top-p only
+  sampling::SamplingScratch scratch_;   // top-k's candidates too
 };
 
 // Prompt log-probs for one position: the log-prob of `next_token` under

@@ -1,0 +1,186 @@
+#include "runtime/sampling_math.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+namespace weft::sampling {
+namespace {
+
+// One clone per vector width where the processor has it; see the header.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define WEFT_VECTOR_CLONES \
+  __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define WEFT_VECTOR_CLONES
+#endif
+
+// Top-p's histogram: a weight in [0, 1] by its float bits' top 12 (sign,
+// exponent, 3 mantissa bits), which order like the weights; 1.0f is the
+// last bucket.
+constexpr int kBucketShift = 20;
+constexpr size_t kBuckets = (0x3F800000u >> kBucketShift) + 1;
+inline size_t Bucket(float weight) {
+  return std::min<size_t>(absl::bit_cast<uint32_t>(weight) >> kBucketShift,
+                          kBuckets - 1);
+}
+
+// Draw's blocks of ids: the kept mass of each is summed by vector code,
+// and only the block where the draw lands is walked token by token.
+constexpr size_t kDrawBlock = 512;
+
+inline bool Kept(float weight, size_t id, WeightedToken cut) {
+  return weight > cut.weight ||
+         (weight == cut.weight && static_cast<int64_t>(id) <= cut.token);
+}
+
+}  // namespace
+
+float MaxValue(const float* values, size_t n) {
+  // 16 lanes the compiler keeps in vector registers (a maximum is exact,
+  // so the split does not matter).
+  constexpr int kLanes = 16;
+  float lane[kLanes];
+  std::fill(lane, lane + kLanes, -std::numeric_limits<float>::infinity());
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      lane[j] = values[i + j] > lane[j] ? values[i + j] : lane[j];
+    }
+  }
+  float best = -std::numeric_limits<float>::infinity();
+  for (int j = 0; j < kLanes; ++j) best = lane[j] > best ? lane[j] : best;
+  for (; i < n; ++i) best = values[i] > best ? values[i] : best;
+  return best;
+}
+
+WEFT_VECTOR_CLONES
+void ToWeights(float* values, size_t n, float max_logit, float temperature) {
+  for (size_t i = 0; i < n; ++i) {
+    values[i] = ExpNonPositive((values[i] - max_logit) / temperature);
+  }
+}
+
+WEFT_VECTOR_CLONES
+double KeptMass(const float* weights, size_t begin, size_t end,
+                WeightedToken cut) {
+  // The weights above the cut in eight double lanes (element i in lane
+  // (i - begin) % 8), written with GCC vector types: a plain loop stayed
+  // scalar. The ties are counted and added as count · weight.
+  using Floats = float __attribute__((vector_size(32)));
+  using Doubles = double __attribute__((vector_size(64)));
+  constexpr int kLanes = 8;
+  const Doubles above = Doubles{} + static_cast<double>(cut.weight);
+  Doubles sums = {};
+  size_t i = begin;
+  for (; i + kLanes <= end; i += kLanes) {
+    Floats w;
+    std::memcpy(&w, weights + i, sizeof(w));
+    const Doubles wide = __builtin_convertvector(w, Doubles);
+    sums += wide > above ? wide : Doubles{};
+  }
+  double lane[kLanes];
+  std::memcpy(lane, &sums, sizeof(lane));
+  for (int j = 0; i < end; ++i, ++j) {
+    if (weights[i] > cut.weight) lane[j] += weights[i];
+  }
+  // Equal weights count up to the cut's id only.
+  int64_t ties = 0;
+  const size_t tie_end =
+      cut.token < 0
+          ? begin
+          : std::clamp(static_cast<size_t>(cut.token) + 1, begin, end);
+  for (size_t k = begin; k < tie_end; ++k) ties += weights[k] == cut.weight;
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+         ((lane[4] + lane[5]) + (lane[6] + lane[7])) +
+         static_cast<double>(ties) * cut.weight;
+}
+
+WeightedToken NucleusCut(absl::Span<const float> weights, float top_p,
+                         SamplingScratch* scratch) {
+  // One pass sums each bucket's mass; the bucket where the running mass
+  // from the top reaches the target holds the cut, and only its tokens
+  // are sorted. (A quickselect on mass did the same in expected O(vocab),
+  // with a mispredicted branch per token and pass.)
+  const size_t vocab = weights.size();
+  // Four histograms, token i in copy i % 4: neighbouring tokens often
+  // share a bucket, and one copy would chain their additions.
+  constexpr size_t kCopies = 4;
+  std::vector<double>& mass_of = scratch->bucket_mass;
+  mass_of.assign(kCopies * kBuckets, 0.0);
+  for (size_t i = 0; i < vocab; ++i) {
+    mass_of[(i % kCopies) * kBuckets + Bucket(weights[i])] += weights[i];
+  }
+  double total = 0;
+  for (size_t b = 0; b < kBuckets; ++b) {
+    double sum = 0;
+    for (size_t c = 0; c < kCopies; ++c) sum += mass_of[c * kBuckets + b];
+    mass_of[b] = sum;  // copy 0's entry b was read last
+    total += sum;
+  }
+  const double target = top_p * total;
+  if (!(target > 0)) return kKeepAll;  // all weights 0
+  double mass = 0;  // of the buckets above the cut's
+  size_t cut = kBuckets;
+  for (size_t b = kBuckets; b-- > 0;) {
+    if (mass + mass_of[b] >= target) {
+      cut = b;
+      break;
+    }
+    mass += mass_of[b];
+  }
+  if (cut == kBuckets) return kKeepAll;  // rounding: the target not reached
+  // The cut bucket's tokens, without a branch per token (many of a flat
+  // distribution's tokens share it).
+  std::vector<WeightedToken>& candidates = scratch->candidates;
+  if (candidates.size() < vocab) candidates.resize(vocab);
+  size_t count = 0;
+  for (size_t i = 0; i < vocab; ++i) {
+    candidates[count] = WeightedToken{weights[i], static_cast<int32_t>(i)};
+    count += Bucket(weights[i]) == cut;
+  }
+  std::sort(candidates.begin(), candidates.begin() + count, RankedBefore);
+  for (size_t i = 0; i < count; ++i) {
+    mass += candidates[i].weight;
+    if (mass >= target) return candidates[i];
+  }
+  // Rounding again (the bucket's mass summed in another order): all of it.
+  return candidates[count - 1];
+}
+
+int32_t DrawKept(absl::Span<const float> weights, WeightedToken last_kept,
+                 double uniform, std::vector<double>* block_mass) {
+  // The kept mass per block of ids, then the block where uniform · total
+  // falls, then the token within it: the draw follows id order, so it
+  // does not depend on how a filter arranged the candidates.
+  const size_t vocab = weights.size();
+  const size_t blocks = (vocab + kDrawBlock - 1) / kDrawBlock;
+  block_mass->resize(blocks);
+  double total = 0;
+  size_t last_block = 0;  // the last with any mass
+  for (size_t b = 0; b < blocks; ++b) {
+    const double mass = KeptMass(weights.data(), b * kDrawBlock,
+                                 std::min(vocab, (b + 1) * kDrawBlock), last_kept);
+    (*block_mass)[b] = mass;
+    total += mass;
+    if (mass > 0) last_block = b;
+  }
+  if (!(total > 0)) return -1;
+  double remaining = uniform * total;
+  size_t b = 0;
+  while (b < last_block && remaining >= (*block_mass)[b]) {
+    remaining -= (*block_mass)[b++];
+  }
+  int32_t chosen = -1;
+  for (size_t i = b * kDrawBlock; i < std::min(vocab, (b + 1) * kDrawBlock); ++i) {
+    const float weight = weights[i];
+    if (!(weight > 0) || !Kept(weight, i, last_kept)) continue;
+    chosen = static_cast<int32_t>(i);
+    remaining -= weight;
+    if (remaining < 0) break;
+  }
+  // Rounding left some mass unspent: the block's last kept token.
+  return chosen;
+}
+
+}  // namespace weft::sampling

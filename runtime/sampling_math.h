@@ -1,0 +1,96 @@
+// The vocabulary-sized passes of sampling a token (SequenceSampler): the
+// logits' maximum, the tempered softmax weights, the top-p cut and the
+// draw. Each is one or two vectorized passes over the row: at Llama-3's
+// 128k tokens a row is sampled in well under a millisecond, where the
+// scalar std::exp, a quickselect on mass and a branchy draw took ~4 ms
+// (bench/README.md, scheduler_bench).
+//
+// Every result is the same on every x86-64: the loops that are compiled
+// for AVX-512, AVX2 and the baseline (target_clones) use only additions,
+// multiplications, divisions and conversions (weft_runtime builds with
+// -ffp-contract=off), each rounded alike at any vector width, and sums run
+// in fixed lanes combined in a fixed order. A seeded request draws the
+// same tokens on any machine.
+#ifndef WEFT_RUNTIME_SAMPLING_MATH_H_
+#define WEFT_RUNTIME_SAMPLING_MATH_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/base/casts.h"
+#include "absl/types/span.h"
+
+namespace weft::sampling {
+
+// A token and its unnormalized probability.
+struct WeightedToken {
+  float weight;
+  int32_t token;
+};
+
+// The sampler's total order: higher weight first, then lower id.
+inline bool RankedBefore(const WeightedToken& a, const WeightedToken& b) {
+  return a.weight != b.weight ? a.weight > b.weight : a.token < b.token;
+}
+
+// Ranked after every token (weights are >= 0): a cut that keeps them all.
+inline constexpr WeightedToken kKeepAll{-1.0f, 0};
+
+// e^x for x <= 0 (Cephes' expf: range reduction by ln 2, degree-5
+// polynomial, within 2 ulp of e^x), 0 below -87 and for NaN, exactly 1 at
+// 0. Plain multiplies and adds, so every vector width rounds alike.
+inline float ExpNonPositive(float x) {
+  const float c = x >= -87.0f ? x : -87.0f;
+  // n = round(c·log2 e): adding 1.5·2^23 rounds to an integer.
+  const float n = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = (c - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + (r + 1.0f);
+  // 2^n for n in [-126, 0].
+  const float scale = absl::bit_cast<float>(
+      static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
+  return x >= -87.0f ? p * scale : 0.0f;
+}
+
+// The largest of values[0, n), NaN ignored; -inf when there is none.
+float MaxValue(const float* values, size_t n);
+
+// values[i] = ExpNonPositive((values[i] - max_logit) / temperature): the
+// tempered softmax weights, in [0, 1], 0 for NaN logits (never drawn).
+void ToWeights(float* values, size_t n, float max_logit, float temperature);
+
+// Σ weights[i] over i in [begin, end) ranked at or before `cut` (the
+// tokens a filter keeps), in double.
+double KeptMass(const float* weights, size_t begin, size_t end,
+                WeightedToken cut);
+
+// Scratch of the passes below, sized to the vocabulary on first use.
+struct SamplingScratch {
+  std::vector<double> bucket_mass;        // top-p histogram
+  std::vector<WeightedToken> candidates;  // top-p: the cut bucket's tokens
+  std::vector<double> block_mass;         // draw: kept mass per 512 ids
+};
+
+// Top-p over all of `weights` (each in [0, 1]): the last token, in
+// RankedBefore order, of the smallest set of most likely tokens whose mass
+// reaches top_p of the total (kKeepAll when that takes every token or all
+// weights are 0).
+WeightedToken NucleusCut(absl::Span<const float> weights, float top_p,
+                         SamplingScratch* scratch);
+
+// The token drawn with probability proportional to its weight among those
+// ranked at or before `last_kept`, for `uniform` in [0, 1): the first id,
+// in id order, where the kept mass so far exceeds uniform · total. -1 when
+// the kept mass is 0.
+int32_t DrawKept(absl::Span<const float> weights, WeightedToken last_kept,
+                 double uniform, std::vector<double>* block_mass);
+
+}  // namespace weft::sampling
+
+#endif  // WEFT_RUNTIME_SAMPLING_MATH_H_
