@@ -107,16 +107,17 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
                  OutputRows y) {
   const int64_t nb = w.num_blocks;
   // Tile products run kAhead blocks before their epilogue, into one of
-  // kAhead + 1 buffers: the vector units read block b's sums while the
-  // tile unit works on blocks b + 1 and b + 2 (measured with
-  // weft-bench-cpu-kernels: 1 block ahead left the two units taking turns).
+  // kAhead + 1 buffers, so that no epilogue waits on the products it
+  // reads (measured with weft-bench-cpu-kernels: 1 block ahead was
+  // slower, 3 no faster). The tile unit and the vector units still take
+  // turns on the dev VM: the kernel's time is the sum of the two
+  // (bench/cpu_vs_llamacpp/results.md, run E).
   constexpr int kAhead = 2;
   alignas(64) int32_t c[kAhead + 1][2][16 * 16];  // [block % 3][level]
   // A Q4 group's B tiles, [block][512 bytes], two groups' worth: group
   // g + 1 is unpacked a block per iteration of group g's block loop, so
-  // the vector units split its nibbles while the tile unit (the kernel's
-  // bound) works, and no tile load follows close on the stores that wrote
-  // its bytes. The first group of the call is unpacked up front.
+  // no tile load follows close on the stores that wrote its bytes. The
+  // first group of the call is unpacked up front.
   constexpr bool kUnpack = kType != DType::kQ8_0;
   thread_local std::vector<uint8_t> unpacked_storage;
   uint8_t* unpacked[2] = {nullptr, nullptr};
