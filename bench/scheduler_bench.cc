@@ -75,7 +75,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer() {
 void BM_EngineStepWithoutModel(benchmark::State& state) {
   const int num_seqs = static_cast<int>(state.range(0));
   const int vocab = static_cast<int>(state.range(1));
-  const bool sampled = state.range(2) != 0;  // temperature 0.8, top-p 0.95
+  // 0: greedy; 1: temperature 0.8, top-p 0.95; 2: the same with top-k 50.
+  const int sampling = static_cast<int>(state.range(2));
+  const bool sampled = sampling != 0;
   const int sampling_threads = static_cast<int>(state.range(3));  // 0: all
   auto tokenizer = LoadTokenizer();
   if (!tokenizer.ok()) {
@@ -103,6 +105,7 @@ void BM_EngineStepWithoutModel(benchmark::State& state) {
     r.sampling.temperature = sampled ? 0.8f : 0.0f;
     if (sampled) {
       r.sampling.top_p = 0.95f;
+      if (sampling == 2) r.sampling.top_k = 50;
       r.sampling.seed = i;
     }
     r.stopping.max_tokens = max_steps + 100;
@@ -145,6 +148,8 @@ BENCHMARK(BM_EngineStepWithoutModel)
     ->Args({16, 49152, 1, 0})
     ->Args({64, 128256, 1, 1})
     ->Args({64, 128256, 1, 0})
+    ->Args({16, 49152, 2, 1})
+    ->Args({64, 128256, 2, 1})
     ->Iterations(40)
     ->Unit(benchmark::kMicrosecond);
 

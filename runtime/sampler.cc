@@ -13,11 +13,6 @@ namespace {
 // vLLM's _SAMPLING_EPS: temperatures below it mean greedy (dividing by
 // them would overflow anyway).
 constexpr float kGreedyTemperature = 1e-5f;
-// Candidate order for the std algorithms (a lambda inlines, a function
-// pointer does not).
-constexpr auto kHigher = [](const auto& a, const auto& b) {
-  return a.weight != b.weight ? a.weight > b.weight : a.token < b.token;
-};
 
 absl::Status Invalid(absl::string_view field, absl::string_view requirement,
                      double value) {
@@ -267,13 +262,7 @@ SequenceSampler::Candidate SequenceSampler::ApplyFilters() {
   if (top_k) {
     // Sorted, so that the top-p sums below run in one defined order.
     const size_t pool = params_.top_k;
-    scratch_.candidates.resize(vocab);
-    for (size_t i = 0; i < vocab; ++i) {
-      scratch_.candidates[i] = Candidate{processed_[i], static_cast<int32_t>(i)};
-    }
-    std::nth_element(scratch_.candidates.begin(), scratch_.candidates.begin() + (pool - 1),
-                     scratch_.candidates.end(), kHigher);
-    std::sort(scratch_.candidates.begin(), scratch_.candidates.begin() + pool, kHigher);
+    sampling::TopK(processed_, pool, &scratch_);
     tighten(scratch_.candidates[pool - 1]);
     if (params_.top_p < 1.0f) {
       // The nucleus is taken within the top-k set, as vLLM does: the
@@ -309,7 +298,7 @@ SequenceSampler::Candidate SequenceSampler::ApplyFilters() {
 }
 
 bool SequenceSampler::Higher(const Candidate& a, const Candidate& b) {
-  return kHigher(a, b);
+  return sampling::RankedBefore(a, b);
 }
 
 int32_t SequenceSampler::Draw(const Candidate& last_kept) {

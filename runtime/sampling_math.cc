@@ -96,6 +96,41 @@ double KeptMass(const float* weights, size_t begin, size_t end,
          static_cast<double>(ties) * cut.weight;
 }
 
+void TopK(absl::Span<const float> weights, size_t k, SamplingScratch* scratch) {
+  const size_t vocab = weights.size();
+  // Token counts per bucket (four copies, as in NucleusCut), then the
+  // bucket where the count from the top reaches k.
+  constexpr size_t kCopies = 4;
+  std::vector<int32_t>& count_of = scratch->bucket_count;
+  count_of.assign(kCopies * kBuckets, 0);
+  for (size_t i = 0; i < vocab; ++i) {
+    ++count_of[(i % kCopies) * kBuckets + Bucket(weights[i])];
+  }
+  size_t above = 0;
+  size_t cut = 0;
+  for (size_t b = kBuckets; b-- > 0;) {
+    size_t here = 0;
+    for (size_t c = 0; c < kCopies; ++c) here += count_of[c * kBuckets + b];
+    if (above + here >= k) {
+      cut = b;
+      break;
+    }
+    above += here;
+  }
+  // The tokens at or above the cut bucket (at least k), without a branch
+  // per token; the k first of them in rank order.
+  std::vector<WeightedToken>& candidates = scratch->candidates;
+  if (candidates.size() < vocab) candidates.resize(vocab);
+  size_t count = 0;
+  for (size_t i = 0; i < vocab; ++i) {
+    candidates[count] = WeightedToken{weights[i], static_cast<int32_t>(i)};
+    count += Bucket(weights[i]) >= cut;
+  }
+  std::nth_element(candidates.begin(), candidates.begin() + (k - 1),
+                   candidates.begin() + count, RankedBefore);
+  std::sort(candidates.begin(), candidates.begin() + k, RankedBefore);
+}
+
 WeightedToken NucleusCut(absl::Span<const float> weights, float top_p,
                          SamplingScratch* scratch) {
   // One pass sums each bucket's mass; the bucket where the running mass

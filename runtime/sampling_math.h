@@ -73,9 +73,16 @@ double KeptMass(const float* weights, size_t begin, size_t end,
 // Scratch of the passes below, sized to the vocabulary on first use.
 struct SamplingScratch {
   std::vector<double> bucket_mass;        // top-p histogram
-  std::vector<WeightedToken> candidates;  // top-p: the cut bucket's tokens
+  std::vector<int32_t> bucket_count;      // top-k histogram
+  std::vector<WeightedToken> candidates;  // top-k's pool, top-p's cut bucket
   std::vector<double> block_mass;         // draw: kept mass per 512 ids
 };
+
+// Top-k over `weights` (each in [0, 1]), 0 < k <= weights.size(): the k
+// most likely tokens in RankedBefore order, in scratch->candidates[0, k).
+// A histogram of the weights finds the bucket of the k-th; only the tokens
+// at or above it are selected and sorted.
+void TopK(absl::Span<const float> weights, size_t k, SamplingScratch* scratch);
 
 // Top-p over all of `weights` (each in [0, 1]): the last token, in
 // RankedBefore order, of the smallest set of most likely tokens whose mass

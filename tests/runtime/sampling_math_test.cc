@@ -185,6 +185,34 @@ TEST(SamplingMathTest, NucleusCutMatchesASortedWalk) {
   EXPECT_GT(compared, 150);
 }
 
+TEST(SamplingMathTest, TopKMatchesAFullSort) {
+  std::mt19937 rng(10);
+  SamplingScratch scratch;
+  for (int trial = 0; trial < 24; ++trial) {
+    const size_t vocab = trial % 3 == 0 ? 49152 : 1 + rng() % 2000;
+    std::vector<float> w;
+    if (trial % 4 == 1) {
+      // Few distinct weights: ties across the k-th.
+      std::uniform_int_distribution<int> level(0, 3);
+      for (size_t i = 0; i < vocab; ++i) w.push_back(std::ldexp(1.0f, -level(rng)));
+    } else {
+      w = Weights(RandomLogits(vocab, rng, trial % 2 ? 0.05f : 3.0f), 0.8f);
+    }
+    std::vector<WeightedToken> sorted;
+    for (size_t i = 0; i < vocab; ++i) sorted.push_back({w[i], static_cast<int32_t>(i)});
+    std::sort(sorted.begin(), sorted.end(), RankedBefore);
+    for (size_t k : {size_t{1}, size_t{50}, vocab / 2 + 1, vocab}) {
+      if (k > vocab) continue;
+      TopK(w, k, &scratch);
+      for (size_t i = 0; i < k; ++i) {
+        ASSERT_EQ(scratch.candidates[i].token, sorted[i].token)
+            << "vocab " << vocab << " k " << k << " rank " << i;
+        ASSERT_EQ(scratch.candidates[i].weight, sorted[i].weight);
+      }
+    }
+  }
+}
+
 TEST(SamplingMathTest, NucleusCutOverEqualWeightsKeepsTheLowestIds) {
   SamplingScratch scratch;
   const std::vector<float> w(1000, 0.5f);
