@@ -16,9 +16,11 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "benchmark/benchmark.h"
 #include "runtime/engine.h"
+#include "runtime/sampler.h"
 #include "runtime/loader/gguf.h"
 
 namespace weft {
@@ -152,6 +154,21 @@ BENCHMARK(BM_EngineStepWithoutModel)
     ->Args({64, 128256, 2, 1})
     ->Iterations(40)
     ->Unit(benchmark::kMicrosecond);
+
+// One prompt position's log-probs (prompt_logprobs, 5 top entries): the
+// log-softmax of a model-like row of `vocab` logits.
+void BM_ScoreToken(benchmark::State& state) {
+  const int vocab = static_cast<int>(state.range(0));
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(vocab);
+  for (float& x : logits) x = normal(rng);
+  logits[vocab / 2] = 20.0f;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(ScoreToken(logits, 7, 5));
+  }
+}
+BENCHMARK(BM_ScoreToken)->Arg(49152)->Arg(128256)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace weft

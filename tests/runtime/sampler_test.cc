@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -370,6 +372,51 @@ TEST(ScoreTokenTest, ReportsTheNextTokensLogprobAndTheTopK) {
   ASSERT_EQ(scored.top.size(), 1u);
   EXPECT_EQ(scored.top[0].token, 2);
   EXPECT_NEAR(scored.top[0].logprob, std::log(0.6), 1e-6);
+}
+
+TEST(ScoreTokenTest, MatchesALongDoubleLogSoftmaxOverAFullVocabulary) {
+  // 49,157 logits (past several of the log-sum-exp's 512-wide chunks, and
+  // not a multiple of them), model-like, and the top 5 of them.
+  std::mt19937 rng(12);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> logits(49157);
+  for (float& x : logits) x = normal(rng);
+  logits[40000] = 25.0f;
+  long double sum = 0;
+  for (float x : logits) sum += std::exp(static_cast<long double>(x) - 25.0L);
+  const long double log_sum_exp = 25.0L + std::log(sum);
+  std::vector<int32_t> order(logits.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  const SampledToken scored = ScoreToken(logits, /*next_token=*/123, 5);
+  EXPECT_NEAR(scored.logprob, static_cast<double>(logits[123] - log_sum_exp), 1e-5);
+  ASSERT_EQ(scored.top.size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(scored.top[i].token, order[i]) << "rank " << i;
+    EXPECT_NEAR(scored.top[i].logprob,
+                static_cast<double>(logits[order[i]] - log_sum_exp), 1e-5);
+  }
+}
+
+TEST(ScoreTokenTest, TopLogprobsOfSlowlyRisingLogitsAreTheLast) {
+  // Every logit beats the current 5th best by a hair: no block of them may
+  // be passed over.
+  std::vector<float> logits(10000);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = 1e-3f * static_cast<float>(i);
+  const SampledToken scored = ScoreToken(logits, /*next_token=*/0, 5);
+  ASSERT_EQ(scored.top.size(), 5u);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(scored.top[i].token, 9999 - i);
+}
+
+TEST(ScoreTokenTest, NaNLogitsCountAsMinusInfinity) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> logits = {std::log(0.6f), nan, std::log(0.4f)};
+  const SampledToken scored = ScoreToken(logits, /*next_token=*/2, 2);
+  EXPECT_NEAR(scored.logprob, std::log(0.4), 1e-6);
+  ASSERT_EQ(scored.top.size(), 2u);
+  EXPECT_EQ(scored.top[0].token, 0);
+  EXPECT_EQ(scored.top[1].token, 2);
 }
 
 // ------------------------------------------------------------ validation
