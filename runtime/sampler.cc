@@ -50,7 +50,7 @@ std::vector<TokenLogprob> TopLogprobs(absl::Span<const float> logits,
   constexpr size_t kBlock = 16;
   for (size_t i = 0; i < n;) {
     // Once the list is full, a block of logits none of which beats its
-    // last entry is passed over by one vector comparison.
+    // last entry is passed over after a branch-free check of all 16.
     if (static_cast<int>(top.size()) == k && i + kBlock <= n) {
       const float threshold = top.back().logprob;
       bool any = false;
