@@ -170,6 +170,26 @@ void BM_ScoreToken(benchmark::State& state) {
 }
 BENCHMARK(BM_ScoreToken)->Arg(49152)->Arg(128256)->Unit(benchmark::kMicrosecond);
 
+// One row sampled at temperature 1, top-p 0.95, from normal(0, sigma)
+// logits: sigma 2 is model-like, sigma 0.05 a nearly flat row (a random
+// model's), where most tokens share the top-p histogram's cut bucket.
+void BM_SampleRow(benchmark::State& state) {
+  const int vocab = static_cast<int>(state.range(0));
+  const float sigma = static_cast<float>(state.range(1)) / 100.0f;
+  std::mt19937 rng(4);
+  std::normal_distribution<float> normal(0.0f, sigma);
+  std::vector<float> logits(vocab);
+  for (float& x : logits) x = normal(rng);
+  SequenceSampler sampler(SamplingParams{.temperature = 1.0f, .top_p = 0.95f}, 1, 0);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(sampler.Sample(logits, {}, {}));
+  }
+}
+BENCHMARK(BM_SampleRow)
+    ->Args({128256, 200})
+    ->Args({128256, 5})
+    ->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 }  // namespace weft
 

@@ -7,22 +7,16 @@
 namespace weft::sampling {
 namespace {
 
-// One clone per vector width where the processor has it; see the header.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define WEFT_VECTOR_CLONES \
-  __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define WEFT_VECTOR_CLONES
-#endif
-
 // Top-p's histogram: a weight in [0, 1] by its float bits' top 12 (sign,
 // exponent, 3 mantissa bits), which order like the weights; 1.0f is the
 // last bucket.
 constexpr int kBucketShift = 20;
 constexpr size_t kBuckets = (0x3F800000u >> kBucketShift) + 1;
 inline size_t Bucket(float weight) {
-  return std::min<size_t>(absl::bit_cast<uint32_t>(weight) >> kBucketShift,
-                          kBuckets - 1);
+  // The sign bit masked: -0.0f goes with 0 (weights are never negative).
+  return std::min<size_t>(
+      (absl::bit_cast<uint32_t>(weight) & 0x7FFFFFFFu) >> kBucketShift,
+      kBuckets - 1);
 }
 
 // Draw's blocks of ids: the kept mass of each is summed by vector code,
@@ -54,19 +48,29 @@ float MaxValue(const float* values, size_t n) {
   return best;
 }
 
-WEFT_VECTOR_CLONES
-void ToWeights(float* values, size_t n, float max_logit, float temperature) {
+namespace {
+
+// The loops of ToWeights and KeptMass, compiled once per instruction set
+// below. Only additions, multiplications, divisions, conversions and
+// selects: every variant rounds alike (-ffp-contract=off for all of
+// weft_runtime; -fno-trapping-math for this file, so that GCC turns the
+// selects into vector blends at every width instead of leaving the AVX2
+// and baseline loops scalar).
+[[gnu::always_inline]] inline void ToWeightsLoop(float* values, size_t n,
+                                                 float max_logit,
+                                                 float temperature) {
   for (size_t i = 0; i < n; ++i) {
     values[i] = ExpNonPositive((values[i] - max_logit) / temperature);
   }
 }
 
-WEFT_VECTOR_CLONES
-double KeptMass(const float* weights, size_t begin, size_t end,
-                WeightedToken cut) {
+[[gnu::always_inline]] inline double KeptMassLoop(const float* weights,
+                                                  size_t begin, size_t end,
+                                                  WeightedToken cut) {
   // The weights above the cut in eight double lanes (element i in lane
-  // (i - begin) % 8), written with GCC vector types: a plain loop stayed
-  // scalar. The ties are counted and added as count · weight.
+  // (i - begin) % 8), written with GCC vector types (a plain loop stays
+  // scalar), added in a fixed order; the ties are counted and added as
+  // count · weight.
   using Floats = float __attribute__((vector_size(32)));
   using Doubles = double __attribute__((vector_size(64)));
   constexpr int kLanes = 8;
@@ -94,6 +98,71 @@ double KeptMass(const float* weights, size_t begin, size_t end,
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
          ((lane[4] + lane[5]) + (lane[6] + lane[7])) +
          static_cast<double>(ties) * cut.weight;
+}
+
+void ToWeightsBaseline(float* values, size_t n, float max_logit, float temperature) {
+  ToWeightsLoop(values, n, max_logit, temperature);
+}
+double KeptMassBaseline(const float* weights, size_t begin, size_t end,
+                        WeightedToken cut) {
+  return KeptMassLoop(weights, begin, end, cut);
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+#define WEFT_SAMPLING_X86 1
+__attribute__((target("avx2"))) void ToWeightsAvx2(float* values, size_t n,
+                                                   float max_logit,
+                                                   float temperature) {
+  ToWeightsLoop(values, n, max_logit, temperature);
+}
+__attribute__((target("avx2"))) double KeptMassAvx2(const float* weights,
+                                                    size_t begin, size_t end,
+                                                    WeightedToken cut) {
+  return KeptMassLoop(weights, begin, end, cut);
+}
+__attribute__((target("avx512f"))) void ToWeightsAvx512(float* values, size_t n,
+                                                        float max_logit,
+                                                        float temperature) {
+  ToWeightsLoop(values, n, max_logit, temperature);
+}
+__attribute__((target("avx512f"))) double KeptMassAvx512(const float* weights,
+                                                         size_t begin, size_t end,
+                                                         WeightedToken cut) {
+  return KeptMassLoop(weights, begin, end, cut);
+}
+#endif
+
+const internal::Variant& Best() {
+  static const internal::Variant best = internal::Variants().front();
+  return best;
+}
+
+}  // namespace
+
+namespace internal {
+
+std::vector<Variant> Variants() {
+  std::vector<Variant> variants;
+#ifdef WEFT_SAMPLING_X86
+  if (__builtin_cpu_supports("avx512f")) {
+    variants.push_back({"avx512f", ToWeightsAvx512, KeptMassAvx512});
+  }
+  if (__builtin_cpu_supports("avx2")) {
+    variants.push_back({"avx2", ToWeightsAvx2, KeptMassAvx2});
+  }
+#endif
+  variants.push_back({"baseline", ToWeightsBaseline, KeptMassBaseline});
+  return variants;
+}
+
+}  // namespace internal
+
+void ToWeights(float* values, size_t n, float max_logit, float temperature) {
+  Best().to_weights(values, n, max_logit, temperature);
+}
+
+double KeptMass(const float* weights, size_t begin, size_t end,
+                WeightedToken cut) {
+  return Best().kept_mass(weights, begin, end, cut);
 }
 
 void TopK(absl::Span<const float> weights, size_t k, SamplingScratch* scratch) {
@@ -134,9 +203,12 @@ void TopK(absl::Span<const float> weights, size_t k, SamplingScratch* scratch) {
 WeightedToken NucleusCut(absl::Span<const float> weights, float top_p,
                          SamplingScratch* scratch) {
   // One pass sums each bucket's mass; the bucket where the running mass
-  // from the top reaches the target holds the cut, and only its tokens
-  // are sorted. (A quickselect on mass did the same in expected O(vocab),
-  // with a mispredicted branch per token and pass.)
+  // from the top reaches the target holds the cut. Within it the next 12
+  // bits of the weights, then the last 8, narrow the cut the same way, so
+  // a flat row (most tokens in one bucket) costs no sort of the
+  // vocabulary; a few hundred tokens left are sorted. (A quickselect on
+  // mass did the same in expected O(vocab), with a mispredicted branch per
+  // token and pass.)
   const size_t vocab = weights.size();
   // Four histograms, token i in copy i % 4: neighbouring tokens often
   // share a bucket, and one copy would chain their additions.
@@ -150,12 +222,12 @@ WeightedToken NucleusCut(absl::Span<const float> weights, float top_p,
   for (size_t b = 0; b < kBuckets; ++b) {
     double sum = 0;
     for (size_t c = 0; c < kCopies; ++c) sum += mass_of[c * kBuckets + b];
-    mass_of[b] = sum;  // copy 0's entry b was read last
+    mass_of[b] = sum;  // copy 0's entry b is not read again
     total += sum;
   }
   const double target = top_p * total;
   if (!(target > 0)) return kKeepAll;  // all weights 0
-  double mass = 0;  // of the buckets above the cut's
+  double mass = 0;  // of the tokens ranked above the current set
   size_t cut = kBuckets;
   for (size_t b = kBuckets; b-- > 0;) {
     if (mass + mass_of[b] >= target) {
@@ -165,22 +237,58 @@ WeightedToken NucleusCut(absl::Span<const float> weights, float top_p,
     mass += mass_of[b];
   }
   if (cut == kBuckets) return kKeepAll;  // rounding: the target not reached
-  // The cut bucket's tokens, without a branch per token (many of a flat
-  // distribution's tokens share it).
-  std::vector<WeightedToken>& candidates = scratch->candidates;
-  if (candidates.size() < vocab) candidates.resize(vocab);
+  // The cut bucket's tokens in id order, without a branch per token.
+  std::vector<WeightedToken>& set = scratch->candidates;
+  if (set.size() < vocab) set.resize(vocab);
   size_t count = 0;
   for (size_t i = 0; i < vocab; ++i) {
-    candidates[count] = WeightedToken{weights[i], static_cast<int32_t>(i)};
+    set[count] = WeightedToken{weights[i], static_cast<int32_t>(i)};
     count += Bucket(weights[i]) == cut;
   }
-  std::sort(candidates.begin(), candidates.begin() + count, RankedBefore);
-  for (size_t i = 0; i < count; ++i) {
-    mass += candidates[i].weight;
-    if (mass >= target) return candidates[i];
+  // The set's least likely token: what keeping all of it means.
+  auto last_of_set = [&] {
+    WeightedToken last = set[0];
+    for (size_t i = 1; i < count; ++i) {
+      if (RankedBefore(last, set[i])) last = set[i];
+    }
+    return last;
+  };
+  constexpr size_t kSortAtMost = 256;
+  bool equal_weights = false;
+  for (const int shift : {8, 0}) {
+    if (count <= kSortAtMost) break;
+    const uint32_t keys = shift == 8 ? 1u << 12 : 1u << 8;
+    auto key = [&](float weight) {
+      return (absl::bit_cast<uint32_t>(weight) >> shift) & (keys - 1);
+    };
+    mass_of.assign(keys, 0.0);
+    for (size_t i = 0; i < count; ++i) mass_of[key(set[i].weight)] += set[i].weight;
+    uint32_t sub = keys;
+    for (uint32_t k = keys; k-- > 0;) {
+      if (mass + mass_of[k] >= target) {
+        sub = k;
+        break;
+      }
+      mass += mass_of[k];
+    }
+    // Rounding (the set's mass summed in another grouping): all of it.
+    if (sub == keys) return last_of_set();
+    size_t kept = 0;
+    for (size_t i = 0; i < count; ++i) {
+      set[kept] = set[i];
+      kept += key(set[i].weight) == sub;
+    }
+    count = kept;
+    equal_weights = shift == 0;  // every bit of the weights compared
   }
-  // Rounding again (the bucket's mass summed in another order): all of it.
-  return candidates[count - 1];
+  // Equal weights are already in rank order (id order).
+  if (!equal_weights) std::sort(set.begin(), set.begin() + count, RankedBefore);
+  for (size_t i = 0; i < count; ++i) {
+    mass += set[i].weight;
+    if (mass >= target) return set[i];
+  }
+  // Rounding again: all of the set.
+  return set[count - 1];
 }
 
 int32_t DrawKept(absl::Span<const float> weights, WeightedToken last_kept,

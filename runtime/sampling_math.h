@@ -1,16 +1,17 @@
 // The vocabulary-sized passes of sampling a token (SequenceSampler): the
-// logits' maximum, the tempered softmax weights, the top-p cut and the
-// draw. Each is one or two vectorized passes over the row: at Llama-3's
-// 128k tokens a row is sampled in well under a millisecond, where the
-// scalar std::exp, a quickselect on mass and a branchy draw took ~4 ms
-// (bench/README.md, scheduler_bench).
+// logits' maximum, the tempered softmax weights, the top-k and top-p cuts
+// and the draw. The weights and the draw's sums are vector loops; top-k
+// and top-p are scalar histogram passes that leave only a few hundred
+// tokens to sort. At Llama-3's 128k tokens a row samples in ~0.5 ms on one
+// core, where the scalar std::exp, a quickselect on mass and a branchy
+// draw took ~4 ms (bench/README.md, scheduler_bench; an AVX-512 host).
 //
-// Every result is the same on every x86-64: the loops that are compiled
-// for AVX-512, AVX2 and the baseline (target_clones) use only additions,
-// multiplications, divisions and conversions (weft_runtime builds with
-// -ffp-contract=off), each rounded alike at any vector width, and sums run
-// in fixed lanes combined in a fixed order. A seeded request draws the
-// same tokens on any machine.
+// Every result is the same on every x86-64: ToWeights and KeptMass are
+// compiled for AVX-512, AVX2 and the baseline (internal::Variants) from
+// additions, multiplications, divisions, conversions and selects only
+// (weft_runtime builds with -ffp-contract=off), each rounded alike at any
+// vector width, with sums in fixed lanes combined in a fixed order. A
+// seeded request draws the same tokens on any machine.
 #ifndef WEFT_RUNTIME_SAMPLING_MATH_H_
 #define WEFT_RUNTIME_SAMPLING_MATH_H_
 
@@ -65,10 +66,25 @@ float MaxValue(const float* values, size_t n);
 // tempered softmax weights, in [0, 1], 0 for NaN logits (never drawn).
 void ToWeights(float* values, size_t n, float max_logit, float temperature);
 
-// Σ weights[i] over i in [begin, end) ranked at or before `cut` (the
-// tokens a filter keeps), in double.
+// Σ weights[i] over i in [begin, end), begin <= end, ranked at or before
+// `cut` (the tokens a filter keeps), in double.
 double KeptMass(const float* weights, size_t begin, size_t end,
                 WeightedToken cut);
+
+namespace internal {
+
+// ToWeights and KeptMass compiled for one instruction set. They give
+// bit-identical results; ToWeights and KeptMass run the first of
+// Variants(), the widest this processor has (tests compare them all).
+struct Variant {
+  const char* name;
+  void (*to_weights)(float* values, size_t n, float max_logit, float temperature);
+  double (*kept_mass)(const float* weights, size_t begin, size_t end,
+                      WeightedToken cut);
+};
+std::vector<Variant> Variants();  // "avx512f", "avx2" where supported, "baseline"
+
+}  // namespace internal
 
 // Scratch of the passes below, sized to the vocabulary on first use.
 struct SamplingScratch {
@@ -78,7 +94,8 @@ struct SamplingScratch {
   std::vector<double> block_mass;         // draw: kept mass per 512 ids
 };
 
-// Top-k over `weights` (each in [0, 1]), 0 < k <= weights.size(): the k
+// Top-k over `weights` (each in [0, 1]), 0 < k <= weights.size() (the
+// caller's guarantee): the k
 // most likely tokens in RankedBefore order, in scratch->candidates[0, k).
 // A histogram of the weights finds the bucket of the k-th; only the tokens
 // at or above it are selected and sorted.

@@ -222,9 +222,9 @@ TEST(SequenceSamplerTest, TopPIsTakenWithinTheTopKSet) {
   EXPECT_GT(Histogram(params, logits, 1000)[1], 0);
 }
 
-TEST(SequenceSamplerTest, TopPNucleusLargerThanOneSortedBlock) {
+TEST(SequenceSamplerTest, TopPNucleusOfManyTokens) {
   // 1000 tokens with logits -0.01 * id: the nucleus for 0.5 holds ~69
-  // tokens, more than the first sorted block.
+  // tokens, spread over several of the top-p histogram's buckets.
   std::vector<float> logits(1000);
   for (int i = 0; i < 1000; ++i) logits[i] = -0.01f * i;
   double total = 0;

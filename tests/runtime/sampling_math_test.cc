@@ -1,6 +1,7 @@
 // The sampler's vectorized passes against plain references: the exp
-// against std::exp, the dispatched clones (AVX-512 / AVX2 here) against the
-// scalar ExpNonPositive compiled into this test, the top-p cut and the
+// against std::exp, every instruction-set variant this processor runs
+// (AVX-512, AVX2, baseline) against the scalar ExpNonPositive compiled
+// into this test and against each other, the top-k and top-p cuts and the
 // draw against a full sort and a token-by-token walk.
 #include "runtime/sampling_math.h"
 
@@ -8,6 +9,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
 #include <limits>
 #include <random>
 #include <vector>
@@ -49,9 +53,9 @@ std::vector<float> RandomLogits(size_t n, std::mt19937& rng, float sigma) {
   return logits;
 }
 
-TEST(SamplingMathTest, ToWeightsMatchesTheScalarLoopBitForBit) {
-  // ToWeights runs the widest clone this processor has; the reference is
-  // the same arithmetic compiled here without vectors.
+TEST(SamplingMathTest, EveryVariantMatchesTheScalarLoopBitForBit) {
+  const std::vector<internal::Variant> variants = internal::Variants();
+  ASSERT_EQ(std::string(variants.back().name), "baseline");
   std::mt19937 rng(5);
   for (size_t n : {size_t{1}, size_t{7}, size_t{16}, size_t{33}, size_t{1000},
                    size_t{49157}}) {
@@ -63,16 +67,40 @@ TEST(SamplingMathTest, ToWeightsMatchesTheScalarLoopBitForBit) {
     }
     const float max_logit = MaxValue(logits.data(), n);
     for (float temperature : {1.0f, 0.7f, 1.9f}) {
-      std::vector<float> got = logits;
-      ToWeights(got.data(), n, max_logit, temperature);
+      std::vector<float> want(n);
       for (size_t i = 0; i < n; ++i) {
         volatile float arg = (logits[i] - max_logit) / temperature;
-        const float want = ExpNonPositive(arg);
-        ASSERT_EQ(absl::bit_cast<uint32_t>(got[i]), absl::bit_cast<uint32_t>(want))
-            << "n=" << n << " i=" << i << " logit " << logits[i];
+        want[i] = ExpNonPositive(arg);
+      }
+      for (const internal::Variant& variant : variants) {
+        std::vector<float> got = logits;
+        variant.to_weights(got.data(), n, max_logit, temperature);
+        for (size_t i = 0; i < n; ++i) {
+          ASSERT_EQ(absl::bit_cast<uint32_t>(got[i]), absl::bit_cast<uint32_t>(want[i]))
+              << variant.name << " n=" << n << " i=" << i << " logit " << logits[i];
+        }
+      }
+      // The dispatched one is the first variant.
+      std::vector<float> dispatched = logits;
+      ToWeights(dispatched.data(), n, max_logit, temperature);
+      ASSERT_EQ(0, std::memcmp(dispatched.data(), want.data(), n * sizeof(float)));
+      // KeptMass on these (non-dyadic) weights: the lanes' sums are the
+      // same bits in every variant.
+      const WeightedToken cut{want[n / 2], static_cast<int32_t>(n / 3)};
+      for (auto [begin, end] : std::vector<std::pair<size_t, size_t>>{
+               {0, n}, {n / 4, n / 2 + 1}, {n - 1, n}}) {
+        const double expected = variants.back().kept_mass(want.data(), begin, end, cut);
+        for (const internal::Variant& variant : variants) {
+          ASSERT_EQ(absl::bit_cast<uint64_t>(variant.kept_mass(want.data(), begin, end, cut)),
+                    absl::bit_cast<uint64_t>(expected))
+              << variant.name << " n=" << n << " [" << begin << ", " << end << ")";
+        }
       }
     }
   }
+  std::string names;
+  for (const internal::Variant& variant : variants) names += std::string(" ") + variant.name;
+  std::printf("variants compared:%s\n", names.c_str());
 }
 
 TEST(SamplingMathTest, MaxValueIgnoresNaN) {
@@ -168,9 +196,15 @@ TEST(SamplingMathTest, NucleusCutMatchesASortedWalk) {
       long double total = 0;
       for (float x : w) total += x;
       if (got.weight == kKeepAll.weight) {
-        // Keeping everything is right only if the cut is the last token.
-        long double mass_before_last = total - w[want.token];
-        EXPECT_GE(mass_before_last, top_p * total * (1 - 1e-12L) - 1e-30L);
+        // Keeping everything is right only if the cut is the last-ranked
+        // token (these rows have no zero weights and reach the target).
+        WeightedToken last = {w[0], 0};
+        for (size_t i = 1; i < vocab; ++i) {
+          if (RankedBefore(last, WeightedToken{w[i], static_cast<int32_t>(i)})) {
+            last = {w[i], static_cast<int32_t>(i)};
+          }
+        }
+        EXPECT_EQ(want.token, last.token) << "vocab " << vocab << " top_p " << top_p;
         continue;
       }
       // Exact unless the running mass lands within rounding of the target.
@@ -250,7 +284,24 @@ TEST(SamplingMathTest, DrawKeptWalksTheKeptTokensInIdOrder) {
     EXPECT_GT(drawn, 0);
   }
   EXPECT_EQ(DrawKept(std::vector<float>(100, 0.0f), kKeepAll, 0.5, &block_mass), -1);
-  // Uniform just below 1: the last kept token, never an excluded one.
+  {
+    // 2,048 ids: kept mass only in the second block of 512 (ids 600 and
+    // 700), blocks with no mass before and after it.
+    std::vector<float> sparse(2048, 0.0f);
+    sparse[600] = 0.25f;
+    sparse[700] = 0.75f;
+    sparse[1500] = 0.125f;  // below the cut: not kept
+    const WeightedToken cut{0.25f, 2047};
+    EXPECT_EQ(DrawKept(sparse, cut, 0.0, &block_mass), 600);
+    EXPECT_EQ(DrawKept(sparse, cut, 0.2, &block_mass), 600);
+    EXPECT_EQ(DrawKept(sparse, cut, 0.3, &block_mass), 700);
+    EXPECT_EQ(DrawKept(sparse, cut, 1.0 - 0x1.0p-53, &block_mass), 700);
+    // A uniform of 1 leaves mass unspent (rounding does the same): the
+    // last kept token with weight, never one past the cut.
+    EXPECT_EQ(DrawKept(sparse, cut, 1.0, &block_mass), 700);
+    EXPECT_EQ(DrawKept(sparse, kKeepAll, 1.0, &block_mass), 1500);
+  }
+  // Uniform just below 1: the last kept token.
   const std::vector<float> w = {0.5f, 1.0f, 0.25f, 0.0f};
   EXPECT_EQ(DrawKept(w, WeightedToken{0.5f, 0}, 0.9999999, &block_mass), 1);
   // The cut token itself is kept (ties up to its id).
