@@ -47,32 +47,22 @@ std::vector<TokenLogprob> TopLogprobs(absl::Span<const float> logits,
   if (k <= 0) return top;
   top.reserve(k + 1);
   const size_t n = logits.size();
-  constexpr size_t kBlock = 16;
-  for (size_t i = 0; i < n;) {
-    // Once the list is full, a block of logits none of which beats its
-    // last entry is passed over after a branch-free check of all 16.
-    if (static_cast<int>(top.size()) == k && i + kBlock <= n) {
-      const float threshold = top.back().logprob;
-      bool any = false;
-      for (size_t j = 0; j < kBlock; ++j) any |= logits[i + j] > threshold;
-      if (!any) {
-        i += kBlock;
-        continue;
-      }
+  for (size_t i = 0; i < n; ++i) {
+    // Once the list is full, only a logit above its last entry can enter:
+    // find the next one with vector comparisons.
+    const bool full = static_cast<int>(top.size()) == k;
+    if (full) {
+      i = sampling::FirstAbove(logits.data(), i, n, top.back().logprob);
+      if (i == n) break;
     }
-    for (const size_t end = std::min(n, i + kBlock); i < end; ++i) {
-      const float x = logits[i];
-      if (std::isnan(x)) continue;
-      if (static_cast<int>(top.size()) == k && !(x > top.back().logprob)) {
-        continue;
-      }
-      // After every entry with a logit >= x: earlier ids win ties.
-      auto at = std::upper_bound(
-          top.begin(), top.end(), x,
-          [](float value, const TokenLogprob& e) { return value > e.logprob; });
-      top.insert(at, TokenLogprob{static_cast<int32_t>(i), x});
-      if (static_cast<int>(top.size()) > k) top.pop_back();
-    }
+    const float x = logits[i];
+    if (std::isnan(x)) continue;
+    // After every entry with a logit >= x: earlier ids win ties.
+    auto at = std::upper_bound(
+        top.begin(), top.end(), x,
+        [](float value, const TokenLogprob& e) { return value > e.logprob; });
+    top.insert(at, TokenLogprob{static_cast<int32_t>(i), x});
+    if (static_cast<int>(top.size()) > k) top.pop_back();
   }
   for (TokenLogprob& entry : top) {
     entry.logprob = static_cast<float>(entry.logprob - log_sum_exp);

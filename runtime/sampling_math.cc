@@ -1,8 +1,13 @@
 #include "runtime/sampling_math.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <limits>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 namespace weft::sampling {
 namespace {
@@ -100,6 +105,14 @@ namespace {
          static_cast<double>(ties) * cut.weight;
 }
 
+size_t FirstAboveScalar(const float* values, size_t begin, size_t end,
+                        float threshold) {
+  for (size_t i = begin; i < end; ++i) {
+    if (values[i] > threshold) return i;
+  }
+  return end;
+}
+
 void ToWeightsBaseline(float* values, size_t n, float max_logit, float temperature) {
   ToWeightsLoop(values, n, max_logit, temperature);
 }
@@ -109,6 +122,50 @@ double KeptMassBaseline(const float* weights, size_t begin, size_t end,
 }
 #if defined(__x86_64__) && defined(__GNUC__)
 #define WEFT_SAMPLING_X86 1
+// FirstAbove a vector at a time: an ordered greater-than (false for NaN)
+// and the first set bit of its mask.
+size_t FirstAboveBaseline(const float* values, size_t begin, size_t end,
+                          float threshold) {
+  const __m128 t = _mm_set1_ps(threshold);
+  size_t i = begin;
+  for (; i + 4 <= end; i += 4) {
+    const int mask = _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(values + i), t));
+    if (mask != 0) return i + __builtin_ctz(mask);
+  }
+  return FirstAboveScalar(values, i, end, threshold);
+}
+__attribute__((target("avx2"))) size_t FirstAboveAvx2(const float* values,
+                                                      size_t begin, size_t end,
+                                                      float threshold) {
+  const __m256 t = _mm256_set1_ps(threshold);
+  size_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    const int mask = _mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(values + i), t, _CMP_GT_OQ));
+    if (mask != 0) return i + __builtin_ctz(mask);
+  }
+  return FirstAboveScalar(values, i, end, threshold);
+}
+__attribute__((target("avx512f"))) size_t FirstAboveAvx512(const float* values,
+                                                           size_t begin,
+                                                           size_t end,
+                                                           float threshold) {
+  const __m512 t = _mm512_set1_ps(threshold);
+  size_t i = begin;
+  for (; i + 16 <= end; i += 16) {
+    const __mmask16 mask =
+        _mm512_cmp_ps_mask(_mm512_loadu_ps(values + i), t, _CMP_GT_OQ);
+    if (mask != 0) return i + __builtin_ctz(mask);
+  }
+  return FirstAboveScalar(values, i, end, threshold);
+}
+#else
+size_t FirstAboveBaseline(const float* values, size_t begin, size_t end,
+                          float threshold) {
+  return FirstAboveScalar(values, begin, end, threshold);
+}
+#endif
+#ifdef WEFT_SAMPLING_X86
 __attribute__((target("avx2"))) void ToWeightsAvx2(float* values, size_t n,
                                                    float max_logit,
                                                    float temperature) {
@@ -144,13 +201,13 @@ std::vector<Variant> Variants() {
   std::vector<Variant> variants;
 #ifdef WEFT_SAMPLING_X86
   if (__builtin_cpu_supports("avx512f")) {
-    variants.push_back({"avx512f", ToWeightsAvx512, KeptMassAvx512});
+    variants.push_back({"avx512f", ToWeightsAvx512, KeptMassAvx512, FirstAboveAvx512});
   }
   if (__builtin_cpu_supports("avx2")) {
-    variants.push_back({"avx2", ToWeightsAvx2, KeptMassAvx2});
+    variants.push_back({"avx2", ToWeightsAvx2, KeptMassAvx2, FirstAboveAvx2});
   }
 #endif
-  variants.push_back({"baseline", ToWeightsBaseline, KeptMassBaseline});
+  variants.push_back({"baseline", ToWeightsBaseline, KeptMassBaseline, FirstAboveBaseline});
   return variants;
 }
 
@@ -163,6 +220,10 @@ void ToWeights(float* values, size_t n, float max_logit, float temperature) {
 double KeptMass(const float* weights, size_t begin, size_t end,
                 WeightedToken cut) {
   return Best().kept_mass(weights, begin, end, cut);
+}
+
+size_t FirstAbove(const float* values, size_t begin, size_t end, float threshold) {
+  return Best().first_above(values, begin, end, threshold);
 }
 
 void TopK(absl::Span<const float> weights, size_t k, SamplingScratch* scratch) {

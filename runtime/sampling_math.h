@@ -71,16 +71,22 @@ void ToWeights(float* values, size_t n, float max_logit, float temperature);
 double KeptMass(const float* weights, size_t begin, size_t end,
                 WeightedToken cut);
 
+// The first i in [begin, end) with values[i] > threshold (NaN never is);
+// `end` when there is none.
+size_t FirstAbove(const float* values, size_t begin, size_t end, float threshold);
+
 namespace internal {
 
-// ToWeights and KeptMass compiled for one instruction set. They give
-// bit-identical results; ToWeights and KeptMass run the first of
+// ToWeights, KeptMass and FirstAbove compiled for one instruction set. They give
+// bit-identical results; the public functions run the first of
 // Variants(), the widest this processor has (tests compare them all).
 struct Variant {
   const char* name;
   void (*to_weights)(float* values, size_t n, float max_logit, float temperature);
   double (*kept_mass)(const float* weights, size_t begin, size_t end,
                       WeightedToken cut);
+  size_t (*first_above)(const float* values, size_t begin, size_t end,
+                        float threshold);
 };
 std::vector<Variant> Variants();  // "avx512f", "avx2" where supported, "baseline"
 

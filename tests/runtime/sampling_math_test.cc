@@ -103,6 +103,31 @@ TEST(SamplingMathTest, EveryVariantMatchesTheScalarLoopBitForBit) {
   std::printf("variants compared:%s\n", names.c_str());
 }
 
+TEST(SamplingMathTest, FirstAboveOfEveryVariantIsTheFirstLogitAbove) {
+  std::mt19937 rng(11);
+  std::vector<float> values = RandomLogits(1000, rng, 2.0f);
+  for (size_t i = 0; i < values.size(); i += 13) values[i] = kNaN;
+  values[777] = 9.0f;
+  for (const internal::Variant& variant : internal::Variants()) {
+    for (float threshold : {-kInf, -1.0f, 2.5f, 5.0f, 8.9f, 9.0f, kInf}) {
+      for (auto [begin, end] : std::vector<std::pair<size_t, size_t>>{
+               {0, 1000}, {3, 20}, {500, 999}, {776, 778}, {777, 777}, {999, 1000}}) {
+        size_t want = end;
+        for (size_t i = begin; i < end; ++i) {
+          if (values[i] > threshold) {
+            want = i;
+            break;
+          }
+        }
+        ASSERT_EQ(variant.first_above(values.data(), begin, end, threshold), want)
+            << variant.name << " threshold " << threshold << " [" << begin << ", "
+            << end << ")";
+      }
+    }
+  }
+  EXPECT_EQ(FirstAbove(values.data(), 0, 1000, 8.9f), 777u);
+}
+
 TEST(SamplingMathTest, MaxValueIgnoresNaN) {
   std::mt19937 rng(6);
   for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{17},
