@@ -12,9 +12,9 @@
 namespace weft::sampling {
 namespace {
 
-// Top-p's histogram: a weight in [0, 1] by its float bits' top 12 (sign,
-// exponent, 3 mantissa bits), which order like the weights; 1.0f is the
-// last bucket.
+// Top-k's and top-p's histogram: a weight in [0, 1] by its exponent and 3
+// top mantissa bits (float bits 20-30), which order like the weights; 1.0f
+// is the last bucket.
 constexpr int kBucketShift = 20;
 constexpr size_t kBuckets = (0x3F800000u >> kBucketShift) + 1;
 inline size_t Bucket(float weight) {
@@ -36,8 +36,8 @@ inline bool Kept(float weight, size_t id, WeightedToken cut) {
 }  // namespace
 
 float MaxValue(const float* values, size_t n) {
-  // 16 lanes the compiler keeps in vector registers (a maximum is exact,
-  // so the split does not matter).
+  // 16 independent lanes (a maximum is exact, so the split does not
+  // matter); GCC keeps them in registers but as scalar MAXSS chains.
   constexpr int kLanes = 16;
   float lane[kLanes];
   std::fill(lane, lane + kLanes, -std::numeric_limits<float>::infinity());
