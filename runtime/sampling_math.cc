@@ -35,24 +35,6 @@ inline bool Kept(float weight, size_t id, WeightedToken cut) {
 
 }  // namespace
 
-float MaxValue(const float* values, size_t n) {
-  // 16 independent lanes (a maximum is exact, so the split does not
-  // matter); GCC keeps them in registers but as scalar MAXSS chains.
-  constexpr int kLanes = 16;
-  float lane[kLanes];
-  std::fill(lane, lane + kLanes, -std::numeric_limits<float>::infinity());
-  size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      lane[j] = values[i + j] > lane[j] ? values[i + j] : lane[j];
-    }
-  }
-  float best = -std::numeric_limits<float>::infinity();
-  for (int j = 0; j < kLanes; ++j) best = lane[j] > best ? lane[j] : best;
-  for (; i < n; ++i) best = values[i] > best ? values[i] : best;
-  return best;
-}
-
 namespace {
 
 // The loops of ToWeights and KeptMass, compiled once per instruction set
@@ -105,6 +87,11 @@ namespace {
          static_cast<double>(ties) * cut.weight;
 }
 
+float MaxValueScalar(const float* values, size_t begin, size_t n, float best) {
+  for (size_t i = begin; i < n; ++i) best = values[i] > best ? values[i] : best;
+  return best;
+}
+
 size_t FirstAboveScalar(const float* values, size_t begin, size_t end,
                         float threshold) {
   for (size_t i = begin; i < end; ++i) {
@@ -122,6 +109,37 @@ double KeptMassBaseline(const float* weights, size_t begin, size_t end,
 }
 #if defined(__x86_64__) && defined(__GNUC__)
 #define WEFT_SAMPLING_X86 1
+// MaxValue a vector at a time: MAXPS(v, best) returns its second operand
+// when v is NaN, so NaN never wins; the lanes are combined at the end (a
+// maximum is exact: the order does not matter).
+float MaxValueBaseline(const float* values, size_t n) {
+  __m128 best = _mm_set1_ps(-std::numeric_limits<float>::infinity());
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) best = _mm_max_ps(_mm_loadu_ps(values + i), best);
+  alignas(16) float lanes[4];
+  _mm_store_ps(lanes, best);
+  return MaxValueScalar(values, i, n, MaxValueScalar(lanes, 0, 4, lanes[0]));
+}
+__attribute__((target("avx2"))) float MaxValueAvx2(const float* values, size_t n) {
+  __m256 best = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) best = _mm256_max_ps(_mm256_loadu_ps(values + i), best);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, best);
+  return MaxValueScalar(values, i, n, MaxValueScalar(lanes, 0, 8, lanes[0]));
+}
+__attribute__((target("avx512f"))) float MaxValueAvx512(const float* values,
+                                                       size_t n) {
+  __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  size_t i = 0;
+  // The masked form: GCC 12's plain _mm512_max_ps trips -Wmaybe-uninitialized.
+  for (; i + 16 <= n; i += 16) {
+    best = _mm512_mask_max_ps(best, 0xFFFF, _mm512_loadu_ps(values + i), best);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, best);
+  return MaxValueScalar(values, i, n, MaxValueScalar(lanes, 0, 16, lanes[0]));
+}
 // FirstAbove a vector at a time: an ordered greater-than (false for NaN)
 // and the first set bit of its mask.
 size_t FirstAboveBaseline(const float* values, size_t begin, size_t end,
@@ -160,6 +178,9 @@ __attribute__((target("avx512f"))) size_t FirstAboveAvx512(const float* values,
   return FirstAboveScalar(values, i, end, threshold);
 }
 #else
+float MaxValueBaseline(const float* values, size_t n) {
+  return MaxValueScalar(values, 0, n, -std::numeric_limits<float>::infinity());
+}
 size_t FirstAboveBaseline(const float* values, size_t begin, size_t end,
                           float threshold) {
   return FirstAboveScalar(values, begin, end, threshold);
@@ -201,13 +222,14 @@ std::vector<Variant> Variants() {
   std::vector<Variant> variants;
 #ifdef WEFT_SAMPLING_X86
   if (__builtin_cpu_supports("avx512f")) {
-    variants.push_back({"avx512f", ToWeightsAvx512, KeptMassAvx512, FirstAboveAvx512});
+    variants.push_back({"avx512f", ToWeightsAvx512, KeptMassAvx512, FirstAboveAvx512, MaxValueAvx512});
   }
   if (__builtin_cpu_supports("avx2")) {
-    variants.push_back({"avx2", ToWeightsAvx2, KeptMassAvx2, FirstAboveAvx2});
+    variants.push_back({"avx2", ToWeightsAvx2, KeptMassAvx2, FirstAboveAvx2, MaxValueAvx2});
   }
 #endif
-  variants.push_back({"baseline", ToWeightsBaseline, KeptMassBaseline, FirstAboveBaseline});
+  variants.push_back({"baseline", ToWeightsBaseline, KeptMassBaseline, FirstAboveBaseline,
+                      MaxValueBaseline});
   return variants;
 }
 
@@ -224,6 +246,10 @@ double KeptMass(const float* weights, size_t begin, size_t end,
 
 size_t FirstAbove(const float* values, size_t begin, size_t end, float threshold) {
   return Best().first_above(values, begin, end, threshold);
+}
+
+float MaxValue(const float* values, size_t n) {
+  return Best().max_value(values, n);
 }
 
 void TopK(absl::Span<const float> weights, size_t k, SamplingScratch* scratch) {

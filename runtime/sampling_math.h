@@ -77,7 +77,8 @@ size_t FirstAbove(const float* values, size_t begin, size_t end, float threshold
 
 namespace internal {
 
-// ToWeights, KeptMass and FirstAbove compiled for one instruction set. They give
+// MaxValue, ToWeights, KeptMass and FirstAbove compiled for one
+// instruction set. They give
 // bit-identical results; the public functions run the first of
 // Variants(), the widest this processor has (tests compare them all).
 struct Variant {
@@ -87,6 +88,7 @@ struct Variant {
                       WeightedToken cut);
   size_t (*first_above)(const float* values, size_t begin, size_t end,
                         float threshold);
+  float (*max_value)(const float* values, size_t n);
 };
 std::vector<Variant> Variants();  // "avx512f", "avx2" where supported, "baseline"
 

@@ -128,6 +128,17 @@ TEST(SamplingMathTest, FirstAboveOfEveryVariantIsTheFirstLogitAbove) {
   EXPECT_EQ(FirstAbove(values.data(), 0, 1000, 8.9f), 777u);
 }
 
+TEST(SamplingMathTest, MaxValueKeepsAnEarlierMaximumPastANaN) {
+  // The maximum in lane 0 of the first vector, a NaN in lane 0 of a later
+  // one: a vector max with its operands swapped would lose the maximum.
+  std::vector<float> values(64, 1.0f);
+  values[0] = 5.0f;
+  values[48] = kNaN;
+  for (const internal::Variant& variant : internal::Variants()) {
+    EXPECT_EQ(variant.max_value(values.data(), values.size()), 5.0f) << variant.name;
+  }
+}
+
 TEST(SamplingMathTest, MaxValueIgnoresNaN) {
   std::mt19937 rng(6);
   for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{17},
@@ -139,6 +150,9 @@ TEST(SamplingMathTest, MaxValueIgnoresNaN) {
       if (v > want) want = v;
     }
     EXPECT_EQ(MaxValue(values.data(), n), want) << "n=" << n;
+    for (const internal::Variant& variant : internal::Variants()) {
+      EXPECT_EQ(variant.max_value(values.data(), n), want) << variant.name << " n=" << n;
+    }
   }
 }
 
