@@ -12,12 +12,15 @@
 // heads each, head dim 64, F16 cache in blocks of 16) over a context of
 // --attention_context tokens: the cache is larger than the L2, as in
 // serving, so this measures how well the kernel keeps memory busy.
+// `--kernels quantize` times the activation quantization (two int8 levels
+// per block of 32, AVX2 and AVX-512) of --m rows × --cols.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -128,6 +131,58 @@ int RunAttention() {
   return 0;
 }
 
+// Median seconds per call of `call` over --reps repetitions of 10 calls.
+template <typename Call>
+std::pair<double, double> TimeCalls(Call call) {
+  call();  // warm-up: caches and the kernels' scratch
+  std::vector<double> seconds;
+  for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 10; ++i) call();
+    seconds.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
+        10);
+  }
+  std::sort(seconds.begin(), seconds.end());
+  return {seconds[seconds.size() / 2], seconds[0]};
+}
+
+int RunQuantize(const std::vector<int64_t>& ms, int64_t cols) {
+  std::mt19937 rng(1);
+  for (const bool avx512 : {false, true}) {
+    if (avx512 && !HasVnni()) {
+      std::fprintf(stderr, "skipping avx512 quantize: no AVX-512\n");
+      continue;
+    }
+    for (int64_t m : ms) {
+      const int64_t padded = (m + 15) / 16 * 16;
+      std::vector<float> x(padded * cols);
+      std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+      for (float& v : x) v = value(rng);
+      const int64_t metas = padded * cols / kQuantBlockSize;
+      std::vector<int8_t> q(2 * padded * cols), r(padded * cols);
+      std::vector<float> floats(3 * metas);
+      std::vector<int32_t> sums(2 * metas);
+      const bool tiles = m >= 8;  // the AMX kernel's order, as the backend
+      auto call = [&] {
+        (avx512 ? cpu::avx512::QuantizeRows : cpu::avx2::QuantizeRows)(
+            x.data(), cols, cols, 0, m, q.data(), r.data(), floats.data(),
+            floats.data() + metas, sums.data(), sums.data() + metas,
+            floats.data() + 2 * metas, tiles);
+      };
+      const auto [median, min] = TimeCalls(call);
+      std::printf(
+          "{\"bench\":\"weft-bench-cpu-kernels\",\"kernel\":\"quantize\",\"isa\":\"%s\","
+          "\"m\":%ld,\"cols\":%ld,\"median_us\":%.3f,\"min_us\":%.3f,"
+          "\"ns_per_block\":%.2f}\n",
+          avx512 ? "avx512" : "avx2", m, cols, median * 1e6, min * 1e6,
+          median * 1e9 / (m * cols / kQuantBlockSize));
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
 int Run() {
   if (absl::GetFlag(FLAGS_kernels) == "attention") return RunAttention();
   const int64_t rows = absl::GetFlag(FLAGS_rows), cols = absl::GetFlag(FLAGS_cols);
@@ -145,6 +200,7 @@ int Run() {
     }
     ms.push_back(m);
   }
+  if (absl::GetFlag(FLAGS_kernels) == "quantize") return RunQuantize(ms, cols);
   std::mt19937 rng(1);
   for (absl::string_view kernel : absl::StrSplit(absl::GetFlag(FLAGS_kernels), ',')) {
     const bool avx512 = kernel != "avx2";
@@ -206,23 +262,13 @@ int Run() {
             cpu::avx2::QuantMatMul(w, xq, 0, w.num_groups, nullptr, out);
           }
         };
-        call();  // warm-up: caches and the kernels' scratch
-        std::vector<double> seconds;
-        for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
-          const auto start = std::chrono::steady_clock::now();
-          for (int i = 0; i < 10; ++i) call();
-          seconds.push_back(std::chrono::duration<double>(
-                                std::chrono::steady_clock::now() - start)
-                                .count() / 10);
-        }
-        std::sort(seconds.begin(), seconds.end());
-        const double median = seconds[seconds.size() / 2];
+        const auto [median, min] = TimeCalls(call);
         std::printf(
             "{\"bench\":\"weft-bench-cpu-kernels\",\"kernel\":\"%s\",\"dtype\":\"%s\","
             "\"m\":%ld,\"rows\":%ld,\"cols\":%ld,\"median_us\":%.2f,\"min_us\":%.2f,"
             "\"gmac_per_s\":%.1f}\n",
             std::string(kernel).c_str(), std::string(name).c_str(), m, rows, cols,
-            median * 1e6, seconds[0] * 1e6, double(m) * rows * cols / median / 1e9);
+            median * 1e6, min * 1e6, double(m) * rows * cols / median / 1e9);
         std::fflush(stdout);
       }
     }

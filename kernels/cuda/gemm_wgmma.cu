@@ -206,6 +206,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int kt = 0; kt < num_k_tiles; ++kt) {
     const int s = kt % S::kStages;
     MbarWait(full0 + 8 * s, (kt / S::kStages) & 1);
+    // The wait is a C++ loop: reconverge the warp before the .sync.aligned
+    // wgmma instructions, which need all 32 threads together.
+    __syncwarp();
     const uint32_t a = ring + s * S::kStageBytes + half * 64 * 128;
     const uint32_t b = ring + s * S::kStageBytes + S::kXBytes;
     FenceOperands(d);

@@ -94,7 +94,10 @@ constexpr Shape kShapes[] = {{1, 64, 64},    {7, 33, 40},     {64, 128, 32},
                              {200, 1000, 96},
                              // wgmma: 17 K stages (the ring wraps), 3 × 3
                              // tiles of 128 × 256, ragged on every side.
-                             {300, 520, 1032}};
+                             {300, 520, 1032},
+                             // 9 row tiles of 128 (17 of 64): the blocks'
+                             // grouped order ends in a partial group.
+                             {1100, 136, 72}};
 
 // Every kernel of ours that `wanted` selects, on every shape of kShapes.
 void ExpectOwnKernelsMatch(CudaBackend& backend, bool (*wanted)(GemmKernelId)) {

@@ -511,36 +511,43 @@ TEST(QuantizeRowsTest, Avx512MatchesAvx2BitForBit) {
     GTEST_SKIP() << "no AVX-512";
   }
   std::mt19937 rng(31);
-  const int64_t rows = 21, cols = 192, blocks = cols / kQuantBlockSize;
-  std::vector<float> x = RandomVector(rows * cols, rng);
-  for (int i = 0; i < kQuantBlockSize; ++i) x[2 * cols + i] = 0.0f;  // all-zero block
-  x[3 * cols + 5] = 1e4f;                                            // an outlier
-  for (bool tiles : {false, true}) {
-    SCOPED_TRACE(tiles ? "amx tiles" : "row-major");
-    const size_t levels = static_cast<size_t>(cpu::AmxTileBytes(rows, cols));
-    std::vector<int8_t> q2(levels, 1), r2(levels, 1), q5(levels, 2), r5(levels, 2);
-    std::vector<float> f2(3 * rows * blocks), f5(3 * rows * blocks, 1.0f);
-    std::vector<int32_t> s2(2 * rows * blocks), s5(2 * rows * blocks, 1);
-    auto run = [&](bool avx512, int8_t* q, int8_t* r, float* f, int32_t* s) {
-      const int64_t n = rows * blocks;
-      (avx512 ? cpu::avx512::QuantizeRows : cpu::avx2::QuantizeRows)(
-          x.data(), cols, cols, 0, rows, q, r, f, f + n, s, s + n, f + 2 * n, tiles);
-    };
-    run(false, q2.data(), r2.data(), f2.data(), s2.data());
-    run(true, q5.data(), r5.data(), f5.data(), s5.data());
-    const size_t written = tiles ? levels : static_cast<size_t>(rows * cols);
-    for (size_t i = 0; i < written; ++i) {
-      // Tile order: 1024 bytes per (16-row tile, block), 32 per row in
-      // each level's half. The last tile's padding rows are not written.
-      const size_t row = i / 1024 / blocks * 16 + i % 512 / 32;
-      if (tiles && row >= static_cast<size_t>(rows)) continue;
-      ASSERT_EQ(q5[i], q2[i]) << "q byte " << i;
-      if (!tiles) {
-        ASSERT_EQ(r5[i], r2[i]) << "r byte " << i;
+  // 6 blocks a row, 16 + 3 (the AVX-512 code takes 16 blocks at a time)
+  // and 3 × 16.
+  for (const int64_t cols : {192, 608, 1536}) {
+    const int64_t rows = 21, blocks = cols / kQuantBlockSize;
+    std::vector<float> x = RandomVector(rows * cols, rng);
+    for (int i = 0; i < kQuantBlockSize; ++i) x[2 * cols + i] = 0.0f;  // all-zero block
+    for (int i = 0; i < kQuantBlockSize; ++i) x[4 * cols + cols - 32 + i] = 0.0f;
+    x[3 * cols + 5] = 1e4f;  // an outlier
+    x[5 * cols + cols - 7] = -3e3f;
+    for (bool tiles : {false, true}) {
+      SCOPED_TRACE(testing::Message() << (tiles ? "amx tiles" : "row-major") << ", "
+                                      << cols << " columns");
+      const size_t levels = static_cast<size_t>(cpu::AmxTileBytes(rows, cols));
+      std::vector<int8_t> q2(levels, 1), r2(levels, 1), q5(levels, 2), r5(levels, 2);
+      std::vector<float> f2(3 * rows * blocks), f5(3 * rows * blocks, 1.0f);
+      std::vector<int32_t> s2(2 * rows * blocks), s5(2 * rows * blocks, 1);
+      auto run = [&](bool avx512, int8_t* q, int8_t* r, float* f, int32_t* s) {
+        const int64_t n = rows * blocks;
+        (avx512 ? cpu::avx512::QuantizeRows : cpu::avx2::QuantizeRows)(
+            x.data(), cols, cols, 0, rows, q, r, f, f + n, s, s + n, f + 2 * n, tiles);
+      };
+      run(false, q2.data(), r2.data(), f2.data(), s2.data());
+      run(true, q5.data(), r5.data(), f5.data(), s5.data());
+      const size_t written = tiles ? levels : static_cast<size_t>(rows * cols);
+      for (size_t i = 0; i < written; ++i) {
+        // Tile order: 1024 bytes per (16-row tile, block), 32 per row in
+        // each level's half. The last tile's padding rows are not written.
+        const size_t row = i / 1024 / blocks * 16 + i % 512 / 32;
+        if (tiles && row >= static_cast<size_t>(rows)) continue;
+        ASSERT_EQ(q5[i], q2[i]) << "q byte " << i;
+        if (!tiles) {
+          ASSERT_EQ(r5[i], r2[i]) << "r byte " << i;
+        }
       }
+      EXPECT_EQ(f5, f2);
+      EXPECT_EQ(s5, s2);
     }
-    EXPECT_EQ(f5, f2);
-    EXPECT_EQ(s5, s2);
   }
 }
 
