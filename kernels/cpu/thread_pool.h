@@ -6,6 +6,7 @@
 #ifndef WEFT_KERNELS_CPU_THREAD_POOL_H_
 #define WEFT_KERNELS_CPU_THREAD_POOL_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <thread>
@@ -35,8 +36,9 @@ class ThreadPool {
   void Run(absl::FunctionRef<void(int thread_index)> fn);
 
   // Calls fn on contiguous ranges that together cover [0, n) exactly once,
-  // taken by the threads as they come (about 4 ranges per thread), and
-  // waits. Runs inline when n <= 1 or the pool has one thread. A worker
+  // taken by the threads as they come, and waits. Ranges are guided: each
+  // is half a thread's share of what is left (at least 1/16 of its share
+  // of n), so threads end close together without taking many ranges. Runs inline when n <= 1 or the pool has one thread. A worker
   // that has not joined by the time the ranges are all taken (descheduled
   // by another process, or still waking up) is not waited for: on a busy
   // machine an op costs what the running threads take, not a time slice.
@@ -54,6 +56,9 @@ class ThreadPool {
   // the job.
   void Dispatch(absl::FunctionRef<void(int)> fn, bool wait_for_all);
 
+  // Most ranges one ParallelFor cuts n into.
+  static constexpr int kMaxChunks = 64;
+
   const int num_threads_;
   const int spin_iterations_;
   std::vector<std::thread> workers_;
@@ -66,6 +71,11 @@ class ThreadPool {
   std::atomic<int> sleepers_{0};   // workers in (or entering) a futex wait
   std::atomic<bool> stop_{false};
   const absl::FunctionRef<void(int)>* job_ = nullptr;
+  // ParallelFor's ranges: the next one to take, on a cache line of its own
+  // (every thread's fetch_add moves it; nothing else should move with it),
+  // and their bounds, written before the job starts and only read during it.
+  alignas(64) std::atomic<int64_t> next_chunk_{0};
+  alignas(64) std::array<int64_t, kMaxChunks + 1> chunk_begin_{};
 };
 
 }  // namespace weft

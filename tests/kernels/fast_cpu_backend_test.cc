@@ -552,9 +552,11 @@ TEST(QuantizeRowsTest, Avx512MatchesAvx2BitForBit) {
 }
 
 TEST(ThreadPoolTest, ParallelForCoversEveryIndexOnce) {
-  for (int threads : {1, 2, 5}) {
+  // 17 threads × 100000: more guided ranges than the pool's 64, so the
+  // last one takes what is left.
+  for (int threads : {1, 2, 5, 17}) {
     ThreadPool pool(threads);
-    for (int64_t n : {0, 1, 2, 7, 1000}) {
+    for (int64_t n : {0, 1, 2, 7, 1000, 100000}) {
       std::vector<std::atomic<int>> hits(n);
       for (int repeat = 0; repeat < 50; ++repeat) {
         pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
