@@ -4,7 +4,8 @@
 //
 // Three passes per tile of query rows (tokens × the heads sharing one KV
 // head), each row's arithmetic fixed by its own query and visible keys:
-//   1. scores: 16 keys at a time; each key's dot product is head_dim / 16
+//   1. scores: 16 keys × up to 4 rows at a time, each K row loaded (and
+//      widened) once for the rows; each key's dot product is head_dim / 16
 //      multiply-adds into one vector, and the 16 vectors are summed by one
 //      transpose-add tree into the 16 scores (no transposed copy of K).
 //   2. softmax: max, e^(s - max) and their sum over the row's visible keys.
@@ -23,29 +24,6 @@
 
 namespace weft::cpu::avx512 {
 namespace {
-
-// Lane j = the sum of v[j]'s 16 lanes.
-inline __m512 SumEach16(const __m512 v[16]) {
-  __m512 t[8];
-  for (int i = 0; i < 8; ++i) {
-    // Per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3] of a = v[2i], b = v[2i+1].
-    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
-                         _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-  }
-  __m512 u[4];
-  for (int i = 0; i < 4; ++i) {
-    // Per 128-bit lane: the lane's partial sums of v[4i .. 4i+3].
-    u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
-                         _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xEE));
-  }
-  // Sum the four 128-bit lanes: [u0, u1] then [u2, u3], then across.
-  const __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88),
-                                  _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
-  const __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88),
-                                  _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88),
-                       _mm512_shuffle_f32x4(w0, w1, 0xDD));
-}
 
 inline float HorizontalMax(__m512 v) {
   const __m512 halves = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
@@ -107,6 +85,54 @@ inline __mmask16 FirstLanes(int n) {
   return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
 }
 
+// Pass 1 for kRows query rows that all see keys c .. c + 15: each K row
+// is loaded (and widened) once for all of them. Per row the arithmetic is
+// fixed by the row alone: per key one multiply-add chain over the head
+// dimension, then the 16 keys' vectors summed by one transpose-add tree
+// (its levels done as the keys come in: pairs, quads, then across the
+// 128-bit lanes), so a row's scores do not depend on the rows beside it.
+template <int kD, int kRows, typename T>
+inline void ScoreRows(const float* const* q, const T* const* keys, __m512 scores[kRows]) {
+  __m512 u[kRows][4];
+#pragma GCC unroll 4
+  for (int quad = 0; quad < 4; ++quad) {
+    __m512 t[kRows][2];
+#pragma GCC unroll 2
+    for (int pair = 0; pair < 2; ++pair) {
+      __m512 s[kRows][2];
+#pragma GCC unroll 2
+      for (int o = 0; o < 2; ++o) {
+        const T* k = keys[4 * quad + 2 * pair + o];
+        __m512 kv[kD];
+        for (int e = 0; e < kD; ++e) kv[e] = Load16(k + 16 * e);
+        for (int i = 0; i < kRows; ++i) {
+          __m512 d = _mm512_mul_ps(_mm512_loadu_ps(q[i]), kv[0]);
+          for (int e = 1; e < kD; ++e) {
+            d = _mm512_fmadd_ps(_mm512_loadu_ps(q[i] + 16 * e), kv[e], d);
+          }
+          s[i][o] = d;
+        }
+      }
+      for (int i = 0; i < kRows; ++i) {
+        t[i][pair] = _mm512_add_ps(_mm512_unpacklo_ps(s[i][0], s[i][1]),
+                                   _mm512_unpackhi_ps(s[i][0], s[i][1]));
+      }
+    }
+    for (int i = 0; i < kRows; ++i) {
+      u[i][quad] = _mm512_add_ps(_mm512_shuffle_ps(t[i][0], t[i][1], 0x44),
+                                 _mm512_shuffle_ps(t[i][0], t[i][1], 0xEE));
+    }
+  }
+  for (int i = 0; i < kRows; ++i) {
+    const __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[i][0], u[i][1], 0x88),
+                                    _mm512_shuffle_f32x4(u[i][0], u[i][1], 0xDD));
+    const __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[i][2], u[i][3], 0x88),
+                                    _mm512_shuffle_f32x4(u[i][2], u[i][3], 0xDD));
+    scores[i] = _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88),
+                              _mm512_shuffle_f32x4(w0, w1, 0xDD));
+  }
+}
+
 // Pass 3 for `count` consecutive rows starting at r0, kD = head_dim / 16
 // vectors per row.
 template <int kD, int kRows, typename T>
@@ -154,6 +180,8 @@ void AccumulateValues(const AttentionTileTask& task, const float* probs,
 template <int kD, typename T>
 void AttendTyped(const AttentionTileTask& task, float* scratch) {
   constexpr int kRowsPerGroup = kD <= 4 ? 4 : 2;
+  // Rows scored together: 4 while their vectors fit the 32 registers.
+  constexpr int kScoreRows = kD <= 4 ? 4 : 2;
   const int rows = task.num_tokens * task.group;
   const int max_visible = task.first_visible + task.num_tokens - 1;
   const int64_t stride = (max_visible + 15) / 16 * 16;
@@ -190,35 +218,52 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
     PrefetchRow<kD, T, _MM_HINT_T1>(key_rows[p]);
   }
   const __m512 scale = _mm512_set1_ps(task.scale);
-  // Pass 1: scores.
-  for (int c = 0; c < max_visible; c += 16) {
-    for (int r = 0; r < rows; ++r) {
-      const int visible = task.first_visible + r / task.group;
-      if (visible <= c) continue;
-      const float* q = task.q + (r / task.group) * task.token_stride +
-                       (r % task.group) * task.head_dim;
-      __m512 qv[kD];
-      for (int e = 0; e < kD; ++e) qv[e] = _mm512_loadu_ps(q + 16 * e);
-      __m512 partial[16];
-      for (int j = 0; j < 16; ++j) {
-        const T* k = key_rows[c + j];
-        if (r == 0) {
-          if (c + 16 < max_visible) {
-            PrefetchRow<kD>(key_rows[c + kKeysAhead + j]);
-            PrefetchRow<kD, T, _MM_HINT_T1>(key_rows[c + kKeysAheadL2 + j]);
-          }
-          // The same keys' V rows into L2: pass 3 then finds them near
-          // instead of stalling on each.
-          PrefetchRow<kD, T, _MM_HINT_T1>(value_rows[c + j]);
-        }
-        __m512 s = _mm512_mul_ps(qv[0], Load16(k));
-        for (int e = 1; e < kD; ++e) s = _mm512_fmadd_ps(qv[e], Load16(k + 16 * e), s);
-        partial[j] = s;
+  // Pass 1: scores, 16 keys × up to 4 rows at a time (ScoreRows).
+  auto prefetch_chunk = [&](int c) {
+    for (int j = 0; j < 16; ++j) {
+      if (c + 16 < max_visible) {
+        PrefetchRow<kD>(key_rows[c + kKeysAhead + j]);
+        PrefetchRow<kD, T, _MM_HINT_T1>(key_rows[c + kKeysAheadL2 + j]);
       }
-      const __m512 scores = _mm512_mul_ps(SumEach16(partial), scale);
-      _mm512_storeu_ps(probs + r * stride + c,
-                       _mm512_mask_blend_ps(FirstLanes(visible - c),
-                                            _mm512_set1_ps(-INFINITY), scores));
+      // The same keys' V rows into L2: pass 3 then finds them near
+      // instead of stalling on each.
+      PrefetchRow<kD, T, _MM_HINT_T1>(value_rows[c + j]);
+    }
+  };
+  auto q_row = [&](int r) {
+    return task.q + (r / task.group) * task.token_stride + (r % task.group) * task.head_dim;
+  };
+  auto store_scores = [&](int r, int c, __m512 sums) {
+    const int visible = task.first_visible + r / task.group;
+    _mm512_storeu_ps(probs + r * stride + c,
+                     _mm512_mask_blend_ps(FirstLanes(visible - c), _mm512_set1_ps(-INFINITY),
+                                          _mm512_mul_ps(sums, scale)));
+  };
+  for (int c = 0; c < max_visible; c += 16) {
+    prefetch_chunk(c);
+    for (int r0 = 0; r0 < rows;) {
+      // Rows see more keys as r grows: if the first row of a block sees key
+      // c, all do (keys a row does not see are masked to -inf).
+      if (task.first_visible + r0 / task.group <= c) {
+        ++r0;
+        continue;
+      }
+      const int count = rows - r0 < kScoreRows ? rows - r0 : kScoreRows;
+      const float* q[4];
+      for (int i = 0; i < count; ++i) q[i] = q_row(r0 + i);
+      __m512 sums[4];
+      switch (count) {
+        case 1: ScoreRows<kD, 1, T>(q, key_rows + c, sums); break;
+        case 2: ScoreRows<kD, 2, T>(q, key_rows + c, sums); break;
+        case 3:
+          if constexpr (kScoreRows >= 3) ScoreRows<kD, 3, T>(q, key_rows + c, sums);
+          break;
+        default:
+          if constexpr (kScoreRows >= 4) ScoreRows<kD, 4, T>(q, key_rows + c, sums);
+          break;
+      }
+      for (int i = 0; i < count; ++i) store_scores(r0 + i, c, sums[i]);
+      r0 += count;
     }
   }
   // Pass 2: softmax numerators in place; pass 3 per row group.
