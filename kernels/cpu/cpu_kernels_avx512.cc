@@ -46,6 +46,9 @@ inline __m512 Reduce16(const __m512* v, Op op) {
   return op(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xDD));
 }
 
+// How far ahead a decode (one activation row) fetches each weight stream.
+constexpr int64_t kDecodePrefetchBytes = 1024;
+
 template <DType kType>
 constexpr int32_t kOffset = kType == DType::kQ4_0 ? 8
                             : kType == DType::kQ8_0 ? 128
@@ -85,6 +88,16 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
     const uint8_t* base[GT];
     for (int gi = 0; gi < GT; ++gi) {
       base[gi] = w.data + ((g0 + gi) * nb + b) * w.block_bytes;
+    }
+    if constexpr (MT == 1) {
+      // A decode streams GT groups at once: fetch each a block's bytes
+      // kDecodePrefetchBytes ahead (past a group's end: the next group's).
+      for (int gi = 0; gi < GT; ++gi) {
+        for (int64_t o = 0; o < w.block_bytes; o += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(base[gi] + kDecodePrefetchBytes + o),
+                       _MM_HINT_T0);
+        }
+      }
     }
     if constexpr (kType == DType::kQ8_0) {
       for (int s = 0; s < 8; ++s) {
@@ -275,7 +288,6 @@ inline __m512 LoadPacked16(const uint8_t* p) {
   }
 }
 
-constexpr int64_t kDecodePrefetchBytes = 1024;
 
 // GT groups (16 output columns each) × MT activation rows, one accumulator
 // per (group, row) holding 16 outputs: per column, GT weight vectors times
