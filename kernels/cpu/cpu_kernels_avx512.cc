@@ -89,14 +89,12 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
     for (int gi = 0; gi < GT; ++gi) {
       base[gi] = w.data + ((g0 + gi) * nb + b) * w.block_bytes;
     }
-    if constexpr (MT == 1) {
-      // A decode streams GT groups at once: fetch each a block's bytes
-      // kDecodePrefetchBytes ahead (past a group's end: the next group's).
-      for (int gi = 0; gi < GT; ++gi) {
-        for (int64_t o = 0; o < w.block_bytes; o += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(base[gi] + kDecodePrefetchBytes + o),
-                       _MM_HINT_T0);
-        }
+    // A tile streams GT groups at once: fetch each a block's bytes
+    // kDecodePrefetchBytes ahead (past a group's end: the next group's).
+    for (int gi = 0; gi < GT; ++gi) {
+      for (int64_t o = 0; o < w.block_bytes; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(base[gi] + kDecodePrefetchBytes + o),
+                     _MM_HINT_T0);
       }
     }
     if constexpr (kType == DType::kQ8_0) {
