@@ -62,6 +62,8 @@ ABSL_FLAG(std::string, tests, "pp,tg,engine,batched",
 ABSL_FLAG(int, n_prompt, 512, "prompt tokens of the pp test");
 ABSL_FLAG(int, n_gen, 128, "generated tokens of the tg and engine tests");
 ABSL_FLAG(std::string, batch_sizes, "1,4,16", "sequences of the batched test");
+ABSL_FLAG(bool, force_avx2, false,
+          "fast backend: the AVX2 kernels even where AVX-512 is present");
 ABSL_FLAG(int, batched_prompt, 128, "prompt tokens per sequence, batched test");
 ABSL_FLAG(int, batched_gen, 128, "decode steps, batched test");
 ABSL_FLAG(int, reps, 5, "timed repetitions of each test");
@@ -394,6 +396,7 @@ int Main() {
     CpuBackendConfig config;
     config.num_threads = absl::GetFlag(FLAGS_threads);
     config.kv_cache_dtype = *kv_cache_dtype;
+    config.force_avx2 = absl::GetFlag(FLAGS_force_avx2);
     auto fast = FastCpuBackend::Create(config);
     if (!fast.ok()) return Fail(fast.status());
     options.threads = (*fast)->num_threads();
