@@ -205,7 +205,19 @@ void FloatTile(const uint8_t* w, int64_t row_bytes, int64_t cols, int64_t r0,
     for (int t = 0; t < MT; ++t) acc[i][t] = _mm256_setzero_ps();
   }
   const int64_t main = cols - cols % 8;
+  constexpr int64_t kElement = kType == DType::kF32 ? 4 : 2;
   for (int64_t k = 0; k < main; k += 8) {
+    if constexpr (MT == 1) {
+      // A decode streams the tile's WT rows: fetch the same place of the
+      // next tile's rows (one tile ahead), once per 64-byte line.
+      if ((k * kElement) % 64 == 0) {
+        for (int i = 0; i < WT; ++i) {
+          _mm_prefetch(reinterpret_cast<const char*>(w + (r0 + WT + i) * row_bytes +
+                                                     k * kElement),
+                       _MM_HINT_T0);
+        }
+      }
+    }
     __m256 xv[MT];
     for (int t = 0; t < MT; ++t) xv[t] = _mm256_loadu_ps(x + (m0 + t) * x_stride + k);
     for (int i = 0; i < WT; ++i) {
