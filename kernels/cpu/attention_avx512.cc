@@ -85,8 +85,9 @@ inline __mmask16 FirstLanes(int n) {
   return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
 }
 
-// Pass 1 for kRows query rows that all see keys c .. c + 15: each K row
-// is loaded (and widened) once for all of them. Per row the arithmetic is
+// Pass 1 for kRows query rows that all see at least key c of the 16 keys
+// c .. c + 15 (the caller masks each row's keys past its visible end):
+// each K row is loaded (and widened) once for all of them. Per row the arithmetic is
 // fixed by the row alone: per key one multiply-add chain over the head
 // dimension, then the 16 keys' vectors summed by one transpose-add tree
 // (its levels done as the keys come in: pairs, quads, then across the

@@ -38,7 +38,8 @@ class ThreadPool {
   // Calls fn on contiguous ranges that together cover [0, n) exactly once,
   // taken by the threads as they come, and waits. Ranges are guided: each
   // is half a thread's share of what is left (at least 1/16 of its share
-  // of n), so threads end close together without taking many ranges. Runs inline when n <= 1 or the pool has one thread. A worker
+  // of n), so threads end close together without taking many ranges.
+  // Runs inline when n <= 1 or the pool has one thread. A worker
   // that has not joined by the time the ranges are all taken (descheduled
   // by another process, or still waking up) is not waited for: on a busy
   // machine an op costs what the running threads take, not a time slice.
