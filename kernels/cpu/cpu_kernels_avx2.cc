@@ -61,6 +61,10 @@ inline __m256 Exp(__m256 x) {
 
 // --- Quantized matmul ------------------------------------------------------
 
+// How far ahead the quantized tile fetches its weight stream (as the
+// AVX-512 kernels' kDecodePrefetchBytes; bench/README.md has the A/B).
+constexpr int64_t kQuantPrefetchBytes = 1024;
+
 // One group of 16 output columns (two halves of 8) × one activation row,
 // both activation levels: 2 float + 4 int accumulators.
 template <DType kType>
@@ -73,10 +77,11 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g,
   __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* base = w.data + (g * nb + b) * w.block_bytes;
-    // The group's bytes stream by: fetch the next block's 1 KiB ahead
-    // (past the group's end: the next group's, which comes next).
+    // The group's bytes stream by: fetch a block's bytes kQuantPrefetchBytes
+    // ahead (past the group's end: the next group's, which comes next).
     for (int64_t o = 0; o < w.block_bytes; o += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(base + 1024 + o), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(base + kQuantPrefetchBytes + o),
+                   _MM_HINT_T0);
     }
     const int64_t meta = m * nb + b;
     const int8_t* xq = x.q + m * x.cols + b * kQuantBlockSize;
