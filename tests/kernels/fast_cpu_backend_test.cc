@@ -480,7 +480,8 @@ TEST(FastCpuBackendAmxTest, AmxMatchesVnniBitForBit) {
   std::vector<std::vector<uint8_t>> all_weights;
   for (DType dtype : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0}) {
     for (auto [m, rows, cols] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-             {8, 37, 64}, {16, 48, 576}, {17, 100, 96}, {33, 16, 1536}, {70, 50, 32}}) {
+             {8, 37, 64}, {11, 21, 160}, {16, 48, 576}, {17, 100, 96}, {33, 16, 1536},
+             {70, 50, 32}}) {
       SCOPED_TRACE(std::string(DTypeName(dtype)) + " m=" + std::to_string(m) +
                    " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
       all_weights.push_back(RandomWeights(dtype, rows, cols, rng));
