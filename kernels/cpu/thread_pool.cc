@@ -111,12 +111,14 @@ void ThreadPool::Dispatch(absl::FunctionRef<void(int)> fn, bool wait_for_all) {
 }
 
 void ThreadPool::ParallelFor(
-    int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn) {
-  ParallelFor(n, [&](int, int64_t begin, int64_t end) { fn(begin, end); });
+    int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn, int64_t grain) {
+  ParallelFor(n, [&](int, int64_t begin, int64_t end) { fn(begin, end); },
+              grain);
 }
 
 void ThreadPool::ParallelFor(
-    int64_t n, absl::FunctionRef<void(int, int64_t, int64_t)> fn) {
+    int64_t n, absl::FunctionRef<void(int, int64_t, int64_t)> fn,
+    int64_t grain) {
   if (n <= 0) return;
   if (n == 1 || num_threads_ == 1) {
     fn(0, 0, n);
@@ -130,13 +132,19 @@ void ThreadPool::ParallelFor(
   // the pool's spin loops held ~8% of the samples.
   const int64_t shares = 2 * int64_t{num_threads_};
   const int64_t floor = std::max<int64_t>(1, (n + 8 * shares - 1) / (8 * shares));
+  grain = std::max<int64_t>(1, grain);
   int chunks = 0;
   for (int64_t begin = 0; begin < n;) {
     chunk_begin_[chunks++] = begin;
     if (chunks == kMaxChunks) break;
-    begin += std::max((n - begin + shares - 1) / shares, floor);
+    const int64_t size = std::max((n - begin + shares - 1) / shares, floor);
+    begin += (size + grain - 1) / grain * grain;
   }
   chunk_begin_[chunks] = n;
+  if (chunks == 1) {  // n <= grain: nothing to share
+    fn(0, 0, n);
+    return;
+  }
   next_chunk_.store(0, std::memory_order_relaxed);
   Dispatch([&](int thread) {
     for (int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed); c < chunks;

@@ -39,16 +39,21 @@ class ThreadPool {
   // taken by the threads as they come, and waits. Ranges are guided: each
   // is half a thread's share of what is left (at least 1/16 of its share
   // of n), so threads end close together without taking many ranges.
-  // Runs inline when n <= 1 or the pool has one thread. A worker
+  // Every range but the last starts and ends on a multiple of `grain`
+  // (a kernel's tile width: a range of 9 groups for a 4-group tile would
+  // leave a lone group to a slower tile). Runs inline when n <= 1 or the
+  // pool has one thread. A worker
   // that has not joined by the time the ranges are all taken (descheduled
   // by another process, or still waking up) is not waited for: on a busy
   // machine an op costs what the running threads take, not a time slice.
   void ParallelFor(int64_t n,
-                   absl::FunctionRef<void(int64_t begin, int64_t end)> fn);
+                   absl::FunctionRef<void(int64_t begin, int64_t end)> fn,
+                   int64_t grain = 1);
   // The same, telling fn which thread (0..num_threads-1) runs the range.
   void ParallelFor(
       int64_t n,
-      absl::FunctionRef<void(int thread, int64_t begin, int64_t end)> fn);
+      absl::FunctionRef<void(int thread, int64_t begin, int64_t end)> fn,
+      int64_t grain = 1);
 
  private:
   void WorkerLoop(int thread_index);

@@ -569,6 +569,27 @@ TEST(ThreadPoolTest, ParallelForCoversEveryIndexOnce) {
   }
 }
 
+TEST(ThreadPoolTest, ParallelForRangesStartOnTheGrain) {
+  for (int threads : {2, 5}) {
+    ThreadPool pool(threads);
+    for (int64_t grain : {2, 3, 4, 8}) {
+      for (int64_t n : {1, 3, 4, 9, 36, 60, 1001, 100000}) {
+        SCOPED_TRACE(testing::Message() << threads << " threads, grain " << grain
+                                        << ", n " << n);
+        std::vector<std::atomic<int>> hits(n);
+        std::atomic<int> off_grain{0};
+        pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
+          // Every range starts on the grain and ends on it or at n.
+          if (begin % grain != 0 || (end != n && end % grain != 0)) off_grain++;
+          for (int64_t i = begin; i < end; ++i) hits[i]++;
+        }, grain);
+        EXPECT_EQ(off_grain, 0);
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 1) << i;
+      }
+    }
+  }
+}
+
 TEST(ThreadPoolTest, RunGivesEachThreadItsIndexAfterSleeping) {
   ThreadPool pool(4);
   for (int round = 0; round < 3; ++round) {
