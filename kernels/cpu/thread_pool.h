@@ -41,8 +41,8 @@ class ThreadPool {
   // of n), so threads end close together without taking many ranges.
   // Every range but the last starts and ends on a multiple of `grain`
   // (a kernel's tile width: a range of 9 groups for a 4-group tile would
-  // leave a lone group to a slower tile). Runs inline when n <= 1 or the
-  // pool has one thread. A worker
+  // leave a lone group to a slower tile). Runs inline when n <= 1, when
+  // n <= grain or when the pool has one thread. A worker
   // that has not joined by the time the ranges are all taken (descheduled
   // by another process, or still waking up) is not waited for: on a busy
   // machine an op costs what the running threads take, not a time slice.
