@@ -190,6 +190,14 @@ void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y);
+// Weight groups one decode tile of QuantMatMul / PackedFloatMatMul takes
+// for `rows` activation rows (1: any). A group range that is not a
+// multiple of it leaves its last groups to slower narrow tiles, so the
+// backend cuts its thread ranges into multiples of it.
+constexpr int64_t QuantDecodeTileGroups(int64_t rows) {
+  return rows == 1 ? 4 : rows == 2 ? 2 : 1;
+}
+constexpr int64_t FloatDecodeTileGroups(int64_t rows) { return rows == 1 ? 8 : 1; }
 // F32/F16/BF16 weights in place (weights this backend did not pack).
 void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,
                  int64_t row_end, const float* x, int64_t x_rows,

@@ -168,12 +168,18 @@ void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
                       const float* bias, OutputRows y) {
   const int64_t m = x.rows;
   int64_t g = group_begin;
+  constexpr int64_t kOneRow = QuantDecodeTileGroups(1);
+  constexpr int64_t kTwoRows = QuantDecodeTileGroups(2);
   if (m == 1) {
-    for (; g + 4 <= group_end; g += 4) QuantTileRows<kType, 4>(w, x, g, 0, 1, bias, y);
+    for (; g + kOneRow <= group_end; g += kOneRow) {
+      QuantTileRows<kType, kOneRow>(w, x, g, 0, 1, bias, y);
+    }
   }
   if (m <= 2) {
     const int mt = static_cast<int>(m);
-    for (; g + 2 <= group_end; g += 2) QuantTileRows<kType, 2>(w, x, g, 0, mt, bias, y);
+    for (; g + kTwoRows <= group_end; g += kTwoRows) {
+      QuantTileRows<kType, kTwoRows>(w, x, g, 0, mt, bias, y);
+    }
     for (; g < group_end; ++g) QuantTileRows<kType, 1>(w, x, g, 0, mt, bias, y);
     return;
   }
@@ -359,12 +365,13 @@ void PackedFloatMatMulTyped(const PackedFloat& w, const float* x,
                             const float* bias, OutputRows y) {
   if (x_rows == 1) {
     // Decode: 8 groups = 8 independent chains (and sequential streams).
-    // The thread pool hands out ranges of ~groups / (4 · threads), often
-    // under 8: the rest goes 4 and 2 at a time, not one latency-bound
-    // chain per group.
+    // The backend's thread ranges are multiples of 8 groups; a matrix's
+    // last groups go 4 and 2 at a time, not one latency-bound chain per
+    // group.
+    constexpr int64_t kGroups = FloatDecodeTileGroups(1);
     int64_t g = group_begin;
-    for (; g + 8 <= group_end; g += 8) {
-      PackedFloatTile<kType, 8, 1>(w, x, x_stride, g, 0, bias, y);
+    for (; g + kGroups <= group_end; g += kGroups) {
+      PackedFloatTile<kType, kGroups, 1>(w, x, x_stride, g, 0, bias, y);
     }
     for (; g + 4 <= group_end; g += 4) {
       PackedFloatTile<kType, 4, 1>(w, x, x_stride, g, 0, bias, y);

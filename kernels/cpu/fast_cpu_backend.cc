@@ -361,7 +361,6 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
     }
   };
   if (all_float) {
-    // A decode's tiles take 8 groups at a time (cpu_kernels_avx512.cc).
     pool_->ParallelFor(total_groups, [&](int64_t begin, int64_t end) {
       for_each_target(begin, end, [&](const PackedWeight& w, int64_t b,
                                       int64_t e, const float* bias,
@@ -369,7 +368,7 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
         cpu::avx512::PackedFloatMatMul(w.packed_float, F32(x), x.rows, x.cols,
                                        b, e, bias, out);
       });
-    }, /*grain=*/x.rows == 1 ? 8 : 1);
+    }, cpu::avx512::FloatDecodeTileGroups(x.rows));
     return absl::OkStatus();
   }
 
@@ -408,10 +407,11 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
   }
   const cpu::QuantizedRows rows{x.rows,     x.cols, q,     r,          scale,
                                 scaled_sum, sum_q,  sum_r, fine_scale, amx};
-  // The AVX-512 decode tiles take 4 groups × 1 row or 2 × 2: ranges of
-  // whole tiles leave no lone groups to the 1-group tile (in a 2-thread
-  // decode those tail tiles held ~15% of the samples).
-  const int64_t grain = amx || !use_avx512_ ? 1 : x.rows == 1 ? 4 : x.rows == 2 ? 2 : 1;
+  // Ranges of whole decode tiles (in a 2-thread decode the tail tiles of
+  // ranges of any size held ~15% of the samples); AMX and AVX2 take one
+  // group at a time.
+  const int64_t grain =
+      amx || !use_avx512_ ? 1 : cpu::avx512::QuantDecodeTileGroups(x.rows);
   pool_->ParallelFor(total_groups, [&](int64_t begin, int64_t end) {
     for_each_target(begin, end, [&](const PackedWeight& w, int64_t b, int64_t e,
                                     const float* bias, cpu::OutputRows out) {
