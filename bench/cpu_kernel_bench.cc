@@ -8,10 +8,11 @@
 // Kernels: avx2, vnni (AVX-512 VNNI), amx (AMX-INT8); those the processor
 // lacks are skipped with a line on stderr. `--kernels attention` instead
 // times the AVX-512 paged attention of one batched decode step of the
-// default model's shape (30 layers × 16 sequences × 3 KV heads, 3 query
-// heads each, head dim 64, F16 cache in blocks of 16) over a context of
-// --attention_context tokens: the cache is larger than the L2, as in
-// serving, so this measures how well the kernel keeps memory busy.
+// default model's shape (30 layers × --attention_seqs sequences × 3 KV
+// heads, 3 query heads each, head dim 64, F16 cache in blocks of 16) over a
+// context of --attention_context tokens, longer ones in chunks of keys as
+// the backend runs them: the cache is larger than the L2, as in serving,
+// so this measures how well the kernel keeps memory busy.
 // `--kernels quantize` times the activation quantization (two int8 levels
 // per block of 32, AVX2 and AVX-512) of --m rows × --cols.
 #include <algorithm>
@@ -37,6 +38,10 @@ ABSL_FLAG(int64_t, rows, 1536, "weight rows (outputs); default: SmolLM2's FFN up
 ABSL_FLAG(int64_t, cols, 576, "weight columns (inputs), a multiple of 32");
 ABSL_FLAG(int, reps, 200, "timed repetitions (each the median of 10 calls)");
 ABSL_FLAG(int, attention_context, 192, "context tokens per sequence (--kernels attention)");
+ABSL_FLAG(int, attention_seqs, 16, "sequences of the decode step (--kernels attention)");
+ABSL_FLAG(bool, attention_chunked, true,
+          "contexts over kAttentionKeyChunk keys in chunks + MergeKeyChunks, as the "
+          "backend runs them (--kernels attention)");
 
 namespace weft {
 namespace {
@@ -68,10 +73,13 @@ std::vector<uint8_t> RandomBlocks(DType dtype, int64_t rows, int64_t cols,
 
 // One decode step's attention, all layers, on one thread.
 int RunAttention() {
-  constexpr int kLayers = 30, kSeqs = 16, kKvHeads = 3, kGroup = 3, kHeadDim = 64,
-                kBlock = 16;
+  constexpr int kLayers = 30, kKvHeads = 3, kGroup = 3, kHeadDim = 64, kBlock = 16;
+  constexpr int kChunk = cpu::avx512::kAttentionKeyChunk;
+  const int kSeqs = absl::GetFlag(FLAGS_attention_seqs);
   const int context = absl::GetFlag(FLAGS_attention_context);
-  if (context <= 0 || !HasVnni()) {
+  const int chunks =
+      absl::GetFlag(FLAGS_attention_chunked) ? (context + kChunk - 1) / kChunk : 1;
+  if (context <= 0 || kSeqs <= 0 || !HasVnni()) {
     std::fprintf(stderr, "weft-bench-cpu-kernels: attention needs AVX-512 and a context > 0\n");
     return 1;
   }
@@ -87,8 +95,10 @@ int RunAttention() {
   for (int64_t i = 0; i < layer_blocks; ++i) blocks[i] = static_cast<int32_t>(i);
   std::vector<float> q(kSeqs * kKvHeads * kGroup * kHeadDim), out(q.size());
   for (float& e : q) e = value(rng);
-  std::vector<float> scratch(
-      cpu::avx512::Avx512AttentionScratch(1, kGroup, kHeadDim, context));
+  std::vector<float> scratch(cpu::avx512::Avx512AttentionScratch(
+      1, kGroup, kHeadDim, chunks > 1 ? kChunk : context));
+  const int64_t chunk_floats = kGroup * (kHeadDim + 2);
+  std::vector<float> partials(chunks * chunk_floats);
   auto step = [&] {
     for (int l = 0; l < kLayers; ++l) {
       for (int s = 0; s < kSeqs; ++s) {
@@ -108,7 +118,18 @@ int RunAttention() {
           a.blocks = blocks.data() + s * blocks_per_seq;
           a.block_stride = block_elements;
           a.block_size = kBlock;
-          cpu::avx512::AttendQueryTile(a, scratch.data());
+          if (chunks == 1) {
+            cpu::avx512::AttendQueryTile(a, scratch.data());
+            continue;
+          }
+          for (int c = 0; c < chunks; ++c) {
+            a.key_begin = c * kChunk;
+            a.key_end = std::min((c + 1) * kChunk, context);
+            a.partial = partials.data() + c * chunk_floats;
+            cpu::avx512::AttendQueryTile(a, scratch.data());
+          }
+          cpu::avx512::MergeKeyChunks(partials.data(), chunks, chunk_floats, kGroup,
+                                      kGroup, kHeadDim, a.out, a.token_stride);
         }
       }
     }
@@ -124,9 +145,10 @@ int RunAttention() {
   std::sort(seconds.begin(), seconds.end());
   const double bytes = 2.0 * kLayers * kSeqs * context * kKvHeads * kHeadDim * 2;
   std::printf(
-      "{\"bench\":\"weft-bench-cpu-kernels\",\"kernel\":\"attention\",\"context\":%d,"
+      "{\"bench\":\"weft-bench-cpu-kernels\",\"kernel\":\"attention\",\"seqs\":%d,"
+      "\"context\":%d,\"chunks\":%d,"
       "\"kv_mb\":%.1f,\"median_ms\":%.3f,\"min_ms\":%.3f,\"gb_per_s\":%.2f}\n",
-      context, bytes / 1e6, seconds[seconds.size() / 2] * 1e3, seconds[0] * 1e3,
+      kSeqs, context, chunks, bytes / 1e6, seconds[seconds.size() / 2] * 1e3, seconds[0] * 1e3,
       bytes / seconds[seconds.size() / 2] / 1e9);
   return 0;
 }

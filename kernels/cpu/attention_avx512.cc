@@ -12,6 +12,9 @@
 //   3. values: out += p_j · V_j for the visible keys in order, 4 (head dim
 //      64) or 2 (128) rows at a time in registers, so each V row is loaded
 //      once per row group; then out /= Σ p.
+// A task of a long context covers one chunk of kAttentionKeyChunk keys:
+// the same passes over the chunk's keys, then (unnormalized) the chunk's
+// max, Σ p and value sum into task.partial, which MergeKeyChunks combines.
 // Keys are read in place from the paged blocks; the K of 16 keys of a
 // block is 16 × head_dim contiguous elements.
 #include <immintrin.h>
@@ -135,20 +138,22 @@ inline void ScoreRows(const float* const* q, const T* const* keys, __m512 scores
 }
 
 // Pass 3 for `count` consecutive rows starting at r0, kD = head_dim / 16
-// vectors per row.
-template <int kD, int kRows, typename T>
+// vectors per row; visible(r) is how many of the task's keys row r sees
+// (non-decreasing in r; 0 or less: none).
+template <int kD, int kRows, typename T, typename Visible>
 void AccumulateValues(const AttentionTileTask& task, const float* probs,
                       int64_t probs_stride, int r0, const T* const* v_rows,
-                      const float* row_sums) {
+                      const float* row_sums, const float* row_maxes,
+                      Visible visible_keys) {
   __m512 acc[kRows][kD];
   int visible[kRows];
   int max_visible = 0;
   for (int i = 0; i < kRows; ++i) {
     for (int e = 0; e < kD; ++e) acc[i][e] = _mm512_setzero_ps();
-    visible[i] = task.first_visible + (r0 + i) / task.group;
+    visible[i] = visible_keys(r0 + i);
     if (visible[i] > max_visible) max_visible = visible[i];
   }
-  const int min_visible = task.first_visible + r0 / task.group;
+  const int min_visible = visible[0];
   int j = 0;
   for (; j < min_visible; ++j) {
     // The V rows of a sequence are scattered over its blocks: fetch ahead.
@@ -171,6 +176,13 @@ void AccumulateValues(const AttentionTileTask& task, const float* probs,
   }
   for (int i = 0; i < kRows; ++i) {
     const int r = r0 + i;
+    if (task.partial != nullptr) {
+      float* dst = task.partial + int64_t{r} * (task.head_dim + 2);
+      dst[0] = row_maxes[i];
+      dst[1] = row_sums[i];
+      for (int e = 0; e < kD; ++e) _mm512_storeu_ps(dst + 2 + 16 * e, acc[i][e]);
+      continue;
+    }
     float* dst = task.out + (r / task.group) * task.token_stride +
                  (r % task.group) * task.head_dim;
     const __m512 inv = _mm512_set1_ps(1.0f / row_sums[i]);
@@ -184,7 +196,19 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
   // Rows scored together: 4 while their vectors fit the 32 registers.
   constexpr int kScoreRows = kD <= 4 ? 4 : 2;
   const int rows = task.num_tokens * task.group;
-  const int max_visible = task.first_visible + task.num_tokens - 1;
+  // The task's keys: [key_begin, key_end) of the context with `partial`,
+  // else all the last row sees. Below, key indices and visible counts are
+  // relative to key_begin.
+  const int last_visible = task.first_visible + task.num_tokens - 1;
+  const int key_begin = task.partial != nullptr ? task.key_begin : 0;
+  const int key_end = task.partial != nullptr && task.key_end < last_visible
+                          ? task.key_end
+                          : last_visible;
+  const int max_visible = key_end - key_begin;
+  auto visible_keys = [&](int r) {
+    const int seen = task.first_visible + r / task.group;
+    return (seen < key_end ? seen : key_end) - key_begin;
+  };
   const int64_t stride = (max_visible + 15) / 16 * 16;
   float* zero_floats = scratch;  // [head_dim]: a row of zeros of either type
   const T* zero_row = reinterpret_cast<const T*>(zero_floats);
@@ -195,22 +219,31 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
   // [rows][stride]
   float* probs = reinterpret_cast<float*>(value_rows + stride + kAttentionRowsAhead);
   float row_sums[kRowsPerGroup];
+  float row_maxes[kRowsPerGroup];
   for (int e = 0; e < 16 * kD; ++e) zero_floats[e] = 0;
   const T* k_base = static_cast<const T*>(task.k_base);
   const T* v_base = static_cast<const T*>(task.v_base);
-  // Row pointers of every visible key, a block at a time (keys past the
-  // end read zeros).
-  for (int p = 0, block = 0; p < max_visible; ++block) {
+  // Row pointers of every visible key, a block at a time. Past the task's
+  // keys: a chunk's row pointers go on into the next chunk's keys, so its
+  // fetches ahead warm the next task's first keys (which the same thread
+  // takes next, mostly); past the context, rows of zeros. Either is only
+  // fetched or masked, never used.
+  const int filled = last_visible - key_begin < max_visible + kAttentionRowsAhead
+                         ? last_visible - key_begin
+                         : max_visible + kAttentionRowsAhead;
+  for (int p = 0, block = key_begin / task.block_size,
+           o0 = key_begin % task.block_size;
+       p < filled; ++block, o0 = 0) {
     const int64_t at = task.blocks[block] * task.block_stride;
     const T* k_block = k_base + at;
     const T* v_block = v_base + at;
-    const int n = task.block_size < max_visible - p ? task.block_size : max_visible - p;
-    for (int o = 0; o < n; ++o, ++p) {
+    const int n = task.block_size - o0 < filled - p ? task.block_size - o0 : filled - p;
+    for (int o = o0; o < o0 + n; ++o, ++p) {
       key_rows[p] = k_block + o * 16 * kD;
       value_rows[p] = v_block + o * 16 * kD;
     }
   }
-  for (int p = max_visible; p < stride + kAttentionRowsAhead; ++p) {
+  for (int p = filled; p < stride + kAttentionRowsAhead; ++p) {
     key_rows[p] = value_rows[p] = zero_row;
   }
   // The first keys into L2 at once (a decode's whole context, often): the
@@ -235,7 +268,7 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
     return task.q + (r / task.group) * task.token_stride + (r % task.group) * task.head_dim;
   };
   auto store_scores = [&](int r, int c, __m512 sums) {
-    const int visible = task.first_visible + r / task.group;
+    const int visible = visible_keys(r);
     _mm512_storeu_ps(probs + r * stride + c,
                      _mm512_mask_blend_ps(FirstLanes(visible - c), _mm512_set1_ps(-INFINITY),
                                           _mm512_mul_ps(sums, scale)));
@@ -245,7 +278,7 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
     for (int r0 = 0; r0 < rows;) {
       // Rows see more keys as r grows: if the first row of a block sees key
       // c, all do (keys a row does not see are masked to -inf).
-      if (task.first_visible + r0 / task.group <= c) {
+      if (visible_keys(r0) <= c) {
         ++r0;
         continue;
       }
@@ -272,11 +305,12 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
     const int count = rows - r0 < kRowsPerGroup ? rows - r0 : kRowsPerGroup;
     for (int i = 0; i < count; ++i) {
       const int r = r0 + i;
-      const int visible = task.first_visible + r / task.group;
+      const int visible = visible_keys(r);
       float* row = probs + r * stride;
       __m512 m = _mm512_set1_ps(-INFINITY);
       for (int c = 0; c < visible; c += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(row + c));
-      const __m512 max = _mm512_set1_ps(HorizontalMax(m));
+      row_maxes[i] = HorizontalMax(m);  // −inf for a row seeing no key
+      const __m512 max = _mm512_set1_ps(row_maxes[i]);
       __m512 sum = _mm512_setzero_ps();
       for (int c = 0; c < visible; c += 16) {
         const __m512 p = Exp(_mm512_sub_ps(_mm512_loadu_ps(row + c), max),
@@ -287,13 +321,25 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
       row_sums[i] = HorizontalSum(sum);
     }
     switch (count) {
-      case 1: AccumulateValues<kD, 1, T>(task, probs, stride, r0, value_rows, row_sums); break;
-      case 2: AccumulateValues<kD, 2, T>(task, probs, stride, r0, value_rows, row_sums); break;
+      case 1:
+        AccumulateValues<kD, 1, T>(task, probs, stride, r0, value_rows, row_sums,
+                                   row_maxes, visible_keys);
+        break;
+      case 2:
+        AccumulateValues<kD, 2, T>(task, probs, stride, r0, value_rows, row_sums,
+                                   row_maxes, visible_keys);
+        break;
       case 3:
-        if constexpr (kRowsPerGroup >= 3) AccumulateValues<kD, 3, T>(task, probs, stride, r0, value_rows, row_sums);
+        if constexpr (kRowsPerGroup >= 3) {
+          AccumulateValues<kD, 3, T>(task, probs, stride, r0, value_rows, row_sums,
+                                     row_maxes, visible_keys);
+        }
         break;
       default:
-        if constexpr (kRowsPerGroup >= 4) AccumulateValues<kD, 4, T>(task, probs, stride, r0, value_rows, row_sums);
+        if constexpr (kRowsPerGroup >= 4) {
+          AccumulateValues<kD, 4, T>(task, probs, stride, r0, value_rows, row_sums,
+                                     row_maxes, visible_keys);
+        }
         break;
     }
   }
@@ -319,6 +365,39 @@ bool AttendWithElement(const AttentionTileTask& task, float* scratch) {
 bool AttendQueryTile(const AttentionTileTask& task, float* scratch) {
   return task.kv_dtype == DType::kF16 ? AttendWithElement<uint16_t>(task, scratch)
                                       : AttendWithElement<float>(task, scratch);
+}
+
+void MergeKeyChunks(const float* partials, int chunks, int64_t chunk_stride,
+                    int rows, int group, int head_dim, float* out,
+                    int64_t token_stride) {
+  const int64_t row_floats = head_dim + 2;
+  const int vectors = head_dim / 16;
+  for (int r = 0; r < rows; ++r) {
+    auto chunk = [&](int c) { return partials + c * chunk_stride + r * row_floats; };
+    float max = -INFINITY;
+    for (int c = 0; c < chunks; ++c) {
+      if (chunk(c)[1] > 0 && chunk(c)[0] > max) max = chunk(c)[0];
+    }
+    // Chunks in order, each weighted by e^(m_c − max); one that the row
+    // sees no key of (Σ = 0) is skipped. A row seeing one chunk only gets
+    // weight exactly 1 and so the unchunked kernel's result bit for bit.
+    __m512 acc[8];
+    for (int e = 0; e < vectors; ++e) acc[e] = _mm512_setzero_ps();
+    float sum = 0;
+    for (int c = 0; c < chunks; ++c) {
+      const float* p = chunk(c);
+      if (!(p[1] > 0)) continue;
+      const float w = std::exp(p[0] - max);
+      sum = std::fma(w, p[1], sum);
+      const __m512 wv = _mm512_set1_ps(w);
+      for (int e = 0; e < vectors; ++e) {
+        acc[e] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p + 2 + 16 * e), acc[e]);
+      }
+    }
+    float* dst = out + (r / group) * token_stride + (r % group) * head_dim;
+    const __m512 inv = _mm512_set1_ps(1.0f / sum);
+    for (int e = 0; e < vectors; ++e) _mm512_storeu_ps(dst + 16 * e, _mm512_mul_ps(acc[e], inv));
+  }
 }
 
 }  // namespace weft::cpu::avx512

@@ -136,6 +136,16 @@ struct AttentionTileTask {
   const int32_t* blocks;
   int64_t block_stride;
   int block_size;
+  // avx512::AttendQueryTile only: with `partial`, the task covers just the
+  // keys [key_begin, key_end) of its rows' context (one chunk of a long
+  // one: avx512::kAttentionKeyChunk keys) and writes, per row r, to
+  // partial + r * (head_dim + 2): the chunk's largest score, Σ e^(s − max)
+  // and the unnormalized value sum (a row that sees none of the chunk's
+  // keys: −inf, 0, zeros); avx512::MergeKeyChunks combines the chunks.
+  // Without it, every visible key, normalized into out.
+  int key_begin = 0;
+  int key_end = 0;
+  float* partial = nullptr;
 };
 
 // --- AVX2 (baseline) ----------------------------------------------------
@@ -214,6 +224,22 @@ void PackedFloatMatMul(const PackedFloat& w, const float* x, int64_t x_rows,
 // Avx512AttentionScratch for the tile's rows and its last row's context.
 bool AttendQueryTile(const AttentionTileTask& task, float* scratch);
 inline constexpr int kAttentionRowsAhead = 160;  // row pointers past the end
+// Rows that see more keys than this attend in chunks of this many keys
+// (chunk c: keys [c·kAttentionKeyChunk, (c + 1)·kAttentionKeyChunk)),
+// merged by MergeKeyChunks: a decode's few tasks can then be split evenly
+// over the threads (one task a chunk), and a prompt tile's score rows stay
+// short at any context. A row's result depends on how many keys it sees,
+// not on how its chunks were shared out, so batch invariance holds.
+inline constexpr int kAttentionKeyChunk = 512;
+// out (rows of `group` heads, token_stride floats apart, as in
+// AttentionTileTask) = the softmax-weighted value sums of `rows` rows from
+// `chunks` partial results (AttentionTileTask::partial; chunk c's at
+// partials + c * chunk_stride): Σ_c e^(m_c − M)·acc_c / Σ_c e^(m_c − M)·l_c.
+void MergeKeyChunks(const float* partials, int chunks, int64_t chunk_stride,
+                    int rows, int group, int head_dim, float* out,
+                    int64_t token_stride);
+// Scratch floats of AttendQueryTile for a tile of num_tokens tokens whose
+// task spans `max_visible` keys (a chunk's span with `partial`).
 static inline int64_t Avx512AttentionScratch(int num_tokens, int group,
                                              int head_dim, int max_visible) {
   const int64_t stride = (int64_t{max_visible} + 15) / 16 * 16;

@@ -161,6 +161,7 @@ FastCpuBackend::FastCpuBackend(const CpuBackendConfig& config)
       config.num_threads > 0 ? config.num_threads : NumPhysicalCores();
   pool_ = std::make_unique<ThreadPool>(threads);
   thread_scores_.resize(threads);
+  thread_partials_.resize(threads);
 }
 
 FastCpuBackend::~FastCpuBackend() = default;
@@ -542,8 +543,11 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
   // score row per query row: its tiles are cut to about
   // kAttentionTileScores scores (tiling never changes a row's result).
   attention_tasks_.clear();
+  attention_merges_.clear();
+  constexpr int kChunk = cpu::avx512::kAttentionKeyChunk;
   int64_t macs = 0;
   int64_t scratch_floats = 0;
+  int64_t thread_partial_floats = 0;
   for (int s = 0; s < batch.num_seqs; ++s) {
     const int q_begin = batch.query_indptr[s];
     const int q_len = batch.query_indptr[s + 1] - q_begin;
@@ -553,27 +557,71 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
     macs += int64_t{q_len} * context_len * attention.num_q_heads * head_dim * 2;
     int tile = kAttentionTileTokens;
     if (avx512) {
-      const int64_t per_token = int64_t{group} * (context_len + 16);
+      const int64_t per_token =
+          int64_t{group} * (std::min(context_len, kChunk) + 16);
       tile = static_cast<int>(std::clamp<int64_t>(
           kAttentionTileScores / per_token, 1, kAttentionTileTokens));
     }
     for (int t = 0; t < q_len; t += tile) {
       const int tokens = std::min(tile, q_len - t);
       const int first_visible = context_len - q_len + t + 1;
+      const int last_visible = first_visible + tokens - 1;
+      // AVX-512: a tile whose rows see more than kChunk keys attends in
+      // chunks of keys (cpu_kernels.h, kAttentionKeyChunk).
+      const int chunks = avx512 ? (last_visible + kChunk - 1) / kChunk : 1;
       scratch_floats = std::max(
           scratch_floats,
           avx512 ? cpu::avx512::Avx512AttentionScratch(
-                       tokens, group, head_dim, first_visible + tokens - 1)
+                       tokens, group, head_dim, chunks > 1 ? kChunk : last_visible)
                  : cpu::avx2::AttentionTileScratch(tokens, group, head_dim));
+      if (chunks > 1) {
+        thread_partial_floats = std::max(
+            thread_partial_floats, int64_t{chunks} * tokens * group * (head_dim + 2));
+      }
       for (int h = 0; h < num_kv_heads; ++h) {
         attention_tasks_.push_back(
-            AttentionWork{s, h, q_begin + t, tokens, first_visible});
+            AttentionWork{s, h, q_begin + t, tokens, first_visible, chunks});
       }
     }
+  }
+  // Too few tasks to keep the threads busy (a decode of one or two
+  // sequences is one task per KV head): each chunk of a long context
+  // becomes a task of its own, and a merge pass follows. The arithmetic is
+  // the same either way, so this depends on the batch freely.
+  int64_t partial_floats = 0;
+  if (avx512 && pool_->num_threads() > 1 &&
+      attention_tasks_.size() < 4 * static_cast<size_t>(pool_->num_threads())) {
+    attention_split_.clear();
+    for (const AttentionWork& work : attention_tasks_) {
+      if (work.chunks == 1) {
+        attention_split_.push_back(work);
+        continue;
+      }
+      const int64_t chunk_floats = int64_t{work.num_tokens} * group * (head_dim + 2);
+      attention_merges_.push_back(AttentionMerge{work.kv_head, work.first_token,
+                                                 work.num_tokens, work.chunks,
+                                                 partial_floats, chunk_floats});
+      for (int c = 0; c < work.chunks; ++c) {
+        AttentionWork part = work;
+        part.chunk = c;
+        part.partial = partial_floats;
+        attention_split_.push_back(part);
+        partial_floats += chunk_floats;
+      }
+    }
+    attention_tasks_.swap(attention_split_);
+  }
+  if (attention_partials_.size() < static_cast<size_t>(partial_floats)) {
+    attention_partials_.resize(static_cast<size_t>(partial_floats));
   }
   for (auto& scratch : thread_scores_) {
     if (scratch.size() < static_cast<size_t>(scratch_floats)) {
       scratch.resize(static_cast<size_t>(scratch_floats));
+    }
+  }
+  for (auto& partials : thread_partials_) {
+    if (partials.size() < static_cast<size_t>(thread_partial_floats)) {
+      partials.resize(static_cast<size_t>(thread_partial_floats));
     }
   }
   const int64_t block_stride = shape.block_elements();
@@ -604,9 +652,31 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
       a.blocks = blocks;
       a.block_stride = block_stride;
       a.block_size = shape.block_size;
-      if (!avx512 || !cpu::avx512::AttendQueryTile(a, scratch)) {
+      if (!avx512) {
         cpu::avx2::AttendQueryTile(a, scratch);
+        continue;
       }
+      if (work.chunks == 1) {
+        cpu::avx512::AttendQueryTile(a, scratch);
+        continue;
+      }
+      const int last_visible = work.first_visible + work.num_tokens - 1;
+      auto attend_chunk = [&](int c, float* partial) {
+        a.key_begin = c * kChunk;
+        a.key_end = std::min((c + 1) * kChunk, last_visible);
+        a.partial = partial;
+        cpu::avx512::AttendQueryTile(a, scratch);
+      };
+      if (work.chunk >= 0) {
+        attend_chunk(work.chunk, attention_partials_.data() + work.partial);
+        continue;
+      }
+      float* partials = thread_partials_[thread].data();
+      const int64_t chunk_floats = int64_t{work.num_tokens} * group * (head_dim + 2);
+      for (int c = 0; c < work.chunks; ++c) attend_chunk(c, partials + c * chunk_floats);
+      cpu::avx512::MergeKeyChunks(partials, work.chunks, chunk_floats,
+                                  work.num_tokens * group, group, head_dim, a.out,
+                                  a.token_stride);
     }
   };
   const int64_t num_tasks = static_cast<int64_t>(attention_tasks_.size());
@@ -616,6 +686,23 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
     pool_->ParallelFor(num_tasks, [&](int thread, int64_t begin, int64_t end) {
       run(thread, begin, end);
     });
+  }
+  auto merge = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const AttentionMerge& m = attention_merges_[i];
+      cpu::avx512::MergeKeyChunks(
+          attention_partials_.data() + m.partial, m.chunks, m.chunk_floats,
+          m.num_tokens * group, group, head_dim,
+          F32(out) + int64_t{m.first_token} * out->cols +
+              int64_t{m.kv_head} * group * head_dim,
+          out->cols);
+    }
+  };
+  const int64_t num_merges = static_cast<int64_t>(attention_merges_.size());
+  if (partial_floats < kMinParallelElements) {
+    merge(0, num_merges);
+  } else {
+    pool_->ParallelFor(num_merges, merge);
   }
   return absl::OkStatus();
 }

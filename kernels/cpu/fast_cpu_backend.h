@@ -136,8 +136,28 @@ class FastCpuBackend : public CpuBackend {
     int first_token;    // in the flat batch
     int num_tokens;
     int first_visible;  // context positions the first token sees
+    // Chunks of kAttentionKeyChunk keys the tile's context is cut into
+    // (1: none). chunk < 0: the task runs all of them, into its thread's
+    // thread_partials_, and merges them itself; else only that chunk, into
+    // attention_partials_ at `partial`, merged after all tasks ran.
+    int chunks = 1;
+    int chunk = -1;
+    int64_t partial = -1;
   };
   std::vector<AttentionWork> attention_tasks_;
+  std::vector<AttentionWork> attention_split_;  // scratch for the split
+  // The tiles whose chunks ran as separate tasks, merged after them.
+  struct AttentionMerge {
+    int kv_head;
+    int first_token;
+    int num_tokens;
+    int chunks;
+    int64_t partial;       // chunk 0's results in attention_partials_
+    int64_t chunk_floats;  // between consecutive chunks' results
+  };
+  std::vector<AttentionMerge> attention_merges_;
+  std::vector<float> attention_partials_;
+  std::vector<std::vector<float>> thread_partials_;
 };
 
 }  // namespace weft

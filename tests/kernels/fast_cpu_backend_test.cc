@@ -334,6 +334,12 @@ TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
       // Long context: the AVX-512 kernel cuts the 21-token chunk into tiles
       // of 5 (its score rows are bounded), head_dim 128 in rows of 2.
       {16, 8, 2, 128, RopeStyle::kNeox, {{1400, 21}, {1399, 1}}},
+      // Chunks of 512 keys (AVX-512) that start inside blocks of 7; a
+      // prompt tile whose first rows see fewer keys than one chunk.
+      {7, 4, 2, 64, RopeStyle::kNeox, {{600, 9}, {520, 1}, {530, 30}}},
+      // Enough tasks (32) that the batch runs each tile's chunks in one
+      // task, where a token alone (8 tasks) gets one task per chunk.
+      {16, 8, 8, 64, RopeStyle::kInterleaved, {{700, 40}, {530, 1}, {600, 2}}},
   };
   std::mt19937 rng(17);
   for (DType kv_dtype : {DType::kF32, DType::kF16}) {
@@ -427,19 +433,27 @@ TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
       }
       ExpectNear(out_fast, out_ref, 1e-5f, 1e-4f);
 
-      // Batch invariance: each sequence's last token attended alone (a
-      // decode-shaped step over the same cache) gives bit-identical output.
-      for (size_t s = 0; s < c.seqs.size(); ++s) {
-        const int row = step.query_indptr[s + 1] - 1;
+      // Batch invariance: every token of the step attended alone (a
+      // decode-shaped step over the keys it sees in the same cache) gives
+      // bit-identical output — also where the batch ran its tile as chunks
+      // of a long context (kAttentionKeyChunk) and the token alone sees
+      // fewer keys than one chunk, or a different number of chunks.
+      for (int row = 0; row < n; ++row) {
+        const int s = static_cast<int>(
+            std::upper_bound(step.query_indptr.begin(), step.query_indptr.end(), row) -
+            step.query_indptr.begin() - 1);
+        const int visible = c.seqs[s].context_len - c.seqs[s].query_len +
+                            (row - step.query_indptr[s]) + 1;
+        const int blocks = (visible + c.block_size - 1) / c.block_size;
         BatchMetadata alone;
         alone.token_ids = {0};
         alone.positions = {step.positions[row]};
         alone.slot_mapping = {step.slot_mapping[row]};
         alone.query_indptr = {0, 1};
-        alone.kv_indptr = {0, step.kv_indptr[s + 1] - step.kv_indptr[s]};
+        alone.kv_indptr = {0, blocks};
         alone.kv_indices.assign(step.kv_indices.begin() + step.kv_indptr[s],
-                                step.kv_indices.begin() + step.kv_indptr[s + 1]);
-        alone.kv_last_block_len = {step.kv_last_block_len[s]};
+                                step.kv_indices.begin() + step.kv_indptr[s] + blocks);
+        alone.kv_last_block_len = {visible - (blocks - 1) * c.block_size};
         alone.logits_rows = {0};
         auto view = fast.StageBatch(alone);
         ASSERT_TRUE(view.ok()) << view.status();
@@ -452,7 +466,8 @@ TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
             fast.PagedAttention(attention, *view, q, fast.kv_layer(0), &o).ok());
         ASSERT_TRUE(std::equal(out_row.begin(), out_row.end(),
                                out_fast.begin() + int64_t{row} * q_cols))
-            << "sequence " << s << " differs when attended alone";
+            << "sequence " << s << " token " << row << " (" << visible
+            << " keys) differs when attended alone";
       }
     }
   }
