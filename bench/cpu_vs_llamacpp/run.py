@@ -5,6 +5,7 @@ One command (Python 3.11 standard library only):
 
     bench/cpu_vs_llamacpp/run.py            # the full comparison
     bench/cpu_vs_llamacpp/run.py --quick    # default model, 2 threads, 3 runs
+    bench/cpu_vs_llamacpp/run.py --depth 4000 --no-batched   # + long context
 
 It builds what is missing (llama.cpp's llama-bench, llama-batched-bench and
 llama-quantize from the llama-cpp-python sdist, cached in .cache/llamacpp/;
@@ -41,6 +42,7 @@ CONVERSIONS = [
 PP, TG = 512, 128              # llama-bench defaults: pp512, tg128
 BATCH_PP, BATCH_TG = 128, 128  # llama-batched-bench -npp 128 -ntg 128
 BATCH_SIZES = [1, 4, 16]
+DEPTH_TG = 64                  # --depth: llama-bench -p 0 -n 64 -d DEPTH
 
 
 def log(msg: str) -> None:
@@ -151,6 +153,29 @@ def llama_batched(llama_bin: Path, model: Path, threads: int, sizes: list[int]) 
     return rows
 
 
+def llama_depth(llama_bin: Path, model: Path, threads: int, depth: int) -> float:
+    out = run([llama_bin / "llama-bench", "-m", model, "-t", threads, "-p", 0,
+               "-n", DEPTH_TG, "-d", depth, "-r", 1, "-o", "jsonl"])
+    rows = [j for j in json_lines(out)
+            if j.get("n_gen") == DEPTH_TG and j.get("n_depth") == depth]
+    if len(rows) != 1 or rows[0].get("n_threads") != threads:
+        raise RuntimeError(f"llama-bench gave no tg{DEPTH_TG} @ d{depth} at {threads} "
+                           f"threads:\n{out[-2000:]}")
+    return rows[0]["avg_ts"]
+
+
+def weft_depth(bench_dir: Path, model: Path, threads: int, backend: str,
+               depth: int) -> float:
+    # One sequence: a depth-token prompt, then DEPTH_TG decode steps timed.
+    out = run([bench_dir / "weft-bench-cpu", "--model", model, "--threads", threads,
+               "--backend", backend, "--tests", "batched", "--reps", 1,
+               "--batched-prompt", depth, "--batched-gen", DEPTH_TG, "--batch-sizes", 1])
+    rows = [j for j in json_lines(out) if j.get("test") == "batched"]
+    if len(rows) != 1:
+        raise RuntimeError(f"weft-bench-cpu gave no batched B=1 row:\n{out[-2000:]}")
+    return rows[0]["speed_tg"]
+
+
 def weft_bench(bench_dir: Path, model: Path, threads: int, backend: str, tests: str,
                sizes: list[int]) -> list[dict]:
     out = run([bench_dir / "weft-bench-cpu", "--model", model, "--threads", threads,
@@ -227,6 +252,9 @@ def main() -> int:
                     help="weft build directory (reused; configured Release if absent)")
     ap.add_argument("--no-batched", action="store_true", help="skip the batched table")
     ap.add_argument("--raw", type=Path, help="where the raw JSON lines go")
+    ap.add_argument("--depth", type=int, default=0,
+                    help=f"also time generating {DEPTH_TG} tokens after a context of this "
+                         f"many (llama-bench -d; weft's batched test at B=1)")
     args = ap.parse_args()
 
     runs = args.runs or (3 if args.quick else 5)
@@ -276,7 +304,8 @@ def main() -> int:
     for model in models:
         for t in threads:
             key = (model, t)
-            res = results[key] = {"llama": {}, "weft": {}, "llama_b": {}, "weft_b": {}}
+            res = results[key] = {"llama": {}, "weft": {}, "llama_b": {}, "weft_b": {},
+                                  "llama_d": [], "weft_d": []}
             for r in range(runs):
                 log(f"{model.name} threads={t} run {r + 1}/{runs}")
                 order = ["llama", "weft"] if r % 2 == 0 else ["weft", "llama"]
@@ -295,6 +324,18 @@ def main() -> int:
                                 weft_info[model] = j
                             else:
                                 res["weft"].setdefault(j["test"], []).append(j["tokens_per_second"])
+            for r in range(runs if args.depth > 0 else 0):
+                log(f"{model.name} threads={t} depth {args.depth} run {r + 1}/{runs}")
+                order = ["llama", "weft"] if r % 2 == 0 else ["weft", "llama"]
+                for tool in order:
+                    if tool == "llama":
+                        ts = llama_depth(llama_bin, model, t, args.depth)
+                    else:
+                        ts = weft_depth(bench_dir, model, t, args.backend, args.depth)
+                    res[f"{tool}_d"].append(ts)
+                    record(f"{tool}-depth", {"model": str(model), "threads": t, "run": r,
+                                             "depth": args.depth, "tg": DEPTH_TG,
+                                             "tokens_per_second": ts})
             if args.no_batched:
                 continue
             for r in range(runs):
@@ -360,6 +401,20 @@ def main() -> int:
             print(f"| {model.name} | {t} | {test} | {cell(lv)} | {cell(wv)} | "
                   f"{ratio(med(wv), med(lv))} | {pct(med(wv), roof_llc)} | "
                   f"{pct(med(wv), roof_dram)} |")
+    if args.depth > 0:
+        print()
+        print(f"### Long context: one sequence generating {DEPTH_TG} tokens after "
+              f"{args.depth:,} (t/s)\n")
+        print(f"llama.cpp: `llama-bench -p 0 -n {DEPTH_TG} -d {args.depth}` (flash_attn "
+              f"{llama_info.get('flash_attn', 'its default')}); weft: `weft-bench-cpu --tests "
+              f"batched --batch-sizes 1 --batched-prompt {args.depth} --batched-gen "
+              f"{DEPTH_TG}`.\n")
+        print("| model | threads | llama.cpp t/s | weft t/s | weft / llama.cpp |")
+        print("| --- | --: | --: | --: | --: |")
+        for (model, t), res in results.items():
+            lv, wv = res["llama_d"], res["weft_d"]
+            print(f"| {model.name} | {t} | {cell(lv)} | {cell(wv)} | "
+                  f"{ratio(med(wv), med(lv))} |")
     if not args.no_batched:
         print()
         print(f"### Batched generation: B sequences, {BATCH_PP}-token prompts, "
