@@ -132,9 +132,7 @@ def llama_bench(llama_bin: Path, model: Path, threads: int) -> dict[str, float]:
             raise RuntimeError(f"llama-bench ran {j.get('n_threads')} threads, not {threads}")
         test = f"pp{j['n_prompt']}" if j["n_prompt"] else f"tg{j['n_gen']}"
         result[test] = j["avg_ts"]
-        info = {k: j.get(k) for k in ("build_commit", "build_number", "cpu_info",
-                                      "backends", "model_type", "model_size", "type_k",
-                                      "flash_attn", "n_batch", "n_ubatch")}
+        info = {k: j.get(k) for k in LLAMA_INFO_KEYS}
     if set(result) != {f"pp{PP}", f"tg{TG}"}:
         raise RuntimeError(f"llama-bench output lacks pp{PP}/tg{TG}:\n{out[-2000:]}")
     result["_info"] = info
@@ -153,27 +151,39 @@ def llama_batched(llama_bin: Path, model: Path, threads: int, sizes: list[int]) 
     return rows
 
 
-def llama_depth(llama_bin: Path, model: Path, threads: int, depth: int) -> float:
+LLAMA_INFO_KEYS = ("build_commit", "build_number", "cpu_info", "backends", "model_type",
+                   "model_size", "type_k", "flash_attn", "n_batch", "n_ubatch")
+
+
+def llama_depth(llama_bin: Path, model: Path, threads: int,
+                depth: int) -> tuple[float, int, dict]:
+    """llama.cpp's better of flash attention off and on: (t/s, flash_attn, info).
+
+    Its default (auto) turns flash attention on, which on this CPU made
+    generation after 4,000 tokens 3.5x slower than without it."""
     out = run([llama_bin / "llama-bench", "-m", model, "-t", threads, "-p", 0,
-               "-n", DEPTH_TG, "-d", depth, "-r", 1, "-o", "jsonl"])
+               "-n", DEPTH_TG, "-d", depth, "-fa", "0,1", "-r", 1, "-o", "jsonl"])
     rows = [j for j in json_lines(out)
             if j.get("n_gen") == DEPTH_TG and j.get("n_depth") == depth]
-    if len(rows) != 1 or rows[0].get("n_threads") != threads:
+    if len(rows) != 2 or any(j.get("n_threads") != threads for j in rows):
         raise RuntimeError(f"llama-bench gave no tg{DEPTH_TG} @ d{depth} at {threads} "
-                           f"threads:\n{out[-2000:]}")
-    return rows[0]["avg_ts"]
+                           f"threads with flash_attn 0 and 1:\n{out[-2000:]}")
+    best = max(rows, key=lambda j: j["avg_ts"])
+    return best["avg_ts"], best["flash_attn"], {k: best.get(k) for k in LLAMA_INFO_KEYS}
 
 
 def weft_depth(bench_dir: Path, model: Path, threads: int, backend: str,
-               depth: int) -> float:
+               depth: int) -> tuple[float, dict]:
     # One sequence: a depth-token prompt, then DEPTH_TG decode steps timed.
     out = run([bench_dir / "weft-bench-cpu", "--model", model, "--threads", threads,
                "--backend", backend, "--tests", "batched", "--reps", 1,
                "--batched-prompt", depth, "--batched-gen", DEPTH_TG, "--batch-sizes", 1])
-    rows = [j for j in json_lines(out) if j.get("test") == "batched"]
+    lines = json_lines(out)
+    rows = [j for j in lines if j.get("test") == "batched"]
+    info = next((j for j in lines if j.get("test") == "info"), {})
     if len(rows) != 1:
         raise RuntimeError(f"weft-bench-cpu gave no batched B=1 row:\n{out[-2000:]}")
-    return rows[0]["speed_tg"]
+    return rows[0]["speed_tg"], info
 
 
 def weft_bench(bench_dir: Path, model: Path, threads: int, backend: str, tests: str,
@@ -238,6 +248,30 @@ def git_describe() -> str:
         return "?"
 
 
+def print_single_table(results: dict, weft_info: dict, bandwidth) -> None:
+    print()
+    print("### Single sequence: prompt processing and generation (t/s)\n")
+    print("Roofline = bandwidth / weight bytes read per token; 'LLC' uses the "
+          "bandwidth of a buffer the size of the model file, 'DRAM' that of a "
+          "buffer 4× the L3.\n")
+    print("| model | threads | test | llama.cpp t/s | weft t/s | weft / llama.cpp "
+          "| weft % roofline (LLC) | weft % roofline (DRAM) |")
+    print("| --- | --: | --- | --: | --: | --: | --: | --: |")
+    for (model, t), res in results.items():
+        bytes_per_token = weft_info.get(model, {}).get("weight_bytes_per_token")
+        for test in (f"pp{PP}", f"tg{TG}", f"tg{TG}-engine"):
+            lv, wv = res["llama"].get(test, []), res["weft"].get(test, [])
+            roof_llc = roof_dram = None
+            if test.startswith("tg") and bytes_per_token:
+                bw_llc = bandwidth(model.stat().st_size, t)
+                bw_dram = bandwidth(None, t)
+                roof_llc = bw_llc / bytes_per_token if bw_llc else None
+                roof_dram = bw_dram / bytes_per_token if bw_dram else None
+            print(f"| {model.name} | {t} | {test} | {cell(lv)} | {cell(wv)} | "
+                  f"{ratio(med(wv), med(lv))} | {pct(med(wv), roof_llc)} | "
+                  f"{pct(med(wv), roof_dram)} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -251,6 +285,8 @@ def main() -> int:
     ap.add_argument("--build-dir", type=Path, default=ROOT / "build",
                     help="weft build directory (reused; configured Release if absent)")
     ap.add_argument("--no-batched", action="store_true", help="skip the batched table")
+    ap.add_argument("--no-single", action="store_true",
+                    help="skip the single-sequence pp/tg table (e.g. with --depth)")
     ap.add_argument("--raw", type=Path, help="where the raw JSON lines go")
     ap.add_argument("--depth", type=int, default=0,
                     help=f"also time generating {DEPTH_TG} tokens after a context of this "
@@ -305,8 +341,8 @@ def main() -> int:
         for t in threads:
             key = (model, t)
             res = results[key] = {"llama": {}, "weft": {}, "llama_b": {}, "weft_b": {},
-                                  "llama_d": [], "weft_d": []}
-            for r in range(runs):
+                                  "llama_d": [], "weft_d": [], "llama_fa": []}
+            for r in range(0 if args.no_single else runs):
                 log(f"{model.name} threads={t} run {r + 1}/{runs}")
                 order = ["llama", "weft"] if r % 2 == 0 else ["weft", "llama"]
                 for tool in order:
@@ -328,14 +364,19 @@ def main() -> int:
                 log(f"{model.name} threads={t} depth {args.depth} run {r + 1}/{runs}")
                 order = ["llama", "weft"] if r % 2 == 0 else ["weft", "llama"]
                 for tool in order:
+                    fields = {}
                     if tool == "llama":
-                        ts = llama_depth(llama_bin, model, t, args.depth)
+                        ts, fields["flash_attn"], info = llama_depth(llama_bin, model, t,
+                                                                     args.depth)
+                        llama_info = llama_info or info
+                        res["llama_fa"].append(fields["flash_attn"])
                     else:
-                        ts = weft_depth(bench_dir, model, t, args.backend, args.depth)
+                        ts, info = weft_depth(bench_dir, model, t, args.backend, args.depth)
+                        weft_info.setdefault(model, info)
                     res[f"{tool}_d"].append(ts)
                     record(f"{tool}-depth", {"model": str(model), "threads": t, "run": r,
                                              "depth": args.depth, "tg": DEPTH_TG,
-                                             "tokens_per_second": ts})
+                                             "tokens_per_second": ts, **fields})
             if args.no_batched:
                 continue
             for r in range(runs):
@@ -380,40 +421,22 @@ def main() -> int:
             next((m.name for m in models if abs(m.stat().st_size - size) < 4096), "")
         print(f"| {label}, {size / 2**20:,.0f} MiB | {j['threads']} | "
               f"{j['best_gbps']:.1f} | {j['median_gbps']:.1f} |")
-    print()
-    print("### Single sequence: prompt processing and generation (t/s)\n")
-    print("Roofline = bandwidth / weight bytes read per token; 'LLC' uses the "
-          "bandwidth of a buffer the size of the model file, 'DRAM' that of a "
-          "buffer 4× the L3.\n")
-    print("| model | threads | test | llama.cpp t/s | weft t/s | weft / llama.cpp "
-          "| weft % roofline (LLC) | weft % roofline (DRAM) |")
-    print("| --- | --: | --- | --: | --: | --: | --: | --: |")
-    for (model, t), res in results.items():
-        bytes_per_token = weft_info.get(model, {}).get("weight_bytes_per_token")
-        for test in (f"pp{PP}", f"tg{TG}", f"tg{TG}-engine"):
-            lv, wv = res["llama"].get(test, []), res["weft"].get(test, [])
-            roof_llc = roof_dram = None
-            if test.startswith("tg") and bytes_per_token:
-                bw_llc = bandwidth(model.stat().st_size, t)
-                bw_dram = bandwidth(None, t)
-                roof_llc = bw_llc / bytes_per_token if bw_llc else None
-                roof_dram = bw_dram / bytes_per_token if bw_dram else None
-            print(f"| {model.name} | {t} | {test} | {cell(lv)} | {cell(wv)} | "
-                  f"{ratio(med(wv), med(lv))} | {pct(med(wv), roof_llc)} | "
-                  f"{pct(med(wv), roof_dram)} |")
+    if not args.no_single:
+        print_single_table(results, weft_info, bandwidth)
     if args.depth > 0:
         print()
         print(f"### Long context: one sequence generating {DEPTH_TG} tokens after "
               f"{args.depth:,} (t/s)\n")
-        print(f"llama.cpp: `llama-bench -p 0 -n {DEPTH_TG} -d {args.depth}` (flash_attn "
-              f"{llama_info.get('flash_attn', 'its default')}); weft: `weft-bench-cpu --tests "
-              f"batched --batch-sizes 1 --batched-prompt {args.depth} --batched-gen "
-              f"{DEPTH_TG}`.\n")
-        print("| model | threads | llama.cpp t/s | weft t/s | weft / llama.cpp |")
-        print("| --- | --: | --: | --: | --: |")
+        print(f"llama.cpp: `llama-bench -p 0 -n {DEPTH_TG} -d {args.depth} -fa 0,1`, the "
+              f"faster of the two each run; weft: `weft-bench-cpu --tests batched "
+              f"--batch-sizes 1 --batched-prompt {args.depth} --batched-gen {DEPTH_TG}`.\n")
+        print("| model | threads | llama.cpp t/s | llama.cpp's flash_attn | weft t/s "
+              "| weft / llama.cpp |")
+        print("| --- | --: | --: | --- | --: | --: |")
         for (model, t), res in results.items():
             lv, wv = res["llama_d"], res["weft_d"]
-            print(f"| {model.name} | {t} | {cell(lv)} | {cell(wv)} | "
+            fa = ", ".join(str(x) for x in res["llama_fa"])
+            print(f"| {model.name} | {t} | {cell(lv)} | {fa} | {cell(wv)} | "
                   f"{ratio(med(wv), med(lv))} |")
     if not args.no_batched:
         print()
@@ -457,9 +480,10 @@ def main() -> int:
     print("### Models\n")
     for m in models:
         info = weft_info.get(m, {})
-        print(f"- {m.name}: {m.stat().st_size / 2**20:.1f} MiB, "
-              f"{(info.get('weight_bytes_per_token') or 0) / 2**20:.1f} MiB of weights "
-              f"read per token; made by {provenance.get(m, 'given on the command line')}")
+        weights = info.get("weight_bytes_per_token")
+        read = f"{weights / 2**20:.1f} MiB of weights read per token; " if weights else ""
+        print(f"- {m.name}: {m.stat().st_size / 2**20:.1f} MiB, {read}made by "
+              f"{provenance.get(m, 'given on the command line')}")
     return 0
 
 
