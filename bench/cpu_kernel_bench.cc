@@ -97,7 +97,7 @@ int RunAttention() {
   for (float& e : q) e = value(rng);
   std::vector<float> scratch(cpu::avx512::Avx512AttentionScratch(
       1, kGroup, kHeadDim, chunks > 1 ? kChunk : context));
-  const int64_t chunk_floats = kGroup * (kHeadDim + 2);
+  const int64_t chunk_floats = cpu::avx512::AttentionPartialFloats(kGroup, kHeadDim);
   std::vector<float> partials(chunks * chunk_floats);
   auto step = [&] {
     for (int l = 0; l < kLayers; ++l) {

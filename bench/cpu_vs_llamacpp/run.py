@@ -43,6 +43,9 @@ PP, TG = 512, 128              # llama-bench defaults: pp512, tg128
 BATCH_PP, BATCH_TG = 128, 128  # llama-batched-bench -npp 128 -ntg 128
 BATCH_SIZES = [1, 4, 16]
 DEPTH_TG = 64                  # --depth: llama-bench -p 0 -n 64 -d DEPTH
+# What the report says about llama.cpp's build and settings (llama-bench jsonl).
+LLAMA_INFO_KEYS = ("build_commit", "build_number", "cpu_info", "backends", "model_type",
+                   "model_size", "type_k", "flash_attn", "n_batch", "n_ubatch")
 
 
 def log(msg: str) -> None:
@@ -151,10 +154,6 @@ def llama_batched(llama_bin: Path, model: Path, threads: int, sizes: list[int]) 
     return rows
 
 
-LLAMA_INFO_KEYS = ("build_commit", "build_number", "cpu_info", "backends", "model_type",
-                   "model_size", "type_k", "flash_attn", "n_batch", "n_ubatch")
-
-
 def llama_depth(llama_bin: Path, model: Path, threads: int,
                 depth: int) -> tuple[float, int, dict]:
     """llama.cpp's better of flash attention off and on: (t/s, flash_attn, info).
@@ -174,24 +173,23 @@ def llama_depth(llama_bin: Path, model: Path, threads: int,
 
 def weft_depth(bench_dir: Path, model: Path, threads: int, backend: str,
                depth: int) -> tuple[float, dict]:
-    # One sequence: a depth-token prompt, then DEPTH_TG decode steps timed.
-    out = run([bench_dir / "weft-bench-cpu", "--model", model, "--threads", threads,
-               "--backend", backend, "--tests", "batched", "--reps", 1,
-               "--batched-prompt", depth, "--batched-gen", DEPTH_TG, "--batch-sizes", 1])
-    lines = json_lines(out)
-    rows = [j for j in lines if j.get("test") == "batched"]
-    info = next((j for j in lines if j.get("test") == "info"), {})
+    """One sequence: a depth-token prompt, then DEPTH_TG decode steps timed:
+    (t/s, weft-bench-cpu's info line)."""
+    lines = weft_bench(bench_dir, model, threads, backend, "batched", [1],
+                       batched_prompt=depth, batched_gen=DEPTH_TG)
+    rows = [j for j in lines if j["test"] == "batched"]
     if len(rows) != 1:
-        raise RuntimeError(f"weft-bench-cpu gave no batched B=1 row:\n{out[-2000:]}")
-    return rows[0]["speed_tg"], info
+        raise RuntimeError(f"weft-bench-cpu gave {len(rows)} batched rows, not one")
+    return rows[0]["speed_tg"], next(j for j in lines if j["test"] == "info")
 
 
 def weft_bench(bench_dir: Path, model: Path, threads: int, backend: str, tests: str,
-               sizes: list[int]) -> list[dict]:
+               sizes: list[int], batched_prompt: int = BATCH_PP,
+               batched_gen: int = BATCH_TG) -> list[dict]:
     out = run([bench_dir / "weft-bench-cpu", "--model", model, "--threads", threads,
                "--backend", backend, "--tests", tests, "--reps", 1,
-               "--n-prompt", PP, "--n-gen", TG, "--batched-prompt", BATCH_PP,
-               "--batched-gen", BATCH_TG, "--batch-sizes", ",".join(map(str, sizes))])
+               "--n-prompt", PP, "--n-gen", TG, "--batched-prompt", batched_prompt,
+               "--batched-gen", batched_gen, "--batch-sizes", ",".join(map(str, sizes))])
     lines = [j for j in json_lines(out) if j.get("bench") == "weft-bench-cpu"]
     info = next(j for j in lines if j["test"] == "info")
     if backend == "fast" and info["threads"] != threads:

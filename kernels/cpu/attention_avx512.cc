@@ -177,7 +177,7 @@ void AccumulateValues(const AttentionTileTask& task, const float* probs,
   for (int i = 0; i < kRows; ++i) {
     const int r = r0 + i;
     if (task.partial != nullptr) {
-      float* dst = task.partial + int64_t{r} * (task.head_dim + 2);
+      float* dst = task.partial + AttentionPartialFloats(r, task.head_dim);
       dst[0] = row_maxes[i];
       dst[1] = row_sums[i];
       for (int e = 0; e < kD; ++e) _mm512_storeu_ps(dst + 2 + 16 * e, acc[i][e]);
@@ -370,7 +370,7 @@ bool AttendQueryTile(const AttentionTileTask& task, float* scratch) {
 void MergeKeyChunks(const float* partials, int chunks, int64_t chunk_stride,
                     int rows, int group, int head_dim, float* out,
                     int64_t token_stride) {
-  const int64_t row_floats = head_dim + 2;
+  const int64_t row_floats = AttentionPartialFloats(1, head_dim);
   const int vectors = head_dim / 16;
   for (int r = 0; r < rows; ++r) {
     auto chunk = [&](int c) { return partials + c * chunk_stride + r * row_floats; };

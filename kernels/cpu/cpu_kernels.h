@@ -231,6 +231,11 @@ inline constexpr int kAttentionRowsAhead = 160;  // row pointers past the end
 // short at any context. A row's result depends on how many keys it sees,
 // not on how its chunks were shared out, so batch invariance holds.
 inline constexpr int kAttentionKeyChunk = 512;
+// Floats of one chunk's partial results for `rows` rows (the layout of
+// AttentionTileTask::partial: max, Σ, then head_dim value sums a row).
+inline constexpr int64_t AttentionPartialFloats(int rows, int head_dim) {
+  return int64_t{rows} * (head_dim + 2);
+}
 // out (rows of `group` heads, token_stride floats apart, as in
 // AttentionTileTask) = the softmax-weighted value sums of `rows` rows from
 // `chunks` partial results (AttentionTileTask::partial; chunk c's at

@@ -576,7 +576,8 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
                  : cpu::avx2::AttentionTileScratch(tokens, group, head_dim));
       if (chunks > 1) {
         thread_partial_floats = std::max(
-            thread_partial_floats, int64_t{chunks} * tokens * group * (head_dim + 2));
+            thread_partial_floats,
+            chunks * cpu::avx512::AttentionPartialFloats(tokens * group, head_dim));
       }
       for (int h = 0; h < num_kv_heads; ++h) {
         attention_tasks_.push_back(
@@ -597,7 +598,8 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
         attention_split_.push_back(work);
         continue;
       }
-      const int64_t chunk_floats = int64_t{work.num_tokens} * group * (head_dim + 2);
+      const int64_t chunk_floats =
+          cpu::avx512::AttentionPartialFloats(work.num_tokens * group, head_dim);
       attention_merges_.push_back(AttentionMerge{work.kv_head, work.first_token,
                                                  work.num_tokens, work.chunks,
                                                  partial_floats, chunk_floats});
@@ -672,7 +674,8 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
         continue;
       }
       float* partials = thread_partials_[thread].data();
-      const int64_t chunk_floats = int64_t{work.num_tokens} * group * (head_dim + 2);
+      const int64_t chunk_floats =
+          cpu::avx512::AttentionPartialFloats(work.num_tokens * group, head_dim);
       for (int c = 0; c < work.chunks; ++c) attend_chunk(c, partials + c * chunk_floats);
       cpu::avx512::MergeKeyChunks(partials, work.chunks, chunk_floats,
                                   work.num_tokens * group, group, head_dim, a.out,
