@@ -17,7 +17,12 @@ PACKAGE_VERSION=0.3.36
 LLAMACPP_COMMIT=0c1e57098
 CACHE=.cache/llamacpp
 SRC=$CACHE/llama_cpp_python-$PACKAGE_VERSION/vendor/llama.cpp
-BUILD=$CACHE/build
+ISA=${LLAMACPP_ISA:-native}
+case $ISA in
+  native) BUILD=$CACHE/build ;;
+  avx2) BUILD=$CACHE/build-avx2 ;;
+  *) echo "build_llamacpp: LLAMACPP_ISA is native or avx2, not $ISA" >&2; exit 2 ;;
+esac
 TOOLS=(llama-bench llama-batched-bench llama-quantize)
 
 # AMX: ggml's AMX kernels (used for Q4_x/Q8_0 matmuls when -march=native
@@ -29,7 +34,12 @@ if [[ ${LLAMACPP_AMX:-OFF} == ON ]]; then
 else
   ISA_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 fi
-CONFIG="commit=$LLAMACPP_COMMIT native=ON extra_flags=$ISA_FLAGS"
+NATIVE=ON
+if [[ $ISA == avx2 ]]; then
+  NATIVE=OFF
+  ISA_FLAGS=""
+fi
+CONFIG="commit=$LLAMACPP_COMMIT native=$NATIVE extra_flags=$ISA_FLAGS"
 
 have_all() {
   for t in "${TOOLS[@]}"; do [[ -x $BUILD/bin/$t ]] || return 1; done
@@ -50,12 +60,12 @@ if [[ ! -f $SRC/CMakeLists.txt ]]; then
   tar -xzf "$CACHE"/llama_cpp_python-$PACKAGE_VERSION.tar.gz -C "$CACHE"
 fi
 
-echo "build_llamacpp: building ${TOOLS[*]} (Release, GGML_NATIVE, $ISA_FLAGS) in $BUILD" >&2
+echo "build_llamacpp: building ${TOOLS[*]} (Release, GGML_NATIVE=$NATIVE, $ISA_FLAGS) in $BUILD" >&2
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 nice -n 10 cmake -S "$SRC" -B "$BUILD" "${generator[@]}" \
   -DCMAKE_BUILD_TYPE=Release \
-  -DGGML_NATIVE=ON \
+  -DGGML_NATIVE=$NATIVE \
   -DCMAKE_C_FLAGS="$ISA_FLAGS" -DCMAKE_CXX_FLAGS="$ISA_FLAGS" \
   -DBUILD_SHARED_LIBS=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \

