@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -131,15 +132,16 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g,
         }
       }
     }
-    const __m256 dq = _mm256_set1_ps(x.scale[meta]);
-    const __m256 dr = _mm256_set1_ps(x.scale[meta] / kSecondLevel);
+    // The AVX-512 kernels' BlockEpilogue, operation for operation: 254·sq
+    // + sr rounded once, times d·dx/254.
+    const __m256 fine = _mm256_set1_ps(x.fine_scale[meta]);
     for (int h = 0; h < 2; ++h) {
       const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(
           reinterpret_cast<const __m128i*>(base + w.qs_bytes + 16 * h)));
-      acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h][0]),
-                               _mm256_mul_ps(d, dq), acc[h]);
-      acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h][1]),
-                               _mm256_mul_ps(d, dr), acc[h]);
+      const __m256 sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h][0]),
+                                         _mm256_set1_ps(kSecondLevel),
+                                         _mm256_cvtepi32_ps(isum[h][1]));
+      acc[h] = _mm256_fmadd_ps(sum, _mm256_mul_ps(d, fine), acc[h]);
       if constexpr (kType == DType::kQ4_1) {
         const __m256 mn = _mm256_cvtph_ps(_mm_loadu_si128(
             reinterpret_cast<const __m128i*>(base + w.qs_bytes + 32 + 16 * h)));
@@ -158,11 +160,148 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g,
   }
 }
 
+// Q4 weights × several activation rows: a group's nibbles are split once
+// into bytes and its fp16 scales widened (kUnpackChunk blocks at a time,
+// into a per-thread buffer that stays in L1), and every row then reads
+// them from there. Per row and block the 8 products of each level and half
+// (each pair sum ≤ 2·15·127) add up in int16 (≤ 30,480); one VPMADDWD per
+// level widens them, the first level's times 254, so 254·sq + sr arrives
+// as one exact int32 (|·| < 2^24: exact in fp32 too). The sums are the
+// exact integers QuantTile reaches and the epilogue is QuantTile's, so a
+// row's output is bit-identical whichever of the two computed it (batch
+// invariance) — and equal to the AVX-512 kernels' (BlockEpilogue).
+constexpr int64_t kUnpackChunk = 32;          // blocks: 20 KiB unpacked
+constexpr int64_t kUnpackedBlockBytes = 640;  // 512 weight bytes, d, min
+
+template <DType kType>
+void QuantRowsQ4(const PackedQuant& w, const QuantizedRows& x, int64_t g,
+                 const float* bias, OutputRows y) {
+  const int64_t nb = w.num_blocks;
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i second = _mm256_set1_epi16(static_cast<int16_t>(kSecondLevel));
+  constexpr int32_t kOffset = kType == DType::kQ4_0 ? 8 : 0;
+  // Per block: [half][8 × 32 bytes], vector i of a half holding, for its 8
+  // weight rows, the block's columns 4i .. 4i + 3 (i < 4: low nibbles;
+  // i ≥ 4: high nibbles, columns 16 + 4(i − 4) ..), the columns of the
+  // activation bytes at 4i; then d and the minimum as 16 floats each.
+  alignas(32) thread_local uint8_t unpacked[kUnpackChunk * kUnpackedBlockBytes];
+  thread_local std::vector<float> partial;  // [rows][16] across chunks
+  if (nb > kUnpackChunk && partial.size() < static_cast<size_t>(16 * x.rows)) {
+    partial.resize(static_cast<size_t>(16 * x.rows));
+  }
+  const uint8_t* group = w.data + g * nb * w.block_bytes;
+  for (int64_t b0 = 0; b0 < nb; b0 += kUnpackChunk) {
+    const int64_t b1 = MinI64(nb, b0 + kUnpackChunk);
+    for (int64_t b = b0; b < b1; ++b) {
+      const uint8_t* base = group + b * w.block_bytes;
+      for (int64_t o = 0; o < w.block_bytes; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(base + kQuantPrefetchBytes + o),
+                     _MM_HINT_T0);
+      }
+      uint8_t* dst = unpacked + (b - b0) * kUnpackedBlockBytes;
+      for (int s = 0; s < 4; ++s) {
+        for (int h = 0; h < 2; ++h) {
+          const __m256i p = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(base + 64 * s + 32 * h));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 256 * h + 32 * s),
+                             _mm256_and_si256(p, low4));
+          _mm256_store_si256(
+              reinterpret_cast<__m256i*>(dst + 256 * h + 32 * (4 + s)),
+              _mm256_and_si256(_mm256_srli_epi16(p, 4), low4));
+        }
+      }
+      float* scales = reinterpret_cast<float*>(dst + 512);
+      for (int h = 0; h < (kType == DType::kQ4_1 ? 4 : 2); ++h) {
+        _mm256_store_ps(scales + 8 * h, _mm256_cvtph_ps(_mm_loadu_si128(
+                                            reinterpret_cast<const __m128i*>(
+                                                base + w.qs_bytes + 16 * h))));
+      }
+    }
+    for (int64_t m = 0; m < x.rows; ++m) {
+      __m256 acc[2];
+      if (b0 == 0) {
+        acc[0] = acc[1] = _mm256_setzero_ps();
+      } else {
+        acc[0] = _mm256_loadu_ps(&partial[16 * m]);
+        acc[1] = _mm256_loadu_ps(&partial[16 * m + 8]);
+      }
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t meta = m * nb + b;
+        const int8_t* xq = x.q + m * x.cols + b * kQuantBlockSize;
+        const int8_t* xr = x.r + m * x.cols + b * kQuantBlockSize;
+        const uint8_t* wb = unpacked + (b - b0) * kUnpackedBlockBytes;
+        const float* scales = reinterpret_cast<const float*>(wb + 512);
+        // A half at a time, the activations broadcast again for the second
+        // (a load each): with all 16 broadcasts kept for both halves (GCC
+        // merges the repeated loads unless the pointers are hidden from it)
+        // they spill to the stack.
+        __m256i sum16[2][2];  // [half][level]
+        for (int h = 0; h < 2; ++h) {
+          const int8_t* aq = xq;
+          const int8_t* ar = xr;
+          asm volatile("" : "+r"(aq), "+r"(ar));
+          for (int i = 0; i < 8; ++i) {
+            const __m256i wv = _mm256_load_si256(
+                reinterpret_cast<const __m256i*>(wb + 256 * h + 32 * i));
+            const __m256i pq = _mm256_maddubs_epi16(wv, Broadcast4(aq + 4 * i));
+            const __m256i pr = _mm256_maddubs_epi16(wv, Broadcast4(ar + 4 * i));
+            sum16[h][0] = i == 0 ? pq : _mm256_add_epi16(sum16[h][0], pq);
+            sum16[h][1] = i == 0 ? pr : _mm256_add_epi16(sum16[h][1], pr);
+            // Keeps the sums chains: GCC otherwise reassociates them into
+            // trees whose many live products spill.
+            asm("" : "+x"(sum16[h][0]), "+x"(sum16[h][1]));
+          }
+        }
+        const __m256i offset = _mm256_set1_epi32(
+            -kOffset * (static_cast<int32_t>(kSecondLevel) * x.sum_q[meta] +
+                        x.sum_r[meta]));
+        const __m256 fine = _mm256_set1_ps(x.fine_scale[meta]);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i isum = _mm256_add_epi32(
+              _mm256_add_epi32(offset, _mm256_madd_epi16(sum16[h][0], second)),
+              _mm256_madd_epi16(sum16[h][1], ones));
+          acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
+                                   _mm256_mul_ps(_mm256_load_ps(scales + 8 * h), fine),
+                                   acc[h]);
+          if constexpr (kType == DType::kQ4_1) {
+            acc[h] = _mm256_fmadd_ps(_mm256_load_ps(scales + 16 + 8 * h),
+                                     _mm256_set1_ps(x.scaled_sum[meta]), acc[h]);
+          }
+        }
+      }
+      if (b1 < nb) {
+        _mm256_storeu_ps(&partial[16 * m], acc[0]);
+        _mm256_storeu_ps(&partial[16 * m + 8], acc[1]);
+        continue;
+      }
+      const int64_t col0 = g * kPackRows;
+      const int64_t valid = MinI64(kPackRows, w.rows - col0);
+      alignas(32) float out[kPackRows];
+      _mm256_store_ps(out, acc[0]);
+      _mm256_store_ps(out + 8, acc[1]);
+      float* dst = y.data + m * y.stride + col0;
+      for (int64_t i = 0; i < valid; ++i) {
+        dst[i] = out[i] + (bias != nullptr ? bias[col0 + i] : 0.0f);
+      }
+    }
+  }
+}
+
+// From this many activation rows Q4 weights go through QuantRowsQ4.
+constexpr int64_t kMinUnpackedRows = 2;
+
 template <DType kType>
 void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
                       int64_t group_begin, int64_t group_end,
                       const float* bias, OutputRows y) {
   for (int64_t g = group_begin; g < group_end; ++g) {
+    if constexpr (kType != DType::kQ8_0) {
+      if (x.rows >= kMinUnpackedRows) {
+        QuantRowsQ4<kType>(w, x, g, bias, y);
+        continue;
+      }
+    }
     for (int64_t m = 0; m < x.rows; ++m) QuantTile<kType>(w, x, g, m, bias, y);
   }
 }

@@ -519,6 +519,50 @@ TEST(FastCpuBackendAmxTest, AmxMatchesVnniBitForBit) {
   }
 }
 
+// The AVX2 kernels (decode tiles and the multi-row Q4 kernel) against the
+// best this processor has (AVX-512 VNNI, AMX from 8 rows): the same integer
+// sums and the same fp32 epilogue, so a quantized model computes the same
+// bits on a processor with AVX2 only as on one with AVX-512.
+TEST(FastCpuBackendAvx2Test, QuantizedMatMulMatchesAvx512BitForBit) {
+  CpuBackendConfig best_config, avx2_config;
+  best_config.num_threads = avx2_config.num_threads = 2;
+  avx2_config.force_avx2 = true;
+  auto best = FastCpuBackend::Create(best_config);
+  auto avx2 = FastCpuBackend::Create(avx2_config);
+  ASSERT_TRUE(best.ok() && avx2.ok());
+  if ((*best)->isa() == "avx2") GTEST_SKIP() << "no AVX-512 here";
+  ASSERT_EQ((*avx2)->isa(), "avx2");
+  std::mt19937 rng(29);
+  std::vector<std::vector<uint8_t>> all_weights;
+  for (DType dtype : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0}) {
+    // 1 and 3 rows: decode tiles on both; 2 and 5: the AVX2 multi-row Q4
+    // kernel against VNNI; 16 and more: against AMX where present; 1,536
+    // columns: 48 blocks, more than one unpacked chunk of 32.
+    for (auto [m, rows, cols] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {1, 37, 64}, {2, 48, 576}, {3, 21, 160}, {5, 100, 96}, {16, 48, 1536},
+             {33, 16, 1056}, {70, 50, 32}}) {
+      SCOPED_TRACE(std::string(DTypeName(dtype)) + " m=" + std::to_string(m) +
+                   " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+      all_weights.push_back(RandomWeights(dtype, rows, cols, rng));
+      auto wb = (*best)->UploadWeight(dtype, rows, cols, all_weights.back().data());
+      auto wa = (*avx2)->UploadWeight(dtype, rows, cols, all_weights.back().data());
+      ASSERT_TRUE(wb.ok() && wa.ok());
+      std::vector<float> x = RandomVector(m * cols, rng);
+      std::vector<float> bias = RandomVector(rows, rng);
+      Tensor bias_t{DType::kF32, 1, rows, bias.data()};
+      Tensor x_t{DType::kF32, m, cols, x.data()};
+      std::vector<float> got(m * rows, NAN), want(m * rows, NAN);
+      Tensor got_t{DType::kF32, m, rows, got.data()};
+      Tensor want_t{DType::kF32, m, rows, want.data()};
+      ASSERT_TRUE((*avx2)->MatMul(x_t, *wa, &bias_t, &got_t).ok());
+      ASSERT_TRUE((*best)->MatMul(x_t, *wb, &bias_t, &want_t).ok());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i], want[i]) << "element " << i;
+      }
+    }
+  }
+}
+
 // The AVX-512 activation quantizer writes exactly what the AVX2 one does
 // (levels, scales, sums), row-major and in the AMX tile order.
 TEST(QuantizeRowsTest, Avx512MatchesAvx2BitForBit) {
