@@ -74,7 +74,7 @@ std::vector<uint8_t> RandomBlocks(DType dtype, int64_t rows, int64_t cols,
 // One decode step's attention, all layers, on one thread.
 int RunAttention() {
   constexpr int kLayers = 30, kKvHeads = 3, kGroup = 3, kHeadDim = 64, kBlock = 16;
-  constexpr int kChunk = cpu::avx512::kAttentionKeyChunk;
+  constexpr int kChunk = cpu::kAttentionKeyChunk;
   const int kSeqs = absl::GetFlag(FLAGS_attention_seqs);
   const int context = absl::GetFlag(FLAGS_attention_context);
   const int chunks =
@@ -97,7 +97,7 @@ int RunAttention() {
   for (float& e : q) e = value(rng);
   std::vector<float> scratch(cpu::avx512::Avx512AttentionScratch(
       1, kGroup, kHeadDim, chunks > 1 ? kChunk : context));
-  const int64_t chunk_floats = cpu::avx512::AttentionPartialFloats(kGroup, kHeadDim);
+  const int64_t chunk_floats = cpu::AttentionPartialFloats(kGroup, kHeadDim);
   std::vector<float> partials(chunks * chunk_floats);
   auto step = [&] {
     for (int l = 0; l < kLayers; ++l) {

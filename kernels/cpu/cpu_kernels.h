@@ -121,6 +121,21 @@ struct OutputRows {
 // is the same whatever batch or chunk it is computed in. The layer's K/V
 // for this KV head: block b's row p is at element
 // base + blocks[b] * block_stride + p * head_dim, F32 or F16 (kv_dtype).
+// Rows that see more keys than this attend in chunks of this many keys
+// (chunk c: keys [c·kAttentionKeyChunk, (c + 1)·kAttentionKeyChunk)) in the
+// three-pass kernels, merged by MergeKeyChunks: a decode's few tasks can
+// then be split evenly over the threads (one task a chunk), and a prompt
+// tile's score rows stay short at any context. A row's result depends on
+// how many keys it sees, not on how its chunks were shared out, so batch
+// invariance holds.
+inline constexpr int kAttentionKeyChunk = 512;
+inline constexpr int kAttentionRowsAhead = 160;  // row pointers past the end
+// Floats of one chunk's partial results for `rows` rows (the layout of
+// AttentionTileTask::partial: max, Σ, then head_dim value sums a row).
+inline constexpr int64_t AttentionPartialFloats(int rows, int head_dim) {
+  return int64_t{rows} * (head_dim + 2);
+}
+
 struct AttentionTileTask {
   const float* q;    // token i, head g at q + i * token_stride + g * head_dim
   float* out;        // same layout as q
@@ -136,12 +151,13 @@ struct AttentionTileTask {
   const int32_t* blocks;
   int64_t block_stride;
   int block_size;
-  // avx512::AttendQueryTile only: with `partial`, the task covers just the
-  // keys [key_begin, key_end) of its rows' context (one chunk of a long
-  // one: avx512::kAttentionKeyChunk keys) and writes, per row r, to
-  // partial + r * (head_dim + 2): the chunk's largest score, Σ e^(s − max)
-  // and the unnormalized value sum (a row that sees none of the chunk's
-  // keys: −inf, 0, zeros); avx512::MergeKeyChunks combines the chunks.
+  // The three-pass kernels only (avx512::AttendQueryTile,
+  // avx2::AttendThreePass): with `partial`, the task covers just the keys
+  // [key_begin, key_end) of its rows' context (one chunk of a long one:
+  // kAttentionKeyChunk keys) and writes, per row r, to partial + r *
+  // (head_dim + 2): the chunk's largest score, Σ e^(s − max) and the
+  // unnormalized value sum (a row that sees none of the chunk's keys: −inf,
+  // 0, zeros); the ISA's MergeKeyChunks combines the chunks.
   // Without it, every visible key, normalized into out.
   int key_begin = 0;
   int key_end = 0;
@@ -188,6 +204,21 @@ static inline int64_t AttentionTileScratch(int num_tokens, int group, int head_d
   return int64_t{num_tokens} * group * (head_dim + 2) + 24 * int64_t{head_dim};
 }
 void AttendQueryTile(const AttentionTileTask& task, float* scratch);
+// Three passes (scores, softmax, values; attention_avx2.cc) for head_dim
+// 8, 16, 32, 64, 96 or 128: returns false, doing nothing, for other head
+// sizes. Chunks of long contexts as avx512::AttendQueryTile. Scratch:
+// floats of ThreePassAttentionScratch for the tile's rows and its span.
+bool AttendThreePass(const AttentionTileTask& task, float* scratch);
+static inline int64_t ThreePassAttentionScratch(int num_tokens, int group,
+                                                int head_dim, int max_visible) {
+  const int64_t stride = (int64_t{max_visible} + 7) / 8 * 8;  // keys
+  return head_dim + 4 * (stride + kAttentionRowsAhead) +
+         int64_t{num_tokens} * group * stride;
+}
+// avx512::MergeKeyChunks in 256-bit vectors.
+void MergeKeyChunks(const float* partials, int chunks, int64_t chunk_stride,
+                    int rows, int group, int head_dim, float* out,
+                    int64_t token_stride);
 }  // namespace avx2
 
 // --- AVX-512 F/BW/VL/VNNI -------------------------------------------------
@@ -223,19 +254,6 @@ void PackedFloatMatMul(const PackedFloat& w, const float* x, int64_t x_rows,
 // false, doing nothing, for other head sizes. Scratch: floats of
 // Avx512AttentionScratch for the tile's rows and its last row's context.
 bool AttendQueryTile(const AttentionTileTask& task, float* scratch);
-inline constexpr int kAttentionRowsAhead = 160;  // row pointers past the end
-// Rows that see more keys than this attend in chunks of this many keys
-// (chunk c: keys [c·kAttentionKeyChunk, (c + 1)·kAttentionKeyChunk)),
-// merged by MergeKeyChunks: a decode's few tasks can then be split evenly
-// over the threads (one task a chunk), and a prompt tile's score rows stay
-// short at any context. A row's result depends on how many keys it sees,
-// not on how its chunks were shared out, so batch invariance holds.
-inline constexpr int kAttentionKeyChunk = 512;
-// Floats of one chunk's partial results for `rows` rows (the layout of
-// AttentionTileTask::partial: max, Σ, then head_dim value sums a row).
-inline constexpr int64_t AttentionPartialFloats(int rows, int head_dim) {
-  return int64_t{rows} * (head_dim + 2);
-}
 // out (rows of `group` heads, token_stride floats apart, as in
 // AttentionTileTask) = the softmax-weighted value sums of `rows` rows from
 // `chunks` partial results (AttentionTileTask::partial; chunk c's at
@@ -247,7 +265,7 @@ void MergeKeyChunks(const float* partials, int chunks, int64_t chunk_stride,
 // task spans `max_visible` keys (a chunk's span with `partial`).
 static inline int64_t Avx512AttentionScratch(int num_tokens, int group,
                                              int head_dim, int max_visible) {
-  const int64_t stride = (int64_t{max_visible} + 15) / 16 * 16;
+  const int64_t stride = (int64_t{max_visible} + 15) / 16 * 16;  // keys
   return head_dim + 4 * (stride + kAttentionRowsAhead) +
          int64_t{num_tokens} * group * stride;
 }

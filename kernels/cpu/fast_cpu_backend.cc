@@ -535,16 +535,24 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
   }
   const int group = attention.num_q_heads / attention.num_kv_heads;
   const int num_kv_heads = attention.num_kv_heads;
-  // AVX-512: the three-pass kernel (head sizes multiple of 16 up to 128).
-  // Which kernel runs depends on the model only, never on the batch.
+  // The three-pass kernels: AVX-512 (head sizes multiple of 16 up to 128),
+  // else AVX2 (8, 16, 32, 64, 96, 128); other head sizes the AVX2
+  // flash-style one. Which kernel runs depends on the model and the
+  // processor only, never on the batch.
   const bool avx512 = use_avx512_ && head_dim % 16 == 0 && head_dim <= 128;
+  const bool three_pass =
+      avx512 || head_dim == 8 || head_dim == 16 || head_dim == 32 ||
+      head_dim == 64 || head_dim == 96 || head_dim == 128;
+  const auto attend = avx512 ? cpu::avx512::AttendQueryTile : cpu::avx2::AttendThreePass;
+  const auto merge_chunks =
+      avx512 ? cpu::avx512::MergeKeyChunks : cpu::avx2::MergeKeyChunks;
   // Tasks: up to kAttentionTileTokens query tokens of one sequence × one KV
   // head (a decode is a tile of one token). The three-pass kernel keeps a
   // score row per query row: its tiles are cut to about
   // kAttentionTileScores scores (tiling never changes a row's result).
   attention_tasks_.clear();
   attention_merges_.clear();
-  constexpr int kChunk = cpu::avx512::kAttentionKeyChunk;
+  constexpr int kChunk = cpu::kAttentionKeyChunk;
   int64_t macs = 0;
   int64_t scratch_floats = 0;
   int64_t thread_partial_floats = 0;
@@ -556,7 +564,7 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
         (num_blocks - 1) * shape.block_size + batch.kv_last_block_len[s];
     macs += int64_t{q_len} * context_len * attention.num_q_heads * head_dim * 2;
     int tile = kAttentionTileTokens;
-    if (avx512) {
+    if (three_pass) {
       const int64_t per_token =
           int64_t{group} * (std::min(context_len, kChunk) + 16);
       tile = static_cast<int>(std::clamp<int64_t>(
@@ -566,18 +574,19 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
       const int tokens = std::min(tile, q_len - t);
       const int first_visible = context_len - q_len + t + 1;
       const int last_visible = first_visible + tokens - 1;
-      // AVX-512: a tile whose rows see more than kChunk keys attends in
-      // chunks of keys (cpu_kernels.h, kAttentionKeyChunk).
-      const int chunks = avx512 ? (last_visible + kChunk - 1) / kChunk : 1;
+      // Three passes: a tile whose rows see more than kChunk keys attends
+      // in chunks of keys (cpu_kernels.h, kAttentionKeyChunk).
+      const int chunks = three_pass ? (last_visible + kChunk - 1) / kChunk : 1;
+      const int span = chunks > 1 ? kChunk : last_visible;
       scratch_floats = std::max(
           scratch_floats,
-          avx512 ? cpu::avx512::Avx512AttentionScratch(
-                       tokens, group, head_dim, chunks > 1 ? kChunk : last_visible)
-                 : cpu::avx2::AttentionTileScratch(tokens, group, head_dim));
+          avx512       ? cpu::avx512::Avx512AttentionScratch(tokens, group, head_dim, span)
+          : three_pass ? cpu::avx2::ThreePassAttentionScratch(tokens, group, head_dim, span)
+                       : cpu::avx2::AttentionTileScratch(tokens, group, head_dim));
       if (chunks > 1) {
         thread_partial_floats = std::max(
             thread_partial_floats,
-            chunks * cpu::avx512::AttentionPartialFloats(tokens * group, head_dim));
+            chunks * cpu::AttentionPartialFloats(tokens * group, head_dim));
       }
       for (int h = 0; h < num_kv_heads; ++h) {
         attention_tasks_.push_back(
@@ -590,7 +599,7 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
   // becomes a task of its own, and a merge pass follows. The arithmetic is
   // the same either way, so this depends on the batch freely.
   int64_t partial_floats = 0;
-  if (avx512 && pool_->num_threads() > 1 &&
+  if (three_pass && pool_->num_threads() > 1 &&
       attention_tasks_.size() < 4 * static_cast<size_t>(pool_->num_threads())) {
     attention_split_.clear();
     for (const AttentionWork& work : attention_tasks_) {
@@ -599,7 +608,7 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
         continue;
       }
       const int64_t chunk_floats =
-          cpu::avx512::AttentionPartialFloats(work.num_tokens * group, head_dim);
+          cpu::AttentionPartialFloats(work.num_tokens * group, head_dim);
       attention_merges_.push_back(AttentionMerge{work.kv_head, work.first_token,
                                                  work.num_tokens, work.chunks,
                                                  partial_floats, chunk_floats});
@@ -654,12 +663,12 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
       a.blocks = blocks;
       a.block_stride = block_stride;
       a.block_size = shape.block_size;
-      if (!avx512) {
+      if (!three_pass) {
         cpu::avx2::AttendQueryTile(a, scratch);
         continue;
       }
       if (work.chunks == 1) {
-        cpu::avx512::AttendQueryTile(a, scratch);
+        attend(a, scratch);
         continue;
       }
       const int last_visible = work.first_visible + work.num_tokens - 1;
@@ -667,7 +676,7 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
         a.key_begin = c * kChunk;
         a.key_end = std::min((c + 1) * kChunk, last_visible);
         a.partial = partial;
-        cpu::avx512::AttendQueryTile(a, scratch);
+        attend(a, scratch);
       };
       if (work.chunk >= 0) {
         attend_chunk(work.chunk, attention_partials_.data() + work.partial);
@@ -675,9 +684,9 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
       }
       float* partials = thread_partials_[thread].data();
       const int64_t chunk_floats =
-          cpu::avx512::AttentionPartialFloats(work.num_tokens * group, head_dim);
+          cpu::AttentionPartialFloats(work.num_tokens * group, head_dim);
       for (int c = 0; c < work.chunks; ++c) attend_chunk(c, partials + c * chunk_floats);
-      cpu::avx512::MergeKeyChunks(partials, work.chunks, chunk_floats,
+      merge_chunks(partials, work.chunks, chunk_floats,
                                   work.num_tokens * group, group, head_dim, a.out,
                                   a.token_stride);
     }
@@ -693,7 +702,7 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
   auto merge = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const AttentionMerge& m = attention_merges_[i];
-      cpu::avx512::MergeKeyChunks(
+      merge_chunks(
           attention_partials_.data() + m.partial, m.chunks, m.chunk_floats,
           m.num_tokens * group, group, head_dim,
           F32(out) + int64_t{m.first_token} * out->cols +

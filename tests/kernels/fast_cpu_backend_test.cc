@@ -340,6 +340,10 @@ TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
       // Enough tasks (32) that the batch runs each tile's chunks in one
       // task, where a token alone (8 tasks) gets one task per chunk.
       {16, 8, 8, 64, RopeStyle::kInterleaved, {{700, 40}, {530, 1}, {600, 2}}},
+      // Head sizes 96 (AVX2: three slices of 4 vectors in the value pass;
+      // AVX-512: 6 vectors) and 32 (one slice), a chunked row of each.
+      {16, 6, 2, 96, RopeStyle::kNeox, {{45, 3}, {600, 1}}},
+      {8, 4, 4, 32, RopeStyle::kInterleaved, {{20, 20}, {515, 2}}},
   };
   std::mt19937 rng(17);
   for (DType kv_dtype : {DType::kF32, DType::kF16}) {
