@@ -183,6 +183,14 @@ void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,
                  int64_t row_end, const float* x, int64_t x_rows,
                  int64_t x_stride, const float* bias, OutputRows y);
 
+// avx512::PackedFloatMatMul in 256-bit vectors, bit for bit (each output
+// one fp32 multiply-add chain over the columns in order).
+void PackedFloatMatMul(const PackedFloat& w, const float* x, int64_t x_rows,
+                       int64_t x_stride, int64_t group_begin,
+                       int64_t group_end, const float* bias, OutputRows y);
+// Weight groups one decode tile of PackedFloatMatMul takes (1: any).
+constexpr int64_t FloatDecodeTileGroups(int64_t rows) { return rows == 1 ? 4 : 1; }
+
 // out = x / rms(x) * weight over n elements.
 void RmsNormRow(const float* x, const float* weight, int64_t n, float eps,
                 float* out);

@@ -371,6 +371,122 @@ void FloatMatMulTyped(const void* w, int64_t cols, int64_t row_begin,
   }
 }
 
+// --- Packed float-weight matmul -------------------------------------------
+
+// 8 packed weights (half a column of a group) as fp32.
+template <DType kType>
+inline __m256 LoadPacked8(const uint8_t* p) {
+  if constexpr (kType == DType::kF32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+  } else if constexpr (kType == DType::kF16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+// avx512::PackedFloatTile in 256-bit halves: GT groups × MT activation rows,
+// per column GT × 2 weight vectors times MT broadcast activations; every
+// output lane is one fp32 multiply-add chain over the columns in order, as
+// in the AVX-512 kernel, so the two give the same bits.
+template <DType kType, int GT, int MT>
+void PackedFloatTile(const PackedFloat& w, const float* x, int64_t x_stride,
+                     int64_t g0, int64_t m0, const float* bias, OutputRows y) {
+  constexpr int64_t kElement = kType == DType::kF32 ? 4 : 2;
+  const int64_t cols = w.cols;
+  const int64_t group_bytes = cols * kPackRows * kElement;
+  const uint8_t* base = w.data + g0 * group_bytes;
+  const float* xr[MT];
+  for (int t = 0; t < MT; ++t) xr[t] = x + (m0 + t) * x_stride;
+  __m256 acc[GT][2][MT];
+  for (int gi = 0; gi < GT; ++gi) {
+    for (int t = 0; t < MT; ++t) acc[gi][0][t] = acc[gi][1][t] = _mm256_setzero_ps();
+  }
+  for (int64_t k = 0; k < cols; ++k) {
+    if constexpr (MT == 1) {
+      if ((k * kPackRows * kElement) % 64 == 0) {  // decode: fetch ahead
+        for (int gi = 0; gi < GT; ++gi) {
+          _mm_prefetch(reinterpret_cast<const char*>(base + gi * group_bytes +
+                                                     k * kPackRows * kElement +
+                                                     kQuantPrefetchBytes),
+                       _MM_HINT_T0);
+        }
+      }
+    }
+    for (int gi = 0; gi < GT; ++gi) {
+      const uint8_t* column = base + gi * group_bytes + k * kPackRows * kElement;
+      for (int h = 0; h < 2; ++h) {
+        const __m256 wv = LoadPacked8<kType>(column + 8 * kElement * h);
+        for (int t = 0; t < MT; ++t) {
+          acc[gi][h][t] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(xr[t] + k), acc[gi][h][t]);
+        }
+      }
+    }
+  }
+  // Unrolled, so that every acc index is a constant (a loop here made GCC
+  // keep the accumulators on the stack, a store per column).
+  alignas(32) float out[GT][MT][kPackRows];
+#pragma GCC unroll 8
+  for (int gi = 0; gi < GT; ++gi) {
+#pragma GCC unroll 8
+    for (int t = 0; t < MT; ++t) {
+      _mm256_store_ps(out[gi][t], acc[gi][0][t]);
+      _mm256_store_ps(out[gi][t] + 8, acc[gi][1][t]);
+    }
+  }
+  for (int gi = 0; gi < GT; ++gi) {
+    const int64_t col0 = (g0 + gi) * kPackRows;
+    const int64_t valid = MinI64(kPackRows, w.rows - col0);
+    for (int t = 0; t < MT; ++t) {
+      float* dst = y.data + (m0 + t) * y.stride + col0;
+      for (int64_t i = 0; i < valid; ++i) {
+        dst[i] = out[gi][t][i] + (bias != nullptr ? bias[col0 + i] : 0.0f);
+      }
+    }
+  }
+}
+
+// Rows of a tile: 4 × 2 accumulators, 4 broadcasts and the weights fit the
+// 16 registers (at 6 rows GCC kept the accumulators on the stack).
+constexpr int kFloatTileRows = 4;
+// Activation rows per pass over a thread's weight groups (as AVX-512's).
+constexpr int64_t kFloatRowBlock = 48;
+
+template <DType kType>
+void PackedFloatMatMulTyped(const PackedFloat& w, const float* x,
+                            int64_t x_rows, int64_t x_stride,
+                            int64_t group_begin, int64_t group_end,
+                            const float* bias, OutputRows y) {
+  if (x_rows == 1) {
+    constexpr int64_t kGroups = FloatDecodeTileGroups(1);
+    int64_t g = group_begin;
+    for (; g + kGroups <= group_end; g += kGroups) {
+      PackedFloatTile<kType, kGroups, 1>(w, x, x_stride, g, 0, bias, y);
+    }
+    for (; g + 2 <= group_end; g += 2) {
+      PackedFloatTile<kType, 2, 1>(w, x, x_stride, g, 0, bias, y);
+    }
+    for (; g < group_end; ++g) PackedFloatTile<kType, 1, 1>(w, x, x_stride, g, 0, bias, y);
+    return;
+  }
+  for (int64_t mb = 0; mb < x_rows; mb += kFloatRowBlock) {
+    const int64_t me = MinI64(mb + kFloatRowBlock, x_rows);
+    for (int64_t g = group_begin; g < group_end; ++g) {
+      for (int64_t m0 = mb; m0 < me; m0 += kFloatTileRows) {
+        switch (MinI64(kFloatTileRows, me - m0)) {
+#define WEFT_CASE(n)                                                         \
+  case n:                                                                    \
+    PackedFloatTile<kType, 1, n>(w, x, x_stride, g, m0, bias, y);            \
+    break;
+          WEFT_CASE(1) WEFT_CASE(2) WEFT_CASE(3) WEFT_CASE(4)
+#undef WEFT_CASE
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
@@ -471,6 +587,24 @@ void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,
     case DType::kBF16:
       return FloatMatMulTyped<DType::kBF16>(w, cols, row_begin, row_end, x,
                                             x_rows, x_stride, bias, y);
+    default:
+      return;
+  }
+}
+
+void PackedFloatMatMul(const PackedFloat& w, const float* x, int64_t x_rows,
+                       int64_t x_stride, int64_t group_begin,
+                       int64_t group_end, const float* bias, OutputRows y) {
+  switch (w.dtype) {
+    case DType::kF32:
+      return PackedFloatMatMulTyped<DType::kF32>(w, x, x_rows, x_stride,
+                                                 group_begin, group_end, bias, y);
+    case DType::kF16:
+      return PackedFloatMatMulTyped<DType::kF16>(w, x, x_rows, x_stride,
+                                                 group_begin, group_end, bias, y);
+    case DType::kBF16:
+      return PackedFloatMatMulTyped<DType::kBF16>(w, x, x_rows, x_stride,
+                                                  group_begin, group_end, bias, y);
     default:
       return;
   }

@@ -146,7 +146,7 @@ struct FastCpuBackend::PackedWeight {
   std::unique_ptr<HugePageBuffer> bytes;
   bool is_float = false;
   cpu::PackedQuant packed;        // quantized weights
-  cpu::PackedFloat packed_float;  // F32/F16/BF16 weights (AVX-512 only)
+  cpu::PackedFloat packed_float;  // F32/F16/BF16 weights
   int64_t rows() const { return is_float ? packed_float.rows : packed.rows; }
   int64_t cols() const { return is_float ? packed_float.cols : packed.cols; }
   DType dtype() const { return is_float ? packed_float.dtype : packed.dtype; }
@@ -213,10 +213,10 @@ absl::StatusOr<Tensor> FastCpuBackend::UploadWeight(DType dtype, int64_t rows,
   }
   auto tensor = CpuBackend::UploadWeight(dtype, rows, cols, host);
   if (!tensor.ok()) return tensor;
-  // Float weights are packed for the AVX-512 kernels only (AVX2 reads them
-  // in place).
+  // Float weights are packed too (16-row groups, column-major: every
+  // output one multiply-add chain, on AVX2 as on AVX-512).
   const bool is_float = IsFloatWeight(dtype);
-  if (!IsQuantized(dtype) && !(is_float && use_avx512_)) return tensor;
+  if (!IsQuantized(dtype) && !is_float) return tensor;
   // The same weight uploaded twice (tied embeddings) is packed once.
   if (auto found = packed_.find(host);
       found != packed_.end() && found->second->dtype() == dtype &&
@@ -366,10 +366,11 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
       for_each_target(begin, end, [&](const PackedWeight& w, int64_t b,
                                       int64_t e, const float* bias,
                                       cpu::OutputRows out) {
-        cpu::avx512::PackedFloatMatMul(w.packed_float, F32(x), x.rows, x.cols,
-                                       b, e, bias, out);
+        (use_avx512_ ? cpu::avx512::PackedFloatMatMul : cpu::avx2::PackedFloatMatMul)(
+            w.packed_float, F32(x), x.rows, x.cols, b, e, bias, out);
       });
-    }, cpu::avx512::FloatDecodeTileGroups(x.rows));
+    }, use_avx512_ ? cpu::avx512::FloatDecodeTileGroups(x.rows)
+                   : cpu::avx2::FloatDecodeTileGroups(x.rows));
     return absl::OkStatus();
   }
 
@@ -434,7 +435,7 @@ absl::Status FastCpuBackend::UnpackedMatMul(const Tensor& x, const Tensor& w,
     // Reports bad shapes; computes views this backend did not pack.
     return CpuBackend::MatMul(x, w, bias, y);
   }
-  // Float weights in place (AVX2, or a view of rows of a packed weight).
+  // Float weights in place (a view of rows of a packed weight).
   const float* bias_data = bias != nullptr ? F32(*bias) : nullptr;
   const cpu::OutputRows out{F32(y), y->cols};
   pool_->ParallelFor(w.rows, [&](int64_t begin, int64_t end) {

@@ -523,11 +523,12 @@ TEST(FastCpuBackendAmxTest, AmxMatchesVnniBitForBit) {
   }
 }
 
-// The AVX2 kernels (decode tiles and the multi-row Q4 kernel) against the
-// best this processor has (AVX-512 VNNI, AMX from 8 rows): the same integer
-// sums and the same fp32 epilogue, so a quantized model computes the same
-// bits on a processor with AVX2 only as on one with AVX-512.
-TEST(FastCpuBackendAvx2Test, QuantizedMatMulMatchesAvx512BitForBit) {
+// The AVX2 kernels against the best this processor has (AVX-512 VNNI, AMX
+// from 8 rows): quantized weights give the same integer sums and the same
+// fp32 epilogue, packed float weights the same multiply-add chain per
+// output, so a model computes the same bits on a processor with AVX2 only
+// as on one with AVX-512.
+TEST(FastCpuBackendAvx2Test, MatMulMatchesAvx512BitForBit) {
   CpuBackendConfig best_config, avx2_config;
   best_config.num_threads = avx2_config.num_threads = 2;
   avx2_config.force_avx2 = true;
@@ -538,13 +539,15 @@ TEST(FastCpuBackendAvx2Test, QuantizedMatMulMatchesAvx512BitForBit) {
   ASSERT_EQ((*avx2)->isa(), "avx2");
   std::mt19937 rng(29);
   std::vector<std::vector<uint8_t>> all_weights;
-  for (DType dtype : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0}) {
+  for (DType dtype : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kF16,
+                      DType::kBF16, DType::kF32}) {
     // 1 and 3 rows: decode tiles on both; 2 and 5: the AVX2 multi-row Q4
     // kernel against VNNI; 16 and more: against AMX where present; 1,536
-    // columns: 48 blocks, more than one unpacked chunk of 32.
+    // columns: 48 blocks, more than one unpacked chunk of 32. Float: decode
+    // tiles of 4, 2 and 1 groups, row tiles of 1-6, passes of 48 rows.
     for (auto [m, rows, cols] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
              {1, 37, 64}, {2, 48, 576}, {3, 21, 160}, {5, 100, 96}, {16, 48, 1536},
-             {33, 16, 1056}, {70, 50, 32}}) {
+             {33, 16, 1056}, {70, 50, 32}, {1, 150, 64}}) {
       SCOPED_TRACE(std::string(DTypeName(dtype)) + " m=" + std::to_string(m) +
                    " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
       all_weights.push_back(RandomWeights(dtype, rows, cols, rng));
