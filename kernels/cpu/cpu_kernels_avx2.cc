@@ -123,21 +123,28 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g,
   }
 }
 
-// Q4 weights × several activation rows: a group's nibbles are split once
-// into bytes and its fp16 scales widened (kUnpackChunk blocks at a time,
-// into a per-thread buffer that stays in L1), and every row then reads
-// them from there. Per row and block the 8 products of each level and half
-// (each pair sum ≤ 2·15·127) add up in int16 (≤ 30,480); one VPMADDWD per
-// level widens them, the first level's times 254, so 254·sq + sr arrives
-// as one exact int32 (|·| < 2^24: exact in fp32 too). The sums are the
-// exact integers QuantTile reaches and the epilogue is QuantTile's, so a
-// row's output is bit-identical whichever of the two computed it (batch
+// Quantized weights × several activation rows: a group's blocks are
+// prepared once, with their fp16 scales widened (kUnpackChunk blocks at a
+// time, into a per-thread buffer that stays in L1), and every row then
+// reads them from there. Q4: nibbles split into bytes; per row and block
+// the 8 products of each level and half (each pair sum ≤ 2·15·127) add up
+// in int16 (≤ 30,480), and one VPMADDWD per level widens them, the first
+// level's times 254. Q8_0 (whose byte products do not fit int16 twice):
+// weights widened to int16, and the two levels joined into one int16
+// activation 254·q + r (|·| ≤ 32,385), so one VPMADDWD per 2 columns and 8
+// weight rows does both levels. Either way 254·sq + sr arrives as one exact
+// int32 (Q4: |·| < 2^24, exact in fp32 too). The sums are the exact
+// integers QuantTile reaches and the epilogue is QuantTile's, so a row's
+// output is bit-identical whichever of the two computed it (batch
 // invariance) — and equal to the AVX-512 kernels' (BlockEpilogue).
-constexpr int64_t kUnpackChunk = 32;          // blocks: 20 KiB unpacked
-constexpr int64_t kUnpackedBlockBytes = 640;  // 512 weight bytes, d, min
+template <DType kType>
+constexpr int64_t kUnpackChunk = kType == DType::kQ8_0 ? 16 : 32;  // 17 / 20 KiB
+template <DType kType>
+constexpr int64_t kUnpackedBlockBytes = kType == DType::kQ8_0 ? 1088 : 640;
+constexpr int64_t kUnpackedWeightBytes = 512;  // Q4 (Q8_0: 1,024)
 
 template <DType kType>
-void QuantRowsQ4(const PackedQuant& w, const QuantizedRows& x, int64_t g,
+void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
                  const float* bias, OutputRows y) {
   const int64_t nb = w.num_blocks;
   const __m256i low4 = _mm256_set1_epi8(0x0F);
@@ -148,22 +155,38 @@ void QuantRowsQ4(const PackedQuant& w, const QuantizedRows& x, int64_t g,
   // weight rows, the block's columns 4i .. 4i + 3 (i < 4: low nibbles;
   // i ≥ 4: high nibbles, columns 16 + 4(i − 4) ..), the columns of the
   // activation bytes at 4i; then d and the minimum as 16 floats each.
-  alignas(32) thread_local uint8_t unpacked[kUnpackChunk * kUnpackedBlockBytes];
+  alignas(32) thread_local uint8_t unpacked[kUnpackChunk<kType> * kUnpackedBlockBytes<kType>];
   thread_local std::vector<float> partial;  // [rows][16] across chunks
-  if (nb > kUnpackChunk && partial.size() < static_cast<size_t>(16 * x.rows)) {
+  if (nb > kUnpackChunk<kType> && partial.size() < static_cast<size_t>(16 * x.rows)) {
     partial.resize(static_cast<size_t>(16 * x.rows));
   }
   const uint8_t* group = w.data + g * nb * w.block_bytes;
-  for (int64_t b0 = 0; b0 < nb; b0 += kUnpackChunk) {
-    const int64_t b1 = MinI64(nb, b0 + kUnpackChunk);
+  for (int64_t b0 = 0; b0 < nb; b0 += kUnpackChunk<kType>) {
+    const int64_t b1 = MinI64(nb, b0 + kUnpackChunk<kType>);
     for (int64_t b = b0; b < b1; ++b) {
       const uint8_t* base = group + b * w.block_bytes;
       for (int64_t o = 0; o < w.block_bytes; o += 64) {
         _mm_prefetch(reinterpret_cast<const char*>(base + kQuantPrefetchBytes + o),
                      _MM_HINT_T0);
       }
-      uint8_t* dst = unpacked + (b - b0) * kUnpackedBlockBytes;
-      for (int s = 0; s < 4; ++s) {
+      uint8_t* dst = unpacked + (b - b0) * kUnpackedBlockBytes<kType>;
+      constexpr int64_t kWeightBytes =
+          kType == DType::kQ8_0 ? 2 * kUnpackedWeightBytes : kUnpackedWeightBytes;
+      // Q8_0: vector s of half h (columns 4s .. 4s + 3 of 8 weight rows)
+      // as int16, rows 0-3 then rows 4-7: each 32-bit lane one column pair
+      // of one row.
+      for (int s = 0; s < 8 && kType == DType::kQ8_0; ++s) {
+        for (int h = 0; h < 2; ++h) {
+          const __m256i p = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(base + 64 * s + 32 * h));
+          uint8_t* out = dst + 512 * h + 64 * s;
+          _mm256_store_si256(reinterpret_cast<__m256i*>(out),
+                             _mm256_cvtepi8_epi16(_mm256_castsi256_si128(p)));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(out + 32),
+                             _mm256_cvtepi8_epi16(_mm256_extracti128_si256(p, 1)));
+        }
+      }
+      for (int s = 0; s < 4 && kType != DType::kQ8_0; ++s) {
         for (int h = 0; h < 2; ++h) {
           const __m256i p = _mm256_loadu_si256(
               reinterpret_cast<const __m256i*>(base + 64 * s + 32 * h));
@@ -174,7 +197,7 @@ void QuantRowsQ4(const PackedQuant& w, const QuantizedRows& x, int64_t g,
               _mm256_and_si256(_mm256_srli_epi16(p, 4), low4));
         }
       }
-      float* scales = reinterpret_cast<float*>(dst + 512);
+      float* scales = reinterpret_cast<float*>(dst + kWeightBytes);
       for (int h = 0; h < (kType == DType::kQ4_1 ? 4 : 2); ++h) {
         _mm256_store_ps(scales + 8 * h, _mm256_cvtph_ps(_mm_loadu_si128(
                                             reinterpret_cast<const __m128i*>(
@@ -193,14 +216,45 @@ void QuantRowsQ4(const PackedQuant& w, const QuantizedRows& x, int64_t g,
         const int64_t meta = m * nb + b;
         const int8_t* xq = x.q + m * x.cols + b * kQuantBlockSize;
         const int8_t* xr = x.r + m * x.cols + b * kQuantBlockSize;
-        const uint8_t* wb = unpacked + (b - b0) * kUnpackedBlockBytes;
-        const float* scales = reinterpret_cast<const float*>(wb + 512);
+        const uint8_t* wb = unpacked + (b - b0) * kUnpackedBlockBytes<kType>;
+        const float* scales = reinterpret_cast<const float*>(
+            wb + (kType == DType::kQ8_0 ? 2 : 1) * kUnpackedWeightBytes);
         // A half at a time, the activations broadcast again for the second
         // (a load each): with all 16 broadcasts kept for both halves (GCC
         // merges the repeated loads unless the pointers are hidden from it)
         // they spill to the stack.
-        __m256i sum16[2][2];  // [half][level]
-        for (int h = 0; h < 2; ++h) {
+        __m256i sum16[2][2];  // [half][level] (Q4)
+        __m256i isum[2];      // [half]: 254·sq + sr
+        if constexpr (kType == DType::kQ8_0) {
+          // The block's activations as 254·q + r in int16, for 64-bit
+          // broadcasts of 4 columns.
+          alignas(32) int16_t joined[kQuantBlockSize];
+          for (int half = 0; half < 2; ++half) {
+            const __m256i q16 = _mm256_cvtepi8_epi16(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(xq + 16 * half)));
+            const __m256i r16 = _mm256_cvtepi8_epi16(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(xr + 16 * half)));
+            _mm256_store_si256(reinterpret_cast<__m256i*>(joined + 16 * half),
+                               _mm256_add_epi16(_mm256_mullo_epi16(q16, second), r16));
+          }
+          for (int h = 0; h < 2; ++h) {
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+            for (int s = 0; s < 8; ++s) {
+              int64_t four;
+              std::memcpy(&four, joined + 4 * s, sizeof(four));
+              const __m256i a = _mm256_set1_epi64x(four);
+              const uint8_t* ws = wb + 512 * h + 64 * s;
+              lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_load_si256(
+                                            reinterpret_cast<const __m256i*>(ws)), a));
+              hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_load_si256(
+                                            reinterpret_cast<const __m256i*>(ws + 32)), a));
+            }
+            // Lanes (2j, 2j + 1) of lo: row j's two column pairs (rows 4 +
+            // j in hi); the pairwise sums, back in row order.
+            isum[h] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0xD8);
+          }
+        }
+        for (int h = 0; h < 2 && kType != DType::kQ8_0; ++h) {
           const int8_t* aq = xq;
           const int8_t* ar = xr;
           asm volatile("" : "+r"(aq), "+r"(ar));
@@ -221,10 +275,12 @@ void QuantRowsQ4(const PackedQuant& w, const QuantizedRows& x, int64_t g,
                         x.sum_r[meta]));
         const __m256 fine = _mm256_set1_ps(x.fine_scale[meta]);
         for (int h = 0; h < 2; ++h) {
-          const __m256i isum = _mm256_add_epi32(
-              _mm256_add_epi32(offset, _mm256_madd_epi16(sum16[h][0], second)),
-              _mm256_madd_epi16(sum16[h][1], ones));
-          acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
+          if constexpr (kType != DType::kQ8_0) {
+            isum[h] = _mm256_add_epi32(
+                _mm256_add_epi32(offset, _mm256_madd_epi16(sum16[h][0], second)),
+                _mm256_madd_epi16(sum16[h][1], ones));
+          }
+          acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h]),
                                    _mm256_mul_ps(_mm256_load_ps(scales + 8 * h), fine),
                                    acc[h]);
           if constexpr (kType == DType::kQ4_1) {
@@ -251,7 +307,7 @@ void QuantRowsQ4(const PackedQuant& w, const QuantizedRows& x, int64_t g,
   }
 }
 
-// From this many activation rows Q4 weights go through QuantRowsQ4.
+// From this many activation rows weights go through QuantRows.
 constexpr int64_t kMinUnpackedRows = 2;
 
 template <DType kType>
@@ -259,11 +315,9 @@ void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
                       int64_t group_begin, int64_t group_end,
                       const float* bias, OutputRows y) {
   for (int64_t g = group_begin; g < group_end; ++g) {
-    if constexpr (kType != DType::kQ8_0) {
-      if (x.rows >= kMinUnpackedRows) {
-        QuantRowsQ4<kType>(w, x, g, bias, y);
-        continue;
-      }
+    if (x.rows >= kMinUnpackedRows) {
+      QuantRows<kType>(w, x, g, bias, y);
+      continue;
     }
     for (int64_t m = 0; m < x.rows; ++m) QuantTile<kType>(w, x, g, m, bias, y);
   }
