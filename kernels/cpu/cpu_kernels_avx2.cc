@@ -29,6 +29,21 @@ inline __m256i Broadcast4(const int8_t* p) {
 // AVX-512 kernels' kDecodePrefetchBytes; bench/README.md has the A/B).
 constexpr int64_t kQuantPrefetchBytes = 1024;
 
+// y[m][16g .. 16g + 16) = (lo, hi) + bias, the columns past the matrix's
+// `rows` left alone: the end of every group tile.
+inline void StoreGroupRow(OutputRows y, int64_t m, int64_t g, int64_t rows,
+                          const float* bias, __m256 lo, __m256 hi) {
+  const int64_t col0 = g * kPackRows;
+  const int64_t valid = MinI64(kPackRows, rows - col0);
+  alignas(32) float out[kPackRows];
+  _mm256_store_ps(out, lo);
+  _mm256_store_ps(out + 8, hi);
+  float* dst = y.data + m * y.stride + col0;
+  for (int64_t i = 0; i < valid; ++i) {
+    dst[i] = out[i] + (bias != nullptr ? bias[col0 + i] : 0.0f);
+  }
+}
+
 // One group of 16 output columns (two halves of 8) × one activation row,
 // both activation levels: 2 float + 4 int accumulators.
 template <DType kType>
@@ -112,15 +127,7 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g,
       }
     }
   }
-  const int64_t col0 = g * kPackRows;
-  const int64_t valid = MinI64(kPackRows, w.rows - col0);
-  alignas(32) float out[kPackRows];
-  _mm256_store_ps(out, acc[0]);
-  _mm256_store_ps(out + 8, acc[1]);
-  float* dst = y.data + m * y.stride + col0;
-  for (int64_t i = 0; i < valid; ++i) {
-    dst[i] = out[i] + (bias != nullptr ? bias[col0 + i] : 0.0f);
-  }
+  StoreGroupRow(y, m, g, w.rows, bias, acc[0], acc[1]);
 }
 
 // Quantized weights × several activation rows: a group's blocks are
@@ -294,15 +301,7 @@ void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
         _mm256_storeu_ps(&partial[16 * m + 8], acc[1]);
         continue;
       }
-      const int64_t col0 = g * kPackRows;
-      const int64_t valid = MinI64(kPackRows, w.rows - col0);
-      alignas(32) float out[kPackRows];
-      _mm256_store_ps(out, acc[0]);
-      _mm256_store_ps(out + 8, acc[1]);
-      float* dst = y.data + m * y.stride + col0;
-      for (int64_t i = 0; i < valid; ++i) {
-        dst[i] = out[i] + (bias != nullptr ? bias[col0 + i] : 0.0f);
-      }
+      StoreGroupRow(y, m, g, w.rows, bias, acc[0], acc[1]);
     }
   }
 }
@@ -480,23 +479,11 @@ void PackedFloatTile(const PackedFloat& w, const float* x, int64_t x_stride,
   }
   // Unrolled, so that every acc index is a constant (a loop here made GCC
   // keep the accumulators on the stack, a store per column).
-  alignas(32) float out[GT][MT][kPackRows];
 #pragma GCC unroll 8
   for (int gi = 0; gi < GT; ++gi) {
 #pragma GCC unroll 8
     for (int t = 0; t < MT; ++t) {
-      _mm256_store_ps(out[gi][t], acc[gi][0][t]);
-      _mm256_store_ps(out[gi][t] + 8, acc[gi][1][t]);
-    }
-  }
-  for (int gi = 0; gi < GT; ++gi) {
-    const int64_t col0 = (g0 + gi) * kPackRows;
-    const int64_t valid = MinI64(kPackRows, w.rows - col0);
-    for (int t = 0; t < MT; ++t) {
-      float* dst = y.data + (m0 + t) * y.stride + col0;
-      for (int64_t i = 0; i < valid; ++i) {
-        dst[i] = out[gi][t][i] + (bias != nullptr ? bias[col0 + i] : 0.0f);
-      }
+      StoreGroupRow(y, m0 + t, g0 + gi, w.rows, bias, acc[gi][0][t], acc[gi][1][t]);
     }
   }
 }

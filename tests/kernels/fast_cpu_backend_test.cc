@@ -482,6 +482,38 @@ INSTANTIATE_TEST_SUITE_P(Isas, FastCpuBackendTest,
                                            Variant{true, 1}, Variant{true, 3}),
                          VariantName);
 
+// MatMul on backends `a` and `b` for every dtype × (m, rows, cols), the
+// same weights and inputs: the outputs must be equal bit for bit.
+void ExpectSameMatMulBits(FastCpuBackend& a, FastCpuBackend& b,
+                          const std::vector<DType>& dtypes,
+                          const std::vector<std::tuple<int64_t, int64_t, int64_t>>& shapes,
+                          uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::vector<uint8_t>> all_weights;
+  for (DType dtype : dtypes) {
+    for (auto [m, rows, cols] : shapes) {
+      SCOPED_TRACE(std::string(DTypeName(dtype)) + " m=" + std::to_string(m) +
+                   " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+      all_weights.push_back(RandomWeights(dtype, rows, cols, rng));
+      auto wa = a.UploadWeight(dtype, rows, cols, all_weights.back().data());
+      auto wb = b.UploadWeight(dtype, rows, cols, all_weights.back().data());
+      ASSERT_TRUE(wa.ok() && wb.ok());
+      std::vector<float> x = RandomVector(m * cols, rng);
+      std::vector<float> bias = RandomVector(rows, rng);
+      Tensor bias_t{DType::kF32, 1, rows, bias.data()};
+      Tensor x_t{DType::kF32, m, cols, x.data()};
+      std::vector<float> got(m * rows, NAN), want(m * rows, NAN);
+      Tensor got_t{DType::kF32, m, rows, got.data()};
+      Tensor want_t{DType::kF32, m, rows, want.data()};
+      ASSERT_TRUE(a.MatMul(x_t, *wa, &bias_t, &got_t).ok());
+      ASSERT_TRUE(b.MatMul(x_t, *wb, &bias_t, &want_t).ok());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i], want[i]) << "element " << i;
+      }
+    }
+  }
+}
+
 // AMX-INT8 (batches) against the AVX-512 VNNI kernels: the same integer
 // sums and the same fp32 epilogue, so the outputs must be equal bit for bit.
 TEST(FastCpuBackendAmxTest, AmxMatchesVnniBitForBit) {
@@ -495,32 +527,10 @@ TEST(FastCpuBackendAmxTest, AmxMatchesVnniBitForBit) {
     GTEST_SKIP() << "no AMX-INT8 here (isa " << (*amx)->isa() << ")";
   }
   ASSERT_EQ((*vnni)->isa(), "avx512-vnni");
-  std::mt19937 rng(23);
-  std::vector<std::vector<uint8_t>> all_weights;
-  for (DType dtype : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0}) {
-    for (auto [m, rows, cols] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-             {8, 37, 64}, {11, 21, 160}, {16, 48, 576}, {17, 100, 96}, {33, 16, 1536},
-             {70, 50, 32}}) {
-      SCOPED_TRACE(std::string(DTypeName(dtype)) + " m=" + std::to_string(m) +
-                   " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
-      all_weights.push_back(RandomWeights(dtype, rows, cols, rng));
-      auto wa = (*amx)->UploadWeight(dtype, rows, cols, all_weights.back().data());
-      auto wv = (*vnni)->UploadWeight(dtype, rows, cols, all_weights.back().data());
-      ASSERT_TRUE(wa.ok() && wv.ok());
-      std::vector<float> x = RandomVector(m * cols, rng);
-      std::vector<float> bias = RandomVector(rows, rng);
-      Tensor bias_t{DType::kF32, 1, rows, bias.data()};
-      Tensor x_t{DType::kF32, m, cols, x.data()};
-      std::vector<float> got(m * rows, NAN), want(m * rows, NAN);
-      Tensor got_t{DType::kF32, m, rows, got.data()};
-      Tensor want_t{DType::kF32, m, rows, want.data()};
-      ASSERT_TRUE((*amx)->MatMul(x_t, *wa, &bias_t, &got_t).ok());
-      ASSERT_TRUE((*vnni)->MatMul(x_t, *wv, &bias_t, &want_t).ok());
-      for (size_t i = 0; i < got.size(); ++i) {
-        ASSERT_EQ(got[i], want[i]) << "element " << i;
-      }
-    }
-  }
+  ExpectSameMatMulBits(**amx, **vnni, {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0},
+                       {{8, 37, 64}, {11, 21, 160}, {16, 48, 576}, {17, 100, 96},
+                        {33, 16, 1536}, {70, 50, 32}},
+                       23);
 }
 
 // The AVX2 kernels against the best this processor has (AVX-512 VNNI, AMX
@@ -537,37 +547,16 @@ TEST(FastCpuBackendAvx2Test, MatMulMatchesAvx512BitForBit) {
   ASSERT_TRUE(best.ok() && avx2.ok());
   if ((*best)->isa() == "avx2") GTEST_SKIP() << "no AVX-512 here";
   ASSERT_EQ((*avx2)->isa(), "avx2");
-  std::mt19937 rng(29);
-  std::vector<std::vector<uint8_t>> all_weights;
-  for (DType dtype : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kF16,
-                      DType::kBF16, DType::kF32}) {
-    // 1 and 3 rows: decode tiles on both; 2 and 5: the AVX2 multi-row Q4
-    // kernel against VNNI; 16 and more: against AMX where present; 1,536
-    // columns: 48 blocks, more than one unpacked chunk of 32. Float: decode
-    // tiles of 4, 2 and 1 groups, row tiles of 1-6, passes of 48 rows.
-    for (auto [m, rows, cols] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-             {1, 37, 64}, {2, 48, 576}, {3, 21, 160}, {5, 100, 96}, {16, 48, 1536},
-             {33, 16, 1056}, {70, 50, 32}, {1, 150, 64}}) {
-      SCOPED_TRACE(std::string(DTypeName(dtype)) + " m=" + std::to_string(m) +
-                   " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
-      all_weights.push_back(RandomWeights(dtype, rows, cols, rng));
-      auto wb = (*best)->UploadWeight(dtype, rows, cols, all_weights.back().data());
-      auto wa = (*avx2)->UploadWeight(dtype, rows, cols, all_weights.back().data());
-      ASSERT_TRUE(wb.ok() && wa.ok());
-      std::vector<float> x = RandomVector(m * cols, rng);
-      std::vector<float> bias = RandomVector(rows, rng);
-      Tensor bias_t{DType::kF32, 1, rows, bias.data()};
-      Tensor x_t{DType::kF32, m, cols, x.data()};
-      std::vector<float> got(m * rows, NAN), want(m * rows, NAN);
-      Tensor got_t{DType::kF32, m, rows, got.data()};
-      Tensor want_t{DType::kF32, m, rows, want.data()};
-      ASSERT_TRUE((*avx2)->MatMul(x_t, *wa, &bias_t, &got_t).ok());
-      ASSERT_TRUE((*best)->MatMul(x_t, *wb, &bias_t, &want_t).ok());
-      for (size_t i = 0; i < got.size(); ++i) {
-        ASSERT_EQ(got[i], want[i]) << "element " << i;
-      }
-    }
-  }
+  // 1 and 3 rows: decode tiles on both; 2 and 5: the AVX2 multi-row
+  // kernels against VNNI; 16 and more: against AMX where present; 1,536
+  // columns: 48 blocks, more than one prepared chunk. Float: decode tiles
+  // of 4, 2 and 1 groups, row tiles of 1-4, passes of 48 rows.
+  ExpectSameMatMulBits(**avx2, **best,
+                       {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kF16,
+                        DType::kBF16, DType::kF32},
+                       {{1, 37, 64}, {2, 48, 576}, {3, 21, 160}, {5, 100, 96},
+                        {16, 48, 1536}, {33, 16, 1056}, {70, 50, 32}, {1, 150, 64}},
+                       29);
 }
 
 // The AVX-512 activation quantizer writes exactly what the AVX2 one does
