@@ -283,6 +283,8 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
 
 template <typename T>
 bool AttendWithElement(const AttentionTileTask& task, float* scratch) {
+  static_assert(ThreePassHeadDim(8) && ThreePassHeadDim(16) && ThreePassHeadDim(32) &&
+                ThreePassHeadDim(64) && ThreePassHeadDim(96) && ThreePassHeadDim(128));
   switch (task.head_dim) {
     case 8: AttendTyped<1, T>(task, scratch); return true;
     case 16: AttendTyped<2, T>(task, scratch); return true;

@@ -113,14 +113,6 @@ struct OutputRows {
   int64_t stride = 0;
 };
 
-// Causal attention of consecutive query tokens of one sequence (a decode
-// token, or part of a prompt chunk) × the `group` query heads sharing one
-// KV head. Query token i (0-based in the tile) sees first_visible + i
-// positions. Each row's arithmetic depends only on its own query and
-// visible keys — not on the other rows of the tile — so a token's output
-// is the same whatever batch or chunk it is computed in. The layer's K/V
-// for this KV head: block b's row p is at element
-// base + blocks[b] * block_stride + p * head_dim, F32 or F16 (kv_dtype).
 // Rows that see more keys than this attend in chunks of this many keys
 // (chunk c: keys [c·kAttentionKeyChunk, (c + 1)·kAttentionKeyChunk)) in the
 // three-pass kernels, merged by MergeKeyChunks: a decode's few tasks can
@@ -136,6 +128,14 @@ inline constexpr int64_t AttentionPartialFloats(int rows, int head_dim) {
   return int64_t{rows} * (head_dim + 2);
 }
 
+// Causal attention of consecutive query tokens of one sequence (a decode
+// token, or part of a prompt chunk) × the `group` query heads sharing one
+// KV head. Query token i (0-based in the tile) sees first_visible + i
+// positions. Each row's arithmetic depends only on its own query and
+// visible keys — not on the other rows of the tile — so a token's output
+// is the same whatever batch or chunk it is computed in. The layer's K/V
+// for this KV head: block b's row p is at element
+// base + blocks[b] * block_stride + p * head_dim, F32 or F16 (kv_dtype).
 struct AttentionTileTask {
   const float* q;    // token i, head g at q + i * token_stride + g * head_dim
   float* out;        // same layout as q
@@ -212,10 +212,14 @@ static inline int64_t AttentionTileScratch(int num_tokens, int group, int head_d
   return int64_t{num_tokens} * group * (head_dim + 2) + 24 * int64_t{head_dim};
 }
 void AttendQueryTile(const AttentionTileTask& task, float* scratch);
-// Three passes (scores, softmax, values; attention_avx2.cc) for head_dim
-// 8, 16, 32, 64, 96 or 128: returns false, doing nothing, for other head
-// sizes. Chunks of long contexts as avx512::AttendQueryTile. Scratch:
-// floats of ThreePassAttentionScratch for the tile's rows and its span.
+// Three passes (scores, softmax, values; attention_avx2.cc) for the head
+// sizes ThreePassHeadDim accepts: returns false, doing nothing, for others.
+// Chunks of long contexts as avx512::AttendQueryTile. Scratch: floats of
+// ThreePassAttentionScratch for the tile's rows and its span.
+constexpr bool ThreePassHeadDim(int head_dim) {
+  return head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64 ||
+         head_dim == 96 || head_dim == 128;
+}
 bool AttendThreePass(const AttentionTileTask& task, float* scratch);
 static inline int64_t ThreePassAttentionScratch(int num_tokens, int group,
                                                 int head_dim, int max_visible) {

@@ -537,13 +537,11 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
   const int group = attention.num_q_heads / attention.num_kv_heads;
   const int num_kv_heads = attention.num_kv_heads;
   // The three-pass kernels: AVX-512 (head sizes multiple of 16 up to 128),
-  // else AVX2 (8, 16, 32, 64, 96, 128); other head sizes the AVX2
+  // else AVX2 (cpu::avx2::ThreePassHeadDim); other head sizes the AVX2
   // flash-style one. Which kernel runs depends on the model and the
   // processor only, never on the batch.
   const bool avx512 = use_avx512_ && head_dim % 16 == 0 && head_dim <= 128;
-  const bool three_pass =
-      avx512 || head_dim == 8 || head_dim == 16 || head_dim == 32 ||
-      head_dim == 64 || head_dim == 96 || head_dim == 128;
+  const bool three_pass = avx512 || cpu::avx2::ThreePassHeadDim(head_dim);
   const auto attend = avx512 ? cpu::avx512::AttendQueryTile : cpu::avx2::AttendThreePass;
   const auto merge_chunks =
       avx512 ? cpu::avx512::MergeKeyChunks : cpu::avx2::MergeKeyChunks;
