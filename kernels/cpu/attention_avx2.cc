@@ -11,11 +11,14 @@
 //      vectors of the head at a time in registers; then out /= Σ p.
 // Long contexts attend in chunks of kAttentionKeyChunk keys with partial
 // results, merged by MergeKeyChunks, exactly as the AVX-512 kernel does.
+// Other head sizes (and so any processor): AttendQueryTile, flash-style
+// tiles with keys transposed 8 at a time, at the end of this file.
 // Compiled with -mavx2 -mfma -mf16c; internal linkage only.
 #include <immintrin.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/cpu/avx2_common.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -333,6 +336,173 @@ void MergeKeyChunks(const float* partials, int chunks, int64_t chunk_stride,
     float* dst = out + (r / group) * token_stride + (r % group) * head_dim;
     const __m256 inv = _mm256_set1_ps(1.0f / sum);
     for (int e = 0; e < vectors; ++e) _mm256_storeu_ps(dst + 8 * e, _mm256_mul_ps(acc[e], inv));
+  }
+}
+
+// --- The flash-style kernel (other head sizes) ------------------------------
+
+namespace {
+
+// out[8 i + j] = rows[j][e + i] for i, j < 8: eight key rows' dims
+// [e, e + 8) transposed, so one vector holds one dim of 8 keys.
+inline void Transpose8x8(const float* const* rows, int e, float* out) {
+  __m256 r[8];
+  for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(rows[j] + e);
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
+  const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
+  const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]);
+  const __m256 t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]);
+  const __m256 t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44);
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44);
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44);
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44);
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(out + 0, _mm256_permute2f128_ps(s0, s4, 0x20));
+  _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(s1, s5, 0x20));
+  _mm256_storeu_ps(out + 16, _mm256_permute2f128_ps(s2, s6, 0x20));
+  _mm256_storeu_ps(out + 24, _mm256_permute2f128_ps(s3, s7, 0x20));
+  _mm256_storeu_ps(out + 32, _mm256_permute2f128_ps(s0, s4, 0x31));
+  _mm256_storeu_ps(out + 40, _mm256_permute2f128_ps(s1, s5, 0x31));
+  _mm256_storeu_ps(out + 48, _mm256_permute2f128_ps(s2, s6, 0x31));
+  _mm256_storeu_ps(out + 56, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+}  // namespace
+
+void AttendQueryTile(const AttentionTileTask& task, float* scratch) {
+  const int d = task.head_dim;
+  const int rows = task.num_tokens * task.group;
+  float* o = scratch;                          // [rows][d]
+  float* row_max = o + int64_t{rows} * d;      // [rows]
+  float* row_sum = row_max + rows;             // [rows]
+  float* k_t = row_sum + rows;                 // [d][8] the chunk's keys
+  float* widened = k_t + 8 * int64_t{d};       // [2][8][d] F16 K, V as fp32
+  for (int r = 0; r < rows; ++r) {
+    row_max[r] = -INFINITY;
+    row_sum[r] = 0;
+  }
+  std::memset(o, 0, sizeof(float) * rows * d);
+  const int max_visible = task.first_visible + task.num_tokens - 1;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256 scale = _mm256_set1_ps(task.scale);
+  const bool f16 = task.kv_dtype == DType::kF16;
+  // Row `position` of K (kind 0) or V (1) as fp32: in place, or widened
+  // from F16 into slot j of the chunk's scratch.
+  auto row_of = [&](int kind, int position, int j) -> const float* {
+    const int64_t at = task.blocks[position / task.block_size] * task.block_stride +
+                       int64_t{position % task.block_size} * d;
+    const void* base = kind == 0 ? task.k_base : task.v_base;
+    if (!f16) return static_cast<const float*>(base) + at;
+    const uint16_t* src = static_cast<const uint16_t*>(base) + at;
+    float* dst = widened + (int64_t{kind} * 8 + j) * d;
+    int i = 0;
+    for (; i + 8 <= d; i += 8) {
+      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(
+                                    reinterpret_cast<const __m128i*>(src + i))));
+    }
+    for (; i < d; ++i) dst[i] = _cvtsh_ss(src[i]);
+    return dst;
+  };
+  for (int c = 0; c < max_visible; c += 8) {
+    const int chunk = max_visible - c < 8 ? max_visible - c : 8;
+    const float* v_rows[8];
+    if (chunk == 8 && d % 8 == 0) {
+      const float* k[8];
+      for (int j = 0; j < 8; ++j) {
+        k[j] = row_of(0, c + j, j);
+        v_rows[j] = row_of(1, c + j, j);
+      }
+      for (int e = 0; e < d; e += 8) Transpose8x8(k, e, k_t + 8 * e);
+    } else {
+      for (int j = 0; j < 8; ++j) {
+        if (j < chunk) {
+          const float* k = row_of(0, c + j, j);
+          for (int i = 0; i < d; ++i) k_t[i * 8 + j] = k[i];
+          v_rows[j] = row_of(1, c + j, j);
+        } else {
+          for (int i = 0; i < d; ++i) k_t[i * 8 + j] = 0;
+          v_rows[j] = nullptr;
+        }
+      }
+    }
+    // Scores of 4 rows at a time, two accumulators each: 8 independent
+    // multiply-add chains share every load of the transposed keys.
+    for (int r0 = 0; r0 < rows; r0 += 4) {
+      const float* q[4];
+      for (int rr = 0; rr < 4; ++rr) {
+        const int r = r0 + rr < rows ? r0 + rr : r0;  // spare lanes redo r0
+        q[rr] = task.q + (r / task.group) * task.token_stride + (r % task.group) * d;
+      }
+      __m256 acc[4][2];
+      for (int rr = 0; rr < 4; ++rr) {
+        acc[rr][0] = _mm256_setzero_ps();
+        acc[rr][1] = _mm256_setzero_ps();
+      }
+      int i = 0;
+      for (; i + 2 <= d; i += 2) {
+        const __m256 k0 = _mm256_loadu_ps(k_t + 8 * i);
+        const __m256 k1 = _mm256_loadu_ps(k_t + 8 * (i + 1));
+        for (int rr = 0; rr < 4; ++rr) {
+          acc[rr][0] = _mm256_fmadd_ps(_mm256_set1_ps(q[rr][i]), k0, acc[rr][0]);
+          acc[rr][1] = _mm256_fmadd_ps(_mm256_set1_ps(q[rr][i + 1]), k1, acc[rr][1]);
+        }
+      }
+      for (; i < d; ++i) {
+        const __m256 k0 = _mm256_loadu_ps(k_t + 8 * i);
+        for (int rr = 0; rr < 4; ++rr) {
+          acc[rr][0] = _mm256_fmadd_ps(_mm256_set1_ps(q[rr][i]), k0, acc[rr][0]);
+        }
+      }
+      for (int rr = 0; rr < 4 && r0 + rr < rows; ++rr) {
+        const int r = r0 + rr;
+        const int visible = task.first_visible + r / task.group;
+        if (visible <= c) continue;  // every key of the chunk is in its future
+        const int valid = visible - c < chunk ? visible - c : chunk;
+        const __m256 keep = _mm256_castsi256_ps(
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane));
+        const __m256 s = _mm256_blendv_ps(
+            _mm256_set1_ps(-INFINITY),
+            _mm256_mul_ps(_mm256_add_ps(acc[rr][0], acc[rr][1]), scale), keep);
+        const float new_max = std::fmax(row_max[r], HorizontalMax(s));
+        const __m256 p =
+            _mm256_and_ps(Exp(_mm256_sub_ps(s, _mm256_set1_ps(new_max))), keep);
+        const float correction = std::exp(row_max[r] - new_max);  // 0 at first
+        row_sum[r] = row_sum[r] * correction + HorizontalSum(p);
+        row_max[r] = new_max;
+        alignas(32) float weights[8];
+        _mm256_store_ps(weights, p);
+        float* out = o + int64_t{r} * d;
+        const __m256 corr = _mm256_set1_ps(correction);
+        int e = 0;
+        for (; e + 8 <= d; e += 8) {
+          __m256 sum = _mm256_mul_ps(_mm256_loadu_ps(out + e), corr);
+          for (int j = 0; j < valid; ++j) {
+            sum = _mm256_fmadd_ps(_mm256_set1_ps(weights[j]),
+                                  _mm256_loadu_ps(v_rows[j] + e), sum);
+          }
+          _mm256_storeu_ps(out + e, sum);
+        }
+        for (; e < d; ++e) {
+          float sum = out[e] * correction;
+          for (int j = 0; j < valid; ++j) sum += weights[j] * v_rows[j][e];
+          out[e] = sum;
+        }
+      }
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    const int token = r / task.group;
+    const int head = r % task.group;
+    float* dst = task.out + token * task.token_stride + head * d;
+    const float inv = 1.0f / row_sum[r];
+    for (int i = 0; i < d; ++i) dst[i] = o[int64_t{r} * d + i] * inv;
   }
 }
 
