@@ -146,10 +146,14 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g,
 // output is bit-identical whichever of the two computed it (batch
 // invariance) — and equal to the AVX-512 kernels' (BlockEpilogue).
 template <DType kType>
-constexpr int64_t kUnpackChunk = kType == DType::kQ8_0 ? 16 : 32;  // 17 / 20 KiB
+constexpr int64_t kUnpackChunk = kType == DType::kQ8_0 ? 16 : 32;  // ≤ 20 KiB prepared
+// A prepared block: its weights (Q4 bytes; Q8_0 int16), then d (and the
+// Q4_1 minimum) as 16 floats each.
 template <DType kType>
-constexpr int64_t kUnpackedBlockBytes = kType == DType::kQ8_0 ? 1088 : 640;
-constexpr int64_t kUnpackedWeightBytes = 512;  // Q4 (Q8_0: 1,024)
+constexpr int64_t kUnpackedWeightBytes = kType == DType::kQ8_0 ? 1024 : 512;
+template <DType kType>
+constexpr int64_t kUnpackedBlockBytes =
+    kUnpackedWeightBytes<kType> + (kType == DType::kQ4_1 ? 128 : 64);
 
 template <DType kType>
 void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
@@ -178,8 +182,6 @@ void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
                      _MM_HINT_T0);
       }
       uint8_t* dst = unpacked + (b - b0) * kUnpackedBlockBytes<kType>;
-      constexpr int64_t kWeightBytes =
-          kType == DType::kQ8_0 ? 2 * kUnpackedWeightBytes : kUnpackedWeightBytes;
       // Q8_0: vector s of half h (columns 4s .. 4s + 3 of 8 weight rows)
       // as int16, rows 0-3 then rows 4-7: each 32-bit lane one column pair
       // of one row.
@@ -205,7 +207,7 @@ void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
               _mm256_and_si256(_mm256_srli_epi16(p, 4), low4));
         }
       }
-      float* scales = reinterpret_cast<float*>(dst + kWeightBytes);
+      float* scales = reinterpret_cast<float*>(dst + kUnpackedWeightBytes<kType>);
       for (int h = 0; h < (kType == DType::kQ4_1 ? 4 : 2); ++h) {
         _mm256_store_ps(scales + 8 * h, _mm256_cvtph_ps(_mm_loadu_si128(
                                             reinterpret_cast<const __m128i*>(
@@ -225,8 +227,8 @@ void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
         const int8_t* xq = x.q + m * x.cols + b * kQuantBlockSize;
         const int8_t* xr = x.r + m * x.cols + b * kQuantBlockSize;
         const uint8_t* wb = unpacked + (b - b0) * kUnpackedBlockBytes<kType>;
-        const float* scales = reinterpret_cast<const float*>(
-            wb + (kType == DType::kQ8_0 ? 2 : 1) * kUnpackedWeightBytes);
+        const float* scales =
+            reinterpret_cast<const float*>(wb + kUnpackedWeightBytes<kType>);
         // A half at a time, the activations broadcast again for the second
         // (a load each): with all 16 broadcasts kept for both halves (GCC
         // merges the repeated loads unless the pointers are hidden from it)
@@ -278,12 +280,12 @@ void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
             asm("" : "+x"(sum16[h][0]), "+x"(sum16[h][1]));
           }
         }
-        const __m256i offset = _mm256_set1_epi32(
-            -kOffset * (static_cast<int32_t>(kSecondLevel) * x.sum_q[meta] +
-                        x.sum_r[meta]));
         const __m256 fine = _mm256_set1_ps(x.fine_scale[meta]);
         for (int h = 0; h < 2; ++h) {
           if constexpr (kType != DType::kQ8_0) {
+            const __m256i offset = _mm256_set1_epi32(
+                -kOffset * (static_cast<int32_t>(kSecondLevel) * x.sum_q[meta] +
+                            x.sum_r[meta]));
             isum[h] = _mm256_add_epi32(
                 _mm256_add_epi32(offset, _mm256_madd_epi16(sum16[h][0], second)),
                 _mm256_madd_epi16(sum16[h][1], ones));
