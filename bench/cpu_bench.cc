@@ -64,6 +64,9 @@ ABSL_FLAG(int, n_gen, 128, "generated tokens of the tg and engine tests");
 ABSL_FLAG(std::string, batch_sizes, "1,4,16", "sequences of the batched test");
 ABSL_FLAG(bool, force_avx2, false,
           "fast backend: the AVX2 kernels even where AVX-512 is present");
+ABSL_FLAG(bool, allow_avx_vnni, true,
+          "fast backend without AVX-512 (or with --force_avx2): AVX-VNNI's "
+          "quantized matmuls where the processor has AVX-VNNI");
 ABSL_FLAG(int, batched_prompt, 128, "prompt tokens per sequence, batched test");
 ABSL_FLAG(int, batched_gen, 128, "decode steps, batched test");
 ABSL_FLAG(int, reps, 5, "timed repetitions of each test");
@@ -397,6 +400,7 @@ int Main() {
     config.num_threads = absl::GetFlag(FLAGS_threads);
     config.kv_cache_dtype = *kv_cache_dtype;
     config.force_avx2 = absl::GetFlag(FLAGS_force_avx2);
+    config.allow_avx_vnni = absl::GetFlag(FLAGS_allow_avx_vnni);
     auto fast = FastCpuBackend::Create(config);
     if (!fast.ok()) return Fail(fast.status());
     options.threads = (*fast)->num_threads();

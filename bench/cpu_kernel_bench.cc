@@ -5,16 +5,19 @@
 //
 //   build/bench/weft-bench-cpu-kernels --m 1,4,16,64 --kernels vnni,amx
 //
-// Kernels: avx2, vnni (AVX-512 VNNI), amx (AMX-INT8); those the processor
-// lacks are skipped with a line on stderr. `--kernels attention` instead
-// times the AVX-512 paged attention of one batched decode step of the
-// default model's shape (30 layers × --attention_seqs sequences × 3 KV
-// heads, 3 query heads each, head dim 64, F16 cache in blocks of 16) over a
-// context of --attention_context tokens, longer ones in chunks of keys as
+// Kernels: avx2, avx_vnni (AVX2 + AVX-VNNI), vnni (AVX-512 VNNI), amx
+// (AMX-INT8); those the processor lacks are skipped with a line on stderr.
+// `--kernels attention` instead times the AVX-512 paged attention of one
+// batched decode step of the default model's shape (30 layers ×
+// --attention_seqs sequences × 3 KV heads, 3 query heads each, head dim
+// 64, F16 cache in blocks of 16) over a context of --attention_context
+// tokens, longer ones in chunks of keys as
 // the backend runs them: the cache is larger than the L2, as in serving,
 // so this measures how well the kernel keeps memory busy.
 // `--kernels quantize` times the activation quantization (two int8 levels
 // per block of 32, AVX2 and AVX-512) of --m rows × --cols.
+#include <cpuid.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -31,7 +34,8 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/fast_cpu_backend.h"
 
-ABSL_FLAG(std::string, kernels, "avx2,vnni,amx", "comma-separated: avx2, vnni, amx");
+ABSL_FLAG(std::string, kernels, "avx2,vnni,amx",
+          "comma-separated: avx2, avx_vnni, vnni, amx (or attention, quantize)");
 ABSL_FLAG(std::string, dtypes, "q4_0,q4_1,q8_0", "comma-separated weight types");
 ABSL_FLAG(std::string, m, "1,4,16,64", "activation rows, comma-separated");
 ABSL_FLAG(int64_t, rows, 1536, "weight rows (outputs); default: SmolLM2's FFN up");
@@ -50,6 +54,11 @@ bool HasVnni() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
          __builtin_cpu_supports("avx512vnni");
+}
+
+bool HasAvxVnni() {  // CPUID leaf 7, subleaf 1, EAX bit 4
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 4)) != 0;
 }
 
 // Random GGML blocks with small positive scales.
@@ -225,16 +234,20 @@ int Run() {
   if (absl::GetFlag(FLAGS_kernels) == "quantize") return RunQuantize(ms, cols);
   std::mt19937 rng(1);
   for (absl::string_view kernel : absl::StrSplit(absl::GetFlag(FLAGS_kernels), ',')) {
-    const bool avx512 = kernel != "avx2";
+    const bool avx512 = kernel == "vnni" || kernel == "amx";
     if (avx512 && !HasVnni()) {
       std::fprintf(stderr, "skipping %s: no AVX-512 VNNI\n", std::string(kernel).c_str());
+      continue;
+    }
+    if (kernel == "avx_vnni" && !HasAvxVnni()) {
+      std::fprintf(stderr, "skipping avx_vnni: no AVX-VNNI\n");
       continue;
     }
     if (kernel == "amx" && !cpu::EnableAmx()) {
       std::fprintf(stderr, "skipping amx: no AMX-INT8 or no permission\n");
       continue;
     }
-    if (kernel != "avx2" && kernel != "vnni" && kernel != "amx") {
+    if (kernel != "avx2" && kernel != "avx_vnni" && kernel != "vnni" && kernel != "amx") {
       std::fprintf(stderr, "weft-bench-cpu-kernels: unknown kernel '%s'\n",
                    std::string(kernel).c_str());
       return 1;
@@ -252,7 +265,7 @@ int Run() {
       const std::vector<uint8_t> blocks = RandomBlocks(dtype, rows, cols, rng);
       std::vector<uint8_t> packed_bytes(cpu::PackedQuantBytes(dtype, rows, cols));
       const cpu::PackedQuant w = cpu::PackQuant(dtype, rows, cols, blocks.data(),
-                                                /*unsigned_q8=*/avx512,
+                                                /*unsigned_q8=*/kernel != "avx2",
                                                 packed_bytes.data());
       for (int64_t m : ms) {
         const int64_t padded = (m + 15) / 16 * 16;  // AMX reads 16-row tiles
@@ -280,6 +293,8 @@ int Run() {
             cpu::amx::QuantMatMul(w, xq, 0, w.num_groups, nullptr, out);
           } else if (kernel == "vnni") {
             cpu::avx512::QuantMatMul(w, xq, 0, w.num_groups, nullptr, out);
+          } else if (kernel == "avx_vnni") {
+            cpu::avx_vnni::QuantMatMul(w, xq, 0, w.num_groups, nullptr, out);
           } else {
             cpu::avx2::QuantMatMul(w, xq, 0, w.num_groups, nullptr, out);
           }

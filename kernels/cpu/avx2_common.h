@@ -1,7 +1,8 @@
 // Helpers shared by the AVX2 kernel files (cpu_kernels_avx2.cc,
-// attention_avx2.cc). Include it only from files compiled with the AVX2
-// flags: everything here has internal linkage (an anonymous namespace), so
-// no copy built for AVX2 can be merged into baseline code.
+// attention_avx2.cc, quant_matmul_avx2.h). Include it only from files
+// compiled with the AVX2 flags: everything here has internal linkage (an
+// anonymous namespace), so no copy built for AVX2 can be merged into
+// baseline code.
 #ifndef WEFT_KERNELS_CPU_AVX2_COMMON_H_
 #define WEFT_KERNELS_CPU_AVX2_COMMON_H_
 
@@ -9,10 +10,32 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/cpu_kernels.h"
+
 namespace weft::cpu::avx2 {
 namespace {
 
 inline int64_t MinI64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// How far ahead the decode tiles (quantized and packed float) fetch their
+// weight stream (as the AVX-512 kernels' kDecodePrefetchBytes;
+// bench/README.md has the A/B).
+constexpr int64_t kDecodePrefetchBytes = 1024;
+
+// y[m][16g .. 16g + 16) = (lo, hi) + bias, the columns past the matrix's
+// `rows` left alone: the end of every group tile.
+inline void StoreGroupRow(OutputRows y, int64_t m, int64_t g, int64_t rows,
+                          const float* bias, __m256 lo, __m256 hi) {
+  const int64_t col0 = g * kPackRows;
+  const int64_t valid = MinI64(kPackRows, rows - col0);
+  alignas(32) float out[kPackRows];
+  _mm256_store_ps(out, lo);
+  _mm256_store_ps(out + 8, hi);
+  float* dst = y.data + m * y.stride + col0;
+  for (int64_t i = 0; i < valid; ++i) {
+    dst[i] = out[i] + (bias != nullptr ? bias[col0 + i] : 0.0f);
+  }
+}
 
 inline float HorizontalSum(__m256 v) {
   const __m128 sum4 =

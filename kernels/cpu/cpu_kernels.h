@@ -233,6 +233,16 @@ void MergeKeyChunks(const float* partials, int chunks, int64_t chunk_stride,
                     int64_t token_stride);
 }  // namespace avx2
 
+// --- AVX2 + AVX-VNNI (VEX-encoded VPDPBUSD; Intel Alder Lake and later) ---
+namespace avx_vnni {
+// avx2::QuantMatMul with the byte products summed by VPDPBUSD, bit for
+// bit; reads Q8_0 weights packed with unsigned_q8 (avx2's reads them
+// signed).
+void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
+                 int64_t group_begin, int64_t group_end, const float* bias,
+                 OutputRows y);
+}  // namespace avx_vnni
+
 // --- AVX-512 F/BW/VL/VNNI -------------------------------------------------
 namespace avx512 {
 // avx2::QuantizeRows, bit for bit, in 512-bit vectors.

@@ -52,6 +52,13 @@ bool HasAvx512Vnni() {
          __builtin_cpu_supports("avx512vnni");
 }
 
+// AVX-VNNI: CPUID leaf 7, subleaf 1, EAX bit 4 (VEX-encoded VPDPBUSD).
+bool HasAvxVnni() {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
+  return (eax & (1u << 4)) != 0;
+}
+
 // Batches of at least this many activation rows use AMX (fewer rows leave
 // most of a 16-row tile idle; the VNNI kernel is as fast there).
 constexpr int64_t kMinAmxRows = 8;
@@ -156,7 +163,11 @@ FastCpuBackend::FastCpuBackend(const CpuBackendConfig& config)
     : CpuBackend(config.kv_cache_dtype) {
   use_avx512_ = !config.force_avx2 && HasAvx512Vnni();
   use_amx_ = use_avx512_ && config.allow_amx && cpu::EnableAmx();
-  isa_ = use_amx_ ? "avx512-vnni+amx" : use_avx512_ ? "avx512-vnni" : "avx2";
+  use_avx_vnni_ = !use_avx512_ && config.allow_avx_vnni && HasAvxVnni();
+  isa_ = use_amx_       ? "avx512-vnni+amx"
+         : use_avx512_  ? "avx512-vnni"
+         : use_avx_vnni_ ? "avx2+avx-vnni"
+                        : "avx2";
   const int threads =
       config.num_threads > 0 ? config.num_threads : NumPhysicalCores();
   pool_ = std::make_unique<ThreadPool>(threads);
@@ -237,7 +248,10 @@ absl::StatusOr<Tensor> FastCpuBackend::UploadWeight(DType dtype, int64_t rows,
     weight->packed_float =
         cpu::PackFloat(dtype, rows, cols, host, weight->bytes->data());
   } else {
-    weight->packed = cpu::PackQuant(dtype, rows, cols, host, use_avx512_,
+    // VPDPBUSD multiplies unsigned by signed bytes: the VNNI kernels read
+    // Q8_0 weights as q + 128.
+    weight->packed = cpu::PackQuant(dtype, rows, cols, host,
+                                    use_avx512_ || use_avx_vnni_,
                                     weight->bytes->data());
   }
   packed_[host] = std::move(weight);
@@ -421,6 +435,8 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
         cpu::amx::QuantMatMul(w.packed, rows, b, e, bias, out);
       } else if (use_avx512_) {
         cpu::avx512::QuantMatMul(w.packed, rows, b, e, bias, out);
+      } else if (use_avx_vnni_) {
+        cpu::avx_vnni::QuantMatMul(w.packed, rows, b, e, bias, out);
       } else {
         cpu::avx2::QuantMatMul(w.packed, rows, b, e, bias, out);
       }

@@ -42,6 +42,12 @@ struct CpuBackendConfig {
   // where the processor and the OS allow it (results are bit-identical to
   // the AVX-512 VNNI kernels; tests turn it off to compare them).
   bool allow_amx = true;
+  // Without AVX-512 (or with force_avx2): multiply by quantized weights
+  // with AVX-VNNI's 256-bit VPDPBUSD where the processor has it (Intel's
+  // client cores from Alder Lake on, E-core Xeons; bit-identical to the
+  // AVX2 kernels, which tests and benchmarks of plain AVX2 get by turning
+  // it off).
+  bool allow_avx_vnni = true;
   // Serve with the reference CpuBackend (one thread, fp32, no SIMD).
   bool reference = false;
   // The KV cache's element type, kF16 or kF32. F16 (llama.cpp's default
@@ -119,6 +125,7 @@ class FastCpuBackend : public CpuBackend {
   std::string isa_;
   bool use_avx512_ = false;
   bool use_amx_ = false;
+  bool use_avx_vnni_ = false;  // only where use_avx512_ is false
   std::unique_ptr<ThreadPool> pool_;
   // Repacked quantized weights, by the address of the original data (the
   // Tensor handed out keeps pointing at the GGML layout so ops that read a

@@ -73,28 +73,42 @@ std::vector<uint8_t> RandomWeights(DType dtype, int64_t rows, int64_t cols,
   return bytes;
 }
 
+// The kernels a variant runs: the best this processor has, plain AVX2, or
+// AVX2 with AVX-VNNI's quantized matmuls.
+enum class Isa { kBest, kAvx2, kAvxVnni };
+
 struct Variant {
-  bool force_avx2;
+  Isa isa;
   int threads;
 };
 
 std::string VariantName(const ::testing::TestParamInfo<Variant>& info) {
-  return std::string(info.param.force_avx2 ? "Avx2" : "Best") + "Threads" +
-         std::to_string(info.param.threads);
+  const char* isa = info.param.isa == Isa::kBest   ? "Best"
+                    : info.param.isa == Isa::kAvx2 ? "Avx2"
+                                                   : "AvxVnni";
+  return std::string(isa) + "Threads" + std::to_string(info.param.threads);
+}
+
+CpuBackendConfig VariantConfig(Isa isa, int threads) {
+  CpuBackendConfig config;
+  config.num_threads = threads;
+  config.force_avx2 = isa != Isa::kBest;
+  config.allow_avx_vnni = isa != Isa::kAvx2;
+  return config;
 }
 
 class FastCpuBackendTest : public ::testing::TestWithParam<Variant> {
  protected:
   void SetUp() override {
-    CpuBackendConfig config;
-    config.num_threads = GetParam().threads;
-    config.force_avx2 = GetParam().force_avx2;
-    auto backend = FastCpuBackend::Create(config);
+    auto backend = FastCpuBackend::Create(VariantConfig(GetParam().isa, GetParam().threads));
     if (!backend.ok()) GTEST_SKIP() << backend.status();
     fast_ = *std::move(backend);
     ASSERT_EQ(fast_->num_threads(), GetParam().threads);
-    if (GetParam().force_avx2) {
+    if (GetParam().isa == Isa::kAvx2) {
       ASSERT_EQ(fast_->isa(), "avx2");
+    }
+    if (GetParam().isa == Isa::kAvxVnni && fast_->isa() != "avx2+avx-vnni") {
+      GTEST_SKIP() << "no AVX-VNNI here (isa " << fast_->isa() << ")";
     }
   }
   std::unique_ptr<FastCpuBackend> fast_;
@@ -478,8 +492,10 @@ TEST_P(FastCpuBackendTest, RopeKvWriteAndPagedAttentionMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isas, FastCpuBackendTest,
-                         ::testing::Values(Variant{false, 1}, Variant{false, 3},
-                                           Variant{true, 1}, Variant{true, 3}),
+                         ::testing::Values(Variant{Isa::kBest, 1}, Variant{Isa::kBest, 3},
+                                           Variant{Isa::kAvx2, 1}, Variant{Isa::kAvx2, 3},
+                                           Variant{Isa::kAvxVnni, 1},
+                                           Variant{Isa::kAvxVnni, 3}),
                          VariantName);
 
 // MatMul on backends `a` and `b` for every dtype × (m, rows, cols), the
@@ -539,11 +555,8 @@ TEST(FastCpuBackendAmxTest, AmxMatchesVnniBitForBit) {
 // output, so a model computes the same bits on a processor with AVX2 only
 // as on one with AVX-512.
 TEST(FastCpuBackendAvx2Test, MatMulMatchesAvx512BitForBit) {
-  CpuBackendConfig best_config, avx2_config;
-  best_config.num_threads = avx2_config.num_threads = 2;
-  avx2_config.force_avx2 = true;
-  auto best = FastCpuBackend::Create(best_config);
-  auto avx2 = FastCpuBackend::Create(avx2_config);
+  auto best = FastCpuBackend::Create(VariantConfig(Isa::kBest, 2));
+  auto avx2 = FastCpuBackend::Create(VariantConfig(Isa::kAvx2, 2));
   ASSERT_TRUE(best.ok() && avx2.ok());
   if ((*best)->isa() == "avx2") GTEST_SKIP() << "no AVX-512 here";
   ASSERT_EQ((*avx2)->isa(), "avx2");
@@ -557,6 +570,21 @@ TEST(FastCpuBackendAvx2Test, MatMulMatchesAvx512BitForBit) {
                        {{1, 37, 64}, {2, 48, 576}, {3, 21, 160}, {5, 100, 96},
                         {16, 48, 1536}, {33, 16, 1056}, {70, 50, 32}, {1, 150, 64}},
                        29);
+}
+
+// AVX-VNNI's quantized matmuls against plain AVX2's (and so, by the test
+// above, AVX-512's): the same exact integer sums (VPDPBUSD, unsigned Q8_0
+// bytes, against VPMADDUBSW/VPMADDWD, signed ones) and the same epilogue.
+TEST(FastCpuBackendAvxVnniTest, QuantMatMulMatchesAvx2BitForBit) {
+  auto vnni = FastCpuBackend::Create(VariantConfig(Isa::kAvxVnni, 2));
+  auto avx2 = FastCpuBackend::Create(VariantConfig(Isa::kAvx2, 2));
+  ASSERT_TRUE(vnni.ok() && avx2.ok());
+  if ((*vnni)->isa() != "avx2+avx-vnni") GTEST_SKIP() << "no AVX-VNNI here";
+  ASSERT_EQ((*avx2)->isa(), "avx2");
+  ExpectSameMatMulBits(**vnni, **avx2, {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0},
+                       {{1, 37, 64}, {2, 48, 576}, {3, 21, 160}, {5, 100, 96},
+                        {16, 48, 1536}, {33, 16, 1056}, {70, 50, 32}, {1, 150, 64}},
+                       37);
 }
 
 // The AVX-512 activation quantizer writes exactly what the AVX2 one does
