@@ -21,7 +21,8 @@ ISA=${LLAMACPP_ISA:-native}
 case $ISA in
   native) BUILD=$CACHE/build ;;
   avx2) BUILD=$CACHE/build-avx2 ;;
-  *) echo "build_llamacpp: LLAMACPP_ISA is native or avx2, not $ISA" >&2; exit 2 ;;
+  avxvnni) BUILD=$CACHE/build-avxvnni ;;
+  *) echo "build_llamacpp: LLAMACPP_ISA is native, avx2 or avxvnni, not $ISA" >&2; exit 2 ;;
 esac
 TOOLS=(llama-bench llama-batched-bench llama-quantize)
 
@@ -34,12 +35,17 @@ if [[ ${LLAMACPP_AMX:-OFF} == ON ]]; then
 else
   ISA_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 fi
+# avx2: what ggml builds for a processor without AVX-512 (GGML_NATIVE=OFF:
+# AVX, AVX2, FMA, F16C, BMI2); avxvnni: the same plus AVX-VNNI (256-bit
+# VPDPBUSD), which Intel's Alder Lake and later client processors add.
 NATIVE=ON
-if [[ $ISA == avx2 ]]; then
+AVX_VNNI=OFF
+if [[ $ISA == avx2 || $ISA == avxvnni ]]; then
   NATIVE=OFF
   ISA_FLAGS=""
 fi
-CONFIG="commit=$LLAMACPP_COMMIT native=$NATIVE extra_flags=$ISA_FLAGS"
+[[ $ISA == avxvnni ]] && AVX_VNNI=ON
+CONFIG="commit=$LLAMACPP_COMMIT native=$NATIVE avx_vnni=$AVX_VNNI extra_flags=$ISA_FLAGS"
 
 have_all() {
   for t in "${TOOLS[@]}"; do [[ -x $BUILD/bin/$t ]] || return 1; done
@@ -65,7 +71,7 @@ generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 nice -n 10 cmake -S "$SRC" -B "$BUILD" "${generator[@]}" \
   -DCMAKE_BUILD_TYPE=Release \
-  -DGGML_NATIVE=$NATIVE \
+  -DGGML_NATIVE=$NATIVE -DGGML_AVX_VNNI=$AVX_VNNI \
   -DCMAKE_C_FLAGS="$ISA_FLAGS" -DCMAKE_CXX_FLAGS="$ISA_FLAGS" \
   -DBUILD_SHARED_LIBS=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \

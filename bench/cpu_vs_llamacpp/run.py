@@ -7,6 +7,7 @@ One command (Python 3.11 standard library only):
     bench/cpu_vs_llamacpp/run.py --quick    # default model, 2 threads, 3 runs
     bench/cpu_vs_llamacpp/run.py --depth 4000 --no-batched   # + long context
     bench/cpu_vs_llamacpp/run.py --isa avx2   # both tools limited to AVX2
+    bench/cpu_vs_llamacpp/run.py --isa avxvnni   # AVX2 + AVX-VNNI (Alder Lake+)
 
 It builds what is missing (llama.cpp's llama-bench, llama-batched-bench and
 llama-quantize from the llama-cpp-python sdist, cached in .cache/llamacpp/;
@@ -192,13 +193,16 @@ def weft_bench(bench_dir: Path, model: Path, threads: int, backend: str, isa: st
                "--backend", backend, "--tests", tests, "--reps", 1,
                "--n-prompt", PP, "--n-gen", TG, "--batched-prompt", batched_prompt,
                "--batched-gen", batched_gen, "--batch-sizes", ",".join(map(str, sizes)),
-               f"--force_avx2={'true' if isa == 'avx2' else 'false'}"])
+               f"--force_avx2={'false' if isa == 'native' else 'true'}",
+               f"--allow_avx_vnni={'true' if isa == 'avxvnni' else 'false'}"])
     lines = [j for j in json_lines(out) if j.get("bench") == "weft-bench-cpu"]
     info = next(j for j in lines if j["test"] == "info")
     if backend == "fast" and info["threads"] != threads:
         raise RuntimeError(f"weft-bench-cpu ran {info['threads']} threads, not {threads}")
-    if backend == "fast" and isa == "avx2" and info["isa"] != "avx2":
-        raise RuntimeError(f"weft-bench-cpu --force_avx2 ran {info['isa']} kernels")
+    expected = {"avx2": "avx2", "avxvnni": "avx2+avx-vnni"}.get(isa)
+    if backend == "fast" and expected is not None and info["isa"] != expected:
+        raise RuntimeError(f"weft-bench-cpu for --isa {isa} ran {info['isa']} kernels "
+                           f"(is AVX-VNNI missing here?)")
     return lines
 
 
@@ -285,10 +289,12 @@ def main() -> int:
                     help="GGUF files (default: the Q4_1 model and its Q8_0 and F16 conversions)")
     ap.add_argument("--backend", default="fast", choices=["fast", "reference"],
                     help="weft's CPU backend (reference: the slow one-thread CpuBackend)")
-    ap.add_argument("--isa", default="native", choices=["native", "avx2"],
+    ap.add_argument("--isa", default="native", choices=["native", "avx2", "avxvnni"],
                     help="avx2: llama.cpp built for AVX2/FMA/F16C only and weft's "
-                         "AVX2 kernels (--force_avx2), what a processor without "
-                         "AVX-512 runs")
+                         "AVX2 kernels (--force_avx2 --allow_avx_vnni=false), what a "
+                         "processor without AVX-512 runs; avxvnni: both with AVX-VNNI "
+                         "too (GGML_AVX_VNNI; weft's AVX-VNNI matmuls), what Intel's "
+                         "Alder Lake and later client processors run")
     ap.add_argument("--build-dir", type=Path, default=ROOT / "build",
                     help="weft build directory (reused; configured Release if absent)")
     ap.add_argument("--no-batched", action="store_true", help="skip the batched table")
