@@ -558,7 +558,7 @@ TEST(FastCpuBackendAvx2Test, MatMulMatchesAvx512BitForBit) {
   auto best = FastCpuBackend::Create(VariantConfig(Isa::kBest, 2));
   auto avx2 = FastCpuBackend::Create(VariantConfig(Isa::kAvx2, 2));
   ASSERT_TRUE(best.ok() && avx2.ok());
-  if ((*best)->isa() == "avx2") GTEST_SKIP() << "no AVX-512 here";
+  if ((*best)->isa().substr(0, 6) != "avx512") GTEST_SKIP() << "no AVX-512 here";
   ASSERT_EQ((*avx2)->isa(), "avx2");
   // 1 and 3 rows: decode tiles on both; 2 and 5: the AVX2 multi-row
   // kernels against VNNI; 16 and more: against AMX where present; 1,536
