@@ -64,6 +64,10 @@ ABSL_FLAG(int, n_gen, 128, "generated tokens of the tg and engine tests");
 ABSL_FLAG(std::string, batch_sizes, "1,4,16", "sequences of the batched test");
 ABSL_FLAG(bool, force_avx2, false,
           "fast backend: the AVX2 kernels even where AVX-512 is present");
+ABSL_FLAG(bool, allow_amx, true,
+          "fast backend with AVX-512: AMX-INT8 for batches where the processor "
+          "and the OS allow it (false: what AVX-512 processors without AMX, "
+          "such as AMD's Zen 4 and 5, run)");
 ABSL_FLAG(bool, allow_avx_vnni, true,
           "fast backend without AVX-512 (or with --force_avx2): AVX-VNNI's "
           "quantized matmuls where the processor has AVX-VNNI");
@@ -401,6 +405,7 @@ int Main() {
     config.kv_cache_dtype = *kv_cache_dtype;
     config.force_avx2 = absl::GetFlag(FLAGS_force_avx2);
     config.allow_avx_vnni = absl::GetFlag(FLAGS_allow_avx_vnni);
+    config.allow_amx = absl::GetFlag(FLAGS_allow_amx);
     auto fast = FastCpuBackend::Create(config);
     if (!fast.ok()) return Fail(fast.status());
     options.threads = (*fast)->num_threads();

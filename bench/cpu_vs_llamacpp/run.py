@@ -8,6 +8,7 @@ One command (Python 3.11 standard library only):
     bench/cpu_vs_llamacpp/run.py --depth 4000 --no-batched   # + long context
     bench/cpu_vs_llamacpp/run.py --isa avx2   # both tools limited to AVX2
     bench/cpu_vs_llamacpp/run.py --isa avxvnni   # AVX2 + AVX-VNNI (Alder Lake+)
+    bench/cpu_vs_llamacpp/run.py --isa avx512    # AVX-512 without AMX (Zen 4/5)
 
 It builds what is missing (llama.cpp's llama-bench, llama-batched-bench and
 llama-quantize from the llama-cpp-python sdist, cached in .cache/llamacpp/;
@@ -95,9 +96,11 @@ def build_weft(build_dir: Path) -> Path:
 
 def build_llamacpp(isa: str) -> Path:
     log(f"llama.cpp tools for {isa} (built once into .cache/llamacpp/)")
+    # avx512: the native build (which has AMX off unless LLAMACPP_AMX=ON).
     proc = subprocess.run([ROOT / "bench" / "cpu_vs_llamacpp" / "build_llamacpp.sh"],
                           stdout=subprocess.PIPE, text=True,  # build log: stderr
-                          env={**os.environ, "LLAMACPP_ISA": isa})
+                          env={**os.environ,
+                               "LLAMACPP_ISA": "native" if isa == "avx512" else isa})
     if proc.returncode != 0:
         raise RuntimeError("bench/cpu_vs_llamacpp/build_llamacpp.sh failed")
     return ROOT / proc.stdout.strip().splitlines()[-1]
@@ -193,13 +196,14 @@ def weft_bench(bench_dir: Path, model: Path, threads: int, backend: str, isa: st
                "--backend", backend, "--tests", tests, "--reps", 1,
                "--n-prompt", PP, "--n-gen", TG, "--batched-prompt", batched_prompt,
                "--batched-gen", batched_gen, "--batch-sizes", ",".join(map(str, sizes)),
-               f"--force_avx2={'false' if isa == 'native' else 'true'}",
-               f"--allow_avx_vnni={'true' if isa == 'avxvnni' else 'false'}"])
+               f"--force_avx2={'true' if isa in ('avx2', 'avxvnni') else 'false'}",
+               f"--allow_avx_vnni={'true' if isa == 'avxvnni' else 'false'}",
+               f"--allow_amx={'false' if isa == 'avx512' else 'true'}"])
     lines = [j for j in json_lines(out) if j.get("bench") == "weft-bench-cpu"]
     info = next(j for j in lines if j["test"] == "info")
     if backend == "fast" and info["threads"] != threads:
         raise RuntimeError(f"weft-bench-cpu ran {info['threads']} threads, not {threads}")
-    expected = {"avx2": "avx2", "avxvnni": "avx2+avx-vnni"}.get(isa)
+    expected = {"avx2": "avx2", "avxvnni": "avx2+avx-vnni", "avx512": "avx512-vnni"}.get(isa)
     if backend == "fast" and expected is not None and info["isa"] != expected:
         raise RuntimeError(f"weft-bench-cpu for --isa {isa} ran {info['isa']} kernels "
                            f"(is AVX-VNNI missing here?)")
@@ -289,12 +293,16 @@ def main() -> int:
                     help="GGUF files (default: the Q4_1 model and its Q8_0 and F16 conversions)")
     ap.add_argument("--backend", default="fast", choices=["fast", "reference"],
                     help="weft's CPU backend (reference: the slow one-thread CpuBackend)")
-    ap.add_argument("--isa", default="native", choices=["native", "avx2", "avxvnni"],
+    ap.add_argument("--isa", default="native",
+                    choices=["native", "avx2", "avxvnni", "avx512"],
                     help="avx2: llama.cpp built for AVX2/FMA/F16C only and weft's "
                          "AVX2 kernels (--force_avx2 --allow_avx_vnni=false), what a "
                          "processor without AVX-512 runs; avxvnni: both with AVX-VNNI "
                          "too (GGML_AVX_VNNI; weft's AVX-VNNI matmuls), what Intel's "
-                         "Alder Lake and later client processors run")
+                         "Alder Lake and later client processors run; avx512: "
+                         "llama.cpp's native build (AMX off) and weft without AMX "
+                         "(--allow_amx=false), what AVX-512 processors without AMX "
+                         "(AMD Zen 4 and 5, Intel before Sapphire Rapids) run")
     ap.add_argument("--build-dir", type=Path, default=ROOT / "build",
                     help="weft build directory (reused; configured Release if absent)")
     ap.add_argument("--no-batched", action="store_true", help="skip the batched table")
