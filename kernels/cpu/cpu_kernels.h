@@ -177,6 +177,9 @@ void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y);
+// Weight groups one decode tile of QuantMatMul (and avx_vnni's) takes
+// for `rows` activation rows (1: any), as avx512::QuantDecodeTileGroups.
+constexpr int64_t QuantDecodeTileGroups(int64_t rows) { return rows == 1 ? 2 : 1; }
 // y[:, [row_begin, row_end)] = x · wᵀ + bias for F32/F16/BF16 w (rows ×
 // cols, row-major, used in place).
 void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,

@@ -424,10 +424,11 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
   const cpu::QuantizedRows rows{x.rows,     x.cols, q,     r,          scale,
                                 scaled_sum, sum_q,  sum_r, fine_scale, amx};
   // Ranges of whole decode tiles (in a 2-thread decode the tail tiles of
-  // ranges of any size held ~15% of the samples); AMX and AVX2 take one
-  // group at a time.
-  const int64_t grain =
-      amx || !use_avx512_ ? 1 : cpu::avx512::QuantDecodeTileGroups(x.rows);
+  // ranges of any size held ~15% of the samples); AMX and the kernels of
+  // several rows take one group at a time.
+  const int64_t grain = amx           ? 1
+                       : use_avx512_ ? cpu::avx512::QuantDecodeTileGroups(x.rows)
+                                     : cpu::avx2::QuantDecodeTileGroups(x.rows);
   pool_->ParallelFor(total_groups, [&](int64_t begin, int64_t end) {
     for_each_target(begin, end, [&](const PackedWeight& w, int64_t b, int64_t e,
                                     const float* bias, cpu::OutputRows out) {

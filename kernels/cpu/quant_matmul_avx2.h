@@ -82,31 +82,39 @@ inline __m256 JoinLevels(__m256i sq, __m256i sr) {
 }
 #endif
 
-// One group of 16 output columns (two halves of 8) × one activation row,
-// both activation levels: 2 float + 4 int accumulators.
-template <DType kType>
-void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g,
+// GT groups of 16 output columns (two halves of 8) × one activation row,
+// both activation levels: per group 2 float + 4 int accumulators. Each
+// group is a weight stream of its own, fetched kDecodePrefetchBytes ahead.
+template <DType kType, int GT>
+void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
                int64_t m, const float* bias, OutputRows y) {
   const int64_t nb = w.num_blocks;
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   [[maybe_unused]] const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m256 acc[GT][2];
+  for (int gi = 0; gi < GT; ++gi) acc[gi][0] = acc[gi][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* base = w.data + (g * nb + b) * w.block_bytes;
-    // The group's bytes stream by: fetch a block's bytes kDecodePrefetchBytes
-    // ahead (past the group's end: the next group's, which comes next).
-    for (int64_t o = 0; o < w.block_bytes; o += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(base + kDecodePrefetchBytes + o),
-                   _MM_HINT_T0);
+    const uint8_t* base[GT];
+    for (int gi = 0; gi < GT; ++gi) {
+      base[gi] = w.data + ((g0 + gi) * nb + b) * w.block_bytes;
+      // A group's bytes stream by: fetch a block's bytes
+      // kDecodePrefetchBytes ahead (past the group's end: the next
+      // group's, which a later tile reads).
+      for (int64_t o = 0; o < w.block_bytes; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(base[gi] + kDecodePrefetchBytes + o),
+                     _MM_HINT_T0);
+      }
     }
     const int64_t meta = m * nb + b;
     const int8_t* xq = x.q + m * x.cols + b * kQuantBlockSize;
     const int8_t* xr = x.r + m * x.cols + b * kQuantBlockSize;
-    // [half][level]
-    __m256i isum[2][2];
-    for (int h = 0; h < 2; ++h) {
-      isum[h][0] = _mm256_set1_epi32(-kOffset<kType> * x.sum_q[meta]);
-      isum[h][1] = _mm256_set1_epi32(-kOffset<kType> * x.sum_r[meta]);
+    // [group][half][level]
+    __m256i isum[GT][2][2];
+    for (int gi = 0; gi < GT; ++gi) {
+      for (int h = 0; h < 2; ++h) {
+        isum[gi][h][0] = _mm256_set1_epi32(-kOffset<kType> * x.sum_q[meta]);
+        isum[gi][h][1] = _mm256_set1_epi32(-kOffset<kType> * x.sum_r[meta]);
+      }
     }
     [[maybe_unused]] auto dot = [&](__m256i weights, __m256i activations) {
       return _mm256_madd_epi16(_mm256_maddubs_epi16(weights, activations), ones);
@@ -114,65 +122,71 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g,
     if constexpr (kType == DType::kQ8_0) {
       for (int s = 0; s < 8; ++s) {
         const __m256i aq = Broadcast4(xq + 4 * s), ar = Broadcast4(xr + 4 * s);
-        for (int h = 0; h < 2; ++h) {
-          const __m256i p = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(base + 64 * s + 32 * h));
+        for (int gi = 0; gi < GT; ++gi) {
+          for (int h = 0; h < 2; ++h) {
+            const __m256i p = _mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(base[gi] + 64 * s + 32 * h));
+            __m256i* sum = isum[gi][h];
 #if defined(__AVXVNNI__)
-          isum[h][0] = Dpbusd(isum[h][0], p, aq);
-          isum[h][1] = Dpbusd(isum[h][1], p, ar);
+            sum[0] = Dpbusd(sum[0], p, aq);
+            sum[1] = Dpbusd(sum[1], p, ar);
 #else
-          const __m256i magnitude = _mm256_abs_epi8(p);
-          isum[h][0] = _mm256_add_epi32(isum[h][0],
-                                        dot(magnitude, _mm256_sign_epi8(aq, p)));
-          isum[h][1] = _mm256_add_epi32(isum[h][1],
-                                        dot(magnitude, _mm256_sign_epi8(ar, p)));
+            const __m256i magnitude = _mm256_abs_epi8(p);
+            sum[0] = _mm256_add_epi32(sum[0], dot(magnitude, _mm256_sign_epi8(aq, p)));
+            sum[1] = _mm256_add_epi32(sum[1], dot(magnitude, _mm256_sign_epi8(ar, p)));
 #endif
+          }
         }
       }
     } else {
       for (int s = 0; s < 4; ++s) {
         const __m256i lq = Broadcast4(xq + 4 * s), uq = Broadcast4(xq + 16 + 4 * s);
         const __m256i lr = Broadcast4(xr + 4 * s), ur = Broadcast4(xr + 16 + 4 * s);
-        for (int h = 0; h < 2; ++h) {
-          const __m256i p = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(base + 64 * s + 32 * h));
-          const __m256i l = _mm256_and_si256(p, low4);
-          const __m256i u = _mm256_and_si256(_mm256_srli_epi16(p, 4), low4);
+        for (int gi = 0; gi < GT; ++gi) {
+          for (int h = 0; h < 2; ++h) {
+            const __m256i p = _mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(base[gi] + 64 * s + 32 * h));
+            const __m256i l = _mm256_and_si256(p, low4);
+            const __m256i u = _mm256_and_si256(_mm256_srli_epi16(p, 4), low4);
+            __m256i* sum = isum[gi][h];
 #if defined(__AVXVNNI__)
-          isum[h][0] = Dpbusd(Dpbusd(isum[h][0], l, lq), u, uq);
-          isum[h][1] = Dpbusd(Dpbusd(isum[h][1], l, lr), u, ur);
+            sum[0] = Dpbusd(Dpbusd(sum[0], l, lq), u, uq);
+            sum[1] = Dpbusd(Dpbusd(sum[1], l, lr), u, ur);
 #else
-          // Each maddubs pair sum ≤ 2·15·127, so two fit in int16.
-          isum[h][0] = _mm256_add_epi32(
-              isum[h][0], _mm256_madd_epi16(
-                              _mm256_add_epi16(_mm256_maddubs_epi16(l, lq),
-                                               _mm256_maddubs_epi16(u, uq)),
-                              ones));
-          isum[h][1] = _mm256_add_epi32(
-              isum[h][1], _mm256_madd_epi16(
-                              _mm256_add_epi16(_mm256_maddubs_epi16(l, lr),
-                                               _mm256_maddubs_epi16(u, ur)),
-                              ones));
+            // Each maddubs pair sum ≤ 2·15·127, so two fit in int16.
+            sum[0] = _mm256_add_epi32(
+                sum[0], _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(l, lq),
+                                                           _mm256_maddubs_epi16(u, uq)),
+                                          ones));
+            sum[1] = _mm256_add_epi32(
+                sum[1], _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(l, lr),
+                                                           _mm256_maddubs_epi16(u, ur)),
+                                          ones));
 #endif
+          }
         }
       }
     }
     const __m256 fine = _mm256_set1_ps(x.fine_scale[meta]);
-    for (int h = 0; h < 2; ++h) {
-      auto widen = [&](int at) {
-        return _mm256_cvtph_ps(_mm_loadu_si128(
-            reinterpret_cast<const __m128i*>(base + w.qs_bytes + at)));
-      };
-      const __m256 sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h][0]),
-                                         _mm256_set1_ps(kSecondLevel),
-                                         _mm256_cvtepi32_ps(isum[h][1]));
-      acc[h] = HalfEpilogue<kType>(
-          acc[h], sum, widen(16 * h), fine,
-          kType == DType::kQ4_1 ? widen(32 + 16 * h) : _mm256_setzero_ps(),
-          x.scaled_sum[meta]);
+    for (int gi = 0; gi < GT; ++gi) {
+      for (int h = 0; h < 2; ++h) {
+        auto widen = [&](int at) {
+          return _mm256_cvtph_ps(_mm_loadu_si128(
+              reinterpret_cast<const __m128i*>(base[gi] + w.qs_bytes + at)));
+        };
+        const __m256 sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[gi][h][0]),
+                                           _mm256_set1_ps(kSecondLevel),
+                                           _mm256_cvtepi32_ps(isum[gi][h][1]));
+        acc[gi][h] = HalfEpilogue<kType>(
+            acc[gi][h], sum, widen(16 * h), fine,
+            kType == DType::kQ4_1 ? widen(32 + 16 * h) : _mm256_setzero_ps(),
+            x.scaled_sum[meta]);
+      }
     }
   }
-  StoreGroupRow(y, m, g, w.rows, bias, acc[0], acc[1]);
+  for (int gi = 0; gi < GT; ++gi) {
+    StoreGroupRow(y, m, g0 + gi, w.rows, bias, acc[gi][0], acc[gi][1]);
+  }
 }
 
 // Quantized weights × several activation rows: a group's blocks are
@@ -396,13 +410,16 @@ template <DType kType>
 void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
                       int64_t group_begin, int64_t group_end,
                       const float* bias, OutputRows y) {
-  for (int64_t g = group_begin; g < group_end; ++g) {
-    if (x.rows >= kMinUnpackedRows) {
-      QuantRows<kType>(w, x, g, bias, y);
-      continue;
+  if (x.rows < kMinUnpackedRows) {  // one row: decode tiles
+    constexpr int kGroups = static_cast<int>(avx2::QuantDecodeTileGroups(1));
+    int64_t g = group_begin;
+    for (; g + kGroups <= group_end; g += kGroups) {
+      QuantTile<kType, kGroups>(w, x, g, 0, bias, y);
     }
-    for (int64_t m = 0; m < x.rows; ++m) QuantTile<kType>(w, x, g, m, bias, y);
+    for (; g < group_end; ++g) QuantTile<kType, 1>(w, x, g, 0, bias, y);
+    return;
   }
+  for (int64_t g = group_begin; g < group_end; ++g) QuantRows<kType>(w, x, g, bias, y);
 }
 
 }  // namespace
