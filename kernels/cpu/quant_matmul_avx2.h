@@ -6,7 +6,7 @@
 // - quant_matmul_avx_vnni.cc (the same plus -mavxvnni): avx_vnni::
 //   QuantMatMul, byte products summed straight into int32 by VPDPBUSD
 //   (AVX-VNNI: Intel's client cores from Alder Lake on, which have no
-//   AVX-512, and its E-core Xeons), one instruction where AVX2 needs
+//   AVX-512, and Intel's E-core Xeons), one instruction where AVX2 needs
 //   three or four.
 //
 // Both reach the same exact integer sums as the AVX-512 kernels and end
