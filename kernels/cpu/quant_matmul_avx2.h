@@ -54,6 +54,39 @@ constexpr int32_t kOffset = kType == DType::kQ4_0                ? 8
                             : kType == DType::kQ8_0 && kVnni ? 128
                                                              : 0;
 
+// AVX2's Q8_0 (byte products up to 2·127·128 leave VPMADDUBSW no room):
+// weights widened to int16 and the two activation levels joined into one
+// int16, 254·q + r (|·| ≤ 32,385), so one VPMADDWD per 2 columns does both
+// levels.
+template <DType kType>
+constexpr bool kWidenedQ8 = kType == DType::kQ8_0 && !kVnni;
+
+// The block's activations xq, xr as 254·q + r in int16.
+inline void JoinActivations(const int8_t* xq, const int8_t* xr, int16_t* joined) {
+  const __m256i second = _mm256_set1_epi16(static_cast<int16_t>(kSecondLevel));
+  for (int half = 0; half < 2; ++half) {
+    const __m256i q16 = _mm256_cvtepi8_epi16(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(xq + 16 * half)));
+    const __m256i r16 = _mm256_cvtepi8_epi16(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(xr + 16 * half)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(joined + 16 * half),
+                        _mm256_add_epi16(_mm256_mullo_epi16(q16, second), r16));
+  }
+}
+
+// 4 columns of joined activations, broadcast to every 64-bit lane.
+inline __m256i Broadcast4Joined(const int16_t* joined) {
+  int64_t four;
+  std::memcpy(&four, joined, sizeof(four));
+  return _mm256_set1_epi64x(four);
+}
+
+// Lanes (2j, 2j + 1) of lo: weight row j's two column-pair sums (rows 4 +
+// j in hi); their pairwise sums, in row order.
+inline __m256i PairSumsInRowOrder(__m256i lo, __m256i hi) {
+  return _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0xD8);
+}
+
 inline __m256i Broadcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, sizeof(v));
@@ -116,28 +149,40 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
         isum[gi][h][1] = _mm256_set1_epi32(-kOffset<kType> * x.sum_r[meta]);
       }
     }
-    [[maybe_unused]] auto dot = [&](__m256i weights, __m256i activations) {
-      return _mm256_madd_epi16(_mm256_maddubs_epi16(weights, activations), ones);
-    };
-    if constexpr (kType == DType::kQ8_0) {
+    if constexpr (kWidenedQ8<kType>) {
+      // isum[gi][h]: the column-pair sums of weight rows 0-3 and 4-7 of
+      // the half, both levels at once (kOffset is 0: signed weights).
+      alignas(32) int16_t joined[kQuantBlockSize];
+      JoinActivations(xq, xr, joined);
+      for (int s = 0; s < 8; ++s) {
+        const __m256i a = Broadcast4Joined(joined + 4 * s);
+        for (int gi = 0; gi < GT; ++gi) {
+          for (int h = 0; h < 2; ++h) {
+            const __m256i p = _mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(base[gi] + 64 * s + 32 * h));
+            __m256i* sum = isum[gi][h];
+            sum[0] = _mm256_add_epi32(
+                sum[0], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(p)), a));
+            sum[1] = _mm256_add_epi32(
+                sum[1],
+                _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(p, 1)), a));
+          }
+        }
+      }
+    } else if constexpr (kType == DType::kQ8_0) {
+#if defined(__AVXVNNI__)
       for (int s = 0; s < 8; ++s) {
         const __m256i aq = Broadcast4(xq + 4 * s), ar = Broadcast4(xr + 4 * s);
         for (int gi = 0; gi < GT; ++gi) {
           for (int h = 0; h < 2; ++h) {
             const __m256i p = _mm256_loadu_si256(
                 reinterpret_cast<const __m256i*>(base[gi] + 64 * s + 32 * h));
-            __m256i* sum = isum[gi][h];
-#if defined(__AVXVNNI__)
-            sum[0] = Dpbusd(sum[0], p, aq);
-            sum[1] = Dpbusd(sum[1], p, ar);
-#else
-            const __m256i magnitude = _mm256_abs_epi8(p);
-            sum[0] = _mm256_add_epi32(sum[0], dot(magnitude, _mm256_sign_epi8(aq, p)));
-            sum[1] = _mm256_add_epi32(sum[1], dot(magnitude, _mm256_sign_epi8(ar, p)));
-#endif
+            isum[gi][h][0] = Dpbusd(isum[gi][h][0], p, aq);
+            isum[gi][h][1] = Dpbusd(isum[gi][h][1], p, ar);
           }
         }
       }
+#endif
     } else {
       for (int s = 0; s < 4; ++s) {
         const __m256i lq = Broadcast4(xq + 4 * s), uq = Broadcast4(xq + 16 + 4 * s);
@@ -174,9 +219,12 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
           return _mm256_cvtph_ps(_mm_loadu_si128(
               reinterpret_cast<const __m128i*>(base[gi] + w.qs_bytes + at)));
         };
-        const __m256 sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[gi][h][0]),
-                                           _mm256_set1_ps(kSecondLevel),
-                                           _mm256_cvtepi32_ps(isum[gi][h][1]));
+        const __m256 sum =
+            kWidenedQ8<kType>
+                ? _mm256_cvtepi32_ps(PairSumsInRowOrder(isum[gi][h][0], isum[gi][h][1]))
+                : _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[gi][h][0]),
+                                  _mm256_set1_ps(kSecondLevel),
+                                  _mm256_cvtepi32_ps(isum[gi][h][1]));
         acc[gi][h] = HalfEpilogue<kType>(
             acc[gi][h], sum, widen(16 * h), fine,
             kType == DType::kQ4_1 ? widen(32 + 16 * h) : _mm256_setzero_ps(),
@@ -209,8 +257,6 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
 // epilogue is QuantTile's, so a row's output is bit-identical whichever of
 // the two computed it (batch invariance) — and equal to the AVX-512
 // kernels' (BlockEpilogue).
-template <DType kType>
-constexpr bool kWidenedQ8 = kType == DType::kQ8_0 && !kVnni;
 template <DType kType>
 constexpr int64_t kUnpackChunk = kWidenedQ8<kType> ? 16 : 32;  // ≤ 20 KiB prepared
 // A prepared block: its weights (bytes; AVX2's Q8_0 int16), then d (and
@@ -326,32 +372,19 @@ void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
 #else
         __m256i isum[2];  // [half]: 254·sq + sr
         if constexpr (kType == DType::kQ8_0) {
-          // The block's activations as 254·q + r in int16, for 64-bit
-          // broadcasts of 4 columns.
           alignas(32) int16_t joined[kQuantBlockSize];
-          for (int half = 0; half < 2; ++half) {
-            const __m256i q16 = _mm256_cvtepi8_epi16(
-                _mm_loadu_si128(reinterpret_cast<const __m128i*>(xq + 16 * half)));
-            const __m256i r16 = _mm256_cvtepi8_epi16(
-                _mm_loadu_si128(reinterpret_cast<const __m128i*>(xr + 16 * half)));
-            _mm256_store_si256(reinterpret_cast<__m256i*>(joined + 16 * half),
-                               _mm256_add_epi16(_mm256_mullo_epi16(q16, second), r16));
-          }
+          JoinActivations(xq, xr, joined);
           for (int h = 0; h < 2; ++h) {
             __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
             for (int s = 0; s < 8; ++s) {
-              int64_t four;
-              std::memcpy(&four, joined + 4 * s, sizeof(four));
-              const __m256i a = _mm256_set1_epi64x(four);
+              const __m256i a = Broadcast4Joined(joined + 4 * s);
               const uint8_t* ws = wb + 512 * h + 64 * s;
               lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_load_si256(
                                             reinterpret_cast<const __m256i*>(ws)), a));
               hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_load_si256(
                                             reinterpret_cast<const __m256i*>(ws + 32)), a));
             }
-            // Lanes (2j, 2j + 1) of lo: row j's two column pairs (rows 4 +
-            // j in hi); the pairwise sums, back in row order.
-            isum[h] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0xD8);
+            isum[h] = PairSumsInRowOrder(lo, hi);
           }
         } else {
           // A half at a time, the activations broadcast again for the
