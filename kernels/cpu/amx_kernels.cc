@@ -235,16 +235,9 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y) {
-  switch (w.dtype) {
-    case DType::kQ4_0:
-      return MatMulTyped<DType::kQ4_0>(w, x, group_begin, group_end, bias, y);
-    case DType::kQ4_1:
-      return MatMulTyped<DType::kQ4_1>(w, x, group_begin, group_end, bias, y);
-    case DType::kQ8_0:
-      return MatMulTyped<DType::kQ8_0>(w, x, group_begin, group_end, bias, y);
-    default:
-      return;
-  }
+  ForPackedQuantType(w.dtype, [&](auto type) {
+    MatMulTyped<decltype(type)::value>(w, x, group_begin, group_end, bias, y);
+  });
 }
 
 }  // namespace weft::cpu::amx

@@ -32,6 +32,7 @@
 #define WEFT_KERNELS_CPU_CPU_KERNELS_H_
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/dtype.h"
 
@@ -50,6 +51,25 @@ struct PackedQuant {
   bool unsigned_q8 = false;
   const uint8_t* data = nullptr;  // [num_groups][num_blocks][block_bytes]
 };
+
+// f(std::integral_constant<DType, t>{}) for the packed quantized type t ==
+// dtype (Q4_0, Q4_1, Q8_0); nothing for any other dtype. The kernels'
+// QuantMatMul entry points pick their typed templates with it; each passes
+// a lambda of its own, so every instantiation belongs to one ISA's file
+// and the linker can never merge one ISA's copy into another's callers.
+template <typename F>
+inline void ForPackedQuantType(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kQ4_0:
+      return f(std::integral_constant<DType, DType::kQ4_0>{});
+    case DType::kQ4_1:
+      return f(std::integral_constant<DType, DType::kQ4_1>{});
+    case DType::kQ8_0:
+      return f(std::integral_constant<DType, DType::kQ8_0>{});
+    default:
+      return;
+  }
+}
 
 // Bytes PackQuant writes for a rows × cols matrix.
 int64_t PackedQuantBytes(DType dtype, int64_t rows, int64_t cols);

@@ -506,16 +506,9 @@ void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y) {
-  switch (w.dtype) {
-    case DType::kQ4_0:
-      return QuantMatMulTyped<DType::kQ4_0>(w, x, group_begin, group_end, bias, y);
-    case DType::kQ4_1:
-      return QuantMatMulTyped<DType::kQ4_1>(w, x, group_begin, group_end, bias, y);
-    case DType::kQ8_0:
-      return QuantMatMulTyped<DType::kQ8_0>(w, x, group_begin, group_end, bias, y);
-    default:
-      return;
-  }
+  ForPackedQuantType(w.dtype, [&](auto type) {
+    QuantMatMulTyped<decltype(type)::value>(w, x, group_begin, group_end, bias, y);
+  });
 }
 
 void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,
