@@ -106,14 +106,12 @@ inline __m256 HalfEpilogue(__m256 acc, __m256 sum, __m256 d, __m256 fine,
   return acc;
 }
 
-#if defined(__AVXVNNI__)
 // 254·sq + sr from the two levels' exact int32 sums: fp32 conversions (exact:
 // |sq|, |sr| < 2^24) and one rounding multiply-add, as BlockEpilogue.
 inline __m256 JoinLevels(__m256i sq, __m256i sr) {
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sq), _mm256_set1_ps(kSecondLevel),
                          _mm256_cvtepi32_ps(sr));
 }
-#endif
 
 // GT groups of 16 output columns (two halves of 8) × one activation row,
 // both activation levels: per group 2 float + 4 int accumulators. Each
@@ -222,9 +220,7 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
         const __m256 sum =
             kWidenedQ8<kType>
                 ? _mm256_cvtepi32_ps(PairSumsInRowOrder(isum[gi][h][0], isum[gi][h][1]))
-                : _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[gi][h][0]),
-                                  _mm256_set1_ps(kSecondLevel),
-                                  _mm256_cvtepi32_ps(isum[gi][h][1]));
+                : JoinLevels(isum[gi][h][0], isum[gi][h][1]);
         acc[gi][h] = HalfEpilogue<kType>(
             acc[gi][h], sum, widen(16 * h), fine,
             kType == DType::kQ4_1 ? widen(32 + 16 * h) : _mm256_setzero_ps(),
