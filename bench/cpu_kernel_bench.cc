@@ -16,8 +16,6 @@
 // so this measures how well the kernel keeps memory busy.
 // `--kernels quantize` times the activation quantization (two int8 levels
 // per block of 32, AVX2 and AVX-512) of --m rows × --cols.
-#include <cpuid.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -50,17 +48,6 @@ ABSL_FLAG(bool, attention_chunked, true,
 namespace weft {
 namespace {
 
-bool HasVnni() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vnni");
-}
-
-bool HasAvxVnni() {  // CPUID leaf 7, subleaf 1, EAX bit 4
-  unsigned eax, ebx, ecx, edx;
-  return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 4)) != 0;
-}
-
 // Random GGML blocks with small positive scales.
 std::vector<uint8_t> RandomBlocks(DType dtype, int64_t rows, int64_t cols,
                                   std::mt19937& rng) {
@@ -88,7 +75,7 @@ int RunAttention() {
   const int context = absl::GetFlag(FLAGS_attention_context);
   const int chunks =
       absl::GetFlag(FLAGS_attention_chunked) ? (context + kChunk - 1) / kChunk : 1;
-  if (context <= 0 || kSeqs <= 0 || !HasVnni()) {
+  if (context <= 0 || kSeqs <= 0 || !cpu::HasAvx512Vnni()) {
     std::fprintf(stderr, "weft-bench-cpu-kernels: attention needs AVX-512 and a context > 0\n");
     return 1;
   }
@@ -181,7 +168,7 @@ std::pair<double, double> TimeCalls(Call call) {
 int RunQuantize(const std::vector<int64_t>& ms, int64_t cols) {
   std::mt19937 rng(1);
   for (const bool avx512 : {false, true}) {
-    if (avx512 && !HasVnni()) {
+    if (avx512 && !cpu::HasAvx512Vnni()) {
       std::fprintf(stderr, "skipping avx512 quantize: no AVX-512\n");
       continue;
     }
@@ -235,11 +222,11 @@ int Run() {
   std::mt19937 rng(1);
   for (absl::string_view kernel : absl::StrSplit(absl::GetFlag(FLAGS_kernels), ',')) {
     const bool avx512 = kernel == "vnni" || kernel == "amx";
-    if (avx512 && !HasVnni()) {
+    if (avx512 && !cpu::HasAvx512Vnni()) {
       std::fprintf(stderr, "skipping %s: no AVX-512 VNNI\n", std::string(kernel).c_str());
       continue;
     }
-    if (kernel == "avx_vnni" && !HasAvxVnni()) {
+    if (kernel == "avx_vnni" && !cpu::HasAvxVnni()) {
       std::fprintf(stderr, "skipping avx_vnni: no AVX-VNNI\n");
       continue;
     }

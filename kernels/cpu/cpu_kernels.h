@@ -330,6 +330,10 @@ void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
 // permission to use the tile data (Linux arch_prctl) and returns whether
 // it was granted, once per process.
 bool EnableAmx();
+// Whether the processor has what the avx512:: kernels need (AVX-512
+// F/BW/VL/DQ/VNNI), and AVX-VNNI (VEX-encoded VPDPBUSD, avx_vnni::).
+bool HasAvx512Vnni();
+bool HasAvxVnni();
 
 }  // namespace weft::cpu
 

@@ -44,21 +44,6 @@ bool HasAvx2() {
          HasF16c();
 }
 
-bool HasAvx512Vnni() {
-  return __builtin_cpu_supports("avx512f") &&
-         __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vnni");
-}
-
-// AVX-VNNI: CPUID leaf 7, subleaf 1, EAX bit 4 (VEX-encoded VPDPBUSD).
-bool HasAvxVnni() {
-  unsigned eax, ebx, ecx, edx;
-  if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
-  return (eax & (1u << 4)) != 0;
-}
-
 // Batches of at least this many activation rows use AMX (fewer rows leave
 // most of a 16-row tile idle; the VNNI kernel is as fast there).
 constexpr int64_t kMinAmxRows = 8;
@@ -89,6 +74,21 @@ void WriteKvRow(bool f16, const float* src, int64_t n, void* cache, int64_t at) 
 }
 
 }  // namespace
+
+bool cpu::HasAvx512Vnni() {
+  return __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vnni");
+}
+
+// AVX-VNNI: CPUID leaf 7, subleaf 1, EAX bit 4.
+bool cpu::HasAvxVnni() {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
+  return (eax & (1u << 4)) != 0;
+}
 
 bool cpu::EnableAmx() {
   static const bool enabled = [] {
@@ -161,9 +161,9 @@ struct FastCpuBackend::PackedWeight {
 
 FastCpuBackend::FastCpuBackend(const CpuBackendConfig& config)
     : CpuBackend(config.kv_cache_dtype) {
-  use_avx512_ = !config.force_avx2 && HasAvx512Vnni();
+  use_avx512_ = !config.force_avx2 && cpu::HasAvx512Vnni();
   use_amx_ = use_avx512_ && config.allow_amx && cpu::EnableAmx();
-  use_avx_vnni_ = !use_avx512_ && config.allow_avx_vnni && HasAvxVnni();
+  use_avx_vnni_ = !use_avx512_ && config.allow_avx_vnni && cpu::HasAvxVnni();
   isa_ = use_amx_       ? "avx512-vnni+amx"
          : use_avx512_  ? "avx512-vnni"
          : use_avx_vnni_ ? "avx2+avx-vnni"
