@@ -344,26 +344,34 @@ void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
         __m256 sum[2];  // [half]: 254·sq + sr, rounded once
 #if defined(__AVXVNNI__)
         {
-          // Both halves at once: each broadcast feeds two chains. Four
-          // int32 chains (half × level) of 8 VPDPBUSD each.
+          // Both halves at once: each broadcast feeds two chains. Eight
+          // int32 chains (half × level × even/odd i) of 4 VPDPBUSD each:
+          // with four chains of 8 the block waited on VPDPBUSD's latency
+          // and the scheduler filled before the next block's could start.
+          // Integer sums, so the split changes no bit.
           const int8_t* aq = xq;
           const int8_t* ar = xr;
           asm volatile("" : "+r"(aq), "+r"(ar));
-          __m256i sq[2], sr[2];
+          __m256i sq[2][2], sr[2][2];  // [half][i % 2]
           for (int h = 0; h < 2; ++h) {
-            sq[h] = _mm256_set1_epi32(-kOffset<kType> * x.sum_q[meta]);
-            sr[h] = _mm256_set1_epi32(-kOffset<kType> * x.sum_r[meta]);
+            sq[h][0] = _mm256_set1_epi32(-kOffset<kType> * x.sum_q[meta]);
+            sr[h][0] = _mm256_set1_epi32(-kOffset<kType> * x.sum_r[meta]);
+            sq[h][1] = sr[h][1] = _mm256_setzero_si256();
           }
+#pragma GCC unroll 8
           for (int i = 0; i < 8; ++i) {
             const __m256i bq = Broadcast4(aq + 4 * i), br = Broadcast4(ar + 4 * i);
             for (int h = 0; h < 2; ++h) {
               const __m256i wv = _mm256_load_si256(
                   reinterpret_cast<const __m256i*>(wb + 256 * h + 32 * i));
-              sq[h] = Dpbusd(sq[h], wv, bq);
-              sr[h] = Dpbusd(sr[h], wv, br);
+              sq[h][i % 2] = Dpbusd(sq[h][i % 2], wv, bq);
+              sr[h][i % 2] = Dpbusd(sr[h][i % 2], wv, br);
             }
           }
-          for (int h = 0; h < 2; ++h) sum[h] = JoinLevels(sq[h], sr[h]);
+          for (int h = 0; h < 2; ++h) {
+            sum[h] = JoinLevels(_mm256_add_epi32(sq[h][0], sq[h][1]),
+                                _mm256_add_epi32(sr[h][0], sr[h][1]));
+          }
         }
 #else
         __m256i isum[2];  // [half]: 254·sq + sr
