@@ -7,6 +7,9 @@
 //
 // Kernels: avx2, avx_vnni (AVX2 + AVX-VNNI), vnni (AVX-512 VNNI), amx
 // (AMX-INT8); those the processor lacks are skipped with a line on stderr.
+// Float weights (--dtypes f32, f16, bf16) run the packed float matmul:
+// kernel avx2 (AVX2 + FMA + F16C) or vnni (AVX-512); avx_vnni and amx have
+// no float kernel of their own and skip them.
 // `--kernels attention` instead times the AVX-512 paged attention of one
 // batched decode step of the default model's shape (30 layers ×
 // --attention_seqs sequences × 3 KV heads, 3 query heads each, head dim
@@ -165,6 +168,46 @@ std::pair<double, double> TimeCalls(Call call) {
   return {seconds[seconds.size() / 2], seconds[0]};
 }
 
+// The packed float matmul (avx2 or AVX-512) of random --rows × --cols
+// weights of `dtype` in [-1, 1], one JSON line per m.
+void RunFloat(bool avx512, DType dtype, absl::string_view name,
+              const std::vector<int64_t>& ms, int64_t rows, int64_t cols,
+              std::mt19937& rng) {
+  std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+  const int64_t element = dtype == DType::kF32 ? 4 : 2;
+  std::vector<uint8_t> src(rows * cols * element);
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float v = value(rng);
+    if (dtype == DType::kF32) {
+      std::memcpy(src.data() + 4 * i, &v, 4);
+    } else {
+      const uint16_t h = dtype == DType::kF16 ? FloatToHalf(v) : FloatToBf16(v);
+      std::memcpy(src.data() + 2 * i, &h, 2);
+    }
+  }
+  std::vector<uint8_t> packed_bytes(cpu::PackedFloatBytes(dtype, rows, cols));
+  const cpu::PackedFloat w =
+      cpu::PackFloat(dtype, rows, cols, src.data(), packed_bytes.data());
+  for (int64_t m : ms) {
+    std::vector<float> x(m * cols);
+    for (float& v : x) v = value(rng);
+    std::vector<float> y(m * rows);
+    const cpu::OutputRows out{y.data(), rows};
+    auto call = [&] {
+      (avx512 ? cpu::avx512::PackedFloatMatMul : cpu::avx2::PackedFloatMatMul)(
+          w, x.data(), m, cols, 0, w.num_groups, nullptr, out);
+    };
+    const auto [median, min] = TimeCalls(call);
+    std::printf(
+        "{\"bench\":\"weft-bench-cpu-kernels\",\"kernel\":\"%s\",\"dtype\":\"%s\","
+        "\"m\":%ld,\"rows\":%ld,\"cols\":%ld,\"median_us\":%.2f,\"min_us\":%.2f,"
+        "\"gmac_per_s\":%.1f}\n",
+        avx512 ? "vnni" : "avx2", std::string(name).c_str(), m, rows, cols,
+        median * 1e6, min * 1e6, double(m) * rows * cols / median / 1e9);
+    std::fflush(stdout);
+  }
+}
+
 int RunQuantize(const std::vector<int64_t>& ms, int64_t cols) {
   std::mt19937 rng(1);
   for (const bool avx512 : {false, true}) {
@@ -244,10 +287,22 @@ int Run() {
       if (name == "q4_0") dtype = DType::kQ4_0;
       else if (name == "q4_1") dtype = DType::kQ4_1;
       else if (name == "q8_0") dtype = DType::kQ8_0;
+      else if (name == "f32") dtype = DType::kF32;
+      else if (name == "f16") dtype = DType::kF16;
+      else if (name == "bf16") dtype = DType::kBF16;
       else {
         std::fprintf(stderr, "weft-bench-cpu-kernels: unknown dtype '%s'\n",
                      std::string(name).c_str());
         return 1;
+      }
+      if (!IsQuantized(dtype)) {
+        if (kernel == "avx_vnni" || kernel == "amx") {
+          std::fprintf(stderr, "skipping %s %s: float weights run avx2 or vnni\n",
+                       std::string(kernel).c_str(), std::string(name).c_str());
+          continue;
+        }
+        RunFloat(kernel == "vnni", dtype, name, ms, rows, cols, rng);
+        continue;
       }
       const std::vector<uint8_t> blocks = RandomBlocks(dtype, rows, cols, rng);
       std::vector<uint8_t> packed_bytes(cpu::PackedQuantBytes(dtype, rows, cols));
