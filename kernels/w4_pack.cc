@@ -73,13 +73,22 @@ absl::Status QuantizeToW4(DType dtype, const void* src, int64_t rows,
     for (int64_t g = 0; g < cols / kQuantBlockSize; ++g) {
       const float* x = row.data() + g * kQuantBlockSize;
       float lo = x[0], hi = x[0];
-      for (int j = 1; j < kQuantBlockSize; ++j) {
+      bool finite = true;
+      for (int j = 0; j < kQuantBlockSize; ++j) {
+        finite = finite && std::isfinite(x[j]);
         lo = std::min(lo, x[j]);
         hi = std::max(hi, x[j]);
       }
       const uint16_t pair[2] = {FloatToHalf((hi - lo) / 15.0f),
                                 FloatToHalf(lo)};
       const float d = HalfToFloat(pair[0]), m = HalfToFloat(pair[1]);
+      // An infinite d or m would dequantize to inf or NaN (inf · 0).
+      if (!finite || !std::isfinite(d) || !std::isfinite(m)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "QuantizeToW4: row ", r, ", columns ", g * kQuantBlockSize, "..",
+            (g + 1) * kQuantBlockSize - 1,
+            ": a value is not finite or the group's range does not fit f16"));
+      }
       auto q = [&](float v) {
         if (d == 0) return 0;
         return static_cast<int>(

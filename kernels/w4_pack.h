@@ -34,7 +34,8 @@ absl::Status RepackToW4(DType dtype, const void* src, int64_t rows,
 // / d) clamped to 0..15): every element comes back within d/2 plus the f16
 // rounding of d and m. For --weight_dtype int4 on float checkpoints
 // (synthetic models): lossy, for throughput. InvalidArgument for another
-// dtype or a cols that is not a multiple of 32.
+// dtype, a cols that is not a multiple of 32, a value that is not finite,
+// or a group whose minimum or scale overflows f16.
 absl::Status QuantizeToW4(DType dtype, const void* src, int64_t rows,
                           int64_t cols, uint8_t* dst);
 

@@ -105,6 +105,32 @@ TEST(W4PackTest, RejectsOtherDtypesRaggedRowsAndHugeQ4_0Scales) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(W4PackTest, QuantizingRefusesValuesW4CannotHold) {
+  std::vector<uint8_t> dst(2 * RowBytes(DType::kW4, 64));
+  auto quantize = [&](std::vector<float> row) {
+    return QuantizeToW4(DType::kF32, row.data(), 1, 64, dst.data()).code();
+  };
+  std::vector<float> fine(64, 1.0f);
+  fine[40] = -3.0f;
+  EXPECT_EQ(quantize(fine), absl::StatusCode::kOk);
+  std::vector<float> range = fine;  // the minimum -7e4 overflows f16
+  range[1] = -7e4f;
+  EXPECT_EQ(quantize(range), absl::StatusCode::kInvalidArgument);
+  std::vector<float> large = fine;  // min -6e4 and d = 1.2e5 / 15 both fit
+  large[33] = 6e4f;
+  large[34] = -6e4f;
+  EXPECT_EQ(quantize(large), absl::StatusCode::kOk);
+  std::vector<float> wide(64, 0.0f);  // d = 2e6 / 15 overflows f16
+  wide[0] = -6e4f;
+  wide[1] = 1e6f;
+  EXPECT_EQ(quantize(wide), absl::StatusCode::kInvalidArgument);
+  for (float bad : {NAN, INFINITY}) {
+    std::vector<float> row = fine;
+    row[63] = bad;  // the second group
+    EXPECT_EQ(quantize(row), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 TEST(W4PackTest, ReferenceMatMulOfW4EqualsThatOfTheSource) {
   std::mt19937 rng(12);
   const int64_t n = 3, m = 9, k = 128;
