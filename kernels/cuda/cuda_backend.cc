@@ -404,6 +404,11 @@ absl::StatusOr<BatchView> CudaBackend::Stage(const BatchMetadata& batch,
   if (kv_cache_ == nullptr) {
     return absl::FailedPreconditionError("StageBatch before AllocateKvCache");
   }
+  if (capturing_) {
+    // Its copies would be recorded into the graph, not run now.
+    return absl::FailedPreconditionError(
+        "StageBatch while a CUDA graph is being captured");
+  }
   WEFT_RETURN_IF_ERROR_STATUS(ValidateBatch(batch, kv_shape_));
   const int num_tokens = batch.num_tokens();
   const int num_seqs = batch.num_seqs();
@@ -423,9 +428,12 @@ absl::StatusOr<BatchView> CudaBackend::Stage(const BatchMetadata& batch,
   WEFT_CUDA_RETURN_IF_ERROR(
       cudaEventSynchronize(static_cast<cudaEvent_t>(staged_event_)));
 
-  // Work lists of the two attention kernels.
+  // Work lists of the two attention kernels. Until this call succeeds no
+  // batch is staged: a view from before fails CheckStaged, a failed copy
+  // leaves nothing half-valid behind.
   CudaStagedBatch& st = staged_;
-  st.host_token_ids.assign(batch.token_ids.begin(), batch.token_ids.end());
+  st.view = BatchView{};
+  st.for_graph = false;
   BatchView view;
   view.num_tokens = num_tokens;
   view.num_seqs = num_seqs;
@@ -545,15 +553,23 @@ absl::StatusOr<BatchView> CudaBackend::Stage(const BatchMetadata& batch,
   st.token_seq = at(layout.token_seq);
   st.decode_items = at(layout.decode_items);
   st.prefill_tiles = at(layout.prefill_tiles);
+  st.host_token_ids.assign(batch.token_ids.begin(), batch.token_ids.end());
+  st.for_graph = for_graph;
   return view;
 }
 
 absl::Status CudaBackend::CheckStaged(const BatchView& batch,
                                       absl::string_view op) const {
-  if (batch.token_ids == nullptr || batch.token_ids != staged_.view.token_ids ||
-      batch.num_tokens != staged_.view.num_tokens ||
-      batch.num_seqs != staged_.view.num_seqs ||
-      batch.num_logits != staged_.view.num_logits) {
+  // Every array: token_ids sits at offset 0 in both layouts, the others
+  // move with the counts of the batch they were laid out for.
+  const BatchView& s = staged_.view;
+  if (batch.token_ids == nullptr || batch.token_ids != s.token_ids ||
+      batch.positions != s.positions || batch.slot_mapping != s.slot_mapping ||
+      batch.query_indptr != s.query_indptr || batch.kv_indptr != s.kv_indptr ||
+      batch.kv_indices != s.kv_indices ||
+      batch.kv_last_block_len != s.kv_last_block_len ||
+      batch.logits_rows != s.logits_rows || batch.num_tokens != s.num_tokens ||
+      batch.num_seqs != s.num_seqs || batch.num_logits != s.num_logits) {
     return absl::FailedPreconditionError(absl::StrCat(
         op, ": the batch is not the one this backend staged last"));
   }

@@ -109,6 +109,16 @@ struct CudaStagedBatch {
   const int32_t* decode_items = nullptr;   // device [num_decode_items]
   const int32_t* prefill_tiles = nullptr;  // device [num_prefill_tiles][2]
   std::vector<int32_t> host_token_ids;
+  // Staged by StageBatchForGraph (the planned layout a graph reads).
+  bool for_graph = false;
+};
+
+// The sizes a captured graph bakes into its launches: a replay is valid
+// only for a graph-staged batch of the same sizes.
+struct GraphStagedSizes {
+  int num_tokens = 0, num_seqs = 0, num_logits = 0;
+  int num_decode_items = 0, num_prefill_tiles = 0;
+  bool operator==(const GraphStagedSizes&) const = default;
 };
 
 // Head sizes the CUDA attention kernels are built for.
@@ -231,6 +241,11 @@ class CudaBackend : public Backend {
   // FailedPrecondition once graphs are captured: they hold the addresses of
   // the buffers a reallocation would free.
   absl::Status CheckNoGraphs(absl::string_view what) const;
+  // FailedPrecondition unless the batch staged last came from
+  // StageBatchForGraph (what BeginCapture and Replay need).
+  absl::Status CheckGraphStaged(absl::string_view op) const;
+  // The staged batch's sizes a graph's launches depend on.
+  GraphStagedSizes StagedSizes() const;
 
   CudaBackendConfig config_;
   std::string description_;
@@ -284,6 +299,7 @@ class CudaBackend : public Backend {
   // Instantiated graphs (cudaGraphExec_t) by key; capturing_ while a
   // capture is open.
   absl::flat_hash_map<int, void*> graphs_;  // key: graph key × 2 + variant
+  absl::flat_hash_map<int, GraphStagedSizes> graph_sizes_;  // same keys
   bool capturing_ = false;
   int staged_variant_ = 0;  // of the last graph-staged batch
 };

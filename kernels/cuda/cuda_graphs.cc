@@ -21,10 +21,25 @@ absl::Status CudaBackend::CheckNoGraphs(absl::string_view what) const {
       what, " after CUDA graphs were captured would free memory they use"));
 }
 
+GraphStagedSizes CudaBackend::StagedSizes() const {
+  return GraphStagedSizes{staged_.view.num_tokens, staged_.view.num_seqs,
+                          staged_.view.num_logits, staged_.num_decode_items,
+                          staged_.num_prefill_tiles};
+}
+
+absl::Status CudaBackend::CheckGraphStaged(absl::string_view op) const {
+  if (staged_.view.token_ids == nullptr || !staged_.for_graph) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        op, ": the batch staged last was not staged by StageBatchForGraph"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackend::BeginCapture() {
   if (capturing_) {
     return absl::FailedPreconditionError("BeginCapture: already capturing");
   }
+  WEFT_RETURN_IF_ERROR_STATUS(CheckGraphStaged("BeginCapture"));
   WEFT_CUDA_RETURN_IF_ERROR(cudaSetDevice(config_.device));
   // Thread-local mode: an unsafe call (a synchronization, an allocation)
   // made by this thread while capturing fails instead of being recorded.
@@ -55,14 +70,31 @@ absl::Status CudaBackend::EndCapture(int key) {
     cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(it->second));
   }
   graphs_[slot] = exec;
+  graph_sizes_[slot] = StagedSizes();
   return absl::OkStatus();
 }
 
 absl::Status CudaBackend::Replay(int key) {
-  auto it = graphs_.find(key * 2 + staged_variant_);
+  WEFT_RETURN_IF_ERROR_STATUS(CheckGraphStaged("Replay"));
+  const int slot = key * 2 + staged_variant_;
+  auto it = graphs_.find(slot);
   if (it == graphs_.end()) {
     return absl::NotFoundError(absl::StrCat("no CUDA graph ", key, " variant ",
                                             staged_variant_));
+  }
+  // The graph's launches cover the sizes it was captured with; on another
+  // batch they would read stale staging entries (and write K/V to stale
+  // slots, which may belong to live sequences).
+  const GraphStagedSizes& captured = graph_sizes_.at(slot);
+  const GraphStagedSizes staged = StagedSizes();
+  if (!(captured == staged)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Replay: CUDA graph ", key, " was captured for ", captured.num_tokens,
+        " tokens, ", captured.num_seqs, " sequences, ", captured.num_logits,
+        " logits rows, ", captured.num_decode_items, " decode items and ",
+        captured.num_prefill_tiles, " prefill tiles; the staged batch has ",
+        staged.num_tokens, ", ", staged.num_seqs, ", ", staged.num_logits, ", ",
+        staged.num_decode_items, " and ", staged.num_prefill_tiles));
   }
   WEFT_CUDA_RETURN_IF_ERROR(
       cudaGraphLaunch(static_cast<cudaGraphExec_t>(it->second),

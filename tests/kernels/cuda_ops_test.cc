@@ -426,6 +426,51 @@ TEST(CudaBackendPlanTest, KvCacheMustBeBf16WithHeadDim64Or128) {
             absl::StatusCode::kUnimplemented);
 }
 
+// A graph's launches bake in the staged batch's sizes: BeginCapture and
+// Replay take only a graph-staged batch, Replay only one of the sizes the
+// graph was captured with, and staging is refused while capturing.
+TEST(CudaBackendPlanTest, GraphsReplayOnlyTheSizesTheyWereCapturedFor) {
+  CudaBackendConfig config;
+  config.max_num_tokens = 8;
+  config.max_num_seqs = 8;
+  auto backend = test::MakeCudaOrNull(config);
+  if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
+  ASSERT_TRUE(backend->AllocateKvCache({1, 16, 4, 1, 64, DType::kBF16}).ok());
+  std::mt19937 layout(5);
+  const BatchMetadata two = test::ScatteredBatch({{5, 1}, {9, 1}}, 4, 16, layout);
+  const BatchMetadata three =
+      test::ScatteredBatch({{5, 1}, {9, 1}, {2, 1}}, 4, 16, layout);
+  // One op to record: an RmsNorm of 2 rows.
+  static const std::vector<float> ones(64, 1.0f);
+  auto weight = backend->UploadWeight(DType::kF32, 1, 64, ones.data());
+  auto x = backend->Allocate(DType::kF32, 2, 64);
+  auto out = backend->Allocate(DType::kF32, 2, 64);
+  ASSERT_TRUE(weight.ok() && x.ok() && out.ok());
+
+  ASSERT_TRUE(backend->StageBatch(two).ok());
+  EXPECT_EQ(backend->BeginCapture().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(backend->StageBatchForGraph(two, 0).ok());
+  ASSERT_TRUE(backend->BeginCapture().ok());
+  EXPECT_EQ(backend->StageBatch(three).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(backend->StageBatchForGraph(three, 0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  const absl::Status ops = backend->RmsNorm(*x, *weight, 1e-5f, &*out);
+  ASSERT_TRUE(backend->EndCapture(ops.ok() ? 7 : -1).ok());
+  ASSERT_TRUE(ops.ok()) << ops;
+
+  ASSERT_TRUE(backend->StageBatchForGraph(two, 0).ok());
+  EXPECT_TRUE(backend->Replay(7).ok());
+  ASSERT_TRUE(backend->StageBatchForGraph(three, 0).ok());
+  EXPECT_EQ(backend->Replay(7).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(backend->StageBatch(two).ok());
+  EXPECT_EQ(backend->Replay(7).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(backend->StageBatchForGraph(two, 0).ok());
+  EXPECT_EQ(backend->Replay(8).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(backend->Replay(7).ok());
+  EXPECT_TRUE(backend->Synchronize().ok());
+}
+
 #else  // !WEFT_HAVE_CUDA
 
 TEST(CudaOpsTest, SkippedWithoutCuda) { GTEST_SKIP() << test::kNoGpu; }
