@@ -70,7 +70,7 @@ absl::Status CudaBackend::AddRmsNorm(Tensor* residual, const Tensor& x,
   }
   if (!IsF32(weight) || !IsF32(*out) || weight.cols != x.cols ||
       out->cols != x.cols || out->rows < x.rows) {
-    return ShapeError("RmsNorm", "shapes or dtypes do not match");
+    return ShapeError("AddRmsNorm", "shapes or dtypes do not match");
   }
   WEFT_CUDA_RETURN_IF_ERROR(cuda::LaunchRmsNorm(
       F32(residual), F32(x), F32(weight), x.rows, x.cols, eps, F32(out),

@@ -41,6 +41,8 @@ template <int D, int G>
 struct DecodeShape {
   static_assert(D % (kVec * 4) == 0 && D <= 32 * kVec);
   static constexpr int kLanes = D / kVec;         // 16 at D = 128, 8 at 64
+  // The XOR shuffle trees stay inside a sub-warp only for a power of two.
+  static_assert((kLanes & (kLanes - 1)) == 0);
   static constexpr int kTokens = 32 / kLanes;     // 2 at D = 128, 4 at 64
   static constexpr int kUnroll = 4;
   static constexpr int kStep = kWarps * kTokens * kUnroll;  // tokens a block step

@@ -241,7 +241,7 @@ cudaError_t LaunchGemmBf16(GemmKernelId kernel, const uint16_t* x,
                                       stream);
     case GemmKernelId::kTiled64x64:
       return Launch<64, 64, 2, 2, 4>(x, w, y, rows, cols, depth, ldy, stream);
-    // Warp tiles of 64×64 (more mma per ldmatrix), 3 stages (96 KiB).
+    // Warp tiles of 64×64 (more mma per ldmatrix), 3 stages (72 KiB).
     case GemmKernelId::kTiled128x256:
       return Launch<128, 256, 2, 4, 3>(x, w, y, rows, cols, depth, ldy,
                                        stream);

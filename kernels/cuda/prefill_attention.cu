@@ -56,6 +56,8 @@ struct PrefillShape {
   static constexpr int kSmemBytes = kStages * 2 * kTileChunks * 16;
   static constexpr int kKeysPerPass = kThreads / kChunks;  // rows a load pass
   static_assert(kThreads % kChunks == 0 && kKeys % kKeysPerPass == 0);
+  // Swizzle permutes chunks in runs of 8: a row must hold whole runs.
+  static_assert(kChunks % 8 == 0);
 };
 
 __device__ __forceinline__ int Swizzle(int row, int chunk) {
