@@ -9,8 +9,9 @@
 # engine 100 + generate 2 × 30 + bench 90 s: caps summing to 10 min 25 s; a
 # passing run takes far less), and tools/gpu-check's header splits the
 # steps over two calls of at most 7 min 45 s and 4 min 40 s. The serving
-# sweep (synthetic Llama-3-8B, up to 420 s) runs only when WEFT_GPU_STEPS
-# names it, in a call of its own after "bench".
+# sweep (synthetic Llama-3-8B, up to 420 s) and the compute-sanitizer steps
+# ("sanitize") run only when WEFT_GPU_STEPS names them, each in a call of
+# its own ("serving" after "bench").
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-${OUT:-$here/../gpu-check-out}}"
@@ -137,6 +138,29 @@ if want generate && [[ "$model_status" == ok ]]; then
   run_step generate-int4 30 "$here/bin/weft-generate" --device cuda \
     --weight_dtype int4 --model "$model_dir/$model_name" \
     --prompt "The capital of France is" --max_tokens 16 --max_model_len 256
+fi
+# Opt-in (WEFT_GPU_STEPS="sanitize", a call of its own, ~10 min at most):
+# the kernel tests under compute-sanitizer (memcheck: out-of-bounds and
+# misaligned accesses; racecheck: shared-memory hazards; synccheck: barrier
+# misuse), for when a parity test has failed and the log alone does not
+# say why. A step fails when the tool reports an error (exit code 9).
+if [[ " ${WEFT_GPU_STEPS:-} " == *" sanitize "* ]]; then
+  sanitizer="$(command -v compute-sanitizer 2>/dev/null ||
+               ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)"
+  if [[ -z "$sanitizer" ]]; then
+    log "no compute-sanitizer on this machine: the sanitize steps are skipped"
+  else
+    sanitize() {  # name limit tool binary filter
+      run_step "$1" "$2" "$sanitizer" --tool "$3" --error-exitcode 9 \
+        "$here/bin/$4" --gtest_filter="$5" --gtest_output="json:$out/$1.json" \
+        --gtest_brief=0
+    }
+    sanitize memcheck-attention 150 memcheck cuda_attention_test '*'
+    sanitize racecheck-attention 120 racecheck cuda_attention_test 'Shapes/CudaAttentionTest.*'
+    sanitize synccheck-attention 60 synccheck cuda_attention_test 'Shapes/CudaAttentionTest.*'
+    sanitize memcheck-gemm 150 memcheck cuda_gemm_test '-CudaGemmTest.WarmUp*'
+    sanitize memcheck-ops 90 memcheck cuda_ops_test '*'
+  fi
 fi
 want bench && run_step bench 90 "$here/bin/weft-bench-cuda-kernels" --iters 20 --json "$out/bench.json"
 # Serving throughput of the synthetic Llama-3-8B (issue #7; bench/cuda_serving):
