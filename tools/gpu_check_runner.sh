@@ -2,22 +2,79 @@
 # run.sh (written into the bundle by tools/gpu-check): runs on the GPU
 # machine. Finds that machine's CUDA 13 cuBLAS, reassembles the default
 # model from stashed parts (sha256-checked) when they are there, runs every
-# GPU test, the end-to-end checks and the kernel benchmark, writes
-# report.json and logs.tar.xz (each step's log and gtest JSON) to $OUT (or
-# ./gpu-check-out or the first argument), and prints a compact table last. Each step has a
-# time limit (ops 60 + attention 90 + gemm-wgmma 45 + gemm 60 + model 120 +
-# engine 100 + generate 2 × 30 + bench 90 s: caps summing to 10 min 25 s; a
-# passing run takes far less), and tools/gpu-check's header splits the
-# steps over two calls of at most 7 min 45 s and 4 min 40 s. The serving
-# sweep (synthetic Llama-3-8B, up to 420 s) and the compute-sanitizer steps
-# ("sanitize") run only when WEFT_GPU_STEPS names them, each in a call of
-# its own ("serving" after "bench").
+# GPU test, the end-to-end checks and the kernel benchmark, and prints a
+# compact table last. Results go to $OUT (or ./gpu-check-out or the first
+# argument) as two files, rewritten after every step so that a call cut
+# short still returns what it ran: report.json and logs.tar.gz (each
+# step's log and gtest JSON; the device tool returns at most 8 files).
+#
+# Each step has a time limit (ops 60 + attention 90 + gemm-wgmma 45 + gemm
+# 60 + model 120 + default-model 120 + engine 100 + generate 2 × 30 + bench
+# 90 s; a passing run takes far less), cut to what is left before
+# WEFT_GPU_DEADLINE_S (default 560 s after the start: a call of
+# timeout_s 600 ends with its report written); a step with under 10 s left
+# is recorded as not run. tools/gpu-check's header splits the steps over
+# two calls. The serving sweep (synthetic Llama-3-8B, up to 420 s) and the
+# compute-sanitizer steps ("sanitize") run only when WEFT_GPU_STEPS names
+# them, each in a call of its own.
+#
+# A step's status: ok, fail(rc), timeout, skipped (every test skipped:
+# e.g. no usable GPU), or not-run (deadline, or no default model).
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-out="${1:-${OUT:-$here/../gpu-check-out}}"
-mkdir -p "$out"
+result_dir="${1:-${OUT:-$here/../gpu-check-out}}"
+mkdir -p "$result_dir"
+# Every log goes to a work folder first; publish copies the report and an
+# archive of the folder to result_dir.
+out="$(mktemp -d /tmp/weft-gpu-work.XXXXXX)"
 start=$(date +%s)
+deadline=${WEFT_GPU_DEADLINE_S:-560}
 log() { echo "[gpu-check $(( $(date +%s) - start ))s] $*"; }
+
+# --- results -----------------------------------------------------------------
+names=() statuses=() seconds=() summaries=()
+model_status="not looked for yet"
+# Writes result_dir/report.json and result_dir/logs.tar.gz from what has
+# run so far (each through a temporary file, so a kill leaves the last
+# complete pair).
+publish() {
+  python3 - "$out" "$(( $(date +%s) - start ))" "$model_status" "${#names[@]}" \
+    "${names[@]}" "${statuses[@]}" "${seconds[@]}" "${summaries[@]}" <<'EOF' \
+    > "$result_dir/.report.json.tmp" && mv "$result_dir/.report.json.tmp" "$result_dir/report.json"
+import json, os, sys
+out, total, model, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+rest = sys.argv[5:]
+steps = [dict(name=rest[i], status=rest[n + i], seconds=int(rest[2 * n + i]),
+              tests=rest[3 * n + i]) for i in range(n)]
+try:
+    device = open(os.path.join(out, "device.txt")).read().strip()
+except OSError:
+    device = None
+report = dict(device=device, total_seconds=total, default_model=model,
+              steps=steps)
+for key in ("bench", "serving"):
+    try:
+        report[key] = json.load(open(os.path.join(out, key + ".json")))
+    except Exception:
+        report[key] = None
+print(json.dumps(report, indent=2))
+EOF
+  # gzip, not xz: every image has it (python's tarfile where tar fails).
+  if ! tar -C "$out" -czf "$result_dir/.logs.tmp" . 2>/dev/null; then
+    python3 -c 'import sys, tarfile
+with tarfile.open(sys.argv[2], "w:gz") as t: t.add(sys.argv[1], arcname=".")' \
+      "$out" "$result_dir/.logs.tmp" || echo "could not archive the logs of $out"
+  fi
+  [[ -f "$result_dir/.logs.tmp" ]] && mv "$result_dir/.logs.tmp" "$result_dir/logs.tar.gz"
+  return 0
+}
+
+# A wgmma failure in an earlier call on this machine holds for this one.
+no_wgmma_marker=/tmp/weft-gpu-no-wgmma
+if [[ -f "$no_wgmma_marker" ]]; then
+  export WEFT_NO_WGMMA=1
+  log "an earlier call's wgmma GEMM failed on this machine: WEFT_NO_WGMMA=1"
+fi
 
 # --- cuBLAS ------------------------------------------------------------------
 find_cublas() {
@@ -75,14 +132,21 @@ log "default model: $model_status"
 export WEFT_MODEL_DIR="$model_dir"
 
 # --- steps -------------------------------------------------------------------
-declare -a names statuses seconds summaries
 run_step() {  # name limit_s command...
   local name="$1" limit="$2"; shift 2
   local t0=$(date +%s) rc
+  local left=$(( deadline - (t0 - start) - 10 ))
+  (( limit > left )) && limit=$left
+  if (( limit < 10 )); then
+    log "skip $name: the deadline (${deadline}s) is near"
+    names+=("$name"); statuses+=("not-run"); seconds+=(0); summaries+=("deadline")
+    publish
+    return
+  fi
   log "run $name (limit ${limit}s)"
   timeout --kill-after=5 "$limit" "$@" > "$out/$name.log" 2>&1
   rc=$?
-  local dt=$(( $(date +%s) - t0 )) summary=""
+  local dt=$(( $(date +%s) - t0 )) summary="" passed=-1 skipped=0
   if [[ -f "$out/$name.json" && "$name" != bench ]]; then
     summary="$(python3 - "$out/$name.json" <<'EOF' 2>/dev/null
 import json, sys
@@ -96,12 +160,17 @@ for suite in d.get("testsuites", []):
 print(f"{run - fail - skip} passed, {fail} failed, {skip} skipped")
 EOF
 )"
+    [[ "$summary" =~ ^([0-9]+)\ passed,\ [0-9]+\ failed,\ ([0-9]+)\ skipped$ ]] &&
+      passed=${BASH_REMATCH[1]} skipped=${BASH_REMATCH[2]}
   fi
   local status=ok
+  # A step whose every test skipped checked nothing (no usable GPU?).
+  (( rc == 0 && passed == 0 && skipped > 0 )) && status=skipped
   (( rc == 124 || rc == 137 )) && status=timeout
   (( rc != 0 && rc != 124 && rc != 137 )) && status="fail($rc)"
   names+=("$name"); statuses+=("$status"); seconds+=("$dt"); summaries+=("$summary")
   tail -n 5 "$out/$name.log"
+  publish
 }
 
 gtest() {  # name limit binary [filter]
@@ -122,13 +191,23 @@ if want gemm; then
   gtest gemm-wgmma 45 cuda_gemm_test 'CudaGemmTest.Wgmma*'
   if [[ "${statuses[-1]}" != ok ]]; then
     export WEFT_NO_WGMMA=1
+    touch "$no_wgmma_marker"  # for the later calls on this machine too
     log "the wgmma GEMM failed: later steps run with WEFT_NO_WGMMA=1"
   fi
   gtest gemm 60 cuda_gemm_test '-CudaGemmTest.Wgmma*'
 fi
-want model && gtest model 120 cuda_model_test
+want model && gtest model 120 cuda_model_test '-CudaModelTest.DefaultModel*'
+if want default-model && [[ "$model_status" != ok ]]; then
+  names+=(default-model); statuses+=(not-run); seconds+=(0)
+  summaries+=("no default model: $model_status"); publish
+elif want default-model; then
+  gtest default-model 120 cuda_model_test 'CudaModelTest.DefaultModel*'
+fi
 want engine && gtest engine 100 default_model_engine_test '*Cuda*'
-if want generate && [[ "$model_status" == ok ]]; then
+if want generate && [[ "$model_status" != ok ]]; then
+  names+=(generate); statuses+=(not-run); seconds+=(0)
+  summaries+=("no default model: $model_status"); publish
+elif want generate; then
   # The CLI end to end: --device cuda picks the GPU and generates greedily.
   # The production path: GEMM autotune and a decode graph (the defaults),
   # with bf16 weights, then with the Q4_1 weights kept 4-bit (W4A16).
@@ -139,7 +218,7 @@ if want generate && [[ "$model_status" == ok ]]; then
     --weight_dtype int4 --model "$model_dir/$model_name" \
     --prompt "The capital of France is" --max_tokens 16 --max_model_len 256
 fi
-# Opt-in (WEFT_GPU_STEPS="sanitize", a call of its own, ~10 min at most):
+# Opt-in (WEFT_GPU_STEPS="sanitize", a call of its own, ~8 min at most):
 # the kernel tests under compute-sanitizer (memcheck: out-of-bounds and
 # misaligned accesses; racecheck: shared-memory hazards; synccheck: barrier
 # misuse), for when a parity test has failed and the log alone does not
@@ -149,17 +228,22 @@ if [[ " ${WEFT_GPU_STEPS:-} " == *" sanitize "* ]]; then
                ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)"
   if [[ -z "$sanitizer" ]]; then
     log "no compute-sanitizer on this machine: the sanitize steps are skipped"
+    names+=(sanitize); statuses+=(not-run); seconds+=(0)
+    summaries+=("no compute-sanitizer"); publish
   else
     sanitize() {  # name limit tool binary filter
       run_step "$1" "$2" "$sanitizer" --tool "$3" --error-exitcode 9 \
         "$here/bin/$4" --gtest_filter="$5" --gtest_output="json:$out/$1.json" \
         --gtest_brief=0
     }
-    sanitize memcheck-attention 150 memcheck cuda_attention_test '*'
-    sanitize racecheck-attention 120 racecheck cuda_attention_test 'Shapes/CudaAttentionTest.*'
-    sanitize synccheck-attention 60 synccheck cuda_attention_test 'Shapes/CudaAttentionTest.*'
-    sanitize memcheck-gemm 150 memcheck cuda_gemm_test '-CudaGemmTest.WarmUp*'
-    sanitize memcheck-ops 90 memcheck cuda_ops_test '*'
+    # racecheck and synccheck are slow: the small cases of both kernels.
+    small='*PrefillOnly_B16_H8_2_D64_*:*PrefillOnly_B4_H9_3_D64_*:'
+    small+='*DecodeOnly_B16_H8_2_D64_*:*SplitDecode_B16_H16_1_D128_*'
+    sanitize memcheck-attention 120 memcheck cuda_attention_test '*'
+    sanitize racecheck-attention 100 racecheck cuda_attention_test "$small"
+    sanitize synccheck-attention 60 synccheck cuda_attention_test "$small"
+    sanitize memcheck-gemm 120 memcheck cuda_gemm_test '-CudaGemmTest.WarmUp*'
+    sanitize memcheck-ops 80 memcheck cuda_ops_test '*'
   fi
 fi
 want bench && run_step bench 90 "$here/bin/weft-bench-cuda-kernels" --iters 20 --json "$out/bench.json"
@@ -176,36 +260,14 @@ if [[ " ${WEFT_GPU_STEPS:-} " == *" serving "* ]]; then
 fi
 
 # --- report ------------------------------------------------------------------
-total=$(( $(date +%s) - start ))
-python3 - "$out" "$total" "$model_status" "${#names[@]}" "${names[@]}" "${statuses[@]}" \
-  "${seconds[@]}" "${summaries[@]}" <<'EOF' > "$out/report.json"
-import json, os, sys
-out, total, model, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-rest = sys.argv[5:]
-steps = [dict(name=rest[i], status=rest[n + i], seconds=int(rest[2 * n + i]),
-              tests=rest[3 * n + i]) for i in range(n)]
-report = dict(device=open(os.path.join(out, "device.txt")).read().strip(),
-              total_seconds=total, default_model=model, steps=steps)
-for key in ("bench", "serving"):
-    try:
-        report[key] = json.load(open(os.path.join(out, key + ".json")))
-    except Exception:
-        report[key] = None
-print(json.dumps(report, indent=2))
-EOF
+publish  # the final report and archive (every step published its own too)
 echo
-echo "bench (from $out/bench.log):"
+echo "bench (from the bench step's log):"
 sed -n '/^kernel /,$p' "$out/bench.log" 2>/dev/null
 [[ -f "$out/serving.log" ]] && sed -n '/^batch:prompt/,$p' "$out/serving.log"
 echo
-printf "%-10s %-12s %6s  %s\n" step status sec tests
+printf "%-20s %-12s %6s  %s\n" step status sec tests
 for i in "${!names[@]}"; do
-  printf "%-10s %-12s %6s  %s\n" "${names[$i]}" "${statuses[$i]}" "${seconds[$i]}" "${summaries[$i]}"
+  printf "%-20s %-12s %6s  %s\n" "${names[$i]}" "${statuses[$i]}" "${seconds[$i]}" "${summaries[$i]}"
 done
-echo "model: $model_status   total: ${total}s   report: $out/report.json"
-# Only a few files come back from $OUT: everything but the report goes into
-# one archive.
-(cd "$out" && files=$(ls | grep -v -x -e report.json -e logs.tar.xz) &&
-   [[ -n "$files" ]] && tar -cJf logs.tar.xz --remove-files $files) ||
-  echo "could not archive the logs in $out"
-echo "logs: $out/logs.tar.xz"
+echo "model: $model_status   total: $(( $(date +%s) - start ))s   results: $result_dir/report.json, $result_dir/logs.tar.gz"
