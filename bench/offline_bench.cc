@@ -191,16 +191,43 @@ int RunSweep(Engine& engine, const ModelFiles& files,
   std::printf("%-18s %10s %12s %12s %10s\n", "batch:prompt x out", "seconds",
               "output tok/s", "decode ms", "roofline");
   std::string json = "[";
+  if (!absl::GetFlag(FLAGS_json).empty()) {
+    std::ofstream(absl::GetFlag(FLAGS_json)) << "[]\n";
+  }
+  auto fixed = [](int n) { return [n](std::mt19937&) { return n; }; };
+  if (!points.empty()) {
+    // One untimed run first, so that the first point's numbers hold no
+    // one-time costs (kernels first launched, host memory first touched).
+    const SweepPoint& p = points.front();
+    auto warm = Run(engine,
+                    Requests(files.tokenizer(), p.batch, fixed(p.prompt),
+                             fixed(std::max(2, p.output / 4)), 9),
+                    "-warmup");
+    if (!warm.ok()) return Fail(warm.status());
+  }
   for (const SweepPoint& p : points) {
-    auto fixed = [](int n) { return [n](std::mt19937&) { return n; }; };
     const std::vector<Request> full = Requests(
         files.tokenizer(), p.batch, fixed(p.prompt), fixed(p.output), 7);
     const std::vector<Request> half = Requests(
         files.tokenizer(), p.batch, fixed(p.prompt), fixed(p.output / 2), 8);
+    const int64_t preemptions_before = engine.stats().num_preemptions;
     auto t_full = Run(engine, full, absl::StrCat("-", p.batch, "-full"));
     if (!t_full.ok()) return Fail(t_full.status());
     auto t_half = Run(engine, half, absl::StrCat("-", p.batch, "-half"));
     if (!t_half.ok()) return Fail(t_half.status());
+    // Every request must have produced all its tokens, or the point would
+    // measure fewer sequences than it names.
+    if (t_full->output_tokens != int64_t{p.batch} * p.output ||
+        t_half->output_tokens != int64_t{p.batch} * (p.output / 2)) {
+      return Fail(absl::InternalError(absl::StrFormat(
+          "point %d:%dx%d produced %d and %d output tokens, expected %d and %d",
+          p.batch, p.prompt, p.output, t_full->output_tokens,
+          t_half->output_tokens, int64_t{p.batch} * p.output,
+          int64_t{p.batch} * (p.output / 2))));
+    }
+    // Preempted sequences recompute their prefix: the point then measures
+    // less than a batch of p.batch decoding together.
+    const int64_t preemptions = engine.stats().num_preemptions - preemptions_before;
     const int steps = p.output - p.output / 2;
     const double step_s = (t_full->seconds - t_half->seconds) / steps;
     const double tok_s = t_full->output_tokens / t_full->seconds;
@@ -212,23 +239,30 @@ int RunSweep(Engine& engine, const ModelFiles& files,
       fraction = bytes / (copy_gb_s * 1e9) / step_s;
     }
     const std::string name = absl::StrFormat("%d:%dx%d", p.batch, p.prompt, p.output);
-    std::printf("%-18s %10.2f %12.1f %12.3f %9.0f%%\n", name.c_str(), t_full->seconds,
-                tok_s, 1e3 * step_s, 100 * fraction);
+    const std::string roofline =
+        copy_gb_s > 0 ? absl::StrFormat("%9.0f%%", 100 * fraction) : "       n/a";
+    std::printf("%-18s %10.2f %12.1f %12.3f %s%s\n", name.c_str(), t_full->seconds,
+                tok_s, 1e3 * step_s, roofline.c_str(),
+                preemptions > 0 ? absl::StrCat("  (", preemptions, " preemptions)").c_str()
+                                : "");
     absl::StrAppendFormat(
         &json,
         "%s{\"point\": \"%s\", \"seconds\": %.4f, \"output_tok_s\": %.2f, "
-        "\"decode_step_ms\": %.4f, \"roofline_fraction\": %.4f}",
+        "\"decode_step_ms\": %.4f, \"roofline_fraction\": %s, \"preemptions\": %d}",
         json.size() > 1 ? ", " : "", name, t_full->seconds, tok_s, 1e3 * step_s,
-        fraction);
-  }
-  json += "]\n";
-  if (!absl::GetFlag(FLAGS_json).empty()) {
-    std::ofstream(absl::GetFlag(FLAGS_json)) << json;
+        copy_gb_s > 0 ? absl::StrFormat("%.4f", fraction) : "null", preemptions);
+    // Written after every point: a sweep cut short keeps what it measured.
+    std::fflush(stdout);
+    if (!absl::GetFlag(FLAGS_json).empty()) {
+      std::ofstream(absl::GetFlag(FLAGS_json)) << json << "]\n";
+    }
   }
   return 0;
 }
 
 int Main() {
+  // Line by line even into a file: a run cut short keeps what it printed.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   auto files = ModelFiles::Open(absl::GetFlag(FLAGS_model));
   if (!files.ok()) return Fail(files.status());
   auto sweep = ParseSweep(absl::GetFlag(FLAGS_sweep));
