@@ -12,11 +12,15 @@
 //
 //   weft-bench-cuda-kernels [--iters 20] [--json out.json]
 //
-// Times are CUDA-event times on the backend's stream, averaged over
-// --iters runs after 3 warm-ups. Bytes are the bytes each kernel must move
-// (counted from its shapes, not measured); FLOPs count a multiply-add as 2.
+// Times are CUDA-event times on the backend's stream after 3 warm-ups: the
+// median of 5 groups of --iters / 5 runs (the mean of each group). Bytes
+// are the bytes each kernel must move (counted from its shapes, not
+// measured); FLOPs count a multiply-add as 2. A kernel whose data would fit
+// the H200's 50 MB L2 reads, run by run, one of several copies of it
+// (≥ 256 MiB together), so its GB/s is memory's, not the cache's.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -61,25 +65,44 @@ class Bench {
  public:
   explicit Bench(CudaBackend* backend) : backend_(backend) {}
 
-  // Mean microseconds of `op` over --iters runs.
-  absl::StatusOr<double> Time(const std::function<absl::Status()>& op) {
+  // Microseconds of one run of `op(run)`: the median over 5 groups of
+  // --iters / 5 back-to-back runs of each group's mean (run counts on
+  // across warm-ups and groups, so an op that rotates its buffers by it
+  // never repeats one twice in a row).
+  absl::StatusOr<double> Time(const std::function<absl::Status(int)>& op) {
     auto stream = static_cast<cudaStream_t>(backend_->stream());
-    for (int i = 0; i < 3; ++i) BENCH_CHECK(op());
+    int run = 0;
+    for (int i = 0; i < 3; ++i) BENCH_CHECK(op(run++));
     cudaEvent_t start, stop;
     if (cudaEventCreate(&start) != cudaSuccess ||
         cudaEventCreate(&stop) != cudaSuccess) {
       return absl::InternalError("cudaEventCreate failed");
     }
-    const int iters = absl::GetFlag(FLAGS_iters);
-    cudaEventRecord(start, stream);
-    for (int i = 0; i < iters; ++i) BENCH_CHECK(op());
-    cudaEventRecord(stop, stream);
-    BENCH_CHECK(backend_->Synchronize());
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
+    constexpr int kGroups = 5;
+    const int per_group = std::max(1, absl::GetFlag(FLAGS_iters) / kGroups);
+    std::vector<double> us;
+    absl::Status status;
+    for (int g = 0; g < kGroups && status.ok(); ++g) {
+      if (cudaEventRecord(start, stream) != cudaSuccess) {
+        status = absl::InternalError("cudaEventRecord failed");
+        break;
+      }
+      for (int i = 0; i < per_group && status.ok(); ++i) status = op(run++);
+      if (!status.ok()) break;
+      float ms = 0;
+      if (cudaEventRecord(stop, stream) != cudaSuccess ||
+          cudaEventSynchronize(stop) != cudaSuccess ||
+          cudaEventElapsedTime(&ms, start, stop) != cudaSuccess || !(ms > 0)) {
+        status = absl::InternalError("CUDA event timing failed");
+        break;
+      }
+      us.push_back(1000.0 * ms / per_group);
+    }
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
-    return 1000.0 * ms / iters;
+    if (!status.ok()) return status;
+    std::nth_element(us.begin(), us.begin() + kGroups / 2, us.end());
+    return us[kGroups / 2];
   }
 
   // Times `op` and keeps the row; each row is also printed as soon as it
@@ -87,6 +110,11 @@ class Bench {
   // error) does not take the earlier rows with it.
   absl::Status Add(const std::string& name, double bytes, double flops,
                    const std::function<absl::Status()>& op) {
+    return AddRotating(name, bytes, flops, [&](int) { return op(); });
+  }
+  // The same for an op given the run's number (to pick a copy of its data).
+  absl::Status AddRotating(const std::string& name, double bytes, double flops,
+                           const std::function<absl::Status(int)>& op) {
     auto us = Time(op);
     if (!us.ok()) return us.status();
     results_.push_back({name, *us, bytes, flops});
@@ -100,6 +128,13 @@ class Bench {
   CudaBackend* backend_;
   std::vector<Result> results_;
 };
+
+// Copies of a kernel's data that together exceed the L2 several times over
+// (one for data of 256 MiB or more).
+constexpr int64_t kRotateBytes = int64_t{256} << 20;
+int Copies(double bytes) {
+  return static_cast<int>(std::max(1.0, std::ceil(kRotateBytes / bytes)));
+}
 
 absl::StatusOr<Tensor> RandomF32(CudaBackend& b, int64_t rows, int64_t cols,
                                  std::mt19937& rng) {
@@ -230,29 +265,40 @@ absl::Status Run(std::vector<Result>* out) {
 
   // Decode GEMV (n ≤ 16 rows of x): the skinny kernels and cuBLAS on
   // Llama-3-8B's widest weights; the bytes are the weights' (x and y are
-  // < 1%). W4 is the same random Q4_1 data repacked (4.5 bits a weight).
+  // < 1%). W4 is the same random Q4_1 data repacked (5 bits a weight: 20
+  // bytes per 32). Each run reads one of Copies() copies of the weight
+  // from `pool` (384 MiB of random bf16).
   struct GemvShape {
     int64_t n, m, k;
   };
+  auto pool = b.Allocate(DType::kBF16, 3 * g, g);
+  if (!pool.ok()) return pool.status();
+  for (int i = 0; i < 3; ++i) {
+    BENCH_CHECK(b.CopyDeviceToDevice(static_cast<uint8_t*>(pool->data) + i * g * g * 2,
+                                     gb->data, g * g * 2));
+  }
+  const auto* pool_bf16 = static_cast<const uint16_t*>(pool->data);
   std::vector<uint8_t> w4_host;
   for (const GemvShape& shape :
        {GemvShape{1, 4096, 4096}, GemvShape{1, 14336, 4096},
         GemvShape{1, 4096, 14336}, GemvShape{8, 14336, 4096},
         GemvShape{16, 14336, 4096}}) {
     const double w_bytes = 2.0 * shape.m * shape.k;
+    const int bf16_copies =
+        std::min<int>(Copies(w_bytes), 3 * g * g / (shape.m * shape.k));
     for (GemmKernelId kernel : {GemmKernelId::kCublas, GemmKernelId::kSkinny}) {
-      BENCH_CHECK(bench.Add(
+      BENCH_CHECK(bench.AddRotating(
           absl::StrFormat("gemv %s bf16 %dx%dx%d",
                           kernel == GemmKernelId::kCublas ? "cublas" : "skinny",
                           shape.n, shape.m, shape.k),
-          w_bytes, 2.0 * shape.n * shape.m * shape.k, [&] {
-            return b.GemmBf16With(kernel, ga->data, gb->data,
-                                  static_cast<float*>(gc->data), shape.n,
-                                  shape.m, shape.k, shape.m);
+          w_bytes, 2.0 * shape.n * shape.m * shape.k, [&](int run) {
+            return b.GemmBf16With(
+                kernel, ga->data,
+                pool_bf16 + (run % bf16_copies) * shape.m * shape.k,
+                static_cast<float*>(gc->data), shape.n, shape.m, shape.k,
+                shape.m);
           }));
     }
-    auto w4 = b.Allocate(DType::kW4, shape.m, shape.k);
-    if (!w4.ok()) return w4.status();
     std::vector<uint8_t> q4(shape.m * RowBytes(DType::kQ4_1, shape.k));
     for (size_t i = 0; i < q4.size(); ++i) q4[i] = static_cast<uint8_t>(rng());
     for (size_t at = 0; at < q4.size(); at += sizeof(BlockQ4_1)) {
@@ -263,17 +309,24 @@ absl::Status Run(std::vector<Result>* out) {
     w4_host.resize(shape.m * RowBytes(DType::kW4, shape.k));
     BENCH_CHECK(RepackToW4(DType::kQ4_1, q4.data(), shape.m, shape.k,
                            w4_host.data()));
-    if (cudaMemcpy(w4->data, w4_host.data(), w4_host.size(),
-                   cudaMemcpyHostToDevice) != cudaSuccess) {
-      return absl::InternalError("W4 upload failed");
+    const int w4_copies = Copies(static_cast<double>(w4_host.size()));
+    auto w4 = b.Allocate(DType::kW4, shape.m * w4_copies, shape.k);
+    if (!w4.ok()) return w4.status();
+    for (int c = 0; c < w4_copies; ++c) {
+      if (cudaMemcpy(static_cast<uint8_t*>(w4->data) + c * w4_host.size(),
+                     w4_host.data(), w4_host.size(),
+                     cudaMemcpyHostToDevice) != cudaSuccess) {
+        return absl::InternalError("W4 upload failed");
+      }
     }
-    BENCH_CHECK(bench.Add(
+    BENCH_CHECK(bench.AddRotating(
         absl::StrFormat("gemv skinny w4 %dx%dx%d", shape.n, shape.m, shape.k),
         static_cast<double>(w4_host.size()), 2.0 * shape.n * shape.m * shape.k,
-        [&] {
+        [&](int run) {
           const cudaError_t e = cuda::LaunchSkinnyW4(
               static_cast<const uint16_t*>(ga->data),
-              static_cast<const uint8_t*>(w4->data),
+              static_cast<const uint8_t*>(w4->data) +
+                  (run % w4_copies) * w4_host.size(),
               static_cast<float*>(gc->data), shape.n, shape.m, shape.k,
               shape.m, static_cast<cudaStream_t>(b.stream()));
           return e == cudaSuccess ? absl::OkStatus()
@@ -282,7 +335,15 @@ absl::Status Run(std::vector<Result>* out) {
   }
 
   // Weights and activations.
-  auto w_q4 = RandomWeight(b, DType::kQ4_1, kHidden, kHidden, rng, &host_weights);
+  // Copies of the 4096 × 4096 weight (33.5 MB in bf16 each) for the matmul
+  // rows: Copies() of them.
+  std::vector<Tensor> w_q4s;
+  for (int c = 0; c < Copies(2.0 * kHidden * kHidden); ++c) {
+    auto w = RandomWeight(b, DType::kQ4_1, kHidden, kHidden, rng, &host_weights);
+    if (!w.ok()) return w.status();
+    w_q4s.push_back(*w);
+  }
+  auto w_q4 = absl::StatusOr<Tensor>(w_q4s[0]);
   auto w_up = RandomWeight(b, DType::kQ4_1, kInter, kHidden, rng, &host_weights);
   auto embed = RandomWeight(b, DType::kQ4_1, kVocab, kHidden, rng, &host_weights);
   if (!w_q4.ok() || !w_up.ok() || !embed.ok()) return w_q4.status();
@@ -302,23 +363,24 @@ absl::Status Run(std::vector<Result>* out) {
   const double n = kPrefill;
 
   // Q4_1 → bf16 dequantization (the upload kernel), on device data.
-  auto raw = b.Allocate(DType::kQ4_1, kHidden, kHidden);
-  if (!raw.ok()) return raw.status();
-  BENCH_CHECK(b.CopyDeviceToDevice(raw->data, copy_src->data,
-                                   int64_t{kHidden} * RowBytes(DType::kQ4_1, kHidden)));
-  auto deq = b.Allocate(DType::kBF16, kHidden, kHidden);
-  if (!deq.ok()) return deq.status();
   const double q4_bytes = double(kHidden) * RowBytes(DType::kQ4_1, kHidden);
-  BENCH_CHECK(bench.Add("dequant q4_1->bf16 4096x4096",
-                        q4_bytes + 2.0 * kHidden * kHidden, 0, [&] {
+  // Sources: Q4_1-sized slices of the 256 MiB random buffer; destinations:
+  // slices of the bf16 pool (random scales: speed does not depend on them).
+  const int deq_copies = Copies(q4_bytes + 2.0 * kHidden * kHidden);
+  BENCH_CHECK(bench.AddRotating("dequant q4_1->bf16 4096x4096",
+                                q4_bytes + 2.0 * kHidden * kHidden, 0, [&](int run) {
+    const int c = run % deq_copies;
     const cudaError_t e = cuda::LaunchToBf16(
-        DType::kQ4_1, raw->data, int64_t{kHidden} * kHidden,
-        static_cast<uint16_t*>(deq->data), static_cast<cudaStream_t>(b.stream()));
+        DType::kQ4_1, static_cast<const uint8_t*>(copy_src->data) + c * int64_t(q4_bytes),
+        int64_t{kHidden} * kHidden,
+        static_cast<uint16_t*>(pool->data) + c * int64_t{kHidden} * kHidden,
+        static_cast<cudaStream_t>(b.stream()));
     return e == cudaSuccess ? absl::OkStatus() : absl::InternalError("launch");
   }));
 
   Tensor xr = *residual;
-  BENCH_CHECK(bench.Add("add_rmsnorm 512x4096", 5.0 * n * kHidden * 4, 0, [&] {
+  // x and residual read, residual and normed written.
+  BENCH_CHECK(bench.Add("add_rmsnorm 512x4096", 4.0 * n * kHidden * 4, 0, [&] {
     return b.AddRmsNorm(&xr, *x, *norm_w, 1e-5f, &*normed);
   }));
   Tensor g_t = *gate;
@@ -328,10 +390,12 @@ absl::Status Run(std::vector<Result>* out) {
   for (int rows : {1, 32, kPrefill}) {
     Tensor xs = x->Rows(0, rows), ys = y->Rows(0, rows);
     ys.cols = kHidden;
-    BENCH_CHECK(bench.Add(absl::StrFormat("matmul %dx4096x4096 (bf16 w)", rows),
-                          2.0 * kHidden * kHidden + rows * kHidden * 10.0,
-                          2.0 * rows * kHidden * kHidden,
-                          [&] { return b.MatMul(xs, *w_q4, nullptr, &ys); }));
+    BENCH_CHECK(bench.AddRotating(
+        absl::StrFormat("matmul %dx4096x4096 (bf16 w)", rows),
+        2.0 * kHidden * kHidden + rows * kHidden * 10.0,
+        2.0 * rows * kHidden * kHidden, [&](int run) {
+          return b.MatMul(xs, w_q4s[run % w_q4s.size()], nullptr, &ys);
+        }));
   }
   {
     Tensor ys = *y;

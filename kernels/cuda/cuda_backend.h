@@ -45,7 +45,7 @@ namespace weft {
 enum class CudaWeightFormat : uint8_t {
   // Dequantized to bf16 at upload, like every other weight (part 1).
   kBf16,
-  // Q4_0/Q4_1 repacked to W4 (kernels/dtype.h, 4.5 bits a weight,
+  // Q4_0/Q4_1 repacked to W4 (kernels/dtype.h, 5 bits a weight,
   // lossless) and F32/F16/BF16 matrices quantized to it (round to nearest,
   // per 32-element group: lossy, e.g. for synthetic models), multiplied by
   // the W4A16 kernels: the skinny kernel up to 64 rows of x (16 at a time),
