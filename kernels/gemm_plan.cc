@@ -38,8 +38,9 @@ absl::StatusOr<GemmPolicy> ParseGemmPolicy(absl::string_view name) {
   if (name == "autotune") return GemmPolicy::kAutotune;
   if (name == "cublas") return GemmPolicy::kCublas;
   if (name == "own") return GemmPolicy::kOwn;
+  if (name == "invariant") return GemmPolicy::kInvariant;
   return absl::InvalidArgumentError(absl::StrCat(
-      "--gemm must be autotune, cublas or own, not '", name, "'"));
+      "--gemm must be autotune, cublas, own or invariant, not '", name, "'"));
 }
 
 int64_t GemmRowBucket(int64_t n) {

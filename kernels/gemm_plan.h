@@ -68,10 +68,15 @@ absl::string_view GemmKernelName(GemmKernelId id);
 enum class GemmPolicy : uint8_t {
   kAutotune,  // time at warm-up, use the fastest that matches cuBLAS
   kCublas,    // always cuBLAS
-  kOwn,       // always kTiled128x128 where its shape rules allow (tests)
+  kOwn,       // the skinny kernel up to 16 rows, kTiled128x128 above (tests)
+  // kTiled128x128 at every row count (W4 weights dequantized into it too):
+  // fixed tiles and no split-K, so a row's sums do not depend on how many
+  // rows the MatMul has (batch invariance, at a cost in decode speed).
+  kInvariant,
 };
 
-// "autotune", "cublas" or "own" (the --gemm flag); InvalidArgument otherwise.
+// "autotune", "cublas", "own" or "invariant" (the --gemm flag);
+// InvalidArgument otherwise.
 absl::StatusOr<GemmPolicy> ParseGemmPolicy(absl::string_view name);
 
 // The row bucket of n ≥ 1: the smallest power of two ≥ n.

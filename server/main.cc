@@ -57,7 +57,10 @@ ABSL_FLAG(std::string, device, "auto",
 ABSL_FLAG(std::string, gemm, "autotune",
           "CUDA: the bf16 GEMM of each MatMul: autotune (time weft's own "
           "kernels against cuBLAS at startup, keep the faster per weight "
-          "shape and token count), cublas, or own");
+          "shape and token count), cublas, own, or invariant (one fixed-tile "
+          "kernel for every token count and every query token through the "
+          "prefill attention kernel: a request's output does not depend on "
+          "what it is batched with; slower)");
 ABSL_FLAG(std::string, weight_dtype, "bf16",
           "CUDA: how weight matrices are kept: bf16 (quantized ones "
           "dequantized at load) or int4 (W4A16 kernels, 4.5 bits a weight: "

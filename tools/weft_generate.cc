@@ -54,7 +54,7 @@ ABSL_FLAG(uint64_t, seed, 0, "random seed for sampling");
 ABSL_FLAG(bool, ignore_eos, false, "keep generating past end-of-sequence");
 ABSL_FLAG(int, max_model_len, 4096, "context length to plan the KV cache for");
 ABSL_FLAG(std::string, gemm, "autotune",
-          "CUDA: autotune, cublas or own (see weft-server --help)");
+          "CUDA: autotune, cublas, own or invariant (see weft-server --help)");
 ABSL_FLAG(std::string, weight_dtype, "bf16",
           "CUDA: bf16 or int4 (W4A16; see weft-server --help)");
 ABSL_FLAG(bool, cuda_graphs, true, "CUDA: replay decode steps from a graph");

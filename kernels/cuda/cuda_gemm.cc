@@ -118,7 +118,9 @@ absl::Status CudaBackend::MatMulW4(const void* x_bf16, const Tensor& w,
   cudaStream_t stream = AsStream(stream_);
   const auto* x = static_cast<const uint16_t*>(x_bf16);
   auto* out = static_cast<float*>(y->data);
-  if (n <= kW4SliceMaxRows && cuda::SkinnyW4Supports(x, w.data, 1, w.cols)) {
+  // (Batch-invariant: every row count takes the dequantize + GEMM path.)
+  if (n <= kW4SliceMaxRows && config_.gemm != GemmPolicy::kInvariant &&
+      cuda::SkinnyW4Supports(x, w.data, 1, w.cols)) {
     // 16 rows of x at a time: each slice reads the 4-bit weights again,
     // which up to kW4SliceMaxRows rows moves fewer bytes than dequantizing
     // to bf16 (write 2 + read 2 bytes a weight) for the GEMM below.
@@ -203,6 +205,9 @@ GemmKernelId CudaBackend::GemmKernelFor(const void* x, const void* w,
       break;
     case GemmPolicy::kAutotune:
       id = gemm_plan_.Lookup(m, k, n);
+      break;
+    case GemmPolicy::kInvariant:
+      id = GemmKernelId::kTiled128x128;
       break;
   }
   if (id != GemmKernelId::kCublas &&

@@ -27,6 +27,9 @@ absl::Status ParseCudaKernelOptions(absl::string_view gemm,
   if (!format.ok()) return format.status();
   cuda->gemm = *policy;
   cuda->weight_format = *format;
+  // Batch invariance needs attention's too: every query token through the
+  // prefill kernel, whatever the length of its chunk.
+  if (*policy == GemmPolicy::kInvariant) cuda->prefill_min_query_len = 1;
   return absl::OkStatus();
 }
 

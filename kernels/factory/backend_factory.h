@@ -40,9 +40,11 @@ struct BackendOptions {
 };
 
 // Sets `cuda`'s GEMM policy and weight format from the --gemm
-// (autotune|cublas|own) and --weight_dtype (bf16|int4) flags' values;
-// InvalidArgument naming the flag otherwise. For every main that builds a
-// backend.
+// (autotune|cublas|own|invariant) and --weight_dtype (bf16|int4) flags'
+// values; InvalidArgument naming the flag otherwise. "invariant" also
+// routes every query token through the prefill attention kernel
+// (prefill_min_query_len 1): a sequence's results then do not depend on
+// what it is batched with. For every main that builds a backend.
 absl::Status ParseCudaKernelOptions(absl::string_view gemm,
                                     absl::string_view weight_dtype,
                                     CudaBackendConfig* cuda);

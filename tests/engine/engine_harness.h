@@ -61,6 +61,12 @@ class EngineHarness {
     options.cpu.num_threads = 2;
     options.cuda.max_num_tokens = plan.max_num_tokens;
     options.cuda.max_num_seqs = config.scheduler.max_num_seqs;
+    // The batch-invariant CUDA configuration (--gemm invariant): the tests
+    // compare a request's tokens in a batch with its tokens alone, which
+    // cuBLAS (kernels chosen by row count) and the decode kernel for
+    // one-token chunks do not promise bit for bit (docs/cuda.md).
+    options.cuda.gemm = GemmPolicy::kInvariant;
+    options.cuda.prefill_min_query_len = 1;
     auto backend = MakeBackend(options);
     EXPECT_TRUE(backend.ok()) << backend.status();
     if (!backend.ok()) return;

@@ -16,6 +16,17 @@ TEST(ParseCudaKernelOptionsTest, SetsPolicyAndWeightFormat) {
   EXPECT_EQ(cuda.weight_format, CudaWeightFormat::kBf16);
 }
 
+TEST(ParseCudaKernelOptionsTest, InvariantAlsoSendsEveryTokenThroughPrefill) {
+  CudaBackendConfig cuda;
+  ASSERT_GT(cuda.prefill_min_query_len, 1);
+  ASSERT_TRUE(ParseCudaKernelOptions("invariant", "bf16", &cuda).ok());
+  EXPECT_EQ(cuda.gemm, GemmPolicy::kInvariant);
+  EXPECT_EQ(cuda.prefill_min_query_len, 1);
+  CudaBackendConfig other;
+  ASSERT_TRUE(ParseCudaKernelOptions("own", "bf16", &other).ok());
+  EXPECT_EQ(other.prefill_min_query_len, CudaBackendConfig().prefill_min_query_len);
+}
+
 TEST(ParseCudaKernelOptionsTest, RejectsUnknownValuesAndLeavesTheConfig) {
   CudaBackendConfig cuda;
   EXPECT_EQ(ParseCudaKernelOptions("fast", "bf16", &cuda).code(),

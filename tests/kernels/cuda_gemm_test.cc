@@ -10,11 +10,13 @@
 // columns must stay untouched). Outputs are NaN-poisoned before each run.
 // Without a GPU every test skips with a message saying so.
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 #ifdef WEFT_HAVE_CUDA
@@ -252,7 +254,8 @@ TEST(CudaGemmTest, MatMulAgreesAcrossGemmPolicies) {
   const std::vector<float> x = test::RandomVector(n * k, rng);
   const std::vector<float> w = test::RandomVector(m * k, rng, 0.1f);
   std::vector<std::vector<float>> results;
-  for (GemmPolicy policy : {GemmPolicy::kCublas, GemmPolicy::kOwn}) {
+  for (GemmPolicy policy :
+       {GemmPolicy::kCublas, GemmPolicy::kOwn, GemmPolicy::kInvariant}) {
     CudaBackendConfig config;
     config.gemm = policy;
     config.max_num_tokens = 128;
@@ -266,6 +269,43 @@ TEST(CudaGemmTest, MatMulAgreesAcrossGemmPolicies) {
     results.push_back(test::ToHost(*backend, yt));
   }
   test::ExpectNear(results[1], results[0], 1e-3f, 1e-3f);
+  test::ExpectNear(results[2], results[0], 1e-3f, 1e-3f);
+}
+
+// GemmPolicy::kInvariant: a row's output has the same bits whatever the
+// number of rows it is multiplied with (decode, small and large batches,
+// the W4 paths below and above 64 rows included).
+TEST(CudaGemmTest, InvariantPolicyGivesARowTheSameBitsAtEveryRowCount) {
+  std::mt19937 rng(11);
+  const int64_t m = 300, k = 576, max_n = 200;
+  const std::vector<float> x = test::RandomVector(max_n * k, rng);
+  const std::vector<float> w = test::RandomVector(m * k, rng, 0.1f);
+  for (CudaWeightFormat format : {CudaWeightFormat::kBf16, CudaWeightFormat::kInt4}) {
+    CudaBackendConfig config;
+    config.gemm = GemmPolicy::kInvariant;
+    config.weight_format = format;
+    config.max_num_tokens = max_n;
+    auto backend = test::MakeCudaOrNull(config);
+    if (backend == nullptr) GTEST_SKIP() << test::kNoGpu;
+    auto wt = backend->UploadWeight(DType::kF32, m, k, w.data());
+    ASSERT_TRUE(wt.ok()) << wt.status();
+    std::vector<float> first;  // row 0's output, from a MatMul of 1 row
+    for (int64_t n : {1, 3, 16, 17, 64, 65, 200}) {
+      SCOPED_TRACE(absl::StrCat(format == CudaWeightFormat::kInt4 ? "int4" : "bf16",
+                                ", ", n, " rows"));
+      Tensor xt = test::DeviceF32(*backend, n, k,
+                                  std::vector<float>(x.begin(), x.begin() + n * k));
+      Tensor yt = test::PoisonedF32(*backend, n, m);
+      ASSERT_TRUE(backend->MatMul(xt, *wt, nullptr, &yt).ok());
+      const std::vector<float> y = test::ToHost(*backend, yt);
+      const std::vector<float> row0(y.begin(), y.begin() + m);
+      if (first.empty()) {
+        first = row0;
+      } else {
+        ASSERT_EQ(std::memcmp(row0.data(), first.data(), m * sizeof(float)), 0);
+      }
+    }
+  }
 }
 
 TEST(CudaGemmTest, WarmUpTunesEveryWeightShapeAndReportsIt) {

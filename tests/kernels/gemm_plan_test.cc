@@ -19,10 +19,11 @@ GemmTrial Trial(GemmKernelId id, double us, bool matches = true,
   return t;
 }
 
-TEST(ParseGemmPolicyTest, AcceptsTheThreeNamesOnly) {
+TEST(ParseGemmPolicyTest, AcceptsTheFourNamesOnly) {
   EXPECT_EQ(*ParseGemmPolicy("autotune"), GemmPolicy::kAutotune);
   EXPECT_EQ(*ParseGemmPolicy("cublas"), GemmPolicy::kCublas);
   EXPECT_EQ(*ParseGemmPolicy("own"), GemmPolicy::kOwn);
+  EXPECT_EQ(*ParseGemmPolicy("invariant"), GemmPolicy::kInvariant);
   EXPECT_EQ(ParseGemmPolicy("fast").status().code(),
             absl::StatusCode::kInvalidArgument);
 }
