@@ -164,6 +164,11 @@ def case(D, G, group, num_kv_heads, context_len, q_len, block_size,
             for split in range(grid_splits):
                 begin = split * chunk if split < ns else visible
                 end = min(visible, begin + chunk)
+                if begin >= end and grid_splits > 1:
+                    # An empty split writes only lse = -inf; its output
+                    # slots keep whatever they held (NaN here).
+                    parts.append((np.full((num_g, D), np.nan), np.full(num_g, -np.inf)))
+                    continue
                 parts.append(block(D, G, num_g, q[i, heads], cache_k, cache_v,
                                    blocks, block_size, begin, end, kv_head,
                                    num_kv_heads, pool))
@@ -173,7 +178,10 @@ def case(D, G, group, num_kv_heads, context_len, q_len, block_size,
                 lses = np.array([p[1] for p in parts])  # [splits, num_g]
                 mx = lses.max(axis=0)
                 w = np.where(lses == -np.inf, 0.0, np.exp(lses - mx))
-                out = sum(w[s][:, None] * parts[s][0] for s in range(grid_splits)) / w.sum(axis=0)[:, None]
+                # The merge skips a split whose lse is -inf (never reads it).
+                out = sum(np.where((lses[s] == -np.inf)[:, None], 0.0,
+                                   w[s][:, None] * parts[s][0])
+                          for s in range(grid_splits)) / w.sum(axis=0)[:, None]
             keep = [p for p in range(visible)
                     if bad_block is None or p // block_size != bad_block // block_size]
             for g, h in enumerate(heads):

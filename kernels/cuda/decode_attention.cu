@@ -118,6 +118,18 @@ __global__ void __launch_bounds__(kThreads, G <= 4 ? 4 : 2)
   const int chunk = (visible + num_splits - 1) / num_splits;
   const int begin = split < num_splits ? split * chunk : visible;
   const int end = min(visible, begin + chunk);
+  if (begin >= end) {
+    // An empty split (the grid has the most splits any token of the batch,
+    // a CUDA graph's the most of any batch): only its log-sum-exp, -inf,
+    // which the merge skips without reading the output. Uniform across the
+    // block, so no barrier below is left waiting. Split 0 is never empty.
+    for (int g = threadIdx.x; g < num_g; g += kThreads) {
+      const int h = kv_head * group + first_g + g;
+      dec.partial_lse[(int64_t{item} * a.num_q_heads + h) * gridDim.z + split] =
+          -INFINITY;
+    }
+    return;
+  }
 
   // Per lane: its 8 dims of each query head (pre-scaled), and the online-
   // softmax state of the tokens its sub-warp has seen (the kLanes lanes of a
