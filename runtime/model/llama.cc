@@ -358,6 +358,7 @@ absl::StatusOr<int> LlamaModel::Run(const BatchMetadata& batch) {
         /*variant=*/-1);
     if (!staged.ok()) return staged.status();
     WEFT_RETURN_IF_ERROR(backend_->Replay(bucket));
+    ++graph_replays_;
     num_logits = n;  // the padding's rows follow and are not copied
   } else {
     auto staged = backend_->StageBatch(batch);

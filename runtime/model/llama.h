@@ -64,6 +64,8 @@ class LlamaModel {
   // Call after Backend::WarmUp: a graph records the kernels chosen then.
   // Appends a line to `report`. Does nothing on other backends.
   absl::Status CaptureDecodeGraphs(int max_batch, std::string* report);
+  // Steps run by replaying a captured graph (since Create).
+  int64_t graph_replays() const { return graph_replays_; }
   const std::vector<int>& decode_graph_buckets() const {
     return graph_buckets_;
   }
@@ -106,6 +108,7 @@ class LlamaModel {
   // plan; padded decode sequences use it (decode_graphs.h). -1 otherwise.
   int dummy_block_ = -1;
   std::vector<int> graph_buckets_;  // captured; empty: every step eager
+  int64_t graph_replays_ = 0;
   // fp32 copies of small tensors (norms, biases, rope frequencies) that the
   // backend reads from host memory kept alive here.
   std::vector<std::unique_ptr<float[]>> host_f32_;
