@@ -176,6 +176,89 @@ TEST(CudaModelTest, DecodeGraphsReplayTheEagerStepsExactly) {
   EXPECT_EQ((*eager)->graph_replays(), 0);
 }
 
+// The padded path of the decode graphs: 3 sequences of different contexts
+// decode together, padded to the bucket of 4 (a dummy sequence on the
+// reserved block), against the same steps run eagerly. Both models use
+// GemmPolicy::kInvariant (a row's sums do not depend on the row count, so
+// 3 rows eagerly and 4 in the graph give the same bits) and the decode
+// attention kernel, whose per-token result does not depend on the batch.
+TEST(CudaModelTest, PaddedMultiSequenceGraphsReplayTheEagerStepsExactly) {
+  if (!CudaDeviceAvailable()) GTEST_SKIP() << test::kNoGpu;
+  auto files = ModelFiles::Open(test::WriteSyntheticLlama());
+  ASSERT_TRUE(files.ok()) << files.status();
+  ModelPlan plan;
+  plan.max_num_tokens = 128;
+  plan.max_num_logits = 16;
+  plan.num_kv_blocks = 32;
+  CudaBackendConfig config;
+  config.max_num_tokens = plan.max_num_tokens;
+  config.max_num_seqs = 16;
+  config.gemm = GemmPolicy::kInvariant;
+  config.split_chunk_tokens = 16;  // contexts of 20-60: split from the start
+  auto eager_backend = test::MakeCudaOrNull(config);
+  auto graph_backend = test::MakeCudaOrNull(config);
+  ASSERT_TRUE(eager_backend != nullptr && graph_backend != nullptr);
+  auto eager = LlamaModel::Create(**files, eager_backend.get(), plan);
+  auto graphed = LlamaModel::Create(**files, graph_backend.get(), plan);
+  ASSERT_TRUE(eager.ok() && graphed.ok()) << eager.status() << " " << graphed.status();
+  ASSERT_TRUE((*graphed)->CaptureDecodeGraphs(16, nullptr).ok());
+
+  const int block_size = plan.block_size;
+  const int vocab = test::kSyntheticVocab;
+  std::mt19937 rng(8);
+  std::uniform_int_distribution<int32_t> id(3, vocab - 1);
+  struct Seq {
+    std::vector<int32_t> blocks;
+    int length = 0;
+    int32_t next = 0;
+  };
+  std::vector<Seq> seqs(3);
+  const int prompt_lengths[3] = {37, 20, 50};
+  for (int s = 0; s < 3; ++s) {
+    for (int b = 0; b < 8; ++b) seqs[s].blocks.push_back(8 * s + b);
+    std::vector<int32_t> prompt(prompt_lengths[s]);
+    for (int32_t& t : prompt) t = id(rng);
+    const BatchMetadata batch =
+        SingleSequenceBatch(prompt, 0, seqs[s].blocks, block_size, false);
+    std::vector<float> la, lb;
+    ASSERT_TRUE((*eager)->Forward(batch, &la).ok());
+    ASSERT_TRUE((*graphed)->Forward(batch, &lb).ok());
+    ASSERT_EQ(la, lb) << "prompt of sequence " << s;
+    seqs[s].length = prompt_lengths[s];
+    seqs[s].next = Argmax(la);
+  }
+  for (int step = 0; step < 10; ++step) {
+    BatchMetadata batch;
+    batch.query_indptr = {0};
+    batch.kv_indptr = {0};
+    for (const Seq& seq : seqs) {  // one decode token each
+      const BatchMetadata one = SingleSequenceBatch(
+          {&seq.next, 1}, seq.length, seq.blocks, block_size, false);
+      const int offset = batch.num_tokens();
+      batch.token_ids.push_back(seq.next);
+      batch.positions.push_back(one.positions[0]);
+      batch.slot_mapping.push_back(one.slot_mapping[0]);
+      batch.query_indptr.push_back(offset + 1);
+      batch.kv_indices.insert(batch.kv_indices.end(), one.kv_indices.begin(),
+                              one.kv_indices.end());
+      batch.kv_indptr.push_back(static_cast<int>(batch.kv_indices.size()));
+      batch.kv_last_block_len.push_back(one.kv_last_block_len[0]);
+      batch.logits_rows.push_back(offset);
+    }
+    std::vector<float> la, lb;
+    ASSERT_TRUE((*eager)->Forward(batch, &la).ok());
+    ASSERT_TRUE((*graphed)->Forward(batch, &lb).ok());
+    ASSERT_EQ(la.size(), size_t{3} * vocab);
+    ASSERT_EQ(la, lb) << "decode step " << step;
+    for (int s = 0; s < 3; ++s) {
+      ++seqs[s].length;
+      seqs[s].next = Argmax(absl::MakeConstSpan(la).subspan(s * vocab, vocab));
+    }
+  }
+  EXPECT_EQ((*graphed)->graph_replays(), 10);
+  EXPECT_EQ((*eager)->graph_replays(), 0);
+}
+
 const nlohmann::json& Golden() {
   static const nlohmann::json* golden = [] {
     std::ifstream in(test::SourceDir() +
