@@ -12,7 +12,7 @@
 // with prefill and start-up cancelled. With --copy_gb_s (the device's
 // measured copy bandwidth, bytes read + written per second, e.g. from
 // weft-bench-cuda-kernels) it reports the decode step as a fraction of the
-// bandwidth roofline: (weight bytes — bf16, or 4.5 bits a weight with
+// bandwidth roofline: (weight bytes — bf16, or 5 bits a weight with
 // --weight_dtype int4 — + the batch's K/V bytes at the step's mean
 // context) / copy bandwidth. bench/cuda_serving runs the
 // synthetic Llama-3-8B sweep of issue #7 this way.
@@ -66,7 +66,7 @@ ABSL_FLAG(std::string, json, "", "with --sweep: also write the results here");
 ABSL_FLAG(std::string, weight_dtype, "bf16",
           "CUDA: bf16 or int4 (W4A16; see weft-server --help)");
 ABSL_FLAG(std::string, gemm, "autotune",
-          "CUDA: autotune, cublas or own (see weft-server --help)");
+          "CUDA: autotune, cublas, own or invariant (see weft-server --help)");
 ABSL_FLAG(bool, cuda_graphs, true, "CUDA: replay decode steps from graphs");
 
 namespace weft {

@@ -63,7 +63,7 @@ ABSL_FLAG(std::string, gemm, "autotune",
           "what it is batched with; slower)");
 ABSL_FLAG(std::string, weight_dtype, "bf16",
           "CUDA: how weight matrices are kept: bf16 (quantized ones "
-          "dequantized at load) or int4 (W4A16 kernels, 4.5 bits a weight: "
+          "dequantized at load) or int4 (W4A16 kernels, 5 bits a weight: "
           "Q4_0/Q4_1 repacked losslessly, float matrices quantized to "
           "nearest per 32 weights)");
 ABSL_FLAG(bool, cuda_graphs, true,

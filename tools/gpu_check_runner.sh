@@ -12,8 +12,8 @@
 # 60 + model 120 + default-model 120 + engine 100 + generate 2 × 30 + bench
 # 90 s; a passing run takes far less), cut to what is left before
 # WEFT_GPU_DEADLINE_S (default 560 s after the start: a call of
-# timeout_s 600 ends with its report written); a step with under 10 s left
-# is recorded as not run. tools/gpu-check's header splits the steps over
+# timeout_s 600 ends with its report written) less 10 s; a step left under
+# 10 s of that is recorded as not run. tools/gpu-check's header splits the steps over
 # two calls. The serving sweep (synthetic Llama-3-8B, up to 420 s) and the
 # compute-sanitizer steps ("sanitize") run only when WEFT_GPU_STEPS names
 # them, each in a call of its own.
@@ -40,7 +40,9 @@ model_status="not looked for yet"
 publish() {
   python3 - "$out" "$(( $(date +%s) - start ))" "$model_status" "${#names[@]}" \
     "${names[@]}" "${statuses[@]}" "${seconds[@]}" "${summaries[@]}" <<'EOF' \
-    > "$result_dir/.report.json.tmp" && mv "$result_dir/.report.json.tmp" "$result_dir/report.json"
+    > "$result_dir/.report.json.tmp" &&
+    mv "$result_dir/.report.json.tmp" "$result_dir/report.json" ||
+    rm -f "$result_dir/.report.json.tmp"
 import json, os, sys
 out, total, model, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 rest = sys.argv[5:]
@@ -189,7 +191,8 @@ if want gemm; then
   # the model, engine, generate and bench steps) run without it, so one bad
   # kernel does not cost the rest of the call.
   gtest gemm-wgmma 45 cuda_gemm_test 'CudaGemmTest.Wgmma*'
-  if [[ "${statuses[-1]}" != ok ]]; then
+  # A failure or a timeout, not a skip (no GPU, not sm_90) or a deadline.
+  if [[ "${statuses[-1]}" == fail* || "${statuses[-1]}" == timeout ]]; then
     export WEFT_NO_WGMMA=1
     touch "$no_wgmma_marker"  # for the later calls on this machine too
     log "the wgmma GEMM failed: later steps run with WEFT_NO_WGMMA=1"

@@ -409,6 +409,11 @@ absl::StatusOr<BatchView> CudaBackend::Stage(const BatchMetadata& batch,
     return absl::FailedPreconditionError(
         "StageBatch while a CUDA graph is being captured");
   }
+  // From here until this call succeeds no batch is staged: a view from
+  // before fails CheckStaged and a failure leaves nothing half-valid (a
+  // Replay after a failed StageBatchForGraph cannot rerun the old batch).
+  staged_.view = BatchView{};
+  staged_.for_graph = false;
   WEFT_RETURN_IF_ERROR_STATUS(ValidateBatch(batch, kv_shape_));
   const int num_tokens = batch.num_tokens();
   const int num_seqs = batch.num_seqs();
@@ -428,12 +433,8 @@ absl::StatusOr<BatchView> CudaBackend::Stage(const BatchMetadata& batch,
   WEFT_CUDA_RETURN_IF_ERROR(
       cudaEventSynchronize(static_cast<cudaEvent_t>(staged_event_)));
 
-  // Work lists of the two attention kernels. Until this call succeeds no
-  // batch is staged: a view from before fails CheckStaged, a failed copy
-  // leaves nothing half-valid behind.
+  // Work lists of the two attention kernels.
   CudaStagedBatch& st = staged_;
-  st.view = BatchView{};
-  st.for_graph = false;
   BatchView view;
   view.num_tokens = num_tokens;
   view.num_seqs = num_seqs;

@@ -49,7 +49,8 @@ enum class CudaWeightFormat : uint8_t {
   // lossless) and F32/F16/BF16 matrices quantized to it (round to nearest,
   // per 32-element group: lossy, e.g. for synthetic models), multiplied by
   // the W4A16 kernels: the skinny kernel up to 64 rows of x (16 at a time),
-  // dequantize to a planned bf16 scratch + GEMM above. Q8_0, one-row
+  // dequantize to a planned bf16 scratch + GEMM above (at every row count
+  // with GemmPolicy::kInvariant). Q8_0, one-row
   // tensors and matrices whose row length is not a multiple of 64 stay
   // bf16. Every matrix UploadWeight gets is taken for a weight: tests that
   // upload activations with it must not use kInt4.

@@ -28,7 +28,8 @@ cudaError_t LaunchBf16ToF32(const uint16_t* src, int64_t num_elements,
 
 // dst[r, c] = bf16(W4 element (r, c)) for a W4 matrix [rows, cols]
 // (kernels/dtype.h): the path of a W4 MatMul of more than 64 rows
-// (kW4SliceMaxRows in cuda_gemm.cc: dequantize, then GEMM).
+// (kW4SliceMaxRows in cuda_gemm.cc: dequantize, then GEMM), and of every
+// W4 MatMul under GemmPolicy::kInvariant.
 cudaError_t LaunchW4ToBf16(const void* src, int64_t rows, int64_t cols,
                            uint16_t* dst, cudaStream_t stream);
 

@@ -120,7 +120,7 @@ TEST(W4PackTest, QuantizingRefusesValuesW4CannotHold) {
   large[33] = 6e4f;
   large[34] = -6e4f;
   EXPECT_EQ(quantize(large), absl::StatusCode::kOk);
-  std::vector<float> wide(64, 0.0f);  // d = 2e6 / 15 overflows f16
+  std::vector<float> wide(64, 0.0f);  // d = 1.06e6 / 15 overflows f16
   wide[0] = -6e4f;
   wide[1] = 1e6f;
   EXPECT_EQ(quantize(wide), absl::StatusCode::kInvalidArgument);

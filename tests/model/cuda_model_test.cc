@@ -180,9 +180,13 @@ TEST(CudaModelTest, DecodeGraphsReplayTheEagerStepsExactly) {
 // decode together, padded to the bucket of 4 (a dummy sequence on the
 // reserved block), against the same steps run eagerly. Both models use
 // GemmPolicy::kInvariant (a row's sums do not depend on the row count, so
-// 3 rows eagerly and 4 in the graph give the same bits) and the decode
-// attention kernel, whose per-token result does not depend on the batch.
-TEST(CudaModelTest, PaddedMultiSequenceGraphsReplayTheEagerStepsExactly) {
+// 3 rows eagerly and 4 in the graph give the same bits) and either the
+// decode attention kernel or, with prefill_min_query_len 1 (what --gemm
+// invariant sets), the prefill kernel for every token; neither's per-token
+// result depends on the batch.
+class CudaPaddedGraphTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(CudaPaddedGraphTest, PaddedMultiSequenceGraphsReplayTheEagerStepsExactly) {
   if (!CudaDeviceAvailable()) GTEST_SKIP() << test::kNoGpu;
   auto files = ModelFiles::Open(test::WriteSyntheticLlama());
   ASSERT_TRUE(files.ok()) << files.status();
@@ -194,6 +198,7 @@ TEST(CudaModelTest, PaddedMultiSequenceGraphsReplayTheEagerStepsExactly) {
   config.max_num_tokens = plan.max_num_tokens;
   config.max_num_seqs = 16;
   config.gemm = GemmPolicy::kInvariant;
+  config.prefill_min_query_len = GetParam();
   config.split_chunk_tokens = 16;  // contexts of 20-60: split from the start
   auto eager_backend = test::MakeCudaOrNull(config);
   auto graph_backend = test::MakeCudaOrNull(config);
@@ -258,6 +263,9 @@ TEST(CudaModelTest, PaddedMultiSequenceGraphsReplayTheEagerStepsExactly) {
   EXPECT_EQ((*graphed)->graph_replays(), 10);
   EXPECT_EQ((*eager)->graph_replays(), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(PrefillMinQueryLen, CudaPaddedGraphTest,
+                         ::testing::Values(2, 1));
 
 const nlohmann::json& Golden() {
   static const nlohmann::json* golden = [] {
