@@ -43,6 +43,32 @@ absl::StatusOr<GemmPolicy> ParseGemmPolicy(absl::string_view name) {
       "--gemm must be autotune, cublas, own or invariant, not '", name, "'"));
 }
 
+GemmKernelId PickGemmKernel(GemmPolicy policy, int64_t n, GemmKernelId tuned,
+                            absl::FunctionRef<bool(GemmKernelId)> supports) {
+  GemmKernelId id = GemmKernelId::kCublas;
+  switch (policy) {
+    case GemmPolicy::kCublas:
+      return GemmKernelId::kCublas;
+    case GemmPolicy::kOwn:
+      id = n <= kSkinnyGemmMaxRows && supports(GemmKernelId::kSkinny)
+               ? GemmKernelId::kSkinny
+               : GemmKernelId::kTiled128x128;
+      break;
+    case GemmPolicy::kAutotune:
+      id = tuned;
+      break;
+    case GemmPolicy::kInvariant:
+      id = GemmKernelId::kTiled128x128;
+      break;
+  }
+  return id != GemmKernelId::kCublas && !supports(id) ? GemmKernelId::kCublas
+                                                      : id;
+}
+
+bool W4UsesSlices(GemmPolicy policy, int64_t n) {
+  return n <= kW4SliceMaxRows && policy != GemmPolicy::kInvariant;
+}
+
 int64_t GemmRowBucket(int64_t n) {
   int64_t bucket = 1;
   while (bucket < n) bucket *= 2;

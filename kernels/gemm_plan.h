@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -78,6 +79,24 @@ enum class GemmPolicy : uint8_t {
 // "autotune", "cublas", "own" or "invariant" (the --gemm flag);
 // InvalidArgument otherwise.
 absl::StatusOr<GemmPolicy> ParseGemmPolicy(absl::string_view name);
+
+// The kernel a bf16 MatMul of n rows runs under `policy`: `tuned` is the
+// autotune plan's choice for its shape and bucket (kAutotune), and
+// `supports(id)` says whether our kernel `id` can run these operands; one
+// that cannot gives way to cuBLAS. kInvariant takes kTiled128x128 at every
+// n (a row's sums then do not depend on n); kOwn the skinny kernel up to
+// kSkinnyGemmMaxRows rows, kTiled128x128 above.
+GemmKernelId PickGemmKernel(GemmPolicy policy, int64_t n, GemmKernelId tuned,
+                            absl::FunctionRef<bool(GemmKernelId)> supports);
+
+// W4 MatMuls of up to this many rows run the W4A16 kernel in 16-row slices
+// (reading the 4-bit weights once per slice); above, they dequantize to a
+// bf16 scratch and run a bf16 GEMM.
+inline constexpr int64_t kW4SliceMaxRows = 64;
+// Whether a W4 MatMul of n rows takes the slices (never under kInvariant:
+// the dequantize + GEMM path at every n keeps a row's sums independent of
+// n).
+bool W4UsesSlices(GemmPolicy policy, int64_t n);
 
 // The row bucket of n ≥ 1: the smallest power of two ≥ n.
 int64_t GemmRowBucket(int64_t n);

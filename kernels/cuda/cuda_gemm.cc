@@ -39,8 +39,6 @@ constexpr int kLaunchesPerRun = 10;
 constexpr float kMatchAtol = 1e-3f;
 constexpr float kMatchRtol = 1e-3f;
 constexpr int64_t kMaxTuneOutputBytes = int64_t{512} << 20;
-// W4 MatMuls of up to this many rows run the W4A16 kernel in 16-row slices.
-constexpr int64_t kW4SliceMaxRows = 64;
 
 cudaStream_t AsStream(void* s) { return static_cast<cudaStream_t>(s); }
 
@@ -118,8 +116,7 @@ absl::Status CudaBackend::MatMulW4(const void* x_bf16, const Tensor& w,
   cudaStream_t stream = AsStream(stream_);
   const auto* x = static_cast<const uint16_t*>(x_bf16);
   auto* out = static_cast<float*>(y->data);
-  // (Batch-invariant: every row count takes the dequantize + GEMM path.)
-  if (n <= kW4SliceMaxRows && config_.gemm != GemmPolicy::kInvariant &&
+  if (W4UsesSlices(config_.gemm, n) &&
       cuda::SkinnyW4Supports(x, w.data, 1, w.cols)) {
     // 16 rows of x at a time: each slice reads the 4-bit weights again,
     // which up to kW4SliceMaxRows rows moves fewer bytes than dequantizing
@@ -193,28 +190,11 @@ bool OwnKernelSupports(GemmKernelId id, const void* x, const void* w,
 GemmKernelId CudaBackend::GemmKernelFor(const void* x, const void* w,
                                         int64_t n, int64_t m, int64_t k,
                                         int64_t ldy) const {
-  GemmKernelId id = GemmKernelId::kCublas;
-  switch (config_.gemm) {
-    case GemmPolicy::kCublas:
-      return GemmKernelId::kCublas;
-    case GemmPolicy::kOwn:
-      id = n <= kSkinnyGemmMaxRows &&
-                   OwnKernelSupports(GemmKernelId::kSkinny, x, w, n, m, k, ldy)
-               ? GemmKernelId::kSkinny
-               : GemmKernelId::kTiled128x128;
-      break;
-    case GemmPolicy::kAutotune:
-      id = gemm_plan_.Lookup(m, k, n);
-      break;
-    case GemmPolicy::kInvariant:
-      id = GemmKernelId::kTiled128x128;
-      break;
-  }
-  if (id != GemmKernelId::kCublas &&
-      !OwnKernelSupports(id, x, w, n, m, k, ldy)) {
-    return GemmKernelId::kCublas;
-  }
-  return id;
+  return PickGemmKernel(
+      config_.gemm, n,
+      config_.gemm == GemmPolicy::kAutotune ? gemm_plan_.Lookup(m, k, n)
+                                            : GemmKernelId::kCublas,
+      [&](GemmKernelId id) { return OwnKernelSupports(id, x, w, n, m, k, ldy); });
 }
 
 absl::StatusOr<GemmKernelId> CudaBackend::TuneGemm(

@@ -28,6 +28,48 @@ TEST(ParseGemmPolicyTest, AcceptsTheFourNamesOnly) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// What CudaBackend::GemmKernelFor runs: the policy's kernel where ours can
+// run the operands, else cuBLAS.
+TEST(PickGemmKernelTest, EachPolicyPicksItsKernelAndFallsBackToCublas) {
+  auto all = [](GemmKernelId) { return true; };
+  auto none = [](GemmKernelId) { return false; };
+  auto no_skinny = [](GemmKernelId id) { return id != GemmKernelId::kSkinny; };
+  const GemmKernelId tuned = GemmKernelId::kTiled64x128;
+  for (int64_t n : {1, 16, 17, 64, 65, 4096}) {
+    SCOPED_TRACE(n);
+    EXPECT_EQ(PickGemmKernel(GemmPolicy::kCublas, n, tuned, all), GemmKernelId::kCublas);
+    EXPECT_EQ(PickGemmKernel(GemmPolicy::kAutotune, n, tuned, all), tuned);
+    EXPECT_EQ(PickGemmKernel(GemmPolicy::kAutotune, n, GemmKernelId::kCublas, all),
+              GemmKernelId::kCublas);
+    // Batch invariance: one fixed-tile kernel whatever the row count.
+    EXPECT_EQ(PickGemmKernel(GemmPolicy::kInvariant, n, tuned, all),
+              GemmKernelId::kTiled128x128);
+    EXPECT_EQ(PickGemmKernel(GemmPolicy::kInvariant, n, tuned, no_skinny),
+              GemmKernelId::kTiled128x128);
+    EXPECT_EQ(PickGemmKernel(GemmPolicy::kOwn, n, tuned, all),
+              n <= kSkinnyGemmMaxRows ? GemmKernelId::kSkinny
+                                      : GemmKernelId::kTiled128x128);
+    EXPECT_EQ(PickGemmKernel(GemmPolicy::kOwn, n, tuned, no_skinny),
+              GemmKernelId::kTiled128x128);
+    for (GemmPolicy policy : {GemmPolicy::kAutotune, GemmPolicy::kOwn,
+                              GemmPolicy::kInvariant}) {
+      EXPECT_EQ(PickGemmKernel(policy, n, tuned, none), GemmKernelId::kCublas);
+    }
+  }
+}
+
+TEST(W4UsesSlicesTest, UpTo64RowsExceptWhenInvariant) {
+  for (GemmPolicy policy : {GemmPolicy::kAutotune, GemmPolicy::kCublas,
+                            GemmPolicy::kOwn}) {
+    EXPECT_TRUE(W4UsesSlices(policy, 1));
+    EXPECT_TRUE(W4UsesSlices(policy, kW4SliceMaxRows));
+    EXPECT_FALSE(W4UsesSlices(policy, kW4SliceMaxRows + 1));
+  }
+  for (int64_t n : {1, 16, 64, 65, 512}) {
+    EXPECT_FALSE(W4UsesSlices(GemmPolicy::kInvariant, n)) << n;
+  }
+}
+
 TEST(GemmRowBucketTest, RoundsUpToAPowerOfTwo) {
   EXPECT_EQ(GemmRowBucket(1), 1);
   EXPECT_EQ(GemmRowBucket(2), 2);
