@@ -118,6 +118,38 @@ TEST(CudaModelTest, SyntheticLlamaLogitsMatchCpu) {
   std::printf("synthetic llama: worst logit error %.3e\n", c.worst);
 }
 
+// Two CUDA models of the synthetic Llama on backends of the same `config`
+// (plan: 128 tokens, 16 logits rows, 32 KV blocks of 16), one running
+// every step eagerly and one with decode graphs captured for up to 16
+// sequences (`report` gets the capture's line).
+struct GraphPair {
+  std::unique_ptr<ModelFiles> files;
+  std::unique_ptr<CudaBackend> eager_backend, graph_backend;
+  std::unique_ptr<LlamaModel> eager, graphed;
+};
+
+void MakeGraphPair(CudaBackendConfig config, GraphPair* pair, std::string* report) {
+  auto files = ModelFiles::Open(test::WriteSyntheticLlama());
+  ASSERT_TRUE(files.ok()) << files.status();
+  pair->files = *std::move(files);
+  ModelPlan plan;
+  plan.max_num_tokens = 128;
+  plan.max_num_logits = 16;
+  plan.num_kv_blocks = 32;
+  config.max_num_tokens = plan.max_num_tokens;
+  config.max_num_seqs = 16;
+  pair->eager_backend = test::MakeCudaOrNull(config);
+  pair->graph_backend = test::MakeCudaOrNull(config);
+  ASSERT_TRUE(pair->eager_backend != nullptr && pair->graph_backend != nullptr);
+  auto eager = LlamaModel::Create(*pair->files, pair->eager_backend.get(), plan);
+  auto graphed = LlamaModel::Create(*pair->files, pair->graph_backend.get(), plan);
+  ASSERT_TRUE(eager.ok() && graphed.ok()) << eager.status() << " " << graphed.status();
+  pair->eager = *std::move(eager);
+  pair->graphed = *std::move(graphed);
+  absl::Status captured = pair->graphed->CaptureDecodeGraphs(16, report);
+  ASSERT_TRUE(captured.ok()) << captured;
+}
+
 // CUDA graphs: decode steps replayed from graphs give exactly the logits
 // of the same steps run eagerly. Both models use weft's own GEMMs, whose
 // results for a row do not depend on how many rows run with it, and a
@@ -126,29 +158,17 @@ TEST(CudaModelTest, SyntheticLlamaLogitsMatchCpu) {
 // either; so the comparison is exact.
 TEST(CudaModelTest, DecodeGraphsReplayTheEagerStepsExactly) {
   if (!CudaDeviceAvailable()) GTEST_SKIP() << test::kNoGpu;
-  auto files = ModelFiles::Open(test::WriteSyntheticLlama());
-  ASSERT_TRUE(files.ok()) << files.status();
-  ModelPlan plan;
-  plan.max_num_tokens = 128;
-  plan.max_num_logits = 16;
-  plan.num_kv_blocks = 32;
   CudaBackendConfig config;
-  config.max_num_tokens = plan.max_num_tokens;
-  config.max_num_seqs = 16;
   config.gemm = GemmPolicy::kOwn;
   // Contexts of 38-57 tokens: split-KV (and so the split graph variant)
   // from the first decode step on.
   config.split_chunk_tokens = 16;
-  auto eager_backend = test::MakeCudaOrNull(config);
-  auto graph_backend = test::MakeCudaOrNull(config);
-  ASSERT_TRUE(eager_backend != nullptr && graph_backend != nullptr);
-  auto eager = LlamaModel::Create(**files, eager_backend.get(), plan);
-  auto graphed = LlamaModel::Create(**files, graph_backend.get(), plan);
-  ASSERT_TRUE(eager.ok() && graphed.ok()) << eager.status() << " " << graphed.status();
+  GraphPair pair;
   std::string report;
-  absl::Status captured = (*graphed)->CaptureDecodeGraphs(16, &report);
-  ASSERT_TRUE(captured.ok()) << captured;
-  EXPECT_EQ((*graphed)->decode_graph_buckets(),
+  ASSERT_NO_FATAL_FAILURE(MakeGraphPair(config, &pair, &report));
+  LlamaModel* eager = pair.eager.get();
+  LlamaModel* graphed = pair.graphed.get();
+  EXPECT_EQ(graphed->decode_graph_buckets(),
             (std::vector<int>{1, 2, 4, 8, 16}));
   EXPECT_NE(report.find("decode graphs"), std::string::npos) << report;
 
@@ -156,7 +176,7 @@ TEST(CudaModelTest, DecodeGraphsReplayTheEagerStepsExactly) {
   std::uniform_int_distribution<int32_t> id(3, 468);
   std::vector<int32_t> prompt(37);
   for (int32_t& t : prompt) t = id(rng);
-  SequenceRunner a(eager->get()), b(graphed->get());
+  SequenceRunner a(eager), b(graphed);
   auto la = a.AppendAllLogits(prompt);
   auto lb = b.AppendAllLogits(prompt);
   ASSERT_TRUE(la.ok() && lb.ok()) << la.status() << " " << lb.status();
@@ -172,8 +192,8 @@ TEST(CudaModelTest, DecodeGraphsReplayTheEagerStepsExactly) {
   }
   // Every decode step of the graphed model was a replay (else the test
   // compared eager with eager).
-  EXPECT_EQ((*graphed)->graph_replays(), 20);
-  EXPECT_EQ((*eager)->graph_replays(), 0);
+  EXPECT_EQ(graphed->graph_replays(), 20);
+  EXPECT_EQ(eager->graph_replays(), 0);
 }
 
 // The padded path of the decode graphs: 3 sequences of different contexts
@@ -188,27 +208,16 @@ class CudaPaddedGraphTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(CudaPaddedGraphTest, PaddedMultiSequenceGraphsReplayTheEagerStepsExactly) {
   if (!CudaDeviceAvailable()) GTEST_SKIP() << test::kNoGpu;
-  auto files = ModelFiles::Open(test::WriteSyntheticLlama());
-  ASSERT_TRUE(files.ok()) << files.status();
-  ModelPlan plan;
-  plan.max_num_tokens = 128;
-  plan.max_num_logits = 16;
-  plan.num_kv_blocks = 32;
   CudaBackendConfig config;
-  config.max_num_tokens = plan.max_num_tokens;
-  config.max_num_seqs = 16;
   config.gemm = GemmPolicy::kInvariant;
   config.prefill_min_query_len = GetParam();
   config.split_chunk_tokens = 16;  // contexts of 20-60: split from the start
-  auto eager_backend = test::MakeCudaOrNull(config);
-  auto graph_backend = test::MakeCudaOrNull(config);
-  ASSERT_TRUE(eager_backend != nullptr && graph_backend != nullptr);
-  auto eager = LlamaModel::Create(**files, eager_backend.get(), plan);
-  auto graphed = LlamaModel::Create(**files, graph_backend.get(), plan);
-  ASSERT_TRUE(eager.ok() && graphed.ok()) << eager.status() << " " << graphed.status();
-  ASSERT_TRUE((*graphed)->CaptureDecodeGraphs(16, nullptr).ok());
+  GraphPair pair;
+  ASSERT_NO_FATAL_FAILURE(MakeGraphPair(config, &pair, nullptr));
+  LlamaModel* eager = pair.eager.get();
+  LlamaModel* graphed = pair.graphed.get();
 
-  const int block_size = plan.block_size;
+  const int block_size = eager->plan().block_size;
   const int vocab = test::kSyntheticVocab;
   std::mt19937 rng(8);
   std::uniform_int_distribution<int32_t> id(3, vocab - 1);
@@ -226,8 +235,8 @@ TEST_P(CudaPaddedGraphTest, PaddedMultiSequenceGraphsReplayTheEagerStepsExactly)
     const BatchMetadata batch =
         SingleSequenceBatch(prompt, 0, seqs[s].blocks, block_size, false);
     std::vector<float> la, lb;
-    ASSERT_TRUE((*eager)->Forward(batch, &la).ok());
-    ASSERT_TRUE((*graphed)->Forward(batch, &lb).ok());
+    ASSERT_TRUE(eager->Forward(batch, &la).ok());
+    ASSERT_TRUE(graphed->Forward(batch, &lb).ok());
     ASSERT_EQ(la, lb) << "prompt of sequence " << s;
     seqs[s].length = prompt_lengths[s];
     seqs[s].next = Argmax(la);
@@ -251,8 +260,8 @@ TEST_P(CudaPaddedGraphTest, PaddedMultiSequenceGraphsReplayTheEagerStepsExactly)
       batch.logits_rows.push_back(offset);
     }
     std::vector<float> la, lb;
-    ASSERT_TRUE((*eager)->Forward(batch, &la).ok());
-    ASSERT_TRUE((*graphed)->Forward(batch, &lb).ok());
+    ASSERT_TRUE(eager->Forward(batch, &la).ok());
+    ASSERT_TRUE(graphed->Forward(batch, &lb).ok());
     ASSERT_EQ(la.size(), size_t{3} * vocab);
     ASSERT_EQ(la, lb) << "decode step " << step;
     for (int s = 0; s < 3; ++s) {
@@ -260,8 +269,8 @@ TEST_P(CudaPaddedGraphTest, PaddedMultiSequenceGraphsReplayTheEagerStepsExactly)
       seqs[s].next = Argmax(absl::MakeConstSpan(la).subspan(s * vocab, vocab));
     }
   }
-  EXPECT_EQ((*graphed)->graph_replays(), 10);
-  EXPECT_EQ((*eager)->graph_replays(), 0);
+  EXPECT_EQ(graphed->graph_replays(), 10);
+  EXPECT_EQ(eager->graph_replays(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(PrefillMinQueryLen, CudaPaddedGraphTest,
