@@ -126,8 +126,8 @@ CudaBackend::~CudaBackend() {
     if (graph != nullptr) cudaGraphDestroy(graph);
   }
   if (stream_ != nullptr) cudaStreamSynchronize(AsStream(stream_));
-  for (auto& [key, exec] : graphs_) {
-    cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
+  for (auto& [key, graph] : graphs_) {
+    cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph.exec));
   }
   if (cublas_ != nullptr) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
   for (void*& p : allocations_) FreeDevice(p);

@@ -299,8 +299,11 @@ class CudaBackend : public Backend {
 
   // Instantiated graphs (cudaGraphExec_t) by key; capturing_ while a
   // capture is open.
-  absl::flat_hash_map<int, void*> graphs_;  // key: graph key × 2 + variant
-  absl::flat_hash_map<int, GraphStagedSizes> graph_sizes_;  // same keys
+  struct CapturedGraph {
+    void* exec = nullptr;     // cudaGraphExec_t
+    GraphStagedSizes sizes;   // of the batch staged when it was captured
+  };
+  absl::flat_hash_map<int, CapturedGraph> graphs_;  // key: graph key × 2 + variant
   bool capturing_ = false;
   int staged_variant_ = 0;  // of the last graph-staged batch
 };

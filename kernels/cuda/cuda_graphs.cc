@@ -67,10 +67,9 @@ absl::Status CudaBackend::EndCapture(int key) {
   WEFT_CUDA_RETURN_IF_ERROR(instantiated);
   const int slot = key * 2 + staged_variant_;
   if (auto it = graphs_.find(slot); it != graphs_.end()) {
-    cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(it->second));
+    cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(it->second.exec));
   }
-  graphs_[slot] = exec;
-  graph_sizes_[slot] = StagedSizes();
+  graphs_[slot] = CapturedGraph{exec, StagedSizes()};
   return absl::OkStatus();
 }
 
@@ -85,9 +84,9 @@ absl::Status CudaBackend::Replay(int key) {
   // The graph's launches cover the sizes it was captured with; on another
   // batch they would read stale staging entries (and write K/V to stale
   // slots, which may belong to live sequences).
-  const GraphStagedSizes& captured = graph_sizes_.at(slot);
+  const GraphStagedSizes& captured = it->second.sizes;
   const GraphStagedSizes staged = StagedSizes();
-  if (!(captured == staged)) {
+  if (captured != staged) {
     return absl::FailedPreconditionError(absl::StrCat(
         "Replay: CUDA graph ", key, " was captured for ", captured.num_tokens,
         " tokens, ", captured.num_seqs, " sequences, ", captured.num_logits,
@@ -97,7 +96,7 @@ absl::Status CudaBackend::Replay(int key) {
         staged.num_decode_items, " and ", staged.num_prefill_tiles));
   }
   WEFT_CUDA_RETURN_IF_ERROR(
-      cudaGraphLaunch(static_cast<cudaGraphExec_t>(it->second),
+      cudaGraphLaunch(static_cast<cudaGraphExec_t>(it->second.exec),
                       static_cast<cudaStream_t>(stream_)));
   return absl::OkStatus();
 }
