@@ -343,10 +343,10 @@ absl::Status Run(std::vector<Result>* out) {
     if (!w.ok()) return w.status();
     w_q4s.push_back(*w);
   }
-  auto w_q4 = absl::StatusOr<Tensor>(w_q4s[0]);
   auto w_up = RandomWeight(b, DType::kQ4_1, kInter, kHidden, rng, &host_weights);
   auto embed = RandomWeight(b, DType::kQ4_1, kVocab, kHidden, rng, &host_weights);
-  if (!w_q4.ok() || !w_up.ok() || !embed.ok()) return w_q4.status();
+  if (!w_up.ok()) return w_up.status();
+  if (!embed.ok()) return embed.status();
   std::vector<float> ones(kHidden, 1.0f);
   auto norm_w = b.UploadWeight(DType::kF32, 1, kHidden, ones.data());
   if (!norm_w.ok()) return norm_w.status();

@@ -71,6 +71,11 @@ with tarfile.open(sys.argv[2], "w:gz") as t: t.add(sys.argv[1], arcname=".")' \
   return 0
 }
 
+not_run() {  # name reason: a step recorded as not run, and published
+  names+=("$1"); statuses+=(not-run); seconds+=(0); summaries+=("$2")
+  publish
+}
+
 # A wgmma failure in an earlier call on this machine holds for this one.
 no_wgmma_marker=/tmp/weft-gpu-no-wgmma
 if [[ -f "$no_wgmma_marker" ]]; then
@@ -141,8 +146,7 @@ run_step() {  # name limit_s command...
   (( limit > left )) && limit=$left
   if (( limit < 10 )); then
     log "skip $name: the deadline (${deadline}s) is near"
-    names+=("$name"); statuses+=("not-run"); seconds+=(0); summaries+=("deadline")
-    publish
+    not_run "$name" deadline
     return
   fi
   log "run $name (limit ${limit}s)"
@@ -201,15 +205,13 @@ if want gemm; then
 fi
 want model && gtest model 120 cuda_model_test '-CudaModelTest.DefaultModel*'
 if want default-model && [[ "$model_status" != ok ]]; then
-  names+=(default-model); statuses+=(not-run); seconds+=(0)
-  summaries+=("no default model: $model_status"); publish
+  not_run default-model "no default model: $model_status"
 elif want default-model; then
   gtest default-model 120 cuda_model_test 'CudaModelTest.DefaultModel*'
 fi
 want engine && gtest engine 100 default_model_engine_test '*Cuda*'
 if want generate && [[ "$model_status" != ok ]]; then
-  names+=(generate); statuses+=(not-run); seconds+=(0)
-  summaries+=("no default model: $model_status"); publish
+  not_run generate "no default model: $model_status"
 elif want generate; then
   # The CLI end to end: --device cuda picks the GPU and generates greedily.
   # The production path: GEMM autotune and a decode graph (the defaults),
@@ -231,8 +233,7 @@ if [[ " ${WEFT_GPU_STEPS:-} " == *" sanitize "* ]]; then
                ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)"
   if [[ -z "$sanitizer" ]]; then
     log "no compute-sanitizer on this machine: the sanitize steps are skipped"
-    names+=(sanitize); statuses+=(not-run); seconds+=(0)
-    summaries+=("no compute-sanitizer"); publish
+    not_run sanitize "no compute-sanitizer"
   else
     sanitize() {  # name limit tool binary filter
       run_step "$1" "$2" "$sanitizer" --tool "$3" --error-exitcode 9 \
