@@ -42,6 +42,10 @@ ABSL_FLAG(std::string, m, "1,4,16,64", "activation rows, comma-separated");
 ABSL_FLAG(int64_t, rows, 1536, "weight rows (outputs); default: SmolLM2's FFN up");
 ABSL_FLAG(int64_t, cols, 576, "weight columns (inputs), a multiple of 32");
 ABSL_FLAG(int, reps, 200, "timed repetitions (each the median of 10 calls)");
+ABSL_FLAG(int64_t, weight_mb, 0,
+          "quantized kernels: copies of the packed weight filling at least this "
+          "many MB, one per call in turn, so the weights come from L3 or DRAM as "
+          "in a model's forward (0: one copy, hot in L1/L2)");
 ABSL_FLAG(int, attention_context, 192, "context tokens per sequence (--kernels attention)");
 ABSL_FLAG(int, attention_seqs, 16, "sequences of the decode step (--kernels attention)");
 ABSL_FLAG(bool, attention_chunked, true,
@@ -305,10 +309,18 @@ int Run() {
         continue;
       }
       const std::vector<uint8_t> blocks = RandomBlocks(dtype, rows, cols, rng);
-      std::vector<uint8_t> packed_bytes(cpu::PackedQuantBytes(dtype, rows, cols));
-      const cpu::PackedQuant w = cpu::PackQuant(dtype, rows, cols, blocks.data(),
-                                                /*unsigned_q8=*/kernel != "avx2",
-                                                packed_bytes.data());
+      const int64_t packed_size = cpu::PackedQuantBytes(dtype, rows, cols);
+      const int64_t copies = std::max<int64_t>(
+          1, (absl::GetFlag(FLAGS_weight_mb) * (int64_t{1} << 20) + packed_size - 1) /
+                 packed_size);
+      std::vector<uint8_t> packed_bytes(copies * packed_size);
+      std::vector<cpu::PackedQuant> weights;
+      for (int64_t c = 0; c < copies; ++c) {
+        weights.push_back(cpu::PackQuant(dtype, rows, cols, blocks.data(),
+                                         /*unsigned_q8=*/kernel != "avx2",
+                                         packed_bytes.data() + c * packed_size));
+      }
+      size_t next_copy = 0;
       for (int64_t m : ms) {
         const int64_t padded = (m + 15) / 16 * 16;  // AMX reads 16-row tiles
         std::vector<float> x(padded * cols);
@@ -331,6 +343,8 @@ int Run() {
         std::vector<float> y(m * rows);
         const cpu::OutputRows out{y.data(), rows};
         auto call = [&] {
+          const cpu::PackedQuant& w = weights[next_copy];
+          next_copy = (next_copy + 1) % weights.size();
           if (kernel == "amx") {
             cpu::amx::QuantMatMul(w, xq, 0, w.num_groups, nullptr, out);
           } else if (kernel == "vnni") {
