@@ -148,13 +148,16 @@ int32_t ArgMax(absl::Span<const float> logits) {
   float lane[kLanes];
   std::fill(lane, lane + kLanes, -std::numeric_limits<float>::infinity());
   size_t i = 0;
+  // `x > max ? x : max` keeps the maximum when x is NaN (NaN compares
+  // false); the other way round a NaN would replace it, and a lane ending
+  // on a NaN made the scan below find nothing (token 0).
   for (; i + kLanes <= n; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
-      lane[j] = lane[j] > logits[i + j] ? lane[j] : logits[i + j];
+      lane[j] = logits[i + j] > lane[j] ? logits[i + j] : lane[j];
     }
   }
   float best = *std::max_element(lane, lane + kLanes);
-  for (; i < n; ++i) best = best > logits[i] ? best : logits[i];
+  for (; i < n; ++i) best = logits[i] > best ? logits[i] : best;
   for (size_t k = 0; k < n; ++k) {
     if (logits[k] == best) return static_cast<int32_t>(k);
   }

@@ -140,7 +140,8 @@ class SequenceSampler {
 SampledToken ScoreToken(absl::Span<const float> logits, int32_t next_token,
                         int top_k);
 
-// The index of the largest logit (the lowest index among equals).
+// The index of the largest logit (the lowest index among equals). NaN
+// logits are skipped; 0 when every logit is NaN.
 int32_t ArgMax(absl::Span<const float> logits);
 
 }  // namespace weft

@@ -59,6 +59,25 @@ TEST(SequenceSamplerTest, GreedyPicksTheLargestLogitAndLowestIdOnTies) {
   EXPECT_EQ(GreedyPick(Greedy(), {1.0f, 4.0f, 4.0f}), 1);
 }
 
+// A NaN logit is skipped wherever it sits: among the 8 lanes of the
+// vectorized maximum (first, last of a lane) or in the tail past them.
+TEST(ArgMaxTest, SkipsNaNLogits) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(ArgMax({nan, 1, 2, 3, 4, 5, 6, 7}), 7);
+  EXPECT_EQ(ArgMax({1, 2, nan}), 1);
+  EXPECT_EQ(ArgMax({nan, 9, 0, 0, 0, 0, 0, 0, 1}), 1);
+  EXPECT_EQ(ArgMax({0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 0, 0, 0, 0, 0, nan, 0}), 7);
+  EXPECT_EQ(ArgMax({nan, nan}), 0);  // every logit NaN
+  std::vector<float> vocab(49152, 0.0f);
+  vocab[100] = 5.0f;
+  for (size_t at : {size_t{0}, size_t{99}, vocab.size() - 8, vocab.size() - 1}) {
+    std::vector<float> logits = vocab;
+    logits[at] = nan;
+    EXPECT_EQ(ArgMax(logits), 100) << "NaN at " << at;
+    EXPECT_EQ(GreedyPick(Greedy(), logits), 100) << "NaN at " << at;
+  }
+}
+
 TEST(SequenceSamplerTest, TopKOfOneIsGreedyAtAnyTemperature) {
   SamplingParams params{.temperature = 5.0f, .top_k = 1};
   const std::vector<int> counts =
