@@ -265,7 +265,16 @@ void SequenceSampler::ApplyBiasAndPenalties(absl::Span<const int32_t> prompt,
 SequenceSampler::Candidate SequenceSampler::ApplyFilters() {
   const size_t vocab = processed_.size();
   const float max_logit = sampling::MaxValue(processed_.data(), vocab);
-  sampling::ToWeights(processed_.data(), vocab, max_logit, params_.temperature);
+  if (max_logit == std::numeric_limits<float>::infinity()) {
+    // An overflowed logit: e^(x - max) would be NaN for it and 0 for the
+    // rest, leaving nothing to draw. The +inf tokens take all the mass, as
+    // greedy's argmax takes the first of them.
+    for (float& value : processed_) {
+      value = value == max_logit ? 1.0f : 0.0f;
+    }
+  } else {
+    sampling::ToWeights(processed_.data(), vocab, max_logit, params_.temperature);
+  }
 
   // Each filter keeps the tokens ranked at or before some candidate; the
   // intersection keeps those at or before the earliest-ranked of them.

@@ -78,6 +78,27 @@ TEST(ArgMaxTest, SkipsNaNLogits) {
   }
 }
 
+// An overflowed (+inf) logit takes all the mass when sampling too; before,
+// e^(inf - inf) = NaN left every weight 0 and the fallback drew token 0,
+// even a banned one.
+TEST(SequenceSamplerTest, SamplingAnInfiniteLogitPicksIt) {
+  const float inf = std::numeric_limits<float>::infinity();
+  SamplingParams params;
+  params.temperature = 1.0f;
+  for (uint64_t seed : {1, 2, 3}) {
+    SequenceSampler sampler(params, seed, 0);
+    EXPECT_EQ(sampler.Sample({0.0f, inf, 0.0f}, {}, {}).token, 1);
+    EXPECT_EQ(sampler.Sample({0.0f, 2.0f, inf, 1.0f}, {}, {}, {0}).token, 2);
+    const int32_t tied = sampler.Sample({inf, 0.0f, inf}, {}, {}, {}).token;
+    EXPECT_TRUE(tied == 0 || tied == 2) << tied;
+  }
+  params.top_k = 2;
+  params.top_p = 0.5f;
+  params.min_p = 0.5f;
+  SequenceSampler filtered(params, kSeed, 0);
+  EXPECT_EQ(filtered.Sample({5.0f, 4.0f, inf}, {}, {}).token, 2);
+}
+
 TEST(SequenceSamplerTest, TopKOfOneIsGreedyAtAnyTemperature) {
   SamplingParams params{.temperature = 5.0f, .top_k = 1};
   const std::vector<int> counts =
