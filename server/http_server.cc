@@ -330,6 +330,31 @@ void HttpServer::Route() {
     server_.Delete(path, not_allowed("GET"));
   }
 
+  // httplib 0.11 enforces --http_max_body_bytes only against a declared
+  // Content-Length: a chunked body, or a POST without a length read to the
+  // end of the connection, would be read whole into memory (no limit, and
+  // before authentication). Such requests are refused before the body is
+  // read: 411, the status for "send a Content-Length". Every OpenAI client
+  // sends one with its JSON body.
+  server_.set_pre_routing_handler(
+      [](const httplib::Request& request, httplib::Response& response) {
+        const bool chunked = request.has_header("Transfer-Encoding");
+        const bool body_method = request.method == "POST" ||
+                                 request.method == "PUT" ||
+                                 request.method == "PATCH";
+        if (!chunked && (!body_method || request.has_header("Content-Length"))) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        SendJson(response, 411,
+                 ErrorBody(411,
+                           chunked ? "chunked request bodies are not accepted: "
+                                     "send the body with a Content-Length"
+                                   : "a Content-Length header is required",
+                           std::nullopt, "length_required"));
+        // The unread body must not be taken for the next request.
+        response.set_header("Connection", "close");
+        return httplib::Server::HandlerResponse::Handled;
+      });
   // Whatever httplib answers itself (unknown path 404, body too large 413,
   // unreadable request 400) gets OpenAI's error body too.
   server_.set_error_handler(httplib::Server::HandlerWithResponse(
