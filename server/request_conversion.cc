@@ -4,12 +4,22 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "server/openai_request.h"
 
 namespace weft {
 namespace {
 
 absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+// A client's JSON text field, parsed with the HTTP API's caps (ParseJson:
+// nesting, keys per object, values): an uncapped object of K keys costs
+// O(K²) to parse, a whole callback thread's time for a 4 MB message.
+absl::StatusOr<Json> ParseField(absl::string_view field, const std::string& text) {
+  absl::StatusOr<Json> parsed = ParseJson(text);
+  if (!parsed.ok()) return Invalid(field, parsed.status().message());
+  return parsed;
 }
 
 // Prefixes a runtime validation error with the proto message it is about.
@@ -147,7 +157,6 @@ absl::StatusOr<Request> ToRuntimeRequest(const v1::GenerateRequest& proto,
 }
 
 absl::StatusOr<ChatTemplateInputs> ToChatTemplateInputs(const v1::ChatRequest& proto) {
-  using Json = nlohmann::ordered_json;
   ChatTemplateInputs inputs;
   if (proto.messages().empty()) return Invalid("messages", "is empty");
   for (int i = 0; i < proto.messages_size(); ++i) {
@@ -163,7 +172,10 @@ absl::StatusOr<ChatTemplateInputs> ToChatTemplateInputs(const v1::ChatRequest& p
     if (!m.tool_call_id().empty()) message["tool_call_id"] = m.tool_call_id();
     if (!m.reasoning_content().empty()) message["reasoning_content"] = m.reasoning_content();
     if (!m.tool_calls_json().empty()) {
-      Json calls = Json::parse(m.tool_calls_json(), nullptr, /*allow_exceptions=*/false);
+      const std::string calls_field = absl::StrCat(field, ".tool_calls_json");
+      absl::StatusOr<Json> parsed_calls = ParseField(calls_field, m.tool_calls_json());
+      if (!parsed_calls.ok()) return parsed_calls.status();
+      Json calls = *std::move(parsed_calls);
       if (!calls.is_array()) {
         return Invalid(absl::StrCat(field, ".tool_calls_json"), "is not a JSON array");
       }
@@ -176,13 +188,11 @@ absl::StatusOr<ChatTemplateInputs> ToChatTemplateInputs(const v1::ChatRequest& p
         }
         Json& arguments = call["function"]["arguments"];
         if (arguments.is_string()) {
-          Json parsed = Json::parse(arguments.get<std::string>(), nullptr, false);
-          if (parsed.is_object()) arguments = std::move(parsed);
+          absl::StatusOr<Json> parsed = ParseJson(arguments.get<std::string>());
+          if (parsed.ok() && parsed->is_object()) arguments = *std::move(parsed);
         }
       }
-      if (auto s = CheckJsonDepth(calls, absl::StrCat(field, ".tool_calls_json")); !s.ok()) {
-        return s;
-      }
+      if (auto s = CheckJsonDepth(calls, calls_field); !s.ok()) return s;
       message["tool_calls"] = std::move(calls);
     }
     inputs.messages.push_back(std::move(message));
@@ -190,12 +200,17 @@ absl::StatusOr<ChatTemplateInputs> ToChatTemplateInputs(const v1::ChatRequest& p
   inputs.add_generation_prompt =
       proto.has_add_generation_prompt() ? proto.add_generation_prompt() : true;
   if (!proto.tools_json().empty()) {
-    inputs.tools = Json::parse(proto.tools_json(), nullptr, false);
+    absl::StatusOr<Json> tools = ParseField("tools_json", proto.tools_json());
+    if (!tools.ok()) return tools.status();
+    inputs.tools = *std::move(tools);
     if (!inputs.tools.is_array()) return Invalid("tools_json", "is not a JSON array");
     if (auto s = CheckJsonDepth(inputs.tools, "tools_json"); !s.ok()) return s;
   }
   if (!proto.chat_template_kwargs_json().empty()) {
-    inputs.extra = Json::parse(proto.chat_template_kwargs_json(), nullptr, false);
+    absl::StatusOr<Json> extra =
+        ParseField("chat_template_kwargs_json", proto.chat_template_kwargs_json());
+    if (!extra.ok()) return extra.status();
+    inputs.extra = *std::move(extra);
     if (!inputs.extra.is_object()) {
       return Invalid("chat_template_kwargs_json", "is not a JSON object");
     }

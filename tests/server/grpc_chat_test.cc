@@ -7,6 +7,10 @@
 
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/chat/chat_template.h"
 #include "server/generation_service.h"
@@ -227,6 +231,9 @@ TEST_F(GrpcChatTest, ARoleTheTemplateRefusesIsInvalidWithItsMessage) {
 TEST_F(GrpcChatTest, MalformedJsonFieldsAreInvalidNamingTheField) {
   v1::ChatRequest tools = GreedyChat(2);
   tools.set_tools_json("[{\"type\": ");
+  EXPECT_THAT(Refused(tools).error_message(),
+              ::testing::StartsWith("tools_json: is not valid JSON: "));
+  tools.set_tools_json("{}");
   EXPECT_EQ(Refused(tools).error_message(), "tools_json: is not a JSON array");
   v1::ChatRequest kwargs = GreedyChat(2);
   kwargs.set_chat_template_kwargs_json("[1]");
@@ -239,7 +246,29 @@ TEST_F(GrpcChatTest, MalformedJsonFieldsAreInvalidNamingTheField) {
 TEST_F(GrpcChatTest, DeeplyNestedJsonIsInvalidNamingTheField) {
   v1::ChatRequest tools = GreedyChat(2);
   tools.set_tools_json(std::string(100000, '[') + std::string(100000, ']'));
-  EXPECT_EQ(Refused(tools).error_message(), "tools_json: nested deeper than 64 levels");
+  EXPECT_EQ(Refused(tools).error_message(), "tools_json: nests deeper than 64 levels");
+}
+
+// The JSON fields are parsed with the HTTP API's caps: an object of K keys
+// costs O(K²) to insert uncapped (200,000 keys: minutes of a gRPC thread).
+TEST_F(GrpcChatTest, JsonFieldsWithTooManyKeysAreInvalidAtOnce) {
+  std::string keys = "{";
+  for (int k = 0; k < 200000; ++k) absl::StrAppend(&keys, k ? "," : "", "\"k", k, "\":0");
+  keys += "}";
+  v1::ChatRequest kwargs = GreedyChat(2);
+  kwargs.set_chat_template_kwargs_json(keys);
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(Refused(kwargs).error_message(),
+            "chat_template_kwargs_json: has an object with more than 1024 keys");
+  v1::ChatRequest tools = GreedyChat(2);
+  tools.set_tools_json(absl::StrCat("[", keys, "]"));
+  EXPECT_EQ(Refused(tools).error_message(),
+            "tools_json: has an object with more than 1024 keys");
+  v1::ChatRequest calls = GreedyChat(2);
+  calls.mutable_messages(0)->set_tool_calls_json(absl::StrCat("[", keys, "]"));
+  EXPECT_EQ(Refused(calls).error_message(),
+            "messages[0].tool_calls_json: has an object with more than 1024 keys");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
 TEST_F(GrpcChatTest, SamplingAndStoppingAreValidatedAsInGenerate) {
