@@ -145,16 +145,19 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::StartStream(
     return new GenerateReactor(engine_, tenant.status(), "",
                                RequestRecorder(metrics_, ""));
   }
-  const std::string assigned =
-      absl::StrCat("weft-", next_request_number_.fetch_add(1));
+  const uint64_t number = next_request_number_.fetch_add(1);
+  const std::string assigned = absl::StrCat("weft-", number);
   std::string echoed_prompt;
   absl::StatusOr<Request> converted = convert(assigned, &echoed_prompt);
   std::string reported_id;
   if (converted.ok()) {
     converted->tenant = *tenant;
     reported_id = converted->id;
-    // Ids are unique per tenant: two tenants may both use "1".
-    converted->id = absl::StrCat(*tenant, "/", converted->id);
+    // The engine's id is this stream's own: the client's id names the
+    // response only, so that neither another tenant's "1", a retry with
+    // the id of a stream still ending (a late Cancel of which would end
+    // the retry), nor a KServe or HTTP request can meet it in the engine.
+    converted->id = absl::StrCat("grpc/", *tenant, "/", converted->id, "#", number);
   }
   return new GenerateReactor(engine_, std::move(converted),
                              std::move(reported_id),

@@ -182,6 +182,45 @@ TEST_F(GrpcServerTest, ClientCancelFreesTheRequestsBlocks) {
   EXPECT_EQ(load.kv_blocks_used(), 0);
 }
 
+// A client's request_id names its responses only: a retry may reuse the
+// id of a stream still running or ending, and cancelling one stream never
+// ends another of the same id (before, the second got ALREADY_EXISTS, and
+// a late Cancel of the first would have ended it).
+TEST_F(GrpcServerTest, StreamsWithTheSameRequestIdAreIndependent) {
+  v1::GenerateRequest request;
+  request.set_request_id("r");
+  for (int32_t id : {3, 4, 5, 6, 7, 8}) request.mutable_token_ids()->add_ids(id);
+  request.mutable_sampling()->set_temperature(0);
+  request.mutable_stopping()->set_max_tokens(200);
+  request.mutable_stopping()->set_ignore_eos(true);
+  grpc::ClientContext first_context;
+  auto first = stub_->Generate(&first_context, request);
+  v1::GenerateResponse response;
+  ASSERT_TRUE(first->Read(&response));  // running
+  request.mutable_stopping()->set_max_tokens(40);
+  grpc::ClientContext second_context;
+  second_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto second = stub_->Generate(&second_context, request);
+  ASSERT_TRUE(second->Read(&response));  // accepted and running too
+  first_context.TryCancel();
+  first->Finish();
+  int tokens = response.delta().token_ids_size();
+  std::optional<v1::Final> final_message;
+  while (second->Read(&response)) {
+    if (response.has_final()) {
+      final_message = response.final();
+    } else {
+      tokens += response.delta().token_ids_size();
+    }
+  }
+  const grpc::Status status = second->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_TRUE(final_message.has_value());
+  EXPECT_EQ(final_message->request_id(), "r");
+  EXPECT_EQ(final_message->samples(0).finish_reason(), v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(tokens, 40);
+}
+
 TEST_F(GrpcServerTest, TokenizeDetokenizeAndModelInfo) {
   grpc::ClientContext c1;
   v1::TokenizeRequest tokenize;
