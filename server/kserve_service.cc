@@ -266,7 +266,8 @@ class StreamReactor
                                                 const absl::Status& status) {
     ModelStreamInferResponse response;
     // The code's name first: the stream has no status per request.
-    response.set_error_message(status.ToString());
+    response.set_error_message(absl::StrCat(absl::StatusCodeToString(status.code()), ": ",
+                                            ClientMessage(status.message())));
     ModelInferResponse* infer = response.mutable_infer_response();
     infer->set_model_name(proto.model_name());
     infer->set_model_version(kserve::kModelVersion);

@@ -2,6 +2,9 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "runtime/tokenizer/utf8.h"
+
 namespace weft {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
@@ -13,7 +16,20 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
       code >= 0 && code <= static_cast<int>(grpc::StatusCode::UNAUTHENTICATED)
           ? static_cast<grpc::StatusCode>(code)
           : grpc::StatusCode::UNKNOWN;
-  return grpc::Status(grpc_code, std::string(status.message()));
+  return grpc::Status(grpc_code, ClientMessage(status.message()));
+}
+
+std::string ClientMessage(absl::string_view message) {
+  std::string text = tokenizer_internal::IsValidUtf8(message)
+                         ? std::string(message)
+                         : tokenizer_internal::Utf8Lossy(message);
+  if (text.size() <= kMaxClientMessageBytes) return text;
+  const size_t size = text.size();
+  size_t cut = kMaxClientMessageBytes - 32;  // room for the suffix
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  text.resize(cut);
+  absl::StrAppend(&text, "… (", size, " bytes)");
+  return text;
 }
 
 int ToHttpStatus(absl::StatusCode code) {

@@ -7,11 +7,24 @@
 
 #include <grpcpp/support/status.h>
 
+#include <string>
+
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace weft {
 
+// Keeps the code and the message (as ClientMessage gives it).
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Longest status message sent to a client, in bytes.
+inline constexpr size_t kMaxClientMessageBytes = 1024;
+// `message` fit to send: ill-formed UTF-8 as U+FFFD (a message quoting a
+// client's bytes goes into proto3 `string` fields, which clients refuse to
+// parse otherwise), at most kMaxClientMessageBytes (cut at a character,
+// then "… (N bytes)"; a grpc-message over the client's metadata limit
+// turns INVALID_ARGUMENT into RESOURCE_EXHAUSTED or INTERNAL).
+std::string ClientMessage(absl::string_view message);
 
 // 200 for OK; INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE → 400,
 // UNAUTHENTICATED → 401, PERMISSION_DENIED → 403, NOT_FOUND → 404,

@@ -282,6 +282,29 @@ TEST_F(KServeServiceTest, BadRequestGetsAnErrorResponseAndTheStreamGoesOn) {
   EXPECT_TRUE(IsFinal(responses.back().infer_response()));
 }
 
+// A refusal quoting a client's BYTES (a bad word that is several tokens)
+// still puts valid UTF-8 into error_message, a proto3 string: a client
+// refuses to parse the response otherwise, and its whole stream dies.
+TEST_F(KServeServiceTest, ErrorMessagesQuotingClientBytesAreValidUtf8) {
+  ModelInferRequest bad = Greedy("bytes", "Hello", 4, true);
+  auto* words = bad.add_inputs();
+  words->set_name("bad_words");
+  words->set_datatype("BYTES");
+  words->add_shape(1);
+  words->add_shape(1);
+  bad.add_raw_input_contents(kserve::SerializeBytes({"\xff\xfe\xfd"}));
+  grpc::Status status;
+  auto responses = StreamAll({bad, Greedy("good", "Hello", 4, true)}, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_GE(responses.size(), 2u);
+  EXPECT_EQ(responses[0].infer_response().id(), "bytes");
+  EXPECT_TRUE(absl::StartsWith(responses[0].error_message(), "INVALID_ARGUMENT: bad_words[0]"))
+      << responses[0].error_message();
+  EXPECT_TRUE(absl::StrContains(responses[0].error_message(), "\uFFFD"))
+      << responses[0].error_message();
+  EXPECT_EQ(responses.back().infer_response().id(), "good");
+}
+
 TEST_F(KServeServiceTest, ModelInferReturnsThePromptAndItsContinuation) {
   grpc::ClientContext context;
   SetDeadline(&context);

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <functional>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/status.h"
 #include "tests/server/bad_requests.h"
@@ -115,6 +117,33 @@ TEST_F(RequestConversionTest, EachBadRequestIsInvalidArgumentNamingItsField) {
     EXPECT_NE(r.status().message().find(c.field), absl::string_view::npos)
         << c.name << ": " << r.status().message();
   }
+}
+
+// Messages quoting a client's bytes are sent as valid UTF-8 and at most
+// kMaxClientMessageBytes: a 20,000-byte model name in grpc-message went past
+// the client's metadata limit (RESOURCE_EXHAUSTED instead of
+// INVALID_ARGUMENT), and raw bytes made proto3 clients refuse the response.
+TEST(StatusTest, MessagesAreValidUtf8AndCutShort) {
+  const grpc::Status bytes = ToGrpcStatus(absl::InvalidArgumentError("bad '\xff\xfe' word"));
+  EXPECT_EQ(bytes.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(bytes.error_message(), "bad '\uFFFD\uFFFD' word");
+  const std::string name = "model: '" + std::string(20000, 'x') + "é' is not served";
+  const grpc::Status long_name = ToGrpcStatus(absl::InvalidArgumentError(name));
+  EXPECT_EQ(long_name.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_LE(long_name.error_message().size(), kMaxClientMessageBytes);
+  EXPECT_TRUE(absl::StartsWith(long_name.error_message(), "model: 'xxx"));
+  EXPECT_TRUE(absl::EndsWith(long_name.error_message(),
+                             absl::StrCat("… (", name.size(), " bytes)")));
+  // Cut at a character, never inside one.
+  const std::string accents = std::string(1, 'a') + [] {
+    std::string s;
+    for (int i = 0; i < 1000; ++i) s += "é";
+    return s;
+  }();
+  const std::string cut = ClientMessage(accents);
+  EXPECT_LE(cut.size(), kMaxClientMessageBytes);
+  EXPECT_EQ(ClientMessage(cut), cut);  // valid UTF-8: unchanged
+  EXPECT_EQ(ClientMessage("short"), "short");
 }
 
 TEST(StatusTest, CodesMapOneToOneAndMessagesAreKept) {
