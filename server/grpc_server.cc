@@ -25,6 +25,11 @@ absl::Status GrpcServerConfig::Validate() const {
     return absl::InvalidArgumentError(
         "--tls_client_ca needs --tls_cert and --tls_key");
   }
+  if (keepalive_seconds < 0 || keepalive_timeout_seconds < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--grpc_keepalive_seconds must be >= 0 and --grpc_keepalive_timeout_seconds "
+        ">= 1, got ", keepalive_seconds, " and ", keepalive_timeout_seconds));
+  }
   return absl::OkStatus();
 }
 
@@ -81,6 +86,15 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
                                   ? absl::StrCat("[", config.host, "]:", config.port)
                                   : absl::StrCat(config.host, ":", config.port);
   builder.AddListeningPort(address, *credentials, &server->port_);
+  if (config.keepalive_seconds > 0) {
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, config.keepalive_seconds * 1000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                               config.keepalive_timeout_seconds * 1000);
+  }
+  // gRPC's default answers a client pinging more often than every 5
+  // minutes with GOAWAY (too_many_pings); load balancers and clients
+  // commonly ping every 10-30 s.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->kserve_.get());
   server->server_ = builder.BuildAndStart();

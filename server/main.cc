@@ -35,6 +35,11 @@ ABSL_FLAG(std::string, served_model_name, "",
           "directory name");
 ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
 ABSL_FLAG(int, port, 50051, "gRPC port (0: any free port)");
+ABSL_FLAG(int, grpc_keepalive_seconds, 30,
+          "ping a gRPC connection idle this long; one that does not answer in "
+          "--grpc_keepalive_timeout_seconds is closed and its streams cancelled "
+          "(0: no pings)");
+ABSL_FLAG(int, grpc_keepalive_timeout_seconds, 10, "see --grpc_keepalive_seconds");
 ABSL_FLAG(int, http_port, 8000,
           "OpenAI-compatible HTTP port (0: any free port; -1: no HTTP)");
 ABSL_FLAG(std::string, http_host, "", "address for HTTP; empty: --host");
@@ -230,6 +235,9 @@ int Main() {
   server_config.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   server_config.tls_key = absl::GetFlag(FLAGS_tls_key);
   server_config.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  server_config.keepalive_seconds = absl::GetFlag(FLAGS_grpc_keepalive_seconds);
+  server_config.keepalive_timeout_seconds =
+      absl::GetFlag(FLAGS_grpc_keepalive_timeout_seconds);
   ServerMetrics metrics(served.name, served.max_model_len);
   auto server = GrpcServer::Start(server_config, engine->get(), served,
                                   std::string((*backend)->name()),

@@ -176,6 +176,18 @@ TEST_F(GrpcSecurityTest, MutualTlsRequiresAClientCertificate) {
   EXPECT_TRUE(GetLoad(Stub(grpc::SslCredentials(with_cert)).get()).ok());
 }
 
+TEST(GrpcServerConfigTest, KeepaliveMustBeNonNegativeWithAPositiveTimeout) {
+  GrpcServerConfig config;
+  EXPECT_TRUE(config.Validate().ok());
+  config.keepalive_seconds = 0;  // off
+  EXPECT_TRUE(config.Validate().ok());
+  config.keepalive_seconds = -1;
+  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+  config = GrpcServerConfig();
+  config.keepalive_timeout_seconds = 0;
+  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(GrpcServerConfigTest, TlsFlagsMustComeTogether) {
   GrpcServerConfig config;
   config.tls_cert = "cert.pem";

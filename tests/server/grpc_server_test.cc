@@ -1,10 +1,17 @@
 // weft.v1.Generation end to end over loopback gRPC, on the tiny model:
 // streamed tokens equal the in-process engine's, bad requests fail with
-// their code and field, a client cancel frees the request's KV blocks.
+// their code and field, a client cancel frees the request's KV blocks, a
+// client gone silent is cancelled by keepalive.
 #include "server/grpc_server.h"
 
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <functional>
 #include <thread>
 
@@ -381,6 +388,129 @@ TEST_F(GrpcServerTest, DrainTimeoutEndsWhatIsLeftWithUnavailable) {
   const auto [finished, unavailable] = Outcomes(streams);
   EXPECT_EQ(finished + unavailable, 8);
   EXPECT_GE(unavailable, 1);
+}
+
+// A TCP proxy on loopback for one connection, which can turn into a
+// black hole: from then on it reads both sides and forwards nothing, and
+// closes neither (a client whose pod died, or a NAT that forgot the flow:
+// no FIN, no RST).
+class BlackholeProxy {
+ public:
+  explicit BlackholeProxy(int target_port) : target_port_(target_port) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address = Loopback(0);
+    EXPECT_EQ(bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    EXPECT_EQ(listen(listener_, 1), 0);
+    socklen_t length = sizeof(address);
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~BlackholeProxy() {
+    stop_ = true;
+    thread_.join();
+    close(listener_);
+  }
+  int port() const { return port_; }
+  void Blackhole() { blackhole_ = true; }
+
+ private:
+  static sockaddr_in Loopback(int port) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+    return address;
+  }
+
+  void Run() {
+    pollfd accept_poll{listener_, POLLIN, 0};
+    while (!stop_ && poll(&accept_poll, 1, 50) == 0) {
+    }
+    if (stop_) return;
+    const int client = accept(listener_, nullptr, nullptr);
+    const int server = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in target = Loopback(target_port_);
+    connect(server, reinterpret_cast<sockaddr*>(&target), sizeof(target));
+    pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+    char buffer[16384];
+    while (!stop_) {
+      if (poll(fds, 2, 50) <= 0) continue;
+      for (int side = 0; side < 2; ++side) {
+        if ((fds[side].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+        const ssize_t n = recv(fds[side].fd, buffer, sizeof(buffer), 0);
+        if (n <= 0) {
+          fds[side].fd = -1;  // that side closed: stop polling it
+          continue;
+        }
+        if (!blackhole_) send(fds[1 - side].fd, buffer, static_cast<size_t>(n), MSG_NOSIGNAL);
+      }
+    }
+    close(client);
+    close(server);
+  }
+
+  int target_port_;
+  int listener_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> blackhole_{false};
+  std::thread thread_;
+};
+
+// A client that vanishes without closing its connection has its stream
+// cancelled by the server's keepalive (here 1 s + 1 s): the request ends
+// without generating. The engine starts only after the black hole and the
+// keepalive timeout, so that what it does first is the cancel; without
+// keepalive the request would generate its 8 tokens.
+TEST(GrpcKeepaliveTest, AClientGoneSilentIsCancelled) {
+  EngineHarness harness(test::TinyModelPath(kTiny), Plan(), Config());
+  ASSERT_TRUE(harness.ok());
+  ServedModel model;
+  model.name = "tiny";
+  model.architecture = "llama";
+  model.tokenizer = &harness.tokenizer();
+  model.vocab_size = harness.tokenizer().vocab_size();
+  model.max_model_len = harness.engine().max_model_len();
+  model.max_n = 4;
+  GrpcServerConfig config;
+  config.host = "127.0.0.1";
+  config.port = 0;
+  config.keepalive_seconds = 1;
+  config.keepalive_timeout_seconds = 1;
+  ApiKeys keys;
+  auto server = GrpcServer::Start(config, &harness.engine(), model, "cpu", &keys);
+  ASSERT_TRUE(server.ok()) << server.status();
+  BlackholeProxy proxy((*server)->port());
+  auto stub = v1::Generation::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", proxy.port()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::GenerateRequest request;
+  for (int32_t id : {3, 4, 5}) request.mutable_token_ids()->add_ids(id);
+  request.mutable_sampling()->set_temperature(0);
+  request.mutable_stopping()->set_max_tokens(8);
+  request.mutable_stopping()->set_ignore_eos(true);
+  auto reader = stub->Generate(&context, request);
+  // Submitted once the engine counts it live (it waits: not started).
+  const absl::Time submitted_by = absl::Now() + absl::Seconds(5);
+  while (harness.engine().stats().num_live_requests == 0 && absl::Now() < submitted_by) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(harness.engine().stats().num_live_requests, 1);
+  proxy.Blackhole();
+  absl::SleepFor(absl::Seconds(4));  // a ping after 1 s, unanswered for 1 s
+  harness.engine().Start();
+  const absl::Time ended_by = absl::Now() + absl::Seconds(5);
+  while (harness.engine().stats().num_live_requests > 0 && absl::Now() < ended_by) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(harness.engine().stats().num_live_requests, 0);
+  EXPECT_EQ(harness.engine().stats().generated_tokens, 0);
+  context.TryCancel();
+  reader->Finish();
+  (*server)->Shutdown(absl::Seconds(1));
+  harness.engine().Stop();
 }
 
 }  // namespace
