@@ -20,6 +20,11 @@ absl::Status StoppingParams::Validate() const {
         absl::StrCat("min_tokens must be in [0, max_tokens = ", max_tokens,
                      "], got ", min_tokens));
   }
+  if (stop_token_ids.size() > static_cast<size_t>(kMaxStopTokenIds)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stop_token_ids allows at most ", kMaxStopTokenIds,
+                     " ids, got ", stop_token_ids.size()));
+  }
   for (int32_t id : stop_token_ids) {
     if (id < 0) {
       return absl::InvalidArgumentError(

@@ -32,6 +32,9 @@ namespace weft {
 enum class FinishReason { kStop, kLength, kCancelled, kError };
 
 inline constexpr int kMaxStopStrings = 16;
+// Each is looked up for every generated token (and banned while min_tokens
+// holds): an unbounded list is one request slowing the whole batch.
+inline constexpr int kMaxStopTokenIds = 1024;
 inline constexpr int kMaxStopStringBytes = 256;
 
 struct StoppingParams {
@@ -42,7 +45,8 @@ struct StoppingParams {
   // Do not stop at the tokenizer's EOS / stop ids (stop_token_ids still
   // stop).
   bool ignore_eos = false;
-  // In addition to the tokenizer's EOS / stop ids (unless ignore_eos).
+  // In addition to the tokenizer's EOS / stop ids (unless ignore_eos); at
+  // most kMaxStopTokenIds.
   std::vector<int32_t> stop_token_ids = {};
   // At most 16, each non-empty valid UTF-8 of at most 256 bytes.
   std::vector<std::string> stop = {};

@@ -343,6 +343,7 @@ TEST(StoppingParamsTest, RejectsEachInvalidFieldByName) {
       {"min_tokens", {.max_tokens = 4, .min_tokens = 5}},
       {"min_tokens", {.min_tokens = -1}},
       {"stop_token_ids", {.stop_token_ids = {3, -1}}},
+      {"stop_token_ids", {.stop_token_ids = std::vector<int32_t>(kMaxStopTokenIds + 1, 3)}},
       {"stop", {.stop = std::vector<std::string>(17, "x")}},
       {"stop[1]", {.stop = {"a", ""}}},
       {"stop[0]", {.stop = {std::string(257, 'x')}}},
@@ -359,6 +360,7 @@ TEST(StoppingParamsTest, RejectsEachInvalidFieldByName) {
 TEST(StoppingParamsTest, AcceptsTheEdgesOfEachRange) {
   StoppingParams params{.max_tokens = 1,
                         .min_tokens = 1,
+                        .stop_token_ids = std::vector<int32_t>(kMaxStopTokenIds, 3),
                         .stop = std::vector<std::string>(16, "é")};
   params.stop[0] = std::string(256, 'x');
   EXPECT_TRUE(params.Validate().ok()) << params.Validate();
