@@ -105,7 +105,16 @@ Sequence* Scheduler::PreemptOne(Batch* batch) {
 
 bool Scheduler::ScheduleRunning(Batch* batch, int* token_budget) {
   bool preempted = false;
-  const std::vector<Sequence*> order = running_;
+  // Highest priority first, then the oldest request: a sequence that needs
+  // a block can then only preempt ones that come after it here (PreemptOne
+  // skips those already in the batch). In start order, a low-priority
+  // sequence that started first kept its blocks while the high-priority
+  // one behind it preempted itself, step after step.
+  std::vector<Sequence*> order = running_;
+  std::stable_sort(order.begin(), order.end(), [](const Sequence* a, const Sequence* b) {
+    return std::tuple(a->priority, a->arrival_order, a->seq_id) <
+           std::tuple(b->priority, b->arrival_order, b->seq_id);
+  });
   for (Sequence* seq : order) {
     if (*token_budget == 0) break;
     if (seq->status != SequenceStatus::kRunning) continue;  // preempted

@@ -1,10 +1,11 @@
 // The scheduler: which sequences run in the next step, and how many tokens
 // of each (vLLM V1 style, one token budget per step).
 //
-//   1. Running sequences first, oldest first: a decode takes one token, an
-//      unfinished prompt its next chunk. When the KV cache cannot hold a
-//      sequence's new tokens, the lowest-priority, newest running sequence
-//      is preempted (its blocks freed, recomputed later) until it can.
+//   1. Running sequences first, by priority, then oldest request first: a
+//      decode takes one token, an unfinished prompt its next chunk. When the
+//      KV cache cannot hold a sequence's new tokens, the lowest-priority,
+//      newest running sequence not yet in the batch is preempted (its
+//      blocks freed, recomputed later) until it can.
 //   2. Then waiting sequences in admission order (a replaceable policy;
 //      default: priority, then arrival), each taking a chunk of its prompt
 //      (after any prefix-cache hit) while the budget, max_num_seqs and the

@@ -152,6 +152,24 @@ TEST_F(SchedulerTest, PreemptsTheLowestPriorityThenTheNewestWhenBlocksRunOut) {
   EXPECT_EQ(blocks_->num_used_blocks(), 2);  // old_high's two blocks
 }
 
+// A low-priority sequence that started first (and needs no block this
+// step) must not keep its blocks while a high-priority one preempts
+// itself: running sequences are scheduled by priority, so the victim is
+// the low-priority one, not yet in the batch.
+TEST_F(SchedulerTest, AHighPrioritySequenceIsNotPreemptedForALowerOneThatStartedFirst) {
+  Make(3, Config(64));
+  Sequence* low = Add(4, /*priority=*/1, 100);
+  Complete(scheduler_->Schedule());  // low: 5 tokens, one block
+  Sequence* high = Add(4, /*priority=*/0, 200);
+  Complete(scheduler_->Schedule());  // low's decode takes a 2nd block, high the 3rd
+  // low's next token fits its 2nd block; high's needs a new one.
+  const Batch batch = scheduler_->Schedule();
+  ASSERT_EQ(batch.preempted.size(), 1u);
+  EXPECT_EQ(batch.preempted[0], low);
+  EXPECT_EQ(TokensOf(batch, high), 1);
+  EXPECT_EQ(high->status, SequenceStatus::kRunning);
+}
+
 TEST_F(SchedulerTest, NothingIsAdmittedInAStepThatPreempted) {
   Make(2, Config(64));
   Sequence* a = Add(4, 0, 100);
