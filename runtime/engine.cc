@@ -469,6 +469,7 @@ void Engine::EmitToken(Sequence* seq, SampledToken sampled, absl::Time now) {
   if (update.finish) {
     FinishSequence(seq, *update.finish, std::move(update.stop_reason));
   } else if (static_cast<int>(seq->tokens.size()) >= max_model_len_) {
+    FlushText(seq);
     FinishSequence(seq, FinishReason::kLength, "");
   }
 }
@@ -506,9 +507,21 @@ void Engine::CancelRequest(RequestState* request) {
   for (auto& seq : request->seqs) {
     if (seq != nullptr && seq->status != SequenceStatus::kFinished) {
       seq->num_forks_pending = 0;
+      FlushText(seq.get());
       FinishSequence(seq.get(), FinishReason::kCancelled, "");
     }
   }
+}
+
+void Engine::FlushText(Sequence* seq) {
+  // Text held back (a possible start of a stop string, an unfinished
+  // character) goes out before the sample ends without a finish of the
+  // text stream's own, so that its text is that of its tokens.
+  if (seq->text == nullptr) return;
+  Delta delta;
+  delta.index = seq->index;
+  delta.text = seq->text->Flush();
+  if (!delta.text.empty()) seq->request->sink->OnDelta(std::move(delta));
 }
 
 void Engine::FailRequest(RequestState* request, absl::Status status) {

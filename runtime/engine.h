@@ -128,6 +128,9 @@ class Engine {
   void EmitToken(Sequence* seq, SampledToken sampled, absl::Time now);
   void ForkSamples(Sequence* parent);
   void AddPromptLogprobs(const ScheduledSequence& s);
+  // Sends the text `seq`'s stream still holds back (a sample ending by
+  // cancel or by the context's end, not by a finish of its stream).
+  void FlushText(Sequence* seq);
   void FinishSequence(Sequence* seq, FinishReason reason,
                       std::string stop_reason);
   void EndRequest(RequestState* request);  // after its terminal event

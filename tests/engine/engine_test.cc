@@ -129,6 +129,29 @@ TEST(EngineTest, CancellationFreesBlocksWithinOneStepAndFinishesOnce) {
   EXPECT_EQ(out.tokens[0].size(), 5u);  // one per step, none after Cancel
 }
 
+// Text held back because it could begin a stop string is sent when the
+// request is cancelled: the deltas' text is that of their tokens (before,
+// it was dropped).
+TEST(EngineTest, CancelSendsTheTextHeldBackForAStopString) {
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  const std::vector<int32_t> prompt = RandomPrompt(9, 1);
+  const std::string five = h.RunTogether({GreedyRequest("five", prompt, 5)})["five"].text[0];
+  ASSERT_FALSE(five.empty());
+  Request r = GreedyRequest("c", prompt, 200);
+  r.stopping.stop = {five + "\x01\x01"};  // all five tokens' text could begin it
+  ASSERT_TRUE(h.Submit(r).ok());
+  for (int i = 0; i < 5; ++i) h.engine().Step();
+  EXPECT_EQ(h.Collect("c").text[0], "");  // held back
+  h.engine().Cancel("c");
+  h.RunUntilIdle();
+  const Outcome& out = h.Collect("c");
+  ASSERT_TRUE(out.finished.has_value());
+  EXPECT_EQ(out.finished->samples[0].reason, FinishReason::kCancelled);
+  EXPECT_EQ(out.tokens[0].size(), 5u);
+  EXPECT_EQ(out.text[0], five);
+}
+
 TEST(EngineTest, ParallelSamplesShareThePromptAndAreReproducible) {
   EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   ASSERT_TRUE(h.ok());
