@@ -8,8 +8,12 @@
 //   3. greedy: argmax here (lowest id on ties); otherwise
 //   4. temperature, top-k, top-p (over the top-k set), min-p, draw.
 // Top-k, top-p and min-p each keep a prefix of the tokens ordered by
-// probability (ties: lower id first); the kept set is their intersection,
-// so min-p gives the same result before or after top-k / top-p.
+// probability (ties: lower id first); the kept set is their intersection.
+// Min-p's threshold is relative to the most likely token, which neither
+// top-k nor top-p removes, so this is min-p applied after them (HF's and
+// vLLM V0's order; vLLM V1 applies min-p first, which changes the mass
+// top-p counts, e.g. weights 1, 0.5 and 100 × 0.01 with min_p 0.1 and
+// top_p 0.6 keep the first two here and only the first there).
 //
 // Determinism: each SequenceSampler owns a std::mt19937_64 stream derived
 // from (seed, index) through std::seed_seq (both fully specified by the
