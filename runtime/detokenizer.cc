@@ -34,12 +34,6 @@ size_t CompleteUtf8Prefix(const std::string& bytes) {
 std::string IncrementalDetokenizer::Add(int32_t id) {
   if (skip_special_tokens_ && tokenizer_.IsSpecial(id)) return "";
   pending_ += tokenizer_.TokenBytes(id);
-  if (at_start_ && tokenizer_.strips_leading_space() && !pending_.empty()) {
-    if (pending_[0] == ' ') pending_.erase(0, 1);
-    at_start_ = pending_.empty();
-  } else if (!pending_.empty()) {
-    at_start_ = false;
-  }
   const size_t complete = CompleteUtf8Prefix(pending_);
   std::string out = Utf8Lossy(pending_.substr(0, complete));
   pending_.erase(0, complete);

@@ -1,6 +1,13 @@
 // Incremental detokenization for streaming: text is emitted only in whole
 // UTF-8 characters, so a client never sees half a character even when one
 // character spans several tokens.
+//
+// The text continues the prompt: a SentencePiece token's "▁" is a space
+// even on the first generated token ("The capital of France is" +
+// "▁Paris" streams " Paris"), as vLLM (which primes its detokenizer with
+// the prompt's last tokens) and llama.cpp's server stream it, so that
+// prompt + completion is the whole text (echo). Tokenizer::Decode of the
+// output ids alone drops that space, as Hugging Face's decode does.
 #ifndef WEFT_RUNTIME_DETOKENIZER_H_
 #define WEFT_RUNTIME_DETOKENIZER_H_
 
@@ -29,7 +36,6 @@ class IncrementalDetokenizer {
   const Tokenizer& tokenizer_;
   bool skip_special_tokens_;
   std::string pending_;  // bytes not yet emitted
-  bool at_start_ = true;
 };
 
 // Length of the longest prefix of `bytes` that ends on a character

@@ -57,5 +57,33 @@ TEST_F(DefaultModelDetokenizerTest, SpecialTokensProduceNoText) {
   EXPECT_EQ(detokenizer.Add(tokenizer_->PieceToId("<|im_end|>")), "");
 }
 
+// On a SentencePiece vocabulary (Llama 2) the first generated token keeps
+// its space: the stream continues the prompt, as vLLM and llama.cpp's
+// server stream it (before, "▁Paris" came out as "Paris", and an echoed
+// prompt ran into the completion).
+TEST(SpmDetokenizerTest, TheFirstTokenKeepsItsSpace) {
+  const std::string path = std::string(WEFT_MODEL_DIR) + "/vocab/ggml-vocab-llama-spm.gguf";
+  if (!std::ifstream(path).good()) {
+    GTEST_SKIP() << path << " is absent (tools/fetch_vocabs.sh fetches it)";
+  }
+  auto gguf = GgufFile::Open(path);
+  ASSERT_TRUE(gguf.ok()) << gguf.status();
+  auto tokenizer = Tokenizer::FromGguf(**gguf);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  const std::vector<int32_t> prompt = (*tokenizer)->Encode("The capital of France is", {});
+  // "▁Paris", ".", "▁It", "▁is" (the encoder adds the leading "▁").
+  const std::vector<int32_t> output = (*tokenizer)->Encode("Paris. It is", {});
+  ASSERT_FALSE(output.empty());
+  ASSERT_EQ((*tokenizer)->TokenBytes(output[0]).front(), ' ');
+  IncrementalDetokenizer detokenizer(**tokenizer);
+  std::string streamed;
+  for (int32_t id : output) streamed += detokenizer.Add(id);
+  streamed += detokenizer.Flush();
+  EXPECT_EQ(streamed, " Paris. It is");
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), output.begin(), output.end());
+  EXPECT_EQ((*tokenizer)->Decode(prompt, true) + streamed, (*tokenizer)->Decode(all, true));
+}
+
 }  // namespace
 }  // namespace weft
