@@ -467,18 +467,20 @@ void Engine::EmitToken(Sequence* seq, SampledToken sampled, absl::Time now) {
   request->sink->OnDelta(std::move(delta));
 
   if (update.finish) {
-    FinishSequence(seq, *update.finish, std::move(update.stop_reason));
+    FinishSequence(seq, SampleResult{.reason = *update.finish,
+                                     .stop_reason = std::move(update.stop_reason),
+                                     .stop_token = update.stop_token,
+                                     .stop_string = update.stop_string});
   } else if (static_cast<int>(seq->tokens.size()) >= max_model_len_) {
     FlushText(seq);
-    FinishSequence(seq, FinishReason::kLength, "");
+    FinishSequence(seq, SampleResult{.reason = FinishReason::kLength});
   }
 }
 
-void Engine::FinishSequence(Sequence* seq, FinishReason reason,
-                            std::string stop_reason) {
+void Engine::FinishSequence(Sequence* seq, SampleResult result) {
   RequestState* request = seq->request;
-  request->results[seq->index] =
-      SampleResult{reason, std::move(stop_reason), seq->num_output_tokens()};
+  result.num_tokens = seq->num_output_tokens();
+  request->results[seq->index] = std::move(result);
   scheduler_.Remove(seq);
   if (++request->num_ended < static_cast<int>(request->results.size())) return;
   Finished finished;
@@ -508,7 +510,7 @@ void Engine::CancelRequest(RequestState* request) {
     if (seq != nullptr && seq->status != SequenceStatus::kFinished) {
       seq->num_forks_pending = 0;
       FlushText(seq.get());
-      FinishSequence(seq.get(), FinishReason::kCancelled, "");
+      FinishSequence(seq.get(), SampleResult{.reason = FinishReason::kCancelled});
     }
   }
 }

@@ -131,8 +131,8 @@ class Engine {
   // Sends the text `seq`'s stream still holds back (a sample ending by
   // cancel or by the context's end, not by a finish of its stream).
   void FlushText(Sequence* seq);
-  void FinishSequence(Sequence* seq, FinishReason reason,
-                      std::string stop_reason);
+  // Ends one sample with `result` (its num_tokens filled in here).
+  void FinishSequence(Sequence* seq, SampleResult result);
   void EndRequest(RequestState* request);  // after its terminal event
   void FailRequest(RequestState* request, absl::Status status);
   void CancelRequest(RequestState* request);

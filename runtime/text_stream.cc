@@ -81,7 +81,12 @@ TextStream::Update TextStream::Add(int32_t token) {
     update.text = TakeAll();
     update.stop_reason = tokenizer_.Decode({&token, 1},
                                            /*skip_special_tokens=*/false);
-    update.stop_token = token;
+    const std::vector<int32_t> model_ids = tokenizer_.stop_ids();
+    const bool model_stop =
+        !params_.ignore_eos &&
+        (token == tokenizer_.eos_id() ||
+         std::find(model_ids.begin(), model_ids.end(), token) != model_ids.end());
+    if (!model_stop) update.stop_token = token;
     return Finish(std::move(update), FinishReason::kStop);
   }
 
@@ -92,6 +97,7 @@ TextStream::Update TextStream::Add(int32_t token) {
           params_.include_stop_str_in_output ? match->end : match->begin;
       update.text = pending_.substr(0, cut);
       update.stop_reason = *match->stop;
+      update.stop_string = true;
       pending_.clear();
       return Finish(std::move(update), FinishReason::kStop);
     }

@@ -33,9 +33,13 @@ const char* FinishReasonName(FinishReason reason) {
   return "stop";
 }
 
+// vLLM's stop_reason: the stop_token_ids entry (an integer) or the stop
+// string that ended the choice; null for the model's EOS, length or cancel.
 Json StopReason(const SampleResult& sample) {
-  if (sample.stop_reason.empty()) return nullptr;
-  return sample.stop_reason;
+  if (sample.reason != FinishReason::kStop) return nullptr;
+  if (sample.stop_token >= 0) return sample.stop_token;
+  if (sample.stop_string) return sample.stop_reason;
+  return nullptr;
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ struct Streamed {
   std::optional<FinishReason> finish;
   std::string stop_reason;
   int32_t stop_token = -1;
+  bool stop_string = false;
   int num_tokens = 0;
 };
 
@@ -38,6 +39,7 @@ Streamed Stream(TextStream& stream, const std::vector<int32_t>& ids) {
       out.finish = update.finish;
       out.stop_reason = update.stop_reason;
       out.stop_token = update.stop_token;
+      out.stop_string = update.stop_string;
       break;
     }
   }
@@ -110,6 +112,7 @@ TEST_F(TextStreamTest, StopStringSpanningTwoTokensIsCutBeforeIt) {
   EXPECT_EQ(out.finish, FinishReason::kStop);
   EXPECT_EQ(out.stop_reason, "o wor");
   EXPECT_EQ(out.stop_token, -1);
+  EXPECT_TRUE(out.stop_string);
   EXPECT_EQ(out.num_tokens, 2);
 }
 
@@ -185,9 +188,13 @@ TEST_F(TextStreamTest, EosEndsWithStopAndItsTextIsNotEmitted) {
   const Streamed out = Run(params, "Hi there", {eos, Encode("!")[0]});
   EXPECT_EQ(out.text, "Hi there");
   EXPECT_EQ(out.finish, FinishReason::kStop);
-  EXPECT_EQ(out.stop_token, eos);
+  EXPECT_EQ(out.stop_token, -1);  // the model's EOS, not a requested stop id
+  EXPECT_FALSE(out.stop_string);
   EXPECT_EQ(out.stop_reason, TokenText(eos));
   EXPECT_EQ(out.num_tokens, 3);
+  // Named in stop_token_ids too, it is still the model's EOS (as in vLLM).
+  params.stop_token_ids = {eos};
+  EXPECT_EQ(Run(params, "Hi there", {eos}).stop_token, -1);
 }
 
 TEST_F(TextStreamTest, EosBeforeMinTokensIsAnOrdinaryToken) {
@@ -224,6 +231,7 @@ TEST_F(TextStreamTest, StopTokenIdsStopEvenWithIgnoreEos) {
   EXPECT_EQ(out.text, "Hello world");
   EXPECT_EQ(out.finish, FinishReason::kStop);
   EXPECT_EQ(out.stop_token, comma);
+  EXPECT_FALSE(out.stop_string);
   EXPECT_EQ(out.stop_reason, ",");
 }
 

@@ -80,6 +80,22 @@ class OpenAiResponseTest : public ::testing::Test {
   std::vector<int32_t> hello_;
 };
 
+// vLLM's stop_reason: null for the model's EOS, the integer id for a
+// stop_token_ids entry, the string for a stop string.
+TEST_F(OpenAiResponseTest, StopReasonIsNullForEosAnIdForAStopTokenAndTheStopString) {
+  OpenAiResponseBuilder builder = Builder(OpenAiApi::kCompletions, 3);
+  Finished finished = Done({FinishReason::kStop, FinishReason::kStop, FinishReason::kStop});
+  finished.samples[0].stop_reason = "<|im_end|>";  // the model's EOS
+  finished.samples[1].stop_reason = ",";
+  finished.samples[1].stop_token = 42;
+  finished.samples[2].stop_reason = "END";
+  finished.samples[2].stop_string = true;
+  const Json r = builder.Complete(finished);
+  EXPECT_TRUE(r["choices"][0]["stop_reason"].is_null()) << r;
+  EXPECT_EQ(r["choices"][1]["stop_reason"], 42);
+  EXPECT_EQ(r["choices"][2]["stop_reason"], "END");
+}
+
 TEST_F(OpenAiResponseTest, ACompletionHasOpenAisShape) {
   OpenAiResponseBuilder builder = Builder(OpenAiApi::kCompletions, 2);
   builder.Accumulate(TextDelta(0, "Hel"));
@@ -87,6 +103,7 @@ TEST_F(OpenAiResponseTest, ACompletionHasOpenAisShape) {
   builder.Accumulate(TextDelta(0, "lo"));
   Finished finished = Done({FinishReason::kLength, FinishReason::kStop});
   finished.samples[1].stop_reason = "\n";
+  finished.samples[1].stop_string = true;
   const Json r = builder.Complete(finished);
   EXPECT_EQ(r["id"], "cmpl-1");
   EXPECT_EQ(r["object"], "text_completion");
