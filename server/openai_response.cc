@@ -128,6 +128,10 @@ Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
     for (const TokenLogprob& alt : t.top) {
       top[TokenString(tokenizer_, alt.token)] = FiniteLogprob(alt.logprob);
     }
+    // OpenAI: "up to logprobs + 1 elements": the sampled token is always
+    // among them (vLLM adds it too), even at logprobs 0 or when sampling
+    // drew a token outside the top ones.
+    if (!top.contains(text)) top[text] = FiniteLogprob(t.logprob);
     top_logprobs.push_back(std::move(top));
     offsets.push_back(text_offset->Take(tokenizer_.TokenBytes(t.token)));
   }

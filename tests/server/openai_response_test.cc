@@ -230,6 +230,26 @@ TEST_F(OpenAiResponseTest, CompletionLogprobsUseTheLegacyShape) {
   EXPECT_EQ(logprobs["text_offset"], Json({0, length}));
 }
 
+// OpenAI's completions return "up to logprobs + 1" top entries: the
+// sampled token is always one of them (logprobs 0; a token drawn outside
+// the top ones).
+TEST_F(OpenAiResponseTest, CompletionTopLogprobsAlwaysHoldTheSampledToken) {
+  OpenAiResponseBuilder builder =
+      Builder(OpenAiApi::kCompletions, 1, /*logprobs=*/true);
+  const int32_t a = hello_[0];
+  SampledToken zero{a, -0.5f, {}};                      // logprobs 0
+  SampledToken drawn{a, -3.0f, {{7, -0.1f}}};           // outside the top 1
+  builder.Accumulate(TextDelta(0, "xx", {zero, drawn}));
+  const Json top = builder.Complete(Done({FinishReason::kLength}))["choices"][0]
+                       ["logprobs"]["top_logprobs"];
+  const std::string token = TokenString(*tokenizer_, a);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0], Json({{token, -0.5}}));
+  EXPECT_EQ(top[1].size(), 2u);
+  EXPECT_EQ(top[1][token], -3.0);
+  EXPECT_EQ(top[1][TokenString(*tokenizer_, 7)], -0.1f);
+}
+
 TEST_F(OpenAiResponseTest, StreamedCompletionLogprobsContinueTheTextOffset) {
   OpenAiResponseBuilder builder =
       Builder(OpenAiApi::kCompletions, 1, /*logprobs=*/true);
