@@ -173,7 +173,8 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
   out.logprobs = f.Bool("logprobs").value_or(false);
   const std::optional<int64_t> top_logprobs =
       f.Integer("top_logprobs", 0, kMaxLogprobs);
-  if (top_logprobs && !out.logprobs) {
+  // 0 asks for nothing: UIs send it by default, and vLLM accepts it.
+  if (top_logprobs.value_or(0) > 0 && !out.logprobs) {
     f.Fail(InvalidParam("top_logprobs", "needs logprobs set to true"));
   }
   if (out.logprobs) {

@@ -139,6 +139,11 @@ TEST_F(OpenAiChatTest, LogprobsWithTopLogprobsAskTheSamplerForAlternatives) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->logprobs);
   EXPECT_EQ(r->top_logprobs, 3);
+  // top_logprobs 0 asks for nothing: accepted without logprobs.
+  auto zero = Parse({{"messages", {User("hi")}}, {"top_logprobs", 0}});
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_FALSE(zero->logprobs);
+  EXPECT_EQ(zero->request.sampling.logprobs, -1);
   EXPECT_EQ(r->request.sampling.logprobs, 3);
 }
 
