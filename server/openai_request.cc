@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/json_text.h"
 #include "server/openai_errors.h"
 
 namespace weft {
@@ -13,7 +14,6 @@ namespace {
 
 // Deeper bodies are refused before parsing: no request needs more, and it
 // bounds the work done on hostile input.
-constexpr int kMaxJsonDepth = 64;
 // ordered_json inserts each key with a linear search for a duplicate, so
 // parsing an object of K keys costs O(K²): the per-object cap bounds that
 // (1024² / 2 comparisons at worst), the total cap bounds memory (a
@@ -24,36 +24,6 @@ constexpr int64_t kMaxJsonValues = int64_t{1} << 20;
 // than this is better expressed another way).
 constexpr int kMaxLogitBias = 1024;
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
-
-// The nesting depth of `text`'s arrays and objects, counting brackets
-// outside strings; stops early past `limit`.
-int JsonDepth(absl::string_view text, int limit) {
-  int depth = 0;
-  int deepest = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) return deepest;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
-}
 
 // The field a runtime validation message starts with ("top_p must be …",
 // "stop[2] must …", "logit_bias token 7 …").
@@ -300,7 +270,7 @@ std::optional<std::string> FieldReader::String(absl::string_view name) {
 }
 
 absl::StatusOr<Json> ParseJson(absl::string_view text) {
-  if (JsonDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+  if (JsonTextDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
     return absl::InvalidArgumentError(
         absl::StrCat("nests deeper than ", kMaxJsonDepth, " levels"));
   }

@@ -131,11 +131,31 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> FileMerges(
   return pairs;
 }
 
+// Bound on Σ (code points × bytes) over the tokens MergesFromScores
+// splits: both its time (hashing every split) and its memory (the merges
+// copy both halves of every split) grow so. Real SentencePiece
+// vocabularies need a few million to a few tens of millions (Llama 2's
+// 32,000 tokens of at most 16 characters); tokens "a", "aa", … "a"×3000
+// (a 4.5 MB file) would need ~9 GB.
+constexpr int64_t kMaxMergeDerivationWork = int64_t{1} << 28;
+
 // transformers' generate_merges(vocab, scores): every split of every token
 // into two vocabulary tokens, best merged-token score first, then longer
 // left part, then longer right part; ties keep vocabulary order.
-std::vector<std::pair<std::string, std::string>> MergesFromScores(
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> MergesFromScores(
     const std::vector<std::string>& tokens, const std::vector<double>& scores) {
+  int64_t work = 0;
+  for (const std::string& token : tokens) {
+    work += static_cast<int64_t>(tokenizer_internal::CountCodePoints(token) + 1) *
+            static_cast<int64_t>(token.size());
+    if (work > kMaxMergeDerivationWork) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GGUF tokenizer.ggml.tokens: deriving merges from tokenizer.ggml.scores "
+          "(there are no tokenizer.ggml.merges) would split more than ",
+          kMaxMergeDerivationWork, " (code point × byte) units of tokens; no real "
+          "vocabulary needs that many"));
+    }
+  }
   absl::flat_hash_map<absl::string_view, int32_t> vocab;
   for (size_t i = 0; i < tokens.size(); ++i) {
     vocab[tokens[i]] = static_cast<int32_t>(i);
@@ -313,7 +333,10 @@ absl::Status SetUpSentencePiece(const GgufFile& gguf, GgufVocab* vocab,
           "GGUF tokenizer.ggml.scores has ", scores->size(),
           " entries but tokenizer.ggml.tokens has ", vocab->tokens.size()));
     }
-    vocab->merges = MergesFromScores(vocab->tokens, *scores);
+    absl::StatusOr<std::vector<std::pair<std::string, std::string>>> merges =
+        MergesFromScores(vocab->tokens, *scores);
+    if (!merges.ok()) return merges.status();
+    vocab->merges = *std::move(merges);
   }
   absl::StatusOr<bool> add_space_prefix =
       OptionalBool(gguf, "tokenizer.ggml.add_space_prefix", true);

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "runtime/json_text.h"
 #include "runtime/tokenizer/pipeline_tokenizer.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "runtime/tokenizer/utf8.h"
@@ -44,7 +45,12 @@ absl::StatusOr<json> ReadJson(const std::string& path) {
   }
   std::stringstream buffer;
   buffer << file.rdbuf();
-  json parsed = json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
+  const std::string text = buffer.str();
+  if (JsonTextDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": nests deeper than ", kMaxJsonDepth, " levels"));
+  }
+  json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) {
     return absl::InvalidArgumentError(absl::StrCat("bad JSON in ", path));
   }
@@ -621,6 +627,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHfFiles(
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHfJsonText(
     const std::string& tokenizer_json, const std::string& tokenizer_config_json,
     const std::string& origin) {
+  for (const std::string* text : {&tokenizer_json, &tokenizer_config_json}) {
+    if (JsonTextDepth(*text, kMaxJsonDepth) > kMaxJsonDepth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin, ": nests deeper than ", kMaxJsonDepth, " levels"));
+    }
+  }
   json root = json::parse(tokenizer_json, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat("bad JSON in ", origin));

@@ -16,6 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -580,6 +582,50 @@ TEST_F(MalformedTest, JsonBadRegexIsInvalidArgument) {
                                  {"behavior", "Isolated"}};
   EXPECT_THAT(FromJson(definition),
               StatusIs(absl::StatusCode::kInvalidArgument, "does not compile"));
+}
+
+// A SentencePiece vocabulary without merges has them derived from every
+// split of every token: "a", "aa", … "a"×3000 (a 4.5 MB file) would have
+// taken ~9 GB and minutes. Refused before any split; a small one still
+// loads.
+TEST_F(MalformedTest, DerivingMergesOfAnAbsurdVocabularyIsRefused) {
+  auto spm = [](int longest) {
+    gw::File file;
+    file.metadata.emplace_back("tokenizer.ggml.model", gw::Str("llama"));
+    std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+    for (int n = 1; n <= longest; ++n) tokens.push_back(std::string(n, 'a'));
+    file.metadata.emplace_back("tokenizer.ggml.tokens", Strings(tokens));
+    std::vector<gw::Value> scores, types;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      scores.push_back(gw::F32(0.0f));
+      types.push_back(gw::I32(i < 3 ? 3 : 1));
+    }
+    file.metadata.emplace_back("tokenizer.ggml.scores", gw::Array(gw::kTypeFloat32, scores));
+    file.metadata.emplace_back("tokenizer.ggml.token_type", gw::Array(gw::kTypeInt32, types));
+    file.metadata.emplace_back("tokenizer.ggml.eos_token_id", gw::U32(2));
+    return file;
+  };
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(FromGguf(spm(3000)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "deriving merges"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  absl::StatusOr<std::unique_ptr<Tokenizer>> small = FromGguf(spm(8));
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ((*small)->Decode((*small)->Encode("aaaa", {}), true), "aaaa");
+}
+
+// tokenizer.json nested deeper than any real one (a Sequence of Sequences
+// 50,000 deep) is refused before parsing: the parts are built recursively.
+TEST_F(MalformedTest, DeeplyNestedTokenizerJsonIsInvalidArgument) {
+  std::string nested;
+  for (int i = 0; i < 50000; ++i) nested += R"({"type":"Sequence","normalizers":[)";
+  for (int i = 0; i < 50000; ++i) nested += "]}";
+  const std::string text =
+      R"({"model":{"type":"BPE","vocab":{"a":0},"merges":[]},"normalizer":)" + nested + "}";
+  EXPECT_THAT(Tokenizer::FromHfFiles(Write("tokenizer.json", text), ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, "nests deeper than 64"));
+  EXPECT_THAT(Tokenizer::FromHfJsonText(text, "", "test"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "nests deeper than 64"));
 }
 
 TEST_F(MalformedTest, NotJsonIsInvalidArgumentAndAbsentFileNotFound) {
