@@ -46,11 +46,16 @@ absl::Status ModelConfig::Validate() const {
         "model config: rotary dimension ", rotary_dim,
         " must be even and at most head_dim ", head_dim));
   }
-  if (!(rms_norm_eps > 0) || !(rope_theta > 0) ||
-      !(rope_scaling.factor > 0)) {
+  // Finite too: an infinite rope_theta gives every frequency 0 (positions
+  // ignored), an infinite eps zeroes every norm; both load silently.
+  auto finite_positive = [](double x) { return x > 0 && std::isfinite(x); };
+  if (!finite_positive(rms_norm_eps) || !finite_positive(rope_theta) ||
+      !finite_positive(rope_scaling.factor) ||
+      !finite_positive(rope_scaling.low_freq_factor) ||
+      !finite_positive(rope_scaling.high_freq_factor)) {
     return absl::InvalidArgumentError(
-        "model config: rms_norm_eps, rope_theta and the rope scaling factor "
-        "must be positive");
+        "model config: rms_norm_eps, rope_theta and the rope scaling factors "
+        "must be positive and finite");
   }
   if (hidden_size > (1 << 16) || num_layers > 1024 || vocab_size > (1 << 22) ||
       intermediate_size > (1 << 18) || num_q_heads > 1024) {

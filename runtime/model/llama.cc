@@ -159,6 +159,11 @@ absl::Status LlamaModel::LoadWeights(const ModelFiles& files) {
     WEFT_RETURN_IF_ERROR(assign(
         matrix(name(kDown, ".weight"), c.hidden_size, c.intermediate_size),
         &layer.down));
+    if (!c.attention_bias && files.FindTensor(name(kQ, ".bias")) != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model: tensor '", name(kQ, ".bias"), "' would be ignored: the model's "
+          "configuration has no attention biases"));
+    }
     if (c.attention_bias) {
       WEFT_RETURN_IF_ERROR(assign(vector(name(kQ, ".bias"), q_dim), &layer.q_bias));
       WEFT_RETURN_IF_ERROR(assign(vector(name(kK, ".bias"), kv_dim), &layer.k_bias));
@@ -168,6 +173,18 @@ absl::Status LlamaModel::LoadWeights(const ModelFiles& files) {
       WEFT_RETURN_IF_ERROR(
           assign(vector(name(kO, ".bias"), c.hidden_size), &layer.o_bias));
     }
+  }
+
+  // A file with more layers than the configuration names (a wrong
+  // block_count / num_hidden_layers) would run as a silently truncated
+  // model.
+  if (const std::string extra = absl::StrCat(
+          gguf ? "blk." : "model.layers.", c.num_layers, ".",
+          gguf ? kAttnNorm.gguf : kAttnNorm.hf);
+      files.FindTensor(extra) != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model: the file has tensor '", extra, "' but the configuration has ",
+        c.num_layers, " layers"));
   }
 
   std::vector<float> freq_factors;

@@ -4,6 +4,9 @@
 
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +14,24 @@
 
 namespace weft {
 namespace {
+
+// The tokenizer's special ids must name rows of the model's embedding and
+// logits: a BOS past them makes every prompt invalid, an EOS or stop id
+// past them can never be sampled (generation would run to max_tokens).
+absl::Status CheckSpecialIds(const Tokenizer& tokenizer, int vocab_size,
+                             absl::string_view path) {
+  std::vector<std::pair<std::string, int32_t>> ids = {{"BOS", tokenizer.bos_id()},
+                                                      {"EOS", tokenizer.eos_id()}};
+  for (int32_t id : tokenizer.stop_ids()) ids.emplace_back("stop", id);
+  for (const auto& [what, id] : ids) {
+    if (id >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": the tokenizer's ", what, " token id ", id,
+          " is outside the model's vocabulary of ", vocab_size, " tokens"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 bool IsDirectory(const std::string& path) {
   struct stat st;
@@ -64,6 +85,7 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(
     files->config_ = *config;
     auto tokenizer = Tokenizer::FromGguf(*files->gguf_);
     if (!tokenizer.ok()) return tokenizer.status();
+    if (auto s = CheckSpecialIds(**tokenizer, config->vocab_size, path); !s.ok()) return s;
     files->tokenizer_ = *std::move(tokenizer);
     if (const GgufValue* t = files->gguf_->Find("tokenizer.chat_template");
         t != nullptr && t->type == GgufValueType::kString) {
@@ -87,6 +109,7 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(
   auto tokenizer = Tokenizer::FromHfFiles(
       path + "/tokenizer.json", has_tokenizer_config ? tokenizer_config : "");
   if (!tokenizer.ok()) return tokenizer.status();
+  if (auto s = CheckSpecialIds(**tokenizer, config->vocab_size, path); !s.ok()) return s;
   files->tokenizer_ = *std::move(tokenizer);
   if (has_tokenizer_config) {
     auto text = ReadFile(tokenizer_config);
