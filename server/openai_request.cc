@@ -353,7 +353,8 @@ absl::Status ParseCommonFields(const Json& body, const ServedModel& model,
     } else {
       FieldReader o(*options, "stream_options.");
       out->include_usage = o.Bool("include_usage").value_or(false);
-      o.Bool("continuous_usage_stats");  // type-checked; not supported
+      out->continuous_usage =
+          out->include_usage && o.Bool("continuous_usage_stats").value_or(false);
       f.Fail(o.status());
     }
   }

@@ -37,6 +37,9 @@ struct OpenAiRequest {
   Request request;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  // stream_options.continuous_usage_stats (vLLM's): with include_usage,
+  // every chunk carries the usage so far.
+  bool continuous_usage = false;
   bool logprobs = false;       // report each token's log-prob
   int top_logprobs = 0;        // alternatives per token, when logprobs
   // Completions only: the prompt's text, returned before the completion.

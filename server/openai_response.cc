@@ -68,6 +68,8 @@ OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest& request,
     : api_(request.api),
       logprobs_(request.logprobs),
       include_usage_(request.include_usage),
+      continuous_usage_(request.continuous_usage),
+      prompt_tokens_(static_cast<int>(request.request.prompt_ids.size())),
       echo_text_(request.echo ? request.echo_text : ""),
       id_(std::move(id)),
       model_(std::move(model)),
@@ -86,6 +88,16 @@ Json OpenAiResponseBuilder::ChunkHeader() const {
       {"choices", Json::array()},
   };
   if (include_usage_) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+Json OpenAiResponseBuilder::ChoiceChunk(const Choice& choice) const {
+  Json chunk = ChunkHeader();
+  if (continuous_usage_) {
+    chunk["usage"] = Json{{"prompt_tokens", prompt_tokens_},
+                          {"completion_tokens", choice.num_tokens},
+                          {"total_tokens", prompt_tokens_ + choice.num_tokens}};
+  }
   return chunk;
 }
 
@@ -182,7 +194,7 @@ std::string OpenAiResponseBuilder::StreamStart() {
   if (api_ != OpenAiApi::kChatCompletions) return "";
   std::string events;
   for (size_t i = 0; i < choices_.size(); ++i) {
-    Json chunk = ChunkHeader();
+    Json chunk = ChoiceChunk(choices_[i]);
     chunk["choices"].push_back(
         Json{{"index", i},
              {"delta", {{"role", "assistant"}, {"content", ""}}},
@@ -197,10 +209,11 @@ std::string OpenAiResponseBuilder::StreamDelta(const Delta& delta) {
   if (delta.index < 0 || delta.index >= static_cast<int>(choices_.size())) {
     return "";
   }
+  choices_[delta.index].num_tokens += static_cast<int>(delta.token_ids.size());
   // A delta may carry only held-back tokens (no text yet): send it when it
   // has something the client sees.
   if (delta.text.empty() && (!logprobs_ || delta.logprobs.empty())) return "";
-  Json chunk = ChunkHeader();
+  Json chunk = ChoiceChunk(choices_[delta.index]);
   chunk["choices"].push_back(StreamChoice(delta.index, delta.text,
                                           delta.logprobs,
                                           &choices_[delta.index]));
@@ -210,7 +223,7 @@ std::string OpenAiResponseBuilder::StreamDelta(const Delta& delta) {
 std::string OpenAiResponseBuilder::StreamFinish(const Finished& finished) {
   std::string events;
   for (size_t i = 0; i < choices_.size() && i < finished.samples.size(); ++i) {
-    Json chunk = ChunkHeader();
+    Json chunk = ChoiceChunk(choices_[i]);
     Json choice = StreamChoice(static_cast<int>(i), "", {}, &choices_[i]);
     choice["finish_reason"] = FinishReasonName(finished.samples[i].reason);
     choice["stop_reason"] = StopReason(finished.samples[i]);

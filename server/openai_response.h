@@ -63,9 +63,12 @@ class OpenAiResponseBuilder {
     std::vector<SampledToken> logprobs;
     bool started = false;   // streaming: a chunk for it was sent
     TextOffset text_offset;  // completions' logprobs
+    int num_tokens = 0;      // streaming: tokens generated so far
   };
 
   Json ChunkHeader() const;
+  // A chunk for one choice: with continuous usage, its usage so far.
+  Json ChoiceChunk(const Choice& choice) const;
   Json StreamChoice(int index, std::string text,
                     const std::vector<SampledToken>& logprobs,
                     Choice* choice) const;
@@ -78,6 +81,8 @@ class OpenAiResponseBuilder {
   OpenAiApi api_;
   bool logprobs_;
   bool include_usage_;
+  bool continuous_usage_;
+  int prompt_tokens_;
   std::string echo_text_;  // empty unless echo
   std::string id_;
   std::string model_;

@@ -113,7 +113,7 @@ TEST_F(OpenAiRequestTest, EveryFieldIsCarriedOver) {
       {"max_tokens", 9},
       {"logprobs", 3},
       {"stream", true},
-      {"stream_options", {{"include_usage", true}}},
+      {"stream_options", {{"include_usage", true}, {"continuous_usage_stats", true}}},
       {"user", "someone"},
   };
   auto r = Parse(body);
@@ -142,6 +142,7 @@ TEST_F(OpenAiRequestTest, EveryFieldIsCarriedOver) {
   EXPECT_EQ(r->request.priority, -2);
   EXPECT_TRUE(r->stream);
   EXPECT_TRUE(r->include_usage);
+  EXPECT_TRUE(r->continuous_usage);
   EXPECT_TRUE(r->logprobs);
   EXPECT_EQ(r->top_logprobs, 3);
 }

@@ -211,6 +211,40 @@ TEST_F(OpenAiResponseTest, IncludeUsageAddsNullUsageToChunksAndAUsageChunkLast) 
   EXPECT_TRUE(done);
 }
 
+// vLLM's stream_options.continuous_usage_stats: every chunk carries its
+// choice's usage so far (the role chunk 0 tokens; a delta the tokens up to
+// it, also those whose text was held back); the last chunk the totals.
+TEST_F(OpenAiResponseTest, ContinuousUsageStatsPutTheUsageSoFarOnEveryChunk) {
+  OpenAiRequest request;
+  request.api = OpenAiApi::kChatCompletions;
+  request.request.prompt_ids = {1, 2, 3, 4, 5};
+  request.include_usage = true;
+  request.continuous_usage = true;
+  OpenAiResponseBuilder builder(request, "chatcmpl-1", "tiny", 1700000000, *tokenizer_);
+  std::string sse = builder.StreamStart();
+  Delta held;  // text held back: no chunk, but its token counts
+  held.token_ids = {7};
+  sse += builder.StreamDelta(held);
+  Delta hi = TextDelta(0, "Hi");
+  hi.token_ids = {8};
+  sse += builder.StreamDelta(hi);
+  sse += builder.StreamFinish(Done({FinishReason::kStop}, 5, 2, 0));
+  bool done = false;
+  const std::vector<Json> events = Events(sse, &done);
+  ASSERT_EQ(events.size(), 4u);
+  auto usage = [](int completion) {
+    return Json{{"prompt_tokens", 5}, {"completion_tokens", completion},
+                {"total_tokens", 5 + completion}};
+  };
+  EXPECT_EQ(events[0]["usage"], usage(0));  // the role chunk
+  EXPECT_EQ(events[1]["usage"], usage(2));
+  EXPECT_EQ(events[1]["choices"][0]["delta"]["content"], "Hi");
+  EXPECT_EQ(events[2]["usage"], usage(2));  // the finish chunk
+  EXPECT_EQ(events[3]["choices"], Json::array());
+  EXPECT_EQ(events[3]["usage"]["completion_tokens"], 2);
+  EXPECT_TRUE(done);
+}
+
 TEST_F(OpenAiResponseTest, CompletionLogprobsUseTheLegacyShape) {
   OpenAiResponseBuilder builder =
       Builder(OpenAiApi::kCompletions, 1, /*logprobs=*/true);
