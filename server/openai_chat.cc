@@ -87,18 +87,6 @@ absl::Status CheckToolChoice(const Json& body) {
                       "come back as message text; they are not parsed)");
 }
 
-absl::Status CheckResponseFormat(const Json& body) {
-  auto format = body.find("response_format");
-  if (format == body.end() || format->is_null()) return absl::OkStatus();
-  if (format->is_object() && format->contains("type") &&
-      (*format)["type"].is_string() && (*format)["type"] == "text") {
-    return absl::OkStatus();
-  }
-  return InvalidParam("response_format",
-                      "only {\"type\": \"text\"} is supported (no "
-                      "constrained decoding)");
-}
-
 }  // namespace
 
 absl::StatusOr<ChatTemplateInputs> ParseChatInputs(const Json& body) {
@@ -157,7 +145,6 @@ absl::StatusOr<ChatTemplateInputs> ParseChatInputs(const Json& body) {
   }
   if (!f.ok()) return f.status();
   if (auto s = CheckToolChoice(body); !s.ok()) return s;
-  if (auto s = CheckResponseFormat(body); !s.ok()) return s;
   return inputs;
 }
 

@@ -334,6 +334,22 @@ absl::StatusOr<Json> ParseJsonObject(absl::string_view body) {
 
 absl::Status ParseCommonFields(const Json& body, const ServedModel& model,
                                OpenAiRequest* out) {
+  // vLLM's constrained-decoding extras: weft has no constrained decoding,
+  // and ignoring them would answer 200 with unconstrained text.
+  for (const char* name : {"guided_json", "guided_regex", "guided_choice",
+                           "guided_grammar", "structured_outputs"}) {
+    if (auto it = body.find(name); it != body.end() && !it->is_null()) {
+      return InvalidParam(name, "constrained decoding is not supported");
+    }
+  }
+  if (auto format = body.find("response_format");
+      format != body.end() && !format->is_null() &&
+      !(format->is_object() && format->contains("type") &&
+        (*format)["type"] == "text")) {
+    return InvalidParam("response_format",
+                        "only {\"type\": \"text\"} is supported (no "
+                        "constrained decoding)");
+  }
   FieldReader f(body);
   if (auto name = f.String("model"); name && *name != model.name) {
     return WithErrorCode(
