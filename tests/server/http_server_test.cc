@@ -284,6 +284,19 @@ TEST_F(HttpServerTest, BadRequestsGetTheirStatusAndOpenAisErrorBody) {
   }
 }
 
+// X-Request-Id names the response: any visible ASCII (tracers send base64
+// with + / =), at most 256 characters.
+TEST_F(HttpServerTest, RequestIdsOfAnyVisibleAsciiNameTheResponse) {
+  const HttpResult r =
+      Post("/v1/completions", Greedy({3}, 2), {{"X-Request-Id", "aB3+/=:_.-~x"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["id"], "cmpl-aB3+/=:_.-~x");
+  const HttpResult long_id =
+      Post("/v1/completions", Greedy({3}, 2), {{"X-Request-Id", std::string(257, 'x')}});
+  EXPECT_EQ(long_id.status, 400) << long_id.body;
+  EXPECT_EQ(long_id.json()["error"]["param"], "X-Request-Id");
+}
+
 // Sends `raw` on a fresh connection and returns the server's first
 // response (headers and Content-Length bytes of body), or what came before
 // 5 s passed or the server closed.
