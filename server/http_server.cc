@@ -236,8 +236,40 @@ absl::Status HttpServerConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "--http_max_body_bytes must be >= 1, got ", max_body_bytes));
   }
+  if (probe_port < -1 || probe_port > 65535 || (probe_port > 0 && probe_port == port)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--http_probe_port must be -1 (none) or a port in [0, 65535] other than "
+        "--http_port, got ", probe_port));
+  }
   return absl::OkStatus();
 }
+
+namespace {
+
+// Binds `http` to host:port (0: any free port), starts its accept loop on
+// `thread` and waits until it runs; the bound port.
+absl::StatusOr<int> Listen(httplib::Server& http, const std::string& host, int port,
+                           std::thread* thread) {
+  const int bound = port == 0 ? http.bind_to_any_port(host)
+                              : (http.bind_to_port(host, port) ? port : -1);
+  if (bound <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for HTTP on ", host, ":", port));
+  }
+  *thread = std::thread([&http] { http.listen_after_bind(); });
+  // Stop() must not race the listener's start (httplib's stop() is a no-op
+  // before it runs).
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!http.is_running() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  if (!http.is_running()) {
+    return absl::InternalError("the HTTP listener did not start");
+  }
+  return bound;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     const HttpServerConfig& config, Engine* engine, ServedModel model,
@@ -259,25 +291,25 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   http.set_tcp_nodelay(true);  // SSE events are small: send each at once
   server->Route();
 
-  const int port = config.port == 0
-                       ? http.bind_to_any_port(config.host)
-                       : (http.bind_to_port(config.host, config.port)
-                              ? config.port
-                              : -1);
-  if (port <= 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen for HTTP on ", config.host, ":", config.port));
-  }
-  server->port_ = port;
-  server->listener_ = std::thread([&http] { http.listen_after_bind(); });
-  // Stop() must not race the listener's start (httplib's stop() is a no-op
-  // before it runs).
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!http.is_running() && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  if (!http.is_running()) {
-    return absl::InternalError("the HTTP listener did not start");
+  absl::StatusOr<int> port = Listen(http, config.host, config.port, &server->listener_);
+  if (!port.ok()) return port.status();
+  server->port_ = *port;
+  if (config.probe_port >= 0) {
+    httplib::Server& probes = server->probe_server_;
+    probes.new_task_queue = [] { return new httplib::ThreadPool(2); };
+    probes.set_keep_alive_max_count(1);  // probes hold no thread between scrapes
+    probes.Get("/health", [raw = server.get()](const httplib::Request&,
+                                               httplib::Response& response) {
+      raw->HandleHealth(response);
+    });
+    probes.Get("/metrics", [raw = server.get()](const httplib::Request& request,
+                                                httplib::Response& response) {
+      raw->HandleMetrics(request, response);
+    });
+    absl::StatusOr<int> probe_port =
+        Listen(probes, config.host, config.probe_port, &server->probe_listener_);
+    if (!probe_port.ok()) return probe_port.status();
+    server->probe_port_ = *probe_port;
   }
   return server;
 }
@@ -540,6 +572,10 @@ void HttpServer::Stop(absl::Duration grace) {
   stopping_ = true;
   server_.stop();
   listener_.join();
+  if (probe_listener_.joinable()) {
+    probe_server_.stop();
+    probe_listener_.join();
+  }
 }
 
 HttpServer::~HttpServer() { Stop(absl::ZeroDuration()); }

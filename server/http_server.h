@@ -37,6 +37,11 @@ struct HttpServerConfig {
   // Connections waiting for a thread; more are answered 429 at once.
   int max_queued_connections = 64;
   int64_t max_body_bytes = int64_t{16} << 20;  // larger bodies: 413
+  // >= 0: a second listener (0: any free port) that serves only GET
+  // /health and /metrics, on two threads of its own. On the main port
+  // they wait behind connections that hold every worker (64 long streams
+  // delay a scrape or a liveness probe by a whole generation); -1: none.
+  int probe_port = -1;
 
   absl::Status Validate() const;
 };
@@ -51,6 +56,7 @@ class HttpServer {
   ~HttpServer();  // Stop()s
 
   int port() const { return port_; }
+  int probe_port() const { return probe_port_; }  // 0 without a probe listener
   // Completions being handled or streamed (tests wait on it).
   int in_flight() const { return in_flight_; }
   // /health turns 503 and new completions are refused with 503; requests
@@ -89,6 +95,9 @@ class HttpServer {
   httplib::Server server_;
   std::thread listener_;
   int port_ = 0;
+  httplib::Server probe_server_;
+  std::thread probe_listener_;
+  int probe_port_ = 0;
 };
 
 }  // namespace weft

@@ -48,6 +48,10 @@ ABSL_FLAG(int, http_threads, 64,
           "connections each hold one thread)");
 ABSL_FLAG(int, http_max_queued_connections, 64,
           "HTTP connections waiting for a thread; more are answered 429");
+ABSL_FLAG(int, http_probe_port, -1,
+          "a second HTTP port serving only GET /health and /metrics on threads "
+          "of its own, so probes and scrapes never wait behind long streams "
+          "(-1: none)");
 ABSL_FLAG(int64_t, http_max_body_bytes, int64_t{16} << 20,
           "largest HTTP request body; larger ones are answered 413");
 ABSL_FLAG(int, max_num_seqs, 64, "sequences running at once");
@@ -260,12 +264,17 @@ int Main() {
     http_config.max_queued_connections =
         absl::GetFlag(FLAGS_http_max_queued_connections);
     http_config.max_body_bytes = absl::GetFlag(FLAGS_http_max_body_bytes);
+    http_config.probe_port = absl::GetFlag(FLAGS_http_probe_port);
     auto started =
         HttpServer::Start(http_config, engine->get(), served, &keys, &metrics);
     if (!started.ok()) return Fail(started.status());
     http = *std::move(started);
     std::fprintf(stderr, "weft-server: OpenAI-compatible HTTP at http://%s:%d\n",
                  http_config.host.c_str(), http->port());
+    if (http->probe_port() > 0) {
+      std::fprintf(stderr, "weft-server: /health and /metrics also at http://%s:%d\n",
+                   http_config.host.c_str(), http->probe_port());
+    }
   }
 
   int signal_number = 0;

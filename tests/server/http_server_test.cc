@@ -571,6 +571,53 @@ class HttpPoolTest : public HttpServerTest {
   }
 };
 
+// The probe listener answers /health and /metrics at once while every
+// worker of the main port is held (here by a connection that sends
+// nothing), where they would wait in the queue.
+class HttpProbePortTest : public HttpServerTest {
+ protected:
+  void SetUp() override {
+    HttpServerConfig config;
+    config.num_threads = 1;
+    config.max_queued_connections = 4;
+    config.probe_port = 0;
+    StartServer(/*start_engine=*/true, config);
+  }
+};
+
+TEST_F(HttpProbePortTest, ProbesAreAnsweredWhileEveryWorkerIsHeld) {
+  ASSERT_GT(server_->probe_port(), 0);
+  ASSERT_NE(server_->probe_port(), server_->port());
+  const int idle = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(idle, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  ASSERT_EQ(connect(idle, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  absl::SleepFor(absl::Milliseconds(100));  // the only worker takes it
+  httplib::Client main_port("127.0.0.1", server_->port());
+  main_port.set_read_timeout(1, 0);
+  EXPECT_FALSE(main_port.Get("/metrics"));  // queued behind the held worker
+  httplib::Client probes("127.0.0.1", server_->probe_port());
+  probes.set_read_timeout(5, 0);
+  const absl::Time start = absl::Now();
+  auto health = probes.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  auto metrics = probes.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_THAT(metrics->body, ::testing::HasSubstr("weft:num_requests_running"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  auto completion = probes.Post("/v1/completions", Greedy({3}, 2).dump(), "application/json");
+  ASSERT_TRUE(completion);
+  EXPECT_EQ(completion->status, 404);  // probes only
+  server_->StartDraining();
+  EXPECT_EQ(probes.Get("/health")->status, 503);
+  close(idle);
+}
+
 TEST_F(HttpPoolTest, ConnectionsBeyondThePoolAreRefusedWith429) {
   // A connection that sends nothing holds the only worker.
   const int idle = socket(AF_INET, SOCK_STREAM, 0);
