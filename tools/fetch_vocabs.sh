@@ -27,7 +27,9 @@ done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "fetch_vocabs: downloading the $PACKAGE sdist from PyPI"
-python3 -m pip download --quiet --no-deps --no-binary :all: --dest "$tmp" "$PACKAGE"
+# --no-binary for this package only: ":all:" would reach pip's build
+# isolation too and build the sdist's build backend from source.
+python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python --dest "$tmp" "$PACKAGE"
 for f in "${!SHA256[@]}"; do
   tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp" --wildcards --strip-components=4 \
     "*/vendor/llama.cpp/models/$f"

@@ -32,12 +32,12 @@ if [[ "${WEFT_SKIP_APT:-0}" != 1 ]]; then
   if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}"
     $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # Through env: sudo resets the environment, DEBIAN_FRONTEND included.
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
 fi
 
 tools/fetch_model.sh
-tools/fetch_vocabs.sh
 
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -G Ninja \
