@@ -25,7 +25,8 @@ inline void CpuRelax() {
 
 ThreadPool::ThreadPool(int num_threads, int spin_iterations)
     : num_threads_(std::max(1, num_threads)),
-      spin_iterations_(std::max(0, spin_iterations)) {
+      spin_iterations_(std::max(0, spin_iterations)),
+      chunk_begin_(8 * static_cast<size_t>(num_threads_) + 2) {
   workers_.reserve(num_threads_ - 1);
   for (int i = 1; i < num_threads_; ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(i); });
@@ -136,7 +137,7 @@ void ThreadPool::ParallelFor(
   int chunks = 0;
   for (int64_t begin = 0; begin < n;) {
     chunk_begin_[chunks++] = begin;
-    if (chunks == kMaxChunks) break;
+    if (chunks == max_chunks()) break;
     const int64_t size = std::max((n - begin + shares - 1) / shares, floor);
     begin += (size + grain - 1) / grain * grain;
   }

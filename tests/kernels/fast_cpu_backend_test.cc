@@ -17,6 +17,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <mutex>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -636,8 +637,7 @@ TEST(QuantizeRowsTest, Avx512MatchesAvx2BitForBit) {
 }
 
 TEST(ThreadPoolTest, ParallelForCoversEveryIndexOnce) {
-  // 17 threads × 100000: more guided ranges than the pool's 64, so the
-  // last one takes what is left.
+  // Thread counts around the guided split's range count (~6.2 per thread).
   for (int threads : {1, 2, 5, 17}) {
     ThreadPool pool(threads);
     for (int64_t n : {0, 1, 2, 7, 1000, 100000}) {
@@ -648,6 +648,25 @@ TEST(ThreadPoolTest, ParallelForCoversEveryIndexOnce) {
         });
       }
       for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 50) << i;
+    }
+  }
+}
+
+// No range is much larger than a thread's fair share at any thread count:
+// with a fixed 64 ranges the last one took what was left, 2× a fair share
+// at 16 threads, 12× at 32 and 39× at 64 (every op waited on it).
+TEST(ThreadPoolTest, ParallelForRangesStayNearAFairShare) {
+  for (int threads : {2, 16, 32, 64}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {int64_t{4096}, int64_t{100000}}) {
+      std::mutex mu;
+      int64_t largest = 0;
+      pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
+        std::lock_guard<std::mutex> lock(mu);
+        largest = std::max(largest, end - begin);
+      });
+      const int64_t fair = (n + threads - 1) / threads;
+      EXPECT_LE(largest, fair) << threads << " threads, n " << n;
     }
   }
 }
