@@ -742,9 +742,14 @@ absl::Status FastCpuBackend::SiluMul(const Tensor& gate, const Tensor& up,
       gate.rows != up.rows || out->cols != gate.cols || out->rows < gate.rows) {
     return CpuBackend::SiluMul(gate, up, out);
   }
+  // Row by row: the kernel's vector body and scalar tail round e^x
+  // differently, so a span of several rows would put a row's last cols % 8
+  // elements in the body or the tail depending on its neighbours.
   auto rows = [&](int64_t begin, int64_t end) {
-    cpu::avx2::SiluMul(F32(gate) + begin * gate.cols, F32(up) + begin * gate.cols,
-                       (end - begin) * gate.cols, F32(out) + begin * gate.cols);
+    for (int64_t r = begin; r < end; ++r) {
+      cpu::avx2::SiluMul(F32(gate) + r * gate.cols, F32(up) + r * gate.cols, gate.cols,
+                         F32(out) + r * gate.cols);
+    }
   };
   if (gate.num_elements() < kMinParallelElements) {
     rows(0, gate.rows);
