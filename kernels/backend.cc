@@ -1,5 +1,6 @@
 #include "kernels/backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -66,6 +67,7 @@ absl::Status ValidateBatch(const BatchMetadata& batch,
     return Invalid("kv_indptr must run from 0 to the number of kv_indices");
   }
   const int64_t block_size = shape.block_size;
+  std::vector<int32_t> unique_blocks;  // one sequence's table, sorted
   for (int s = 0; s < num_seqs; ++s) {
     const int q_begin = batch.query_indptr[s];
     const int q_len = batch.query_indptr[s + 1] - q_begin;
@@ -85,11 +87,28 @@ absl::Status ValidateBatch(const BatchMetadata& batch,
                                   q_len, ") than context (", context_len,
                                   ")"));
     }
+    if (num_blocks > shape.num_blocks) {
+      return Invalid(absl::StrCat("sequence ", s, " has ", num_blocks,
+                                  " blocks; the cache has ", shape.num_blocks));
+    }
     for (int b = kv_begin; b < kv_begin + num_blocks; ++b) {
       if (batch.kv_indices[b] < 0 || batch.kv_indices[b] >= shape.num_blocks) {
         return Invalid(absl::StrCat("block id ", batch.kv_indices[b],
                                     " is outside the cache's ",
                                     shape.num_blocks, " blocks"));
+      }
+    }
+    // A block twice in one table: its later positions overwrite the
+    // earlier ones' K/V, and the context outgrows what the cache can hold
+    // (the reference attention's scores buffer is sized for it).
+    if (num_blocks > 1) {
+      unique_blocks.assign(batch.kv_indices.begin() + kv_begin,
+                           batch.kv_indices.begin() + kv_begin + num_blocks);
+      std::sort(unique_blocks.begin(), unique_blocks.end());
+      if (const auto twice = std::adjacent_find(unique_blocks.begin(), unique_blocks.end());
+          twice != unique_blocks.end()) {
+        return Invalid(absl::StrCat("sequence ", s, " names block ", *twice,
+                                    " more than once"));
       }
     }
     for (int i = 0; i < q_len; ++i) {

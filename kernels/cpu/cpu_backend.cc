@@ -323,10 +323,12 @@ absl::Status CpuBackend::PagedAttention(const AttentionParams& attention,
                                         const Tensor& q, KvLayerView layer,
                                         Tensor* out) {
   const int head_dim = attention.head_dim;
-  if (attention.num_kv_heads <= 0 ||
+  // The cache's head count too: another would index past each block.
+  if (attention.num_kv_heads <= 0 || attention.num_q_heads <= 0 ||
+      attention.num_kv_heads != kv_shape_.num_kv_heads ||
       attention.num_q_heads % attention.num_kv_heads != 0 ||
       head_dim != kv_shape_.head_dim ||
-      q.cols != int64_t{attention.num_q_heads} * head_dim ||
+      q.cols != int64_t{attention.num_q_heads} * head_dim || q.rows < batch.num_tokens ||
       out->cols != q.cols || out->rows < batch.num_tokens) {
     return ShapeError("PagedAttention", "shapes do not match the cache");
   }

@@ -544,10 +544,12 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
                                             Tensor* out) {
   const KvCacheShape& shape = kv_shape();
   const int head_dim = attention.head_dim;
-  if (attention.num_kv_heads <= 0 ||
+  // The cache's head count too: another would index past each block.
+  if (attention.num_kv_heads <= 0 || attention.num_q_heads <= 0 ||
+      attention.num_kv_heads != shape.num_kv_heads ||
       attention.num_q_heads % attention.num_kv_heads != 0 ||
       head_dim != shape.head_dim ||
-      q.cols != int64_t{attention.num_q_heads} * head_dim ||
+      q.cols != int64_t{attention.num_q_heads} * head_dim || q.rows < batch.num_tokens ||
       out->cols != q.cols || out->rows < batch.num_tokens) {
     return CpuBackend::PagedAttention(attention, batch, q, layer, out);
   }

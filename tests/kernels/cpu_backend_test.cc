@@ -354,6 +354,30 @@ TEST_F(ValidateBatchTest, RejectsBlockIdOutsideCache) {
   ExpectRejected(b, "outside the cache");
 }
 
+// A block twice in one table: positions past the cache's capacity (the
+// reference attention's scores buffer overflowed) and K/V overwriting
+// the sequence's own earlier positions. One sequence of 33 tokens on an
+// 8-block cache of 4: blocks [0..7, 0].
+TEST_F(ValidateBatchTest, RejectsABlockNamedTwiceInOneTable) {
+  BatchMetadata b;
+  b.query_indptr = {0, 1};
+  b.kv_indptr = {0, 9};
+  b.kv_indices = {0, 1, 2, 3, 4, 5, 6, 7, 0};
+  b.kv_last_block_len = {1};
+  b.token_ids = {3};
+  b.positions = {32};
+  b.slot_mapping = {0};
+  b.logits_rows = {0};
+  ExpectRejected(b, "has 9 blocks; the cache has 8");
+  b.kv_indptr = {0, 8};
+  b.kv_indices = {0, 1, 2, 3, 4, 5, 6, 0};
+  b.positions = {28};
+  ExpectRejected(b, "names block 0 more than once");
+  b.kv_indices = {0, 1, 2, 3, 4, 5, 6, 7};
+  b.slot_mapping = {28};
+  EXPECT_TRUE(ValidateBatch(b, shape_).ok()) << ValidateBatch(b, shape_);
+}
+
 TEST_F(ValidateBatchTest, RejectsWrongPosition) {
   BatchMetadata b = Valid();
   b.positions[0] += 1;

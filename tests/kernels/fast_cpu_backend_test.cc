@@ -352,6 +352,39 @@ TEST_P(FastCpuBackendTest, SiluMulRowsAreTheSameAloneAndInABatch) {
   }
 }
 
+// PagedAttention refuses head counts the cache was not made for (another
+// KV head count indexed past each block; zero query heads divided by zero)
+// and a q with fewer rows than the batch, on both backends.
+TEST_P(FastCpuBackendTest, PagedAttentionRefusesShapesTheCacheWasNotMadeFor) {
+  KvCacheShape shape;
+  shape.dtype = DType::kF32;
+  shape.num_layers = 1;
+  shape.num_blocks = 8;
+  shape.block_size = 4;
+  shape.num_kv_heads = 2;
+  shape.head_dim = 64;
+  CpuBackend reference;
+  ASSERT_TRUE(fast_->AllocateKvCache(shape).ok());
+  ASSERT_TRUE(reference.AllocateKvCache(shape).ok());
+  std::mt19937 rng(3);
+  const BatchMetadata batch = ScatteredBatch({{6, 2}}, 4, shape.num_blocks, rng);
+  std::vector<float> q(2 * 8 * 64, 0.5f), out(2 * 8 * 64, NAN);
+  for (CpuBackend* backend : {static_cast<CpuBackend*>(fast_.get()), &reference}) {
+    auto view = backend->StageBatch(batch);
+    ASSERT_TRUE(view.ok()) << view.status();
+    auto attend = [&](AttentionParams params, int64_t q_rows) {
+      const int64_t cols = int64_t{params.num_q_heads} * params.head_dim;
+      Tensor qt{DType::kF32, q_rows, cols, q.data()};
+      Tensor ot{DType::kF32, 2, cols, out.data()};
+      return backend->PagedAttention(params, *view, qt, backend->kv_layer(0), &ot).code();
+    };
+    EXPECT_EQ(attend({4, 2, 64, 0.125f}, 2), absl::StatusCode::kOk);
+    EXPECT_EQ(attend({8, 4, 64, 0.125f}, 2), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(attend({0, 2, 64, 0.125f}, 2), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(attend({4, 2, 64, 0.125f}, 1), absl::StatusCode::kInvalidArgument);
+  }
+}
+
 struct AttentionCase {
   int block_size, num_q_heads, num_kv_heads, head_dim;
   RopeStyle style;
