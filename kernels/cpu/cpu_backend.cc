@@ -160,6 +160,7 @@ absl::Status CpuBackend::CopyKvBlocks(absl::Span<const int32_t> src,
     const KvLayerView view = kv_layer(layer);
     for (uint8_t* base : {static_cast<uint8_t*>(view.k), static_cast<uint8_t*>(view.v)}) {
       for (size_t i = 0; i < src.size(); ++i) {
+        if (src[i] == dst[i]) continue;  // memcpy onto itself is undefined
         std::memcpy(base + dst[i] * block, base + src[i] * block, block);
       }
     }
@@ -235,6 +236,11 @@ absl::Status CpuBackend::AddRmsNorm(Tensor* residual, const Tensor& x,
   if (!IsF32(*residual) || !IsF32(x) || residual->cols != x.cols ||
       residual->rows != x.rows) {
     return ShapeError("AddRmsNorm", "residual and x differ");
+  }
+  // RmsNorm's checks first: a refused call leaves the residual as it was.
+  if (!IsF32(weight) || !IsF32(*out) || weight.cols != x.cols || out->cols != x.cols ||
+      out->rows < x.rows) {
+    return ShapeError("AddRmsNorm", "weight or out does not match");
   }
   float* r = F32(residual);
   const float* xs = F32(x);
@@ -397,7 +403,7 @@ absl::Status CpuBackend::SiluMul(const Tensor& gate, const Tensor& up,
 absl::Status CpuBackend::GatherRows(const Tensor& x, const BatchView& batch,
                                     Tensor* out) {
   if (!IsF32(x) || !IsF32(*out) || out->cols != x.cols ||
-      out->rows < batch.num_logits) {
+      out->rows < batch.num_logits || x.rows < batch.num_tokens) {
     return ShapeError("GatherRows", "shapes do not match");
   }
   for (int i = 0; i < batch.num_logits; ++i) {

@@ -305,6 +305,21 @@ TEST(MatMulTest, RejectsMismatchedShapes) {
   EXPECT_THAT(s.message(), HasSubstr("do not fit"));
 }
 
+// A refused AddRmsNorm leaves the residual as it was (it used to add x
+// first, then let RmsNorm refuse the weight or out).
+TEST(RmsNormTest, ARefusedAddRmsNormLeavesTheResidual) {
+  CpuBackend backend;
+  std::vector<float> residual = {1, 2, 3, 4}, x = {1, 1, 1, 1}, weight = {1, 1, 1},
+                     out(4, NAN);
+  Tensor r{DType::kF32, 1, 4, residual.data()};
+  Tensor xt{DType::kF32, 1, 4, x.data()};
+  Tensor w{DType::kF32, 1, 3, weight.data()};  // one column short
+  Tensor o{DType::kF32, 1, 4, out.data()};
+  EXPECT_EQ(backend.AddRmsNorm(&r, xt, w, 1e-5f, &o).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(residual, (std::vector<float>{1, 2, 3, 4}));
+}
+
 TEST(RmsNormTest, AddRmsNormMatchesFormula) {
   std::mt19937 rng(5);
   const int n = 3, h = 576;
