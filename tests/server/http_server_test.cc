@@ -297,17 +297,27 @@ TEST_F(HttpServerTest, RequestIdsOfAnyVisibleAsciiNameTheResponse) {
   EXPECT_EQ(long_id.json()["error"]["param"], "X-Request-Id");
 }
 
-// Sends `raw` on a fresh connection and returns the server's first
-// response (headers and Content-Length bytes of body), or what came before
-// 5 s passed or the server closed.
-std::string RawExchange(int port, const std::string& raw) {
+// A TCP connection to 127.0.0.1:port; -1 if it fails.
+int ConnectLoopback(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  EXPECT_GE(fd, 0);
+  if (fd < 0) return -1;
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<uint16_t>(port));
   inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends `raw` on a fresh connection and returns the server's first
+// response (headers and Content-Length bytes of body), or what came before
+// 5 s passed or the server closed.
+std::string RawExchange(int port, const std::string& raw) {
+  const int fd = ConnectLoopback(port);
+  EXPECT_GE(fd, 0);
   timeval timeout{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   EXPECT_EQ(send(fd, raw.data(), raw.size(), MSG_NOSIGNAL),
@@ -588,13 +598,8 @@ class HttpProbePortTest : public HttpServerTest {
 TEST_F(HttpProbePortTest, ProbesAreAnsweredWhileEveryWorkerIsHeld) {
   ASSERT_GT(server_->probe_port(), 0);
   ASSERT_NE(server_->probe_port(), server_->port());
-  const int idle = socket(AF_INET, SOCK_STREAM, 0);
+  const int idle = ConnectLoopback(server_->port());
   ASSERT_GE(idle, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(server_->port()));
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  ASSERT_EQ(connect(idle, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
   absl::SleepFor(absl::Milliseconds(100));  // the only worker takes it
   httplib::Client main_port("127.0.0.1", server_->port());
   main_port.set_read_timeout(1, 0);
@@ -620,13 +625,8 @@ TEST_F(HttpProbePortTest, ProbesAreAnsweredWhileEveryWorkerIsHeld) {
 
 TEST_F(HttpPoolTest, ConnectionsBeyondThePoolAreRefusedWith429) {
   // A connection that sends nothing holds the only worker.
-  const int idle = socket(AF_INET, SOCK_STREAM, 0);
+  const int idle = ConnectLoopback(server_->port());
   ASSERT_GE(idle, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(server_->port()));
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  ASSERT_EQ(connect(idle, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
   absl::SleepFor(absl::Milliseconds(100));  // the worker takes it
 
   const HttpResult refused = Post("/v1/completions", Greedy({3}, 2));
