@@ -38,6 +38,13 @@ struct Engine::AtomicStats {
 
 namespace {
 
+// A sample's result with only its reason (length, cancel).
+SampleResult EndedWith(FinishReason reason) {
+  SampleResult result;
+  result.reason = reason;
+  return result;
+}
+
 uint64_t RandomSeed() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return rng();
@@ -467,13 +474,15 @@ void Engine::EmitToken(Sequence* seq, SampledToken sampled, absl::Time now) {
   request->sink->OnDelta(std::move(delta));
 
   if (update.finish) {
-    FinishSequence(seq, SampleResult{.reason = *update.finish,
-                                     .stop_reason = std::move(update.stop_reason),
-                                     .stop_token = update.stop_token,
-                                     .stop_string = update.stop_string});
+    SampleResult result;
+    result.reason = *update.finish;
+    result.stop_reason = std::move(update.stop_reason);
+    result.stop_token = update.stop_token;
+    result.stop_string = update.stop_string;
+    FinishSequence(seq, std::move(result));
   } else if (static_cast<int>(seq->tokens.size()) >= max_model_len_) {
     FlushText(seq);
-    FinishSequence(seq, SampleResult{.reason = FinishReason::kLength});
+    FinishSequence(seq, EndedWith(FinishReason::kLength));
   }
 }
 
@@ -510,7 +519,7 @@ void Engine::CancelRequest(RequestState* request) {
     if (seq != nullptr && seq->status != SequenceStatus::kFinished) {
       seq->num_forks_pending = 0;
       FlushText(seq.get());
-      FinishSequence(seq.get(), SampleResult{.reason = FinishReason::kCancelled});
+      FinishSequence(seq.get(), EndedWith(FinishReason::kCancelled));
     }
   }
 }
