@@ -159,4 +159,21 @@ bool PeerWatch::Closed() const {
   return false;
 }
 
+bool PeerWatch::SendAndShutDown(absl::string_view response) const {
+  if (fd_ < 0) return false;
+  bool sent = true;
+  for (size_t done = 0; done < response.size();) {
+    const ssize_t n =
+        send(fd_, response.data() + done, response.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      sent = false;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  shutdown(fd_, SHUT_RDWR);
+  return sent;
+}
+
 }  // namespace weft

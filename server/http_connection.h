@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 
 namespace weft {
@@ -67,6 +68,13 @@ class PeerWatch {
   // the socket was not found.
   bool Closed() const;
   bool found() const { return fd_ >= 0; }
+  // Sends `response` (a whole HTTP response) on the connection and shuts
+  // it in both directions: whatever the client sent after the request's
+  // headers (a body it was refused) can never be answered as a request of
+  // its own, which behind a keep-alive proxy would be request smuggling.
+  // httplib's own response then goes nowhere and it closes the socket.
+  // False when the socket was not found or the send failed.
+  bool SendAndShutDown(absl::string_view response) const;
 
  private:
   int fd_ = -1;

@@ -379,14 +379,20 @@ void HttpServer::Route() {
         if (!chunked && (!body_method || request.has_header("Content-Length"))) {
           return httplib::Server::HandlerResponse::Unhandled;
         }
-        SendJson(response, 411,
-                 ErrorBody(411,
-                           chunked ? "chunked request bodies are not accepted: "
-                                     "send the body with a Content-Length"
-                                   : "a Content-Length header is required",
-                           std::nullopt, "length_required"));
-        // The unread body must not be taken for the next request.
-        response.set_header("Connection", "close");
+        const std::string body =
+            ErrorBody(411,
+                      chunked ? "chunked request bodies are not accepted: "
+                                "send the body with a Content-Length"
+                              : "a Content-Length header is required",
+                      std::nullopt, "length_required");
+        // Sent here and the connection shut: the unread body must never be
+        // parsed as the next request (behind a keep-alive proxy that would
+        // be request smuggling), and httplib cannot close a connection
+        // whose request did not ask to.
+        PeerWatch(request).SendAndShutDown(absl::StrCat(
+            "HTTP/1.1 411 Length Required\r\nContent-Type: application/json\r\n"
+            "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body));
+        SendJson(response, 411, body);
         return httplib::Server::HandlerResponse::Handled;
       });
   // Whatever httplib answers itself (unknown path 404, body too large 413,

@@ -364,6 +364,32 @@ TEST_F(HttpServerTest, BodiesWithoutAContentLengthAreRefusedWith411) {
   EXPECT_EQ(harness_->engine().stats().requests_finished, 1);
 }
 
+// The refused body is never read as the next request on the connection
+// (behind a keep-alive proxy that would be request smuggling): a chunked
+// body holding a whole request gets the 411 and then the connection's end.
+TEST_F(HttpServerTest, ARefusedBodyIsNeverTakenForAnotherRequest) {
+  const std::string smuggled = "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string raw = absl::StrCat(
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+      absl::Hex(smuggled.size()), "\r\n", smuggled, "\r\n0\r\n\r\n");
+  const int fd = ConnectLoopback(server_->port());
+  ASSERT_GE(fd, 0);
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  ASSERT_EQ(send(fd, raw.data(), raw.size(), MSG_NOSIGNAL), static_cast<ssize_t>(raw.size()));
+  std::string received;
+  char buffer[4096];
+  const absl::Time start = absl::Now();
+  for (ssize_t n; (n = recv(fd, buffer, sizeof(buffer), 0)) > 0;) {
+    received.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  EXPECT_TRUE(absl::StartsWith(received, "HTTP/1.1 411")) << received.substr(0, 200);
+  EXPECT_THAT(received, ::testing::Not(::testing::HasSubstr("\"object\":\"list\"")));
+  EXPECT_EQ(received.find("HTTP/1.1 ", 1), std::string::npos) << received;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));  // closed, not timed out
+}
+
 TEST_F(HttpServerTest, HealthIsOkUntilDrainingThenRefusesWith503) {
   EXPECT_EQ(Send("GET", "/health").status, 200);
   server_->StartDraining();
