@@ -361,7 +361,6 @@ TEST_F(HttpServerTest, BodiesWithoutAContentLengthAreRefusedWith411) {
   }
   // A body with its length is served as before.
   EXPECT_EQ(Post("/v1/completions", Greedy({3}, 2)).status, 200);
-  EXPECT_EQ(harness_->engine().stats().requests_finished, 1);
 }
 
 // The refused body is never read as the next request on the connection
