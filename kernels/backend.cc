@@ -67,7 +67,14 @@ absl::Status ValidateBatch(const BatchMetadata& batch,
     return Invalid("kv_indptr must run from 0 to the number of kv_indices");
   }
   const int64_t block_size = shape.block_size;
-  std::vector<int32_t> unique_blocks;  // one sequence's table, sorted
+  // Per-thread stamps of the blocks seen, one stamp per sequence checked
+  // (the cache's size: no clearing per call).
+  thread_local std::vector<uint32_t> seen;
+  thread_local uint32_t stamp = 0;
+  if (seen.size() < static_cast<size_t>(shape.num_blocks)) {
+    seen.assign(static_cast<size_t>(shape.num_blocks), 0);
+    stamp = 0;
+  }
   for (int s = 0; s < num_seqs; ++s) {
     const int q_begin = batch.query_indptr[s];
     const int q_len = batch.query_indptr[s + 1] - q_begin;
@@ -100,16 +107,19 @@ absl::Status ValidateBatch(const BatchMetadata& batch,
     }
     // A block twice in one table: its later positions overwrite the
     // earlier ones' K/V, and the context outgrows what the cache can hold
-    // (the reference attention's scores buffer is sized for it).
-    if (num_blocks > 1) {
-      unique_blocks.assign(batch.kv_indices.begin() + kv_begin,
-                           batch.kv_indices.begin() + kv_begin + num_blocks);
-      std::sort(unique_blocks.begin(), unique_blocks.end());
-      if (const auto twice = std::adjacent_find(unique_blocks.begin(), unique_blocks.end());
-          twice != unique_blocks.end()) {
-        return Invalid(absl::StrCat("sequence ", s, " names block ", *twice,
+    // (the reference attention's scores buffer is sized for it). One pass:
+    // a block seen in this sequence carries this sequence's stamp.
+    if (++stamp == 0) {  // wrapped: no stale stamp may equal a new one
+      std::fill(seen.begin(), seen.end(), 0);
+      stamp = 1;
+    }
+    for (int b = kv_begin; b < kv_begin + num_blocks; ++b) {
+      uint32_t& mark = seen[batch.kv_indices[b]];
+      if (mark == stamp) {
+        return Invalid(absl::StrCat("sequence ", s, " names block ", batch.kv_indices[b],
                                     " more than once"));
       }
+      mark = stamp;
     }
     for (int i = 0; i < q_len; ++i) {
       const int t = q_begin + i;
