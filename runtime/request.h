@@ -60,8 +60,8 @@ struct SampleResult {
   FinishReason reason = FinishReason::kStop;
   std::string stop_reason;  // the stop string or token that ended it
   int num_tokens = 0;
-  // The request's stop_token_ids entry that ended it; -1 otherwise (the
-  // model's EOS / stop ids, a stop string, length, cancel).
+  // The stop token that ended it; -1 for the tokenizer's EOS, a stop
+  // string, length or cancel (vLLM's stop_reason).
   int32_t stop_token = -1;
   bool stop_string = false;  // stop_reason is a matched stop string
 };

@@ -81,12 +81,10 @@ TextStream::Update TextStream::Add(int32_t token) {
     update.text = TakeAll();
     update.stop_reason = tokenizer_.Decode({&token, 1},
                                            /*skip_special_tokens=*/false);
-    const std::vector<int32_t> model_ids = tokenizer_.stop_ids();
-    const bool model_stop =
-        !params_.ignore_eos &&
-        (token == tokenizer_.eos_id() ||
-         std::find(model_ids.begin(), model_ids.end(), token) != model_ids.end());
-    if (!model_stop) update.stop_token = token;
+    // vLLM checks the tokenizer's EOS first (no stop reason); every other
+    // stop id, the generation config's included, is reported as itself.
+    const bool eos = !params_.ignore_eos && token == tokenizer_.eos_id();
+    if (!eos) update.stop_token = token;
     return Finish(std::move(update), FinishReason::kStop);
   }
 

@@ -73,9 +73,10 @@ class TextStream {
     // The stop string, or the stop token's text (special tokens included),
     // that ended the sequence; empty otherwise.
     std::string stop_reason;
-    // The request's stop_token_ids entry that ended the sequence; -1 for
-    // the model's EOS / stop ids (checked first, as vLLM does: it reports
-    // the id for stop_token_ids, nothing for EOS) and otherwise.
+    // The stop token that ended the sequence, unless it is the tokenizer's
+    // EOS (checked first, as vLLM does: it reports stop_token_ids and the
+    // generation config's other EOS ids by id, nothing for EOS); -1
+    // otherwise.
     int32_t stop_token = -1;
     bool stop_string = false;  // stop_reason is a matched stop string
   };

@@ -25,10 +25,12 @@ absl::Status GrpcServerConfig::Validate() const {
     return absl::InvalidArgumentError(
         "--tls_client_ca needs --tls_cert and --tls_key");
   }
-  if (keepalive_seconds < 0 || keepalive_timeout_seconds < 1) {
+  if (keepalive_seconds < 0 || keepalive_seconds > 86400 ||
+      keepalive_timeout_seconds < 1 || keepalive_timeout_seconds > 86400) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--grpc_keepalive_seconds must be >= 0 and --grpc_keepalive_timeout_seconds "
-        ">= 1, got ", keepalive_seconds, " and ", keepalive_timeout_seconds));
+        "--grpc_keepalive_seconds must be in [0, 86400] and "
+        "--grpc_keepalive_timeout_seconds in [1, 86400], got ", keepalive_seconds,
+        " and ", keepalive_timeout_seconds));
   }
   return absl::OkStatus();
 }
@@ -90,11 +92,16 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, config.keepalive_seconds * 1000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
                                config.keepalive_timeout_seconds * 1000);
+    // Keep pinging a stream the server is not writing to (one queued
+    // behind max_num_seqs): gRPC stops after 2 pings without data.
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   }
   // gRPC's default answers a client pinging more often than every 5
-  // minutes with GOAWAY (too_many_pings); load balancers and clients
-  // commonly ping every 10-30 s.
+  // minutes (every 2 hours on a connection with no call) with GOAWAY
+  // (too_many_pings); load balancers and clients commonly ping every
+  // 10-30 s, idle connections included.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->kserve_.get());
   server->server_ = builder.BuildAndStart();

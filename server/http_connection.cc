@@ -11,6 +11,9 @@
 #include <cstring>
 #include <string>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
 namespace weft {
 namespace {
 
@@ -172,7 +175,27 @@ bool PeerWatch::SendAndShutDown(absl::string_view response) const {
     }
     done += static_cast<size_t>(n);
   }
-  shutdown(fd_, SHUT_RDWR);
+  // The response, then FIN. What the client is still sending (the body) is
+  // read and dropped for a little while before reads are shut too: a
+  // socket closed with unread input answers with a reset, which would
+  // destroy the response before the client reads it (RFC 9112 §9.6).
+  shutdown(fd_, SHUT_WR);
+  constexpr int kLingerMs = 1000;
+  constexpr size_t kLingerBytes = 1 << 20;
+  char sink[16384];
+  size_t drained = 0;
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(kLingerMs);
+  while (drained < kLingerBytes) {
+    const int left = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+    if (left <= 0) break;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, left) <= 0) break;
+    const ssize_t n = recv(fd_, sink, sizeof(sink), MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) break;  // the client's end, or an error
+    drained += static_cast<size_t>(n);
+  }
+  shutdown(fd_, SHUT_RD);
   return sent;
 }
 

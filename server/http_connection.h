@@ -72,8 +72,11 @@ class PeerWatch {
   // it in both directions: whatever the client sent after the request's
   // headers (a body it was refused) can never be answered as a request of
   // its own, which behind a keep-alive proxy would be request smuggling.
-  // httplib's own response then goes nowhere and it closes the socket.
-  // False when the socket was not found or the send failed.
+  // Between the two, up to 1 s / 1 MiB of the client's input is read and
+  // dropped, so that closing does not reset the connection under the
+  // response. httplib's own response then goes nowhere (it ignores
+  // SIGPIPE) and it closes the socket. False when the socket was not found
+  // or the send failed.
   bool SendAndShutDown(absl::string_view response) const;
 
  private:

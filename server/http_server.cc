@@ -298,6 +298,23 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     httplib::Server& probes = server->probe_server_;
     probes.new_task_queue = [] { return new httplib::ThreadPool(2); };
     probes.set_keep_alive_max_count(1);  // probes hold no thread between scrapes
+    probes.set_read_timeout(1, 0);       // a slow client holds a thread 1 s a read
+    probes.set_payload_max_length(0);
+    // GET only, answered before any body is read; anything else is refused
+    // and its connection shut (httplib would read a body of any length).
+    probes.set_pre_routing_handler([](const httplib::Request& request,
+                                      httplib::Response& response) {
+      if (request.method == "GET") return httplib::Server::HandlerResponse::Unhandled;
+      const std::string body = ErrorBody(405, "the probe port serves GET /health and "
+                                              "GET /metrics only", std::nullopt,
+                                         "method_not_allowed");
+      PeerWatch(request).SendAndShutDown(absl::StrCat(
+          "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Type: "
+          "application/json\r\nContent-Length: ", body.size(),
+          "\r\nConnection: close\r\n\r\n", body));
+      SendJson(response, 405, body);
+      return httplib::Server::HandlerResponse::Handled;
+    });
     probes.Get("/health", [raw = server.get()](const httplib::Request&,
                                                httplib::Response& response) {
       raw->HandleHealth(response);
@@ -373,9 +390,12 @@ void HttpServer::Route() {
   server_.set_pre_routing_handler(
       [](const httplib::Request& request, httplib::Response& response) {
         const bool chunked = request.has_header("Transfer-Encoding");
-        const bool body_method = request.method == "POST" ||
-                                 request.method == "PUT" ||
-                                 request.method == "PATCH";
+        // httplib reads a body for POST, PUT, PATCH and PRI to the
+        // connection's end when there is no length (a DELETE without one it
+        // takes as bodiless, as RFC 9112 says every request is: answered
+        // 405 at once, tested).
+        const bool body_method = request.method != "GET" && request.method != "HEAD" &&
+                                 request.method != "OPTIONS" && request.method != "DELETE";
         if (!chunked && (!body_method || request.has_header("Content-Length"))) {
           return httplib::Server::HandlerResponse::Unhandled;
         }

@@ -254,6 +254,10 @@ int Main() {
                plan.num_kv_blocks, plan.block_size, served.max_model_len,
                server_config.host.c_str(), (*server)->port());
   std::unique_ptr<HttpServer> http;
+  if (absl::GetFlag(FLAGS_http_port) < 0 && absl::GetFlag(FLAGS_http_probe_port) >= 0) {
+    return Fail(absl::InvalidArgumentError(
+        "--http_probe_port needs HTTP on (--http_port >= 0)"));
+  }
   if (absl::GetFlag(FLAGS_http_port) >= 0) {
     HttpServerConfig http_config;
     http_config.host = absl::GetFlag(FLAGS_http_host).empty()

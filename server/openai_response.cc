@@ -33,8 +33,9 @@ const char* FinishReasonName(FinishReason reason) {
   return "stop";
 }
 
-// vLLM's stop_reason: the stop_token_ids entry (an integer) or the stop
-// string that ended the choice; null for the model's EOS, length or cancel.
+// vLLM's stop_reason: the stop token (an integer: a stop_token_ids entry or
+// one of the generation config's other EOS ids) or the stop string that
+// ended the choice; null for the tokenizer's EOS, length or cancel.
 Json StopReason(const SampleResult& sample) {
   if (sample.reason != FinishReason::kStop) return nullptr;
   if (sample.stop_token >= 0) return sample.stop_token;

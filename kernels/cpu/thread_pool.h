@@ -82,9 +82,10 @@ class ThreadPool {
   const absl::FunctionRef<void(int)>* job_ = nullptr;
   // ParallelFor's ranges: the next one to take, on a cache line of its own
   // (every thread's fetch_add moves it; nothing else should move with it),
-  // and their bounds, written before the job starts and only read during it.
+  // and their bounds, written before the job starts and only read during it
+  // (sized once, in the constructor).
   alignas(64) std::atomic<int64_t> next_chunk_{0};
-  std::vector<int64_t> chunk_begin_;  // 8·T + 2 entries
+  alignas(64) std::vector<int64_t> chunk_begin_;  // 8·T + 2 entries
 };
 
 }  // namespace weft

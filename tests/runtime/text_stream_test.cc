@@ -188,7 +188,7 @@ TEST_F(TextStreamTest, EosEndsWithStopAndItsTextIsNotEmitted) {
   const Streamed out = Run(params, "Hi there", {eos, Encode("!")[0]});
   EXPECT_EQ(out.text, "Hi there");
   EXPECT_EQ(out.finish, FinishReason::kStop);
-  EXPECT_EQ(out.stop_token, -1);  // the model's EOS, not a requested stop id
+  EXPECT_EQ(out.stop_token, -1);  // the tokenizer's EOS: no stop reason
   EXPECT_FALSE(out.stop_string);
   EXPECT_EQ(out.stop_reason, TokenText(eos));
   EXPECT_EQ(out.num_tokens, 3);

@@ -499,7 +499,8 @@ TEST(GrpcKeepaliveTest, AClientGoneSilentIsCancelled) {
   }
   ASSERT_EQ(harness.engine().stats().num_live_requests, 1);
   proxy.Blackhole();
-  absl::SleepFor(absl::Seconds(4));  // a ping after 1 s, unanswered for 1 s
+  // A ping after 1 s, unanswered for 1 s: ~2 s; margin for a loaded CI.
+  absl::SleepFor(absl::Seconds(7));
   harness.engine().Start();
   const absl::Time ended_by = absl::Now() + absl::Seconds(5);
   while (harness.engine().stats().num_live_requests > 0 && absl::Now() < ended_by) {

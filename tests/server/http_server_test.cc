@@ -359,8 +359,12 @@ TEST_F(HttpServerTest, BodiesWithoutAContentLengthAreRefusedWith411) {
     EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 411")) << response.substr(0, 300);
     EXPECT_THAT(response, ::testing::HasSubstr("\"code\":\"length_required\""));
   }
-  // A body with its length is served as before.
+  // A body with its length is served as before; a DELETE without a length
+  // is bodiless (RFC 9112) and answered at once.
   EXPECT_EQ(Post("/v1/completions", Greedy({3}, 2)).status, 200);
+  EXPECT_TRUE(absl::StartsWith(
+      RawExchange(server_->port(), "DELETE /v1/completions HTTP/1.1\r\nHost: x\r\n\r\n"),
+      "HTTP/1.1 405"));
 }
 
 // The refused body is never read as the next request on the connection
@@ -640,11 +644,18 @@ TEST_F(HttpProbePortTest, ProbesAreAnsweredWhileEveryWorkerIsHeld) {
   EXPECT_EQ(metrics->status, 200);
   EXPECT_THAT(metrics->body, ::testing::HasSubstr("weft:num_requests_running"));
   EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  // GET only; anything else is refused before its body is read (DELETE
+  // without a length too: httplib would read it to the connection's end).
   auto completion = probes.Post("/v1/completions", Greedy({3}, 2).dump(), "application/json");
   ASSERT_TRUE(completion);
-  EXPECT_EQ(completion->status, 404);  // probes only
+  EXPECT_EQ(completion->status, 405);
+  const std::string endless_delete =
+      RawExchange(server_->probe_port(), "DELETE /health HTTP/1.1\r\nHost: x\r\n\r\nxx");
+  EXPECT_TRUE(absl::StartsWith(endless_delete, "HTTP/1.1 405")) << endless_delete;
   server_->StartDraining();
-  EXPECT_EQ(probes.Get("/health")->status, 503);
+  auto draining = probes.Get("/health");
+  ASSERT_TRUE(draining);
+  EXPECT_EQ(draining->status, 503);
   close(idle);
 }
 
