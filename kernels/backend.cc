@@ -98,22 +98,20 @@ absl::Status ValidateBatch(const BatchMetadata& batch,
       return Invalid(absl::StrCat("sequence ", s, " has ", num_blocks,
                                   " blocks; the cache has ", shape.num_blocks));
     }
+    // A block twice in one table: its later positions overwrite the
+    // earlier ones' K/V, and the context outgrows what the cache can hold
+    // (the reference attention's scores buffer is sized for it). A block
+    // seen in this sequence carries this sequence's stamp.
+    if (++stamp == 0) {  // wrapped: no stale stamp may equal a new one
+      std::fill(seen.begin(), seen.end(), 0);
+      stamp = 1;
+    }
     for (int b = kv_begin; b < kv_begin + num_blocks; ++b) {
       if (batch.kv_indices[b] < 0 || batch.kv_indices[b] >= shape.num_blocks) {
         return Invalid(absl::StrCat("block id ", batch.kv_indices[b],
                                     " is outside the cache's ",
                                     shape.num_blocks, " blocks"));
       }
-    }
-    // A block twice in one table: its later positions overwrite the
-    // earlier ones' K/V, and the context outgrows what the cache can hold
-    // (the reference attention's scores buffer is sized for it). One pass:
-    // a block seen in this sequence carries this sequence's stamp.
-    if (++stamp == 0) {  // wrapped: no stale stamp may equal a new one
-      std::fill(seen.begin(), seen.end(), 0);
-      stamp = 1;
-    }
-    for (int b = kv_begin; b < kv_begin + num_blocks; ++b) {
       uint32_t& mark = seen[batch.kv_indices[b]];
       if (mark == stamp) {
         return Invalid(absl::StrCat("sequence ", s, " names block ", batch.kv_indices[b],

@@ -31,6 +31,25 @@ void SendJson(httplib::Response& response, int status, const std::string& body) 
   response.set_content(body, "application/json");
 }
 
+// Answers `request` with a JSON error body on its socket and shuts the
+// connection (PeerWatch::SendAndShutDown): for requests refused before
+// their body is read, whose unread body must never be parsed as the next
+// request (behind a keep-alive proxy that would be request smuggling;
+// httplib cannot close a connection whose request did not ask to).
+// `response` gets the same, for httplib's own write (which goes nowhere).
+httplib::Server::HandlerResponse RefuseAndShut(const httplib::Request& request,
+                                               httplib::Response& response, int status,
+                                               absl::string_view status_line,
+                                               absl::string_view extra_headers,
+                                               const std::string& body) {
+  PeerWatch(request).SendAndShutDown(absl::StrCat(
+      "HTTP/1.1 ", status, " ", status_line, "\r\n", extra_headers,
+      "Content-Type: application/json\r\nContent-Length: ", body.size(),
+      "\r\nConnection: close\r\n\r\n", body));
+  SendJson(response, status, body);
+  return httplib::Server::HandlerResponse::Handled;
+}
+
 // Served names come from file names, which need not be UTF-8.
 std::string Dump(const Json& json) {
   return json.dump(-1, ' ', false, Json::error_handler_t::replace);
@@ -305,15 +324,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     probes.set_pre_routing_handler([](const httplib::Request& request,
                                       httplib::Response& response) {
       if (request.method == "GET") return httplib::Server::HandlerResponse::Unhandled;
-      const std::string body = ErrorBody(405, "the probe port serves GET /health and "
-                                              "GET /metrics only", std::nullopt,
-                                         "method_not_allowed");
-      PeerWatch(request).SendAndShutDown(absl::StrCat(
-          "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Type: "
-          "application/json\r\nContent-Length: ", body.size(),
-          "\r\nConnection: close\r\n\r\n", body));
-      SendJson(response, 405, body);
-      return httplib::Server::HandlerResponse::Handled;
+      return RefuseAndShut(request, response, 405, "Method Not Allowed", "Allow: GET\r\n",
+                           ErrorBody(405, "the probe port serves GET /health and "
+                                          "GET /metrics only",
+                                     std::nullopt, "method_not_allowed"));
     });
     probes.Get("/health", [raw = server.get()](const httplib::Request&,
                                                httplib::Response& response) {
@@ -399,21 +413,13 @@ void HttpServer::Route() {
         if (!chunked && (!body_method || request.has_header("Content-Length"))) {
           return httplib::Server::HandlerResponse::Unhandled;
         }
-        const std::string body =
+        return RefuseAndShut(
+            request, response, 411, "Length Required", "",
             ErrorBody(411,
                       chunked ? "chunked request bodies are not accepted: "
                                 "send the body with a Content-Length"
                               : "a Content-Length header is required",
-                      std::nullopt, "length_required");
-        // Sent here and the connection shut: the unread body must never be
-        // parsed as the next request (behind a keep-alive proxy that would
-        // be request smuggling), and httplib cannot close a connection
-        // whose request did not ask to.
-        PeerWatch(request).SendAndShutDown(absl::StrCat(
-            "HTTP/1.1 411 Length Required\r\nContent-Type: application/json\r\n"
-            "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body));
-        SendJson(response, 411, body);
-        return httplib::Server::HandlerResponse::Handled;
+                      std::nullopt, "length_required"));
       });
   // Whatever httplib answers itself (unknown path 404, body too large 413,
   // unreadable request 400) gets OpenAI's error body too.

@@ -44,6 +44,18 @@ EngineConfig Config() {
   return config;
 }
 
+// The tiny model as the server describes it.
+ServedModel TinyServed(EngineHarness& harness) {
+  ServedModel model;
+  model.name = "tiny";
+  model.architecture = "llama";
+  model.tokenizer = &harness.tokenizer();
+  model.vocab_size = harness.tokenizer().vocab_size();
+  model.max_model_len = harness.engine().max_model_len();
+  model.max_n = 4;
+  return model;
+}
+
 class GrpcServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -51,13 +63,7 @@ class GrpcServerTest : public ::testing::Test {
                                                Config());
     ASSERT_TRUE(harness_->ok());
     harness_->engine().Start();
-    ServedModel model;
-    model.name = "tiny";
-    model.architecture = "llama";
-    model.tokenizer = &harness_->tokenizer();
-    model.vocab_size = harness_->tokenizer().vocab_size();
-    model.max_model_len = harness_->engine().max_model_len();
-    model.max_n = 4;
+    const ServedModel model = TinyServed(*harness_);
     GrpcServerConfig config;
     config.host = "127.0.0.1";
     config.port = 0;
@@ -466,13 +472,7 @@ class BlackholeProxy {
 TEST(GrpcKeepaliveTest, AClientGoneSilentIsCancelled) {
   EngineHarness harness(test::TinyModelPath(kTiny), Plan(), Config());
   ASSERT_TRUE(harness.ok());
-  ServedModel model;
-  model.name = "tiny";
-  model.architecture = "llama";
-  model.tokenizer = &harness.tokenizer();
-  model.vocab_size = harness.tokenizer().vocab_size();
-  model.max_model_len = harness.engine().max_model_len();
-  model.max_n = 4;
+  const ServedModel model = TinyServed(harness);
   GrpcServerConfig config;
   config.host = "127.0.0.1";
   config.port = 0;
