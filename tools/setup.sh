@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Installs what weft needs on Debian 12, fetches the default model and builds.
 #   tools/setup.sh            everything
+#   tools/setup.sh deps       only the package install (the Dockerfile's first layer)
 #   WEFT_SKIP_APT=1 ...       skip the package install (already done)
+#   WEFT_SETUP_TESTS=1 ...    also install what only the tests need (tools/test.sh)
 # Environment: BUILD_DIR (default build), WEFT_CUDA (AUTO|ON|OFF),
 # CMAKE_CUDA_ARCHITECTURES (default 90a), JOBS (default: all cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE=${1:-all}
+if [[ $MODE != all && $MODE != deps ]] || (($# > 1)); then
+  echo "setup: usage: tools/setup.sh [deps]" >&2
+  exit 2
+fi
 
 # What each package is for: see README.md, "Dependencies".
 PACKAGES=(
@@ -20,6 +27,10 @@ PACKAGES=(
   libcpp-httplib-dev                           # the OpenAI-compatible HTTP API (server/http_server.cc)
   python3 python3-pip python3-venv ca-certificates  # model fetch; e2e test clients
 )
+# tools/test.sh adds what only the tests use.
+if [[ "${WEFT_SETUP_TESTS:-0}" == 1 ]]; then
+  PACKAGES+=(nginx-light)  # the load balancer of deploy/nginx, under test in tests/e2e
+fi
 
 if [[ "${WEFT_SKIP_APT:-0}" != 1 ]]; then
   SUDO=""
@@ -36,6 +47,8 @@ if [[ "${WEFT_SKIP_APT:-0}" != 1 ]]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
 fi
+
+if [[ $MODE == deps ]]; then exit 0; fi
 
 tools/fetch_model.sh
 
