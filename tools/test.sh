@@ -4,7 +4,7 @@
 # weft-server binary with Python gRPC clients from PyPI (tests/e2e).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/setup.sh
+WEFT_SETUP_TESTS=1 tools/setup.sh
 tools/fetch_vocabs.sh  # the tokenizer tests' vocabularies (tests only)
 BUILD_DIR=${BUILD_DIR:-build}
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "${JOBS:-$(nproc)}"
