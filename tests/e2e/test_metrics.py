@@ -175,3 +175,32 @@ def test_histogram_buckets_are_cumulative_and_end_at_the_count(pb, server):
                    if s.name.endswith("_bucket") and s.labels["tenant"] == "alice"]
     # vLLM's 22 bounds, then +Inf.
     assert ttft_bounds[:3] == [0.001, 0.005, 0.01] and len(ttft_bounds) == 23
+
+
+def test_dashboard_queries_name_only_exported_series(pb, server):
+    """deploy/dashboards/weft.json charts what /metrics exports: every
+    weft: series an expression names is a sample name after one request,
+    and every label it groups or filters by is on that series."""
+    import json
+    import re
+    from conftest import REPO
+    code, _ = generate(pb, server.address, "alice", "Hi", 3)
+    assert code == grpc.StatusCode.OK
+    samples, _ = scrape(server)
+    labels_of = {}
+    for name, labels in samples:
+        labels_of.setdefault(name, set()).update(k for k, _ in labels)
+    with open(os.path.join(REPO, "deploy", "dashboards", "weft.json")) as f:
+        dashboard = json.load(f)
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs.append(dashboard["templating"]["list"][1]["query"]["query"])
+    assert len(exprs) > 10
+    for expr in exprs:
+        names = re.findall(r"weft:[a-z0-9_]+", expr)
+        assert names, expr
+        for name in names:
+            assert name in labels_of, (name, expr)
+            used = set(re.findall(r"by \(([a-z_]+)\)", expr)) - {"le", "instance"}
+            used |= set(re.findall(r"\{([a-z_]+)=~", expr))
+            used |= set(re.findall(r", ([a-z_]+)\)$", expr))
+            assert used <= labels_of[name], (name, used - labels_of[name], expr)
