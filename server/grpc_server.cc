@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -118,11 +119,23 @@ void GrpcServer::Drain(absl::Duration drain) {
   service_->StartDraining();
   kserve_->StartDraining();
   const absl::Time deadline = absl::Now() + drain;
+  // Shutdown closes the listening port and sends GOAWAY at once, so that
+  // clients and load balancers send new calls to another replica (a call
+  // racing it is refused before it starts: gRPC clients retry those), and
+  // returns once the calls in flight have ended. They end as the engine
+  // finishes them, or with UNAVAILABLE when it stops at the deadline; what
+  // is left 5 s after that (a client not reading) is cancelled.
+  std::thread shutdown([this, deadline] {
+    server_->Shutdown(absl::ToChronoTime(deadline + absl::Seconds(5)));
+  });
+  // The engine also runs the HTTP front end's requests.
   while (engine_->stats().num_live_requests > 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   engine_->Stop();  // what is left ends with UNAVAILABLE
-  Shutdown(absl::Seconds(5));
+  shutdown.join();
+  server_->Wait();
+  server_.reset();
 }
 
 void GrpcServer::Shutdown(absl::Duration grace) {

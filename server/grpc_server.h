@@ -48,9 +48,10 @@ class GrpcServer {
   ~GrpcServer();
 
   int port() const { return port_; }
-  // Graceful drain: health turns NOT_SERVING and new Generate calls get
-  // UNAVAILABLE; requests in flight get up to `drain` to finish; the
-  // engine then stops, ending the rest with UNAVAILABLE; the server stops.
+  // Graceful drain: health turns NOT_SERVING, the port closes and clients
+  // get GOAWAY (new calls go elsewhere or fail UNAVAILABLE); requests in
+  // flight get up to `drain` to finish; the engine then stops, ending the
+  // rest with UNAVAILABLE; the server stops.
   void Drain(absl::Duration drain);
   // Stops the server; calls still open are cancelled after `grace`.
   void Shutdown(absl::Duration grace);

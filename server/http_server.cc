@@ -1,5 +1,7 @@
 #include "server/http_server.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <optional>
 #include <utility>
@@ -308,6 +310,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   http.set_payload_max_length(static_cast<size_t>(config.max_body_bytes));
   http.set_keep_alive_max_count(kKeepAliveMaxRequests);
   http.set_tcp_nodelay(true);  // SSE events are small: send each at once
+  // Called for the listening socket only: StartDraining shuts it down.
+  http.set_socket_options([raw = server.get()](socket_t sock) {
+    httplib::default_socket_options(sock);
+    raw->listen_fd_ = sock;
+  });
   server->Route();
 
   absl::StatusOr<int> port = Listen(http, config.host, config.port, &server->listener_);
@@ -490,6 +497,9 @@ void HttpServer::HandleCompletion(OpenAiApi api,
         absl::UnavailableError("the server is shutting down");
     refusals.Refused(status);
     SendError(response, status);
+    // The port is closed: the client's next request must find another
+    // replica, not this connection.
+    response.set_header("Connection", "close");
     return;
   }
   absl::StatusOr<std::string> tenant = Authenticate(http_request);
@@ -577,6 +587,7 @@ void HttpServer::HandleModels(const httplib::Request& http_request,
 void HttpServer::HandleHealth(httplib::Response& response) const {
   if (draining_) {
     SendError(response, absl::UnavailableError("the server is shutting down"));
+    response.set_header("Connection", "close");
     return;
   }
   response.status = 200;
@@ -592,6 +603,19 @@ void HttpServer::HandleMetrics(const httplib::Request&,
                        "text/plain; version=0.0.4; charset=utf-8");
 }
 
+void HttpServer::StartDraining() {
+  draining_ = true;
+  // Shutting the listening socket down refuses new connections and wakes
+  // httplib's accept with an error: its loop closes the socket and ends,
+  // and its workers finish the connections they hold. (httplib's stop()
+  // would also cut every response being streamed.) httplib's copy of the
+  // descriptor is closed but not cleared, so stop() must not run after
+  // this: it would close whatever reused the number.
+  if (listen_fd_ >= 0 && !listener_closed_.exchange(true)) {
+    shutdown(listen_fd_, SHUT_RDWR);
+  }
+}
+
 void HttpServer::Stop(absl::Duration grace) {
   if (!listener_.joinable()) return;
   draining_ = true;
@@ -602,7 +626,7 @@ void HttpServer::Stop(absl::Duration grace) {
   // Requests still waiting on the engine end (within a peer-check
   // interval) and cancel theirs, so that the workers can be joined.
   stopping_ = true;
-  server_.stop();
+  if (!listener_closed_.exchange(true)) server_.stop();
   listener_.join();
   if (probe_listener_.joinable()) {
     probe_server_.stop();

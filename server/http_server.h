@@ -59,9 +59,11 @@ class HttpServer {
   int probe_port() const { return probe_port_; }  // 0 without a probe listener
   // Completions being handled or streamed (tests wait on it).
   int in_flight() const { return in_flight_; }
-  // /health turns 503 and new completions are refused with 503; requests
-  // in flight go on.
-  void StartDraining() { draining_ = true; }
+  // The port closes: new connections are refused, so a load balancer sends
+  // them to another replica. A connection already open gets 503 for a
+  // request it sends now (/health too) and is closed after it. Requests in
+  // flight go on. The probe port keeps answering (/health: 503).
+  void StartDraining();
   // Waits up to `grace` for requests in flight to write their last event
   // (the caller first ends them, e.g. by stopping the engine), then ends
   // those left with an UNAVAILABLE error and cancels them in the engine,
@@ -88,6 +90,10 @@ class HttpServer {
   HttpServerConfig config_;
   int64_t created_ = 0;  // Unix seconds the server started: /v1/models
   std::atomic<bool> draining_{false};
+  // The main port's listening socket, and whether it was shut (draining)
+  // or stopped.
+  int listen_fd_ = -1;
+  std::atomic<bool> listener_closed_{false};
   // Completions whose handler or stream has not returned yet.
   std::atomic<int> in_flight_{0};
   std::atomic<bool> stopping_{false};  // Stop() is past its grace

@@ -1,9 +1,9 @@
 // weft-server: serves one model over gRPC (weft.v1.Generation,
 // grpc.health.v1, reflection) and over OpenAI-compatible HTTP
 // (docs/http.md). SIGTERM or SIGINT drains: health turns
-// NOT_SERVING, new calls get UNAVAILABLE, calls in flight get up to
-// --drain_timeout to finish, the rest end with UNAVAILABLE, and the process
-// exits 0.
+// NOT_SERVING, the gRPC and HTTP ports close (gRPC clients get GOAWAY, new
+// calls go to another replica), calls in flight get up to --drain_timeout
+// to finish, the rest end with UNAVAILABLE, and the process exits 0.
 //
 //   weft-server --model models/SmolLM2-135M-Instruct.Q4_1.gguf --port 50051
 // Flags may be spelled with dashes or underscores (--max-num-seqs).
@@ -285,8 +285,8 @@ int Main() {
   sigwait(&signals, &signal_number);
   std::fprintf(stderr, "weft-server: signal %d, draining for up to %.0f s\n",
                signal_number, absl::GetFlag(FLAGS_drain_timeout));
-  // HTTP refuses new requests too; Drain waits for every request in the
-  // engine, whichever front end it came from, then stops the engine.
+  // Both ports close first; Drain waits for every request in the engine,
+  // whichever front end it came from, then stops the engine.
   if (http) http->StartDraining();
   (*server)->Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout)));
   if (http) http->Stop();

@@ -335,14 +335,25 @@ def test_sigterm_drains_http_streams_and_refuses_new_requests():
         t.start()
     for event in started:
         assert event.wait(timeout=60)
+    # Connections open before the drain get 503 for their next request.
+    open_before = [http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+                   for _ in range(2)]
+    for connection in open_before:
+        connection.connect()
+    time.sleep(0.2)
     server.proc.send_signal(15)
     time.sleep(0.1)  # the streams have about 60 tokens to go
-    assert raw_request(server, "GET", "/health")[0] == 503
-    code, refused = raw_request(server, "POST", "/v1/completions",
-                         json.dumps({"model": name, "prompt": "x", "max_tokens": 1}),
-                         {"Content-Type": "application/json"})
-    assert code == 503
-    assert refused["error"]["type"] == "server_error"
+    # New connections are refused (a load balancer tries another replica).
+    with pytest.raises(ConnectionRefusedError):
+        raw_request(server, "GET", "/health")
+    open_before[0].request("GET", "/health")
+    assert open_before[0].getresponse().status == 503
+    open_before[1].request("POST", "/v1/completions",
+                           json.dumps({"model": name, "prompt": "x", "max_tokens": 1}),
+                           {"Content-Type": "application/json"})
+    response = open_before[1].getresponse()
+    assert response.status == 503
+    assert json.loads(response.read())["error"]["type"] == "server_error"
     for t in threads:
         t.join(timeout=60)
     assert results == ["length", "length"]

@@ -5,6 +5,7 @@
 #include "server/grpc_server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -58,11 +59,13 @@ ServedModel TinyServed(EngineHarness& harness) {
 
 class GrpcServerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { StartServer(/*start_engine=*/true); }
+
+  void StartServer(bool start_engine) {
     harness_ = std::make_unique<EngineHarness>(test::TinyModelPath(kTiny), Plan(),
                                                Config());
     ASSERT_TRUE(harness_->ok());
-    harness_->engine().Start();
+    if (start_engine) harness_->engine().Start();
     const ServedModel model = TinyServed(*harness_);
     GrpcServerConfig config;
     config.host = "127.0.0.1";
@@ -71,9 +74,9 @@ class GrpcServerTest : public ::testing::Test {
         GrpcServer::Start(config, &harness_->engine(), model, "cpu", &keys_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                       grpc::InsecureChannelCredentials());
-    stub_ = v1::Generation::NewStub(channel);
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::Generation::NewStub(channel_);
   }
 
   void TearDown() override {
@@ -110,6 +113,7 @@ class GrpcServerTest : public ::testing::Test {
   std::unique_ptr<EngineHarness> harness_;
   ApiKeys keys_;  // none: auth disabled
   std::unique_ptr<GrpcServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Generation::Stub> stub_;
 };
 
@@ -369,21 +373,72 @@ std::pair<int, int> Outcomes(std::vector<OpenStream>& streams) {
   return {finished, unavailable};
 }
 
+// Whether a new TCP connection to `port` on loopback is refused.
+bool ConnectionRefused(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool refused =
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 &&
+      errno == ECONNREFUSED;
+  close(fd);
+  return refused;
+}
+
+// Waits up to `timeout` for `done`.
+bool WaitFor(const std::function<bool()>& done, absl::Duration timeout = absl::Seconds(5)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return true;
+}
+
 TEST_F(GrpcServerTest, DrainLetsStreamsInFlightFinishAndRefusesNewOnes) {
   std::vector<OpenStream> streams = OpenStreams(stub_.get(), 8, 24);
+  ASSERT_EQ(channel_->GetState(false), GRPC_CHANNEL_READY);
   std::thread drain([this] { server_->Drain(absl::Seconds(20)); });
-  // New calls are refused while the drain waits for the eight.
-  grpc::Status refused;
-  for (int tries = 0; tries < 100; ++tries) {
-    v1::GenerateRequest late;
-    late.mutable_token_ids()->add_ids(3);
-    refused = Generate(late).status;
-    if (!refused.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The server's GOAWAY moves the channel off its connection; a new call
+  // then finds the port closed.
+  EXPECT_TRUE(WaitFor([&] { return channel_->GetState(false) != GRPC_CHANNEL_READY; }));
+  v1::GenerateRequest late;
+  late.mutable_token_ids()->add_ids(3);
+  const grpc::Status refused = Generate(late).status;
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
   EXPECT_EQ(Outcomes(streams), std::make_pair(8, 0));
   drain.join();
+}
+
+TEST_F(GrpcServerTest, DrainClosesThePortAtOnceWhileRequestsAreInFlight) {
+  // The engine never steps: the request stays in flight until the drain's
+  // deadline stops the engine.
+  TearDown();
+  StartServer(/*start_engine=*/false);
+  grpc::ClientContext context;
+  v1::GenerateRequest request;
+  request.mutable_token_ids()->add_ids(3);
+  auto reader = stub_->Generate(&context, request);
+  ASSERT_TRUE(WaitFor([&] { return harness_->engine().stats().num_live_requests == 1; }));
+  std::atomic<bool> drained{false};
+  const int port = server_->port();
+  const absl::Time start = absl::Now();
+  std::thread drain([&] {
+    server_->Drain(absl::Seconds(3));
+    drained = true;
+  });
+  // Load balancers and new clients go elsewhere from the first moment, not
+  // once the request in flight is done.
+  EXPECT_TRUE(WaitFor([&] { return ConnectionRefused(port); }, absl::Seconds(2)));
+  EXPECT_FALSE(drained);
+  drain.join();
+  EXPECT_GE(absl::Now() - start, absl::Seconds(3));
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(GrpcServerTest, DrainTimeoutEndsWhatIsLeftWithUnavailable) {

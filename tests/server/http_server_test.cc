@@ -6,6 +6,7 @@
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -312,11 +313,10 @@ int ConnectLoopback(int port) {
   return fd;
 }
 
-// Sends `raw` on a fresh connection and returns the server's first
-// response (headers and Content-Length bytes of body), or what came before
-// 5 s passed or the server closed.
-std::string RawExchange(int port, const std::string& raw) {
-  const int fd = ConnectLoopback(port);
+// Sends `raw` on connection `fd` and returns the server's first response
+// (headers and Content-Length bytes of body), or what came before 5 s
+// passed or the server closed; then closes `fd`.
+std::string ExchangeOn(int fd, const std::string& raw) {
   EXPECT_GE(fd, 0);
   timeval timeout{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
@@ -338,6 +338,11 @@ std::string RawExchange(int port, const std::string& raw) {
   }
   close(fd);
   return response;
+}
+
+// ExchangeOn a fresh connection.
+std::string RawExchange(int port, const std::string& raw) {
+  return ExchangeOn(ConnectLoopback(port), raw);
 }
 
 // --http_max_body_bytes bounds only a declared Content-Length in httplib
@@ -393,14 +398,25 @@ TEST_F(HttpServerTest, ARefusedBodyIsNeverTakenForAnotherRequest) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(4));  // closed, not timed out
 }
 
-TEST_F(HttpServerTest, HealthIsOkUntilDrainingThenRefusesWith503) {
+TEST_F(HttpServerTest, DrainingClosesThePortAndRefusesWith503OnOpenConnections) {
   EXPECT_EQ(Send("GET", "/health").status, 200);
+  // Two connections opened before the drain, idle in their workers.
+  const int first = ConnectLoopback(server_->port());
+  const int second = ConnectLoopback(server_->port());
+  absl::SleepFor(absl::Milliseconds(200));
   server_->StartDraining();
-  const HttpResult health = Send("GET", "/health");
-  EXPECT_EQ(health.status, 503);
-  const HttpResult r = Post("/v1/completions", Greedy({3}, 2));
-  EXPECT_EQ(r.status, 503);
-  EXPECT_EQ(r.json()["error"]["type"], "server_error");
+  // New connections are refused: a load balancer tries another replica.
+  EXPECT_LT(ConnectLoopback(server_->port()), 0);
+  EXPECT_EQ(errno, ECONNREFUSED);
+  const std::string health = ExchangeOn(first, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_TRUE(absl::StartsWith(health, "HTTP/1.1 503")) << health;
+  const std::string body = Greedy({3}, 2).dump();
+  const std::string completion = ExchangeOn(
+      second, absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                           "Content-Type: application/json\r\nContent-Length: ",
+                           body.size(), "\r\n\r\n", body));
+  EXPECT_TRUE(absl::StartsWith(completion, "HTTP/1.1 503")) << completion;
+  EXPECT_THAT(completion, ::testing::HasSubstr("\"server_error\""));
 }
 
 TEST_F(HttpServerTest, MetricsCountHttpRequestsByTenantAndCode) {
