@@ -4,6 +4,7 @@ Server-Sent Events) pass through whole, a chunked HTTP body reaches weft
 with a length, and when one replica drains and exits, calls go on to the
 other. Only the upstream `server` lines, the `listen` ports and the
 temporary paths of the committed file are rewritten for loopback."""
+import contextlib
 import http.client
 import json
 import os
@@ -18,7 +19,7 @@ import time
 import grpc
 import pytest
 
-from conftest import REPO, TINY_MODEL, Server
+from conftest import DEFAULT_MODEL, REPO, TINY_MODEL, Server
 from test_grpc_server import generate, greedy
 
 CONFIG = os.path.join(REPO, "deploy", "nginx", "weft.conf")
@@ -57,14 +58,19 @@ def rewrite(config, replicas, grpc_port, http_port, tmp):
     return sub(r"/tmp/weft-nginx", f"{tmp}/nginx", config, 6)
 
 
-def ok_requests(server):
-    """weft:requests_total with code OK, summed over tenants, from /metrics."""
+def metric(server, name, label=""):
+    """The sum of `name`'s samples (those with `label`) from /metrics."""
     connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
     connection.request("GET", "/metrics")
     text = connection.getresponse().read().decode()
     connection.close()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("weft:requests_total{") and 'code="OK"' in line)
+               if line.startswith(name + "{") and label in line)
+
+
+def ok_requests(server):
+    """weft:requests_total with code OK, summed over tenants."""
+    return metric(server, "weft:requests_total", 'code="OK"')
 
 
 def post(port, path, body, chunked=False):
@@ -88,13 +94,13 @@ def post(port, path, body, chunked=False):
     return response.status, text
 
 
-@pytest.fixture(scope="module")
-def balanced():
-    """Two tiny-model replicas behind nginx; yields (replicas, grpc port, http port)."""
+@contextlib.contextmanager
+def behind_nginx(model):
+    """Two replicas of `model` behind nginx; yields (replicas, grpc port, http port)."""
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
                                       else None)
     assert nginx, "nginx is not installed (tools/test.sh installs nginx-light)"
-    replicas = [Server(TINY_MODEL), Server(TINY_MODEL)]
+    replicas = [Server(model), Server(model)]
     tmp = tempfile.mkdtemp(prefix="weft_nginx_")
     grpc_port, http_port = free_port(), free_port()
     with open(CONFIG) as f:
@@ -115,6 +121,12 @@ def balanced():
             if server.proc.poll() is None:
                 server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def balanced():
+    with behind_nginx(TINY_MODEL) as setup:
+        yield setup
 
 
 def test_grpc_streams_spread_over_both_replicas(pb, balanced):
@@ -181,3 +193,44 @@ def test_calls_go_on_when_a_replica_drains_and_exits(pb, balanced):
         assert code == grpc.StatusCode.OK and len(tokens) == 8
         status, text = post(http_port, "/v1/completions", body)
         assert status == 200, text
+
+
+def test_a_draining_replica_gets_no_new_calls(pb):
+    """A rolling update: replica 0 drains with a long request in flight; new
+    calls through nginx all reach replica 1 (the drain closed replica 0's
+    ports and sent GOAWAY), and the long request still finishes."""
+    if not os.path.exists(DEFAULT_MODEL):
+        pytest.skip("default model absent (tools/fetch_model.sh)")
+    with behind_nginx(DEFAULT_MODEL) as (replicas, grpc_port, http_port):
+        body = {"prompt": "Hi", "max_tokens": 4, "temperature": 0, "ignore_eos": True}
+        # nginx holds connections to both replicas before the drain.
+        for _ in range(4):
+            code, _, _, _ = generate(pb, f"127.0.0.1:{grpc_port}", greedy(pb, [3, 4, 5], 4))
+            assert code == grpc.StatusCode.OK
+            assert post(http_port, "/v1/completions", body)[0] == 200
+        long_result = {}
+
+        def long_request():
+            long_result["status"], long_result["text"] = post(
+                replicas[0].http_port, "/v1/completions",
+                {**body, "max_tokens": 400})
+        thread = threading.Thread(target=long_request)
+        thread.start()
+        deadline = time.time() + 30
+        while metric(replicas[0], "weft:num_requests_running") == 0 and time.time() < deadline:
+            time.sleep(0.02)
+        before = ok_requests(replicas[1])
+        replicas[0].proc.send_signal(15)
+        time.sleep(0.3)
+        assert replicas[0].proc.poll() is None  # still draining
+        for _ in range(4):
+            code, tokens, _, _ = generate(pb, f"127.0.0.1:{grpc_port}",
+                                          greedy(pb, [3, 4, 5], 4))
+            assert code == grpc.StatusCode.OK and len(tokens) == 4
+            status, text = post(http_port, "/v1/completions", body)
+            assert status == 200, text
+        assert ok_requests(replicas[1]) - before == 8
+        thread.join(timeout=60)
+        assert long_result["status"] == 200, long_result
+        assert json.loads(long_result["text"])["choices"][0]["finish_reason"] == "length"
+        assert replicas[0].proc.wait(timeout=30) == 0
