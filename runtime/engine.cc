@@ -489,9 +489,17 @@ void Engine::EmitToken(Sequence* seq, SampledToken sampled, absl::Time now) {
 void Engine::FinishSequence(Sequence* seq, SampleResult result) {
   RequestState* request = seq->request;
   result.num_tokens = seq->num_output_tokens();
-  request->results[seq->index] = std::move(result);
+  request->results[seq->index] = result;
   scheduler_.Remove(seq);
-  if (++request->num_ended < static_cast<int>(request->results.size())) return;
+  if (++request->num_ended < static_cast<int>(request->results.size())) {
+    // The others go on: this sample's end is reported now (a stream's
+    // finish_reason per choice, as vLLM sends it), not with the last one's.
+    Delta delta;
+    delta.index = seq->index;
+    delta.finished = std::move(result);
+    request->sink->OnDelta(std::move(delta));
+    return;
+  }
   Finished finished;
   finished.samples = request->results;
   finished.usage = request->usage;

@@ -7,6 +7,7 @@
 #define WEFT_RUNTIME_REQUEST_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,16 @@ struct Request {
   std::string tenant;  // who sent it (auth); for admission policies
 };
 
+struct SampleResult {
+  FinishReason reason = FinishReason::kStop;
+  std::string stop_reason;  // the stop string or token that ended it
+  int num_tokens = 0;
+  // The stop token that ended it; -1 for the tokenizer's EOS, a stop
+  // string, length or cancel (vLLM's stop_reason).
+  int32_t stop_token = -1;
+  bool stop_string = false;  // stop_reason is a matched stop string
+};
+
 // New output of one sample since the previous delta. A slow consumer's
 // deltas are merged, so one Delta may hold several tokens.
 struct Delta {
@@ -37,6 +48,10 @@ struct Delta {
   // Prompt log-probs (one per prompt token after the first), in the first
   // delta of sample 0 when requested.
   std::vector<SampledToken> prompt_logprobs;
+  // How this sample ended, in its last delta, when it ends before its
+  // request does (n > 1: the other samples go on). The request's Finished
+  // lists every sample again.
+  std::optional<SampleResult> finished;
 
   // Appends `later` to this delta (same index).
   void Merge(Delta&& later);
@@ -54,16 +69,6 @@ struct RequestTimings {
   absl::Duration end_to_end;         // submission → finish
   // Gaps between consecutive tokens of sample 0 (inter-token latency).
   std::vector<absl::Duration> inter_token;
-};
-
-struct SampleResult {
-  FinishReason reason = FinishReason::kStop;
-  std::string stop_reason;  // the stop string or token that ended it
-  int num_tokens = 0;
-  // The stop token that ended it; -1 for the tokenizer's EOS, a stop
-  // string, length or cancel (vLLM's stop_reason).
-  int32_t stop_token = -1;
-  bool stop_string = false;  // stop_reason is a matched stop string
 };
 
 struct Finished {

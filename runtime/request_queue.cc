@@ -14,6 +14,7 @@ void Delta::Merge(Delta&& later) {
   for (SampledToken& t : later.prompt_logprobs) {
     prompt_logprobs.push_back(std::move(t));
   }
+  if (later.finished) finished = std::move(later.finished);
 }
 
 RequestQueue::RequestQueue(int max_live_requests)

@@ -210,26 +210,42 @@ std::string OpenAiResponseBuilder::StreamDelta(const Delta& delta) {
   if (delta.index < 0 || delta.index >= static_cast<int>(choices_.size())) {
     return "";
   }
-  choices_[delta.index].num_tokens += static_cast<int>(delta.token_ids.size());
+  Choice& choice = choices_[delta.index];
+  choice.num_tokens += static_cast<int>(delta.token_ids.size());
+  std::string events;
   // A delta may carry only held-back tokens (no text yet): send it when it
   // has something the client sees.
-  if (delta.text.empty() && (!logprobs_ || delta.logprobs.empty())) return "";
-  Json chunk = ChoiceChunk(choices_[delta.index]);
-  chunk["choices"].push_back(StreamChoice(delta.index, delta.text,
-                                          delta.logprobs,
-                                          &choices_[delta.index]));
+  if (!delta.text.empty() || (logprobs_ && !delta.logprobs.empty())) {
+    Json chunk = ChoiceChunk(choice);
+    chunk["choices"].push_back(
+        StreamChoice(delta.index, delta.text, delta.logprobs, &choice));
+    events = SseEvent(chunk);
+  }
+  // A sample that ended before the others: its finish_reason now (vLLM).
+  if (delta.finished && !choice.finished) {
+    events += FinishChunk(delta.index, *delta.finished);
+  }
+  return events;
+}
+
+std::string OpenAiResponseBuilder::FinishChunk(int index,
+                                               const SampleResult& sample) {
+  Choice& choice = choices_[index];
+  choice.finished = true;
+  Json chunk = ChoiceChunk(choice);
+  Json out = StreamChoice(index, "", {}, &choice);
+  out["finish_reason"] = FinishReasonName(sample.reason);
+  out["stop_reason"] = StopReason(sample);
+  chunk["choices"].push_back(std::move(out));
   return SseEvent(chunk);
 }
 
 std::string OpenAiResponseBuilder::StreamFinish(const Finished& finished) {
   std::string events;
   for (size_t i = 0; i < choices_.size() && i < finished.samples.size(); ++i) {
-    Json chunk = ChoiceChunk(choices_[i]);
-    Json choice = StreamChoice(static_cast<int>(i), "", {}, &choices_[i]);
-    choice["finish_reason"] = FinishReasonName(finished.samples[i].reason);
-    choice["stop_reason"] = StopReason(finished.samples[i]);
-    chunk["choices"].push_back(std::move(choice));
-    events += SseEvent(chunk);
+    if (!choices_[i].finished) {
+      events += FinishChunk(static_cast<int>(i), finished.samples[i]);
+    }
   }
   if (include_usage_) {
     Json chunk = ChunkHeader();

@@ -39,7 +39,9 @@ class OpenAiResponseBuilder {
   // Streaming. Chat opens every choice with a chunk holding the role.
   std::string StreamStart();
   std::string StreamDelta(const Delta& delta);
-  // Each choice's finish reason, the usage chunk when asked for, [DONE].
+  // The finish reason of each choice whose end no delta reported (a
+  // sample that ends while others go on reports it in its last delta),
+  // the usage chunk when asked for, [DONE].
   std::string StreamFinish(const Finished& finished);
 
   // Not streaming: collect every delta, then build the whole object.
@@ -64,6 +66,7 @@ class OpenAiResponseBuilder {
     bool started = false;   // streaming: a chunk for it was sent
     TextOffset text_offset;  // completions' logprobs
     int num_tokens = 0;      // streaming: tokens generated so far
+    bool finished = false;   // streaming: its finish_reason was sent
   };
 
   Json ChunkHeader() const;
@@ -72,6 +75,8 @@ class OpenAiResponseBuilder {
   Json StreamChoice(int index, std::string text,
                     const std::vector<SampledToken>& logprobs,
                     Choice* choice) const;
+  // The chunk with choice `index`'s finish_reason; marks it finished.
+  std::string FinishChunk(int index, const SampleResult& sample);
   // The `logprobs` object of a choice, or null when not asked for.
   Json Logprobs(const std::vector<SampledToken>& tokens,
                 TextOffset* text_offset) const;

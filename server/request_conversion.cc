@@ -266,17 +266,21 @@ void ToProto(const Delta& delta, v1::Delta* out) {
   for (const SampledToken& t : delta.prompt_logprobs) {
     ToProto(t, out->add_prompt_logprobs());
   }
+  if (delta.finished) ToProto(*delta.finished, delta.index, out->mutable_finished());
+}
+
+void ToProto(const SampleResult& result, int index, v1::SampleResult* out) {
+  out->set_index(index);
+  out->set_finish_reason(ToProto(result.reason));
+  out->set_stop_reason(result.stop_reason);
+  out->set_num_tokens(result.num_tokens);
 }
 
 void ToProto(const Finished& finished, const std::string& request_id,
              v1::Final* out) {
   out->set_request_id(request_id);
   for (size_t i = 0; i < finished.samples.size(); ++i) {
-    v1::SampleResult* sample = out->add_samples();
-    sample->set_index(static_cast<int>(i));
-    sample->set_finish_reason(ToProto(finished.samples[i].reason));
-    sample->set_stop_reason(finished.samples[i].stop_reason);
-    sample->set_num_tokens(finished.samples[i].num_tokens);
+    ToProto(finished.samples[i], static_cast<int>(i), out->add_samples());
   }
   out->mutable_usage()->set_prompt_tokens(finished.usage.prompt_tokens);
   out->mutable_usage()->set_completion_tokens(finished.usage.completion_tokens);

@@ -51,6 +51,7 @@ absl::StatusOr<Request> ToRuntimeRequest(const v1::ChatRequest& proto,
                                          std::string* rendered_prompt);
 
 void ToProto(const Delta& delta, v1::Delta* out);
+void ToProto(const SampleResult& result, int index, v1::SampleResult* out);
 void ToProto(const Finished& finished, const std::string& request_id,
              v1::Final* out);
 

@@ -172,6 +172,67 @@ TEST(EngineTest, ParallelSamplesShareThePromptAndAreReproducible) {
   EXPECT_EQ(h.engine().stats().kv_blocks_used, 0);
 }
 
+TEST(EngineTest, ASampleThatEndsFirstReportsItsEndInItsLastDelta) {
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  Request r = GreedyRequest("n3", RandomPrompt(10, 5), 8);
+  r.sampling.temperature = 1.0f;
+  r.sampling.n = 3;
+  r.sampling.seed = 1234;
+  const auto free = h.RunTogether({r})["n3"].tokens;
+  ASSERT_EQ(free.size(), 3u);
+  // A stop token that ends one sample early and that another never draws.
+  int32_t stop = -1;
+  for (int s = 0; s < 3 && stop < 0; ++s) {
+    for (int i = 0; i < 6 && stop < 0; ++i) {
+      for (int other = 0; other < 3; ++other) {
+        if (std::find(free[other].begin(), free[other].end(), free[s][i]) ==
+            free[other].end()) {
+          stop = free[s][i];
+          break;
+        }
+      }
+    }
+  }
+  ASSERT_GE(stop, 0);
+  r.id = "stopped";
+  r.stopping.stop_token_ids = {stop};
+  auto sink = std::make_shared<StreamBuffer>();
+  ASSERT_TRUE(h.engine().Submit(r, sink).ok());
+  h.RunUntilIdle();
+  std::vector<std::optional<SampleResult>> reported(3);
+  std::vector<int> tokens_after_report(3, 0);
+  std::optional<Finished> finished;
+  while (auto e = sink->Next(absl::ZeroDuration())) {
+    if (auto* d = std::get_if<Delta>(&*e)) {
+      if (reported[d->index]) tokens_after_report[d->index] += d->token_ids.size();
+      if (d->finished) {
+        EXPECT_FALSE(reported[d->index]) << "sample " << d->index << " ended twice";
+        reported[d->index] = d->finished;
+      }
+    } else if (auto* f = std::get_if<Finished>(&*e)) {
+      finished = *f;
+    }
+  }
+  ASSERT_TRUE(finished.has_value());
+  // Every sample but the last to end reports its end before Finished, as
+  // Finished then reports it; nothing of a sample comes after its end.
+  int reports = 0;
+  bool stopped_early = false;
+  for (int s = 0; s < 3; ++s) {
+    EXPECT_EQ(tokens_after_report[s], 0);
+    if (!reported[s]) continue;
+    ++reports;
+    EXPECT_EQ(reported[s]->reason, finished->samples[s].reason);
+    EXPECT_EQ(reported[s]->stop_token, finished->samples[s].stop_token);
+    EXPECT_EQ(reported[s]->num_tokens, finished->samples[s].num_tokens);
+    stopped_early |= reported[s]->reason == FinishReason::kStop &&
+                     reported[s]->stop_token == stop && reported[s]->num_tokens < 8;
+  }
+  EXPECT_EQ(reports, 2);
+  EXPECT_TRUE(stopped_early);
+}
+
 TEST(EngineTest, PromptLogprobsCoverEveryPromptToken) {
   EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig(8));
   ASSERT_TRUE(h.ok());

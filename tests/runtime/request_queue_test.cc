@@ -73,6 +73,26 @@ TEST(StreamBufferTest, ASlowReaderGetsOneMergedDeltaPerSample) {
   EXPECT_FALSE(buffer.Next(absl::ZeroDuration()).has_value());
 }
 
+TEST(StreamBufferTest, AMergedDeltaKeepsTheEndOfItsSample) {
+  StreamBuffer buffer;
+  Delta text;
+  text.index = 1;
+  text.token_ids = {7};
+  text.text = "x";
+  buffer.OnDelta(std::move(text));
+  Delta end;
+  end.index = 1;
+  end.finished = SampleResult{FinishReason::kStop, "", 1, 7, false};
+  buffer.OnDelta(std::move(end));
+  auto merged = buffer.Next(absl::ZeroDuration());
+  ASSERT_TRUE(merged.has_value());
+  const Delta& delta = std::get<Delta>(*merged);
+  EXPECT_EQ(delta.text, "x");
+  ASSERT_TRUE(delta.finished.has_value());
+  EXPECT_EQ(delta.finished->stop_token, 7);
+  EXPECT_FALSE(buffer.Next(absl::ZeroDuration()).has_value());
+}
+
 TEST(StreamBufferTest, TheListenerFiresOnceWhenArmedAndNeverAfterClearing) {
   StreamBuffer buffer;
   int calls = 0;

@@ -183,6 +183,35 @@ TEST_F(OpenAiResponseTest, ChatChunksCarryContentThenTheFinishReasonThenDone) {
   EXPECT_TRUE(done);
 }
 
+TEST_F(OpenAiResponseTest, AChoiceThatEndsFirstGetsItsFinishReasonThenAndOnlyThen) {
+  // n = 2: choice 1 hits a stop string while choice 0 goes on (vLLM sends
+  // each choice's finish_reason when that choice ends).
+  OpenAiResponseBuilder builder = Builder(OpenAiApi::kCompletions, 2);
+  std::string sse = builder.StreamDelta(TextDelta(0, "a"));
+  Delta last = TextDelta(1, "b");
+  last.finished = SampleResult{FinishReason::kStop, "###", 3, -1, true};
+  sse += builder.StreamDelta(last);
+  sse += builder.StreamDelta(TextDelta(0, "c"));
+  Finished finished = Done({FinishReason::kLength, FinishReason::kStop});
+  finished.samples[1] = *last.finished;
+  sse += builder.StreamFinish(finished);
+  bool done = false;
+  const std::vector<Json> events = Events(sse, &done);
+  ASSERT_EQ(events.size(), 5u);
+  EXPECT_EQ(events[1]["choices"][0]["index"], 1);
+  EXPECT_EQ(events[1]["choices"][0]["text"], "b");
+  EXPECT_TRUE(events[1]["choices"][0]["finish_reason"].is_null());
+  EXPECT_EQ(events[2]["choices"][0]["index"], 1);
+  EXPECT_EQ(events[2]["choices"][0]["text"], "");
+  EXPECT_EQ(events[2]["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(events[2]["choices"][0]["stop_reason"], "###");
+  EXPECT_EQ(events[3]["choices"][0]["text"], "c");
+  // The end: choice 0 only; choice 1's was sent.
+  EXPECT_EQ(events[4]["choices"][0]["index"], 0);
+  EXPECT_EQ(events[4]["choices"][0]["finish_reason"], "length");
+  EXPECT_TRUE(done);
+}
+
 TEST_F(OpenAiResponseTest, DeltasWithoutVisibleTextSendNoChunk) {
   OpenAiResponseBuilder builder = Builder(OpenAiApi::kCompletions);
   Delta held;  // tokens whose text is held back (a possible stop string)

@@ -123,6 +123,25 @@ TEST_F(RequestConversionTest, EachBadRequestIsInvalidArgumentNamingItsField) {
 // kMaxClientMessageBytes: a 20,000-byte model name in grpc-message went past
 // the client's metadata limit (RESOURCE_EXHAUSTED instead of
 // INVALID_ARGUMENT), and raw bytes made proto3 clients refuse the response.
+TEST(DeltaToProtoTest, ASamplesEndTravelsInItsDelta) {
+  Delta delta;
+  delta.index = 2;
+  delta.token_ids = {9};
+  delta.text = "z";
+  v1::Delta plain;
+  ToProto(delta, &plain);
+  EXPECT_FALSE(plain.has_finished());
+  delta.finished = SampleResult{FinishReason::kStop, "###", 4, -1, true};
+  v1::Delta last;
+  ToProto(delta, &last);
+  ASSERT_TRUE(last.has_finished());
+  EXPECT_EQ(last.finished().index(), 2);
+  EXPECT_EQ(last.finished().finish_reason(), v1::FINISH_REASON_STOP);
+  EXPECT_EQ(last.finished().stop_reason(), "###");
+  EXPECT_EQ(last.finished().num_tokens(), 4);
+  EXPECT_EQ(last.text(), "z");
+}
+
 TEST(StatusTest, MessagesAreValidUtf8AndCutShort) {
   const grpc::Status bytes = ToGrpcStatus(absl::InvalidArgumentError("bad '\xff\xfe' word"));
   EXPECT_EQ(bytes.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
