@@ -75,6 +75,25 @@ absl::Status ValidateBatch(const BatchMetadata& batch,
     seen.assign(static_cast<size_t>(shape.num_blocks), 0);
     stamp = 0;
   }
+  // Per-thread: the sequence that writes each block in this call. Two
+  // sequences never write one block (a block being filled belongs to one
+  // sequence; shared prefix blocks are full and only read), except CUDA
+  // graph padding: one-token sequences at position 0 of one dummy block.
+  thread_local std::vector<uint64_t> writer;  // (call << 32) | sequence
+  thread_local uint32_t call = 0;
+  if (writer.size() < static_cast<size_t>(shape.num_blocks)) {
+    writer.assign(static_cast<size_t>(shape.num_blocks), 0);
+    call = 0;
+  }
+  if (++call == 0) {
+    std::fill(writer.begin(), writer.end(), 0);
+    call = 1;
+  }
+  auto is_padding = [&batch](int s) {
+    return batch.query_indptr[s + 1] - batch.query_indptr[s] == 1 &&
+           batch.kv_indptr[s + 1] - batch.kv_indptr[s] == 1 &&
+           batch.kv_last_block_len[s] == 1;
+  };
   for (int s = 0; s < num_seqs; ++s) {
     const int q_begin = batch.query_indptr[s];
     const int q_len = batch.query_indptr[s + 1] - q_begin;
@@ -127,14 +146,21 @@ absl::Status ValidateBatch(const BatchMetadata& batch,
                                     batch.positions[t], ", expected ",
                                     position));
       }
-      const int64_t slot =
-          batch.kv_indices[kv_begin + position / block_size] * block_size +
-          position % block_size;
+      const int32_t block = batch.kv_indices[kv_begin + position / block_size];
+      const int64_t slot = block * block_size + position % block_size;
       if (batch.slot_mapping[t] != slot) {
         return Invalid(absl::StrCat("token ", t, " slot ",
                                     batch.slot_mapping[t],
                                     " is not its block table's slot ", slot));
       }
+      uint64_t& written_by = writer[block];
+      const int other = static_cast<int>(written_by & 0xffffffffu);
+      if ((written_by >> 32) == call && other != s &&
+          !(is_padding(s) && is_padding(other))) {
+        return Invalid(absl::StrCat("sequences ", other, " and ", s,
+                                    " both write block ", block));
+      }
+      written_by = (uint64_t{call} << 32) | static_cast<uint32_t>(s);
     }
   }
   for (int32_t row : batch.logits_rows) {

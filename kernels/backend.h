@@ -231,8 +231,10 @@ class Backend {
 void ArgMaxRows(const float* x, int64_t rows, int64_t cols, int32_t* ids);
 
 // Checks a batch against the cache it will run on: CSR arrays consistent,
-// block ids in range, positions match the block tables, slots inside each
-// sequence's own blocks, logits rows in range.
+// block ids in range, no block twice in one table, positions match the
+// block tables, slots inside each sequence's own blocks, no block written
+// by two sequences (but CUDA graph padding's dummy block), logits rows in
+// range.
 absl::Status ValidateBatch(const BatchMetadata& batch,
                            const KvCacheShape& shape);
 

@@ -393,6 +393,43 @@ TEST_F(ValidateBatchTest, RejectsABlockNamedTwiceInOneTable) {
   EXPECT_TRUE(ValidateBatch(b, shape_).ok()) << ValidateBatch(b, shape_);
 }
 
+// Two sequences writing one block race (CUDA) or overwrite each other's
+// K/V; reading a block another sequence writes in the same step is fine
+// (every layer writes K/V before attending). CUDA graph padding writes its
+// dummy block from several one-token sequences, which is allowed.
+TEST_F(ValidateBatchTest, RejectsTwoSequencesWritingOneBlock) {
+  BatchMetadata b;
+  b.query_indptr = {0, 1, 2};
+  b.kv_indptr = {0, 1, 2};
+  b.kv_indices = {2, 2};
+  b.kv_last_block_len = {2, 3};
+  b.token_ids = {3, 4};
+  b.positions = {1, 2};
+  b.slot_mapping = {9, 10};
+  b.logits_rows = {0, 1};
+  ExpectRejected(b, "sequences 0 and 1 both write block 2");
+  // A shared full block read by both, each writing its own tail: fine.
+  b.kv_indptr = {0, 2, 4};
+  b.kv_indices = {5, 2, 5, 3};
+  b.positions = {5, 6};
+  b.slot_mapping = {9, 14};
+  EXPECT_TRUE(ValidateBatch(b, shape_).ok()) << ValidateBatch(b, shape_);
+  // Sequence 1 reads the block sequence 0 writes (a prefix hit on a block
+  // being filled): fine.
+  b.kv_indices = {5, 2, 2, 3};
+  b.slot_mapping = {9, 14};
+  EXPECT_TRUE(ValidateBatch(b, shape_).ok()) << ValidateBatch(b, shape_);
+  // A one-token sequence at position 0 writing block 2 beside a real one
+  // is not padding.
+  b.query_indptr = {0, 1, 2};
+  b.kv_indptr = {0, 2, 3};
+  b.kv_indices = {5, 2, 2};
+  b.kv_last_block_len = {2, 1};
+  b.positions = {5, 0};
+  b.slot_mapping = {9, 8};
+  ExpectRejected(b, "sequences 0 and 1 both write block 2");
+}
+
 TEST_F(ValidateBatchTest, RejectsWrongPosition) {
   BatchMetadata b = Valid();
   b.positions[0] += 1;
