@@ -1,6 +1,7 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <random>
 
@@ -37,6 +38,15 @@ struct Engine::AtomicStats {
 };
 
 namespace {
+
+// The engine's clock for every duration it reports (queue time, time to
+// first token, inter-token gaps, end to end, step phases): monotonic, so
+// that a step of the wall clock (NTP, a resumed VM) never makes one
+// negative or huge. Only differences of its values mean anything.
+absl::Time Now() {
+  return absl::UnixEpoch() +
+         absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+}
 
 // A sample's result with only its reason (length, cancel).
 SampleResult EndedWith(FinishReason reason) {
@@ -160,7 +170,7 @@ absl::Status Engine::Submit(Request request, std::shared_ptr<EventSink> sink) {
   submission.seed = request.sampling.seed.value_or(RandomSeed());
   submission.request = std::move(request);
   submission.sink = std::move(sink);
-  submission.arrival = absl::Now();
+  submission.arrival = Now();
   return queue_.Push(std::move(submission));
 }
 
@@ -239,7 +249,7 @@ void Engine::Admit(Submission submission) {
 }
 
 bool Engine::Step() {
-  const absl::Time step_start = absl::Now();
+  const absl::Time step_start = Now();
   DrainInbox();
   Batch batch = scheduler_.Schedule();
   stats_->preemptions += batch.preempted.size();
@@ -249,11 +259,11 @@ bool Engine::Step() {
     return !batch.preempted.empty();
   }
   stats_->steps++;
-  const absl::Time scheduled = absl::Now();
+  const absl::Time scheduled = Now();
   const bool only_argmax = OnlyArgMax(batch);
   const absl::Status status = only_argmax ? executor_->ExecuteArgMax(batch)
                                           : executor_->Execute(batch);
-  const absl::Time executed = absl::Now();
+  const absl::Time executed = Now();
   if (!status.ok()) {
     // The step failed as a whole: end its requests, keep serving the rest.
     // Blocks cached for this step may hold KV that was never written.
@@ -263,13 +273,13 @@ bool Engine::Step() {
     blocks_.DropUnreferencedCachedBlocks();
   } else {
     Advance(batch, scheduled);
-    const absl::Time advanced = absl::Now();
+    const absl::Time advanced = Now();
     SampleBatch(batch, only_argmax);
-    const absl::Time sampled = absl::Now();
+    const absl::Time sampled = Now();
     Emit();
     stats_->sample_ns += absl::ToInt64Nanoseconds(sampled - advanced);
     stats_->postprocess_ns +=
-        absl::ToInt64Nanoseconds((advanced - executed) + (absl::Now() - sampled));
+        absl::ToInt64Nanoseconds((advanced - executed) + (Now() - sampled));
   }
   stats_->schedule_ns += absl::ToInt64Nanoseconds(scheduled - step_start);
   stats_->execute_ns += absl::ToInt64Nanoseconds(executed - scheduled);
@@ -389,7 +399,7 @@ void Engine::DrawPending() {
 }
 
 void Engine::Emit() {
-  const absl::Time now = absl::Now();  // the step's tokens share one time
+  const absl::Time now = Now();  // the step's tokens share one time
   for (SampledStep& step : sampled_) {
     if (step.seq->request->ended) continue;
     try {
@@ -503,7 +513,7 @@ void Engine::FinishSequence(Sequence* seq, SampleResult result) {
   Finished finished;
   finished.samples = request->results;
   finished.usage = request->usage;
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   finished.timings.queue_time =
       request->first_scheduled.value_or(now) - request->arrival;
   finished.timings.time_to_first_token =

@@ -29,7 +29,7 @@ namespace weft {
 struct Submission {
   Request request;
   std::shared_ptr<EventSink> sink;
-  absl::Time arrival;
+  absl::Time arrival;  // on the engine's monotonic clock (engine.cc)
   uint64_t seed = 0;  // resolved sampling seed
 };
 
