@@ -152,13 +152,19 @@ TEST(EngineTest, CancelSendsTheTextHeldBackForAStopString) {
   EXPECT_EQ(out.text[0], five);
 }
 
-TEST(EngineTest, ParallelSamplesShareThePromptAndAreReproducible) {
-  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
-  ASSERT_TRUE(h.ok());
+// Three seeded samples of 8 tokens at temperature 1.
+Request ThreeSamples() {
   Request r = GreedyRequest("n3", RandomPrompt(10, 5), 8);
   r.sampling.temperature = 1.0f;
   r.sampling.n = 3;
   r.sampling.seed = 1234;
+  return r;
+}
+
+TEST(EngineTest, ParallelSamplesShareThePromptAndAreReproducible) {
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  const Request r = ThreeSamples();
   auto out = h.RunTogether({r});
   ASSERT_EQ(out["n3"].tokens.size(), 3u);
   EXPECT_NE(out["n3"].tokens[0], out["n3"].tokens[1]);
@@ -175,10 +181,7 @@ TEST(EngineTest, ParallelSamplesShareThePromptAndAreReproducible) {
 TEST(EngineTest, ASampleThatEndsFirstReportsItsEndInItsLastDelta) {
   EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
   ASSERT_TRUE(h.ok());
-  Request r = GreedyRequest("n3", RandomPrompt(10, 5), 8);
-  r.sampling.temperature = 1.0f;
-  r.sampling.n = 3;
-  r.sampling.seed = 1234;
+  Request r = ThreeSamples();
   const auto free = h.RunTogether({r})["n3"].tokens;
   ASSERT_EQ(free.size(), 3u);
   // A stop token that ends one sample early and that another never draws.
