@@ -78,7 +78,8 @@ absl::Status ValidateBatch(const BatchMetadata& batch,
   // Per-thread: the sequence that writes each block in this call. Two
   // sequences never write one block (a block being filled belongs to one
   // sequence; shared prefix blocks are full and only read), except CUDA
-  // graph padding: one-token sequences at position 0 of one dummy block.
+  // graph padding: one-token sequences at position 0 of the dummy block,
+  // the cache's last.
   thread_local std::vector<uint64_t> writer;  // (call << 32) | sequence
   thread_local uint32_t call = 0;
   if (writer.size() < static_cast<size_t>(shape.num_blocks)) {
@@ -89,10 +90,11 @@ absl::Status ValidateBatch(const BatchMetadata& batch,
     std::fill(writer.begin(), writer.end(), 0);
     call = 1;
   }
-  auto is_padding = [&batch](int s) {
+  auto is_padding = [&batch, &shape](int s) {
     return batch.query_indptr[s + 1] - batch.query_indptr[s] == 1 &&
            batch.kv_indptr[s + 1] - batch.kv_indptr[s] == 1 &&
-           batch.kv_last_block_len[s] == 1;
+           batch.kv_last_block_len[s] == 1 &&
+           batch.kv_indices[batch.kv_indptr[s]] == shape.num_blocks - 1;
   };
   for (int s = 0; s < num_seqs; ++s) {
     const int q_begin = batch.query_indptr[s];

@@ -1,9 +1,11 @@
 #include "server/grpc_server.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <thread>
 
@@ -121,18 +123,25 @@ void GrpcServer::Drain(absl::Duration drain) {
   const absl::Time deadline = absl::Now() + drain;
   // Shutdown closes the listening port and sends GOAWAY at once, so that
   // clients and load balancers send new calls to another replica (a call
-  // racing it is refused before it starts: gRPC clients retry those), and
-  // returns once the calls in flight have ended. They end as the engine
-  // finishes them, or with UNAVAILABLE when it stops at the deadline; what
-  // is left 5 s after that (a client not reading) is cancelled.
-  std::thread shutdown([this, deadline] {
-    server_->Shutdown(absl::ToChronoTime(deadline + absl::Seconds(5)));
+  // that races it is cancelled by gRPC: CANCELLED), and returns once every
+  // call has ended. Requests end as the engine finishes them, or with
+  // UNAVAILABLE when it stops at the deadline; calls that are left 5 s
+  // after that (a client not reading, a health Watch, an idle KServe
+  // stream) are cancelled.
+  std::promise<void> shut;
+  std::future<void> shut_down = shut.get_future();
+  std::thread shutdown([this, &shut] {
+    server_->Shutdown();
+    shut.set_value();
   });
   // The engine also runs the HTTP front end's requests.
   while (engine_->stats().num_live_requests > 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   engine_->Stop();  // what is left ends with UNAVAILABLE
+  if (shut_down.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    grpc_server_cancel_all_calls(server_->c_server());
+  }
   shutdown.join();
   server_->Wait();
   server_.reset();

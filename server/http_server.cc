@@ -1,6 +1,8 @@
 #include "server/http_server.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <optional>
@@ -166,7 +168,9 @@ class Completion {
     for (;;) {
       std::optional<StreamEvent> event = Next();
       if (!event) return std::nullopt;
-      *last = ended_;
+      // The error Next() makes up when the server stops is last too (ended_
+      // stays false: ~Completion still cancels the request).
+      *last = ended_ || std::holds_alternative<absl::Status>(*event);
       if (const Delta* delta = std::get_if<Delta>(&*event)) {
         std::string chunk = builder_.StreamDelta(*delta);
         if (!chunk.empty()) return chunk;
@@ -310,10 +314,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   http.set_payload_max_length(static_cast<size_t>(config.max_body_bytes));
   http.set_keep_alive_max_count(kKeepAliveMaxRequests);
   http.set_tcp_nodelay(true);  // SSE events are small: send each at once
-  // Called for the listening socket only: StartDraining shuts it down.
+  // Called for the listening socket only. A descriptor of our own for it:
+  // StartDraining shuts the socket down through it, whatever httplib did
+  // with its own (a number httplib closed may belong to another socket).
   http.set_socket_options([raw = server.get()](socket_t sock) {
     httplib::default_socket_options(sock);
-    raw->listen_fd_ = sock;
+    if (raw->listen_fd_ >= 0) close(raw->listen_fd_);  // an address that failed
+    raw->listen_fd_ = fcntl(sock, F_DUPFD_CLOEXEC, 0);
   });
   server->Route();
 
@@ -409,7 +416,19 @@ void HttpServer::Route() {
   // read: 411, the status for "send a Content-Length". Every OpenAI client
   // sends one with its JSON body.
   server_.set_pre_routing_handler(
-      [](const httplib::Request& request, httplib::Response& response) {
+      [this](const httplib::Request& request, httplib::Response& response) {
+        if (draining_) {
+          // The port is closed; a connection opened before gets 503 for
+          // whatever it asks and is shut, so that its client's next request
+          // finds another replica (httplib would keep it open, and its
+          // keep-alive loop would hold Stop() for up to 100 requests).
+          const absl::Status status = absl::UnavailableError("the server is shutting down");
+          if (request.path == "/v1/completions" || request.path == "/v1/chat/completions") {
+            RequestRecorder(metrics_, "").Refused(status);
+          }
+          return RefuseAndShut(request, response, 503, "Service Unavailable",
+                               "Retry-After: 1\r\n", ToHttpError(status).body);
+        }
         const bool chunked = request.has_header("Transfer-Encoding");
         // httplib reads a body for POST, PUT, PATCH and PRI to the
         // connection's end when there is no length (a DELETE without one it
@@ -497,9 +516,6 @@ void HttpServer::HandleCompletion(OpenAiApi api,
         absl::UnavailableError("the server is shutting down");
     refusals.Refused(status);
     SendError(response, status);
-    // The port is closed: the client's next request must find another
-    // replica, not this connection.
-    response.set_header("Connection", "close");
     return;
   }
   absl::StatusOr<std::string> tenant = Authenticate(http_request);
@@ -587,7 +603,6 @@ void HttpServer::HandleModels(const httplib::Request& http_request,
 void HttpServer::HandleHealth(httplib::Response& response) const {
   if (draining_) {
     SendError(response, absl::UnavailableError("the server is shutting down"));
-    response.set_header("Connection", "close");
     return;
   }
   response.status = 200;
@@ -606,11 +621,11 @@ void HttpServer::HandleMetrics(const httplib::Request&,
 void HttpServer::StartDraining() {
   draining_ = true;
   // Shutting the listening socket down refuses new connections and wakes
-  // httplib's accept with an error: its loop closes the socket and ends,
-  // and its workers finish the connections they hold. (httplib's stop()
-  // would also cut every response being streamed.) httplib's copy of the
-  // descriptor is closed but not cleared, so stop() must not run after
-  // this: it would close whatever reused the number.
+  // httplib's accept with an error: its loop closes its descriptor and
+  // ends, and its workers finish the connections they hold (the
+  // pre-routing handler answers their next request 503 and shuts them).
+  // httplib's stop() would also cut every response being streamed; and as
+  // httplib keeps the number it closed, stop() must not run after this.
   if (listen_fd_ >= 0 && !listener_closed_.exchange(true)) {
     shutdown(listen_fd_, SHUT_RDWR);
   }
@@ -627,6 +642,9 @@ void HttpServer::Stop(absl::Duration grace) {
   // interval) and cancel theirs, so that the workers can be joined.
   stopping_ = true;
   if (!listener_closed_.exchange(true)) server_.stop();
+  // The socket closes with the last descriptor: ours, now.
+  if (listen_fd_ >= 0) close(listen_fd_);
+  listen_fd_ = -1;
   listener_.join();
   if (probe_listener_.joinable()) {
     probe_server_.stop();
@@ -634,6 +652,9 @@ void HttpServer::Stop(absl::Duration grace) {
   }
 }
 
-HttpServer::~HttpServer() { Stop(absl::ZeroDuration()); }
+HttpServer::~HttpServer() {
+  Stop(absl::ZeroDuration());
+  if (listen_fd_ >= 0) close(listen_fd_);  // a start that failed
+}
 
 }  // namespace weft

@@ -60,9 +60,9 @@ class HttpServer {
   // Completions being handled or streamed (tests wait on it).
   int in_flight() const { return in_flight_; }
   // The port closes: new connections are refused, so a load balancer sends
-  // them to another replica. A connection already open gets 503 for a
-  // request it sends now (/health too) and is closed after it. Requests in
-  // flight go on. The probe port keeps answering (/health: 503).
+  // them to another replica. A connection already open gets 503 for any
+  // request it sends now and is shut. Requests in flight go on. The probe
+  // port keeps answering (/health: 503).
   void StartDraining();
   // Waits up to `grace` for requests in flight to write their last event
   // (the caller first ends them, e.g. by stopping the engine), then ends
@@ -90,8 +90,8 @@ class HttpServer {
   HttpServerConfig config_;
   int64_t created_ = 0;  // Unix seconds the server started: /v1/models
   std::atomic<bool> draining_{false};
-  // The main port's listening socket, and whether it was shut (draining)
-  // or stopped.
+  // Our own descriptor of the main port's listening socket, and whether
+  // that socket was shut (draining) or httplib stopped.
   int listen_fd_ = -1;
   std::atomic<bool> listener_closed_{false};
   // Completions whose handler or stream has not returned yet.

@@ -428,6 +428,17 @@ TEST_F(ValidateBatchTest, RejectsTwoSequencesWritingOneBlock) {
   b.positions = {5, 0};
   b.slot_mapping = {9, 8};
   ExpectRejected(b, "sequences 0 and 1 both write block 2");
+  // Nor are two such sequences on a block that is not the cache's last
+  // (two one-token prompts given one block); on the last they are.
+  b.kv_indptr = {0, 1, 2};
+  b.kv_indices = {2, 2};
+  b.kv_last_block_len = {1, 1};
+  b.positions = {0, 0};
+  b.slot_mapping = {8, 8};
+  ExpectRejected(b, "sequences 0 and 1 both write block 2");
+  b.kv_indices = {7, 7};
+  b.slot_mapping = {28, 28};
+  EXPECT_TRUE(ValidateBatch(b, shape_).ok()) << ValidateBatch(b, shape_);
 }
 
 TEST_F(ValidateBatchTest, RejectsWrongPosition) {

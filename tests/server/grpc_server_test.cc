@@ -16,6 +16,7 @@
 #include <functional>
 #include <thread>
 
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/engine/engine_harness.h"
 #include "tests/server/bad_requests.h"
@@ -439,6 +440,24 @@ TEST_F(GrpcServerTest, DrainClosesThePortAtOnceWhileRequestsAreInFlight) {
   while (reader->Read(&response)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(GrpcServerTest, ADrainWithNothingInFlightDoesNotWaitOutItsTimeoutForAWatch) {
+  // A health Watch never ends on its own (nor does an idle KServe stream):
+  // the drain cancels such calls 5 s after the engine stopped, not at its
+  // timeout.
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext context;
+  auto watch = health->Watch(&context, grpc::health::v1::HealthCheckRequest());
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  const absl::Time start = absl::Now();
+  server_->Drain(absl::Seconds(60));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  while (watch->Read(&response)) {
+  }
+  watch->Finish();
 }
 
 TEST_F(GrpcServerTest, DrainTimeoutEndsWhatIsLeftWithUnavailable) {

@@ -398,6 +398,24 @@ TEST_F(HttpServerTest, ARefusedBodyIsNeverTakenForAnotherRequest) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(4));  // closed, not timed out
 }
 
+// Sends `raw` on `fd` and reads until the server closes the connection or
+// 5 s pass; whether it closed (EOF) goes to `closed`. Closes `fd`.
+std::string ExchangeToClose(int fd, const std::string& raw, bool* closed) {
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  EXPECT_EQ(send(fd, raw.data(), raw.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(raw.size()));
+  std::string response;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) {
+    response.append(buffer, static_cast<size_t>(n));
+  }
+  *closed = n == 0;
+  close(fd);
+  return response;
+}
+
 TEST_F(HttpServerTest, DrainingClosesThePortAndRefusesWith503OnOpenConnections) {
   EXPECT_EQ(Send("GET", "/health").status, 200);
   // Two connections opened before the drain, idle in their workers.
@@ -408,15 +426,23 @@ TEST_F(HttpServerTest, DrainingClosesThePortAndRefusesWith503OnOpenConnections) 
   // New connections are refused: a load balancer tries another replica.
   EXPECT_LT(ConnectLoopback(server_->port()), 0);
   EXPECT_EQ(errno, ECONNREFUSED);
-  const std::string health = ExchangeOn(first, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-  EXPECT_TRUE(absl::StartsWith(health, "HTTP/1.1 503")) << health;
+  // An open connection gets 503 for anything and is shut: its client's
+  // next request goes elsewhere (and Stop() is not held by it).
+  bool closed = false;
+  const std::string models =
+      ExchangeToClose(first, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+  EXPECT_TRUE(absl::StartsWith(models, "HTTP/1.1 503")) << models;
+  EXPECT_TRUE(closed);
   const std::string body = Greedy({3}, 2).dump();
-  const std::string completion = ExchangeOn(
-      second, absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
-                           "Content-Type: application/json\r\nContent-Length: ",
-                           body.size(), "\r\n\r\n", body));
+  const std::string completion = ExchangeToClose(
+      second,
+      absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                   "Content-Type: application/json\r\nContent-Length: ",
+                   body.size(), "\r\n\r\n", body),
+      &closed);
   EXPECT_TRUE(absl::StartsWith(completion, "HTTP/1.1 503")) << completion;
   EXPECT_THAT(completion, ::testing::HasSubstr("\"server_error\""));
+  EXPECT_TRUE(closed);
 }
 
 TEST_F(HttpServerTest, MetricsCountHttpRequestsByTenantAndCode) {
@@ -583,6 +609,42 @@ TEST_F(HttpCancelTest, StopEndsRequestsTheEngineStillRunsAndCancelsThem) {
   harness_->engine().Step();  // takes the cancel
   EXPECT_EQ(harness_->engine().stats().num_live_requests, 0);
   EXPECT_EQ(harness_->engine().stats().generated_tokens, 0);
+}
+
+TEST_F(HttpCancelTest, AStreamThatStopEndsAfterADrainGetsItsErrorAndDone) {
+  // After StartDraining httplib is no longer told to stop (its stop() cuts
+  // streams): the error Stop() makes up must end the stream by itself.
+  std::string received;
+  std::thread reader([&] {
+    httplib::Client client = Client();
+    Json body = Greedy({3, 4, 5}, 200);
+    body["stream"] = true;
+    httplib::Request request;
+    request.method = "POST";
+    request.path = "/v1/completions";
+    request.body = body.dump();
+    request.set_header("Content-Type", "application/json");
+    request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+      received.append(data, size);
+      return true;
+    };
+    client.send(request);
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (harness_->engine().stats().num_live_requests != 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(harness_->engine().stats().num_live_requests, 1);
+  server_->StartDraining();
+  const absl::Time start = absl::Now();
+  server_->Stop(absl::Milliseconds(100));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  reader.join();
+  bool done = false;
+  const std::vector<Json> events = SseEvents(received, &done);
+  EXPECT_TRUE(done);
+  ASSERT_EQ(events.size(), 1u) << received;
+  EXPECT_EQ(events[0]["error"]["type"], "server_error");
 }
 
 TEST_F(HttpCancelTest, RequestsWithTheSameRequestIdAreSeparateInTheEngine) {
