@@ -315,8 +315,9 @@ int ConnectLoopback(int port) {
 
 // Sends `raw` on connection `fd` and returns the server's first response
 // (headers and Content-Length bytes of body), or what came before 5 s
-// passed or the server closed; then closes `fd`.
-std::string ExchangeOn(int fd, const std::string& raw) {
+// passed or the server closed; then closes `fd`. With `closed`, reads on
+// until the server closes or 5 s pass, and says whether it closed (EOF).
+std::string ExchangeOn(int fd, const std::string& raw, bool* closed = nullptr) {
   EXPECT_GE(fd, 0);
   timeval timeout{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
@@ -324,8 +325,10 @@ std::string ExchangeOn(int fd, const std::string& raw) {
             static_cast<ssize_t>(raw.size()));
   std::string response;
   char buffer[4096];
-  for (ssize_t n; (n = recv(fd, buffer, sizeof(buffer), 0)) > 0;) {
+  ssize_t n;
+  while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) {
     response.append(buffer, static_cast<size_t>(n));
+    if (closed != nullptr) continue;
     const size_t end = response.find("\r\n\r\n");
     const size_t field = response.find("Content-Length: ");
     if (end == std::string::npos || field == std::string::npos) continue;
@@ -336,6 +339,7 @@ std::string ExchangeOn(int fd, const std::string& raw) {
       break;
     }
   }
+  if (closed != nullptr) *closed = n == 0;
   close(fd);
   return response;
 }
@@ -398,24 +402,6 @@ TEST_F(HttpServerTest, ARefusedBodyIsNeverTakenForAnotherRequest) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(4));  // closed, not timed out
 }
 
-// Sends `raw` on `fd` and reads until the server closes the connection or
-// 5 s pass; whether it closed (EOF) goes to `closed`. Closes `fd`.
-std::string ExchangeToClose(int fd, const std::string& raw, bool* closed) {
-  timeval timeout{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  EXPECT_EQ(send(fd, raw.data(), raw.size(), MSG_NOSIGNAL),
-            static_cast<ssize_t>(raw.size()));
-  std::string response;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) {
-    response.append(buffer, static_cast<size_t>(n));
-  }
-  *closed = n == 0;
-  close(fd);
-  return response;
-}
-
 TEST_F(HttpServerTest, DrainingClosesThePortAndRefusesWith503OnOpenConnections) {
   EXPECT_EQ(Send("GET", "/health").status, 200);
   // Two connections opened before the drain, idle in their workers.
@@ -430,11 +416,11 @@ TEST_F(HttpServerTest, DrainingClosesThePortAndRefusesWith503OnOpenConnections) 
   // next request goes elsewhere (and Stop() is not held by it).
   bool closed = false;
   const std::string models =
-      ExchangeToClose(first, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+      ExchangeOn(first, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
   EXPECT_TRUE(absl::StartsWith(models, "HTTP/1.1 503")) << models;
   EXPECT_TRUE(closed);
   const std::string body = Greedy({3}, 2).dump();
-  const std::string completion = ExchangeToClose(
+  const std::string completion = ExchangeOn(
       second,
       absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
                    "Content-Type: application/json\r\nContent-Length: ",
@@ -503,15 +489,38 @@ class HttpCancelTest : public HttpServerTest {
  protected:
   void SetUp() override { StartServer(/*start_engine=*/false); }
 
-  // Waits until the request was accepted and its handler has given it up
-  // (which cancels it in the engine).
-  void WaitUntilAbandoned() {
+  // A streamed completion of 200 tokens whose body `received` collects.
+  static httplib::Request StreamRequest(std::string* received) {
+    Json body = Greedy({3, 4, 5}, 200);
+    body["stream"] = true;
+    httplib::Request request;
+    request.method = "POST";
+    request.path = "/v1/completions";
+    request.body = body.dump();
+    request.set_header("Content-Type", "application/json");
+    request.content_receiver = [received](const char* data, size_t size, uint64_t,
+                                          uint64_t) {
+      received->append(data, size);
+      return true;
+    };
+    return request;
+  }
+
+  // Waits until the engine holds the one request sent.
+  void WaitUntilLive() {
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
     while (harness_->engine().stats().num_live_requests != 1 &&
            absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(5));
     }
     ASSERT_EQ(harness_->engine().stats().num_live_requests, 1);
+  }
+
+  // Waits until the request was accepted and its handler has given it up
+  // (which cancels it in the engine).
+  void WaitUntilAbandoned() {
+    WaitUntilLive();
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
     while (server_->in_flight() > 0 && absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(5));
     }
@@ -521,13 +530,8 @@ class HttpCancelTest : public HttpServerTest {
 
 TEST_F(HttpCancelTest, AStreamingClientThatLeavesCancelsItsRequest) {
   httplib::Client client = Client();
-  Json body = Greedy({3, 4, 5}, 200);
-  body["stream"] = true;
-  httplib::Request request;
-  request.method = "POST";
-  request.path = "/v1/completions";
-  request.body = body.dump();
-  request.set_header("Content-Type", "application/json");
+  std::string received;
+  httplib::Request request = StreamRequest(&received);
   // Leave as soon as the response head arrives.
   request.response_handler = [](const httplib::Response&) { return false; };
   EXPECT_FALSE(client.send(request));
@@ -559,20 +563,9 @@ TEST_F(HttpCancelTest, StopEndsStreamsOfAStoppedEngineWithAnErrorEvent) {
   std::atomic<bool> head_received{false};
   std::thread reader([&] {
     httplib::Client client = Client();
-    Json body = Greedy({3, 4, 5}, 200);
-    body["stream"] = true;
-    httplib::Request request;
-    request.method = "POST";
-    request.path = "/v1/completions";
-    request.body = body.dump();
-    request.set_header("Content-Type", "application/json");
+    httplib::Request request = StreamRequest(&received);
     request.response_handler = [&](const httplib::Response&) {
       head_received = true;  // sent once the request was submitted
-      return true;
-    };
-    request.content_receiver = [&](const char* data, size_t size, uint64_t,
-                                   uint64_t) {
-      received.append(data, size);
       return true;
     };
     client.send(request);
@@ -596,12 +589,7 @@ TEST_F(HttpCancelTest, StopEndsRequestsTheEngineStillRunsAndCancelsThem) {
     HttpResult result = Post("/v1/completions", Greedy({3, 4, 5}, 200));
     EXPECT_EQ(result.status, 503) << result.body;
   });
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (harness_->engine().stats().num_live_requests != 1 &&
-         absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  ASSERT_EQ(harness_->engine().stats().num_live_requests, 1);
+  WaitUntilLive();
   const absl::Time start = absl::Now();
   server_->Stop(absl::Milliseconds(100));
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
@@ -615,26 +603,8 @@ TEST_F(HttpCancelTest, AStreamThatStopEndsAfterADrainGetsItsErrorAndDone) {
   // After StartDraining httplib is no longer told to stop (its stop() cuts
   // streams): the error Stop() makes up must end the stream by itself.
   std::string received;
-  std::thread reader([&] {
-    httplib::Client client = Client();
-    Json body = Greedy({3, 4, 5}, 200);
-    body["stream"] = true;
-    httplib::Request request;
-    request.method = "POST";
-    request.path = "/v1/completions";
-    request.body = body.dump();
-    request.set_header("Content-Type", "application/json");
-    request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
-      received.append(data, size);
-      return true;
-    };
-    client.send(request);
-  });
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (harness_->engine().stats().num_live_requests != 1 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  ASSERT_EQ(harness_->engine().stats().num_live_requests, 1);
+  std::thread reader([&] { Client().send(StreamRequest(&received)); });
+  WaitUntilLive();
   server_->StartDraining();
   const absl::Time start = absl::Now();
   server_->Stop(absl::Milliseconds(100));
