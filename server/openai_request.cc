@@ -486,11 +486,27 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view text,
       best_of && *best_of != out.request.sampling.n) {
     f.Fail(InvalidParam("best_of", "is not supported unless it equals n"));
   }
-  const std::optional<int64_t> max_tokens =
-      f.Integer("max_tokens", 1, kInt32Max);  // no overflow adding the prompt
+  std::optional<int64_t> max_tokens =
+      f.Integer("max_tokens", 0, kInt32Max);  // no overflow adding the prompt
   if (!f.ok()) return f.status();
+  if (max_tokens == 0) {
+    if (!out.echo) {
+      return InvalidParam("max_tokens",
+                          "must be at least 1 (0 only with echo: the prompt "
+                          "without a completion), got 0");
+    }
+    if (out.request.stopping.min_tokens > 0) {
+      return InvalidParam("min_tokens",
+                          absl::StrCat("must be in [0, max_tokens = 0], got ",
+                                       out.request.stopping.min_tokens));
+    }
+    out.echo_only = true;
+    max_tokens = 1;  // generated, then left out of the response
+  }
+  // The prompt's log-probs, in the legacy logprobs object before the
+  // completion's (lm-evaluation-harness scores texts this way).
   if (out.echo && out.logprobs) {
-    return InvalidParam("echo", "together with logprobs is not supported");
+    out.request.sampling.prompt_logprobs = out.top_logprobs;
   }
 
   std::string prompt_text;

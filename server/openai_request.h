@@ -43,8 +43,15 @@ struct OpenAiRequest {
   bool logprobs = false;       // report each token's log-prob
   int top_logprobs = 0;        // alternatives per token, when logprobs
   // Completions only: the prompt's text, returned before the completion.
+  // With logprobs too, the logprobs object starts with the prompt's tokens
+  // (request.sampling.prompt_logprobs is set; the first token has none).
   bool echo = false;
   std::string echo_text;
+  // Completions with echo and max_tokens 0 (OpenAI's legacy way of scoring
+  // a text, and vLLM's): the response holds the prompt only. The engine
+  // still generates one token (request.stopping.max_tokens is 1), which
+  // the response leaves out, as vLLM does.
+  bool echo_only = false;
 };
 
 // Parses JSON text nested at most 64 deep (deeper text is refused before

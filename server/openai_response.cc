@@ -72,6 +72,12 @@ OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest& request,
       continuous_usage_(request.continuous_usage),
       prompt_tokens_(static_cast<int>(request.request.prompt_ids.size())),
       echo_text_(request.echo ? request.echo_text : ""),
+      echo_logprobs_(request.api == OpenAiApi::kCompletions && request.echo &&
+                     request.logprobs),
+      echo_only_(request.echo_only),
+      first_prompt_token_(request.request.prompt_ids.empty()
+                              ? -1
+                              : request.request.prompt_ids.front()),
       id_(std::move(id)),
       model_(std::move(model)),
       created_(created),
@@ -112,8 +118,15 @@ Json OpenAiResponseBuilder::ChatLogprobEntry(int32_t token,
               {"bytes", std::move(byte_values)}};
 }
 
+void OpenAiResponseBuilder::TakePromptLogprobs(const Delta& delta) {
+  if (!echo_logprobs_) return;
+  prompt_logprobs_.insert(prompt_logprobs_.end(), delta.prompt_logprobs.begin(),
+                          delta.prompt_logprobs.end());
+}
+
 Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
-                                     TextOffset* text_offset) const {
+                                     TextOffset* text_offset,
+                                     bool with_prompt) const {
   if (!logprobs_) return nullptr;
   if (api_ == OpenAiApi::kChatCompletions) {
     Json content = Json::array();
@@ -133,21 +146,32 @@ Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
   Json logprobs = Json::array();
   Json top_logprobs = Json::array();
   Json offsets = Json::array();
-  for (const SampledToken& t : tokens) {
-    const std::string text = TokenString(tokenizer_, t.token);
+  // `scored` is null for the prompt's first token.
+  auto add = [&](int32_t token, const SampledToken* scored) {
+    const std::string text = TokenString(tokenizer_, token);
     strings.push_back(text);
-    logprobs.push_back(FiniteLogprob(t.logprob));
+    offsets.push_back(text_offset->Take(tokenizer_.TokenBytes(token)));
+    if (scored == nullptr) {
+      logprobs.push_back(nullptr);
+      top_logprobs.push_back(nullptr);
+      return;
+    }
+    logprobs.push_back(FiniteLogprob(scored->logprob));
     Json top = Json::object();
-    for (const TokenLogprob& alt : t.top) {
+    for (const TokenLogprob& alt : scored->top) {
       top[TokenString(tokenizer_, alt.token)] = FiniteLogprob(alt.logprob);
     }
     // OpenAI: "up to logprobs + 1 elements": the sampled token is always
     // among them (vLLM adds it too), even at logprobs 0 or when sampling
     // drew a token outside the top ones.
-    if (!top.contains(text)) top[text] = FiniteLogprob(t.logprob);
+    if (!top.contains(text)) top[text] = FiniteLogprob(scored->logprob);
     top_logprobs.push_back(std::move(top));
-    offsets.push_back(text_offset->Take(tokenizer_.TokenBytes(t.token)));
+  };
+  if (with_prompt && first_prompt_token_ >= 0) {
+    add(first_prompt_token_, nullptr);
+    for (const SampledToken& t : prompt_logprobs_) add(t.token, &t);
   }
+  for (const SampledToken& t : tokens) add(t.token, &t);
   return Json{{"tokens", std::move(strings)},
               {"token_logprobs", std::move(logprobs)},
               {"top_logprobs", std::move(top_logprobs)},
@@ -177,7 +201,8 @@ Json OpenAiResponseBuilder::UsageJson(const Finished& finished) const {
 Json OpenAiResponseBuilder::StreamChoice(
     int index, std::string text, const std::vector<SampledToken>& logprobs,
     Choice* choice) const {
-  if (!choice->started && !echo_text_.empty()) text = echo_text_ + text;
+  const bool first = !choice->started;
+  if (first && !echo_text_.empty()) text = echo_text_ + text;
   choice->started = true;
   Json out = {{"index", index}};
   if (api_ == OpenAiApi::kChatCompletions) {
@@ -186,7 +211,8 @@ Json OpenAiResponseBuilder::StreamChoice(
   } else {
     out["text"] = std::move(text);
   }
-  out["logprobs"] = Logprobs(logprobs, &choice->text_offset);
+  out["logprobs"] =
+      Logprobs(logprobs, &choice->text_offset, first && echo_logprobs_);
   out["finish_reason"] = nullptr;
   return out;
 }
@@ -210,15 +236,22 @@ std::string OpenAiResponseBuilder::StreamDelta(const Delta& delta) {
   if (delta.index < 0 || delta.index >= static_cast<int>(choices_.size())) {
     return "";
   }
+  TakePromptLogprobs(delta);
   Choice& choice = choices_[delta.index];
   choice.num_tokens += static_cast<int>(delta.token_ids.size());
   std::string events;
+  // echo with max_tokens 0: the prompt alone, in the choice's first chunk.
+  static const std::vector<SampledToken> kNone;
+  std::string text = echo_only_ ? std::string() : delta.text;
+  const std::vector<SampledToken>& logprobs =
+      echo_only_ ? kNone : delta.logprobs;
   // A delta may carry only held-back tokens (no text yet): send it when it
   // has something the client sees.
-  if (!delta.text.empty() || (logprobs_ && !delta.logprobs.empty())) {
+  if (!text.empty() || (logprobs_ && !logprobs.empty()) ||
+      (echo_only_ && !choice.started)) {
     Json chunk = ChoiceChunk(choice);
     chunk["choices"].push_back(
-        StreamChoice(delta.index, delta.text, delta.logprobs, &choice));
+        StreamChoice(delta.index, std::move(text), logprobs, &choice));
     events = SseEvent(chunk);
   }
   // A sample that ended before the others: its finish_reason now (vLLM).
@@ -260,6 +293,8 @@ void OpenAiResponseBuilder::Accumulate(const Delta& delta) {
   if (delta.index < 0 || delta.index >= static_cast<int>(choices_.size())) {
     return;
   }
+  TakePromptLogprobs(delta);
+  if (echo_only_) return;  // the prompt alone
   Choice& choice = choices_[delta.index];
   choice.text += delta.text;
   choice.logprobs.insert(choice.logprobs.end(), delta.logprobs.begin(),
@@ -287,7 +322,7 @@ Json OpenAiResponseBuilder::Complete(const Finished& finished) const {
       out["text"] = echo_text_ + choice.text;
     }
     TextOffset text_offset;
-    out["logprobs"] = Logprobs(choice.logprobs, &text_offset);
+    out["logprobs"] = Logprobs(choice.logprobs, &text_offset, echo_logprobs_);
     const SampleResult sample =
         i < finished.samples.size() ? finished.samples[i] : SampleResult{};
     out["finish_reason"] = FinishReasonName(sample.reason);

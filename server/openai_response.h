@@ -77,9 +77,14 @@ class OpenAiResponseBuilder {
                     Choice* choice) const;
   // The chunk with choice `index`'s finish_reason; marks it finished.
   std::string FinishChunk(int index, const SampleResult& sample);
-  // The `logprobs` object of a choice, or null when not asked for.
+  // The `logprobs` object of a choice, or null when not asked for; with
+  // `with_prompt` (completions with echo) the prompt's tokens come first:
+  // the first with null log-prob and alternatives (nothing precedes it),
+  // then the engine's prompt log-probs.
   Json Logprobs(const std::vector<SampledToken>& tokens,
-                TextOffset* text_offset) const;
+                TextOffset* text_offset, bool with_prompt = false) const;
+  // Keeps the prompt log-probs a delta carries (the request's first one).
+  void TakePromptLogprobs(const Delta& delta);
   Json ChatLogprobEntry(int32_t token, float logprob) const;
   Json UsageJson(const Finished& finished) const;
 
@@ -89,6 +94,10 @@ class OpenAiResponseBuilder {
   bool continuous_usage_;
   int prompt_tokens_;
   std::string echo_text_;  // empty unless echo
+  bool echo_logprobs_;     // completions with echo and logprobs
+  bool echo_only_;         // echo with max_tokens 0: no completion shown
+  int32_t first_prompt_token_;
+  std::vector<SampledToken> prompt_logprobs_;  // when echo_logprobs_
   std::string id_;
   std::string model_;
   int64_t created_;

@@ -7,6 +7,7 @@ flows; drain on SIGTERM."""
 import hashlib
 import http.client
 import json
+import os
 import threading
 import time
 
@@ -14,7 +15,7 @@ import grpc
 import openai
 import pytest
 
-from conftest import DEFAULT_MODEL, Server
+from conftest import DEFAULT_MODEL, REPO, Server
 
 KEY = "sk-weft-e2e"
 
@@ -175,6 +176,83 @@ def test_completion_logprobs_use_the_legacy_shape(default_server):
         assert len(top) == 2
         # Greedy: the chosen token is the most likely one.
         assert logprob == pytest.approx(max(top.values()), abs=1e-5)
+
+
+GOLDEN = os.path.join(REPO, "tests", "fixtures", "golden", "smollm2_q4_1.json")
+
+
+def test_echoed_prompt_logprobs_match_transformers(default_server):
+    """lm-evaluation-harness's loglikelihood call (echo, logprobs, the
+    prompt as token ids; max_tokens 0 as OpenAI's legacy scoring call, 1
+    as lm-eval sends it): each golden prompt followed by its 32 greedy
+    tokens, which transformers scored in float32 from the same GGUF
+    (tools/make_golden.py). Every one of those positions' log-prob, and its
+    top 5 by rank, within the golden test's 2e-2."""
+    golden = json.load(open(GOLDEN))
+    completions = client(default_server).completions
+    name = model_name(default_server)
+    worst = 0.0
+    for case in golden["prompts"]:
+        prompt = case["prompt_ids"] + [step["token"] for step in case["steps"]]
+        scored = completions.create(model=name, prompt=prompt, echo=True, logprobs=5,
+                                    max_tokens=0, temperature=0).choices[0]
+        lp = scored.logprobs
+        assert len(lp.tokens) == len(lp.token_logprobs) == len(prompt), case["name"]
+        assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+        assert all(value is not None for value in lp.token_logprobs[1:])
+        if not any(token.startswith("bytes:") for token in lp.tokens):
+            assert "".join(lp.tokens) == scored.text, case["name"]
+        assert scored.finish_reason in ("length", "stop")
+        start = len(case["prompt_ids"])
+        for i, step in enumerate(case["steps"]):
+            want = dict((token, value) for token, value in step["top5"])
+            got = lp.token_logprobs[start + i]
+            assert got == pytest.approx(want[step["token"]], abs=2e-2), (case["name"], i)
+            ranked = sorted(lp.top_logprobs[start + i].values(), reverse=True)[:5]
+            for g, w in zip(ranked, sorted(want.values(), reverse=True)):
+                assert g == pytest.approx(w, abs=2e-2), (case["name"], i)
+                worst = max(worst, abs(g - w))
+        # lm-eval's own call: max_tokens 1, the same prompt entries first.
+        one = completions.create(model=name, prompt=prompt, echo=True, logprobs=5,
+                                 max_tokens=1, temperature=0).choices[0]
+        assert one.logprobs.token_logprobs[:len(prompt)] == lp.token_logprobs
+        assert len(one.logprobs.tokens) == len(prompt) + 1
+        assert one.text.startswith(scored.text)
+    print(f"worst top-5 log-prob error against transformers: {worst:.2e}")
+
+
+def test_echoed_prompt_logprobs_stream_as_the_whole_response(default_server):
+    """Streamed, the first chunk holds the prompt's text and entries; the
+    chunks add up to the whole response's logprobs object (n 2: both
+    choices start with the prompt)."""
+    completions = client(default_server).completions
+    args = dict(model=model_name(default_server), prompt="Paris is the capital of",
+                echo=True, logprobs=2, max_tokens=4, n=2, **greedy())
+    whole = completions.create(**args)
+    joined = {0: {"text": "", "tokens": [], "token_logprobs": [], "text_offset": []},
+              1: {"text": "", "tokens": [], "token_logprobs": [], "text_offset": []}}
+    for chunk in completions.create(stream=True, **args):
+        for choice in chunk.choices:
+            part = joined[choice.index]
+            part["text"] += choice.text
+            if choice.logprobs is not None:
+                for key in ("tokens", "token_logprobs", "text_offset"):
+                    part[key] += getattr(choice.logprobs, key)
+    for choice in whole.choices:
+        part = joined[choice.index]
+        assert part["text"] == choice.text
+        assert choice.text.startswith("Paris is the capital of")
+        for key in ("tokens", "token_logprobs", "text_offset"):
+            assert part[key] == getattr(choice.logprobs, key), key
+        assert choice.logprobs.token_logprobs[0] is None
+
+
+def test_max_tokens_0_needs_echo(default_server):
+    status, body = raw_request(default_server, "POST", "/v1/completions",
+                               json.dumps({"prompt": "Hi", "max_tokens": 0}),
+                               {"Content-Type": "application/json"})
+    assert status == 400
+    assert body["error"]["param"] == "max_tokens"
 
 
 def test_chat_logprobs_use_the_content_shape(default_server):

@@ -217,6 +217,39 @@ TEST_F(OpenAiRequestTest, EchoKeepsThePromptText) {
   EXPECT_EQ(ids->echo_text, "Hello");
 }
 
+// echo with logprobs scores the prompt: its tokens' log-probs (and as many
+// alternatives as logprobs asks) come from the engine's prompt_logprobs.
+TEST_F(OpenAiRequestTest, EchoWithLogprobsAsksForThePromptsLogprobs) {
+  auto r = Parse({{"prompt", "Hello"}, {"echo", true}, {"logprobs", 3}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->request.sampling.logprobs, 3);
+  EXPECT_EQ(r->request.sampling.prompt_logprobs, 3);
+  EXPECT_FALSE(r->echo_only);
+  auto plain = Parse({{"prompt", "Hello"}, {"logprobs", 3}});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->request.sampling.prompt_logprobs, -1);
+  auto echo = Parse({{"prompt", "Hello"}, {"echo", true}});
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  EXPECT_EQ(echo->request.sampling.prompt_logprobs, -1);
+}
+
+// max_tokens 0 with echo (OpenAI's legacy scoring call, vLLM's): the
+// engine generates one token, which the response leaves out.
+TEST_F(OpenAiRequestTest, MaxTokensZeroIsTheEchoedPromptAlone) {
+  auto r = Parse({{"prompt", "Hello"}, {"echo", true}, {"logprobs", 0},
+                  {"max_tokens", 0}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->echo_only);
+  EXPECT_EQ(r->request.stopping.max_tokens, 1);
+  EXPECT_EQ(r->request.sampling.prompt_logprobs, 0);
+  auto one = Parse({{"prompt", "Hello"}, {"echo", true}, {"max_tokens", 1}});
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_FALSE(one->echo_only);
+  auto bare = Parse({{"prompt", "Hello"}, {"max_tokens", 0}});
+  EXPECT_THAT(bare, StatusIs(absl::StatusCode::kInvalidArgument, "only with echo"));
+  EXPECT_EQ(ParamOf(bare.status()), "max_tokens");
+}
+
 TEST_F(OpenAiRequestTest, AnUnknownModelIsNotFound) {
   auto r = Parse({{"model", "gpt-4"}, {"prompt", "Hi"}});
   EXPECT_THAT(r, StatusIs(absl::StatusCode::kNotFound, "gpt-4"));
@@ -381,8 +414,9 @@ std::vector<BadBody> BadBodies() {
       {"seed float", {{"prompt", "x"}, {"seed", 1.5}}, kInvalid, "seed"},
       {"suffix", {{"prompt", "x"}, {"suffix", "end"}}, kInvalid, "suffix"},
       {"best_of above n", {{"prompt", "x"}, {"best_of", 3}}, kInvalid, "best_of"},
-      {"echo with logprobs", {{"prompt", "x"}, {"echo", true}, {"logprobs", 1}},
-       kInvalid, "echo"},
+      {"min_tokens with echo and max_tokens 0",
+       {{"prompt", "x"}, {"echo", true}, {"max_tokens", 0}, {"min_tokens", 1}},
+       kInvalid, "min_tokens"},
       {"unknown model", {{"prompt", "x"}, {"model", "gpt-4"}},
        StatusCode::kNotFound, "model"},
   };

@@ -326,6 +326,109 @@ TEST_F(OpenAiResponseTest, StreamedCompletionLogprobsContinueTheTextOffset) {
   EXPECT_EQ(second[0]["choices"][0]["logprobs"]["text_offset"], Json({length}));
 }
 
+// echo with logprobs (lm-evaluation-harness's way of scoring a text): the
+// logprobs object starts with the prompt's tokens, the first with null
+// log-prob and alternatives, then the engine's prompt log-probs, then the
+// completion's; text_offset runs over the echoed prompt too.
+class EchoLogprobsTest : public OpenAiResponseTest {
+ protected:
+  OpenAiRequest EchoRequest(int n = 1, bool echo_only = false) {
+    OpenAiRequest request;
+    request.api = OpenAiApi::kCompletions;
+    request.request.sampling.n = n;
+    request.logprobs = true;
+    request.echo = true;
+    request.echo_only = echo_only;
+    request.echo_text = "ab";
+    request.request.prompt_ids = {a(), b()};
+    return request;
+  }
+  int32_t a() const { return hello_[0]; }
+  int32_t b() const { return 7; }
+  // The first delta of the request: the prompt's scores ride on it.
+  Delta FirstDelta(int index, std::string text, int32_t token) const {
+    Delta delta = TextDelta(index, std::move(text), {{token, -0.25f, {{token, -0.25f}}}});
+    delta.prompt_logprobs = {{b(), -2.0f, {{a(), -0.5f}}}};
+    return delta;
+  }
+  int64_t Length(int32_t token) const {
+    return static_cast<int64_t>(tokenizer_->TokenBytes(token).size());  // ASCII
+  }
+};
+
+TEST_F(EchoLogprobsTest, ThePromptsTokensComeFirstTheFirstWithNulls) {
+  OpenAiResponseBuilder builder(EchoRequest(), "cmpl-1", "tiny", 0, *tokenizer_);
+  builder.Accumulate(FirstDelta(0, "c", a()));
+  const Json choice = builder.Complete(Done({FinishReason::kLength}))["choices"][0];
+  EXPECT_EQ(choice["text"], "abc");
+  const Json& logprobs = choice["logprobs"];
+  const std::string ta = TokenString(*tokenizer_, a());
+  const std::string tb = TokenString(*tokenizer_, b());
+  EXPECT_EQ(logprobs["tokens"], Json({ta, tb, ta}));
+  EXPECT_EQ(logprobs["token_logprobs"], Json({nullptr, -2.0, -0.25}));
+  ASSERT_EQ(logprobs["top_logprobs"].size(), 3u);
+  EXPECT_TRUE(logprobs["top_logprobs"][0].is_null());
+  EXPECT_EQ(logprobs["top_logprobs"][1], Json({{ta, -0.5}, {tb, -2.0}}));
+  EXPECT_EQ(logprobs["top_logprobs"][2], Json({{ta, -0.25}}));
+  EXPECT_EQ(logprobs["text_offset"],
+            Json({0, Length(a()), Length(a()) + Length(b())}));
+}
+
+TEST_F(EchoLogprobsTest, MaxTokensZeroAnswersThePromptAlone) {
+  OpenAiResponseBuilder builder(EchoRequest(1, /*echo_only=*/true), "cmpl-1",
+                                "tiny", 0, *tokenizer_);
+  builder.Accumulate(FirstDelta(0, "c", a()));
+  const Json choice = builder.Complete(Done({FinishReason::kLength}))["choices"][0];
+  EXPECT_EQ(choice["text"], "ab");
+  EXPECT_EQ(choice["logprobs"]["token_logprobs"], Json({nullptr, -2.0}));
+
+  OpenAiResponseBuilder streamed(EchoRequest(1, /*echo_only=*/true), "cmpl-1",
+                                 "tiny", 0, *tokenizer_);
+  bool done = false;
+  std::string sse = streamed.StreamDelta(FirstDelta(0, "c", a()));
+  sse += streamed.StreamDelta(TextDelta(0, "d", {{a(), -0.1f, {}}}));
+  sse += streamed.StreamFinish(Done({FinishReason::kLength}));
+  const std::vector<Json> events = Events(sse, &done);
+  ASSERT_EQ(events.size(), 2u);  // the prompt, the finish
+  EXPECT_EQ(events[0]["choices"][0]["text"], "ab");
+  EXPECT_EQ(events[0]["choices"][0]["logprobs"]["token_logprobs"],
+            Json({nullptr, -2.0}));
+  EXPECT_EQ(events[1]["choices"][0]["text"], "");
+  EXPECT_EQ(events[1]["choices"][0]["finish_reason"], "length");
+  EXPECT_TRUE(done);
+}
+
+// The engine sends the prompt's scores once, with the request's first
+// delta, whichever sample it belongs to; every choice starts with them.
+TEST_F(EchoLogprobsTest, EveryChoiceStartsWithThePromptStreamedAndNot) {
+  OpenAiResponseBuilder builder(EchoRequest(2), "cmpl-1", "tiny", 0, *tokenizer_);
+  builder.Accumulate(FirstDelta(1, "c", a()));
+  builder.Accumulate(TextDelta(0, "d", {{b(), -0.75f, {}}}));
+  const Json r = builder.Complete(Done({FinishReason::kLength, FinishReason::kLength}));
+  EXPECT_EQ(r["choices"][0]["logprobs"]["token_logprobs"], Json({nullptr, -2.0, -0.75}));
+  EXPECT_EQ(r["choices"][1]["logprobs"]["token_logprobs"], Json({nullptr, -2.0, -0.25}));
+
+  OpenAiResponseBuilder streamed(EchoRequest(2), "cmpl-1", "tiny", 0, *tokenizer_);
+  bool done = false;
+  std::string sse = streamed.StreamDelta(FirstDelta(1, "c", a()));
+  sse += streamed.StreamDelta(TextDelta(0, "d", {{b(), -0.75f, {}}}));
+  sse += streamed.StreamDelta(TextDelta(0, "e", {{a(), -0.5f, {}}}));
+  const std::vector<Json> events = Events(sse, &done);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0]["choices"][0]["index"], 1);
+  EXPECT_EQ(events[0]["choices"][0]["text"], "abc");
+  EXPECT_EQ(events[0]["choices"][0]["logprobs"]["token_logprobs"],
+            Json({nullptr, -2.0, -0.25}));
+  EXPECT_EQ(events[1]["choices"][0]["index"], 0);
+  EXPECT_EQ(events[1]["choices"][0]["text"], "abd");
+  EXPECT_EQ(events[1]["choices"][0]["logprobs"]["token_logprobs"],
+            Json({nullptr, -2.0, -0.75}));
+  // Later chunks: the completion's tokens only, offsets after the prompt.
+  EXPECT_EQ(events[2]["choices"][0]["logprobs"]["token_logprobs"], Json({-0.5}));
+  EXPECT_EQ(events[2]["choices"][0]["logprobs"]["text_offset"],
+            Json({Length(a()) + Length(b()) + Length(b())}));
+}
+
 // The token whose bytes are `bytes`, or -1.
 int32_t TokenWithBytes(const Tokenizer& tokenizer, const std::string& bytes) {
   for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
