@@ -8,6 +8,7 @@
 #include <optional>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
@@ -18,6 +19,7 @@
 #include "server/openai_chat.h"
 #include "server/openai_errors.h"
 #include "server/openai_response.h"
+#include "server/prompt_batch.h"
 #include "server/status.h"
 
 namespace weft {
@@ -119,15 +121,17 @@ absl::StatusOr<OpenAiRequest> ParseBody(OpenAiApi api, const std::string& body,
 }
 
 // One accepted request, from Submit until its handler or stream is done.
-// Whatever way that ends, a request that has not ended is cancelled.
+// Whatever way that ends, a request that has not ended is cancelled (with
+// several prompts, one engine request each: all of them, unless the
+// joined Finished was taken; after an error the others go on otherwise).
 class Completion {
  public:
-  Completion(Engine* engine, std::string engine_id,
+  Completion(Engine* engine, std::vector<std::string> engine_ids,
              std::shared_ptr<StreamBuffer> buffer, OpenAiResponseBuilder builder,
              const httplib::Request& http_request, std::atomic<int>* in_flight,
              const std::atomic<bool>* stopping)
       : engine_(engine),
-        engine_id_(std::move(engine_id)),
+        engine_ids_(std::move(engine_ids)),
         buffer_(std::move(buffer)),
         builder_(std::move(builder)),
         peer_(http_request),
@@ -136,7 +140,9 @@ class Completion {
     ++*in_flight_;
   }
   ~Completion() {
-    if (!ended_) engine_->Cancel(engine_id_);
+    if (!ended_ || (!finished_ && engine_ids_.size() > 1)) {
+      for (const std::string& id : engine_ids_) engine_->Cancel(id);
+    }
     --*in_flight_;
   }
 
@@ -148,7 +154,10 @@ class Completion {
       std::optional<StreamEvent> event = buffer_->Next(kPeerCheckInterval);
       // Taken before anything else: a terminal event dropped for a gone
       // client must not make ~Completion cancel an ended id.
-      if (event) ended_ = !std::holds_alternative<Delta>(*event);
+      if (event) {
+        ended_ = !std::holds_alternative<Delta>(*event);
+        finished_ = std::holds_alternative<Finished>(*event);
+      }
       const absl::Time now = absl::Now();
       if (!event || now - last_peer_check_ >= kPeerCheckInterval) {
         last_peer_check_ = now;
@@ -186,14 +195,15 @@ class Completion {
 
  private:
   Engine* engine_;
-  std::string engine_id_;
+  std::vector<std::string> engine_ids_;  // one per prompt
   std::shared_ptr<StreamBuffer> buffer_;
   OpenAiResponseBuilder builder_;
   PeerWatch peer_;
   std::atomic<int>* in_flight_;
   const std::atomic<bool>* stopping_;  // HttpServer::stopping_
   absl::Time last_peer_check_ = absl::Now();
-  bool ended_ = false;  // the terminal event was taken
+  bool ended_ = false;     // the terminal event was taken
+  bool finished_ = false;  // and it was Finished
 };
 
 void RespondWhole(Completion& completion, httplib::Response& response) {
@@ -534,13 +544,6 @@ void HttpServer::HandleCompletion(OpenAiApi api,
     SendError(response, id.status());
     return;
   }
-  Request request = parsed->request;
-  request.tenant = *tenant;
-  // Unique per submission: X-Request-Id names the response only, so that
-  // neither another tenant, a retry with the same id, nor a gRPC request
-  // can meet this one in the engine (and a late Cancel cannot end them).
-  request.id = absl::StrCat("http/", *tenant, "/", *id, "#", ++submissions_);
-  const std::string engine_id = request.id;
   // Counted from before Submit, so that in_flight() never reads 0 while
   // an accepted request has no Completion yet.
   ++in_flight_;
@@ -549,14 +552,34 @@ void HttpServer::HandleCompletion(OpenAiApi api,
     ~Uncount() { --*n; }
   } uncount{&in_flight_};
   auto buffer = std::make_shared<StreamBuffer>();
-  if (absl::Status s = engine_->Submit(std::move(request), recorder.Wrap(buffer));
-      !s.ok()) {
-    recorder.Refused(s);
-    SendError(response, s);
-    return;
+  // Several prompts: one engine request each, their events joined.
+  const int num_prompts = parsed->num_prompts();
+  std::shared_ptr<PromptBatch> batch =
+      num_prompts > 1
+          ? PromptBatch::Create(num_prompts, parsed->request.sampling.n, buffer)
+          : nullptr;
+  std::vector<std::string> engine_ids;
+  for (int p = 0; p < num_prompts; ++p) {
+    Request request = parsed->PromptRequest(p);
+    request.tenant = *tenant;
+    // Unique per submission: X-Request-Id names the response only, so that
+    // neither another tenant, a retry with the same id, nor a gRPC request
+    // can meet this one in the engine (and a late Cancel cannot end them).
+    request.id = absl::StrCat("http/", *tenant, "/", *id, "#", ++submissions_);
+    std::string engine_id = request.id;
+    std::shared_ptr<EventSink> sink = batch ? batch->PromptSink(p) : buffer;
+    if (absl::Status s = engine_->Submit(std::move(request), recorder.Wrap(sink));
+        !s.ok()) {
+      // The prompts already queued end as cancelled (and are counted so).
+      for (const std::string& queued : engine_ids) engine_->Cancel(queued);
+      recorder.Refused(s);
+      SendError(response, s);
+      return;
+    }
+    engine_ids.push_back(std::move(engine_id));
   }
   auto completion = std::make_shared<Completion>(
-      engine_, engine_id, std::move(buffer),
+      engine_, std::move(engine_ids), std::move(buffer),
       OpenAiResponseBuilder(*parsed, *id, model_.name,
                             absl::ToUnixSeconds(absl::Now()), *model_.tokenizer),
       http_request, &in_flight_, &stopping_);

@@ -122,54 +122,87 @@ void ParseStopTokenIds(const Json& ids, const ServedModel& model,
   }
 }
 
-// The prompt of /v1/completions: a string, an array of token ids, or a
-// one-element array of either. Sets request.prompt_ids and the prompt's
-// text (for echo).
-absl::Status ParsePrompt(const Json& body, const ServedModel& model,
-                         bool add_special_tokens, Request* request,
-                         std::string* prompt_text) {
+// One prompt of /v1/completions: a string or an array of token ids.
+// Sets `ids` and the prompt's text (for echo); errors name the prompt
+// with `what` ("prompt", "prompt 3").
+absl::Status ParseOnePrompt(const Json& prompt, const ServedModel& model,
+                            bool add_special_tokens, absl::string_view what,
+                            std::vector<int32_t>* ids, std::string* text) {
+  if (prompt.is_string()) {
+    *text = prompt.get<std::string>();
+    if (text->empty()) return InvalidParam("prompt", absl::StrCat(what, " is empty"));
+    EncodeOptions options;
+    options.add_special_tokens = add_special_tokens;
+    *ids = model.tokenizer->Encode(*text, options);
+    if (ids->empty()) {
+      return InvalidParam("prompt", absl::StrCat(what, " encodes to no tokens"));
+    }
+    return absl::OkStatus();
+  }
+  if (!prompt.is_array() || prompt.empty()) {
+    return InvalidParam(
+        "prompt", absl::StrCat(what, " must be a non-empty string or a non-empty "
+                                     "array of token ids"));
+  }
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const Json& id = prompt[i];
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+        id.get<int64_t>() >= model.vocab_size) {
+      return InvalidParam(
+          "prompt", absl::StrCat(what, ": token ", i, " is not a token id in [0, ",
+                                 model.vocab_size, ")"));
+    }
+    ids->push_back(id.get<int32_t>());
+  }
+  *text = model.tokenizer->Decode(*ids, /*skip_special_tokens=*/false);
+  return absl::OkStatus();
+}
+
+// The prompts of /v1/completions: a string, an array of token ids, or an
+// array of either (up to kMaxPrompts, all of one kind, as OpenAI takes
+// them). The first goes to `first` and `first_text`, the rest to `more`.
+absl::Status ParsePrompts(const Json& body, const ServedModel& model,
+                          bool add_special_tokens, Request* first,
+                          std::string* first_text,
+                          std::vector<OpenAiPrompt>* more) {
   auto found = body.find("prompt");
   if (found == body.end() || found->is_null()) {
     return InvalidParam("prompt", "is required");
   }
-  const Json* prompt = &*found;
-  if (prompt->is_array() && !prompt->empty() && !(*prompt)[0].is_number()) {
-    if (prompt->size() > 1) {
+  const Json& prompt = *found;
+  const bool batch = prompt.is_array() && !prompt.empty() && !prompt[0].is_number();
+  if (!batch) {
+    return ParseOnePrompt(prompt, model, add_special_tokens, "prompt",
+                          &first->prompt_ids, first_text);
+  }
+  if (prompt.size() > static_cast<size_t>(kMaxPrompts)) {
+    return InvalidParam("prompt", absl::StrCat("has ", prompt.size(),
+                                               " prompts; at most ", kMaxPrompts,
+                                               " in one request"));
+  }
+  const bool strings = prompt[0].is_string();
+  for (size_t p = 0; p < prompt.size(); ++p) {
+    const std::string what =
+        prompt.size() == 1 ? "prompt" : absl::StrCat("prompt ", p);
+    if (strings ? !prompt[p].is_string() : !prompt[p].is_array()) {
       return InvalidParam(
-          "prompt", absl::StrCat("this server takes one prompt per request, "
-                                 "got ", prompt->size(),
-                                 " (send one request per prompt)"));
+          "prompt", absl::StrCat(what, " is not ",
+                                 strings ? "a string" : "an array of token ids",
+                                 " like the first (an array of prompts holds "
+                                 "strings or token-id arrays, not both)"));
     }
-    prompt = &(*prompt)[0];
-  }
-  if (prompt->is_string()) {
-    *prompt_text = prompt->get<std::string>();
-    if (prompt_text->empty()) return InvalidParam("prompt", "is empty");
-    EncodeOptions options;
-    options.add_special_tokens = add_special_tokens;
-    request->prompt_ids = model.tokenizer->Encode(*prompt_text, options);
-    if (request->prompt_ids.empty()) {
-      return InvalidParam("prompt", "encodes to no tokens");
+    std::vector<int32_t>* ids = &first->prompt_ids;
+    std::string* text = first_text;
+    if (p > 0) {
+      more->emplace_back();
+      ids = &more->back().ids;
+      text = &more->back().echo_text;
     }
-    return absl::OkStatus();
-  }
-  if (!prompt->is_array() || prompt->empty()) {
-    return InvalidParam(
-        "prompt", "must be a non-empty string, a non-empty array of token ids, "
-                  "or a one-element array of either");
-  }
-  for (size_t i = 0; i < prompt->size(); ++i) {
-    const Json& id = (*prompt)[i];
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
-        id.get<int64_t>() >= model.vocab_size) {
-      return InvalidParam(
-          "prompt", absl::StrCat("token ", i, " is not a token id in [0, ",
-                                 model.vocab_size, ")"));
+    if (auto s = ParseOnePrompt(prompt[p], model, add_special_tokens, what, ids, text);
+        !s.ok()) {
+      return s;
     }
-    request->prompt_ids.push_back(id.get<int32_t>());
   }
-  *prompt_text = model.tokenizer->Decode(request->prompt_ids,
-                                         /*skip_special_tokens=*/false);
   return absl::OkStatus();
 }
 
@@ -510,8 +543,8 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view text,
   }
 
   std::string prompt_text;
-  if (auto s = ParsePrompt(*body, model, add_special_tokens, &out.request,
-                           &prompt_text);
+  if (auto s = ParsePrompts(*body, model, add_special_tokens, &out.request,
+                            &prompt_text, &out.more_prompts);
       !s.ok()) {
     return s;
   }
@@ -522,8 +555,40 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view text,
       !s.ok()) {
     return s;
   }
+  for (OpenAiPrompt& more : out.more_prompts) {
+    if (!out.echo) more.echo_text.clear();
+    Request request;
+    request.prompt_ids = std::move(more.ids);
+    if (auto s = ResolveMaxTokens(max_tokens, "max_tokens",
+                                  kDefaultCompletionMaxTokens, "prompt", model,
+                                  &request);
+        !s.ok()) {
+      return s;
+    }
+    more.ids = std::move(request.prompt_ids);
+    more.max_tokens = request.stopping.max_tokens;
+  }
   if (auto s = ValidateRuntimeParams(model, out.request); !s.ok()) return s;
+  for (int p = 1; p < out.num_prompts(); ++p) {
+    if (auto s = ValidateRuntimeParams(model, out.PromptRequest(p)); !s.ok()) {
+      return s;
+    }
+  }
   return out;
+}
+
+Request OpenAiRequest::PromptRequest(int p) const {
+  Request out = request;
+  if (p > 0) {
+    const OpenAiPrompt& prompt = more_prompts[static_cast<size_t>(p - 1)];
+    out.prompt_ids = prompt.ids;
+    out.stopping.max_tokens = prompt.max_tokens;
+  }
+  return out;
+}
+
+const std::string& OpenAiRequest::EchoText(int p) const {
+  return p == 0 ? echo_text : more_prompts[static_cast<size_t>(p - 1)].echo_text;
 }
 
 }  // namespace weft

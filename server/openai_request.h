@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -29,6 +30,17 @@ enum class OpenAiApi { kCompletions, kChatCompletions };
 // Default max_tokens of /v1/completions (OpenAI's and vLLM's), capped by
 // what fits in the context. Chat defaults to all that fits.
 inline constexpr int kDefaultCompletionMaxTokens = 16;
+
+// At most this many prompts in one completions request (OpenAI allows
+// several; each runs as its own engine request).
+inline constexpr int kMaxPrompts = 256;
+
+// A completions prompt after the first of a batch (the first is `request`).
+struct OpenAiPrompt {
+  std::vector<int32_t> ids;
+  std::string echo_text;  // when echo
+  int max_tokens = 0;     // resolved against this prompt's room
+};
 
 struct OpenAiRequest {
   OpenAiApi api = OpenAiApi::kCompletions;
@@ -52,6 +64,16 @@ struct OpenAiRequest {
   // still generates one token (request.stopping.max_tokens is 1), which
   // the response leaves out, as vLLM does.
   bool echo_only = false;
+  // Completions whose `prompt` is an array of strings or of token-id
+  // arrays: the prompts after the first. Each runs as its own engine
+  // request with `request`'s parameters; choice p·n + i of the response is
+  // prompt p's sample i (OpenAI's and vLLM's order).
+  std::vector<OpenAiPrompt> more_prompts;
+
+  int num_prompts() const { return 1 + static_cast<int>(more_prompts.size()); }
+  // Prompt p's engine request (0: `request`), id and tenant as `request`'s.
+  Request PromptRequest(int p) const;
+  const std::string& EchoText(int p) const;
 };
 
 // Parses JSON text nested at most 64 deep (deeper text is refused before

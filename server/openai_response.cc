@@ -1,5 +1,6 @@
 #include "server/openai_response.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -70,19 +71,26 @@ OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest& request,
       logprobs_(request.logprobs),
       include_usage_(request.include_usage),
       continuous_usage_(request.continuous_usage),
-      prompt_tokens_(static_cast<int>(request.request.prompt_ids.size())),
-      echo_text_(request.echo ? request.echo_text : ""),
       echo_logprobs_(request.api == OpenAiApi::kCompletions && request.echo &&
                      request.logprobs),
       echo_only_(request.echo_only),
-      first_prompt_token_(request.request.prompt_ids.empty()
-                              ? -1
-                              : request.request.prompt_ids.front()),
+      n_(std::max(1, request.request.sampling.n)),
+      prompts_(static_cast<size_t>(request.num_prompts())),
       id_(std::move(id)),
       model_(std::move(model)),
       created_(created),
       tokenizer_(tokenizer),
-      choices_(request.request.sampling.n) {}
+      choices_(static_cast<size_t>(request.num_prompts() * n_)) {
+  for (int p = 0; p < request.num_prompts(); ++p) {
+    const Request engine_request = request.PromptRequest(p);
+    Prompt& prompt = prompts_[static_cast<size_t>(p)];
+    prompt.num_tokens = static_cast<int>(engine_request.prompt_ids.size());
+    if (!engine_request.prompt_ids.empty()) {
+      prompt.first_token = engine_request.prompt_ids.front();
+    }
+    if (request.echo) prompt.echo_text = request.EchoText(p);
+  }
+}
 
 Json OpenAiResponseBuilder::ChunkHeader() const {
   Json chunk = {
@@ -98,12 +106,14 @@ Json OpenAiResponseBuilder::ChunkHeader() const {
   return chunk;
 }
 
-Json OpenAiResponseBuilder::ChoiceChunk(const Choice& choice) const {
+Json OpenAiResponseBuilder::ChoiceChunk(int index) const {
   Json chunk = ChunkHeader();
   if (continuous_usage_) {
-    chunk["usage"] = Json{{"prompt_tokens", prompt_tokens_},
-                          {"completion_tokens", choice.num_tokens},
-                          {"total_tokens", prompt_tokens_ + choice.num_tokens}};
+    const int prompt_tokens = PromptOf(index).num_tokens;
+    const int completion_tokens = choices_[static_cast<size_t>(index)].num_tokens;
+    chunk["usage"] = Json{{"prompt_tokens", prompt_tokens},
+                          {"completion_tokens", completion_tokens},
+                          {"total_tokens", prompt_tokens + completion_tokens}};
   }
   return chunk;
 }
@@ -119,14 +129,15 @@ Json OpenAiResponseBuilder::ChatLogprobEntry(int32_t token,
 }
 
 void OpenAiResponseBuilder::TakePromptLogprobs(const Delta& delta) {
-  if (!echo_logprobs_) return;
-  prompt_logprobs_.insert(prompt_logprobs_.end(), delta.prompt_logprobs.begin(),
-                          delta.prompt_logprobs.end());
+  if (!echo_logprobs_ || delta.prompt_logprobs.empty()) return;
+  std::vector<SampledToken>& logprobs = prompts_[delta.index / n_].logprobs;
+  logprobs.insert(logprobs.end(), delta.prompt_logprobs.begin(),
+                  delta.prompt_logprobs.end());
 }
 
 Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
                                      TextOffset* text_offset,
-                                     bool with_prompt) const {
+                                     const Prompt* prompt) const {
   if (!logprobs_) return nullptr;
   if (api_ == OpenAiApi::kChatCompletions) {
     Json content = Json::array();
@@ -167,9 +178,9 @@ Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
     if (!top.contains(text)) top[text] = FiniteLogprob(scored->logprob);
     top_logprobs.push_back(std::move(top));
   };
-  if (with_prompt && first_prompt_token_ >= 0) {
-    add(first_prompt_token_, nullptr);
-    for (const SampledToken& t : prompt_logprobs_) add(t.token, &t);
+  if (prompt != nullptr && prompt->first_token >= 0) {
+    add(prompt->first_token, nullptr);
+    for (const SampledToken& t : prompt->logprobs) add(t.token, &t);
   }
   for (const SampledToken& t : tokens) add(t.token, &t);
   return Json{{"tokens", std::move(strings)},
@@ -202,7 +213,8 @@ Json OpenAiResponseBuilder::StreamChoice(
     int index, std::string text, const std::vector<SampledToken>& logprobs,
     Choice* choice) const {
   const bool first = !choice->started;
-  if (first && !echo_text_.empty()) text = echo_text_ + text;
+  const Prompt& prompt = PromptOf(index);
+  if (first && !prompt.echo_text.empty()) text = prompt.echo_text + text;
   choice->started = true;
   Json out = {{"index", index}};
   if (api_ == OpenAiApi::kChatCompletions) {
@@ -211,8 +223,8 @@ Json OpenAiResponseBuilder::StreamChoice(
   } else {
     out["text"] = std::move(text);
   }
-  out["logprobs"] =
-      Logprobs(logprobs, &choice->text_offset, first && echo_logprobs_);
+  out["logprobs"] = Logprobs(logprobs, &choice->text_offset,
+                             first && echo_logprobs_ ? &prompt : nullptr);
   out["finish_reason"] = nullptr;
   return out;
 }
@@ -221,7 +233,7 @@ std::string OpenAiResponseBuilder::StreamStart() {
   if (api_ != OpenAiApi::kChatCompletions) return "";
   std::string events;
   for (size_t i = 0; i < choices_.size(); ++i) {
-    Json chunk = ChoiceChunk(choices_[i]);
+    Json chunk = ChoiceChunk(static_cast<int>(i));
     chunk["choices"].push_back(
         Json{{"index", i},
              {"delta", {{"role", "assistant"}, {"content", ""}}},
@@ -249,7 +261,7 @@ std::string OpenAiResponseBuilder::StreamDelta(const Delta& delta) {
   // has something the client sees.
   if (!text.empty() || (logprobs_ && !logprobs.empty()) ||
       (echo_only_ && !choice.started)) {
-    Json chunk = ChoiceChunk(choice);
+    Json chunk = ChoiceChunk(delta.index);
     chunk["choices"].push_back(
         StreamChoice(delta.index, std::move(text), logprobs, &choice));
     events = SseEvent(chunk);
@@ -265,7 +277,7 @@ std::string OpenAiResponseBuilder::FinishChunk(int index,
                                                const SampleResult& sample) {
   Choice& choice = choices_[index];
   choice.finished = true;
-  Json chunk = ChoiceChunk(choice);
+  Json chunk = ChoiceChunk(index);
   Json out = StreamChoice(index, "", {}, &choice);
   out["finish_reason"] = FinishReasonName(sample.reason);
   out["stop_reason"] = StopReason(sample);
@@ -319,10 +331,12 @@ Json OpenAiResponseBuilder::Complete(const Finished& finished) const {
                         {"content", choice.text},
                         {"refusal", nullptr}};
     } else {
-      out["text"] = echo_text_ + choice.text;
+      out["text"] = PromptOf(static_cast<int>(i)).echo_text + choice.text;
     }
     TextOffset text_offset;
-    out["logprobs"] = Logprobs(choice.logprobs, &text_offset, echo_logprobs_);
+    out["logprobs"] =
+        Logprobs(choice.logprobs, &text_offset,
+                 echo_logprobs_ ? &PromptOf(static_cast<int>(i)) : nullptr);
     const SampleResult sample =
         i < finished.samples.size() ? finished.samples[i] : SampleResult{};
     out["finish_reason"] = FinishReasonName(sample.reason);

@@ -69,20 +69,32 @@ class OpenAiResponseBuilder {
     bool finished = false;   // streaming: its finish_reason was sent
   };
 
+  // What the response shows of one prompt (a completions request may have
+  // several; choice c belongs to prompt c / n).
+  struct Prompt {
+    int num_tokens = 0;
+    int32_t first_token = -1;
+    std::string echo_text;  // empty unless echo
+    // Its tokens' scores after the first (echo with logprobs), from the
+    // first delta of its engine request.
+    std::vector<SampledToken> logprobs;
+  };
+
+  const Prompt& PromptOf(int choice) const { return prompts_[choice / n_]; }
   Json ChunkHeader() const;
-  // A chunk for one choice: with continuous usage, its usage so far.
-  Json ChoiceChunk(const Choice& choice) const;
+  // A chunk for choice `index`: with continuous usage, its usage so far.
+  Json ChoiceChunk(int index) const;
   Json StreamChoice(int index, std::string text,
                     const std::vector<SampledToken>& logprobs,
                     Choice* choice) const;
   // The chunk with choice `index`'s finish_reason; marks it finished.
   std::string FinishChunk(int index, const SampleResult& sample);
   // The `logprobs` object of a choice, or null when not asked for; with
-  // `with_prompt` (completions with echo) the prompt's tokens come first:
+  // `prompt` (completions with echo and logprobs) its tokens come first:
   // the first with null log-prob and alternatives (nothing precedes it),
   // then the engine's prompt log-probs.
   Json Logprobs(const std::vector<SampledToken>& tokens,
-                TextOffset* text_offset, bool with_prompt = false) const;
+                TextOffset* text_offset, const Prompt* prompt = nullptr) const;
   // Keeps the prompt log-probs a delta carries (the request's first one).
   void TakePromptLogprobs(const Delta& delta);
   Json ChatLogprobEntry(int32_t token, float logprob) const;
@@ -92,12 +104,10 @@ class OpenAiResponseBuilder {
   bool logprobs_;
   bool include_usage_;
   bool continuous_usage_;
-  int prompt_tokens_;
-  std::string echo_text_;  // empty unless echo
   bool echo_logprobs_;     // completions with echo and logprobs
   bool echo_only_;         // echo with max_tokens 0: no completion shown
-  int32_t first_prompt_token_;
-  std::vector<SampledToken> prompt_logprobs_;  // when echo_logprobs_
+  int n_;                  // choices per prompt
+  std::vector<Prompt> prompts_;
   std::string id_;
   std::string model_;
   int64_t created_;

@@ -247,6 +247,54 @@ def test_echoed_prompt_logprobs_stream_as_the_whole_response(default_server):
         assert choice.logprobs.token_logprobs[0] is None
 
 
+def test_several_prompts_answer_as_each_alone(pb, default_server):
+    """An array of prompts (strings, or token-id arrays as lm-eval batches
+    them): choice p·n + i is prompt p's sample i, equal to that prompt
+    sent alone, streamed and not; usage adds up; nothing stays live."""
+    completions = client(default_server).completions
+    name = model_name(default_server)
+    prompts = ["The capital of France is", "1, 2, 3,", "def add(a, b):"]
+    alone = [completions.create(model=name, prompt=p, max_tokens=6, **greedy()) for p in prompts]
+    whole = completions.create(model=name, prompt=prompts, max_tokens=6, n=2, **greedy())
+    assert [c.index for c in whole.choices] == list(range(6))
+    for p, single in enumerate(alone):
+        for i in range(2):
+            assert whole.choices[2 * p + i].text == single.choices[0].text, (p, i)
+    assert whole.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone)
+    assert whole.usage.completion_tokens == 2 * sum(a.usage.completion_tokens for a in alone)
+
+    texts = {}
+    for chunk in completions.create(model=name, prompt=prompts, max_tokens=6, stream=True,
+                                    stream_options={"include_usage": True}, **greedy()):
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+        if chunk.usage is not None:
+            assert chunk.usage.prompt_tokens == whole.usage.prompt_tokens
+    assert texts == {p: a.choices[0].text for p, a in enumerate(alone)}
+
+    # Token-id prompts with echo and logprobs: each choice scores its own.
+    ids = [list(range(100, 110)), list(range(200, 204))]
+    scored = completions.create(model=name, prompt=ids, echo=True, logprobs=1, max_tokens=0)
+    for choice, prompt in zip(scored.choices, ids):
+        assert len(choice.logprobs.tokens) == len(prompt)
+        assert choice.logprobs.token_logprobs[0] is None
+    deadline = time.time() + 5
+    while load(pb, default_server).live_requests and time.time() < deadline:
+        time.sleep(0.05)
+    assert load(pb, default_server).live_requests == 0
+
+
+def test_a_bad_prompt_in_a_batch_refuses_the_request(default_server):
+    for prompt, why in (([[1, 2], "x"], "not both"), (["a", ""], "prompt 1 is empty"),
+                        (["x"] * 257, "at most 256")):
+        status, body = raw_request(default_server, "POST", "/v1/completions",
+                                   json.dumps({"prompt": prompt}),
+                                   {"Content-Type": "application/json"})
+        assert status == 400, prompt
+        assert body["error"]["param"] == "prompt"
+        assert why in body["error"]["message"], body
+
+
 def test_max_tokens_0_needs_echo(default_server):
     status, body = raw_request(default_server, "POST", "/v1/completions",
                                json.dumps({"prompt": "Hi", "max_tokens": 0}),

@@ -250,6 +250,34 @@ TEST_F(OpenAiRequestTest, MaxTokensZeroIsTheEchoedPromptAlone) {
   EXPECT_EQ(ParamOf(bare.status()), "max_tokens");
 }
 
+// Several prompts (strings or token-id arrays) run as one engine request
+// each, with the same parameters; max_tokens' default is capped by each
+// prompt's own room.
+TEST_F(OpenAiRequestTest, SeveralPromptsEachBecomeAnEngineRequest) {
+  auto r = Parse({{"prompt", {"Hello", "Hello Hello"}}, {"echo", true},
+                  {"temperature", 0.5}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->num_prompts(), 2);
+  EXPECT_EQ(r->PromptRequest(0).prompt_ids, Encode("Hello", true));
+  EXPECT_EQ(r->PromptRequest(1).prompt_ids, Encode("Hello Hello", true));
+  EXPECT_EQ(r->PromptRequest(1).sampling.temperature, 0.5f);
+  EXPECT_EQ(r->EchoText(0), "Hello");
+  EXPECT_EQ(r->EchoText(1), "Hello Hello");
+  auto ids = Parse({{"prompt", Json::array({Encode("Hello", false),
+                                            Encode("Hello Hello", false)})}});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  ASSERT_EQ(ids->num_prompts(), 2);
+  EXPECT_EQ(ids->PromptRequest(1).prompt_ids, Encode("Hello Hello", false));
+  EXPECT_EQ(ids->EchoText(1), "");  // no echo asked for
+  // A prompt near the context's end gets only its own room.
+  const std::vector<int32_t> near_end(static_cast<size_t>(model_.max_model_len - 3),
+                                      Encode("Hello", false)[0]);
+  auto capped = Parse({{"prompt", Json::array({Encode("Hello", false), near_end})}});
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_EQ(capped->PromptRequest(0).stopping.max_tokens, kDefaultCompletionMaxTokens);
+  EXPECT_EQ(capped->PromptRequest(1).stopping.max_tokens, 3);
+}
+
 TEST_F(OpenAiRequestTest, AnUnknownModelIsNotFound) {
   auto r = Parse({{"model", "gpt-4"}, {"prompt", "Hi"}});
   EXPECT_THAT(r, StatusIs(absl::StatusCode::kNotFound, "gpt-4"));
@@ -331,7 +359,14 @@ std::vector<BadBody> BadBodies() {
       {"null prompt", {{"prompt", nullptr}}, kInvalid, "prompt"},
       {"empty prompt", {{"prompt", ""}}, kInvalid, "prompt"},
       {"empty prompt array", {{"prompt", Json::array()}}, kInvalid, "prompt"},
-      {"two prompts", {{"prompt", {"a", "b"}}}, kInvalid, "prompt"},
+      {"a string among token arrays",
+       {{"prompt", Json::array({Json::array({1, 2}), "b"})}}, kInvalid, "prompt"},
+      {"an empty prompt in a batch", {{"prompt", {"a", ""}}}, kInvalid, "prompt"},
+      {"a bad token in a batch",
+       {{"prompt", Json::array({Json::array({1}), Json::array({-1})})}}, kInvalid,
+       "prompt"},
+      {"too many prompts", {{"prompt", std::vector<std::string>(kMaxPrompts + 1, "a")}},
+       kInvalid, "prompt"},
       {"prompt object", {{"prompt", {{"a", 1}}}}, kInvalid, "prompt"},
       {"negative token", {{"prompt", {1, -2}}}, kInvalid, "prompt"},
       {"token past vocab", {{"prompt", {1, 100000}}}, kInvalid, "prompt"},

@@ -429,6 +429,37 @@ TEST_F(EchoLogprobsTest, EveryChoiceStartsWithThePromptStreamedAndNot) {
             Json({Length(a()) + Length(b()) + Length(b())}));
 }
 
+// Several prompts: choice p·n + i shows prompt p's echo, prompt entries and
+// (with continuous usage) prompt token count.
+TEST_F(EchoLogprobsTest, EachPromptsChoicesShowThatPrompt) {
+  OpenAiRequest request = EchoRequest();
+  request.more_prompts.push_back({{b(), a(), a()}, "baa", 5});
+  request.stream = true;
+  request.include_usage = request.continuous_usage = true;
+  OpenAiResponseBuilder builder(request, "cmpl-1", "tiny", 0, *tokenizer_);
+  builder.Accumulate(FirstDelta(0, "c", a()));
+  Delta second = TextDelta(1, "d", {{b(), -0.75f, {}}});
+  second.prompt_logprobs = {{a(), -1.0f, {}}, {a(), -3.0f, {}}};
+  builder.Accumulate(second);
+  const Json r = builder.Complete(Done({FinishReason::kLength, FinishReason::kStop}));
+  ASSERT_EQ(r["choices"].size(), 2u);
+  EXPECT_EQ(r["choices"][0]["text"], "abc");
+  EXPECT_EQ(r["choices"][1]["text"], "baad");
+  EXPECT_EQ(r["choices"][0]["logprobs"]["token_logprobs"], Json({nullptr, -2.0, -0.25}));
+  EXPECT_EQ(r["choices"][1]["logprobs"]["token_logprobs"],
+            Json({nullptr, -1.0, -3.0, -0.75}));
+  EXPECT_EQ(r["choices"][1]["finish_reason"], "stop");
+
+  OpenAiResponseBuilder streamed(request, "cmpl-1", "tiny", 0, *tokenizer_);
+  bool done = false;
+  const std::vector<Json> events = Events(streamed.StreamDelta(second), &done);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0]["choices"][0]["index"], 1);
+  EXPECT_EQ(events[0]["choices"][0]["text"], "baad");
+  EXPECT_EQ(events[0]["usage"]["prompt_tokens"], 3);
+  EXPECT_EQ(events[0]["usage"]["completion_tokens"], 1);
+}
+
 // The token whose bytes are `bytes`, or -1.
 int32_t TokenWithBytes(const Tokenizer& tokenizer, const std::string& bytes) {
   for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
