@@ -164,14 +164,29 @@ absl::Status Engine::Validate(const Request& r) const {
 }
 
 absl::Status Engine::Submit(Request request, std::shared_ptr<EventSink> sink) {
-  if (sink == nullptr) return absl::InvalidArgumentError("sink: missing");
-  if (auto s = Validate(request); !s.ok()) return s;
-  Submission submission;
-  submission.seed = request.sampling.seed.value_or(RandomSeed());
-  submission.request = std::move(request);
-  submission.sink = std::move(sink);
-  submission.arrival = Now();
-  return queue_.Push(std::move(submission));
+  std::vector<std::pair<Request, std::shared_ptr<EventSink>>> one;
+  one.emplace_back(std::move(request), std::move(sink));
+  return SubmitAll(std::move(one));
+}
+
+absl::Status Engine::SubmitAll(
+    std::vector<std::pair<Request, std::shared_ptr<EventSink>>> requests) {
+  for (const auto& [request, sink] : requests) {
+    if (sink == nullptr) return absl::InvalidArgumentError("sink: missing");
+    if (auto s = Validate(request); !s.ok()) return s;
+  }
+  std::vector<Submission> submissions;
+  submissions.reserve(requests.size());
+  const absl::Time arrival = Now();
+  for (auto& [request, sink] : requests) {
+    Submission submission;
+    submission.seed = request.sampling.seed.value_or(RandomSeed());
+    submission.request = std::move(request);
+    submission.sink = std::move(sink);
+    submission.arrival = arrival;
+    submissions.push_back(std::move(submission));
+  }
+  return queue_.PushAll(std::move(submissions));
 }
 
 void Engine::Cancel(const std::string& id) { queue_.Cancel(id); }

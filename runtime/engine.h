@@ -12,6 +12,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -84,6 +86,10 @@ class Engine {
   // InvalidArgument naming the field, AlreadyExists, ResourceExhausted,
   // Unavailable after Stop().
   absl::Status Submit(Request request, std::shared_ptr<EventSink> sink);
+  // Several requests (a completions call with several prompts), admitted
+  // all together or not at all: validated first, then queued at once.
+  absl::Status SubmitAll(
+      std::vector<std::pair<Request, std::shared_ptr<EventSink>>> requests);
   // Ends the request with FinishReason::kCancelled within one step.
   void Cancel(const std::string& id);
 

@@ -21,17 +21,26 @@ RequestQueue::RequestQueue(int max_live_requests)
     : max_live_(max_live_requests) {}
 
 absl::Status RequestQueue::Push(Submission submission) {
+  std::vector<Submission> one;
+  one.push_back(std::move(submission));
+  return PushAll(std::move(one));
+}
+
+absl::Status RequestQueue::PushAll(std::vector<Submission> submissions) {
   absl::MutexLock lock(&mu_);
   if (closed_) return absl::UnavailableError("the engine is shutting down");
-  if (static_cast<int>(live_.size()) >= max_live_) {
+  if (live_.size() + submissions.size() > static_cast<size_t>(max_live_)) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "too many requests in flight (", max_live_, "); retry later"));
   }
-  if (!live_.insert(submission.request.id).second) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "request id '", submission.request.id, "' is already in flight"));
+  for (size_t i = 0; i < submissions.size(); ++i) {
+    if (!live_.insert(submissions[i].request.id).second) {
+      for (size_t j = 0; j < i; ++j) live_.erase(submissions[j].request.id);
+      return absl::AlreadyExistsError(absl::StrCat(
+          "request id '", submissions[i].request.id, "' is already in flight"));
+    }
   }
-  submissions_.push_back(std::move(submission));
+  for (Submission& s : submissions) submissions_.push_back(std::move(s));
   return absl::OkStatus();
 }
 

@@ -41,6 +41,9 @@ class RequestQueue {
   // Front end, any thread. AlreadyExists for a live id, ResourceExhausted
   // when full, Unavailable once closed.
   absl::Status Push(Submission submission);
+  // All of `submissions` or none of them (the same errors; AlreadyExists
+  // also for an id given twice).
+  absl::Status PushAll(std::vector<Submission> submissions);
   // Unknown or ended ids are ignored.
   void Cancel(const std::string& id);
 

@@ -551,13 +551,28 @@ void HttpServer::HandleCompletion(OpenAiApi api,
     std::atomic<int>* n;
     ~Uncount() { --*n; }
   } uncount{&in_flight_};
-  auto buffer = std::make_shared<StreamBuffer>();
-  // Several prompts: one engine request each, their events joined.
+  // Several prompts: one engine request each, their events joined, all
+  // admitted together or not at all.
   const int num_prompts = parsed->num_prompts();
+  if (num_prompts > engine_->config().max_live_requests) {
+    const absl::Status status = InvalidParam(
+        "prompt", absl::StrCat("has ", num_prompts, " prompts; this server "
+                               "takes at most ", engine_->config().max_live_requests,
+                               " requests in flight (--max_live_requests)"));
+    recorder.Refused(status);
+    SendError(response, status);
+    return;
+  }
+  // Built before anything is queued: nothing below can throw and leave a
+  // queued request nobody cancels.
+  OpenAiResponseBuilder builder(*parsed, *id, model_.name,
+                                absl::ToUnixSeconds(absl::Now()), *model_.tokenizer);
+  auto buffer = std::make_shared<StreamBuffer>();
   std::shared_ptr<PromptBatch> batch =
       num_prompts > 1
           ? PromptBatch::Create(num_prompts, parsed->request.sampling.n, buffer)
           : nullptr;
+  std::vector<std::pair<Request, std::shared_ptr<EventSink>>> requests;
   std::vector<std::string> engine_ids;
   for (int p = 0; p < num_prompts; ++p) {
     Request request = parsed->PromptRequest(p);
@@ -566,22 +581,17 @@ void HttpServer::HandleCompletion(OpenAiApi api,
     // neither another tenant, a retry with the same id, nor a gRPC request
     // can meet this one in the engine (and a late Cancel cannot end them).
     request.id = absl::StrCat("http/", *tenant, "/", *id, "#", ++submissions_);
-    std::string engine_id = request.id;
-    std::shared_ptr<EventSink> sink = batch ? batch->PromptSink(p) : buffer;
-    if (absl::Status s = engine_->Submit(std::move(request), recorder.Wrap(sink));
-        !s.ok()) {
-      // The prompts already queued end as cancelled (and are counted so).
-      for (const std::string& queued : engine_ids) engine_->Cancel(queued);
-      recorder.Refused(s);
-      SendError(response, s);
-      return;
-    }
-    engine_ids.push_back(std::move(engine_id));
+    engine_ids.push_back(request.id);
+    requests.emplace_back(std::move(request),
+                          recorder.Wrap(batch ? batch->PromptSink(p) : buffer));
+  }
+  if (absl::Status s = engine_->SubmitAll(std::move(requests)); !s.ok()) {
+    recorder.Refused(s);
+    SendError(response, s);
+    return;
   }
   auto completion = std::make_shared<Completion>(
-      engine_, std::move(engine_ids), std::move(buffer),
-      OpenAiResponseBuilder(*parsed, *id, model_.name,
-                            absl::ToUnixSeconds(absl::Now()), *model_.tokenizer),
+      engine_, std::move(engine_ids), std::move(buffer), std::move(builder),
       http_request, &in_flight_, &stopping_);
   if (parsed->stream) {
     RespondStream(std::move(completion), response);

@@ -458,14 +458,15 @@ absl::Status ResolveMaxTokens(std::optional<int64_t> requested,
                               absl::string_view requested_param,
                               std::optional<int> default_max_tokens,
                               absl::string_view prompt_param,
-                              const ServedModel& model, Request* request) {
+                              const ServedModel& model, Request* request,
+                              absl::string_view prompt_label) {
   const int64_t prompt_tokens = static_cast<int64_t>(request->prompt_ids.size());
   const int64_t room = model.max_model_len - prompt_tokens;
   if (room < 1) {
     return ContextLengthExceeded(
         prompt_param,
         absl::StrCat("This model's maximum context length is ",
-                     model.max_model_len, " tokens; the prompt has ",
+                     model.max_model_len, " tokens; ", prompt_label, " has ",
                      prompt_tokens, " tokens, which leaves no room for output"));
   }
   if (!requested) {
@@ -479,7 +480,7 @@ absl::Status ResolveMaxTokens(std::optional<int64_t> requested,
         absl::StrCat("This model's maximum context length is ",
                      model.max_model_len, " tokens. However, you requested ",
                      prompt_tokens + *requested, " tokens (", prompt_tokens,
-                     " in the prompt, ", *requested,
+                     " in ", prompt_label, ", ", *requested,
                      " in the completion). Reduce the prompt or ",
                      requested_param, "."));
   }
@@ -549,24 +550,39 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view text,
     return s;
   }
   if (out.echo) out.echo_text = std::move(prompt_text);
-  if (auto s = ResolveMaxTokens(max_tokens, "max_tokens",
-                                kDefaultCompletionMaxTokens, "prompt", model,
-                                &out.request);
+  if (auto s = ResolveMaxTokens(
+          max_tokens, "max_tokens", kDefaultCompletionMaxTokens, "prompt", model,
+          &out.request, out.more_prompts.empty() ? "the prompt" : "prompt 0");
       !s.ok()) {
     return s;
   }
-  for (OpenAiPrompt& more : out.more_prompts) {
+  for (size_t p = 1; p <= out.more_prompts.size(); ++p) {
+    OpenAiPrompt& more = out.more_prompts[p - 1];
     if (!out.echo) more.echo_text.clear();
     Request request;
     request.prompt_ids = std::move(more.ids);
     if (auto s = ResolveMaxTokens(max_tokens, "max_tokens",
                                   kDefaultCompletionMaxTokens, "prompt", model,
-                                  &request);
+                                  &request, absl::StrCat("prompt ", p));
         !s.ok()) {
       return s;
     }
     more.ids = std::move(request.prompt_ids);
     more.max_tokens = request.stopping.max_tokens;
+  }
+  if (out.echo && out.logprobs) {
+    int64_t values = 0;
+    for (int p = 0; p < out.num_prompts(); ++p) {
+      values += static_cast<int64_t>(out.PromptIds(p).size()) *
+                out.request.sampling.n * (out.top_logprobs + 1);
+    }
+    if (values > kMaxPromptLogprobValues) {
+      return InvalidParam(
+          "logprobs", absl::StrCat("echo with logprobs would return ", values,
+                                   " log-probs (prompt tokens × n × (logprobs "
+                                   "+ 1)); at most ", kMaxPromptLogprobValues,
+                                   " in one request"));
+    }
   }
   if (auto s = ValidateRuntimeParams(model, out.request); !s.ok()) return s;
   for (int p = 1; p < out.num_prompts(); ++p) {
@@ -585,6 +601,10 @@ Request OpenAiRequest::PromptRequest(int p) const {
     out.stopping.max_tokens = prompt.max_tokens;
   }
   return out;
+}
+
+const std::vector<int32_t>& OpenAiRequest::PromptIds(int p) const {
+  return p == 0 ? request.prompt_ids : more_prompts[static_cast<size_t>(p - 1)].ids;
 }
 
 const std::string& OpenAiRequest::EchoText(int p) const {

@@ -34,6 +34,10 @@ inline constexpr int kDefaultCompletionMaxTokens = 16;
 // At most this many prompts in one completions request (OpenAI allows
 // several; each runs as its own engine request).
 inline constexpr int kMaxPrompts = 256;
+// echo with logprobs returns, per choice, each prompt token's log-prob and
+// its alternatives: at most this many values (prompt tokens × n ×
+// (logprobs + 1)) in one request, which bounds the response's size.
+inline constexpr int64_t kMaxPromptLogprobValues = int64_t{1} << 20;
 
 // A completions prompt after the first of a batch (the first is `request`).
 struct OpenAiPrompt {
@@ -73,6 +77,7 @@ struct OpenAiRequest {
   int num_prompts() const { return 1 + static_cast<int>(more_prompts.size()); }
   // Prompt p's engine request (0: `request`), id and tenant as `request`'s.
   Request PromptRequest(int p) const;
+  const std::vector<int32_t>& PromptIds(int p) const;
   const std::string& EchoText(int p) const;
 };
 
@@ -98,7 +103,8 @@ absl::Status ResolveMaxTokens(std::optional<int64_t> requested,
                               absl::string_view requested_param,
                               std::optional<int> default_max_tokens,
                               absl::string_view prompt_param,
-                              const ServedModel& model, Request* request);
+                              const ServedModel& model, Request* request,
+                              absl::string_view prompt_label = "the prompt");
 
 // The runtime's own checks of the sampling and stopping parameters, with
 // the field they name as `param`.

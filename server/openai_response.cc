@@ -82,13 +82,16 @@ OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest& request,
       tokenizer_(tokenizer),
       choices_(static_cast<size_t>(request.num_prompts() * n_)) {
   for (int p = 0; p < request.num_prompts(); ++p) {
-    const Request engine_request = request.PromptRequest(p);
+    const std::vector<int32_t>& ids = request.PromptIds(p);
     Prompt& prompt = prompts_[static_cast<size_t>(p)];
-    prompt.num_tokens = static_cast<int>(engine_request.prompt_ids.size());
-    if (!engine_request.prompt_ids.empty()) {
-      prompt.first_token = engine_request.prompt_ids.front();
+    prompt.num_tokens = static_cast<int>(ids.size());
+    if (!ids.empty()) prompt.first_token = ids.front();
+    if (request.echo) {
+      prompt.echo_text = request.EchoText(p);
+      prompt.echo_code_points =
+          static_cast<int64_t>(tokenizer_internal::CountCodePoints(
+              tokenizer_internal::Utf8Lossy(prompt.echo_text)));
     }
-    if (request.echo) prompt.echo_text = request.EchoText(p);
   }
 }
 
@@ -181,6 +184,10 @@ Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
   if (prompt != nullptr && prompt->first_token >= 0) {
     add(prompt->first_token, nullptr);
     for (const SampledToken& t : prompt->logprobs) add(t.token, &t);
+    // The prompt's entries count their tokens' bytes from 0 (as vLLM's
+    // do); the completion's index the returned text.
+    text_offset->code_points = prompt->echo_code_points;
+    text_offset->pending.clear();
   }
   for (const SampledToken& t : tokens) add(t.token, &t);
   return Json{{"tokens", std::move(strings)},

@@ -75,6 +75,10 @@ class OpenAiResponseBuilder {
     int num_tokens = 0;
     int32_t first_token = -1;
     std::string echo_text;  // empty unless echo
+    // Where the completion starts in the choice's text: its tokens'
+    // text_offset count from here, whatever the prompt's tokens add up to
+    // (an added BOS, a tokenizer's stripped leading space).
+    int64_t echo_code_points = 0;
     // Its tokens' scores after the first (echo with logprobs), from the
     // first delta of its engine request.
     std::vector<SampledToken> logprobs;

@@ -43,8 +43,21 @@ void PromptBatch::OnDelta(int p, Delta delta) {
 void PromptBatch::OnFinished(int p, Finished finished) {
   absl::MutexLock lock(&mu_);
   if (ended_ || finished_[static_cast<size_t>(p)]) return;
+  if (++num_finished_ < static_cast<int>(finished_.size())) {
+    // The others go on: this prompt's samples end now, as a sample of a
+    // single request that ends before the others does (a stream sends
+    // each choice's finish_reason when it ends; the sink ignores a second
+    // report of a sample whose end a delta already carried).
+    for (size_t i = 0; i < finished.samples.size(); ++i) {
+      Delta delta;
+      delta.index = p * n_ + static_cast<int>(i);
+      delta.finished = finished.samples[i];
+      out_->OnDelta(std::move(delta));
+    }
+    finished_[static_cast<size_t>(p)] = std::move(finished);
+    return;
+  }
   finished_[static_cast<size_t>(p)] = std::move(finished);
-  if (++num_finished_ < static_cast<int>(finished_.size())) return;
   ended_ = true;
   Finished all;
   for (std::optional<Finished>& one : finished_) {

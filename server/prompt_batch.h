@@ -4,9 +4,11 @@
 // response is built as for a single prompt:
 //
 // - prompt p's sample i becomes index p·n + i (OpenAI's and vLLM's order);
-// - each prompt's Finished is held until every prompt's has come, then one
-//   Finished goes on: samples in prompt order, usage summed (timings are
-//   left empty: each prompt's were recorded by its own RequestRecorder);
+// - a prompt that ends before the others reports each of its samples' end
+//   in a Delta (Delta::finished), as a request's early samples do; its
+//   Finished is held until every prompt's has come, then one Finished goes
+//   on: samples in prompt order, usage summed (timings are left empty:
+//   each prompt's were recorded by its own RequestRecorder);
 // - the first Error goes on at once and ends the batch: later events of
 //   any prompt are dropped (the HTTP side cancels the other prompts).
 //

@@ -70,6 +70,33 @@ TEST(EngineTest, GreedyRequestsTogetherMatchEachAlone) {
   }
 }
 
+// A completions call's prompts are admitted together or not at all: one
+// invalid request refuses them all, and nothing of the batch runs.
+TEST(EngineTest, SubmitAllQueuesAllOrNothing) {
+  EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig());
+  ASSERT_TRUE(h.ok());
+  auto sink = std::make_shared<StreamBuffer>();
+  Request bad = GreedyRequest("b", RandomPrompt(5, 1), 3);
+  bad.sampling.temperature = -1.0f;
+  std::vector<std::pair<Request, std::shared_ptr<EventSink>>> batch;
+  batch.emplace_back(GreedyRequest("a", RandomPrompt(5, 0), 3), sink);
+  batch.emplace_back(bad, sink);
+  EXPECT_EQ(h.engine().SubmitAll(std::move(batch)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(h.engine().Step());  // nothing was queued
+  EXPECT_FALSE(sink->TryNext().has_value());
+  batch.clear();
+  batch.emplace_back(GreedyRequest("a", RandomPrompt(5, 0), 3), sink);
+  batch.emplace_back(GreedyRequest("b", RandomPrompt(6, 1), 3), sink);
+  ASSERT_TRUE(h.engine().SubmitAll(std::move(batch)).ok());
+  int finished = 0;
+  for (int step = 0; step < 20 && finished < 2; ++step) {
+    h.engine().Step();
+    while (auto event = sink->TryNext()) finished += std::holds_alternative<Finished>(*event);
+  }
+  EXPECT_EQ(finished, 2);
+}
+
 TEST(EngineTest, ChunkedPrefillGivesTheSameTokens) {
   // A 10-token budget splits a 37-token prompt over four steps.
   EngineHarness h(test::TinyModelPath(kTiny), TinyPlan(), TinyConfig(10));

@@ -49,6 +49,29 @@ TEST(RequestQueueTest, LiveIdsAreUniqueAndBounded) {
   EXPECT_EQ(queue.Push(Named("d")).code(), absl::StatusCode::kUnavailable);
 }
 
+// A completions call's prompts are admitted together or not at all.
+TEST(RequestQueueTest, PushAllAdmitsAllOrNothing) {
+  RequestQueue queue(3);
+  ASSERT_TRUE(queue.Push(Named("a")).ok());
+  auto batch = [](std::vector<std::string> ids) {
+    std::vector<Submission> out;
+    for (const std::string& id : ids) out.push_back(Named(id));
+    return out;
+  };
+  EXPECT_EQ(queue.PushAll(batch({"b", "c", "d"})).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(queue.PushAll(batch({"b", "a"})).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(queue.PushAll(batch({"b", "b"})).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(queue.num_live(), 1);  // nothing of the refused batches stayed
+  ASSERT_TRUE(queue.PushAll(batch({"b", "c"})).ok());
+  EXPECT_EQ(queue.num_live(), 3);
+  std::vector<Submission> submissions;
+  std::vector<std::string> cancels;
+  queue.Drain(&submissions, &cancels);
+  ASSERT_EQ(submissions.size(), 3u);
+  EXPECT_EQ(submissions[2].request.id, "c");
+}
+
 TEST(StreamBufferTest, ASlowReaderGetsOneMergedDeltaPerSample) {
   StreamBuffer buffer;
   for (int i = 0; i < 50; ++i) {

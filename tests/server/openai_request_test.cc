@@ -278,6 +278,29 @@ TEST_F(OpenAiRequestTest, SeveralPromptsEachBecomeAnEngineRequest) {
   EXPECT_EQ(capped->PromptRequest(1).stopping.max_tokens, 3);
 }
 
+// echo with logprobs returns prompt tokens × n × (logprobs + 1) values:
+// bounded, so that a large body cannot ask for a response of gigabytes.
+TEST_F(OpenAiRequestTest, EchoedLogprobsAreBounded) {
+  const std::vector<int32_t> ids(200, Encode("Hello", false)[0]);
+  std::vector<std::vector<int32_t>> prompts(kMaxPrompts, ids);
+  // 256 prompts × 200 tokens × n 4 × 21 values = 4.3 M > 1 M.
+  auto r = Parse({{"prompt", prompts}, {"echo", true}, {"logprobs", 20}, {"n", 4},
+                  {"max_tokens", 1}});
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument, "at most 1048576"));
+  EXPECT_EQ(ParamOf(r.status()), "logprobs");
+  // Without echo the same prompts are fine; so are fewer values.
+  EXPECT_TRUE(Parse({{"prompt", prompts}, {"logprobs", 20}, {"n", 4}, {"max_tokens", 1}}).ok());
+  EXPECT_TRUE(Parse({{"prompt", prompts}, {"echo", true}, {"logprobs", 1}, {"max_tokens", 1}}).ok());
+}
+
+TEST_F(OpenAiRequestTest, APromptOfABatchThatDoesNotFitIsNamed) {
+  const std::vector<int32_t> full(static_cast<size_t>(model_.max_model_len),
+                                  Encode("Hello", false)[0]);
+  auto r = Parse({{"prompt", Json::array({Encode("Hello", false), full})}});
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument, "prompt 1 has 256 tokens"));
+  EXPECT_EQ(ParamOf(r.status()), "prompt");
+}
+
 TEST_F(OpenAiRequestTest, AnUnknownModelIsNotFound) {
   auto r = Parse({{"model", "gpt-4"}, {"prompt", "Hi"}});
   EXPECT_THAT(r, StatusIs(absl::StatusCode::kNotFound, "gpt-4"));

@@ -429,6 +429,19 @@ TEST_F(EchoLogprobsTest, EveryChoiceStartsWithThePromptStreamedAndNot) {
             Json({Length(a()) + Length(b()) + Length(b())}));
 }
 
+// The completion's text_offset indexes the returned text even when the
+// prompt's tokens do not add up to the echoed prompt (an added BOS, a
+// stripped leading space); the prompt's own count its tokens from 0.
+TEST_F(EchoLogprobsTest, TheCompletionsOffsetsIndexTheReturnedText) {
+  OpenAiRequest request = EchoRequest();
+  request.echo_text = "é!";  // 2 code points; tokens a and b are longer
+  OpenAiResponseBuilder builder(request, "cmpl-1", "tiny", 0, *tokenizer_);
+  builder.Accumulate(FirstDelta(0, "c", a()));
+  const Json offsets = builder.Complete(Done({FinishReason::kLength}))["choices"][0]
+                           ["logprobs"]["text_offset"];
+  EXPECT_EQ(offsets, Json({0, Length(a()), 2}));
+}
+
 // Several prompts: choice p·n + i shows prompt p's echo, prompt entries and
 // (with continuous usage) prompt token count.
 TEST_F(EchoLogprobsTest, EachPromptsChoicesShowThatPrompt) {

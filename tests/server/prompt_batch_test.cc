@@ -47,12 +47,20 @@ TEST(PromptBatchTest, SamplesBecomeChoicesAndOneFinishedEndsTheBatch) {
   p2->OnDelta(TextDelta(1, "d"));  // prompt 2 goes on after prompt 1 ended
   p0->OnFinished(Done({FinishReason::kLength, FinishReason::kStop}, 4, 2, 0));
   std::vector<StreamEvent> events = Drain(*buffer);
-  ASSERT_EQ(events.size(), 4u);  // nothing terminal yet
+  // Nothing terminal yet; the samples of prompts 0 and 1 report their
+  // ends in deltas (merged into a sample's pending one).
+  ASSERT_EQ(events.size(), 6u);
   std::vector<int> indices;
+  std::vector<int> ended;
   for (const StreamEvent& event : events) {
-    indices.push_back(std::get<Delta>(event).index);
+    const Delta& delta = std::get<Delta>(event);
+    indices.push_back(delta.index);
+    if (delta.finished) ended.push_back(delta.index);
   }
-  EXPECT_EQ(indices, (std::vector<int>{3, 0, 4, 5}));
+  EXPECT_EQ(indices, (std::vector<int>{3, 0, 4, 2, 5, 1}));
+  EXPECT_EQ(ended, (std::vector<int>{3, 0, 2, 1}));
+  EXPECT_EQ(std::get<Delta>(events[0]).text, "b");
+  EXPECT_EQ(std::get<Delta>(events[0]).finished->reason, FinishReason::kLength);
   EXPECT_EQ(std::get<Delta>(events[2]).text, "c");
 
   p2->OnFinished(Done({FinishReason::kStop, FinishReason::kStop}, 6, 7, 2));
@@ -93,7 +101,7 @@ TEST(PromptBatchTest, APromptsSecondFinishedIsIgnored) {
   auto p0 = batch->PromptSink(0);
   p0->OnFinished(Done({FinishReason::kStop}, 1, 1, 0));
   p0->OnFinished(Done({FinishReason::kStop}, 1, 1, 0));
-  EXPECT_TRUE(Drain(*buffer).empty());  // prompt 1 has not ended
+  EXPECT_EQ(Drain(*buffer).size(), 1u);  // sample 0's end; prompt 1 goes on
   batch->PromptSink(1)->OnFinished(Done({FinishReason::kLength}, 2, 2, 0));
   const std::vector<StreamEvent> events = Drain(*buffer);
   ASSERT_EQ(events.size(), 1u);
