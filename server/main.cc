@@ -104,6 +104,11 @@ ABSL_FLAG(bool, reference_kernels, false,
 ABSL_FLAG(std::string, chat_template, "",
           "a Jinja chat template file to render chat requests with instead of "
           "the model's own (docs/chat.md)");
+ABSL_FLAG(std::string, tool_call_parser, "auto",
+          "how chat completions with tools find the model's tool calls: "
+          "hermes (<tool_call> JSON: Qwen2.5/3, Hermes), llama3_json (Llama "
+          "3.x), mistral ([TOOL_CALLS]), none (calls stay message text), or "
+          "auto: the one the chat template shows, else none");
 ABSL_FLAG(double, drain_timeout, 30.0,
           "seconds in-flight calls get to finish after SIGTERM");
 
@@ -227,6 +232,19 @@ int Main() {
   served.max_model_len = (*engine)->max_model_len();
   served.max_n = engine_config.max_n;
   served.chat_template = chat_template->get();
+  if (const std::string parser = absl::GetFlag(FLAGS_tool_call_parser); parser == "auto") {
+    served.tool_call_format = served.chat_template != nullptr
+                                  ? DetectToolCallFormat(served.chat_template->source())
+                                  : ToolCallFormat::kNone;
+  } else if (auto format = ToolCallFormatFromName(parser)) {
+    served.tool_call_format = *format;
+  } else {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--tool_call_parser must be auto, hermes, llama3_json, mistral or none; got '",
+        parser, "'")));
+  }
+  std::fprintf(stderr, "weft-server: tool calls: %s\n",
+               ToolCallFormatName(served.tool_call_format));
   ApiKeys keys;
   if (!absl::GetFlag(FLAGS_api_key_file).empty()) {
     auto loaded = ApiKeys::FromFile(absl::GetFlag(FLAGS_api_key_file));

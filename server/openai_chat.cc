@@ -75,7 +75,8 @@ void ParseToolCallArguments(Json* message) {
   }
 }
 
-// OpenAI's "tool_choice": only the values that need no tool-call parsing.
+// OpenAI's "tool_choice": "none" or "auto"; "required" and a named
+// function need constrained decoding, which weft does not have.
 absl::Status CheckToolChoice(const Json& body) {
   auto choice = body.find("tool_choice");
   if (choice == body.end() || choice->is_null()) return absl::OkStatus();
@@ -83,8 +84,13 @@ absl::Status CheckToolChoice(const Json& body) {
     return absl::OkStatus();
   }
   return InvalidParam("tool_choice",
-                      "only \"none\" and \"auto\" are supported (tool calls "
-                      "come back as message text; they are not parsed)");
+                      "only \"none\" and \"auto\" are supported (\"required\" "
+                      "and a named function need constrained decoding)");
+}
+
+bool ToolChoiceIsNone(const Json& body) {
+  auto choice = body.find("tool_choice");
+  return choice != body.end() && choice->is_string() && *choice == "none";
 }
 
 }  // namespace
@@ -197,6 +203,15 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
   }
   if (ids->empty()) return InvalidParam("messages", "render to no tokens");
   out.request.prompt_ids = *std::move(ids);
+  // Tool calls are looked for when tools were offered and not refused.
+  if (model.tool_call_format != ToolCallFormat::kNone && inputs->tools.is_array() &&
+      !inputs->tools.empty() && !ToolChoiceIsNone(*body)) {
+    out.tool_call_format = model.tool_call_format;
+    // Its markers are special tokens: the text must keep them (vLLM too).
+    if (KeepsSpecialTokens(out.tool_call_format)) {
+      out.request.stopping.skip_special_tokens = false;
+    }
+  }
   if (auto s = ResolveMaxTokens(max_tokens, max_tokens_param,
                                 /*default_max_tokens=*/std::nullopt,
                                 "messages", model, &out.request);

@@ -68,6 +68,9 @@ struct OpenAiRequest {
   // still generates one token (request.stopping.max_tokens is 1), which
   // the response leaves out, as vLLM does.
   bool echo_only = false;
+  // Chat with `tools` (tool_choice "auto", the default) on a server that
+  // parses tool calls: the format the response looks for them in.
+  ToolCallFormat tool_call_format = ToolCallFormat::kNone;
   // Completions whose `prompt` is an array of strings or of token-id
   // arrays: the prompts after the first. Each runs as its own engine
   // request with `request`'s parameters; choice p·n + i of the response is

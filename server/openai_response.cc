@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/detokenizer.h"
@@ -71,6 +73,9 @@ OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest& request,
       logprobs_(request.logprobs),
       include_usage_(request.include_usage),
       continuous_usage_(request.continuous_usage),
+      tool_format_(request.api == OpenAiApi::kChatCompletions
+                       ? request.tool_call_format
+                       : ToolCallFormat::kNone),
       echo_logprobs_(request.api == OpenAiApi::kCompletions && request.echo &&
                      request.logprobs),
       echo_only_(request.echo_only),
@@ -81,6 +86,9 @@ OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest& request,
       created_(created),
       tokenizer_(tokenizer),
       choices_(static_cast<size_t>(request.num_prompts() * n_)) {
+  if (tool_format_ != ToolCallFormat::kNone) {
+    for (Choice& choice : choices_) choice.tools.emplace(tool_format_);
+  }
   for (int p = 0; p < request.num_prompts(); ++p) {
     const std::vector<int32_t>& ids = request.PromptIds(p);
     Prompt& prompt = prompts_[static_cast<size_t>(p)];
@@ -129,6 +137,51 @@ Json OpenAiResponseBuilder::ChatLogprobEntry(int32_t token,
   return Json{{"token", TokenString(tokenizer_, token)},
               {"logprob", FiniteLogprob(logprob)},
               {"bytes", std::move(byte_values)}};
+}
+
+Json OpenAiResponseBuilder::ToolCallJson(const ToolCall& call) const {
+  // Mistral's templates accept only 9 letters and digits as an id; others
+  // get vLLM's "chatcmpl-tool-" + 32 hex digits.
+  absl::BitGen random;
+  std::string id;
+  if (tool_format_ == ToolCallFormat::kMistral) {
+    constexpr absl::string_view kChars =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for (int i = 0; i < 9; ++i) {
+      id += kChars[absl::Uniform<size_t>(random, 0, kChars.size())];
+    }
+  } else {
+    id = absl::StrFormat("chatcmpl-tool-%016x%016x", absl::Uniform<uint64_t>(random),
+                         absl::Uniform<uint64_t>(random));
+  }
+  return Json{{"id", std::move(id)},
+              {"type", "function"},
+              {"function", {{"name", call.name}, {"arguments", call.arguments}}}};
+}
+
+std::string OpenAiResponseBuilder::ToolCallChunks(int index,
+                                                  std::vector<ToolCall> calls) {
+  std::string events;
+  Choice& choice = choices_[static_cast<size_t>(index)];
+  for (const ToolCall& call : calls) {
+    Json entry = {{"index", choice.num_tool_calls++}};
+    entry.update(ToolCallJson(call));
+    Json chunk = ChoiceChunk(index);
+    chunk["choices"].push_back(Json{{"index", index},
+                                    {"delta", {{"tool_calls", Json::array({entry})}}},
+                                    {"logprobs", nullptr},
+                                    {"finish_reason", nullptr}});
+    events += SseEvent(chunk);
+  }
+  return events;
+}
+
+const char* OpenAiResponseBuilder::FinishReasonOf(const SampleResult& sample,
+                                                  bool called) {
+  // vLLM's rule: a sample that called tools and then stopped (EOS, a stop
+  // string) ends with "tool_calls"; one cut by length stays "length".
+  if (called && sample.reason == FinishReason::kStop) return "tool_calls";
+  return FinishReasonName(sample.reason);
 }
 
 void OpenAiResponseBuilder::TakePromptLogprobs(const Delta& delta) {
@@ -264,6 +317,12 @@ std::string OpenAiResponseBuilder::StreamDelta(const Delta& delta) {
   std::string text = echo_only_ ? std::string() : delta.text;
   const std::vector<SampledToken>& logprobs =
       echo_only_ ? kNone : delta.logprobs;
+  std::vector<ToolCall> calls;
+  if (choice.tools) {
+    ToolCallParser::Output parsed = choice.tools->Add(text);
+    text = std::move(parsed.content);
+    calls = std::move(parsed.calls);
+  }
   // A delta may carry only held-back tokens (no text yet): send it when it
   // has something the client sees.
   if (!text.empty() || (logprobs_ && !logprobs.empty()) ||
@@ -273,6 +332,7 @@ std::string OpenAiResponseBuilder::StreamDelta(const Delta& delta) {
         StreamChoice(delta.index, std::move(text), logprobs, &choice));
     events = SseEvent(chunk);
   }
+  events += ToolCallChunks(delta.index, std::move(calls));
   // A sample that ended before the others: its finish_reason now (vLLM).
   if (delta.finished && !choice.finished) {
     events += FinishChunk(delta.index, *delta.finished);
@@ -283,13 +343,24 @@ std::string OpenAiResponseBuilder::StreamDelta(const Delta& delta) {
 std::string OpenAiResponseBuilder::FinishChunk(int index,
                                                const SampleResult& sample) {
   Choice& choice = choices_[index];
+  std::string events;
+  if (choice.tools) {  // what the parser held back: content or calls
+    ToolCallParser::Output parsed = choice.tools->Finish();
+    if (!parsed.content.empty()) {
+      Json chunk = ChoiceChunk(index);
+      chunk["choices"].push_back(
+          StreamChoice(index, std::move(parsed.content), {}, &choice));
+      events += SseEvent(chunk);
+    }
+    events += ToolCallChunks(index, std::move(parsed.calls));
+  }
   choice.finished = true;
   Json chunk = ChoiceChunk(index);
   Json out = StreamChoice(index, "", {}, &choice);
-  out["finish_reason"] = FinishReasonName(sample.reason);
+  out["finish_reason"] = FinishReasonOf(sample, choice.num_tool_calls > 0);
   out["stop_reason"] = StopReason(sample);
   chunk["choices"].push_back(std::move(out));
-  return SseEvent(chunk);
+  return events + SseEvent(chunk);
 }
 
 std::string OpenAiResponseBuilder::StreamFinish(const Finished& finished) {
@@ -333,10 +404,29 @@ Json OpenAiResponseBuilder::Complete(const Finished& finished) const {
   for (size_t i = 0; i < choices_.size(); ++i) {
     const Choice& choice = choices_[i];
     Json out = {{"index", i}};
+    const SampleResult sample =
+        i < finished.samples.size() ? finished.samples[i] : SampleResult{};
+    bool called = false;
     if (chat) {
+      std::string content = choice.text;
+      Json tool_calls = Json::array();
+      if (tool_format_ != ToolCallFormat::kNone) {
+        ToolCallParser parser(tool_format_);
+        ToolCallParser::Output head = parser.Add(choice.text);
+        ToolCallParser::Output tail = parser.Finish();
+        content = head.content + tail.content;
+        for (auto* part : {&head, &tail}) {
+          for (const ToolCall& call : part->calls) tool_calls.push_back(ToolCallJson(call));
+        }
+      }
+      called = !tool_calls.empty();
       out["message"] = {{"role", "assistant"},
-                        {"content", choice.text},
+                        // Only spaces around the calls: no content (vLLM: null).
+                        {"content", called && absl::StripAsciiWhitespace(content).empty()
+                                        ? Json(nullptr)
+                                        : Json(content)},
                         {"refusal", nullptr}};
+      if (called) out["message"]["tool_calls"] = std::move(tool_calls);
     } else {
       out["text"] = PromptOf(static_cast<int>(i)).echo_text + choice.text;
     }
@@ -344,9 +434,7 @@ Json OpenAiResponseBuilder::Complete(const Finished& finished) const {
     out["logprobs"] =
         Logprobs(choice.logprobs, &text_offset,
                  echo_logprobs_ ? &PromptOf(static_cast<int>(i)) : nullptr);
-    const SampleResult sample =
-        i < finished.samples.size() ? finished.samples[i] : SampleResult{};
-    out["finish_reason"] = FinishReasonName(sample.reason);
+    out["finish_reason"] = FinishReasonOf(sample, called);
     out["stop_reason"] = StopReason(sample);
     response["choices"].push_back(std::move(out));
   }

@@ -7,6 +7,7 @@
 #define WEFT_SERVER_OPENAI_RESPONSE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "runtime/request.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "server/openai_request.h"
+#include "server/tool_calls.h"
 
 namespace weft {
 
@@ -67,6 +69,10 @@ class OpenAiResponseBuilder {
     TextOffset text_offset;  // completions' logprobs
     int num_tokens = 0;      // streaming: tokens generated so far
     bool finished = false;   // streaming: its finish_reason was sent
+    // Chat with tools: the text as it streams, split into content and
+    // tool calls; the calls sent so far.
+    std::optional<ToolCallParser> tools;
+    int num_tool_calls = 0;
   };
 
   // What the response shows of one prompt (a completions request may have
@@ -102,12 +108,19 @@ class OpenAiResponseBuilder {
   // Keeps the prompt log-probs a delta carries (the request's first one).
   void TakePromptLogprobs(const Delta& delta);
   Json ChatLogprobEntry(int32_t token, float logprob) const;
+  // A tool call as a message or a chunk shows it; a fresh id each call.
+  Json ToolCallJson(const ToolCall& call) const;
+  // Streaming: one chunk per call, "delta": {"tool_calls": [{"index", …}]}.
+  std::string ToolCallChunks(int index, std::vector<ToolCall> calls);
+  // "tool_calls" for a sample that stopped after calling tools.
+  static const char* FinishReasonOf(const SampleResult& sample, bool called);
   Json UsageJson(const Finished& finished) const;
 
   OpenAiApi api_;
   bool logprobs_;
   bool include_usage_;
   bool continuous_usage_;
+  ToolCallFormat tool_format_;  // chat with tools; kNone otherwise
   bool echo_logprobs_;     // completions with echo and logprobs
   bool echo_only_;         // echo with max_tokens 0: no completion shown
   int n_;                  // choices per prompt

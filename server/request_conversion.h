@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/chat/chat_template.h"
+#include "server/tool_calls.h"
 #include "runtime/request.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "weft/v1/generation.pb.h"
@@ -26,6 +27,10 @@ struct ServedModel {
   // /v1/chat/completions); nullptr when the model has none and no
   // --chat_template was given.
   const ChatTemplate* chat_template = nullptr;
+  // How the model writes tool calls (--tool_call_parser; by default what
+  // its chat template shows): chat completions with `tools` are parsed
+  // for them (server/tool_calls.h). kNone: calls stay message text.
+  ToolCallFormat tool_call_format = ToolCallFormat::kNone;
 };
 
 inline constexpr int kMaxRequestIdBytes = 256;

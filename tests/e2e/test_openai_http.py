@@ -295,6 +295,71 @@ def test_a_bad_prompt_in_a_batch_refuses_the_request(default_server):
         assert why in body["error"]["message"], body
 
 
+@pytest.fixture(scope="module")
+def hermes_server():
+    if not os.path.exists(DEFAULT_MODEL):
+        pytest.skip("default model absent (tools/fetch_model.sh)")
+    server = Server(DEFAULT_MODEL, "--tool_call_parser", "hermes")
+    yield server
+    server.stop()
+
+
+def few_shot_weather_chat():
+    """A chat the default model answers with a hermes-style call: three
+    worked examples, then a new city (greedy, it copies the pattern)."""
+    system = ("You are a function-calling assistant. For each request, reply with a "
+              "call in this format:\n<tool_call>\n{\"name\": <function-name>, "
+              "\"arguments\": <args-json-object>}\n</tool_call>")
+    messages = [{"role": "system", "content": system}]
+    for city in ("Paris", "Tokyo", "Berlin"):
+        messages += [{"role": "user", "content": f"What is the weather in {city}?"},
+                     {"role": "assistant", "content": "<tool_call>\n{\"name\": \"get_weather\", "
+                      f"\"arguments\": {{\"city\": \"{city}\"}}}}\n</tool_call>"}]
+    messages.append({"role": "user", "content": "What is the weather in London?"})
+    tools = [{"type": "function", "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    return messages, tools
+
+
+def test_tool_calls_reach_the_openai_client(hermes_server, default_server):
+    """--tool_call_parser hermes: the model's <tool_call> becomes
+    message.tool_calls, streamed and not, as the openai client reads them;
+    tool_choice "none", or a server whose template shows no format (the
+    default model's, with --tool_call_parser auto), leaves the text."""
+    messages, tools = few_shot_weather_chat()
+    chat = client(hermes_server).chat.completions
+    args = dict(model=model_name(hermes_server), messages=messages, tools=tools,
+                temperature=0, max_tokens=60)
+    choice = chat.create(**args).choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("chatcmpl-tool-")
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "London"}
+
+    calls, content, finish = {}, "", None
+    for chunk in chat.create(stream=True, **args):
+        delta = chunk.choices[0].delta
+        content += delta.content or ""
+        for part in delta.tool_calls or []:
+            calls.setdefault(part.index, {"name": "", "arguments": ""})
+            calls[part.index]["name"] += part.function.name or ""
+            calls[part.index]["arguments"] += part.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls" and content == ""
+    assert calls == {0: {"name": "get_weather", "arguments": call.function.arguments}}
+
+    refused = chat.create(tool_choice="none", **args).choices[0]
+    assert refused.message.tool_calls is None and refused.finish_reason == "stop"
+    assert "<tool_call>" in refused.message.content
+    plain = client(default_server).chat.completions.create(
+        **{**args, "model": model_name(default_server)}).choices[0]
+    assert plain.message.tool_calls is None
+    assert plain.message.content == refused.message.content
+
+
 def test_max_tokens_0_needs_echo(default_server):
     status, body = raw_request(default_server, "POST", "/v1/completions",
                                json.dumps({"prompt": "Hi", "max_tokens": 0}),

@@ -119,6 +119,35 @@ TEST_F(OpenAiChatTest, ToolsReachTheTemplate) {
   EXPECT_EQ(r->request.prompt_ids, Ids("[weather]<user>Hi<assistant>"));
 }
 
+// The response is parsed for tool calls when tools were offered, not
+// refused (tool_choice "none"), and the server knows the model's format;
+// mistral's markers are special tokens the text must keep.
+TEST_F(OpenAiChatTest, ToolsOfferedMeanTheOutputIsParsedForCalls) {
+  const Json tool = {{"type", "function"},
+                     {"function", {{"name", "weather"}, {"parameters", Json::object()}}}};
+  auto unparsed = Parse({{"messages", {User("Hi")}}, {"tools", {tool}}});
+  ASSERT_TRUE(unparsed.ok()) << unparsed.status();
+  EXPECT_EQ(unparsed->tool_call_format, ToolCallFormat::kNone);  // model has none
+
+  model_.tool_call_format = ToolCallFormat::kHermes;
+  auto r = Parse({{"messages", {User("Hi")}}, {"tools", {tool}}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->tool_call_format, ToolCallFormat::kHermes);
+  EXPECT_TRUE(r->request.stopping.skip_special_tokens);
+  auto none = Parse({{"messages", {User("Hi")}}, {"tools", {tool}}, {"tool_choice", "none"}});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->tool_call_format, ToolCallFormat::kNone);
+  auto no_tools = Parse({{"messages", {User("Hi")}}, {"tools", Json::array()}});
+  ASSERT_TRUE(no_tools.ok()) << no_tools.status();
+  EXPECT_EQ(no_tools->tool_call_format, ToolCallFormat::kNone);
+
+  model_.tool_call_format = ToolCallFormat::kMistral;
+  auto mistral = Parse({{"messages", {User("Hi")}}, {"tools", {tool}}});
+  ASSERT_TRUE(mistral.ok()) << mistral.status();
+  EXPECT_EQ(mistral->tool_call_format, ToolCallFormat::kMistral);
+  EXPECT_FALSE(mistral->request.stopping.skip_special_tokens);
+}
+
 TEST_F(OpenAiChatTest, ToolCallArgumentsTextBecomesAnObject) {
   const Json call = {{"id", "c1"}, {"type", "function"},
                      {"function", {{"name", "weather"},

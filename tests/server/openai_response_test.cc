@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -471,6 +472,112 @@ TEST_F(EchoLogprobsTest, EachPromptsChoicesShowThatPrompt) {
   EXPECT_EQ(events[0]["choices"][0]["text"], "baad");
   EXPECT_EQ(events[0]["usage"]["prompt_tokens"], 3);
   EXPECT_EQ(events[0]["usage"]["completion_tokens"], 1);
+}
+
+// Chat with tools: the model's calls become message.tool_calls (streamed:
+// one chunk per call, with its index, id, type and function), the text
+// around them the content, and a sample that stopped after calling ends
+// with "tool_calls".
+class ToolCallResponseTest : public OpenAiResponseTest {
+ protected:
+  OpenAiResponseBuilder ChatBuilder(ToolCallFormat format, bool stream = false) {
+    OpenAiRequest request;
+    request.api = OpenAiApi::kChatCompletions;
+    request.tool_call_format = format;
+    request.stream = stream;
+    return OpenAiResponseBuilder(request, "chatcmpl-1", "tiny", 0, *tokenizer_);
+  }
+  static constexpr char kText[] =
+      "Checking.\n<tool_call>\n{\"name\": \"weather\", \"arguments\": {\"city\": "
+      "\"Oslo\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"time\", \"arguments\": "
+      "{}}\n</tool_call>";
+};
+
+TEST_F(ToolCallResponseTest, CallsBecomeTheMessagesToolCalls) {
+  OpenAiResponseBuilder builder = ChatBuilder(ToolCallFormat::kHermes);
+  builder.Accumulate(TextDelta(0, kText));
+  const Json choice = builder.Complete(Done({FinishReason::kStop}))["choices"][0];
+  EXPECT_EQ(choice["message"]["content"], "Checking.\n");
+  const Json& calls = choice["message"]["tool_calls"];
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_TRUE(absl::StartsWith(calls[0]["id"].get<std::string>(), "chatcmpl-tool-"));
+  EXPECT_EQ(calls[0]["id"].get<std::string>().size(), 14u + 32u);
+  EXPECT_NE(calls[0]["id"], calls[1]["id"]);
+  EXPECT_EQ(calls[0]["type"], "function");
+  EXPECT_EQ(calls[0]["function"], Json({{"name", "weather"}, {"arguments", "{\"city\":\"Oslo\"}"}}));
+  EXPECT_EQ(calls[1]["function"]["name"], "time");
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+
+  // Only calls: no content (null); cut by length: "length" stays.
+  OpenAiResponseBuilder only = ChatBuilder(ToolCallFormat::kHermes);
+  only.Accumulate(TextDelta(0, "<tool_call>{\"name\": \"f\"}</tool_call>\n"));
+  const Json cut = only.Complete(Done({FinishReason::kLength}))["choices"][0];
+  EXPECT_TRUE(cut["message"]["content"].is_null());
+  EXPECT_EQ(cut["message"]["tool_calls"].size(), 1u);
+  EXPECT_EQ(cut["finish_reason"], "length");
+
+  // No format (the server's or tool_choice "none"): the text as it came.
+  OpenAiResponseBuilder plain = ChatBuilder(ToolCallFormat::kNone);
+  plain.Accumulate(TextDelta(0, kText));
+  const Json text = plain.Complete(Done({FinishReason::kStop}))["choices"][0];
+  EXPECT_EQ(text["message"]["content"], kText);
+  EXPECT_FALSE(text["message"].contains("tool_calls"));
+  EXPECT_EQ(text["finish_reason"], "stop");
+}
+
+TEST_F(ToolCallResponseTest, StreamedCallsComeAsToolCallDeltas) {
+  const std::string whole = kText;
+  for (size_t cut : {size_t{3}, size_t{12}, size_t{20}, whole.size() - 5}) {
+    OpenAiResponseBuilder builder = ChatBuilder(ToolCallFormat::kHermes, true);
+    std::string sse = builder.StreamDelta(TextDelta(0, whole.substr(0, cut)));
+    sse += builder.StreamDelta(TextDelta(0, whole.substr(cut)));
+    sse += builder.StreamFinish(Done({FinishReason::kStop}));
+    bool done = false;
+    std::string content;
+    std::vector<Json> calls;
+    std::string finish;
+    for (const Json& event : Events(sse, &done)) {
+      const Json& choice = event["choices"][0];
+      if (choice["delta"].contains("content")) content += choice["delta"]["content"];
+      if (choice["delta"].contains("tool_calls")) {
+        for (const Json& call : choice["delta"]["tool_calls"]) calls.push_back(call);
+      }
+      if (!choice["finish_reason"].is_null()) finish = choice["finish_reason"];
+    }
+    EXPECT_TRUE(done);
+    EXPECT_EQ(content, "Checking.\n") << cut;
+    ASSERT_EQ(calls.size(), 2u) << cut;
+    EXPECT_EQ(calls[0]["index"], 0);
+    EXPECT_EQ(calls[1]["index"], 1);
+    EXPECT_EQ(calls[0]["type"], "function");
+    EXPECT_EQ(calls[0]["function"]["name"], "weather");
+    EXPECT_EQ(calls[0]["function"]["arguments"], "{\"city\":\"Oslo\"}");
+    EXPECT_EQ(finish, "tool_calls") << cut;
+  }
+}
+
+TEST_F(ToolCallResponseTest, HeldBackTextComesOutAtTheEnd) {
+  // llama3_json holds output that opens like a call; it was not one.
+  OpenAiResponseBuilder builder = ChatBuilder(ToolCallFormat::kLlama3Json, true);
+  std::string sse = builder.StreamDelta(TextDelta(0, "{not a call"));
+  bool done = false;
+  EXPECT_TRUE(Events(sse, &done).empty());
+  sse = builder.StreamFinish(Done({FinishReason::kStop}));
+  const std::vector<Json> events = Events(sse, &done);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0]["choices"][0]["delta"]["content"], "{not a call");
+  EXPECT_EQ(events[1]["choices"][0]["finish_reason"], "stop");
+}
+
+TEST_F(ToolCallResponseTest, MistralIdsAreNineLettersOrDigits) {
+  OpenAiResponseBuilder builder = ChatBuilder(ToolCallFormat::kMistral);
+  builder.Accumulate(TextDelta(0, "[TOOL_CALLS]f[ARGS]{\"a\": 1}"));
+  const Json calls =
+      builder.Complete(Done({FinishReason::kStop}))["choices"][0]["message"]["tool_calls"];
+  ASSERT_EQ(calls.size(), 1u);
+  const std::string id = calls[0]["id"];
+  EXPECT_EQ(id.size(), 9u);
+  for (char c : id) EXPECT_TRUE(absl::ascii_isalnum(c)) << id;
 }
 
 // The token whose bytes are `bytes`, or -1.

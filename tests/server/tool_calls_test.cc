@@ -1,0 +1,191 @@
+// Tool calls found in model output the way vLLM's hermes, llama3_json and
+// mistral parsers find them; the same result however the text is split
+// into stream pieces; text that does not parse stays content; the format
+// detected from real chat templates (tests/fixtures/chat_templates).
+#include "server/tool_calls.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "gtest/gtest.h"
+
+namespace weft {
+namespace {
+
+struct Parsed {
+  std::string content;
+  std::vector<ToolCall> calls;
+};
+
+void Append(ToolCallParser::Output out, Parsed* parsed) {
+  parsed->content += out.content;
+  for (ToolCall& call : out.calls) parsed->calls.push_back(std::move(call));
+}
+
+Parsed ParseWhole(ToolCallFormat format, const std::string& text) {
+  ToolCallParser parser(format);
+  Parsed parsed;
+  Append(parser.Add(text), &parsed);
+  Append(parser.Finish(), &parsed);
+  return parsed;
+}
+
+// Checks that every split of `text` into two pieces, and into pieces of
+// one byte, gives the whole text's result; returns that result.
+Parsed ParseAnySplit(ToolCallFormat format, const std::string& text) {
+  const Parsed whole = ParseWhole(format, text);
+  for (size_t cut = 0; cut <= text.size(); ++cut) {
+    ToolCallParser parser(format);
+    Parsed parsed;
+    Append(parser.Add(text.substr(0, cut)), &parsed);
+    Append(parser.Add(text.substr(cut)), &parsed);
+    Append(parser.Finish(), &parsed);
+    EXPECT_EQ(parsed.content, whole.content) << "cut at " << cut << ": " << text;
+    EXPECT_TRUE(parsed.calls == whole.calls) << "cut at " << cut << ": " << text;
+  }
+  ToolCallParser parser(format);
+  Parsed bytes;
+  for (char c : text) Append(parser.Add(std::string(1, c)), &bytes);
+  Append(parser.Finish(), &bytes);
+  EXPECT_EQ(bytes.content, whole.content) << text;
+  EXPECT_TRUE(bytes.calls == whole.calls) << text;
+  return whole;
+}
+
+TEST(ToolCallsTest, HermesCallsAndTheContentAroundThem) {
+  const Parsed p = ParseAnySplit(
+      ToolCallFormat::kHermes,
+      "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+      "{\"city\": \"Paris\", \"unit\": \"c\"}}\n</tool_call>\n<tool_call>\n"
+      "{\"name\": \"get_time\", \"arguments\": {\"tz\": \"CET\"}}\n</tool_call>");
+  EXPECT_EQ(p.content, "Let me check.\n");
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].name, "get_weather");
+  EXPECT_EQ(p.calls[0].arguments, "{\"city\":\"Paris\",\"unit\":\"c\"}");
+  EXPECT_EQ(p.calls[1].name, "get_time");
+  EXPECT_EQ(p.calls[1].arguments, "{\"tz\":\"CET\"}");
+}
+
+TEST(ToolCallsTest, HermesKeepsWhatDoesNotParseAsContent) {
+  // Text after a call is content (its leading newline is the separator).
+  Parsed p = ParseAnySplit(ToolCallFormat::kHermes,
+                           "<tool_call>{\"name\": \"f\"}</tool_call>\nDone: <b>x</b>");
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].arguments, "{}");
+  EXPECT_EQ(p.content, "Done: <b>x</b>");
+  // Not JSON, no name, trailing junk: word for word.
+  for (const std::string text :
+       {"<tool_call>{not json}</tool_call> after", "<tool_call>{\"arguments\": {}}</tool_call>",
+        "<tool_call>{\"name\": \"f\"} extra</tool_call>", "a <tool_call", "<tool_ca"}) {
+    p = ParseAnySplit(ToolCallFormat::kHermes, text);
+    EXPECT_TRUE(p.calls.empty()) << text;
+    EXPECT_EQ(p.content, text);
+  }
+  // A call the model ended without its closing tag still counts (vLLM).
+  p = ParseAnySplit(ToolCallFormat::kHermes,
+                    "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": [1, \"}\"]}}\n");
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].arguments, "{\"a\":[1,\"}\"]}");
+  EXPECT_EQ(p.content, "");
+  p = ParseAnySplit(ToolCallFormat::kHermes, "<tool_call>{\"name\": \"f\", \"argu");
+  EXPECT_TRUE(p.calls.empty());
+  EXPECT_EQ(p.content, "<tool_call>{\"name\": \"f\", \"argu");
+}
+
+TEST(ToolCallsTest, Llama3JsonIsTheWholeOutputOrNothing) {
+  Parsed p = ParseAnySplit(ToolCallFormat::kLlama3Json,
+                           " {\"name\": \"get_weather\", \"parameters\": {\"city\": "
+                           "\"Paris\"}}; {\"name\": \"noop\", \"parameters\": {}}");
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].arguments, "{\"city\":\"Paris\"}");
+  EXPECT_EQ(p.calls[1].name, "noop");
+  EXPECT_EQ(p.content, "");
+  p = ParseAnySplit(ToolCallFormat::kLlama3Json,
+                    "<|python_tag|>{\"name\": \"f\", \"arguments\": {\"x\": 1}}");
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].arguments, "{\"x\":1}");
+  for (const std::string text : {"The answer is {\"name\": \"f\"}", "{\"name\": \"f\"} and more",
+                                 "{\"no\": \"name\"}", "  <|pyth", "<b>bold</b>", ""}) {
+    p = ParseAnySplit(ToolCallFormat::kLlama3Json, text);
+    EXPECT_TRUE(p.calls.empty()) << text;
+    EXPECT_EQ(p.content, text);
+  }
+}
+
+TEST(ToolCallsTest, MistralArraysAndNamedCalls) {
+  Parsed p = ParseAnySplit(ToolCallFormat::kMistral,
+                           "Sure.[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {\"a\": 1}}, "
+                           "{\"name\": \"g\", \"arguments\": {}}]");
+  EXPECT_EQ(p.content, "Sure.");
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].arguments, "{\"a\":1}");
+  EXPECT_EQ(p.calls[1].name, "g");
+  p = ParseAnySplit(ToolCallFormat::kMistral,
+                    "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]noop[ARGS]{}");
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].name, "get_weather");
+  EXPECT_EQ(p.calls[0].arguments, "{\"city\":\"Paris\"}");
+  EXPECT_EQ(p.calls[1].arguments, "{}");
+  for (const std::string text : {"[TOOL_CALLS][{\"name\": \"f\"} junk", "[TOOL_CALLS]f[ARGS]nope",
+                                 "no calls [TOOL_", "[TOOL_CALLS]"}) {
+    p = ParseAnySplit(ToolCallFormat::kMistral, text);
+    EXPECT_TRUE(p.calls.empty()) << text;
+    EXPECT_EQ(p.content, text);
+  }
+}
+
+TEST(ToolCallsTest, NoFormatIsAllContent) {
+  const std::string text = "<tool_call>{\"name\": \"f\"}</tool_call>";
+  const Parsed p = ParseAnySplit(ToolCallFormat::kNone, text);
+  EXPECT_TRUE(p.calls.empty());
+  EXPECT_EQ(p.content, text);
+}
+
+std::string ReadTemplate(const std::string& name) {
+  std::ifstream in(std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/chat_templates/" +
+                   name + ".jinja");
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_FALSE(text.str().empty()) << name;
+  return text.str();
+}
+
+TEST(ToolCallsTest, TheFormatComesFromTheChatTemplate) {
+  const std::vector<std::pair<std::string, ToolCallFormat>> cases = {
+      {"Qwen-Qwen2.5-7B-Instruct", ToolCallFormat::kHermes},
+      {"Qwen-Qwen3-0.6B", ToolCallFormat::kHermes},
+      {"Qwen-QwQ-32B", ToolCallFormat::kHermes},
+      {"NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", ToolCallFormat::kHermes},
+      {"NousResearch-Hermes-3-Llama-3.1-8B-tool_use", ToolCallFormat::kHermes},
+      {"ibm-granite-granite-4.0", ToolCallFormat::kHermes},
+      {"meta-llama-Llama-3.1-8B-Instruct", ToolCallFormat::kLlama3Json},
+      {"meta-llama-Llama-3.2-3B-Instruct", ToolCallFormat::kLlama3Json},
+      {"meta-llama-Llama-3.3-70B-Instruct", ToolCallFormat::kLlama3Json},
+      {"mistralai-Mistral-Nemo-Instruct-2407", ToolCallFormat::kMistral},
+      {"Mistral-Small-3.2-24B-Instruct-2506", ToolCallFormat::kMistral},
+      {"unsloth-mistral-Devstral-Small-2507", ToolCallFormat::kMistral},
+      // Other syntaxes inside <tool_call>, or no tool calls at all.
+      {"Qwen3-Coder", ToolCallFormat::kNone},
+      {"GLM-4.6", ToolCallFormat::kNone},
+      {"SmolLM2-135M-Instruct", ToolCallFormat::kNone},
+      {"google-gemma-2-2b-it", ToolCallFormat::kNone},
+  };
+  for (const auto& [name, format] : cases) {
+    EXPECT_EQ(ToolCallFormatName(DetectToolCallFormat(ReadTemplate(name))),
+              std::string(ToolCallFormatName(format)))
+        << name;
+  }
+}
+
+TEST(ToolCallsTest, FormatNames) {
+  for (ToolCallFormat f : {ToolCallFormat::kNone, ToolCallFormat::kHermes,
+                           ToolCallFormat::kLlama3Json, ToolCallFormat::kMistral}) {
+    EXPECT_EQ(ToolCallFormatFromName(ToolCallFormatName(f)), f);
+  }
+  EXPECT_EQ(ToolCallFormatFromName("auto"), std::nullopt);
+  EXPECT_TRUE(KeepsSpecialTokens(ToolCallFormat::kMistral));
+  EXPECT_FALSE(KeepsSpecialTokens(ToolCallFormat::kHermes));
+}
+
+}  // namespace
+}  // namespace weft
