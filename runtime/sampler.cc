@@ -167,8 +167,16 @@ int32_t ArgMax(absl::Span<const float> logits) {
 SampledToken ScoreToken(absl::Span<const float> logits, int32_t next_token,
                         int top_k) {
   const double log_sum_exp = LogSumExp(logits);
-  return SampledToken{next_token, LogprobOf(logits, log_sum_exp, next_token),
+  SampledToken scored{next_token, LogprobOf(logits, log_sum_exp, next_token),
                       TopLogprobs(logits, log_sum_exp, top_k)};
+  // NaN counts as -infinity, as in the log-probs.
+  constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
+  auto value = [](float logit) { return std::isnan(logit) ? kMinusInf : logit; };
+  const float own = value(logits[static_cast<size_t>(next_token)]);
+  int32_t rank = 0;
+  for (float logit : logits) rank += value(logit) >= own ? 1 : 0;
+  scored.rank = rank;
+  return scored;
 }
 
 SequenceSampler::SequenceSampler(const SamplingParams& params, uint64_t seed,

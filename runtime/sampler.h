@@ -75,6 +75,9 @@ struct SampledToken {
   float logprob;
   // The top `logprobs` tokens by raw logit, descending, ties by lower id.
   std::vector<TokenLogprob> top;
+  // Prompt tokens (ScoreToken): how many tokens' raw logits are at least
+  // this one's (vLLM's rank: 1 for the most likely); 0 for sampled tokens.
+  int32_t rank = 0;
 };
 
 class SequenceSampler {

@@ -218,6 +218,7 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
       !s.ok()) {
     return s;
   }
+  if (auto s = ResolvePromptLogprobs(&out); !s.ok()) return s;
   if (auto s = ValidateRuntimeParams(model, out.request); !s.ok()) return s;
   return out;
 }

@@ -1,5 +1,6 @@
 #include "server/openai_request.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -448,6 +449,13 @@ absl::Status ParseCommonFields(const Json& body, const ServedModel& model,
       f.Bool("include_stop_str_in_output").value_or(false);
   stopping.skip_special_tokens = f.Bool("skip_special_tokens").value_or(true);
 
+  // vLLM's prompt_logprobs (its -1, the whole vocabulary, is refused).
+  if (auto k = f.Integer("prompt_logprobs", 0, kMaxLogprobs)) {
+    if (out->stream) {
+      f.Fail(InvalidParam("prompt_logprobs", "is not available with stream"));
+    }
+    out->prompt_logprobs = static_cast<int>(*k);
+  }
   out->request.priority = static_cast<int>(
       f.Integer("priority", -kInt32Max, kInt32Max).value_or(0));
   f.String("user");  // type-checked, otherwise unused
@@ -537,11 +545,6 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view text,
     out.echo_only = true;
     max_tokens = 1;  // generated, then left out of the response
   }
-  // The prompt's log-probs, in the legacy logprobs object before the
-  // completion's (lm-evaluation-harness scores texts this way).
-  if (out.echo && out.logprobs) {
-    out.request.sampling.prompt_logprobs = out.top_logprobs;
-  }
 
   std::string prompt_text;
   if (auto s = ParsePrompts(*body, model, add_special_tokens, &out.request,
@@ -570,20 +573,7 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view text,
     more.ids = std::move(request.prompt_ids);
     more.max_tokens = request.stopping.max_tokens;
   }
-  if (out.echo && out.logprobs) {
-    int64_t values = 0;
-    for (int p = 0; p < out.num_prompts(); ++p) {
-      values += static_cast<int64_t>(out.PromptIds(p).size()) *
-                out.request.sampling.n * (out.top_logprobs + 1);
-    }
-    if (values > kMaxPromptLogprobValues) {
-      return InvalidParam(
-          "logprobs", absl::StrCat("echo with logprobs would return ", values,
-                                   " log-probs (prompt tokens × n × (logprobs "
-                                   "+ 1)); at most ", kMaxPromptLogprobValues,
-                                   " in one request"));
-    }
-  }
+  if (auto s = ResolvePromptLogprobs(&out); !s.ok()) return s;
   if (auto s = ValidateRuntimeParams(model, out.request); !s.ok()) return s;
   for (int p = 1; p < out.num_prompts(); ++p) {
     if (auto s = ValidateRuntimeParams(model, out.PromptRequest(p)); !s.ok()) {
@@ -591,6 +581,37 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view text,
     }
   }
   return out;
+}
+
+absl::Status ResolvePromptLogprobs(OpenAiRequest* request) {
+  // Per choice: echo's entries (the prompt's tokens and `logprobs`
+  // alternatives each); completions' prompt_logprobs per choice too,
+  // chat's once per response.
+  const bool echoed = request->echo && request->logprobs;
+  const int64_t n = request->request.sampling.n;
+  int64_t per_token = 0;
+  if (echoed) per_token += n * (request->top_logprobs + 1);
+  if (request->prompt_logprobs >= 0) {
+    per_token += (request->api == OpenAiApi::kCompletions ? n : 1) *
+                 (request->prompt_logprobs + 1);
+  }
+  int64_t values = 0;
+  for (int p = 0; p < request->num_prompts(); ++p) {
+    values += static_cast<int64_t>(request->PromptIds(p).size()) * per_token;
+  }
+  if (values > kMaxPromptLogprobValues) {
+    return InvalidParam(
+        request->prompt_logprobs >= 0 ? "prompt_logprobs" : "logprobs",
+        absl::StrCat("the prompt's log-probs would be ", values,
+                     " values (prompt tokens × choices × (alternatives + 1)); "
+                     "at most ", kMaxPromptLogprobValues, " in one request"));
+  }
+  // The engine scores the prompt once, with the most alternatives either
+  // asks for; each part of the response shows its own number.
+  int alternatives = request->prompt_logprobs;
+  if (echoed) alternatives = std::max(alternatives, request->top_logprobs);
+  request->request.sampling.prompt_logprobs = alternatives;
+  return absl::OkStatus();
 }
 
 Request OpenAiRequest::PromptRequest(int p) const {

@@ -68,6 +68,9 @@ struct OpenAiRequest {
   // still generates one token (request.stopping.max_tokens is 1), which
   // the response leaves out, as vLLM does.
   bool echo_only = false;
+  // vLLM's prompt_logprobs (both APIs, not streamed): every prompt token's
+  // log-prob, rank and this many alternatives in the response; -1: none.
+  int prompt_logprobs = -1;
   // Chat with `tools` (tool_choice "auto", the default) on a server that
   // parses tool calls: the format the response looks for them in.
   ToolCallFormat tool_call_format = ToolCallFormat::kNone;
@@ -113,6 +116,10 @@ absl::Status ResolveMaxTokens(std::optional<int64_t> requested,
 // the field they name as `param`.
 absl::Status ValidateRuntimeParams(const ServedModel& model,
                                    const Request& request);
+// The prompt log-probs a response would hold (echo with logprobs; vLLM's
+// prompt_logprobs), at most kMaxPromptLogprobValues; also sets the
+// engine's sampling.prompt_logprobs to the most alternatives asked for.
+absl::Status ResolvePromptLogprobs(OpenAiRequest* request);
 
 absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view body,
                                                      const ServedModel& model);

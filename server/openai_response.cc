@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
@@ -78,6 +79,8 @@ OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest& request,
                        : ToolCallFormat::kNone),
       echo_logprobs_(request.api == OpenAiApi::kCompletions && request.echo &&
                      request.logprobs),
+      top_logprobs_(request.top_logprobs),
+      prompt_logprobs_(request.prompt_logprobs),
       echo_only_(request.echo_only),
       n_(std::max(1, request.request.sampling.n)),
       prompts_(static_cast<size_t>(request.num_prompts())),
@@ -139,6 +142,29 @@ Json OpenAiResponseBuilder::ChatLogprobEntry(int32_t token,
               {"bytes", std::move(byte_values)}};
 }
 
+Json OpenAiResponseBuilder::PromptLogprobsJson(const Prompt& prompt) const {
+  Json out = Json::array({nullptr});
+  auto entry = [&](int32_t token, float logprob, int rank) {
+    return Json{{"logprob", FiniteLogprob(logprob)},
+                {"rank", rank},
+                {"decoded_token",
+                 tokenizer_internal::Utf8Lossy(tokenizer_.TokenBytes(token))}};
+  };
+  for (const SampledToken& t : prompt.logprobs) {
+    Json position = Json::object();
+    position[absl::StrCat(t.token)] = entry(t.token, t.logprob, t.rank);
+    const size_t shown = std::min(t.top.size(), static_cast<size_t>(prompt_logprobs_));
+    for (size_t j = 0; j < shown; ++j) {
+      const std::string key = absl::StrCat(t.top[j].token);
+      if (!position.contains(key)) {
+        position[key] = entry(t.top[j].token, t.top[j].logprob, static_cast<int>(j) + 1);
+      }
+    }
+    out.push_back(std::move(position));
+  }
+  return out;
+}
+
 Json OpenAiResponseBuilder::ToolCallJson(const ToolCall& call) const {
   // Mistral's templates accept only 9 letters and digits as an id; others
   // get vLLM's "chatcmpl-tool-" + 32 hex digits.
@@ -185,7 +211,9 @@ const char* OpenAiResponseBuilder::FinishReasonOf(const SampleResult& sample,
 }
 
 void OpenAiResponseBuilder::TakePromptLogprobs(const Delta& delta) {
-  if (!echo_logprobs_ || delta.prompt_logprobs.empty()) return;
+  if ((!echo_logprobs_ && prompt_logprobs_ < 0) || delta.prompt_logprobs.empty()) {
+    return;
+  }
   std::vector<SampledToken>& logprobs = prompts_[delta.index / n_].logprobs;
   logprobs.insert(logprobs.end(), delta.prompt_logprobs.begin(),
                   delta.prompt_logprobs.end());
@@ -213,8 +241,11 @@ Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
   Json logprobs = Json::array();
   Json top_logprobs = Json::array();
   Json offsets = Json::array();
-  // `scored` is null for the prompt's first token.
-  auto add = [&](int32_t token, const SampledToken* scored) {
+  // `scored` is null for the prompt's first token. A prompt token's
+  // alternatives may be more than `logprobs` (the engine scored the prompt
+  // for prompt_logprobs too): `max_top` cuts them.
+  auto add = [&](int32_t token, const SampledToken* scored,
+                 size_t max_top = std::numeric_limits<size_t>::max()) {
     const std::string text = TokenString(tokenizer_, token);
     strings.push_back(text);
     offsets.push_back(text_offset->Take(tokenizer_.TokenBytes(token)));
@@ -225,7 +256,9 @@ Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
     }
     logprobs.push_back(FiniteLogprob(scored->logprob));
     Json top = Json::object();
-    for (const TokenLogprob& alt : scored->top) {
+    const size_t shown = std::min(scored->top.size(), max_top);
+    for (size_t j = 0; j < shown; ++j) {
+      const TokenLogprob& alt = scored->top[j];
       top[TokenString(tokenizer_, alt.token)] = FiniteLogprob(alt.logprob);
     }
     // OpenAI: "up to logprobs + 1 elements": the sampled token is always
@@ -236,7 +269,9 @@ Json OpenAiResponseBuilder::Logprobs(const std::vector<SampledToken>& tokens,
   };
   if (prompt != nullptr && prompt->first_token >= 0) {
     add(prompt->first_token, nullptr);
-    for (const SampledToken& t : prompt->logprobs) add(t.token, &t);
+    for (const SampledToken& t : prompt->logprobs) {
+      add(t.token, &t, static_cast<size_t>(top_logprobs_));
+    }
     // The prompt's entries count their tokens' bytes from 0 (as vLLM's
     // do); the completion's index the returned text.
     text_offset->code_points = prompt->echo_code_points;
@@ -436,7 +471,13 @@ Json OpenAiResponseBuilder::Complete(const Finished& finished) const {
                  echo_logprobs_ ? &PromptOf(static_cast<int>(i)) : nullptr);
     out["finish_reason"] = FinishReasonOf(sample, called);
     out["stop_reason"] = StopReason(sample);
+    if (!chat && prompt_logprobs_ >= 0) {
+      out["prompt_logprobs"] = PromptLogprobsJson(PromptOf(static_cast<int>(i)));
+    }
     response["choices"].push_back(std::move(out));
+  }
+  if (chat && prompt_logprobs_ >= 0) {  // vLLM: once, beside the choices
+    response["prompt_logprobs"] = PromptLogprobsJson(prompts_[0]);
   }
   response["usage"] = UsageJson(finished);
   return response;

@@ -107,6 +107,9 @@ class OpenAiResponseBuilder {
                 TextOffset* text_offset, const Prompt* prompt = nullptr) const;
   // Keeps the prompt log-probs a delta carries (the request's first one).
   void TakePromptLogprobs(const Delta& delta);
+  // vLLM's prompt_logprobs: null for the first token, then per token
+  // {"<id>": {"logprob", "rank", "decoded_token"}, …}, the token first.
+  Json PromptLogprobsJson(const Prompt& prompt) const;
   Json ChatLogprobEntry(int32_t token, float logprob) const;
   // A tool call as a message or a chunk shows it; a fresh id each call.
   Json ToolCallJson(const ToolCall& call) const;
@@ -122,6 +125,8 @@ class OpenAiResponseBuilder {
   bool continuous_usage_;
   ToolCallFormat tool_format_;  // chat with tools; kNone otherwise
   bool echo_logprobs_;     // completions with echo and logprobs
+  int top_logprobs_;       // alternatives per legacy logprobs entry
+  int prompt_logprobs_;    // vLLM's prompt_logprobs; -1: not asked
   bool echo_only_;         // echo with max_tokens 0: no completion shown
   int n_;                  // choices per prompt
   std::vector<Prompt> prompts_;

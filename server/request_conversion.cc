@@ -65,6 +65,7 @@ StoppingParams ToStopping(const v1::StoppingParams& p) {
 void ToProto(const SampledToken& token, v1::LogprobEntry* out) {
   out->set_token(token.token);
   out->set_logprob(token.logprob);
+  out->set_rank(token.rank);
   for (const TokenLogprob& top : token.top) {
     v1::TokenLogprob* entry = out->add_top();
     entry->set_token(top.token);

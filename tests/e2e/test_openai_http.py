@@ -221,6 +221,43 @@ def test_echoed_prompt_logprobs_match_transformers(default_server):
     print(f"worst top-5 log-prob error against transformers: {worst:.2e}")
 
 
+def test_vllm_prompt_logprobs_agree_with_echo(default_server):
+    """vLLM's prompt_logprobs (completions: per choice; chat: beside the
+    choices) hold the same scores as echo's entries, keyed by token id,
+    with ranks; not streamed."""
+    ids = [504, 3458, 282, 4649, 314, 6462, 30]
+    status, body = raw_request(default_server, "POST", "/v1/completions", json.dumps(
+        {"prompt": ids, "echo": True, "logprobs": 3, "prompt_logprobs": 3, "max_tokens": 1}),
+        {"Content-Type": "application/json"})
+    assert status == 200, body
+    choice = body["choices"][0]
+    prompt_lp = choice["prompt_logprobs"]
+    assert len(prompt_lp) == len(ids) and prompt_lp[0] is None
+    for i, token in enumerate(ids[1:], start=1):
+        position = prompt_lp[i]
+        own = position[str(token)]
+        assert own["logprob"] == choice["logprobs"]["token_logprobs"][i]
+        # The 3 most likely ranked 1-3, the prompt's token with its own.
+        assert {e["rank"] for e in position.values()} == {1, 2, 3, own["rank"]}
+        by_rank = sorted(position.values(), key=lambda e: e["rank"])
+        assert all(a["logprob"] >= b["logprob"] for a, b in zip(by_rank, by_rank[1:]))
+        # The legacy object's alternatives are the same tokens and values.
+        legacy = choice["logprobs"]["top_logprobs"][i]
+        assert sorted(legacy.values()) == sorted(e["logprob"] for e in position.values())
+
+    status, chat = raw_request(default_server, "POST", "/v1/chat/completions", json.dumps(
+        {"messages": [{"role": "user", "content": "Hi"}], "prompt_logprobs": 0,
+         "max_tokens": 2}), {"Content-Type": "application/json"})
+    assert status == 200, chat
+    assert chat["prompt_logprobs"][0] is None
+    assert len(chat["prompt_logprobs"]) == chat["usage"]["prompt_tokens"]
+    assert all(len(position) == 1 for position in chat["prompt_logprobs"][1:])
+    status, body = raw_request(default_server, "POST", "/v1/chat/completions", json.dumps(
+        {"messages": [{"role": "user", "content": "Hi"}], "prompt_logprobs": 1,
+         "stream": True}), {"Content-Type": "application/json"})
+    assert status == 400 and body["error"]["param"] == "prompt_logprobs"
+
+
 def test_echoed_prompt_logprobs_stream_as_the_whole_response(default_server):
     """Streamed, the first chunk holds the prompt's text and entries; the
     chunks add up to the whole response's logprobs object (n 2: both

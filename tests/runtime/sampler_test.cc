@@ -414,6 +414,18 @@ TEST(ScoreTokenTest, ReportsTheNextTokensLogprobAndTheTopK) {
   EXPECT_NEAR(scored.top[0].logprob, std::log(0.6), 1e-6);
 }
 
+// vLLM's rank: how many tokens are at least as likely (ties count against
+// the token; NaN is -infinity).
+TEST(ScoreTokenTest, RankCountsTheTokensAtLeastAsLikely) {
+  const std::vector<float> logits = {1.0f, 3.0f, 2.0f, 3.0f, std::nanf(""), 0.5f};
+  EXPECT_EQ(ScoreToken(logits, 1, 0).rank, 2);  // tied with token 3
+  EXPECT_EQ(ScoreToken(logits, 2, 0).rank, 3);
+  EXPECT_EQ(ScoreToken(logits, 5, 0).rank, 5);
+  EXPECT_EQ(ScoreToken(logits, 4, 0).rank, 6);  // NaN: last
+  const std::vector<float> distinct = {0.0f, 4.0f, 1.0f};
+  EXPECT_EQ(ScoreToken(distinct, 1, 2).rank, 1);
+}
+
 TEST(ScoreTokenTest, MatchesALongDoubleLogSoftmaxOverAFullVocabulary) {
   // 49,157 logits (past several of the log-sum-exp's 512-wide chunks, and
   // not a multiple of them), model-like, and the top 5 of them.

@@ -293,6 +293,29 @@ TEST_F(OpenAiRequestTest, EchoedLogprobsAreBounded) {
   EXPECT_TRUE(Parse({{"prompt", prompts}, {"echo", true}, {"logprobs", 1}, {"max_tokens", 1}}).ok());
 }
 
+// vLLM's prompt_logprobs: not streamed; the engine scores the prompt once
+// with the most alternatives echo and prompt_logprobs ask for.
+TEST_F(OpenAiRequestTest, PromptLogprobsAskTheEngineForTheMostAlternatives) {
+  auto r = Parse({{"prompt", "Hello"}, {"prompt_logprobs", 2}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->prompt_logprobs, 2);
+  EXPECT_EQ(r->request.sampling.prompt_logprobs, 2);
+  auto both = Parse({{"prompt", "Hello"}, {"prompt_logprobs", 1}, {"echo", true},
+                     {"logprobs", 4}});
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(both->request.sampling.prompt_logprobs, 4);
+  auto streamed = Parse({{"prompt", "Hello"}, {"prompt_logprobs", 1}, {"stream", true}});
+  EXPECT_THAT(streamed, StatusIs(absl::StatusCode::kInvalidArgument, "stream"));
+  EXPECT_EQ(ParamOf(streamed.status()), "prompt_logprobs");
+  EXPECT_EQ(ParamOf(Parse({{"prompt", "Hello"}, {"prompt_logprobs", -1}}).status()),
+            "prompt_logprobs");
+  const std::vector<int32_t> ids(200, Encode("Hello", false)[0]);
+  auto big = Parse({{"prompt", std::vector<std::vector<int32_t>>(kMaxPrompts, ids)},
+                    {"prompt_logprobs", 20}, {"max_tokens", 1}});
+  EXPECT_THAT(big, StatusIs(absl::StatusCode::kInvalidArgument, "at most 1048576"));
+  EXPECT_EQ(ParamOf(big.status()), "prompt_logprobs");
+}
+
 TEST_F(OpenAiRequestTest, APromptOfABatchThatDoesNotFitIsNamed) {
   const std::vector<int32_t> full(static_cast<size_t>(model_.max_model_len),
                                   Encode("Hello", false)[0]);

@@ -338,6 +338,7 @@ class EchoLogprobsTest : public OpenAiResponseTest {
     request.api = OpenAiApi::kCompletions;
     request.request.sampling.n = n;
     request.logprobs = true;
+    request.top_logprobs = 1;
     request.echo = true;
     request.echo_only = echo_only;
     request.echo_text = "ab";
@@ -441,6 +442,43 @@ TEST_F(EchoLogprobsTest, TheCompletionsOffsetsIndexTheReturnedText) {
   const Json offsets = builder.Complete(Done({FinishReason::kLength}))["choices"][0]
                            ["logprobs"]["text_offset"];
   EXPECT_EQ(offsets, Json({0, Length(a()), 2}));
+}
+
+// vLLM's prompt_logprobs: per choice in completions, once beside the
+// choices in chat; each position keyed by token id, the prompt's token
+// first with its rank, then the alternatives ranked 1, 2, …; echo's
+// legacy entries show their own number of alternatives.
+TEST_F(EchoLogprobsTest, PromptLogprobsUseVllmsShape) {
+  OpenAiRequest request = EchoRequest();
+  request.top_logprobs = 0;  // echo shows no alternatives
+  request.prompt_logprobs = 2;
+  OpenAiResponseBuilder builder(request, "cmpl-1", "tiny", 0, *tokenizer_);
+  Delta first = FirstDelta(0, "c", a());
+  first.prompt_logprobs = {{b(), -2.0f, {{a(), -0.5f}, {b(), -2.0f}, {9, -3.0f}}, 2}};
+  builder.Accumulate(first);
+  const Json choice = builder.Complete(Done({FinishReason::kLength}))["choices"][0];
+  const std::string ta = TokenString(*tokenizer_, a());
+  const std::string tb = TokenString(*tokenizer_, b());
+  const Json expected = Json::array(
+      {nullptr,
+       {{std::to_string(b()), {{"logprob", -2.0}, {"rank", 2}, {"decoded_token", tb}}},
+        {std::to_string(a()), {{"logprob", -0.5}, {"rank", 1}, {"decoded_token", ta}}}}});
+  EXPECT_EQ(choice["prompt_logprobs"], expected);
+  EXPECT_EQ(choice["logprobs"]["top_logprobs"][1], Json({{tb, -2.0}}));
+
+  request.api = OpenAiApi::kChatCompletions;
+  request.echo = false;
+  request.logprobs = false;
+  OpenAiResponseBuilder chat(request, "chatcmpl-1", "tiny", 0, *tokenizer_);
+  chat.Accumulate(first);
+  const Json r = chat.Complete(Done({FinishReason::kLength}));
+  EXPECT_EQ(r["prompt_logprobs"], expected);
+  EXPECT_FALSE(r["choices"][0].contains("prompt_logprobs"));
+  // Not asked for: not there.
+  OpenAiResponseBuilder plain(EchoRequest(), "cmpl-1", "tiny", 0, *tokenizer_);
+  plain.Accumulate(first);
+  EXPECT_FALSE(plain.Complete(Done({FinishReason::kLength}))["choices"][0].contains(
+      "prompt_logprobs"));
 }
 
 // Several prompts: choice p·n + i shows prompt p's echo, prompt entries and
