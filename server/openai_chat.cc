@@ -208,7 +208,7 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
       !inputs->tools.empty() && !ToolChoiceIsNone(*body)) {
     out.tool_call_format = model.tool_call_format;
     // Its markers are special tokens: the text must keep them (vLLM too).
-    if (KeepsSpecialTokens(out.tool_call_format)) {
+    if (ToolCallMarkersAreSpecial(out.tool_call_format, *model.tokenizer)) {
       out.request.stopping.skip_special_tokens = false;
     }
   }

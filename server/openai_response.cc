@@ -185,18 +185,34 @@ Json OpenAiResponseBuilder::ToolCallJson(const ToolCall& call) const {
               {"function", {{"name", call.name}, {"arguments", call.arguments}}}};
 }
 
-std::string OpenAiResponseBuilder::ToolCallChunks(int index,
-                                                  std::vector<ToolCall> calls) {
+std::string OpenAiResponseBuilder::ParsedChunks(
+    int index, ToolCallParser::Output parsed,
+    const std::vector<SampledToken>& logprobs) {
   std::string events;
   Choice& choice = choices_[static_cast<size_t>(index)];
-  for (const ToolCall& call : calls) {
-    Json entry = {{"index", choice.num_tool_calls++}};
-    entry.update(ToolCallJson(call));
+  // The delta's log-probs go with its first content chunk, or alone (as
+  // for held-back text) when it has none.
+  bool logprobs_sent = !logprobs_ || logprobs.empty();
+  static const std::vector<SampledToken> kNone;
+  for (auto& item : parsed.items) {
     Json chunk = ChoiceChunk(index);
-    chunk["choices"].push_back(Json{{"index", index},
-                                    {"delta", {{"tool_calls", Json::array({entry})}}},
-                                    {"logprobs", nullptr},
-                                    {"finish_reason", nullptr}});
+    if (std::string* text = std::get_if<std::string>(&item)) {
+      chunk["choices"].push_back(
+          StreamChoice(index, std::move(*text), logprobs_sent ? kNone : logprobs, &choice));
+      logprobs_sent = true;
+    } else {
+      Json entry = {{"index", choice.num_tool_calls++}};
+      entry.update(ToolCallJson(std::get<ToolCall>(item)));
+      chunk["choices"].push_back(Json{{"index", index},
+                                      {"delta", {{"tool_calls", Json::array({entry})}}},
+                                      {"logprobs", nullptr},
+                                      {"finish_reason", nullptr}});
+    }
+    events += SseEvent(chunk);
+  }
+  if (!logprobs_sent) {
+    Json chunk = ChoiceChunk(index);
+    chunk["choices"].push_back(StreamChoice(index, "", logprobs, &choice));
     events += SseEvent(chunk);
   }
   return events;
@@ -204,9 +220,12 @@ std::string OpenAiResponseBuilder::ToolCallChunks(int index,
 
 const char* OpenAiResponseBuilder::FinishReasonOf(const SampleResult& sample,
                                                   bool called) {
-  // vLLM's rule: a sample that called tools and then stopped (EOS, a stop
-  // string) ends with "tool_calls"; one cut by length stays "length".
-  if (called && sample.reason == FinishReason::kStop) return "tool_calls";
+  // vLLM's rule: a sample that called tools ends with "tool_calls", also
+  // when max_tokens cut what followed (the calls it made are whole).
+  if (called && (sample.reason == FinishReason::kStop ||
+                 sample.reason == FinishReason::kLength)) {
+    return "tool_calls";
+  }
   return FinishReasonName(sample.reason);
 }
 
@@ -352,22 +371,17 @@ std::string OpenAiResponseBuilder::StreamDelta(const Delta& delta) {
   std::string text = echo_only_ ? std::string() : delta.text;
   const std::vector<SampledToken>& logprobs =
       echo_only_ ? kNone : delta.logprobs;
-  std::vector<ToolCall> calls;
   if (choice.tools) {
-    ToolCallParser::Output parsed = choice.tools->Add(text);
-    text = std::move(parsed.content);
-    calls = std::move(parsed.calls);
-  }
-  // A delta may carry only held-back tokens (no text yet): send it when it
-  // has something the client sees.
-  if (!text.empty() || (logprobs_ && !logprobs.empty()) ||
-      (echo_only_ && !choice.started)) {
+    events = ParsedChunks(delta.index, choice.tools->Add(text), logprobs);
+  } else if (!text.empty() || (logprobs_ && !logprobs.empty()) ||
+             (echo_only_ && !choice.started)) {
+    // A delta may carry only held-back tokens (no text yet): send it when
+    // it has something the client sees.
     Json chunk = ChoiceChunk(delta.index);
     chunk["choices"].push_back(
         StreamChoice(delta.index, std::move(text), logprobs, &choice));
     events = SseEvent(chunk);
   }
-  events += ToolCallChunks(delta.index, std::move(calls));
   // A sample that ended before the others: its finish_reason now (vLLM).
   if (delta.finished && !choice.finished) {
     events += FinishChunk(delta.index, *delta.finished);
@@ -380,14 +394,7 @@ std::string OpenAiResponseBuilder::FinishChunk(int index,
   Choice& choice = choices_[index];
   std::string events;
   if (choice.tools) {  // what the parser held back: content or calls
-    ToolCallParser::Output parsed = choice.tools->Finish();
-    if (!parsed.content.empty()) {
-      Json chunk = ChoiceChunk(index);
-      chunk["choices"].push_back(
-          StreamChoice(index, std::move(parsed.content), {}, &choice));
-      events += SseEvent(chunk);
-    }
-    events += ToolCallChunks(index, std::move(parsed.calls));
+    events = ParsedChunks(index, choice.tools->Finish(), {});
   }
   choice.finished = true;
   Json chunk = ChoiceChunk(index);
@@ -449,9 +456,9 @@ Json OpenAiResponseBuilder::Complete(const Finished& finished) const {
         ToolCallParser parser(tool_format_);
         ToolCallParser::Output head = parser.Add(choice.text);
         ToolCallParser::Output tail = parser.Finish();
-        content = head.content + tail.content;
+        content = head.JoinedContent() + tail.JoinedContent();
         for (auto* part : {&head, &tail}) {
-          for (const ToolCall& call : part->calls) tool_calls.push_back(ToolCallJson(call));
+          for (const ToolCall& call : part->Calls()) tool_calls.push_back(ToolCallJson(call));
         }
       }
       called = !tool_calls.empty();

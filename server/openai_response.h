@@ -113,8 +113,10 @@ class OpenAiResponseBuilder {
   Json ChatLogprobEntry(int32_t token, float logprob) const;
   // A tool call as a message or a chunk shows it; a fresh id each call.
   Json ToolCallJson(const ToolCall& call) const;
-  // Streaming: one chunk per call, "delta": {"tool_calls": [{"index", …}]}.
-  std::string ToolCallChunks(int index, std::vector<ToolCall> calls);
+  // Streaming, chat with tools: the parser's output in order, a chunk per
+  // content piece and per call ("delta": {"tool_calls": [{"index", …}]}).
+  std::string ParsedChunks(int index, ToolCallParser::Output parsed,
+                           const std::vector<SampledToken>& logprobs);
   // "tool_calls" for a sample that stopped after calling tools.
   static const char* FinishReasonOf(const SampleResult& sample, bool called);
   Json UsageJson(const Finished& finished) const;

@@ -17,6 +17,7 @@ constexpr absl::string_view kHermesClose = "</tool_call>";
 constexpr absl::string_view kPythonTag = "<|python_tag|>";
 constexpr absl::string_view kMistralCalls = "[TOOL_CALLS]";
 constexpr absl::string_view kMistralArgs = "[ARGS]";
+constexpr absl::string_view kMistralCallId = "[CALL_ID]";
 
 // The length of the longest suffix of `text` that is a proper prefix of
 // `marker`: text that may still become the marker.
@@ -51,23 +52,43 @@ size_t JsonValueEnd(absl::string_view text) {
   return absl::string_view::npos;
 }
 
-// {"name": "…", "arguments" (or "parameters"): …}; arguments given as a
-// string are taken as the JSON text they hold.
+bool ValidName(absl::string_view name) {
+  if (name.empty() || name.size() > 256) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' &&
+        c != ':' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A call's arguments as JSON text: an object, or a string holding one.
+std::optional<std::string> ArgumentsText(const Json& arguments) {
+  if (arguments.is_object()) {
+    return arguments.dump(-1, ' ', false, Json::error_handler_t::replace);
+  }
+  if (!arguments.is_string()) return std::nullopt;
+  absl::StatusOr<Json> parsed = ParseJson(arguments.get<std::string>());
+  if (!parsed.ok() || !parsed->is_object()) return std::nullopt;
+  return arguments.get<std::string>();
+}
+
+// {"name": "…", "arguments" (or "parameters"): {…}}: both are needed (a
+// JSON answer that happens to have a "name" is not a call; vLLM's parsers
+// need the arguments too).
 std::optional<ToolCall> CallFromJson(const Json& call) {
   if (!call.is_object()) return std::nullopt;
   auto name = call.find("name");
-  if (name == call.end() || !name->is_string() || name->get<std::string>().empty()) {
+  if (name == call.end() || !name->is_string() || !ValidName(name->get<std::string>())) {
     return std::nullopt;
   }
   auto arguments = call.find("arguments");
   if (arguments == call.end()) arguments = call.find("parameters");
-  ToolCall out{name->get<std::string>(), "{}"};
-  if (arguments != call.end()) {
-    out.arguments = arguments->is_string()
-                        ? arguments->get<std::string>()
-                        : arguments->dump(-1, ' ', false, Json::error_handler_t::replace);
-  }
-  return out;
+  if (arguments == call.end()) return std::nullopt;
+  std::optional<std::string> text = ArgumentsText(*arguments);
+  if (!text) return std::nullopt;
+  return ToolCall{name->get<std::string>(), *std::move(text)};
 }
 
 // The JSON object or array at the start of `*text` (after spaces); moves
@@ -116,13 +137,17 @@ std::optional<std::vector<ToolCall>> ParseMistral(absl::string_view text) {
     }
     return calls;
   }
-  for (;;) {  // v11: name[ARGS]{…}, then maybe [TOOL_CALLS] again
+  for (;;) {  // v11: name[ARGS]{…} (or name[CALL_ID]id[ARGS]{…}), repeated
     const size_t args = text.find(kMistralArgs);
     if (args == absl::string_view::npos) return std::nullopt;
-    const std::string name(absl::StripAsciiWhitespace(text.substr(0, args)));
+    absl::string_view head = text.substr(0, args);
+    if (const size_t id = head.find(kMistralCallId); id != absl::string_view::npos) {
+      head = head.substr(0, id);  // the model's own id: weft gives a fresh one
+    }
+    const std::string name(absl::StripAsciiWhitespace(head));
     text.remove_prefix(args + kMistralArgs.size());
     std::optional<Json> json = TakeJson(&text);
-    if (name.empty() || !json || !json->is_object()) return std::nullopt;
+    if (!ValidName(name) || !json || !json->is_object()) return std::nullopt;
     calls.push_back({name, json->dump(-1, ' ', false, Json::error_handler_t::replace)});
     text = absl::StripLeadingAsciiWhitespace(text);
     if (text.empty()) return calls;
@@ -170,8 +195,48 @@ ToolCallFormat DetectToolCallFormat(absl::string_view source) {
   return ToolCallFormat::kNone;
 }
 
-bool KeepsSpecialTokens(ToolCallFormat format) {
-  return format == ToolCallFormat::kMistral;
+bool ToolCallMarkersAreSpecial(ToolCallFormat format, const Tokenizer& tokenizer) {
+  auto special = [&](absl::string_view piece) {
+    const int32_t id = tokenizer.PieceToId(std::string_view(piece.data(), piece.size()));
+    return id >= 0 && tokenizer.IsSpecial(id);
+  };
+  switch (format) {
+    case ToolCallFormat::kHermes:
+      return special(kHermesOpen) || special(kHermesClose);
+    case ToolCallFormat::kMistral:
+      return true;  // [TOOL_CALLS] and [ARGS] are control tokens
+    case ToolCallFormat::kNone:
+    case ToolCallFormat::kLlama3Json:  // <|python_tag|> may go: the JSON follows
+      return false;
+  }
+  return false;
+}
+
+void ToolCallParser::Output::Content(absl::string_view text) {
+  if (text.empty()) return;
+  if (!items.empty()) {
+    if (auto* last = std::get_if<std::string>(&items.back())) {
+      last->append(text.data(), text.size());
+      return;
+    }
+  }
+  items.emplace_back(std::string(text));
+}
+
+std::string ToolCallParser::Output::JoinedContent() const {
+  std::string out;
+  for (const auto& item : items) {
+    if (const auto* text = std::get_if<std::string>(&item)) out += *text;
+  }
+  return out;
+}
+
+std::vector<ToolCall> ToolCallParser::Output::Calls() const {
+  std::vector<ToolCall> out;
+  for (const auto& item : items) {
+    if (const auto* call = std::get_if<ToolCall>(&item)) out.push_back(*call);
+  }
+  return out;
 }
 
 ToolCallParser::Output ToolCallParser::Add(absl::string_view text) {
@@ -179,7 +244,7 @@ ToolCallParser::Output ToolCallParser::Add(absl::string_view text) {
   pending_.append(text.data(), text.size());
   switch (format_) {
     case ToolCallFormat::kNone:
-      out.content = std::move(pending_);
+      out.Content(pending_);
       pending_.clear();
       break;
     case ToolCallFormat::kHermes:
@@ -203,7 +268,7 @@ void ToolCallParser::EmitContent(absl::string_view text, Output* out) {
     if (text.empty()) return;
     trim_spaces_ = false;
   }
-  out->content.append(text.data(), text.size());
+  out->Content(text);
 }
 
 void ToolCallParser::AddHermes(Output* out) {
@@ -220,10 +285,17 @@ void ToolCallParser::AddHermes(Output* out) {
       pending_.erase(0, open + kHermesOpen.size());
       state_ = State::kInCall;
     }
-    const size_t close = absl::string_view(pending_).find(kHermesClose);
-    if (close == std::string::npos) return;  // the call goes on
+    // Searched from where the last search could have missed a tag split
+    // over pieces, not from the start: a long call stays linear.
+    const size_t from = scanned_ > kHermesClose.size() ? scanned_ - kHermesClose.size() : 0;
+    const size_t close = absl::string_view(pending_).find(kHermesClose, from);
+    if (close == std::string::npos) {
+      scanned_ = pending_.size();
+      return;  // the call goes on
+    }
     const std::string body = pending_.substr(0, close);
     pending_.erase(0, close + kHermesClose.size());
+    scanned_ = 0;
     state_ = State::kContent;
     FinishHermesCall(body, /*closed=*/true, out);
   }
@@ -236,7 +308,7 @@ void ToolCallParser::FinishHermesCall(absl::string_view body, bool closed,
   std::optional<ToolCall> call;
   if (json && absl::StripAsciiWhitespace(json_text).empty()) call = CallFromJson(*json);
   if (call) {
-    out->calls.push_back(*std::move(call));
+    out->items.emplace_back(*std::move(call));
     trim_spaces_ = true;
     return;
   }
@@ -250,7 +322,7 @@ void ToolCallParser::AddOpening(absl::string_view marker, Output* out) {
   if (state_ == State::kHeldToEnd) return;
   if (format_ == ToolCallFormat::kLlama3Json) {
     if (state_ == State::kInCall) {  // decided: plain content
-      out->content = std::move(pending_);
+      out->Content(pending_);
       pending_.clear();
       return;
     }
@@ -260,7 +332,7 @@ void ToolCallParser::AddOpening(absl::string_view marker, Output* out) {
       state_ = State::kHeldToEnd;
     } else if (!(start.size() < marker.size() && absl::StartsWith(marker, start))) {
       state_ = State::kInCall;  // reused as "content, decided"
-      out->content = std::move(pending_);
+      out->Content(pending_);
       pending_.clear();
     }
     return;
@@ -268,11 +340,11 @@ void ToolCallParser::AddOpening(absl::string_view marker, Output* out) {
   const size_t at = absl::string_view(pending_).find(marker);
   if (at == std::string::npos) {
     const size_t keep = PartialMarker(pending_, marker);
-    out->content = pending_.substr(0, pending_.size() - keep);
+    out->Content(absl::string_view(pending_).substr(0, pending_.size() - keep));
     pending_.erase(0, pending_.size() - keep);
     return;
   }
-  out->content = pending_.substr(0, at);
+  out->Content(absl::string_view(pending_).substr(0, at));
   pending_.erase(0, at + marker.size());
   state_ = State::kHeldToEnd;
 }
@@ -281,9 +353,12 @@ ToolCallParser::Output ToolCallParser::Finish() {
   Output out;
   std::string held = std::move(pending_);
   pending_.clear();
+  auto add_calls = [&out](std::vector<ToolCall> calls) {
+    for (ToolCall& call : calls) out.items.emplace_back(std::move(call));
+  };
   switch (format_) {
     case ToolCallFormat::kNone:
-      out.content = std::move(held);
+      out.Content(held);
       break;
     case ToolCallFormat::kHermes:
       if (state_ == State::kInCall) {
@@ -295,24 +370,25 @@ ToolCallParser::Output ToolCallParser::Finish() {
     case ToolCallFormat::kLlama3Json:
       if (state_ == State::kHeldToEnd) {
         if (auto calls = ParseLlama3(held)) {
-          out.calls = *std::move(calls);
+          add_calls(*std::move(calls));
           break;
         }
       }
-      out.content = std::move(held);
+      out.Content(held);
       break;
     case ToolCallFormat::kMistral:
       if (state_ == State::kHeldToEnd) {
         if (auto calls = ParseMistral(held)) {
-          out.calls = *std::move(calls);
+          add_calls(*std::move(calls));
           break;
         }
-        out.content = absl::StrCat(kMistralCalls, held);
+        out.Content(absl::StrCat(kMistralCalls, held));
         break;
       }
-      out.content = std::move(held);
+      out.Content(held);
       break;
   }
+  scanned_ = 0;
   state_ = State::kContent;
   return out;
 }

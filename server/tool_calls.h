@@ -13,16 +13,20 @@
 //   [TOOL_CALLS] and [ARGS] are special tokens, so requests parsed this
 //   way keep special tokens in their text.
 //
-// Text that looks like a call but does not parse stays content, word for
-// word: nothing the model wrote is lost.
+// A call is a JSON object with a "name" (letters, digits, _ . : -) and its
+// "arguments" (or "parameters"): an object, or JSON text of one. Text that
+// looks like a call but is not one stays content, word for word: nothing
+// the model wrote is lost.
 #ifndef WEFT_SERVER_TOOL_CALLS_H_
 #define WEFT_SERVER_TOOL_CALLS_H_
 
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace weft {
 
@@ -35,8 +39,10 @@ const char* ToolCallFormatName(ToolCallFormat format);
 // instructions and tool-call rendering it contains; kNone when it shows
 // none of the three (e.g. SmolLM2's, or formats weft does not parse).
 ToolCallFormat DetectToolCallFormat(absl::string_view template_source);
-// Whether the format's markers are special tokens the text must keep.
-bool KeepsSpecialTokens(ToolCallFormat format);
+// Whether the format's markers are special tokens of `tokenizer`, which
+// the text must then keep (skip_special_tokens off, as vLLM does):
+// mistral's [TOOL_CALLS], hermes's <tool_call> in some tokenizers.
+bool ToolCallMarkersAreSpecial(ToolCallFormat format, const Tokenizer& tokenizer);
 
 struct ToolCall {
   std::string name;
@@ -51,9 +57,14 @@ class ToolCallParser {
  public:
   explicit ToolCallParser(ToolCallFormat format) : format_(format) {}
 
+  // What can be shown now, in the order the model wrote it: content
+  // pieces and completed calls.
   struct Output {
-    std::string content;  // text to show now
-    std::vector<ToolCall> calls;  // calls completed now
+    std::vector<std::variant<std::string, ToolCall>> items;
+    void Content(absl::string_view text);  // appends, merging with the last
+    // All content, all calls.
+    std::string JoinedContent() const;
+    std::vector<ToolCall> Calls() const;
   };
   // More text: the content that can be shown now (a part that may still
   // become a call is held back) and the calls it completed.
@@ -73,6 +84,7 @@ class ToolCallParser {
   // kHeldToEnd: llama3_json calls, mistral after [TOOL_CALLS].
   enum class State { kContent, kInCall, kHeldToEnd } state_ = State::kContent;
   bool trim_spaces_ = false;  // hermes: a call just ended
+  size_t scanned_ = 0;  // hermes in a call: pending_ searched this far
 };
 
 }  // namespace weft

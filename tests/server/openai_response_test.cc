@@ -546,13 +546,17 @@ TEST_F(ToolCallResponseTest, CallsBecomeTheMessagesToolCalls) {
   EXPECT_EQ(calls[1]["function"]["name"], "time");
   EXPECT_EQ(choice["finish_reason"], "tool_calls");
 
-  // Only calls: no content (null); cut by length: "length" stays.
+  // Only calls: no content (null); cut by length after a call: still
+  // "tool_calls" (vLLM); cancelled: "abort".
   OpenAiResponseBuilder only = ChatBuilder(ToolCallFormat::kHermes);
-  only.Accumulate(TextDelta(0, "<tool_call>{\"name\": \"f\"}</tool_call>\n"));
+  only.Accumulate(
+      TextDelta(0, "<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>\n"));
   const Json cut = only.Complete(Done({FinishReason::kLength}))["choices"][0];
   EXPECT_TRUE(cut["message"]["content"].is_null());
   EXPECT_EQ(cut["message"]["tool_calls"].size(), 1u);
-  EXPECT_EQ(cut["finish_reason"], "length");
+  EXPECT_EQ(cut["finish_reason"], "tool_calls");
+  EXPECT_EQ(only.Complete(Done({FinishReason::kCancelled}))["choices"][0]["finish_reason"],
+            "abort");
 
   // No format (the server's or tool_choice "none"): the text as it came.
   OpenAiResponseBuilder plain = ChatBuilder(ToolCallFormat::kNone);
@@ -590,8 +594,20 @@ TEST_F(ToolCallResponseTest, StreamedCallsComeAsToolCallDeltas) {
     EXPECT_EQ(calls[0]["type"], "function");
     EXPECT_EQ(calls[0]["function"]["name"], "weather");
     EXPECT_EQ(calls[0]["function"]["arguments"], "{\"city\":\"Oslo\"}");
+    EXPECT_TRUE(absl::StartsWith(calls[0]["id"].get<std::string>(), "chatcmpl-tool-"));
+    EXPECT_NE(calls[0]["id"], calls[1]["id"]);
     EXPECT_EQ(finish, "tool_calls") << cut;
   }
+  // Content after a call in the same delta comes after the call's chunk.
+  OpenAiResponseBuilder builder = ChatBuilder(ToolCallFormat::kHermes, true);
+  bool done = false;
+  const std::vector<Json> events = Events(
+      builder.StreamDelta(TextDelta(
+          0, "<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>\nDone")),
+      &done);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_TRUE(events[0]["choices"][0]["delta"].contains("tool_calls"));
+  EXPECT_EQ(events[1]["choices"][0]["delta"]["content"], "Done");
 }
 
 TEST_F(ToolCallResponseTest, HeldBackTextComesOutAtTheEnd) {

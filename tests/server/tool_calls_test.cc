@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "gtest/gtest.h"
 
 namespace weft {
@@ -15,11 +17,25 @@ namespace {
 struct Parsed {
   std::string content;
   std::vector<ToolCall> calls;
+  // Everything in order, adjacent content merged: "c:<text>" / "t:<name>".
+  std::vector<std::string> order;
 };
 
 void Append(ToolCallParser::Output out, Parsed* parsed) {
-  parsed->content += out.content;
-  for (ToolCall& call : out.calls) parsed->calls.push_back(std::move(call));
+  for (auto& item : out.items) {
+    if (const std::string* text = std::get_if<std::string>(&item)) {
+      parsed->content += *text;
+      if (!parsed->order.empty() && parsed->order.back().rfind("c:", 0) == 0) {
+        parsed->order.back() += *text;
+      } else {
+        parsed->order.push_back("c:" + *text);
+      }
+    } else {
+      const ToolCall& call = std::get<ToolCall>(item);
+      parsed->calls.push_back(call);
+      parsed->order.push_back("t:" + call.name);
+    }
+  }
 }
 
 Parsed ParseWhole(ToolCallFormat format, const std::string& text) {
@@ -42,6 +58,7 @@ Parsed ParseAnySplit(ToolCallFormat format, const std::string& text) {
     Append(parser.Finish(), &parsed);
     EXPECT_EQ(parsed.content, whole.content) << "cut at " << cut << ": " << text;
     EXPECT_TRUE(parsed.calls == whole.calls) << "cut at " << cut << ": " << text;
+    EXPECT_EQ(parsed.order, whole.order) << "cut at " << cut << ": " << text;
   }
   ToolCallParser parser(format);
   Parsed bytes;
@@ -49,6 +66,7 @@ Parsed ParseAnySplit(ToolCallFormat format, const std::string& text) {
   Append(parser.Finish(), &bytes);
   EXPECT_EQ(bytes.content, whole.content) << text;
   EXPECT_TRUE(bytes.calls == whole.calls) << text;
+  EXPECT_EQ(bytes.order, whole.order) << text;
   return whole;
 }
 
@@ -67,16 +85,30 @@ TEST(ToolCallsTest, HermesCallsAndTheContentAroundThem) {
 }
 
 TEST(ToolCallsTest, HermesKeepsWhatDoesNotParseAsContent) {
-  // Text after a call is content (its leading newline is the separator).
-  Parsed p = ParseAnySplit(ToolCallFormat::kHermes,
-                           "<tool_call>{\"name\": \"f\"}</tool_call>\nDone: <b>x</b>");
+  // Text after a call is content (its leading newline is the separator),
+  // in its place after the call.
+  Parsed p = ParseAnySplit(
+      ToolCallFormat::kHermes,
+      "<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>\nDone: <b>x</b>");
   ASSERT_EQ(p.calls.size(), 1u);
   EXPECT_EQ(p.calls[0].arguments, "{}");
   EXPECT_EQ(p.content, "Done: <b>x</b>");
-  // Not JSON, no name, trailing junk: word for word.
+  EXPECT_EQ(p.order, (std::vector<std::string>{"t:f", "c:Done: <b>x</b>"}));
+  // Arguments given as JSON text of an object are that text.
+  p = ParseAnySplit(ToolCallFormat::kHermes,
+                    "<tool_call>{\"name\": \"f\", \"arguments\": \"{\\\"a\\\": 1}\"}</tool_call>");
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].arguments, "{\"a\": 1}");
+  // Not JSON, no name, no arguments, arguments that are no object, a name
+  // no function has, trailing junk: word for word.
   for (const std::string text :
        {"<tool_call>{not json}</tool_call> after", "<tool_call>{\"arguments\": {}}</tool_call>",
-        "<tool_call>{\"name\": \"f\"} extra</tool_call>", "a <tool_call", "<tool_ca"}) {
+        "<tool_call>{\"name\": \"f\"}</tool_call>",
+        "<tool_call>{\"name\": \"f\", \"arguments\": \"hello\"}</tool_call>",
+        "<tool_call>{\"name\": \"f\", \"arguments\": [1]}</tool_call>",
+        "<tool_call>{\"name\": \"get weather\", \"arguments\": {}}</tool_call>",
+        "<tool_call>{\"name\": \"f\", \"arguments\": {}} extra</tool_call>", "a <tool_call",
+        "<tool_ca"}) {
     p = ParseAnySplit(ToolCallFormat::kHermes, text);
     EXPECT_TRUE(p.calls.empty()) << text;
     EXPECT_EQ(p.content, text);
@@ -104,8 +136,11 @@ TEST(ToolCallsTest, Llama3JsonIsTheWholeOutputOrNothing) {
                     "<|python_tag|>{\"name\": \"f\", \"arguments\": {\"x\": 1}}");
   ASSERT_EQ(p.calls.size(), 1u);
   EXPECT_EQ(p.calls[0].arguments, "{\"x\":1}");
-  for (const std::string text : {"The answer is {\"name\": \"f\"}", "{\"name\": \"f\"} and more",
-                                 "{\"no\": \"name\"}", "  <|pyth", "<b>bold</b>", ""}) {
+  // A JSON answer with a "name" is not a call: it needs its parameters.
+  for (const std::string text :
+       {"The answer is {\"name\": \"f\", \"parameters\": {}}",
+        "{\"name\": \"f\", \"parameters\": {}} and more", "{\"no\": \"name\"}",
+        "{\"name\": \"Alice\", \"age\": 30}", "  <|pyth", "<b>bold</b>", ""}) {
     p = ParseAnySplit(ToolCallFormat::kLlama3Json, text);
     EXPECT_TRUE(p.calls.empty()) << text;
     EXPECT_EQ(p.content, text);
@@ -120,8 +155,11 @@ TEST(ToolCallsTest, MistralArraysAndNamedCalls) {
   ASSERT_EQ(p.calls.size(), 2u);
   EXPECT_EQ(p.calls[0].arguments, "{\"a\":1}");
   EXPECT_EQ(p.calls[1].name, "g");
+  // The model's own call id (as Mistral Small 3.2's template writes past
+  // calls) is not part of the name.
   p = ParseAnySplit(ToolCallFormat::kMistral,
-                    "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]noop[ARGS]{}");
+                    "[TOOL_CALLS]get_weather[CALL_ID]a1b2c3d4e[ARGS]{\"city\": \"Paris\"}"
+                    "[TOOL_CALLS]noop[ARGS]{}");
   ASSERT_EQ(p.calls.size(), 2u);
   EXPECT_EQ(p.calls[0].name, "get_weather");
   EXPECT_EQ(p.calls[0].arguments, "{\"city\":\"Paris\"}");
@@ -177,14 +215,43 @@ TEST(ToolCallsTest, TheFormatComesFromTheChatTemplate) {
   }
 }
 
+// Special markers must stay in the text: mistral's always; hermes's when
+// the tokenizer marks <tool_call> special (some Hermes GGUFs do).
+TEST(ToolCallsTest, MarkersThatAreSpecialTokensKeepSpecialTokens) {
+  std::ifstream in(std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_qwen2/tokenizer.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json json = nlohmann::json::parse(text.str());
+  int next_id = 0;
+  for (const auto& [piece, id] : json["model"]["vocab"].items()) {
+    next_id = std::max(next_id, id.get<int>() + 1);
+  }
+  for (const auto& added : json["added_tokens"]) {
+    next_id = std::max(next_id, added["id"].get<int>() + 1);
+  }
+  for (bool special : {false, true}) {
+    nlohmann::json with = json;
+    for (const char* piece : {"<tool_call>", "</tool_call>"}) {
+      with["added_tokens"].push_back({{"id", next_id++}, {"content", piece},
+                                      {"single_word", false}, {"lstrip", false},
+                                      {"rstrip", false}, {"normalized", false},
+                                      {"special", special}});
+    }
+    auto tokenizer = Tokenizer::FromHfJsonText(with.dump(), "", "test");
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    EXPECT_EQ(ToolCallMarkersAreSpecial(ToolCallFormat::kHermes, **tokenizer), special);
+    EXPECT_TRUE(ToolCallMarkersAreSpecial(ToolCallFormat::kMistral, **tokenizer));
+    EXPECT_FALSE(ToolCallMarkersAreSpecial(ToolCallFormat::kLlama3Json, **tokenizer));
+  }
+}
+
 TEST(ToolCallsTest, FormatNames) {
   for (ToolCallFormat f : {ToolCallFormat::kNone, ToolCallFormat::kHermes,
                            ToolCallFormat::kLlama3Json, ToolCallFormat::kMistral}) {
     EXPECT_EQ(ToolCallFormatFromName(ToolCallFormatName(f)), f);
   }
   EXPECT_EQ(ToolCallFormatFromName("auto"), std::nullopt);
-  EXPECT_TRUE(KeepsSpecialTokens(ToolCallFormat::kMistral));
-  EXPECT_FALSE(KeepsSpecialTokens(ToolCallFormat::kHermes));
+
 }
 
 }  // namespace
