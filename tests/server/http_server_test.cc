@@ -506,20 +506,20 @@ class HttpCancelTest : public HttpServerTest {
     return request;
   }
 
-  // Waits until the engine holds the one request sent.
-  void WaitUntilLive() {
+  // Waits until the engine holds the `n` requests sent (one per prompt).
+  void WaitUntilLive(int n = 1) {
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (harness_->engine().stats().num_live_requests != 1 &&
+    while (harness_->engine().stats().num_live_requests != n &&
            absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(5));
     }
-    ASSERT_EQ(harness_->engine().stats().num_live_requests, 1);
+    ASSERT_EQ(harness_->engine().stats().num_live_requests, n);
   }
 
   // Waits until the request was accepted and its handler has given it up
   // (which cancels it in the engine).
-  void WaitUntilAbandoned() {
-    WaitUntilLive();
+  void WaitUntilAbandoned(int n = 1) {
+    WaitUntilLive(n);
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
     while (server_->in_flight() > 0 && absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(5));
@@ -544,6 +544,25 @@ TEST_F(HttpCancelTest, AStreamingClientThatLeavesCancelsItsRequest) {
   EXPECT_EQ(harness_->engine().stats().generated_tokens, 0);
   EXPECT_THAT(metrics_->Render(harness_->engine().stats()),
               ::testing::HasSubstr("code=\"CANCELLED\"} 1"));
+}
+
+// A completions call with several prompts is one engine request each:
+// the client leaving cancels every one of them.
+TEST_F(HttpCancelTest, AClientThatLeavesABatchOfPromptsCancelsEveryOne) {
+  httplib::Client client = Client();
+  std::string received;
+  httplib::Request request = StreamRequest(&received);
+  Json body = Json::parse(request.body);
+  body["prompt"] = Json::array({Json::array({3, 4, 5}), Json::array({6, 7}),
+                                Json::array({8, 9, 10, 11})});
+  request.body = body.dump();
+  request.response_handler = [](const httplib::Response&) { return false; };
+  EXPECT_FALSE(client.send(request));
+  WaitUntilAbandoned(/*n=*/3);
+  harness_->engine().Step();
+  EXPECT_EQ(harness_->engine().stats().requests_finished, 3);
+  EXPECT_EQ(harness_->engine().stats().num_live_requests, 0);
+  EXPECT_EQ(harness_->engine().stats().generated_tokens, 0);
 }
 
 TEST_F(HttpCancelTest, AClientThatLeavesAWholeResponseCancelsItsRequest) {
