@@ -25,6 +25,13 @@ case $ISA in
   *) echo "build_llamacpp: LLAMACPP_ISA is native, avx2 or avxvnni, not $ISA" >&2; exit 2 ;;
 esac
 TOOLS=(llama-bench llama-batched-bench llama-quantize)
+# LLAMACPP_SERVER=1: llama-server too, for serve.py (its sources take
+# another 10-20 minutes once).
+SERVER=OFF
+if [[ ${LLAMACPP_SERVER:-0} == 1 ]]; then
+  TOOLS+=(llama-server)
+  SERVER=ON
+fi
 
 # AMX: ggml's AMX kernels (used for Q4_x/Q8_0 matmuls when -march=native
 # enables AMX) die with SIGILL on the VM this was written on (`tilezero` in
@@ -74,7 +81,7 @@ nice -n 10 cmake -S "$SRC" -B "$BUILD" "${generator[@]}" \
   -DGGML_NATIVE=$NATIVE -DGGML_AVX_VNNI=$AVX_VNNI \
   -DCMAKE_C_FLAGS="$ISA_FLAGS" -DCMAKE_CXX_FLAGS="$ISA_FLAGS" \
   -DBUILD_SHARED_LIBS=OFF \
-  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=$SERVER \
   -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_SUBPROCESS=OFF \
   -DLLAMA_BUILD_NUMBER=0 -DLLAMA_BUILD_COMMIT=$LLAMACPP_COMMIT >&2
 nice -n 10 cmake --build "$BUILD" -j "${JOBS:-2}" --target "${TOOLS[@]}" >&2
