@@ -17,7 +17,8 @@ prompt text (tokenized by each server from the same GGUF vocabulary),
 tokens), greedy, `stream: true`. Per client count it reports the output
 tokens per second over the whole run (all clients' tokens / wall time),
 the median time to first token and the median gap between tokens seen by
-clients, medians over the rounds. Raw lines go to --raw
+clients, medians over the rounds. Tokens are counted from each stream's
+usage chunk (`stream_options.include_usage`). Raw lines go to --raw
 (.cache/cpu_vs_llamacpp/serve-<time>.jsonl).
 """
 
@@ -80,7 +81,13 @@ class Server:
         self.log = open(ROOT / ".cache" / "cpu_vs_llamacpp" / f"serve-{name}.log", "w")
         self.proc = subprocess.Popen([str(c) for c in cmd], stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        wait_ready(port, health, self.proc)
+        try:
+            wait_ready(port, health, self.proc)
+        except Exception:
+            self.proc.kill()  # no server left running into later rounds
+            self.proc.wait()
+            self.log.close()
+            raise
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -93,10 +100,12 @@ class Server:
 
 
 def stream_completion(port: int, prompt: str, max_tokens: int) -> dict:
-    """One streamed completion; returns the start, first-token and end
-    times and the times of the chunks that carried text."""
+    """One streamed completion; returns the start and end times, the times
+    of the chunks that carried text, and the tokens the server says it
+    generated (its usage chunk)."""
     body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
-                       "ignore_eos": True, "stream": True})
+                       "ignore_eos": True, "stream": True,
+                       "stream_options": {"include_usage": True}})
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     start = time.perf_counter()
     conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
@@ -104,6 +113,7 @@ def stream_completion(port: int, prompt: str, max_tokens: int) -> dict:
     if response.status != 200:
         raise RuntimeError(f"HTTP {response.status}: {response.read()[:300]!r}")
     chunks = []
+    tokens = None
     for raw in response:
         line = raw.decode().strip()
         if not line.startswith("data: ") or line == "data: [DONE]":
@@ -112,9 +122,13 @@ def stream_completion(port: int, prompt: str, max_tokens: int) -> dict:
         choices = event.get("choices") or []
         if choices and choices[0].get("text"):
             chunks.append(time.perf_counter())
+        if event.get("usage"):
+            tokens = event["usage"]["completion_tokens"]
     end = time.perf_counter()
     conn.close()
-    return {"start": start, "chunks": chunks, "end": end}
+    if tokens is None:
+        raise RuntimeError("the stream reported no usage")
+    return {"start": start, "chunks": chunks, "end": end, "tokens": tokens}
 
 
 def check_length(port: int, max_tokens: int) -> None:
@@ -158,8 +172,10 @@ def run_clients(port: int, clients: int, requests_per_client: int, max_tokens: i
         raise RuntimeError(f"{len(errors)} requests failed: {errors[0]}")
     ttft = [r["chunks"][0] - r["start"] for r in results if r["chunks"]]
     gaps = [b - a for r in results for a, b in zip(r["chunks"], r["chunks"][1:])]
-    return {"wall_s": wall, "requests": len(results),
-            "tokens_per_s": len(results) * max_tokens / wall,
+    tokens = sum(r["tokens"] for r in results)
+    return {"wall_s": wall, "requests": len(results), "tokens": tokens,
+            "short_requests": sum(r["tokens"] < max_tokens for r in results),
+            "tokens_per_s": tokens / wall,
             "ttft_ms": 1000 * statistics.median(ttft),
             "itl_ms": 1000 * statistics.median(gaps) if gaps else None}
 
