@@ -450,11 +450,14 @@ absl::Status ParseCommonFields(const Json& body, const ServedModel& model,
   stopping.skip_special_tokens = f.Bool("skip_special_tokens").value_or(true);
 
   // vLLM's prompt_logprobs (its -1, the whole vocabulary, is refused).
+  // A stream carries none: above 0 it is refused there, as in vLLM, and 0
+  // is accepted and asks for nothing.
   if (auto k = f.Integer("prompt_logprobs", 0, kMaxLogprobs)) {
-    if (out->stream) {
-      f.Fail(InvalidParam("prompt_logprobs", "is not available with stream"));
+    if (!out->stream) {
+      out->prompt_logprobs = static_cast<int>(*k);
+    } else if (*k > 0) {
+      f.Fail(InvalidParam("prompt_logprobs", "above 0 is not available with stream"));
     }
-    out->prompt_logprobs = static_cast<int>(*k);
   }
   out->request.priority = static_cast<int>(
       f.Integer("priority", -kInt32Max, kInt32Max).value_or(0));

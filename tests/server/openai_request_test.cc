@@ -307,6 +307,9 @@ TEST_F(OpenAiRequestTest, PromptLogprobsAskTheEngineForTheMostAlternatives) {
   auto streamed = Parse({{"prompt", "Hello"}, {"prompt_logprobs", 1}, {"stream", true}});
   EXPECT_THAT(streamed, StatusIs(absl::StatusCode::kInvalidArgument, "stream"));
   EXPECT_EQ(ParamOf(streamed.status()), "prompt_logprobs");
+  auto streamed_zero = Parse({{"prompt", "Hello"}, {"prompt_logprobs", 0}, {"stream", true}});
+  ASSERT_TRUE(streamed_zero.ok()) << streamed_zero.status();  // vLLM accepts it
+  EXPECT_EQ(streamed_zero->request.sampling.prompt_logprobs, -1);
   EXPECT_EQ(ParamOf(Parse({{"prompt", "Hello"}, {"prompt_logprobs", -1}}).status()),
             "prompt_logprobs");
   const std::vector<int32_t> ids(200, Encode("Hello", false)[0]);

@@ -610,6 +610,38 @@ TEST_F(ToolCallResponseTest, StreamedCallsComeAsToolCallDeltas) {
   EXPECT_EQ(events[1]["choices"][0]["delta"]["content"], "Done");
 }
 
+// A streamed delta's log-probs are sent once, with its first content
+// chunk or, when the parser holds its text back, in a chunk of their own.
+TEST_F(ToolCallResponseTest, StreamedLogprobsAreSentOnceEach) {
+  OpenAiRequest request;
+  request.api = OpenAiApi::kChatCompletions;
+  request.tool_call_format = ToolCallFormat::kHermes;
+  request.stream = true;
+  request.logprobs = true;
+  OpenAiResponseBuilder builder(request, "chatcmpl-1", "tiny", 0, *tokenizer_);
+  const int32_t a = hello_[0];
+  std::string sse = builder.StreamDelta(TextDelta(0, "Hi <tool", {{a, -0.5f, {}}}));
+  sse += builder.StreamDelta(
+      TextDelta(0, "_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>\nok",
+                {{a, -0.25f, {}}, {a, -0.125f, {}}}));
+  sse += builder.StreamFinish(Done({FinishReason::kStop}));
+  bool done = false;
+  std::vector<double> seen;
+  std::string content;
+  int calls = 0;
+  for (const Json& event : Events(sse, &done)) {
+    const Json& choice = event["choices"][0];
+    if (choice["delta"].contains("content")) content += choice["delta"]["content"];
+    if (choice["delta"].contains("tool_calls")) ++calls;
+    if (!choice["logprobs"].is_null()) {
+      for (const Json& entry : choice["logprobs"]["content"]) seen.push_back(entry["logprob"]);
+    }
+  }
+  EXPECT_EQ(seen, (std::vector<double>{-0.5, -0.25, -0.125}));
+  EXPECT_EQ(content, "Hi ok");
+  EXPECT_EQ(calls, 1);
+}
+
 TEST_F(ToolCallResponseTest, HeldBackTextComesOutAtTheEnd) {
   // llama3_json holds output that opens like a call; it was not one.
   OpenAiResponseBuilder builder = ChatBuilder(ToolCallFormat::kLlama3Json, true);
