@@ -565,6 +565,19 @@ TEST_F(HttpCancelTest, AClientThatLeavesABatchOfPromptsCancelsEveryOne) {
   EXPECT_EQ(harness_->engine().stats().generated_tokens, 0);
 }
 
+TEST_F(HttpCancelTest, AClientThatLeavesAWholeBatchResponseCancelsEveryPrompt) {
+  httplib::Client client = Client();
+  client.set_read_timeout(0, 200000);  // gives up after 0.2 s
+  Json body = Greedy({3, 4, 5}, 200);
+  body["prompt"] = Json::array({Json::array({3, 4, 5}), Json::array({6, 7})});
+  EXPECT_FALSE(client.Post("/v1/completions", body.dump(), "application/json"));
+  WaitUntilAbandoned(/*n=*/2);
+  harness_->engine().Step();
+  EXPECT_EQ(harness_->engine().stats().requests_finished, 2);
+  EXPECT_EQ(harness_->engine().stats().num_live_requests, 0);
+  EXPECT_EQ(harness_->engine().stats().generated_tokens, 0);
+}
+
 TEST_F(HttpCancelTest, AClientThatLeavesAWholeResponseCancelsItsRequest) {
   httplib::Client client = Client();
   client.set_read_timeout(0, 200000);  // gives up after 0.2 s
