@@ -19,6 +19,7 @@
 #include "server/openai_chat.h"
 #include "server/openai_errors.h"
 #include "server/openai_response.h"
+#include "server/openai_tokenize.h"
 #include "server/prompt_batch.h"
 #include "server/status.h"
 
@@ -378,6 +379,14 @@ void HttpServer::Route() {
                [this](const httplib::Request& request, httplib::Response& response) {
                  HandleCompletion(OpenAiApi::kChatCompletions, request, response);
                });
+  server_.Post("/tokenize",
+               [this](const httplib::Request& request, httplib::Response& response) {
+                 HandleTokenize(/*detokenize=*/false, request, response);
+               });
+  server_.Post("/detokenize",
+               [this](const httplib::Request& request, httplib::Response& response) {
+                 HandleTokenize(/*detokenize=*/true, request, response);
+               });
   server_.Get("/v1/models",
               [this](const httplib::Request& request, httplib::Response& response) {
                 HandleModels(request, response, nullptr);
@@ -406,7 +415,8 @@ void HttpServer::Route() {
       response.set_header("Allow", allowed);
     };
   };
-  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+  for (const char* path :
+       {"/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"}) {
     server_.Get(path, not_allowed("POST"));
     server_.Put(path, not_allowed("POST"));
     server_.Patch(path, not_allowed("POST"));
@@ -631,6 +641,28 @@ void HttpServer::HandleModels(const httplib::Request& http_request,
                                       "model"),
                             "model_not_found"));
   }
+}
+
+void HttpServer::HandleTokenize(bool detokenize, const httplib::Request& http_request,
+                                httplib::Response& response) {
+  if (RefusedForLoad(config_, response)) return;
+  if (absl::Status s = Authenticate(http_request).status(); !s.ok()) {
+    SendError(response, s);
+    return;
+  }
+  absl::StatusOr<Json> out;
+  try {
+    out = detokenize ? Detokenize(http_request.body, model_)
+                     : Tokenize(http_request.body, model_);
+  } catch (const nlohmann::json::exception& e) {
+    out = absl::InvalidArgumentError(
+        absl::StrCat("the request body has a value of the wrong type: ", e.what()));
+  }
+  if (!out.ok()) {
+    SendError(response, out.status());
+    return;
+  }
+  SendJson(response, 200, Dump(*out));
 }
 
 void HttpServer::HandleHealth(httplib::Response& response) const {

@@ -77,6 +77,9 @@ class HttpServer {
                         httplib::Response& response);
   void HandleModels(const httplib::Request& http_request,
                     httplib::Response& response, const std::string* id);
+  // vLLM's /tokenize and /detokenize (server/openai_tokenize.h).
+  void HandleTokenize(bool detokenize, const httplib::Request& http_request,
+                      httplib::Response& response);
   void HandleHealth(httplib::Response& response) const;
   void HandleMetrics(const httplib::Request& http_request,
                      httplib::Response& response) const;

@@ -397,6 +397,29 @@ def test_tool_calls_reach_the_openai_client(hermes_server, default_server):
     assert plain.message.content == refused.message.content
 
 
+def test_tokenize_counts_what_the_completions_see(default_server):
+    """vLLM's /tokenize and /detokenize: a text's and a chat's counts equal
+    the prompt_tokens the completions report; detokenize inverts it."""
+    post = lambda path, body: raw_request(default_server, "POST", path, json.dumps(body),
+                                          {"Content-Type": "application/json"})
+    status, text = post("/tokenize", {"prompt": "The capital of France is"})
+    assert status == 200, text
+    completion = client(default_server).completions.create(
+        model=model_name(default_server), prompt="The capital of France is", max_tokens=1)
+    assert text["count"] == len(text["tokens"]) == completion.usage.prompt_tokens
+    assert post("/detokenize", {"tokens": text["tokens"]}) == (
+        200, {"prompt": "The capital of France is"})
+    messages = [{"role": "user", "content": "Hi there"}]
+    status, chat = post("/tokenize", {"messages": messages})
+    assert status == 200, chat
+    reply = client(default_server).chat.completions.create(
+        model=model_name(default_server), messages=messages, max_tokens=1)
+    assert chat["count"] == reply.usage.prompt_tokens
+    assert chat["max_model_len"] > chat["count"]
+    status, body = raw_request(default_server, "GET", "/tokenize")
+    assert status == 405
+
+
 def test_max_tokens_0_needs_echo(default_server):
     status, body = raw_request(default_server, "POST", "/v1/completions",
                                json.dumps({"prompt": "Hi", "max_tokens": 0}),
