@@ -106,6 +106,13 @@ TEST_F(OpenAiTokenizeTest, BadBodiesNameTheirField) {
       {{{"prompt", 5}}, "prompt"},
       {{{"messages", "x"}}, "messages"},
       {{{"prompt", "x"}, {"model", "gpt-4"}}, "model"},
+      {{{"prompt", "x"}, {"messages", nullptr}, {"return_token_strs", "yes"}},
+       "return_token_strs"},
+      {{{"messages", Json::array({{{"role", "user"}, {"content", "x"}}})},
+        {"add_special_tokens", true}},
+       "add_special_tokens"},
+      // More tokens than the context: no response of gigabytes.
+      {{{"prompt", std::string(2000, 'x')}}, "prompt"},
   };
   for (const auto& c : cases) {
     auto out = Tokenize(c.body.dump(), model_);
@@ -114,11 +121,15 @@ TEST_F(OpenAiTokenizeTest, BadBodiesNameTheirField) {
   }
   for (const Json& body : {Json::object(), Json({{"tokens", "x"}}),
                            Json({{"tokens", {1, -1}}}),
-                           Json({{"tokens", {model_.vocab_size}}})}) {
+                           Json({{"tokens", {model_.vocab_size}}}),
+                           Json({{"tokens", std::vector<int32_t>(300, 1)}})}) {
     auto out = Detokenize(body.dump(), model_);
     EXPECT_THAT(out, StatusIs(absl::StatusCode::kInvalidArgument, "tokens")) << body;
     EXPECT_EQ(ParamOf(out.status()), "tokens") << body;
   }
+  EXPECT_EQ(ParamOf(Detokenize(Json({{"tokens", {1}}, {"model", "gpt-4"}}).dump(), model_)
+                        .status()),
+            "model");
   model_.chat_template = nullptr;
   auto out = Tokenize(Json({{"messages", Json::array({{{"role", "user"}, {"content", "x"}}})}}).dump(),
                       model_);
