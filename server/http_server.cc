@@ -633,13 +633,7 @@ void HttpServer::HandleModels(const httplib::Request& http_request,
   } else if (*id == model_.name) {
     SendJson(response, 200, Dump(card));
   } else {
-    SendError(response,
-              WithErrorCode(WithParam(absl::NotFoundError(absl::StrCat(
-                                          "The model '", *id,
-                                          "' does not exist; this server "
-                                          "serves '", model_.name, "'")),
-                                      "model"),
-                            "model_not_found"));
+    SendError(response, ModelNotFound(*id, model_.name));
   }
 }
 

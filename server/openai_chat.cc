@@ -154,6 +154,20 @@ absl::StatusOr<ChatTemplateInputs> ParseChatInputs(const Json& body) {
   return inputs;
 }
 
+absl::StatusOr<std::vector<int32_t>> RenderChat(const ChatTemplateInputs& inputs,
+                                                const ServedModel& model,
+                                                absl::string_view alternative) {
+  if (model.chat_template == nullptr) return NoChatTemplate(alternative);
+  absl::StatusOr<std::vector<int32_t>> ids =
+      EncodeChatPrompt(*model.chat_template, *model.tokenizer, inputs);
+  if (!ids.ok()) {
+    absl::Status status = ids.status();
+    if (!ParamOf(status)) status = WithParam(std::move(status), "messages");
+    return status;
+  }
+  return ids;
+}
+
 absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
                                                const ServedModel& model) {
   absl::StatusOr<Json> body = ParseJsonObject(text);
@@ -187,20 +201,9 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
 
   absl::StatusOr<ChatTemplateInputs> inputs = ParseChatInputs(*body);
   if (!inputs.ok()) return inputs.status();
-  if (model.chat_template == nullptr) {
-    return WithParam(
-        absl::FailedPreconditionError(
-            "this model has no chat template: start weft-server with "
-            "--chat-template <file>, or use /v1/completions"),
-        "messages");
-  }
   absl::StatusOr<std::vector<int32_t>> ids =
-      EncodeChatPrompt(*model.chat_template, *model.tokenizer, *inputs);
-  if (!ids.ok()) {
-    absl::Status status = ids.status();
-    if (!ParamOf(status)) status = WithParam(std::move(status), "messages");
-    return status;
-  }
+      RenderChat(*inputs, model, ", or use /v1/completions");
+  if (!ids.ok()) return ids.status();
   if (ids->empty()) return InvalidParam("messages", "render to no tokens");
   out.request.prompt_ids = *std::move(ids);
   // Tool calls are looked for when tools were offered and not refused.

@@ -18,6 +18,13 @@ namespace weft {
 // tools, add_generation_prompt and chat_template_kwargs.
 absl::StatusOr<ChatTemplateInputs> ParseChatInputs(const Json& body);
 
+// The served template's rendering of `inputs`, tokenized (no BOS added):
+// FAILED_PRECONDITION naming --chat-template (+ `alternative`) without a
+// template; a template error names "messages" unless it names a field.
+absl::StatusOr<std::vector<int32_t>> RenderChat(const ChatTemplateInputs& inputs,
+                                                const ServedModel& model,
+                                                absl::string_view alternative = "");
+
 // FAILED_PRECONDITION (400) naming --chat-template when the model has no
 // chat template.
 absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view body,

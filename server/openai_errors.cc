@@ -43,6 +43,22 @@ absl::Status InvalidParam(absl::string_view param, absl::string_view what) {
                    param);
 }
 
+absl::Status ModelNotFound(absl::string_view name, absl::string_view served) {
+  return WithErrorCode(
+      WithParam(absl::NotFoundError(absl::StrCat("The model '", name,
+                                                 "' does not exist; this server "
+                                                 "serves '", served, "'")),
+                "model"),
+      "model_not_found");
+}
+
+absl::Status NoChatTemplate(absl::string_view alternative) {
+  return WithParam(absl::FailedPreconditionError(absl::StrCat(
+                       "this model has no chat template: start weft-server with "
+                       "--chat-template <file>", alternative)),
+                   "messages");
+}
+
 std::string ErrorType(int http_status) {
   if (http_status == 401) return "authentication_error";
   if (http_status == 429) return "rate_limit_error";

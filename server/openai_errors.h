@@ -24,6 +24,12 @@ std::optional<std::string> ErrorCodeOf(const absl::Status& status);
 
 // INVALID_ARGUMENT "<param>: <what>" carrying `param`.
 absl::Status InvalidParam(absl::string_view param, absl::string_view what);
+// NOT_FOUND (404 model_not_found, param "model") for a model name other
+// than the served one.
+absl::Status ModelNotFound(absl::string_view name, absl::string_view served);
+// FAILED_PRECONDITION (400, param "messages") for a chat on a model
+// without a chat template; `alternative` is appended (", or use …").
+absl::Status NoChatTemplate(absl::string_view alternative = "");
 
 // "invalid_request_error" for 4xx, "authentication_error" for 401,
 // "rate_limit_error" for 429, "server_error" for 5xx.

@@ -386,12 +386,7 @@ absl::Status ParseCommonFields(const Json& body, const ServedModel& model,
   }
   FieldReader f(body);
   if (auto name = f.String("model"); name && *name != model.name) {
-    return WithErrorCode(
-        WithParam(absl::NotFoundError(absl::StrCat(
-                      "The model '", *name, "' does not exist; this server "
-                      "serves '", model.name, "'")),
-                  "model"),
-        "model_not_found");
+    return ModelNotFound(*name, model.name);
   }
   out->stream = f.Bool("stream").value_or(false);
   if (const Json* options = f.Find("stream_options")) {

@@ -38,12 +38,7 @@ bool Present(const Json& body, const char* name) {
 // 404 for another model's name.
 absl::Status CheckModel(FieldReader& f, const ServedModel& model) {
   if (auto name = f.String("model"); name && *name != model.name) {
-    return WithErrorCode(
-        WithParam(absl::NotFoundError(absl::StrCat("The model '", *name,
-                                                   "' does not exist; this server "
-                                                   "serves '", model.name, "'")),
-                  "model"),
-        "model_not_found");
+    return ModelNotFound(*name, model.name);
   }
   return f.status();
 }
@@ -81,22 +76,11 @@ absl::StatusOr<Json> Tokenize(absl::string_view text, const ServedModel& model) 
   }
   std::vector<int32_t> ids;
   if (chat) {
-    if (model.chat_template == nullptr) {
-      return WithParam(absl::FailedPreconditionError(
-                           "this model has no chat template: start weft-server "
-                           "with --chat-template <file>"),
-                       "messages");
-    }
     absl::StatusOr<ChatTemplateInputs> inputs = ParseChatInputs(*body);
     if (!inputs.ok()) return inputs.status();
-    absl::StatusOr<std::vector<int32_t>> encoded =
-        EncodeChatPrompt(*model.chat_template, *model.tokenizer, *inputs);
-    if (!encoded.ok()) {
-      absl::Status status = encoded.status();
-      if (!ParamOf(status)) status = WithParam(std::move(status), "messages");
-      return status;
-    }
-    ids = *std::move(encoded);
+    absl::StatusOr<std::vector<int32_t>> rendered = RenderChat(*inputs, model);
+    if (!rendered.ok()) return rendered.status();
+    ids = *std::move(rendered);
   } else {
     std::optional<std::string> prompt = f.String("prompt");
     EncodeOptions options;
