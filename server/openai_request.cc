@@ -125,36 +125,34 @@ void ParseStopTokenIds(const Json& ids, const ServedModel& model,
 
 // One prompt of /v1/completions: a string or an array of token ids.
 // Sets `ids` and the prompt's text (for echo); errors name the prompt
-// with `what` ("prompt", "prompt 3").
+// with `what` ("prompt 3"; empty for a request's only prompt).
+// "<what> " before a message, or nothing.
+std::string Lead(absl::string_view what) {
+  return what.empty() ? "" : absl::StrCat(what, " ");
+}
+
 absl::Status ParseOnePrompt(const Json& prompt, const ServedModel& model,
                             bool add_special_tokens, absl::string_view what,
                             std::vector<int32_t>* ids, std::string* text) {
   if (prompt.is_string()) {
     *text = prompt.get<std::string>();
-    if (text->empty()) return InvalidParam("prompt", absl::StrCat(what, " is empty"));
+    if (text->empty()) return InvalidParam("prompt", absl::StrCat(Lead(what), "is empty"));
     EncodeOptions options;
     options.add_special_tokens = add_special_tokens;
     *ids = model.tokenizer->Encode(*text, options);
     if (ids->empty()) {
-      return InvalidParam("prompt", absl::StrCat(what, " encodes to no tokens"));
+      return InvalidParam("prompt", absl::StrCat(Lead(what), "encodes to no tokens"));
     }
     return absl::OkStatus();
   }
   if (!prompt.is_array() || prompt.empty()) {
     return InvalidParam(
-        "prompt", absl::StrCat(what, " must be a non-empty string or a non-empty "
+        "prompt", absl::StrCat(Lead(what), "must be a non-empty string or a non-empty "
                                      "array of token ids"));
   }
-  for (size_t i = 0; i < prompt.size(); ++i) {
-    const Json& id = prompt[i];
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
-        id.get<int64_t>() >= model.vocab_size) {
-      return InvalidParam(
-          "prompt", absl::StrCat(what, ": token ", i, " is not a token id in [0, ",
-                                 model.vocab_size, ")"));
-    }
-    ids->push_back(id.get<int32_t>());
-  }
+  absl::StatusOr<std::vector<int32_t>> parsed = ParseTokenIds(prompt, "prompt", what, model);
+  if (!parsed.ok()) return parsed.status();
+  *ids = *std::move(parsed);
   *text = model.tokenizer->Decode(*ids, /*skip_special_tokens=*/false);
   return absl::OkStatus();
 }
@@ -173,7 +171,7 @@ absl::Status ParsePrompts(const Json& body, const ServedModel& model,
   const Json& prompt = *found;
   const bool batch = prompt.is_array() && !prompt.empty() && !prompt[0].is_number();
   if (!batch) {
-    return ParseOnePrompt(prompt, model, add_special_tokens, "prompt",
+    return ParseOnePrompt(prompt, model, add_special_tokens, "",
                           &first->prompt_ids, first_text);
   }
   if (prompt.size() > static_cast<size_t>(kMaxPrompts)) {
@@ -184,10 +182,10 @@ absl::Status ParsePrompts(const Json& body, const ServedModel& model,
   const bool strings = prompt[0].is_string();
   for (size_t p = 0; p < prompt.size(); ++p) {
     const std::string what =
-        prompt.size() == 1 ? "prompt" : absl::StrCat("prompt ", p);
+        prompt.size() == 1 ? "" : absl::StrCat("prompt ", p);
     if (strings ? !prompt[p].is_string() : !prompt[p].is_array()) {
       return InvalidParam(
-          "prompt", absl::StrCat(what, " is not ",
+          "prompt", absl::StrCat(Lead(what), "is not ",
                                  strings ? "a string" : "an array of token ids",
                                  " like the first (an array of prompts holds "
                                  "strings or token-id arrays, not both)"));
@@ -208,6 +206,27 @@ absl::Status ParsePrompts(const Json& body, const ServedModel& model,
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<int32_t>> ParseTokenIds(const Json& ids, absl::string_view param,
+                                                   absl::string_view what,
+                                                   const ServedModel& model) {
+  if (!ids.is_array()) {
+    return InvalidParam(param, absl::StrCat(Lead(what), "must be an array of token ids"));
+  }
+  std::vector<int32_t> out;
+  out.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const Json& id = ids[i];
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+        id.get<int64_t>() >= model.vocab_size) {
+      return InvalidParam(param, absl::StrCat(what, what.empty() ? "" : ": ", "token ", i,
+                                              " is not a token id in [0, ",
+                                              model.vocab_size, ")"));
+    }
+    out.push_back(id.get<int32_t>());
+  }
+  return out;
+}
 
 const char* JsonTypeName(const Json& value) {
   if (value.is_null()) return "null";

@@ -112,6 +112,12 @@ absl::Status ResolveMaxTokens(std::optional<int64_t> requested,
                               const ServedModel& model, Request* request,
                               absl::string_view prompt_label = "the prompt");
 
+// A JSON array of token ids in [0, vocab): INVALID_ARGUMENT naming
+// `param`, its message starting with `what` ("prompt 2"; may be empty).
+absl::StatusOr<std::vector<int32_t>> ParseTokenIds(const Json& ids, absl::string_view param,
+                                                   absl::string_view what,
+                                                   const ServedModel& model);
+
 // The runtime's own checks of the sampling and stopping parameters, with
 // the field they name as `param`.
 absl::Status ValidateRuntimeParams(const ServedModel& model,

@@ -11,25 +11,6 @@
 namespace weft {
 namespace {
 
-// Token ids in [0, vocab) from an array field.
-absl::StatusOr<std::vector<int32_t>> TokenIds(const Json& ids, absl::string_view param,
-                                              const ServedModel& model) {
-  if (!ids.is_array()) {
-    return InvalidParam(param, "must be an array of token ids");
-  }
-  std::vector<int32_t> out;
-  out.reserve(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (!ids[i].is_number_integer() || ids[i].get<int64_t>() < 0 ||
-        ids[i].get<int64_t>() >= model.vocab_size) {
-      return InvalidParam(param, absl::StrCat("token ", i, " is not a token id in [0, ",
-                                              model.vocab_size, ")"));
-    }
-    out.push_back(ids[i].get<int32_t>());
-  }
-  return out;
-}
-
 bool Present(const Json& body, const char* name) {
   auto it = body.find(name);
   return it != body.end() && !it->is_null();
@@ -113,7 +94,7 @@ absl::StatusOr<Json> Detokenize(absl::string_view text, const ServedModel& model
   if (tokens.is_array()) {
     if (auto s = CheckLength(tokens.size(), "tokens", model); !s.ok()) return s;
   }
-  absl::StatusOr<std::vector<int32_t>> ids = TokenIds(tokens, "tokens", model);
+  absl::StatusOr<std::vector<int32_t>> ids = ParseTokenIds(tokens, "tokens", "", model);
   if (!ids.ok()) return ids.status();
   return Json{{"prompt", model.tokenizer->Decode(*ids, /*skip_special_tokens=*/false)}};
 }
