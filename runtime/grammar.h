@@ -1,0 +1,118 @@
+// Structured output: a sample constrained to a JSON schema, a regular
+// expression, a list of choices or a context-free grammar, by masking at
+// each step the tokens that cannot continue a match (OpenAI's
+// response_format, vLLM's structured_outputs / guided_*).
+//
+// Built on xgrammar (third_party/xgrammar.cmake), the engine vLLM, SGLang
+// and TensorRT-LLM use by default: a request's grammar is compiled against
+// the vocabulary once (GrammarCompiler, cached by its text), then each
+// sample walks it with its own GrammarMatcher. Only grammar.cc sees
+// xgrammar's headers.
+//
+// Threads: GrammarCompiler::Compile may be called from any thread (the
+// front ends compile before they queue a request, so that a bad schema is
+// a 400 and a slow one never stalls the engine). A GrammarMatcher is used by
+// one thread at a time; CompiledGrammar is immutable and shared.
+#ifndef WEFT_RUNTIME_GRAMMAR_H_
+#define WEFT_RUNTIME_GRAMMAR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace weft {
+
+class Tokenizer;
+
+// What a request's output must match.
+struct StructuredOutput {
+  enum class Kind {
+    kNone,        // unconstrained
+    kJsonObject,  // any JSON object (OpenAI's json_object)
+    kJsonSchema,  // `spec`: a JSON schema, as JSON text
+    kRegex,       // `spec`: a regular expression (whole output)
+    kChoice,      // exactly one of `choices`
+    kGrammar,     // `spec`: an EBNF grammar (GBNF-style, "root ::= …"), or Lark
+  };
+  Kind kind = Kind::kNone;
+  std::string spec;
+  std::vector<std::string> choices;
+  // JSON: any whitespace between tokens where JSON allows it (vLLM's
+  // default); false: none at all (compact JSON).
+  bool any_whitespace = true;
+
+  bool enabled() const { return kind != Kind::kNone; }
+};
+
+// Most bytes of a schema, regular expression or grammar, and most choices.
+inline constexpr size_t kMaxGrammarSpecBytes = 64 << 10;
+inline constexpr size_t kMaxChoices = 1024;
+
+struct GrammarConfig {
+  // Threads one compilation may use to precompute token masks.
+  int compile_threads = 2;
+  // Compiled grammars kept for reuse (by kind and text), in bytes.
+  int64_t cache_bytes = int64_t{256} << 20;
+};
+
+class CompiledGrammar;  // grammar.cc
+
+class GrammarCompiler {
+ public:
+  // `vocab_size`: the model's logit width (at least the tokenizer's; the
+  // ids past the tokenizer's vocabulary are never allowed).
+  static absl::StatusOr<std::unique_ptr<GrammarCompiler>> Create(
+      const Tokenizer& tokenizer, int vocab_size, const GrammarConfig& config);
+  ~GrammarCompiler();
+
+  // InvalidArgument for a spec that does not parse (naming the field the
+  // HTTP API takes it from is the caller's job), too long, or kNone.
+  absl::StatusOr<std::shared_ptr<const CompiledGrammar>> Compile(
+      const StructuredOutput& output);
+
+  int vocab_size() const;
+
+ private:
+  struct Impl;
+  explicit GrammarCompiler(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// One sample's position in its grammar.
+class GrammarMatcher {
+ public:
+  // `stop_ids`: the tokens that end the sample; the grammar allows them
+  // once its text is complete (and nothing else once nothing else fits).
+  GrammarMatcher(std::shared_ptr<const CompiledGrammar> grammar,
+                 absl::Span<const int32_t> stop_ids);
+  ~GrammarMatcher();
+  GrammarMatcher(const GrammarMatcher&) = delete;
+  GrammarMatcher& operator=(const GrammarMatcher&) = delete;
+
+  // The tokens that may come next: bit (t % 32) of word t / 32 is set when
+  // token t is allowed. Valid until the next call on this matcher.
+  absl::Span<const uint32_t> NextTokenMask();
+  // Advances past `token`; false (and no change) when the grammar does
+  // not allow it.
+  bool Accept(int32_t token);
+  // A stop token was accepted: the grammar is done.
+  bool IsTerminated() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Whether token `t` is set in `mask` (as NextTokenMask returns it).
+inline bool TokenAllowed(absl::Span<const uint32_t> mask, int32_t t) {
+  return t >= 0 && static_cast<size_t>(t) / 32 < mask.size() &&
+         (mask[static_cast<size_t>(t) / 32] >> (t % 32) & 1u) != 0;
+}
+
+}  // namespace weft
+
+#endif  // WEFT_RUNTIME_GRAMMAR_H_
