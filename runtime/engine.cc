@@ -1,9 +1,11 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <optional>
 #include <random>
+#include <stdexcept>
 
 #include "absl/strings/str_cat.h"
 
@@ -25,7 +27,9 @@ struct RequestState {
   // Prompt positions already scored: a prompt recomputed after preemption
   // is not scored twice.
   int next_prompt_logprob_position = 0;
-  // Stop tokens, banned from sampling until min_tokens are out.
+  // The tokens that end a sample: EOS (unless ignore_eos) and the
+  // request's stop_token_ids. Banned from sampling until min_tokens are
+  // out.
   std::vector<int32_t> stop_ids;
 };
 
@@ -53,6 +57,23 @@ SampleResult EndedWith(FinishReason reason) {
   SampleResult result;
   result.reason = reason;
   return result;
+}
+
+// Whether `allowed` (a grammar's mask) lets through only tokens of `stops`.
+bool OnlyStopsAllowed(absl::Span<const uint32_t> allowed,
+                      absl::Span<const int32_t> stops) {
+  size_t allowed_count = 0;
+  for (uint32_t word : allowed) allowed_count += std::popcount(word);
+  size_t stops_allowed = 0;
+  for (size_t i = 0; i < stops.size(); ++i) {
+    // Each stop counted once, however often it is listed.
+    if (std::find(stops.begin(), stops.begin() + i, stops[i]) ==
+            stops.begin() + i &&
+        TokenAllowed(allowed, stops[i])) {
+      ++stops_allowed;
+    }
+  }
+  return allowed_count == stops_allowed;
 }
 
 uint64_t RandomSeed() {
@@ -239,12 +260,10 @@ void Engine::Admit(Submission submission) {
   state->seqs.resize(r.sampling.n);
   state->results.resize(r.sampling.n);
   state->usage.prompt_tokens = static_cast<int>(r.prompt_ids.size());
-  if (r.stopping.min_tokens > 0) {
-    if (!r.stopping.ignore_eos) state->stop_ids = tokenizer_->stop_ids();
-    state->stop_ids.insert(state->stop_ids.end(),
-                           r.stopping.stop_token_ids.begin(),
-                           r.stopping.stop_token_ids.end());
-  }
+  if (!r.stopping.ignore_eos) state->stop_ids = tokenizer_->stop_ids();
+  state->stop_ids.insert(state->stop_ids.end(),
+                         r.stopping.stop_token_ids.begin(),
+                         r.stopping.stop_token_ids.end());
 
   auto seq = std::make_unique<Sequence>();
   seq->seq_id = next_seq_id_++;
@@ -256,6 +275,7 @@ void Engine::Admit(Submission submission) {
   seq->num_forks_pending = r.sampling.n - 1;
   seq->prompt_logprobs = r.sampling.prompt_logprobs >= 0;
   seq->sampler = std::make_unique<SequenceSampler>(r.sampling, state->seed, 0);
+  seq->grammar = NewGrammarMatcher(*state);
   seq->text = std::make_unique<TextStream>(*tokenizer_, r.stopping);
   scheduler_.AddWaiting(seq.get());
   state->seqs[0] = std::move(seq);
@@ -337,7 +357,7 @@ bool Engine::OnlyArgMax(const Batch& batch) const {
     if (seq.prompt_logprobs && seq.in_prefill()) return false;  // scored
     // Forked samples share the parent's parameters and, like it, have no
     // output yet.
-    if (s.samples && (seq.sampler == nullptr ||
+    if (s.samples && (seq.sampler == nullptr || seq.grammar != nullptr ||
                       !seq.sampler->OnlyArgMax(StopsBanned(seq)))) {
       return false;
     }
@@ -442,6 +462,7 @@ void Engine::ForkSamples(Sequence* parent) {
     child->blocks = blocks_.Fork(parent->blocks);
     child->sampler = std::make_unique<SequenceSampler>(request->request.sampling,
                                                        request->seed, index);
+    child->grammar = NewGrammarMatcher(*request);
     child->text = std::make_unique<TextStream>(*tokenizer_, request->request.stopping);
     scheduler_.AddRunning(child.get());
     request->seqs[index] = std::move(child);
@@ -463,18 +484,49 @@ void Engine::AddPromptLogprobs(const ScheduledSequence& s) {
   }
 }
 
+std::unique_ptr<GrammarMatcher> Engine::NewGrammarMatcher(
+    const RequestState& request) const {
+  if (request.request.grammar == nullptr) return nullptr;
+  // With ignore_eos and no stop_token_ids nothing stops the sample but
+  // the grammar: it ends at the first stop token the grammar lets through
+  // (EmitToken), the tokenizer's.
+  return std::make_unique<GrammarMatcher>(
+      request.request.grammar, request.stop_ids.empty()
+                                   ? tokenizer_->stop_ids()
+                                   : request.stop_ids);
+}
+
 SampledToken Engine::Sample(Sequence* seq, absl::Span<const float> logits) {
   const RequestState* request = seq->request;
   const absl::Span<const int32_t> tokens(seq->tokens);
-  return seq->sampler->Sample(
+  bool ban_stops = StopsBanned(*seq);
+  absl::Span<const uint32_t> allowed;
+  if (seq->grammar != nullptr) {
+    allowed = seq->grammar->NextTokenMask();
+    // A grammar whose text is complete, with nothing left to add, allows
+    // only the stop tokens: then it ends the sample before min_tokens.
+    if (ban_stops && OnlyStopsAllowed(allowed, request->stop_ids)) {
+      ban_stops = false;
+    }
+  }
+  SampledToken sampled = seq->sampler->Sample(
       logits, tokens.subspan(0, seq->num_prompt_tokens),
       tokens.subspan(seq->num_prompt_tokens),
-      StopsBanned(*seq) ? absl::Span<const int32_t>(request->stop_ids)
-                        : absl::Span<const int32_t>());
+      ban_stops ? absl::Span<const int32_t>(request->stop_ids)
+                : absl::Span<const int32_t>(),
+      allowed);
+  if (seq->grammar != nullptr && !seq->grammar->Accept(sampled.token)) {
+    // Only when every allowed token's logit is -inf or NaN.
+    throw std::runtime_error(absl::StrCat(
+        "the structured output's grammar allows no token the model can "
+        "produce here (drew ", sampled.token, ")"));
+  }
+  return sampled;
 }
 
 void Engine::EmitToken(Sequence* seq, SampledToken sampled, absl::Time now) {
   RequestState* request = seq->request;
+  const int32_t sampled_token = sampled.token;
   seq->tokens.push_back(sampled.token);
   request->usage.completion_tokens++;
   stats_->generated++;
@@ -498,7 +550,15 @@ void Engine::EmitToken(Sequence* seq, SampledToken sampled, absl::Time now) {
   }
   request->sink->OnDelta(std::move(delta));
 
-  if (update.finish) {
+  if (!update.finish && seq->grammar != nullptr &&
+      seq->grammar->IsTerminated()) {
+    // A stop token the grammar let through that does not stop this
+    // request's stream (ignore_eos): the grammar is done all the same.
+    FlushText(seq);
+    SampleResult result = EndedWith(FinishReason::kStop);
+    result.stop_token = sampled_token;
+    FinishSequence(seq, std::move(result));
+  } else if (update.finish) {
     SampleResult result;
     result.reason = *update.finish;
     result.stop_reason = std::move(update.stop_reason);

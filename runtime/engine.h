@@ -127,7 +127,12 @@ class Engine {
   void DrawPending();
   // Whether seq's stop tokens are banned now (min_tokens not reached).
   bool StopsBanned(const Sequence& seq) const;
+  // Draws seq's next token (with its grammar's mask, which it then
+  // advances). Throws when the grammar rejects the token drawn.
   SampledToken Sample(Sequence* seq, absl::Span<const float> logits);
+  // Null for a request without structured output.
+  std::unique_ptr<GrammarMatcher> NewGrammarMatcher(
+      const RequestState& request) const;
   // Postprocess, after sampling: appends each sampled token, detokenizes,
   // checks stop conditions and emits.
   void Emit();

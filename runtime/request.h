@@ -7,12 +7,14 @@
 #define WEFT_RUNTIME_REQUEST_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "runtime/grammar.h"
 #include "runtime/sampler.h"
 #include "runtime/text_stream.h"
 
@@ -26,6 +28,9 @@ struct Request {
   // Lower values are served first and preempted last (vLLM's convention).
   int priority = 0;
   std::string tenant;  // who sent it (auth); for admission policies
+  // Structured output: every sample's text matches this grammar (compiled
+  // by the front end with the served model's GrammarCompiler). Null: free.
+  std::shared_ptr<const CompiledGrammar> grammar;
 };
 
 struct SampleResult {

@@ -204,14 +204,16 @@ bool SequenceSampler::OnlyArgMax(bool any_banned) const {
 SampledToken SequenceSampler::Sample(absl::Span<const float> logits,
                                      absl::Span<const int32_t> prompt,
                                      absl::Span<const int32_t> output,
-                                     absl::Span<const int32_t> banned) {
+                                     absl::Span<const int32_t> banned,
+                                     absl::Span<const uint32_t> allowed) {
   const size_t vocab = logits.size();
   SampledToken result{0, 0.0f, {}};
-  if (greedy() && unprocessed() && banned.empty()) {
+  if (greedy() && unprocessed() && banned.empty() && allowed.empty()) {
     result.token = ArgMax(logits);  // nothing to process: no copy
   } else {
     processed_.resize(vocab);
     std::copy(logits.begin(), logits.end(), processed_.begin());
+    ApplyMask(allowed);
     ApplyBiasAndPenalties(prompt, output);
     for (int32_t token : banned) {
       if (token >= 0 && static_cast<size_t>(token) < vocab) {
@@ -226,6 +228,20 @@ SampledToken SequenceSampler::Sample(absl::Span<const float> logits,
     result.top = TopLogprobs(logits, log_sum_exp, params_.logprobs);
   }
   return result;
+}
+
+void SequenceSampler::ApplyMask(absl::Span<const uint32_t> allowed) {
+  if (allowed.empty()) return;
+  constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
+  const size_t vocab = processed_.size();
+  for (size_t word = 0; word * 32 < vocab; ++word) {
+    const uint32_t bits = word < allowed.size() ? allowed[word] : 0u;
+    if (bits == ~0u) continue;
+    const size_t end = std::min(vocab, word * 32 + 32);
+    for (size_t t = word * 32; t < end; ++t) {
+      if ((bits >> (t % 32) & 1u) == 0) processed_[t] = kMinusInf;
+    }
+  }
 }
 
 void SequenceSampler::ApplyBiasAndPenalties(absl::Span<const int32_t> prompt,

@@ -95,15 +95,21 @@ class SequenceSampler {
   // Allocates only the member scratch on the first call (and the returned
   // `top` when log-probs are asked for).
   // `banned` tokens are never drawn (the engine bans stop tokens until
-  // min_tokens are out, as vLLM does).
+  // min_tokens are out, as vLLM does). `allowed`, when not empty, is a
+  // structured output's mask (GrammarMatcher::NextTokenMask: bit t % 32 of
+  // word t / 32): only the tokens set in it are drawn. Both apply before
+  // the bias and penalties, like vLLM's grammar bitmask; the log-probs
+  // stay those of the raw logits.
   SampledToken Sample(absl::Span<const float> logits,
                       absl::Span<const int32_t> prompt,
                       absl::Span<const int32_t> output,
-                      absl::Span<const int32_t> banned = {});
+                      absl::Span<const int32_t> banned = {},
+                      absl::Span<const uint32_t> allowed = {});
 
   // Whether Sample(logits, …, banned) with `any_banned` == !banned.empty()
-  // is just {ArgMax(logits), 0, {}}: greedy, no bias or penalties, nothing
-  // banned, no log-probs asked for (and no draw from the stream). The
+  // and no `allowed` mask is just {ArgMax(logits), 0, {}}: greedy, no bias
+  // or penalties, nothing banned, no log-probs asked for (and no draw from
+  // the stream). The
   // engine then asks the model for the argmax alone
   // (StepExecutor::ExecuteArgMax).
   bool OnlyArgMax(bool any_banned) const;
@@ -125,6 +131,8 @@ class SequenceSampler {
   bool greedy() const;
   // No logit bias and no penalties.
   bool unprocessed() const;
+  // Sets the logits of the tokens `allowed` leaves out to -inf.
+  void ApplyMask(absl::Span<const uint32_t> allowed);
   void ApplyBiasAndPenalties(absl::Span<const int32_t> prompt,
                              absl::Span<const int32_t> output);
   // Turns processed_ into weights; returns the least likely token that

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/block_manager.h"
+#include "runtime/grammar.h"
 #include "runtime/sampler.h"
 #include "runtime/text_stream.h"
 
@@ -36,6 +37,9 @@ struct Sequence {
   bool prompt_logprobs = false; // every prompt position needs logits
 
   std::unique_ptr<SequenceSampler> sampler;
+  // The request's structured output, as far as this sample has come;
+  // null when unconstrained.
+  std::unique_ptr<GrammarMatcher> grammar;
   std::unique_ptr<TextStream> text;
 
   int num_output_tokens() const {

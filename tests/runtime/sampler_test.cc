@@ -195,6 +195,60 @@ TEST(SequenceSamplerTest, GreedyUsesTheBiasedLogits) {
   EXPECT_EQ(GreedyPick(params, {3.0f, 1.6f}), 1);
 }
 
+// ----------------------------------------------- structured output mask
+
+// A mask over `vocab` tokens allowing `tokens` (GrammarMatcher's layout).
+std::vector<uint32_t> Mask(size_t vocab, const std::vector<int32_t>& tokens) {
+  std::vector<uint32_t> mask((vocab + 31) / 32, 0u);
+  for (int32_t t : tokens) mask[t / 32] |= 1u << (t % 32);
+  return mask;
+}
+
+TEST(SequenceSamplerTest, GreedyTakesTheBestAllowedToken) {
+  // 40 tokens: the mask spans two words, the second partly.
+  std::vector<float> logits(40, 0.0f);
+  logits[3] = 9.0f;
+  logits[35] = 2.0f;
+  logits[36] = 1.0f;
+  SequenceSampler sampler(Greedy(), kSeed, 0);
+  EXPECT_EQ(sampler.Sample(logits, {}, {}, {}, Mask(40, {35, 36})).token, 35);
+  EXPECT_EQ(sampler.Sample(logits, {}, {}, {}, Mask(40, {0, 36})).token, 36);
+  EXPECT_EQ(sampler.Sample(logits, {}, {}, {}).token, 3);  // no mask
+}
+
+TEST(SequenceSamplerTest, SamplingDrawsOnlyAllowedTokens) {
+  std::vector<float> logits(70, 1.0f);
+  logits[5] = 6.0f;  // would take most draws
+  SamplingParams params;
+  params.logit_bias = {{64, 100.0f}};  // a bias cannot lift a masked token
+  SequenceSampler sampler(params, kSeed, 0);
+  std::vector<int> counts(logits.size(), 0);
+  const std::vector<uint32_t> mask = Mask(70, {1, 33, 63, 69});
+  for (int i = 0; i < 2000; ++i) {
+    ++counts[sampler.Sample(logits, {}, {}, {}, mask).token];
+  }
+  for (int t = 0; t < 70; ++t) {
+    if (t == 1 || t == 33 || t == 63 || t == 69) {
+      EXPECT_GT(counts[t], 350) << t;  // ~500 each
+    } else {
+      EXPECT_EQ(counts[t], 0) << t;
+    }
+  }
+}
+
+TEST(SequenceSamplerTest, MaskLeavesTheLogprobsRaw) {
+  SamplingParams params = Greedy();
+  params.logprobs = 1;
+  SequenceSampler sampler(params, kSeed, 0);
+  const std::vector<float> logits = {2.0f, 1.0f, 0.0f};
+  const SampledToken sampled = sampler.Sample(logits, {}, {}, {}, Mask(3, {2}));
+  EXPECT_EQ(sampled.token, 2);
+  const double lse = std::log(std::exp(2.0) + std::exp(1.0) + std::exp(0.0));
+  EXPECT_NEAR(sampled.logprob, 0.0 - lse, 1e-6);
+  ASSERT_EQ(sampled.top.size(), 1u);
+  EXPECT_EQ(sampled.top[0].token, 0);
+}
+
 // --------------------------------------------------------------- filters
 
 TEST(SequenceSamplerTest, MinPDropsTokensBelowTheScaledMaximum) {
