@@ -47,6 +47,22 @@ std::string EbnfLiteral(const std::string& text) {
   return out + "\"";
 }
 
+// xgrammar's error text without the "[hh:mm:ss] /path/file.cc:83: " its
+// logger puts first (and the trailing newline).
+std::string ErrorText(const std::exception& e) {
+  std::string text = e.what();
+  if (!text.empty() && text[0] == '[') {
+    const size_t time_end = text.find("] ");
+    const size_t where_end =
+        time_end == std::string::npos ? time_end : text.find(": ", time_end);
+    if (where_end != std::string::npos) text.erase(0, where_end + 2);
+  }
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) {
+    text.pop_back();
+  }
+  return text;
+}
+
 // vLLM's test for an EBNF grammar (GBNF style) rather than a Lark one.
 bool LooksLikeEbnf(const std::string& grammar) {
   return absl::StrContains(grammar, "::=");
@@ -85,7 +101,7 @@ absl::StatusOr<std::unique_ptr<GrammarCompiler>> GrammarCompiler::Create(
         std::make_unique<Impl>(std::move(info), config)));
   } catch (const std::exception& e) {
     return absl::InternalError(
-        absl::StrCat("grammar: cannot index the vocabulary: ", e.what()));
+        absl::StrCat("grammar: cannot index the vocabulary: ", ErrorText(e)));
   }
 }
 
@@ -151,7 +167,7 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCompiler::Compile(
     }
     return std::make_shared<const CompiledGrammar>(*std::move(compiled));
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("is not valid: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat("is not valid: ", ErrorText(e)));
   }
 }
 

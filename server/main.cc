@@ -9,6 +9,7 @@
 // Flags may be spelled with dashes or underscores (--max-num-seqs).
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -20,6 +21,7 @@
 #include "kernels/factory/backend_factory.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/engine.h"
+#include "runtime/grammar.h"
 #include "runtime/request_queue.h"
 #include "runtime/model/model_files.h"
 #include "server/grpc_server.h"
@@ -109,6 +111,11 @@ ABSL_FLAG(std::string, tool_call_parser, "auto",
           "hermes (<tool_call> JSON: Qwen2.5/3, Hermes), llama3_json (Llama "
           "3.x), mistral ([TOOL_CALLS]), none (calls stay message text), or "
           "auto: the one the chat template shows, else none");
+ABSL_FLAG(int, grammar_threads, 2,
+          "threads one structured-output grammar (response_format, "
+          "structured_outputs, guided_*) may use to compile");
+ABSL_FLAG(int, grammar_cache_mb, 256,
+          "MiB of compiled grammars kept for reuse, by their text");
 ABSL_FLAG(double, drain_timeout, 30.0,
           "seconds in-flight calls get to finish after SIGTERM");
 
@@ -245,6 +252,14 @@ int Main() {
   }
   std::fprintf(stderr, "weft-server: tool calls: %s\n",
                ToolCallFormatName(served.tool_call_format));
+  GrammarConfig grammar_config;
+  grammar_config.compile_threads = std::max(1, absl::GetFlag(FLAGS_grammar_threads));
+  grammar_config.cache_bytes =
+      int64_t{std::max(0, absl::GetFlag(FLAGS_grammar_cache_mb))} << 20;
+  auto grammars = GrammarCompiler::Create(*served.tokenizer, served.vocab_size,
+                                          grammar_config);
+  if (!grammars.ok()) return Fail(grammars.status());
+  served.grammars = grammars->get();
   ApiKeys keys;
   if (!absl::GetFlag(FLAGS_api_key_file).empty()) {
     auto loaded = ApiKeys::FromFile(absl::GetFlag(FLAGS_api_key_file));

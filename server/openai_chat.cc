@@ -223,6 +223,11 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
   }
   if (auto s = ResolvePromptLogprobs(&out); !s.ok()) return s;
   if (auto s = ValidateRuntimeParams(model, out.request); !s.ok()) return s;
+  // Last: compiling is the costly check.
+  if (auto s = CompileStructuredOutput(out.structure, model, &out.request);
+      !s.ok()) {
+    return s;
+  }
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/json_text.h"
 #include "server/openai_errors.h"
+#include "server/openai_structured.h"
 
 namespace weft {
 namespace {
@@ -387,22 +388,9 @@ absl::StatusOr<Json> ParseJsonObject(absl::string_view body) {
 
 absl::Status ParseCommonFields(const Json& body, const ServedModel& model,
                                OpenAiRequest* out) {
-  // vLLM's constrained-decoding extras: weft has no constrained decoding,
-  // and ignoring them would answer 200 with unconstrained text.
-  for (const char* name : {"guided_json", "guided_regex", "guided_choice",
-                           "guided_grammar", "structured_outputs"}) {
-    if (auto it = body.find(name); it != body.end() && !it->is_null()) {
-      return InvalidParam(name, "constrained decoding is not supported");
-    }
-  }
-  if (auto format = body.find("response_format");
-      format != body.end() && !format->is_null() &&
-      !(format->is_object() && format->contains("type") &&
-        (*format)["type"] == "text")) {
-    return InvalidParam("response_format",
-                        "only {\"type\": \"text\"} is supported (no "
-                        "constrained decoding)");
-  }
+  absl::StatusOr<RequestedStructure> structure = ParseStructuredOutput(body);
+  if (!structure.ok()) return structure.status();
+  out->structure = *std::move(structure);
   FieldReader f(body);
   if (auto name = f.String("model"); name && *name != model.name) {
     return ModelNotFound(*name, model.name);
@@ -596,6 +584,11 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(absl::string_view text,
     if (auto s = ValidateRuntimeParams(model, out.PromptRequest(p)); !s.ok()) {
       return s;
     }
+  }
+  // Last: compiling is the costly check. Every prompt shares the grammar.
+  if (auto s = CompileStructuredOutput(out.structure, model, &out.request);
+      !s.ok()) {
+    return s;
   }
   return out;
 }

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "runtime/request.h"
+#include "server/openai_structured.h"
 #include "server/request_conversion.h"
 
 namespace weft {
@@ -79,6 +80,9 @@ struct OpenAiRequest {
   // request with `request`'s parameters; choice p·n + i of the response is
   // prompt p's sample i (OpenAI's and vLLM's order).
   std::vector<OpenAiPrompt> more_prompts;
+  // response_format / structured_outputs / guided_*: compiled into
+  // request.grammar once the rest of the request is valid.
+  RequestedStructure structure;
 
   int num_prompts() const { return 1 + static_cast<int>(more_prompts.size()); }
   // Prompt p's engine request (0: `request`), id and tenant as `request`'s.

@@ -31,6 +31,9 @@ struct ServedModel {
   // its chat template shows): chat completions with `tools` are parsed
   // for them (server/tool_calls.h). kNone: calls stay message text.
   ToolCallFormat tool_call_format = ToolCallFormat::kNone;
+  // Compiles structured outputs (response_format, …) against the model's
+  // vocabulary; nullptr: requests asking for one are refused.
+  GrammarCompiler* grammars = nullptr;
 };
 
 inline constexpr int kMaxRequestIdBytes = 256;

@@ -244,6 +244,11 @@ TEST_P(GrammarTest, BadSpecsAreInvalidArgument) {
   auto compiled = compiler_->Compile(huge);
   EXPECT_THAT(compiled.status().message(), HasSubstr("bytes long"));
   expect_invalid(StructuredOutput{});  // kNone
+  // xgrammar's own words, without its logger's time and source path.
+  auto unclosed = compiler_->Compile(regex);
+  EXPECT_EQ(unclosed.status().message(),
+            "is not valid: Regex parsing error at position 4: The parenthesis "
+            "is not closed.");
 }
 
 TEST_P(GrammarTest, TokensPastTheVocabularyAreNeverAllowed) {

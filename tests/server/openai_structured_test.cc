@@ -1,0 +1,222 @@
+// Structured output on the OpenAI API: each way of asking for it
+// (response_format, vLLM's structured_outputs and guided_*) on both
+// endpoints becomes the grammar it names, compiled into the request; and a
+// table of bad ones, each refused with the field it names.
+#include "server/openai_structured.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/openai_chat.h"
+#include "server/openai_errors.h"
+#include "server/openai_request.h"
+
+namespace weft {
+namespace {
+
+using Kind = StructuredOutput::Kind;
+
+const Json kSchema = {{"type", "object"},
+                      {"properties", {{"a", {{"type", "integer"}}}}}};
+
+class OpenAiStructuredTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string dir =
+        std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
+    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
+                                            dir + "/tokenizer_config.json");
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    tokenizer_ = *std::move(tokenizer);
+    auto grammars = GrammarCompiler::Create(*tokenizer_, tokenizer_->vocab_size(),
+                                            GrammarConfig{});
+    ASSERT_TRUE(grammars.ok()) << grammars.status();
+    grammars_ = *std::move(grammars);
+    auto chat_template = ChatTemplate::Create(
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}",
+        "<s>", "</s>");
+    ASSERT_TRUE(chat_template.ok()) << chat_template.status();
+    template_ = *std::move(chat_template);
+    model_.chat_template = template_.get();
+    model_.name = "tiny";
+    model_.tokenizer = tokenizer_.get();
+    model_.vocab_size = tokenizer_->vocab_size();
+    model_.max_model_len = 256;
+    model_.max_n = 4;
+    model_.grammars = grammars_.get();
+  }
+
+  // `extra` on a completions body and on a chat body: the same structure,
+  // compiled into both requests.
+  RequestedStructure ParseBoth(const Json& extra) {
+    Json completion = {{"prompt", "x"}};
+    Json chat = {{"messages", {{{"role", "user"}, {"content", "x"}}}}};
+    completion.update(extra);
+    chat.update(extra);
+    auto c = ParseCompletionRequest(completion.dump(), model_);
+    auto h = ParseChatRequest(chat.dump(), model_);
+    EXPECT_TRUE(c.ok()) << extra.dump() << ": " << c.status();
+    EXPECT_TRUE(h.ok()) << extra.dump() << ": " << h.status();
+    if (!c.ok() || !h.ok()) return {};
+    EXPECT_EQ(c->structure.output.kind, h->structure.output.kind);
+    EXPECT_EQ(c->structure.output.spec, h->structure.output.spec);
+    EXPECT_EQ(c->request.grammar != nullptr, c->structure.output.enabled());
+    EXPECT_EQ(h->request.grammar != nullptr, h->structure.output.enabled());
+    return c->structure;
+  }
+
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<GrammarCompiler> grammars_;
+  std::unique_ptr<ChatTemplate> template_;
+  ServedModel model_;
+};
+
+TEST_F(OpenAiStructuredTest, ResponseFormat) {
+  EXPECT_EQ(ParseBoth({{"response_format", {{"type", "text"}}}}).output.kind,
+            Kind::kNone);
+  EXPECT_EQ(ParseBoth(Json::object()).output.kind, Kind::kNone);
+  RequestedStructure object =
+      ParseBoth({{"response_format", {{"type", "json_object"}}}});
+  EXPECT_EQ(object.output.kind, Kind::kJsonObject);
+  EXPECT_EQ(object.param, "response_format");
+  RequestedStructure schema = ParseBoth(
+      {{"response_format",
+        {{"type", "json_schema"},
+         {"json_schema", {{"name", "a"}, {"strict", true}, {"schema", kSchema}}}}}});
+  EXPECT_EQ(schema.output.kind, Kind::kJsonSchema);
+  EXPECT_EQ(schema.output.spec, kSchema.dump());
+  EXPECT_TRUE(schema.output.any_whitespace);
+}
+
+TEST_F(OpenAiStructuredTest, VllmStructuredOutputs) {
+  RequestedStructure json = ParseBoth(
+      {{"structured_outputs", {{"json", kSchema.dump()}, {"disable_any_whitespace", true}}}});
+  EXPECT_EQ(json.output.kind, Kind::kJsonSchema);
+  EXPECT_EQ(json.output.spec, kSchema.dump());
+  EXPECT_FALSE(json.output.any_whitespace);
+  EXPECT_EQ(json.param, "structured_outputs.json");
+  RequestedStructure regex = ParseBoth({{"structured_outputs", {{"regex", "[0-9]+"}}}});
+  EXPECT_EQ(regex.output.kind, Kind::kRegex);
+  EXPECT_EQ(regex.output.spec, "[0-9]+");
+  RequestedStructure choice =
+      ParseBoth({{"structured_outputs", {{"choice", {"yes", "no"}}}}});
+  EXPECT_EQ(choice.output.kind, Kind::kChoice);
+  EXPECT_EQ(choice.output.choices, (std::vector<std::string>{"yes", "no"}));
+  RequestedStructure grammar =
+      ParseBoth({{"structured_outputs", {{"grammar", "root ::= \"a\"+"}}}});
+  EXPECT_EQ(grammar.output.kind, Kind::kGrammar);
+  EXPECT_EQ(ParseBoth({{"structured_outputs", {{"json_object", true}}}}).output.kind,
+            Kind::kJsonObject);
+  // Accepted and without effect (strict schemas, one backend).
+  EXPECT_EQ(ParseBoth({{"structured_outputs",
+                        {{"regex", "a"},
+                         {"disable_fallback", true},
+                         {"disable_additional_properties", true}}}})
+                .output.kind,
+            Kind::kRegex);
+}
+
+TEST_F(OpenAiStructuredTest, VllmGuidedFields) {
+  EXPECT_EQ(ParseBoth({{"guided_json", kSchema}}).output.kind, Kind::kJsonSchema);
+  EXPECT_EQ(ParseBoth({{"guided_json", kSchema.dump()}}).output.spec, kSchema.dump());
+  EXPECT_EQ(ParseBoth({{"guided_regex", "a|b"}}).output.kind, Kind::kRegex);
+  EXPECT_EQ(ParseBoth({{"guided_choice", {"a", "b"}}}).output.kind, Kind::kChoice);
+  EXPECT_EQ(ParseBoth({{"guided_grammar", "start: \"a\"+"}}).output.kind,
+            Kind::kGrammar);
+  // The backend is xgrammar whatever is named (vLLM's own default).
+  EXPECT_EQ(ParseBoth({{"guided_regex", "a"}, {"guided_decoding_backend", "outlines"}})
+                .param,
+            "guided_regex");
+}
+
+TEST_F(OpenAiStructuredTest, BadRequestsNameTheirField) {
+  struct Bad {
+    const char* name;
+    Json extra;
+    std::string param;
+  };
+  const std::vector<Bad> table = {
+      {"response_format string", {{"response_format", "json"}}, "response_format"},
+      {"type not a string", {{"response_format", {{"type", 5}}}}, "response_format.type"},
+      {"unknown type", {{"response_format", {{"type", "yaml"}}}}, "response_format.type"},
+      {"structural tag", {{"response_format", {{"type", "structural_tag"}}}},
+       "response_format.type"},
+      {"json_schema missing",
+       {{"response_format", {{"type", "json_schema"}}}},
+       "response_format.json_schema"},
+      {"schema missing",
+       {{"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "a"}}}}}},
+       "response_format.json_schema.schema"},
+      {"schema that does not compile",
+       {{"response_format",
+         {{"type", "json_schema"},
+          {"json_schema", {{"name", "a"}, {"schema", {{"type", "tuple"}}}}}}}},
+       "response_format.json_schema.schema"},
+      {"two constraints",
+       {{"response_format", {{"type", "json_object"}}}, {"guided_regex", "a"}},
+       "guided_regex"},
+      {"structured_outputs empty", {{"structured_outputs", Json::object()}},
+       "structured_outputs"},
+      {"structured_outputs two kinds",
+       {{"structured_outputs", {{"regex", "a"}, {"choice", {"a"}}}}},
+       "structured_outputs"},
+      {"structured_outputs not an object", {{"structured_outputs", "a"}},
+       "structured_outputs"},
+      {"structural_tag",
+       {{"structured_outputs", {{"structural_tag", "{}"}}}},
+       "structured_outputs.structural_tag"},
+      {"whitespace_pattern",
+       {{"structured_outputs", {{"regex", "a"}, {"whitespace_pattern", " "}}}},
+       "structured_outputs.whitespace_pattern"},
+      {"disable_any_whitespace string",
+       {{"structured_outputs", {{"regex", "a"}, {"disable_any_whitespace", "yes"}}}},
+       "structured_outputs.disable_any_whitespace"},
+      {"json number", {{"structured_outputs", {{"json", 5}}}}, "structured_outputs.json"},
+      {"grammar that does not parse",
+       {{"structured_outputs", {{"grammar", "root ::= missing"}}}},
+       "structured_outputs.grammar"},
+      {"guided_choice empty", {{"guided_choice", Json::array()}}, "guided_choice"},
+      {"guided_choice numbers", {{"guided_choice", {1, 2}}}, "guided_choice"},
+      {"guided_regex number", {{"guided_regex", 5}}, "guided_regex"},
+      {"guided_regex unclosed", {{"guided_regex", "(ab"}}, "guided_regex"},
+      {"guided_json text not JSON", {{"guided_json", "{\"type\":"}}, "guided_json"},
+      {"guided_whitespace_pattern",
+       {{"guided_regex", "a"}, {"guided_whitespace_pattern", " "}},
+       "guided_whitespace_pattern"},
+      {"guided_decoding_backend number",
+       {{"guided_regex", "a"}, {"guided_decoding_backend", 1}},
+       "guided_decoding_backend"},
+      // The grammar compiles last: another bad field is named first.
+      {"bad temperature and bad regex",
+       {{"guided_regex", "(ab"}, {"temperature", 9}},
+       "temperature"},
+  };
+  for (const Bad& bad : table) {
+    SCOPED_TRACE(bad.name);
+    Json completion = {{"prompt", "x"}};
+    completion.update(bad.extra);
+    Json chat = {{"messages", {{{"role", "user"}, {"content", "x"}}}}};
+    chat.update(bad.extra);
+    for (const auto& parsed : {ParseCompletionRequest(completion.dump(), model_),
+                               ParseChatRequest(chat.dump(), model_)}) {
+      ASSERT_FALSE(parsed.ok());
+      EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument)
+          << parsed.status();
+      EXPECT_EQ(ParamOf(parsed.status()), bad.param) << parsed.status();
+    }
+  }
+}
+
+TEST_F(OpenAiStructuredTest, WithoutACompilerTheRequestIsRefused) {
+  model_.grammars = nullptr;
+  auto parsed = ParseCompletionRequest(
+      Json{{"prompt", "x"}, {"guided_regex", "a"}}.dump(), model_);
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kUnimplemented);
+  // Nothing asked, nothing needed.
+  EXPECT_TRUE(ParseCompletionRequest(Json{{"prompt", "x"}}.dump(), model_).ok());
+}
+
+}  // namespace
+}  // namespace weft
