@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/openai_errors.h"
+#include "server/openai_tool_choice.h"
 
 namespace weft {
 namespace {
@@ -75,24 +76,6 @@ void ParseToolCallArguments(Json* message) {
   }
 }
 
-// OpenAI's "tool_choice": "none" or "auto"; "required" and a named
-// function need constrained decoding, which weft does not have.
-absl::Status CheckToolChoice(const Json& body) {
-  auto choice = body.find("tool_choice");
-  if (choice == body.end() || choice->is_null()) return absl::OkStatus();
-  if (choice->is_string() && (*choice == "none" || *choice == "auto")) {
-    return absl::OkStatus();
-  }
-  return InvalidParam("tool_choice",
-                      "only \"none\" and \"auto\" are supported (\"required\" "
-                      "and a named function need constrained decoding)");
-}
-
-bool ToolChoiceIsNone(const Json& body) {
-  auto choice = body.find("tool_choice");
-  return choice != body.end() && choice->is_string() && *choice == "none";
-}
-
 }  // namespace
 
 absl::StatusOr<ChatTemplateInputs> ParseChatInputs(const Json& body) {
@@ -150,7 +133,9 @@ absl::StatusOr<ChatTemplateInputs> ParseChatInputs(const Json& body) {
     }
   }
   if (!f.ok()) return f.status();
-  if (auto s = CheckToolChoice(body); !s.ok()) return s;
+  if (auto choice = ParseToolChoice(body, inputs.tools); !choice.ok()) {
+    return choice.status();
+  }
   return inputs;
 }
 
@@ -206,9 +191,29 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
   if (!ids.ok()) return ids.status();
   if (ids->empty()) return InvalidParam("messages", "render to no tokens");
   out.request.prompt_ids = *std::move(ids);
-  // Tool calls are looked for when tools were offered and not refused.
-  if (model.tool_call_format != ToolCallFormat::kNone && inputs->tools.is_array() &&
-      !inputs->tools.empty() && !ToolChoiceIsNone(*body)) {
+  absl::StatusOr<ToolChoice> tool_choice = ParseToolChoice(*body, inputs->tools);
+  if (!tool_choice.ok()) return tool_choice.status();
+  if (tool_choice->mode == ToolChoice::Mode::kRequired ||
+      tool_choice->mode == ToolChoice::Mode::kNamed) {
+    // A grammar writes the calls, in a form of its own (whatever the
+    // model's tool-call format).
+    if (out.structure.output.enabled()) {
+      return InvalidParam("tool_choice", absl::StrCat("cannot be combined with ",
+                                                      out.structure.param));
+    }
+    absl::StatusOr<std::string> schema = ToolChoiceSchema(*tool_choice, inputs->tools);
+    if (!schema.ok()) return schema.status();
+    out.structure.output.kind = StructuredOutput::Kind::kJsonSchema;
+    out.structure.output.spec = *std::move(schema);
+    out.structure.param = "tool_choice";
+    out.tool_call_format = tool_choice->mode == ToolChoice::Mode::kRequired
+                               ? ToolCallFormat::kRequiredArray
+                               : ToolCallFormat::kNamedFunction;
+    out.tool_choice_function = tool_choice->function;
+  } else if (model.tool_call_format != ToolCallFormat::kNone &&
+             inputs->tools.is_array() && !inputs->tools.empty() &&
+             tool_choice->mode != ToolChoice::Mode::kNone) {
+    // Tool calls are looked for when tools were offered and not refused.
     out.tool_call_format = model.tool_call_format;
     // Its markers are special tokens: the text must keep them (vLLM too).
     if (ToolCallMarkersAreSpecial(out.tool_call_format, *model.tokenizer)) {

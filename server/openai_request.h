@@ -75,6 +75,8 @@ struct OpenAiRequest {
   // Chat with `tools` (tool_choice "auto", the default) on a server that
   // parses tool calls: the format the response looks for them in.
   ToolCallFormat tool_call_format = ToolCallFormat::kNone;
+  // tool_choice naming a function (tool_call_format kNamedFunction).
+  std::string tool_choice_function;
   // Completions whose `prompt` is an array of strings or of token-id
   // arrays: the prompts after the first. Each runs as its own engine
   // request with `request`'s parameters; choice p·n + i of the response is

@@ -77,6 +77,7 @@ OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest& request,
       tool_format_(request.api == OpenAiApi::kChatCompletions
                        ? request.tool_call_format
                        : ToolCallFormat::kNone),
+      tool_function_(request.tool_choice_function),
       echo_logprobs_(request.api == OpenAiApi::kCompletions && request.echo &&
                      request.logprobs),
       top_logprobs_(request.top_logprobs),
@@ -90,7 +91,7 @@ OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest& request,
       tokenizer_(tokenizer),
       choices_(static_cast<size_t>(request.num_prompts() * n_)) {
   if (tool_format_ != ToolCallFormat::kNone) {
-    for (Choice& choice : choices_) choice.tools.emplace(tool_format_);
+    for (Choice& choice : choices_) choice.tools.emplace(tool_format_, tool_function_);
   }
   for (int p = 0; p < request.num_prompts(); ++p) {
     const std::vector<int32_t>& ids = request.PromptIds(p);
@@ -399,7 +400,7 @@ std::string OpenAiResponseBuilder::FinishChunk(int index,
   choice.finished = true;
   Json chunk = ChoiceChunk(index);
   Json out = StreamChoice(index, "", {}, &choice);
-  out["finish_reason"] = FinishReasonOf(sample, choice.num_tool_calls > 0);
+  out["finish_reason"] = FinishReasonOf(sample, choice.num_tool_calls > 0 && !named_call());
   out["stop_reason"] = StopReason(sample);
   chunk["choices"].push_back(std::move(out));
   return events + SseEvent(chunk);
@@ -453,7 +454,7 @@ Json OpenAiResponseBuilder::Complete(const Finished& finished) const {
       std::string content = choice.text;
       Json tool_calls = Json::array();
       if (tool_format_ != ToolCallFormat::kNone) {
-        ToolCallParser parser(tool_format_);
+        ToolCallParser parser(tool_format_, tool_function_);
         ToolCallParser::Output head = parser.Add(choice.text);
         ToolCallParser::Output tail = parser.Finish();
         content = head.JoinedContent() + tail.JoinedContent();
@@ -476,7 +477,7 @@ Json OpenAiResponseBuilder::Complete(const Finished& finished) const {
     out["logprobs"] =
         Logprobs(choice.logprobs, &text_offset,
                  echo_logprobs_ ? &PromptOf(static_cast<int>(i)) : nullptr);
-    out["finish_reason"] = FinishReasonOf(sample, called);
+    out["finish_reason"] = FinishReasonOf(sample, called && !named_call());
     out["stop_reason"] = StopReason(sample);
     if (!chat && prompt_logprobs_ >= 0) {
       out["prompt_logprobs"] = PromptLogprobsJson(PromptOf(static_cast<int>(i)));

@@ -126,6 +126,9 @@ class OpenAiResponseBuilder {
   bool include_usage_;
   bool continuous_usage_;
   ToolCallFormat tool_format_;  // chat with tools; kNone otherwise
+  std::string tool_function_;   // kNamedFunction's function
+  // A named tool_choice's call ends with "stop", as OpenAI's and vLLM's.
+  bool named_call() const { return tool_format_ == ToolCallFormat::kNamedFunction; }
   bool echo_logprobs_;     // completions with echo and logprobs
   int top_logprobs_;       // alternatives per legacy logprobs entry
   int prompt_logprobs_;    // vLLM's prompt_logprobs; -1: not asked

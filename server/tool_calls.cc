@@ -171,6 +171,8 @@ const char* ToolCallFormatName(ToolCallFormat format) {
     case ToolCallFormat::kHermes: return "hermes";
     case ToolCallFormat::kLlama3Json: return "llama3_json";
     case ToolCallFormat::kMistral: return "mistral";
+    case ToolCallFormat::kRequiredArray: return "required";
+    case ToolCallFormat::kNamedFunction: return "named";
   }
   return "none";
 }
@@ -207,6 +209,8 @@ bool ToolCallMarkersAreSpecial(ToolCallFormat format, const Tokenizer& tokenizer
       return true;  // [TOOL_CALLS] and [ARGS] are control tokens
     case ToolCallFormat::kNone:
     case ToolCallFormat::kLlama3Json:  // <|python_tag|> may go: the JSON follows
+    case ToolCallFormat::kRequiredArray:  // plain JSON
+    case ToolCallFormat::kNamedFunction:
       return false;
   }
   return false;
@@ -256,6 +260,9 @@ ToolCallParser::Output ToolCallParser::Add(absl::string_view text) {
     case ToolCallFormat::kMistral:
       AddOpening(kMistralCalls, &out);
       break;
+    case ToolCallFormat::kRequiredArray:
+    case ToolCallFormat::kNamedFunction:
+      break;  // the whole text is the calls: held to the end
   }
   return out;
 }
@@ -386,6 +393,20 @@ ToolCallParser::Output ToolCallParser::Finish() {
         break;
       }
       out.Content(held);
+      break;
+    case ToolCallFormat::kRequiredArray:
+      // The grammar's array of {"name", "parameters"} objects; cut short
+      // (max_tokens), it stays content.
+      if (auto calls = ParseMistral(held)) {
+        add_calls(*std::move(calls));
+      } else {
+        out.Content(held);
+      }
+      break;
+    case ToolCallFormat::kNamedFunction:
+      // The arguments as the model wrote them (OpenAI: not always valid
+      // JSON, e.g. when max_tokens cut them).
+      out.items.emplace_back(ToolCall{function_, std::move(held)});
       break;
   }
   scanned_ = 0;

@@ -30,9 +30,19 @@
 
 namespace weft {
 
-enum class ToolCallFormat { kNone, kHermes, kLlama3Json, kMistral };
+enum class ToolCallFormat {
+  kNone,
+  kHermes,
+  kLlama3Json,
+  kMistral,
+  // Per request, for a tool_choice whose output a grammar forces
+  // (server/openai_chat.cc), whatever the model's own format:
+  kRequiredArray,  // "required": [{"name": …, "parameters": {…}}, …]
+  kNamedFunction,  // a named function: the output is its arguments
+};
 
-// "none", "hermes", "llama3_json", "mistral"; nullopt for anything else.
+// "none", "hermes", "llama3_json", "mistral" (the --tool_call_parser
+// values); nullopt for anything else.
 std::optional<ToolCallFormat> ToolCallFormatFromName(absl::string_view name);
 const char* ToolCallFormatName(ToolCallFormat format);
 // The format a chat template tells its model to call tools in, from the
@@ -55,7 +65,9 @@ struct ToolCall {
 // feeding it whole.
 class ToolCallParser {
  public:
-  explicit ToolCallParser(ToolCallFormat format) : format_(format) {}
+  // `function`: kNamedFunction's name.
+  explicit ToolCallParser(ToolCallFormat format, std::string function = "")
+      : format_(format), function_(std::move(function)) {}
 
   // What can be shown now, in the order the model wrote it: content
   // pieces and completed calls.
@@ -79,6 +91,7 @@ class ToolCallParser {
   void EmitContent(absl::string_view text, Output* out);
 
   const ToolCallFormat format_;
+  const std::string function_;
   std::string pending_;  // held back
   // kInCall: hermes inside <tool_call>; llama3_json: decided to be content.
   // kHeldToEnd: llama3_json calls, mistral after [TOOL_CALLS].

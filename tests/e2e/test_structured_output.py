@@ -98,3 +98,57 @@ def test_a_schema_that_does_not_compile_is_a_400(default_server):
             response_format={"type": "json_schema",
                              "json_schema": {"name": "x", "schema": {"type": "tuple"}}})
     assert raised.value.body["param"] == "response_format.json_schema.schema"
+
+
+WEATHER = {"type": "object",
+           "properties": {"city": {"type": "string", "maxLength": 30},
+                          "unit": {"enum": ["celsius", "fahrenheit"]}},
+           "required": ["city", "unit"]}
+TIME = {"type": "object", "properties": {"zone": {"type": "string", "maxLength": 30}},
+        "required": ["zone"]}
+TOOLS = [{"type": "function",
+          "function": {"name": "get_weather", "description": "Weather in a city",
+                       "parameters": WEATHER}},
+         {"type": "function",
+          "function": {"name": "get_time", "description": "Time in a zone",
+                       "parameters": TIME}}]
+PARAMETERS = {"get_weather": WEATHER, "get_time": TIME}
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def test_tool_choice_required_makes_calls_of_the_offered_tools(default_server):
+    c = client(default_server)
+    args = dict(model=model_name(default_server), messages=ASK, tools=TOOLS,
+                tool_choice="required", temperature=0, max_tokens=150)
+    whole = c.chat.completions.create(**args).choices[0]
+    assert whole.finish_reason == "tool_calls", whole.message
+    assert whole.message.content is None
+    assert whole.message.tool_calls
+    for call in whole.message.tool_calls:
+        assert call.type == "function" and call.id
+        jsonschema.validate(json.loads(call.function.arguments),
+                            PARAMETERS[call.function.name])
+    # Streamed: the same calls, in tool_calls deltas.
+    streamed, finish = {}, None
+    for chunk in c.chat.completions.create(stream=True, **args):
+        for delta_call in chunk.choices[0].delta.tool_calls or []:
+            entry = streamed.setdefault(delta_call.index, {"name": "", "arguments": ""})
+            entry["name"] += delta_call.function.name or ""
+            entry["arguments"] += delta_call.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    assert [streamed[i] for i in sorted(streamed)] == [
+        {"name": call.function.name, "arguments": call.function.arguments}
+        for call in whole.message.tool_calls]
+
+
+def test_a_named_tool_choice_calls_that_tool(default_server):
+    chat = client(default_server).chat.completions.create(
+        model=model_name(default_server), messages=ASK, tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        temperature=0, max_tokens=100)
+    choice = chat.choices[0]
+    assert choice.finish_reason == "stop"  # OpenAI's for a named function
+    [call] = choice.message.tool_calls
+    assert call.function.name == "get_time"
+    jsonschema.validate(json.loads(call.function.arguments), TIME)

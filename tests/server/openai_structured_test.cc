@@ -209,6 +209,102 @@ TEST_F(OpenAiStructuredTest, BadRequestsNameTheirField) {
   }
 }
 
+Json Tool(const std::string& name, Json parameters) {
+  Json function = {{"name", name}, {"description", "d"}};
+  if (!parameters.is_null()) function["parameters"] = std::move(parameters);
+  return {{"type", "function"}, {"function", std::move(function)}};
+}
+
+const Json kAddress = {{"type", "object"},
+                       {"properties", {{"city", {{"type", "string"}}}}},
+                       {"required", {"city"}}};
+
+TEST_F(OpenAiStructuredTest, RequiredToolChoiceIsAnArrayOfTheToolsCalls) {
+  const Json weather = Tool("weather", {{"type", "object"},
+                                        {"properties", {{"at", {{"$ref", "#/$defs/place"}}}}},
+                                        {"$defs", {{"place", kAddress}}}});
+  const Json body = {{"messages", {{{"role", "user"}, {"content", "x"}}}},
+                     {"tools", {weather, Tool("noop", nullptr)}},
+                     {"tool_choice", "required"}};
+  auto r = ParseChatRequest(body.dump(), model_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->tool_call_format, ToolCallFormat::kRequiredArray);
+  EXPECT_EQ(r->structure.param, "tool_choice");
+  EXPECT_NE(r->request.grammar, nullptr);
+  const Json schema = Json::parse(r->structure.output.spec);
+  EXPECT_EQ(schema["type"], "array");
+  EXPECT_EQ(schema["minItems"], 1);
+  const Json& calls = schema["items"]["anyOf"];
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0]["properties"]["name"]["enum"], Json::array({"weather"}));
+  // The tool's $defs moved to the top, where its reference points.
+  EXPECT_FALSE(calls[0]["properties"]["parameters"].contains("$defs"));
+  EXPECT_EQ(schema["$defs"]["place"], kAddress);
+  // A tool without parameters takes an empty object.
+  EXPECT_EQ(calls[1]["properties"]["parameters"]["type"], "object");
+}
+
+TEST_F(OpenAiStructuredTest, NamedToolChoiceIsThatToolsArguments) {
+  const Json body = {{"messages", {{{"role", "user"}, {"content", "x"}}}},
+                     {"tools", {Tool("noop", nullptr), Tool("address", kAddress)}},
+                     {"tool_choice", {{"type", "function"}, {"function", {{"name", "address"}}}}}};
+  auto r = ParseChatRequest(body.dump(), model_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->tool_call_format, ToolCallFormat::kNamedFunction);
+  EXPECT_EQ(r->tool_choice_function, "address");
+  EXPECT_EQ(Json::parse(r->structure.output.spec), kAddress);
+  EXPECT_NE(r->request.grammar, nullptr);
+}
+
+TEST_F(OpenAiStructuredTest, BadToolChoicesNameTheirField) {
+  const Json user = {{"role", "user"}, {"content", "x"}};
+  const Json named = {{"type", "function"}, {"function", {{"name", "f"}}}};
+  struct Bad {
+    const char* name;
+    Json body;
+    std::string param;
+  };
+  const std::vector<Bad> table = {
+      {"required without tools", {{"messages", {user}}, {"tool_choice", "required"}},
+       "tool_choice"},
+      {"named without tools", {{"messages", {user}}, {"tool_choice", named}}, "tool_choice"},
+      {"named, no such tool",
+       {{"messages", {user}}, {"tools", {Tool("g", kAddress)}}, {"tool_choice", named}},
+       "tool_choice"},
+      {"unknown mode",
+       {{"messages", {user}}, {"tools", {Tool("f", kAddress)}}, {"tool_choice", "any"}},
+       "tool_choice"},
+      {"with response_format",
+       {{"messages", {user}},
+        {"tools", {Tool("f", kAddress)}},
+        {"tool_choice", "required"},
+        {"response_format", {{"type", "json_object"}}}},
+       "tool_choice"},
+      {"tool without a name",
+       {{"messages", {user}},
+        {"tools", {{{"type", "function"}, {"function", {{"parameters", kAddress}}}}}},
+        {"tool_choice", "required"}},
+       "tools[0].function.name"},
+      {"parameters not an object",
+       {{"messages", {user}}, {"tools", {Tool("f", "x")}}, {"tool_choice", "required"}},
+       "tools[0].function.parameters"},
+      {"conflicting $defs",
+       {{"messages", {user}},
+        {"tools",
+         {Tool("f", {{"type", "object"}, {"$defs", {{"p", kAddress}}}}),
+          Tool("g", {{"type", "object"}, {"$defs", {{"p", {{"type", "integer"}}}}}})}},
+        {"tool_choice", "required"}},
+       "tools[1].function.parameters.$defs"},
+  };
+  for (const Bad& bad : table) {
+    SCOPED_TRACE(bad.name);
+    auto parsed = ParseChatRequest(bad.body.dump(), model_);
+    ASSERT_FALSE(parsed.ok());
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << parsed.status();
+    EXPECT_EQ(ParamOf(parsed.status()), bad.param) << parsed.status();
+  }
+}
+
 TEST_F(OpenAiStructuredTest, WithoutACompilerTheRequestIsRefused) {
   model_.grammars = nullptr;
   auto parsed = ParseCompletionRequest(

@@ -172,6 +172,35 @@ TEST(ToolCallsTest, MistralArraysAndNamedCalls) {
   }
 }
 
+TEST(ToolCallsTest, RequiredToolChoiceIsAnArrayOfCalls) {
+  Parsed p = ParseAnySplit(ToolCallFormat::kRequiredArray,
+                           "[{\"name\": \"f\", \"parameters\": {\"a\": [1, 2]}},\n"
+                           " {\"name\": \"g\", \"parameters\": {}}]");
+  EXPECT_EQ(p.content, "");
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].name, "f");
+  EXPECT_EQ(p.calls[0].arguments, "{\"a\":[1,2]}");
+  EXPECT_EQ(p.calls[1].arguments, "{}");
+  // Cut by max_tokens: no call, and the text is kept.
+  const std::string cut = "[{\"name\": \"f\", \"param";
+  p = ParseAnySplit(ToolCallFormat::kRequiredArray, cut);
+  EXPECT_TRUE(p.calls.empty());
+  EXPECT_EQ(p.content, cut);
+}
+
+TEST(ToolCallsTest, NamedToolChoiceIsTheArgumentsAsWritten) {
+  const std::string arguments = "{\"city\": \"Paris\", \"days\": 3}";
+  ToolCallParser parser(ToolCallFormat::kNamedFunction, "get_weather");
+  Parsed p;
+  Append(parser.Add(arguments.substr(0, 9)), &p);
+  EXPECT_TRUE(p.order.empty());  // held to the end
+  Append(parser.Add(arguments.substr(9)), &p);
+  Append(parser.Finish(), &p);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0], (ToolCall{"get_weather", arguments}));
+  EXPECT_EQ(p.content, "");
+}
+
 TEST(ToolCallsTest, NoFormatIsAllContent) {
   const std::string text = "<tool_call>{\"name\": \"f\"}</tool_call>";
   const Parsed p = ParseAnySplit(ToolCallFormat::kNone, text);
