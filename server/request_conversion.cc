@@ -13,6 +13,50 @@ absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
 }
 
+// weft.v1 StructuredOutput → request->grammar.
+absl::Status CompileStructuredOutput(const v1::StructuredOutput& proto,
+                                     const ServedModel& model, Request* request) {
+  using Kind = StructuredOutput::Kind;
+  StructuredOutput out;
+  out.any_whitespace = !proto.compact_json();
+  switch (proto.kind_case()) {
+    case v1::StructuredOutput::kJsonSchema:
+      out.kind = Kind::kJsonSchema;
+      out.spec = proto.json_schema();
+      break;
+    case v1::StructuredOutput::kJsonObject:
+      if (!proto.json_object()) {
+        return Invalid("structured_output.json_object", "must be true when set");
+      }
+      out.kind = Kind::kJsonObject;
+      break;
+    case v1::StructuredOutput::kRegex:
+      out.kind = Kind::kRegex;
+      out.spec = proto.regex();
+      break;
+    case v1::StructuredOutput::kChoice:
+      out.kind = Kind::kChoice;
+      out.choices.assign(proto.choice().choices().begin(), proto.choice().choices().end());
+      break;
+    case v1::StructuredOutput::kGrammar:
+      out.kind = Kind::kGrammar;
+      out.spec = proto.grammar();
+      break;
+    case v1::StructuredOutput::KIND_NOT_SET:
+      return Invalid("structured_output",
+                     "set one of json_schema, json_object, regex, choice, grammar");
+  }
+  if (model.grammars == nullptr) {
+    return absl::UnimplementedError(
+        "structured_output: this server has no grammar compiler");
+  }
+  absl::StatusOr<std::shared_ptr<const CompiledGrammar>> compiled =
+      model.grammars->Compile(out);
+  if (!compiled.ok()) return Invalid("structured_output", compiled.status().message());
+  request->grammar = *std::move(compiled);
+  return absl::OkStatus();
+}
+
 // A client's JSON text field, parsed with the HTTP API's caps (ParseJson:
 // nesting, keys per object, values): an uncapped object of K keys costs
 // O(K²) to parse, a whole callback thread's time for a 4 MB message.
@@ -154,6 +198,13 @@ absl::StatusOr<Request> ToRuntimeRequest(const v1::GenerateRequest& proto,
                                 model.max_model_len, " tokens"));
   }
   r.priority = proto.priority();
+  // Last: compiling is the costly check.
+  if (proto.has_structured_output()) {
+    if (auto s = CompileStructuredOutput(proto.structured_output(), model, &r);
+        !s.ok()) {
+      return s;
+    }
+  }
   return r;
 }
 
@@ -253,6 +304,9 @@ absl::StatusOr<Request> ToRuntimeRequest(const v1::ChatRequest& proto,
   generate.set_request_id(proto.request_id());
   generate.set_model(proto.model());
   generate.mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
+  if (proto.has_structured_output()) {
+    *generate.mutable_structured_output() = proto.structured_output();
+  }
   *generate.mutable_sampling() = proto.sampling();
   *generate.mutable_stopping() = proto.stopping();
   generate.set_priority(proto.priority());

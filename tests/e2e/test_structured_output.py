@@ -3,10 +3,13 @@ model: the unmodified `openai` client's `parse` helper fills a pydantic
 model from a json_schema response_format; sampled and streamed choices
 validate against their schema with the `jsonschema` package; vLLM's
 guided_choice, guided_regex and structured_outputs grammar hold; a schema
-that does not compile is a 400 naming its field."""
+that does not compile is a 400 naming its field; tool_choice "required" and
+a named function give calls of the offered tools; gRPC Generate's
+structured_output gives the same text as the HTTP API."""
 import json
 import re
 
+import grpc
 import jsonschema
 import openai
 import pydantic
@@ -152,3 +155,27 @@ def test_a_named_tool_choice_calls_that_tool(default_server):
     [call] = choice.message.tool_calls
     assert call.function.name == "get_time"
     jsonschema.validate(json.loads(call.function.arguments), TIME)
+
+
+def test_grpc_structured_output_equals_the_http_api(pb, default_server):
+    messages, services = pb
+    prompt = "<|im_start|>user\nDescribe Paris as JSON.<|im_end|>\n<|im_start|>assistant\n"
+    completion = client(default_server).completions.create(
+        model=model_name(default_server), prompt=prompt, max_tokens=150, temperature=0,
+        extra_body={"guided_json": RECIPE, "add_special_tokens": False})
+    request = messages.GenerateRequest(text=prompt)
+    request.sampling.temperature = 0
+    request.stopping.max_tokens = 150
+    request.structured_output.json_schema = json.dumps(RECIPE)
+    with grpc.insecure_channel(default_server.address) as channel:
+        stub = services.GenerationStub(channel)
+        text = "".join(r.delta.text for r in stub.Generate(request, timeout=120)
+                       if r.HasField("delta"))
+        assert text == completion.choices[0].text
+        jsonschema.validate(json.loads(text), RECIPE)
+        bad = messages.GenerateRequest(text=prompt)
+        bad.structured_output.regex = "(ab"
+        with pytest.raises(grpc.RpcError) as error:
+            list(stub.Generate(bad, timeout=30))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.value.details().startswith("structured_output")

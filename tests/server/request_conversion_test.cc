@@ -188,3 +188,80 @@ TEST(StatusTest, CodesMapOneToOneAndMessagesAreKept) {
 
 }  // namespace
 }  // namespace weft
+
+namespace weft {
+namespace {
+
+// weft.v1 StructuredOutput: each kind compiles into the request's grammar;
+// a bad one is INVALID_ARGUMENT naming structured_output.
+class StructuredOutputConversionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string dir = std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
+    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
+                                            dir + "/tokenizer_config.json");
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    tokenizer_ = *std::move(tokenizer);
+    auto grammars = GrammarCompiler::Create(*tokenizer_, tokenizer_->vocab_size(),
+                                            GrammarConfig{});
+    ASSERT_TRUE(grammars.ok()) << grammars.status();
+    grammars_ = *std::move(grammars);
+    model_.name = "tiny";
+    model_.tokenizer = tokenizer_.get();
+    model_.vocab_size = tokenizer_->vocab_size();
+    model_.max_model_len = 256;
+    model_.grammars = grammars_.get();
+  }
+
+  absl::StatusOr<Request> Convert(const v1::StructuredOutput& structured) const {
+    v1::GenerateRequest r;
+    r.set_text("Hello");
+    *r.mutable_structured_output() = structured;
+    return ToRuntimeRequest(r, model_, "id");
+  }
+
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<GrammarCompiler> grammars_;
+  ServedModel model_;
+};
+
+TEST_F(StructuredOutputConversionTest, EachKindCompiles) {
+  std::vector<v1::StructuredOutput> kinds(5);
+  kinds[0].set_json_schema(R"({"type": "object"})");
+  kinds[1].set_json_object(true);
+  kinds[2].set_regex("[a-z]+");
+  kinds[3].mutable_choice()->add_choices("yes");
+  kinds[3].mutable_choice()->add_choices("no");
+  kinds[4].set_grammar("root ::= \"a\"+");
+  kinds[4].set_compact_json(true);
+  for (const v1::StructuredOutput& kind : kinds) {
+    auto r = Convert(kind);
+    ASSERT_TRUE(r.ok()) << kind.ShortDebugString() << ": " << r.status();
+    EXPECT_NE(r->grammar, nullptr) << kind.ShortDebugString();
+  }
+  v1::GenerateRequest free;
+  free.set_text("Hello");
+  EXPECT_EQ(ToRuntimeRequest(free, model_, "id")->grammar, nullptr);
+}
+
+TEST_F(StructuredOutputConversionTest, BadOnesNameTheField) {
+  std::vector<v1::StructuredOutput> bad(4);
+  bad[0].set_json_schema(R"({"type": "tuple"})");
+  bad[1].set_json_object(false);
+  bad[2].set_regex("(ab");
+  // bad[3]: nothing set
+  for (const v1::StructuredOutput& kind : bad) {
+    auto r = Convert(kind);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << kind.ShortDebugString() << ": " << r.status();
+    EXPECT_TRUE(absl::StartsWith(r.status().message(), "structured_output"))
+        << r.status();
+  }
+  model_.grammars = nullptr;
+  v1::StructuredOutput regex;
+  regex.set_regex("a");
+  EXPECT_EQ(Convert(regex).status().code(), absl::StatusCode::kUnimplemented);
+}
+
+}  // namespace
+}  // namespace weft
