@@ -173,6 +173,18 @@ absl::Status Engine::Validate(const Request& r) const {
         absl::StrCat("n: at most ", config_.max_n, " samples, got ", r.sampling.n));
   }
   if (auto s = r.stopping.Validate(); !s.ok()) return s;
+  if (r.grammar != nullptr) {
+    if (tokenizer_->stop_ids().empty()) {
+      return absl::InvalidArgumentError(
+          "structured output: the tokenizer has no stop token to end the "
+          "grammar with");
+    }
+    if (VocabSizeOf(*r.grammar) != vocab) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "structured output: the grammar was compiled for a vocabulary of ",
+          VocabSizeOf(*r.grammar), ", not ", vocab));
+    }
+  }
   const int64_t total = int64_t{static_cast<int64_t>(r.prompt_ids.size())} +
                         r.stopping.max_tokens;
   if (total > max_model_len_) {
@@ -275,7 +287,15 @@ void Engine::Admit(Submission submission) {
   seq->num_forks_pending = r.sampling.n - 1;
   seq->prompt_logprobs = r.sampling.prompt_logprobs >= 0;
   seq->sampler = std::make_unique<SequenceSampler>(r.sampling, state->seed, 0);
-  seq->grammar = NewGrammarMatcher(*state);
+  try {
+    seq->grammar = NewGrammarMatcher(*state);
+  } catch (const std::exception& e) {
+    stats_->failed++;
+    state->sink->OnError(absl::InternalError(
+        absl::StrCat("request failed to start its grammar: ", e.what())));
+    queue_.Ended(r.id);
+    return;
+  }
   seq->text = std::make_unique<TextStream>(*tokenizer_, r.stopping);
   scheduler_.AddWaiting(seq.get());
   state->seqs[0] = std::move(seq);
@@ -487,13 +507,12 @@ void Engine::AddPromptLogprobs(const ScheduledSequence& s) {
 std::unique_ptr<GrammarMatcher> Engine::NewGrammarMatcher(
     const RequestState& request) const {
   if (request.request.grammar == nullptr) return nullptr;
-  // With ignore_eos and no stop_token_ids nothing stops the sample but
-  // the grammar: it ends at the first stop token the grammar lets through
-  // (EmitToken), the tokenizer's.
-  return std::make_unique<GrammarMatcher>(
-      request.request.grammar, request.stop_ids.empty()
-                                   ? tokenizer_->stop_ids()
-                                   : request.stop_ids);
+  // The tokenizer's stop tokens end the grammar, as in vLLM: the request's
+  // stop_token_ids may be ordinary text tokens the grammar must be free
+  // to write (they still stop the stream when drawn), and with ignore_eos
+  // the grammar still ends at EOS (EmitToken).
+  return std::make_unique<GrammarMatcher>(request.request.grammar,
+                                          tokenizer_->stop_ids());
 }
 
 SampledToken Engine::Sample(Sequence* seq, absl::Span<const float> logits) {
@@ -505,7 +524,7 @@ SampledToken Engine::Sample(Sequence* seq, absl::Span<const float> logits) {
     allowed = seq->grammar->NextTokenMask();
     // A grammar whose text is complete, with nothing left to add, allows
     // only the stop tokens: then it ends the sample before min_tokens.
-    if (ban_stops && OnlyStopsAllowed(allowed, request->stop_ids)) {
+    if (ban_stops && OnlyStopsAllowed(allowed, tokenizer_->stop_ids())) {
       ban_stops = false;
     }
   }
@@ -530,7 +549,25 @@ void Engine::EmitToken(Sequence* seq, SampledToken sampled, absl::Time now) {
   seq->tokens.push_back(sampled.token);
   request->usage.completion_tokens++;
   stats_->generated++;
-  TextStream::Update update = seq->text->Add(sampled.token);
+  // The grammar took a stop token: its text is complete, whatever the
+  // stream would make of the token (before min_tokens, or with ignore_eos,
+  // it would be text). The sample ends on it as on any stop token.
+  const bool grammar_done =
+      seq->grammar != nullptr && seq->grammar->IsTerminated();
+  TextStream::Update update;
+  if (grammar_done) {
+    update.text = seq->text->Flush();
+    update.finish = FinishReason::kStop;
+    update.stop_reason =
+        tokenizer_->Decode({&sampled_token, 1}, /*skip_special_tokens=*/false);
+    // As TextStream reports stops: the tokenizer's EOS has no stop token.
+    if (request->request.stopping.ignore_eos ||
+        sampled_token != tokenizer_->eos_id()) {
+      update.stop_token = sampled_token;
+    }
+  } else {
+    update = seq->text->Add(sampled.token);
+  }
 
   Delta delta;
   delta.index = seq->index;
@@ -550,15 +587,7 @@ void Engine::EmitToken(Sequence* seq, SampledToken sampled, absl::Time now) {
   }
   request->sink->OnDelta(std::move(delta));
 
-  if (!update.finish && seq->grammar != nullptr &&
-      seq->grammar->IsTerminated()) {
-    // A stop token the grammar let through that does not stop this
-    // request's stream (ignore_eos): the grammar is done all the same.
-    FlushText(seq);
-    SampleResult result = EndedWith(FinishReason::kStop);
-    result.stop_token = sampled_token;
-    FinishSequence(seq, std::move(result));
-  } else if (update.finish) {
+  if (update.finish) {
     SampleResult result;
     result.reason = *update.finish;
     result.stop_reason = std::move(update.stop_reason);

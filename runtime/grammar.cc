@@ -2,10 +2,17 @@
 
 #include <dlpack/dlpack.h>
 
+#include <condition_variable>
+#include <deque>
 #include <exception>
+#include <future>
+#include <list>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -70,14 +77,101 @@ bool LooksLikeEbnf(const std::string& grammar) {
 
 }  // namespace
 
+using CompileResult = absl::StatusOr<std::shared_ptr<const CompiledGrammar>>;
+
 struct GrammarCompiler::Impl {
   Impl(xgrammar::TokenizerInfo info, const GrammarConfig& config)
       : info(std::move(info)),
-        compiler(this->info, config.compile_threads, /*cache_enabled=*/true,
-                 config.cache_bytes) {}
+        // weft keeps its own cache (successes only, bounded; xgrammar's
+        // keeps failed compiles forever).
+        compiler(this->info, config.compile_threads, /*cache_enabled=*/false),
+        config(config) {}
+
+  // What the workers run: xgrammar's compile of `output`.
+  CompileResult CompileNow(const StructuredOutput& output);
+  // A worker: compiles queued jobs until `stopping` and none is left.
+  void Work();
+  // Keeps `grammar` under `key`, dropping the least recently used beyond
+  // the budget. Holds `mu`.
+  void Remember(const std::string& key, std::shared_ptr<const CompiledGrammar> grammar);
+
   xgrammar::TokenizerInfo info;
   xgrammar::GrammarCompiler compiler;
+  const GrammarConfig config;
+
+  struct Job {
+    std::string key;
+    StructuredOutput output;
+    std::promise<CompileResult> result;
+  };
+  std::mutex mu;
+  std::condition_variable work;
+  std::deque<Job> queue;  // guarded by mu, as everything below
+  bool stopping = false;
+  int busy = 0;  // workers inside a compile
+  absl::flat_hash_map<std::string, std::shared_future<CompileResult>> in_flight;
+  struct Cached {
+    std::string key;
+    std::shared_ptr<const CompiledGrammar> grammar;
+    int64_t bytes;
+  };
+  std::list<Cached> lru;  // most recently used first
+  absl::flat_hash_map<std::string, std::list<Cached>::iterator> cached;
+  int64_t cached_bytes = 0;
 };
+
+namespace {
+
+// The cache key of a spec: every field that changes what is compiled.
+std::string CacheKey(const StructuredOutput& output) {
+  std::string key = absl::StrCat(static_cast<int>(output.kind), ":",
+                                 output.any_whitespace ? 1 : 0, ":",
+                                 output.spec.size(), ":", output.spec);
+  for (const std::string& choice : output.choices) {
+    absl::StrAppend(&key, ":", choice.size(), ":", choice);
+  }
+  return key;
+}
+
+}  // namespace
+
+void GrammarCompiler::Impl::Work() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mu);
+      work.wait(lock, [this] { return stopping || !queue.empty(); });
+      if (queue.empty()) return;  // stopping
+      job = std::move(queue.front());
+      queue.pop_front();
+      ++busy;
+    }
+    CompileResult result = CompileNow(job.output);
+    {
+      std::lock_guard lock(mu);
+      --busy;
+      in_flight.erase(job.key);
+      if (result.ok()) Remember(job.key, *result);
+    }
+    job.result.set_value(std::move(result));
+  }
+}
+
+void GrammarCompiler::Impl::Remember(const std::string& key,
+                                     std::shared_ptr<const CompiledGrammar> grammar) {
+  if (cached.contains(key)) return;
+  const int64_t bytes = static_cast<int64_t>(grammar->get().MemorySizeBytes()) +
+                        static_cast<int64_t>(key.size());
+  if (bytes > config.cache_bytes) return;
+  lru.push_front(Cached{key, std::move(grammar), bytes});
+  cached[key] = lru.begin();
+  cached_bytes += bytes;
+  while (cached_bytes > config.cache_bytes) {
+    cached_bytes -= lru.back().bytes;
+    cached.erase(lru.back().key);
+    lru.pop_back();
+  }
+}
 
 absl::StatusOr<std::unique_ptr<GrammarCompiler>> GrammarCompiler::Create(
     const Tokenizer& tokenizer, int vocab_size, const GrammarConfig& config) {
@@ -87,33 +181,62 @@ absl::StatusOr<std::unique_ptr<GrammarCompiler>> GrammarCompiler::Create(
         "grammar: the model's vocabulary (", vocab_size,
         ") is smaller than the tokenizer's (", tokens, ")"));
   }
+  if (config.max_compiles < 1 || config.max_waiting < 0 || config.compile_threads < 1 ||
+      config.cache_bytes < 0) {
+    return absl::InvalidArgumentError(
+        "grammar: max_compiles and compile_threads must be positive, max_waiting "
+        "and cache_bytes non-negative");
+  }
   // Each token as the bytes it adds to the text (RAW: no further decoding
-  // on xgrammar's side); special tokens as "", which xgrammar never allows
-  // (stop tokens are passed to each matcher).
+  // on xgrammar's side); special tokens as "", which xgrammar never allows.
+  // No stop tokens here: each matcher names its own, and a stop token
+  // listed here too would be let through by masks that matcher built.
   std::vector<std::string> vocab(tokens);
   for (int32_t id = 0; id < tokens; ++id) {
     if (!tokenizer.IsSpecial(id)) vocab[id] = tokenizer.TokenBytes(id);
   }
   try {
     xgrammar::TokenizerInfo info(vocab, xgrammar::VocabType::RAW, vocab_size,
-                                 tokenizer.stop_ids());
-    return std::unique_ptr<GrammarCompiler>(new GrammarCompiler(
-        std::make_unique<Impl>(std::move(info), config)));
+                                 std::vector<int32_t>{});
+    auto impl = std::make_shared<Impl>(std::move(info), config);
+    // Detached: a worker inside a compile that cannot be interrupted keeps
+    // `impl` alive past the compiler's destruction, then exits.
+    for (int i = 0; i < config.max_compiles; ++i) {
+      std::thread([impl] { impl->Work(); }).detach();
+    }
+    return std::unique_ptr<GrammarCompiler>(new GrammarCompiler(std::move(impl)));
   } catch (const std::exception& e) {
     return absl::InternalError(
         absl::StrCat("grammar: cannot index the vocabulary: ", ErrorText(e)));
   }
 }
 
-GrammarCompiler::GrammarCompiler(std::unique_ptr<Impl> impl)
+GrammarCompiler::GrammarCompiler(std::shared_ptr<Impl> impl)
     : impl_(std::move(impl)) {}
-GrammarCompiler::~GrammarCompiler() = default;
+
+GrammarCompiler::~GrammarCompiler() {
+  std::deque<Impl::Job> abandoned;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+    abandoned.swap(impl_->queue);
+  }
+  impl_->work.notify_all();
+  for (Impl::Job& job : abandoned) {
+    job.result.set_value(absl::UnavailableError("grammar: the compiler stopped"));
+  }
+}
 
 int GrammarCompiler::vocab_size() const { return impl_->info.GetVocabSize(); }
 
-absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCompiler::Compile(
-    const StructuredOutput& output) {
-  using Kind = StructuredOutput::Kind;
+int VocabSizeOf(const CompiledGrammar& grammar) {
+  return grammar.get().GetTokenizerInfo().GetVocabSize();
+}
+
+CompileResult GrammarCompiler::Compile(const StructuredOutput& output) {
+  if (output.kind == StructuredOutput::Kind::kNone) {
+    return absl::InvalidArgumentError("no grammar to compile");
+  }
   if (output.spec.size() > kMaxGrammarSpecBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "is ", output.spec.size(), " bytes long; at most ",
@@ -124,8 +247,43 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCompiler::Compile(
         "lists ", output.choices.size(), " choices; at most ", kMaxChoices,
         " are accepted"));
   }
+  const std::string key = CacheKey(output);
+  std::shared_future<CompileResult> pending;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (auto hit = impl_->cached.find(key); hit != impl_->cached.end()) {
+      impl_->lru.splice(impl_->lru.begin(), impl_->lru, hit->second);
+      return hit->second->grammar;
+    }
+    if (auto running = impl_->in_flight.find(key); running != impl_->in_flight.end()) {
+      pending = running->second;  // the same spec, asked for by another request
+    } else {
+      // Jobs an idle worker is about to take do not wait.
+      const int idle = impl_->config.max_compiles - impl_->busy;
+      if (static_cast<int>(impl_->queue.size()) >= impl_->config.max_waiting + idle) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "structured output: ", impl_->queue.size(),
+            " grammars are already waiting to compile; try again later"));
+      }
+      Impl::Job job{key, output, {}};
+      pending = job.result.get_future().share();
+      impl_->in_flight[key] = pending;
+      impl_->queue.push_back(std::move(job));
+    }
+  }
+  impl_->work.notify_one();
+  const absl::Duration timeout = impl_->config.compile_timeout;
+  if (pending.wait_for(absl::ToChronoMilliseconds(timeout)) != std::future_status::ready) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "did not compile within ", absl::FormatDuration(timeout),
+        " (it is too complex for this server)"));
+  }
+  return pending.get();
+}
+
+CompileResult GrammarCompiler::Impl::CompileNow(const StructuredOutput& output) {
+  using Kind = StructuredOutput::Kind;
   try {
-    xgrammar::GrammarCompiler& compiler = impl_->compiler;
     std::optional<xgrammar::CompiledGrammar> compiled;
     switch (output.kind) {
       case Kind::kNone:
@@ -160,9 +318,8 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCompiler::Compile(
         break;
       }
       case Kind::kGrammar:
-        compiled = LooksLikeEbnf(output.spec)
-                       ? compiler.CompileGrammar(output.spec)
-                       : compiler.CompileLark(output.spec);
+        compiled = LooksLikeEbnf(output.spec) ? compiler.CompileGrammar(output.spec)
+                                              : compiler.CompileLark(output.spec);
         break;
     }
     return std::make_shared<const CompiledGrammar>(*std::move(compiled));
@@ -202,6 +359,9 @@ GrammarMatcher::~GrammarMatcher() = default;
 
 absl::Span<const uint32_t> GrammarMatcher::NextTokenMask() {
   impl_->matcher.FillNextTokenBitmask(&impl_->tensor);
+  // xgrammar sets whole words: no bit past the vocabulary may stay set.
+  const int vocab = impl_->grammar->get().GetTokenizerInfo().GetVocabSize();
+  if (vocab % 32 != 0) impl_->mask.back() &= (1u << (vocab % 32)) - 1u;
   return impl_->mask;
 }
 

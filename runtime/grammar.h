@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 
 namespace weft {
@@ -55,11 +56,24 @@ inline constexpr size_t kMaxChoices = 1024;
 struct GrammarConfig {
   // Threads one compilation may use to precompute token masks.
   int compile_threads = 2;
-  // Compiled grammars kept for reuse (by kind and text), in bytes.
+  // Compiled grammars kept for reuse (by kind and text), in bytes; least
+  // recently used dropped first. Failed compiles are not kept.
   int64_t cache_bytes = int64_t{256} << 20;
+  // Compilations run on this many workers of their own, so that a slow
+  // one never holds more than its caller; at most `max_waiting` more wait
+  // for a worker (RESOURCE_EXHAUSTED beyond).
+  int max_compiles = 2;
+  int max_waiting = 16;
+  // A caller waits this long for its grammar (INVALID_ARGUMENT after:
+  // xgrammar cannot be interrupted, so the compile goes on and its result
+  // is cached for the next request with the same text).
+  absl::Duration compile_timeout = absl::Seconds(15);
 };
 
 class CompiledGrammar;  // grammar.cc
+
+// The vocabulary size `grammar` was compiled for (its masks' width).
+int VocabSizeOf(const CompiledGrammar& grammar);
 
 class GrammarCompiler {
  public:
@@ -69,8 +83,11 @@ class GrammarCompiler {
       const Tokenizer& tokenizer, int vocab_size, const GrammarConfig& config);
   ~GrammarCompiler();
 
-  // InvalidArgument for a spec that does not parse (naming the field the
-  // HTTP API takes it from is the caller's job), too long, or kNone.
+  // The compiled grammar, from the cache when the same spec compiled
+  // before. InvalidArgument for a spec that does not parse, is too long,
+  // or takes longer than compile_timeout (naming the field the HTTP API
+  // takes it from is the caller's job), or kNone; ResourceExhausted when
+  // max_waiting compiles are already waiting.
   absl::StatusOr<std::shared_ptr<const CompiledGrammar>> Compile(
       const StructuredOutput& output);
 
@@ -78,8 +95,10 @@ class GrammarCompiler {
 
  private:
   struct Impl;
-  explicit GrammarCompiler(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit GrammarCompiler(std::shared_ptr<Impl> impl);
+  // Shared with the compile workers, which outlive this object while a
+  // compile runs (it cannot be interrupted).
+  std::shared_ptr<Impl> impl_;
 };
 
 // One sample's position in its grammar.
@@ -94,7 +113,8 @@ class GrammarMatcher {
   GrammarMatcher& operator=(const GrammarMatcher&) = delete;
 
   // The tokens that may come next: bit (t % 32) of word t / 32 is set when
-  // token t is allowed. Valid until the next call on this matcher.
+  // token t is allowed (never a token past the vocabulary). Valid until
+  // the next call on this matcher.
   absl::Span<const uint32_t> NextTokenMask();
   // Advances past `token`; false (and no change) when the grammar does
   // not allow it.

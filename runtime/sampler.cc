@@ -238,6 +238,10 @@ void SequenceSampler::ApplyMask(absl::Span<const uint32_t> allowed) {
     const uint32_t bits = word < allowed.size() ? allowed[word] : 0u;
     if (bits == ~0u) continue;
     const size_t end = std::min(vocab, word * 32 + 32);
+    if (bits == 0u) {  // most words, in most grammar states
+      std::fill(processed_.begin() + word * 32, processed_.begin() + end, kMinusInf);
+      continue;
+    }
     for (size_t t = word * 32; t < end; ++t) {
       if ((bits >> (t % 32) & 1u) == 0) processed_[t] = kMinusInf;
     }

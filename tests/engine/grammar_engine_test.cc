@@ -3,6 +3,7 @@
 // grammar and ends with a stop token, greedy or sampled, batched with free
 // requests (which the grammar never touches), under preemption, and when
 // min_tokens or ignore_eos would otherwise keep the sample going.
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -111,6 +112,15 @@ class GrammarEngineTest : public ::testing::Test {
     EXPECT_LE(doc["age"].get<int64_t>(), 150) << text;
   }
 
+  // `tokens` (a sample cut by max_tokens) are a prefix the grammar allows.
+  void ExpectPrefix(const std::shared_ptr<const CompiledGrammar>& grammar,
+                    const std::vector<int32_t>& tokens, const std::string& what) {
+    GrammarMatcher matcher(grammar, harness_->tokenizer().stop_ids());
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      ASSERT_TRUE(matcher.Accept(tokens[i])) << what << ": token " << i;
+    }
+  }
+
   std::unique_ptr<EngineHarness> harness_;
   std::unique_ptr<GrammarCompiler> compiler_;
 };
@@ -142,13 +152,19 @@ TEST_F(GrammarEngineTest, EverySampledChoiceMatches) {
   const Outcome out = harness_->RunTogether({r})["sampled"];
   ASSERT_TRUE(out.finished.has_value());
   ASSERT_EQ(out.text.size(), 4u);
+  int stopped = 0;
   for (size_t i = 0; i < 4; ++i) {
     const SampleResult& result = out.finished->samples[i];
-    if (result.reason == FinishReason::kLength) continue;  // cut, not wrong
+    if (result.reason == FinishReason::kLength) {
+      ExpectPrefix(r.grammar, out.tokens[i], out.text[i]);  // cut, not wrong
+      continue;
+    }
+    ++stopped;
     EXPECT_EQ(result.reason, FinishReason::kStop);
     EXPECT_TRUE(nlohmann::json::parse(out.text[i], nullptr, false).is_object())
         << i << ": " << out.text[i];
   }
+  EXPECT_GT(stopped, 0);
 }
 
 TEST_F(GrammarEngineTest, GrammarEndsTheSampleBeforeMinTokensAndIgnoringEos) {
@@ -158,8 +174,14 @@ TEST_F(GrammarEngineTest, GrammarEndsTheSampleBeforeMinTokensAndIgnoringEos) {
   Request ignore_eos = Ask("ignore", "Is fire cold? Answer yes or no.", 50);
   ignore_eos.stopping.ignore_eos = true;
   ignore_eos.grammar = Choice({"yes", "no"});
-  auto outcomes = harness_->RunTogether({min_tokens, ignore_eos});
-  for (const char* id : {"min", "ignore"}) {
+  // With stop_token_ids too: the grammar still ends at the tokenizer's
+  // stop tokens, which the mask never lets through before that.
+  Request stop_ids = Ask("stop-ids", "Is ice cold? Answer yes or no.", 50);
+  stop_ids.stopping.ignore_eos = true;
+  stop_ids.stopping.stop_token_ids = {harness_->Encode("zebra").front()};
+  stop_ids.grammar = Choice({"yes", "no"});
+  auto outcomes = harness_->RunTogether({min_tokens, ignore_eos, stop_ids});
+  for (const char* id : {"min", "ignore", "stop-ids"}) {
     const Outcome& out = outcomes[id];
     ASSERT_TRUE(out.finished.has_value()) << id;
     const SampleResult& result = out.finished->samples[0];
@@ -172,8 +194,11 @@ TEST_F(GrammarEngineTest, GrammarEndsTheSampleBeforeMinTokensAndIgnoringEos) {
     EXPECT_NE(std::find(stops.begin(), stops.end(), out.tokens[0].back()),
               stops.end())
         << id;
-    EXPECT_EQ(result.stop_token == -1 ? out.tokens[0].back() : result.stop_token,
-              out.tokens[0].back());
+    // Only the last token is a stop token.
+    for (size_t i = 0; i + 1 < out.tokens[0].size(); ++i) {
+      EXPECT_EQ(std::find(stops.begin(), stops.end(), out.tokens[0][i]), stops.end())
+          << id << ": token " << i;
+    }
   }
 }
 
@@ -196,16 +221,19 @@ TEST_F(GrammarEngineTest, PreemptedSamplesKeepTheirPlaceInTheGrammar) {
   }
   auto outcomes = small.RunTogether(requests);
   EXPECT_GT(small.engine().stats().num_preemptions, 0);
+  int stopped = 0;
   for (const Request& r : requests) {
     const Outcome& out = outcomes[r.id];
     ASSERT_TRUE(out.finished.has_value()) << r.id;
     if (out.finished->samples[0].reason == FinishReason::kLength) {
-      // Cut by max_tokens: still a prefix the grammar allowed, and never
-      // an error.
+      // Cut by max_tokens: still a prefix the grammar allowed.
+      ExpectPrefix(grammar, out.tokens[0], r.id);
       continue;
     }
+    ++stopped;
     ExpectPerson(out, 0, r.id);
   }
+  EXPECT_GT(stopped, 0);
 }
 
 }  // namespace

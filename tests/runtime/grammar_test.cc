@@ -9,10 +9,13 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "runtime/loader/gguf.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -263,6 +266,68 @@ TEST_P(GrammarTest, TokensPastTheVocabularyAreNeverAllowed) {
     EXPECT_FALSE(TokenAllowed(mask, t)) << t;
   }
   EXPECT_TRUE(TokenAllowed(mask, Tokens("hello")[0]));
+}
+
+// A schema that takes the compiler a while: many properties with their
+// own bounded strings (each bound is expanded into a repetition).
+StructuredOutput SlowSchema(int variant) {
+  std::string properties;
+  for (int i = 0; i < 8; ++i) {
+    absl::StrAppend(&properties, i ? "," : "", "\"p", variant, "_", i,
+                    "\": {\"type\": \"string\", \"minLength\": ", 5 + i,
+                    ", \"maxLength\": ", 40 + i, "}");
+  }
+  return Schema(absl::StrCat("{\"type\": \"object\", \"properties\": {", properties,
+                             "}}"),
+                true);
+}
+
+TEST_P(GrammarTest, CompilesAreCachedByTheirText) {
+  const StructuredOutput schema = Schema(kPersonSchema, false);
+  auto first = compiler_->Compile(schema);
+  auto second = compiler_->Compile(schema);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->get(), second->get());  // the same object
+  StructuredOutput other = schema;
+  other.any_whitespace = true;  // another grammar
+  EXPECT_NE(compiler_->Compile(other)->get(), first->get());
+}
+
+TEST_P(GrammarTest, ASlowCompileTimesOutAndIsCachedWhenDone) {
+  GrammarConfig config;
+  config.compile_timeout = absl::Milliseconds(1);
+  auto compiler = GrammarCompiler::Create(*tokenizer_, tokenizer_->vocab_size(), config);
+  ASSERT_TRUE(compiler.ok());
+  const StructuredOutput slow = SlowSchema(0);
+  auto timed_out = (*compiler)->Compile(slow);
+  EXPECT_EQ(timed_out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(timed_out.status().message(), HasSubstr("did not compile within 1ms"));
+  // The compile went on; once done, the same text is answered at once.
+  absl::StatusOr<std::shared_ptr<const CompiledGrammar>> later = timed_out.status();
+  for (int i = 0; i < 600 && !later.ok(); ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+    later = (*compiler)->Compile(slow);
+  }
+  EXPECT_TRUE(later.ok()) << later.status();
+}
+
+TEST_P(GrammarTest, CompilesBeyondTheWaitingLimitAreRefused) {
+  GrammarConfig config;
+  config.max_compiles = 1;
+  config.max_waiting = 0;
+  auto compiler = GrammarCompiler::Create(*tokenizer_, tokenizer_->vocab_size(), config);
+  ASSERT_TRUE(compiler.ok());
+  // One slow compile occupies the only worker; a second, different one
+  // would have to wait, which max_waiting 0 does not allow.
+  std::thread first([&] { EXPECT_TRUE((*compiler)->Compile(SlowSchema(1)).ok()); });
+  absl::StatusOr<std::shared_ptr<const CompiledGrammar>> second;
+  for (int i = 0; i < 200; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+    second = (*compiler)->Compile(SlowSchema(2));
+    if (!second.ok()) break;
+  }
+  first.join();
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted) << second.status();
 }
 
 INSTANTIATE_TEST_SUITE_P(
