@@ -196,13 +196,15 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
   if (tool_choice->mode == ToolChoice::Mode::kRequired ||
       tool_choice->mode == ToolChoice::Mode::kNamed) {
     // A grammar writes the calls, in a form of its own (whatever the
-    // model's tool-call format).
-    if (out.structure.output.enabled()) {
-      return InvalidParam("tool_choice", absl::StrCat("cannot be combined with ",
-                                                      out.structure.param));
-    }
-    absl::StatusOr<std::string> schema = ToolChoiceSchema(*tool_choice, inputs->tools);
+    // model's tool-call format). It replaces a response_format or other
+    // structured output, as in vLLM (agent frameworks send both).
+    FieldReader f(*body);
+    const bool parallel = f.Bool("parallel_tool_calls").value_or(true);
+    if (!f.ok()) return f.status();
+    absl::StatusOr<std::string> schema =
+        ToolChoiceSchema(*tool_choice, inputs->tools, parallel);
     if (!schema.ok()) return schema.status();
+    out.structure = RequestedStructure{};
     out.structure.output.kind = StructuredOutput::Kind::kJsonSchema;
     out.structure.output.spec = *std::move(schema);
     out.structure.param = "tool_choice";
@@ -210,6 +212,8 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view text,
                                ? ToolCallFormat::kRequiredArray
                                : ToolCallFormat::kNamedFunction;
     out.tool_choice_function = tool_choice->function;
+    // Mistral's templates take only its own 9-character call ids.
+    out.mistral_tool_call_ids = model.tool_call_format == ToolCallFormat::kMistral;
   } else if (model.tool_call_format != ToolCallFormat::kNone &&
              inputs->tools.is_array() && !inputs->tools.empty() &&
              tool_choice->mode != ToolChoice::Mode::kNone) {

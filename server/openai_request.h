@@ -77,6 +77,10 @@ struct OpenAiRequest {
   ToolCallFormat tool_call_format = ToolCallFormat::kNone;
   // tool_choice naming a function (tool_call_format kNamedFunction).
   std::string tool_choice_function;
+  // Tool-call ids in Mistral's form (9 letters and digits), which its chat
+  // templates check: set for the mistral format and for forced calls on a
+  // model that uses it.
+  bool mistral_tool_call_ids = false;
   // Completions whose `prompt` is an array of strings or of token-id
   // arrays: the prompts after the first. Each runs as its own engine
   // request with `request`'s parameters; choice p·n + i of the response is

@@ -78,6 +78,8 @@ OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest& request,
                        ? request.tool_call_format
                        : ToolCallFormat::kNone),
       tool_function_(request.tool_choice_function),
+      mistral_ids_(request.mistral_tool_call_ids ||
+                   request.tool_call_format == ToolCallFormat::kMistral),
       echo_logprobs_(request.api == OpenAiApi::kCompletions && request.echo &&
                      request.logprobs),
       top_logprobs_(request.top_logprobs),
@@ -171,7 +173,7 @@ Json OpenAiResponseBuilder::ToolCallJson(const ToolCall& call) const {
   // get vLLM's "chatcmpl-tool-" + 32 hex digits.
   absl::BitGen random;
   std::string id;
-  if (tool_format_ == ToolCallFormat::kMistral) {
+  if (mistral_ids_) {
     constexpr absl::string_view kChars =
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     for (int i = 0; i < 9; ++i) {

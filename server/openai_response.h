@@ -127,6 +127,7 @@ class OpenAiResponseBuilder {
   bool continuous_usage_;
   ToolCallFormat tool_format_;  // chat with tools; kNone otherwise
   std::string tool_function_;   // kNamedFunction's function
+  bool mistral_ids_;            // call ids in Mistral's 9-character form
   // A named tool_choice's call ends with "stop", as OpenAI's and vLLM's.
   bool named_call() const { return tool_format_ == ToolCallFormat::kNamedFunction; }
   bool echo_logprobs_;     // completions with echo and logprobs

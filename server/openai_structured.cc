@@ -1,5 +1,6 @@
 #include "server/openai_structured.h"
 
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -155,7 +156,13 @@ absl::StatusOr<RequestedStructure> ParseStructuredOutput(const Json& body) {
                                   "guided_choice",   "guided_grammar"};
   std::vector<std::string> given;
   for (const char* name : kSources) {
-    if (Present(body, name)) given.push_back(name);
+    if (!Present(body, name)) continue;
+    // {"type": "text"} asks for nothing and conflicts with nothing.
+    if (std::string_view(name) == "response_format" && body[name].is_object() &&
+        body[name].value("type", Json()) == "text") {
+      continue;
+    }
+    given.push_back(name);
   }
   if (Present(body, "guided_whitespace_pattern")) {
     return InvalidParam("guided_whitespace_pattern", "is not supported");
@@ -201,7 +208,10 @@ absl::Status CompileStructuredOutput(const RequestedStructure& structure,
   absl::StatusOr<std::shared_ptr<const CompiledGrammar>> compiled =
       model.grammars->Compile(structure.output);
   if (!compiled.ok()) {
-    return InvalidParam(structure.param, compiled.status().message());
+    if (compiled.status().code() == absl::StatusCode::kInvalidArgument) {
+      return InvalidParam(structure.param, compiled.status().message());
+    }
+    return WithParam(compiled.status(), structure.param);  // 429: too many waiting
   }
   request->grammar = *std::move(compiled);
   return absl::OkStatus();

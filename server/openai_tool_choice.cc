@@ -31,7 +31,10 @@ absl::StatusOr<std::string> ToolName(const Json& tools, size_t i) {
 absl::StatusOr<Json> ToolParameters(const Json& tools, size_t i) {
   const Json& function = tools[i]["function"];
   auto parameters = function.find("parameters");
-  if (parameters == function.end() || parameters->is_null()) {
+  // Absent, null or {}: a function without parameters (vLLM's reading;
+  // {} alone would let any JSON value through).
+  if (parameters == function.end() || parameters->is_null() ||
+      (parameters->is_object() && parameters->empty())) {
     return Json{{"type", "object"}, {"properties", Json::object()}};
   }
   if (!parameters->is_object()) {
@@ -83,7 +86,8 @@ absl::StatusOr<ToolChoice> ParseToolChoice(const Json& body, const Json& tools) 
                       "\"function\", \"function\": {\"name\": …}}");
 }
 
-absl::StatusOr<std::string> ToolChoiceSchema(const ToolChoice& choice, const Json& tools) {
+absl::StatusOr<std::string> ToolChoiceSchema(const ToolChoice& choice, const Json& tools,
+                                             bool parallel) {
   if (choice.mode == ToolChoice::Mode::kNamed) {
     for (size_t i = 0; i < tools.size(); ++i) {
       absl::StatusOr<std::string> name = ToolName(tools, i);
@@ -111,7 +115,9 @@ absl::StatusOr<std::string> ToolChoiceSchema(const ToolChoice& choice, const Jso
                             "must be an object");
       }
       for (const auto& [key, schema] : own->items()) {
-        if (defs.contains(key) && defs[key] != schema) {
+        // Compared as unordered JSON: key order does not change a schema.
+        if (defs.contains(key) &&
+            nlohmann::json(defs[key]) != nlohmann::json(schema)) {
           return InvalidParam(
               absl::StrCat("tools[", i, "].function.parameters.$defs"),
               absl::StrCat("defines '", key, "' unlike an earlier tool"));
@@ -129,6 +135,7 @@ absl::StatusOr<std::string> ToolChoiceSchema(const ToolChoice& choice, const Jso
   Json schema = {{"type", "array"},
                  {"minItems", 1},
                  {"items", {{"type", "object"}, {"anyOf", std::move(calls)}}}};
+  if (!parallel) schema["maxItems"] = 1;
   if (!defs.empty()) schema["$defs"] = std::move(defs);
   return schema.dump();
 }

@@ -27,10 +27,13 @@ struct ToolChoice {
 absl::StatusOr<ToolChoice> ParseToolChoice(const nlohmann::ordered_json& body,
                                            const nlohmann::ordered_json& tools);
 
-// The JSON schema (as text) the output must match for kRequired or kNamed;
-// INVALID_ARGUMENT naming the tools[i] field that is malformed.
+// The JSON schema (as text) the output must match for kRequired or kNamed
+// (`parallel` false: "required" makes exactly one call, as OpenAI's
+// parallel_tool_calls: false asks); INVALID_ARGUMENT naming the tools[i]
+// field that is malformed.
 absl::StatusOr<std::string> ToolChoiceSchema(const ToolChoice& choice,
-                                             const nlohmann::ordered_json& tools);
+                                             const nlohmann::ordered_json& tools,
+                                             bool parallel = true);
 
 }  // namespace weft
 

@@ -52,7 +52,13 @@ absl::Status CompileStructuredOutput(const v1::StructuredOutput& proto,
   }
   absl::StatusOr<std::shared_ptr<const CompiledGrammar>> compiled =
       model.grammars->Compile(out);
-  if (!compiled.ok()) return Invalid("structured_output", compiled.status().message());
+  if (!compiled.ok()) {
+    if (compiled.status().code() != absl::StatusCode::kInvalidArgument) {
+      return absl::Status(compiled.status().code(),
+                          absl::StrCat("structured_output: ", compiled.status().message()));
+    }
+    return Invalid("structured_output", compiled.status().message());
+  }
   request->grammar = *std::move(compiled);
   return absl::OkStatus();
 }

@@ -155,6 +155,24 @@ std::optional<std::vector<ToolCall>> ParseMistral(absl::string_view text) {
   }
 }
 
+// tool_choice "required": the grammar wrote a JSON array of
+// {"name", "parameters"} objects with the tools' names, which are taken
+// as they are (no name check: the grammar allowed only the tools').
+std::optional<std::vector<ToolCall>> ParseRequiredArray(absl::string_view text) {
+  absl::StatusOr<Json> json = ParseJson(absl::StripAsciiWhitespace(text));
+  if (!json.ok() || !json->is_array() || json->empty()) return std::nullopt;
+  std::vector<ToolCall> calls;
+  for (const Json& one : *json) {
+    if (!one.is_object() || !one.contains("name") || !one["name"].is_string() ||
+        !one.contains("parameters")) {
+      return std::nullopt;
+    }
+    calls.push_back({one["name"].get<std::string>(),
+                     one["parameters"].dump(-1, ' ', false, Json::error_handler_t::replace)});
+  }
+  return calls;
+}
+
 }  // namespace
 
 std::optional<ToolCallFormat> ToolCallFormatFromName(absl::string_view name) {
@@ -397,7 +415,7 @@ ToolCallParser::Output ToolCallParser::Finish() {
     case ToolCallFormat::kRequiredArray:
       // The grammar's array of {"name", "parameters"} objects; cut short
       // (max_tokens), it stays content.
-      if (auto calls = ParseMistral(held)) {
+      if (auto calls = ParseRequiredArray(held)) {
         add_calls(*std::move(calls));
       } else {
         out.Content(held);

@@ -242,6 +242,16 @@ TEST_F(OpenAiStructuredTest, RequiredToolChoiceIsAnArrayOfTheToolsCalls) {
   EXPECT_EQ(schema["$defs"]["place"], kAddress);
   // A tool without parameters takes an empty object.
   EXPECT_EQ(calls[1]["properties"]["parameters"]["type"], "object");
+  // The same definition in another key order is no conflict.
+  Json reordered = {{"required", {"city"}},
+                    {"properties", {{"city", {{"type", "string"}}}}},
+                    {"type", "object"}};
+  const Json two = {{"messages", {{{"role", "user"}, {"content", "x"}}}},
+                    {"tools",
+                     {weather, Tool("other", {{"type", "object"},
+                                              {"$defs", {{"place", reordered}}}})}},
+                    {"tool_choice", "required"}};
+  EXPECT_TRUE(ParseChatRequest(two.dump(), model_).ok());
 }
 
 TEST_F(OpenAiStructuredTest, NamedToolChoiceIsThatToolsArguments) {
@@ -254,6 +264,38 @@ TEST_F(OpenAiStructuredTest, NamedToolChoiceIsThatToolsArguments) {
   EXPECT_EQ(r->tool_choice_function, "address");
   EXPECT_EQ(Json::parse(r->structure.output.spec), kAddress);
   EXPECT_NE(r->request.grammar, nullptr);
+}
+
+TEST_F(OpenAiStructuredTest, AForcedToolChoiceReplacesResponseFormat) {
+  // vLLM's rule: the tool call's schema wins (agent frameworks send both).
+  const Json body = {{"messages", {{{"role", "user"}, {"content", "x"}}}},
+                     {"tools", {Tool("address", kAddress)}},
+                     {"tool_choice", "required"},
+                     {"parallel_tool_calls", false},
+                     {"response_format", {{"type", "json_object"}}}};
+  auto r = ParseChatRequest(body.dump(), model_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->structure.param, "tool_choice");
+  const Json schema = Json::parse(r->structure.output.spec);
+  EXPECT_EQ(schema["type"], "array");
+  EXPECT_EQ(schema["maxItems"], 1);  // parallel_tool_calls: false
+  // {"type": "text"} asks for nothing, so it combines with anything.
+  auto text = ParseCompletionRequest(
+      Json{{"prompt", "x"}, {"response_format", {{"type", "text"}}}, {"guided_regex", "a"}}
+          .dump(),
+      model_);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(text->structure.param, "guided_regex");
+}
+
+TEST_F(OpenAiStructuredTest, EmptyParametersMeanNone) {
+  const Json body = {{"messages", {{{"role", "user"}, {"content", "x"}}}},
+                     {"tools", {Tool("noop", Json::object())}},
+                     {"tool_choice", {{"type", "function"}, {"function", {{"name", "noop"}}}}}};
+  auto r = ParseChatRequest(body.dump(), model_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Json::parse(r->structure.output.spec),
+            (Json{{"type", "object"}, {"properties", Json::object()}}));
 }
 
 TEST_F(OpenAiStructuredTest, BadToolChoicesNameTheirField) {
@@ -274,12 +316,12 @@ TEST_F(OpenAiStructuredTest, BadToolChoicesNameTheirField) {
       {"unknown mode",
        {{"messages", {user}}, {"tools", {Tool("f", kAddress)}}, {"tool_choice", "any"}},
        "tool_choice"},
-      {"with response_format",
+      {"parallel_tool_calls not a boolean",
        {{"messages", {user}},
         {"tools", {Tool("f", kAddress)}},
         {"tool_choice", "required"},
-        {"response_format", {{"type", "json_object"}}}},
-       "tool_choice"},
+        {"parallel_tool_calls", "no"}},
+       "parallel_tool_calls"},
       {"tool without a name",
        {{"messages", {user}},
         {"tools", {{{"type", "function"}, {"function", {{"parameters", kAddress}}}}}},

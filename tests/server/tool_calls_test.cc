@@ -181,6 +181,12 @@ TEST(ToolCallsTest, RequiredToolChoiceIsAnArrayOfCalls) {
   EXPECT_EQ(p.calls[0].name, "f");
   EXPECT_EQ(p.calls[0].arguments, "{\"a\":[1,2]}");
   EXPECT_EQ(p.calls[1].arguments, "{}");
+  // The grammar allowed only the tools' names: any name is taken, and
+  // parameters of any JSON type.
+  p = ParseAnySplit(ToolCallFormat::kRequiredArray,
+                    "[{\"name\": \"météo\", \"parameters\": 3}]");
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0], (ToolCall{"météo", "3"}));
   // Cut by max_tokens: no call, and the text is kept.
   const std::string cut = "[{\"name\": \"f\", \"param";
   p = ParseAnySplit(ToolCallFormat::kRequiredArray, cut);
