@@ -33,8 +33,8 @@ RUN if [ "$WEFT_CUDA" != OFF ]; then tools/install_cuda.sh; fi
 ENV PATH=/usr/local/cuda/bin:$PATH
 COPY tools/setup.sh tools/
 RUN tools/setup.sh deps && rm -rf /var/lib/apt/lists/*
-COPY tools/fetch_model.sh tools/
-RUN tools/fetch_model.sh
+COPY tools/fetch_model.sh tools/fetch_xgrammar.sh tools/
+RUN tools/fetch_model.sh && tools/fetch_xgrammar.sh
 COPY . .
 ARG CUDA_ARCHITECTURES="80;86;89;90a"
 ARG JOBS=""

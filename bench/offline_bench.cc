@@ -20,18 +20,21 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "kernels/factory/backend_factory.h"
 #include "runtime/engine.h"
+#include "runtime/grammar.h"
 #include "runtime/model/model_files.h"
 #include "tools/flag_spelling.h"
 
@@ -68,6 +71,10 @@ ABSL_FLAG(std::string, weight_dtype, "bf16",
 ABSL_FLAG(std::string, gemm, "autotune",
           "CUDA: autotune, cublas, own or invariant (see weft-server --help)");
 ABSL_FLAG(bool, cuda_graphs, true, "CUDA: replay decode steps from graphs");
+ABSL_FLAG(std::string, structured, "",
+          "constrain every request's output: json_object, regex:<RE> or "
+          "json_schema:<file>; the batched run then also prints the engine's "
+          "sampling time per step (masks included)");
 
 namespace weft {
 namespace {
@@ -106,6 +113,29 @@ std::vector<Request> Requests(const Tokenizer& tokenizer, int count,
     requests.push_back(std::move(r));
   }
   return requests;
+}
+
+// --structured as a StructuredOutput (kind kNone when empty).
+absl::StatusOr<StructuredOutput> StructuredFlag() {
+  const std::string flag = absl::GetFlag(FLAGS_structured);
+  StructuredOutput out;
+  if (flag.empty()) return out;
+  if (flag == "json_object") {
+    out.kind = StructuredOutput::Kind::kJsonObject;
+  } else if (absl::StartsWith(flag, "regex:")) {
+    out.kind = StructuredOutput::Kind::kRegex;
+    out.spec = flag.substr(6);
+  } else if (absl::StartsWith(flag, "json_schema:")) {
+    std::ifstream file(flag.substr(12));
+    if (!file) return absl::NotFoundError(absl::StrCat("cannot read ", flag.substr(12)));
+    out.kind = StructuredOutput::Kind::kJsonSchema;
+    out.spec.assign(std::istreambuf_iterator<char>(file), {});
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--structured must be json_object, regex:<RE> or json_schema:<file>, got '",
+        flag, "'"));
+  }
+  return out;
 }
 
 // The --num_requests workload, lengths drawn from the flags' ranges.
@@ -326,18 +356,43 @@ int Main() {
   auto engine = Engine::Create(model->get(), &backend, &(*files)->tokenizer(), config);
   if (!engine.ok()) return Fail(engine.status());
   if (!sweep->empty()) return RunSweep(**engine, **files, *sweep);
-  const std::vector<Request> requests = Workload((*files)->tokenizer());
+  std::vector<Request> requests = Workload((*files)->tokenizer());
+  auto structured = StructuredFlag();
+  if (!structured.ok()) return Fail(structured.status());
+  std::unique_ptr<GrammarCompiler> grammars;
+  if (structured->enabled()) {
+    auto compiler = GrammarCompiler::Create((*files)->tokenizer(),
+                                            (*files)->config().vocab_size, GrammarConfig{});
+    if (!compiler.ok()) return Fail(compiler.status());
+    grammars = *std::move(compiler);
+    const auto compile_start = std::chrono::steady_clock::now();
+    auto grammar = grammars->Compile(*structured);
+    if (!grammar.ok()) return Fail(grammar.status());
+    std::printf("structured output %s: compiled in %.1f ms\n",
+                absl::GetFlag(FLAGS_structured).c_str(),
+                std::chrono::duration<double, std::milli>(
+                    std::chrono::steady_clock::now() - compile_start).count());
+    for (Request& r : requests) r.grammar = *grammar;
+  }
   int64_t prompt_tokens = 0;
   for (const Request& r : requests) prompt_tokens += r.prompt_ids.size();
   std::printf("workload: %zu requests, %lld prompt tokens, outputs %d-%d tokens\n",
               requests.size(), static_cast<long long>(prompt_tokens),
               absl::GetFlag(FLAGS_min_output), absl::GetFlag(FLAGS_max_output));
 
+  const EngineStats before = (*engine)->stats();
   auto batched = Run(**engine, requests, "-batched");
   if (!batched.ok()) return Fail(batched.status());
   std::printf("batched:    %6.2f s  %7.3f req/s  %8.2f output tok/s\n",
               batched->seconds, requests.size() / batched->seconds,
               batched->output_tokens / batched->seconds);
+  const EngineStats after = (*engine)->stats();
+  const int64_t steps = after.num_steps - before.num_steps;
+  std::printf("batched:    %lld steps, sampling %.3f ms/step, forward %.3f ms/step\n",
+              static_cast<long long>(steps),
+              1e3 * (after.sample_seconds - before.sample_seconds) / std::max<int64_t>(1, steps),
+              1e3 * (after.execute_seconds - before.execute_seconds) /
+                  std::max<int64_t>(1, steps));
   if (absl::GetFlag(FLAGS_skip_sequential)) return 0;
 
   // A fresh engine, so no prompt is served from the batched run's cache.

@@ -18,9 +18,12 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "fetch_xgrammar: downloading the xgrammar==$VERSION sdist from PyPI"
 # --no-binary for this package only: ":all:" would reach pip's build
-# isolation too and build the sdist's build backend from source.
-python3 -m pip download --quiet --no-deps --no-binary xgrammar --dest "$tmp" \
-  "xgrammar==$VERSION"
+# isolation too and build the sdist's build backend from source. The hash
+# is checked by pip as the archive arrives, before it prepares the sdist's
+# metadata (which runs its build backend), and again below.
+echo "xgrammar==$VERSION --hash=sha256:$SHA256" > "$tmp/requirements.txt"
+python3 -m pip download --quiet --no-deps --no-binary xgrammar --require-hashes \
+  --dest "$tmp" -r "$tmp/requirements.txt"
 echo "$SHA256  $tmp/xgrammar-$VERSION.tar.gz" | sha256sum -c --quiet
 rm -rf "$DEST"
 mkdir -p "$DEST"

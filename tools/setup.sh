@@ -51,6 +51,7 @@ fi
 if [[ $MODE == deps ]]; then exit 0; fi
 
 tools/fetch_model.sh
+tools/fetch_xgrammar.sh  # structured output's grammar engine (C++ source)
 
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -G Ninja \

@@ -795,3 +795,79 @@ TEST(HttpStatusTest, EachCodeMapsToItsHttpStatus) {
 
 }  // namespace
 }  // namespace weft
+
+namespace weft {
+namespace {
+
+// tool_choice "required" and a named function: the grammar's output
+// becomes the calls; "required" ends with "tool_calls", a named function
+// with "stop" (OpenAI's); streamed, the calls come when the choice ends;
+// ids in Mistral's form when the model's format is mistral.
+class ForcedToolCallResponseTest : public OpenAiResponseTest {
+ protected:
+  OpenAiResponseBuilder ForcedBuilder(ToolCallFormat format, bool mistral = false) {
+    OpenAiRequest request;
+    request.api = OpenAiApi::kChatCompletions;
+    request.tool_call_format = format;
+    request.tool_choice_function = format == ToolCallFormat::kNamedFunction ? "weather" : "";
+    request.mistral_tool_call_ids = mistral;
+    return OpenAiResponseBuilder(request, "chatcmpl-1", "tiny", 0, *tokenizer_);
+  }
+};
+
+TEST_F(ForcedToolCallResponseTest, RequiredCallsEndWithToolCalls) {
+  OpenAiResponseBuilder builder = ForcedBuilder(ToolCallFormat::kRequiredArray);
+  builder.Accumulate(TextDelta(
+      0, "[{\"name\": \"weather\", \"parameters\": {\"city\": \"Oslo\"}}, "
+         "{\"name\": \"time\", \"parameters\": {}}]"));
+  const Json choice = builder.Complete(Done({FinishReason::kStop}))["choices"][0];
+  EXPECT_TRUE(choice["message"]["content"].is_null());
+  const Json& calls = choice["message"]["tool_calls"];
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0]["function"]["name"], "weather");
+  EXPECT_EQ(calls[0]["function"]["arguments"], "{\"city\":\"Oslo\"}");
+  EXPECT_EQ(calls[1]["function"]["name"], "time");
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+}
+
+TEST_F(ForcedToolCallResponseTest, ANamedCallEndsWithStopAndStreamsWhole) {
+  OpenAiResponseBuilder builder = ForcedBuilder(ToolCallFormat::kNamedFunction);
+  std::string sse = builder.StreamStart();
+  sse += builder.StreamDelta(TextDelta(0, "{\"city\": "));
+  sse += builder.StreamDelta(TextDelta(0, "\"Oslo\"}"));
+  sse += builder.StreamFinish(Done({FinishReason::kStop}));
+  bool done = false;
+  std::vector<Json> calls;
+  std::string content, finish;
+  for (const Json& event : Events(sse, &done)) {
+    for (const Json& choice : event["choices"]) {
+      const Json& delta = choice["delta"];
+      if (delta.contains("content") && delta["content"].is_string()) {
+        content += delta["content"].get<std::string>();
+      }
+      if (delta.contains("tool_calls")) {
+        for (const Json& call : delta["tool_calls"]) calls.push_back(call);
+      }
+      if (choice["finish_reason"].is_string()) finish = choice["finish_reason"];
+    }
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(content, "");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0]["index"], 0);
+  EXPECT_EQ(calls[0]["function"]["name"], "weather");
+  EXPECT_EQ(calls[0]["function"]["arguments"], "{\"city\": \"Oslo\"}");
+  EXPECT_EQ(finish, "stop");
+}
+
+TEST_F(ForcedToolCallResponseTest, MistralModelsGetMistralIds) {
+  OpenAiResponseBuilder builder = ForcedBuilder(ToolCallFormat::kNamedFunction, true);
+  builder.Accumulate(TextDelta(0, "{}"));
+  const Json call =
+      builder.Complete(Done({FinishReason::kStop}))["choices"][0]["message"]["tool_calls"][0];
+  EXPECT_EQ(call["id"].get<std::string>().size(), 9u);
+  EXPECT_EQ(call["function"]["name"], "weather");
+}
+
+}  // namespace
+}  // namespace weft

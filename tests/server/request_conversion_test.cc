@@ -211,6 +211,11 @@ class StructuredOutputConversionTest : public ::testing::Test {
     model_.vocab_size = tokenizer_->vocab_size();
     model_.max_model_len = 256;
     model_.grammars = grammars_.get();
+    auto chat_template = ChatTemplate::Create(
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}", "<s>", "</s>");
+    ASSERT_TRUE(chat_template.ok()) << chat_template.status();
+    template_ = *std::move(chat_template);
+    model_.chat_template = template_.get();
   }
 
   absl::StatusOr<Request> Convert(const v1::StructuredOutput& structured) const {
@@ -222,8 +227,23 @@ class StructuredOutputConversionTest : public ::testing::Test {
 
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<GrammarCompiler> grammars_;
+  std::unique_ptr<ChatTemplate> template_;
   ServedModel model_;
 };
+
+TEST_F(StructuredOutputConversionTest, ChatCarriesItToo) {
+  v1::ChatRequest chat;
+  v1::ChatMessage* m = chat.add_messages();
+  m->set_role("user");
+  m->set_content("Hi");
+  auto free = ToRuntimeRequest(chat, model_, "id", nullptr);
+  ASSERT_TRUE(free.ok()) << free.status();
+  EXPECT_EQ(free->grammar, nullptr);
+  chat.mutable_structured_output()->set_json_object(true);
+  auto constrained = ToRuntimeRequest(chat, model_, "id", nullptr);
+  ASSERT_TRUE(constrained.ok()) << constrained.status();
+  EXPECT_NE(constrained->grammar, nullptr);
+}
 
 TEST_F(StructuredOutputConversionTest, EachKindCompiles) {
   std::vector<v1::StructuredOutput> kinds(5);
