@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
+#include "tests/server/tiny_served_model.h"
 
 namespace weft::kserve {
 namespace {
@@ -22,21 +23,8 @@ std::string Raw(std::initializer_list<T> values) {
   return out;
 }
 
-class KServeConversionTest : public ::testing::Test {
+class KServeConversionTest : public test::TinyServedTest {
  protected:
-  void SetUp() override {
-    const std::string dir = std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
-    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
-                                            dir + "/tokenizer_config.json");
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    tokenizer_ = *std::move(tokenizer);
-    model_.name = "tiny";
-    model_.tokenizer = tokenizer_.get();
-    model_.vocab_size = tokenizer_->vocab_size();
-    model_.max_model_len = 256;
-    model_.max_n = 4;
-  }
-
   // A raw input, as tritonclient sends every input.
   static void AddRaw(inference::ModelInferRequest* r, const std::string& name,
                      const std::string& datatype, std::vector<int64_t> shape,
@@ -82,8 +70,6 @@ class KServeConversionTest : public ::testing::Test {
     return {"", -1};
   }
 
-  std::unique_ptr<Tokenizer> tokenizer_;
-  ServedModel model_;
 };
 
 TEST_F(KServeConversionTest, DecodesRawBytesBoolIntAndFloatTensors) {

@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "server/openai_errors.h"
 #include "tests/test_util.h"
+#include "tests/server/tiny_served_model.h"
 
 namespace weft {
 namespace {
@@ -25,24 +26,11 @@ constexpr char kTemplate[] =
     "{% endfor %}"
     "{% if add_generation_prompt %}<assistant>{% endif %}";
 
-class OpenAiChatTest : public ::testing::Test {
+class OpenAiChatTest : public test::TinyServedTest {
  protected:
   void SetUp() override {
-    const std::string dir =
-        std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
-    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
-                                            dir + "/tokenizer_config.json");
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    tokenizer_ = *std::move(tokenizer);
-    auto chat_template = ChatTemplate::Create(kTemplate, "<s>", "</s>");
-    ASSERT_TRUE(chat_template.ok()) << chat_template.status();
-    template_ = *std::move(chat_template);
-    model_.name = "tiny";
-    model_.tokenizer = tokenizer_.get();
-    model_.vocab_size = tokenizer_->vocab_size();
-    model_.max_model_len = 256;
-    model_.max_n = 4;
-    model_.chat_template = template_.get();
+    TinyServedTest::SetUp();
+    AddChatTemplate(kTemplate);
   }
 
   absl::StatusOr<OpenAiRequest> Parse(const Json& body) const {
@@ -58,9 +46,6 @@ class OpenAiChatTest : public ::testing::Test {
     return {{"role", "user"}, {"content", text}};
   }
 
-  std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<ChatTemplate> template_;
-  ServedModel model_;
 };
 
 TEST_F(OpenAiChatTest, MessagesAreRenderedByTheTemplateAndTokenized) {

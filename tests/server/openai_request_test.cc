@@ -11,28 +11,15 @@
 #include "gtest/gtest.h"
 #include "server/openai_errors.h"
 #include "tests/test_util.h"
+#include "tests/server/tiny_served_model.h"
 
 namespace weft {
 namespace {
 
 using test::StatusIs;
 
-class OpenAiRequestTest : public ::testing::Test {
+class OpenAiRequestTest : public test::TinyServedTest {
  protected:
-  void SetUp() override {
-    const std::string dir =
-        std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
-    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
-                                            dir + "/tokenizer_config.json");
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    tokenizer_ = *std::move(tokenizer);
-    model_.name = "tiny";
-    model_.tokenizer = tokenizer_.get();
-    model_.vocab_size = tokenizer_->vocab_size();
-    model_.max_model_len = 256;
-    model_.max_n = 4;
-  }
-
   absl::StatusOr<OpenAiRequest> Parse(const Json& body) const {
     return ParseCompletionRequest(body.dump(), model_);
   }
@@ -43,8 +30,6 @@ class OpenAiRequestTest : public ::testing::Test {
     return tokenizer_->Encode(text, options);
   }
 
-  std::unique_ptr<Tokenizer> tokenizer_;
-  ServedModel model_;
 };
 
 TEST_F(OpenAiRequestTest, AStringPromptGetsTheDocumentedDefaults) {

@@ -11,6 +11,7 @@
 #include "server/openai_chat.h"
 #include "server/openai_errors.h"
 #include "server/openai_request.h"
+#include "tests/server/tiny_served_model.h"
 
 namespace weft {
 namespace {
@@ -20,32 +21,14 @@ using Kind = StructuredOutput::Kind;
 const Json kSchema = {{"type", "object"},
                       {"properties", {{"a", {{"type", "integer"}}}}}};
 
-class OpenAiStructuredTest : public ::testing::Test {
+class OpenAiStructuredTest : public test::TinyServedTest {
  protected:
   void SetUp() override {
-    const std::string dir =
-        std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
-    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
-                                            dir + "/tokenizer_config.json");
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    tokenizer_ = *std::move(tokenizer);
-    auto grammars = GrammarCompiler::Create(*tokenizer_, tokenizer_->vocab_size(),
-                                            GrammarConfig{});
-    ASSERT_TRUE(grammars.ok()) << grammars.status();
-    grammars_ = *std::move(grammars);
-    auto chat_template = ChatTemplate::Create(
+    TinyServedTest::SetUp();
+    AddGrammars();
+    AddChatTemplate(
         "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
-        "{% if add_generation_prompt %}<assistant>{% endif %}",
-        "<s>", "</s>");
-    ASSERT_TRUE(chat_template.ok()) << chat_template.status();
-    template_ = *std::move(chat_template);
-    model_.chat_template = template_.get();
-    model_.name = "tiny";
-    model_.tokenizer = tokenizer_.get();
-    model_.vocab_size = tokenizer_->vocab_size();
-    model_.max_model_len = 256;
-    model_.max_n = 4;
-    model_.grammars = grammars_.get();
+        "{% if add_generation_prompt %}<assistant>{% endif %}");
   }
 
   // `extra` on a completions body and on a chat body: the same structure,
@@ -67,10 +50,6 @@ class OpenAiStructuredTest : public ::testing::Test {
     return c->structure;
   }
 
-  std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<GrammarCompiler> grammars_;
-  std::unique_ptr<ChatTemplate> template_;
-  ServedModel model_;
 };
 
 TEST_F(OpenAiStructuredTest, ResponseFormat) {

@@ -12,31 +12,20 @@
 #include "server/openai_errors.h"
 #include "server/openai_response.h"
 #include "tests/test_util.h"
+#include "tests/server/tiny_served_model.h"
 
 namespace weft {
 namespace {
 
 using test::StatusIs;
 
-class OpenAiTokenizeTest : public ::testing::Test {
+class OpenAiTokenizeTest : public test::TinyServedTest {
  protected:
   void SetUp() override {
-    const std::string dir = std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
-    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
-                                            dir + "/tokenizer_config.json");
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    tokenizer_ = *std::move(tokenizer);
-    auto chat_template = ChatTemplate::Create(
+    TinyServedTest::SetUp();
+    AddChatTemplate(
         "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
-        "{% if add_generation_prompt %}<assistant>{% endif %}",
-        "<s>", "</s>");
-    ASSERT_TRUE(chat_template.ok()) << chat_template.status();
-    template_ = *std::move(chat_template);
-    model_.name = "tiny";
-    model_.tokenizer = tokenizer_.get();
-    model_.vocab_size = tokenizer_->vocab_size();
-    model_.max_model_len = 256;
-    model_.chat_template = template_.get();
+        "{% if add_generation_prompt %}<assistant>{% endif %}");
   }
 
   std::vector<int32_t> Encode(const std::string& text, bool special) const {
@@ -45,9 +34,6 @@ class OpenAiTokenizeTest : public ::testing::Test {
     return tokenizer_->Encode(text, options);
   }
 
-  std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<ChatTemplate> template_;
-  ServedModel model_;
 };
 
 TEST_F(OpenAiTokenizeTest, TextIsCountedWithTheServedTokenizer) {

@@ -11,33 +11,19 @@
 #include "gtest/gtest.h"
 #include "server/status.h"
 #include "tests/server/bad_requests.h"
+#include "tests/server/tiny_served_model.h"
 
 namespace weft {
 namespace {
 
-class RequestConversionTest : public ::testing::Test {
+class RequestConversionTest : public test::TinyServedTest {
  protected:
-  void SetUp() override {
-    const std::string dir = std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
-    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
-                                            dir + "/tokenizer_config.json");
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    tokenizer_ = *std::move(tokenizer);
-    model_.name = "tiny";
-    model_.tokenizer = tokenizer_.get();
-    model_.vocab_size = tokenizer_->vocab_size();
-    model_.max_model_len = 256;
-    model_.max_n = 4;
-  }
-
   static v1::GenerateRequest Good() {
     v1::GenerateRequest r;
     r.set_text("Hello world");
     return r;
   }
 
-  std::unique_ptr<Tokenizer> tokenizer_;
-  ServedModel model_;
 };
 
 TEST_F(RequestConversionTest, AGoodRequestGetsTheDocumentedDefaults) {
@@ -194,28 +180,12 @@ namespace {
 
 // weft.v1 StructuredOutput: each kind compiles into the request's grammar;
 // a bad one is INVALID_ARGUMENT naming structured_output.
-class StructuredOutputConversionTest : public ::testing::Test {
+class StructuredOutputConversionTest : public test::TinyServedTest {
  protected:
   void SetUp() override {
-    const std::string dir = std::string(WEFT_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
-    auto tokenizer = Tokenizer::FromHfFiles(dir + "/tokenizer.json",
-                                            dir + "/tokenizer_config.json");
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    tokenizer_ = *std::move(tokenizer);
-    auto grammars = GrammarCompiler::Create(*tokenizer_, tokenizer_->vocab_size(),
-                                            GrammarConfig{});
-    ASSERT_TRUE(grammars.ok()) << grammars.status();
-    grammars_ = *std::move(grammars);
-    model_.name = "tiny";
-    model_.tokenizer = tokenizer_.get();
-    model_.vocab_size = tokenizer_->vocab_size();
-    model_.max_model_len = 256;
-    model_.grammars = grammars_.get();
-    auto chat_template = ChatTemplate::Create(
-        "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}", "<s>", "</s>");
-    ASSERT_TRUE(chat_template.ok()) << chat_template.status();
-    template_ = *std::move(chat_template);
-    model_.chat_template = template_.get();
+    TinyServedTest::SetUp();
+    AddGrammars();
+    AddChatTemplate("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}");
   }
 
   absl::StatusOr<Request> Convert(const v1::StructuredOutput& structured) const {
@@ -225,10 +195,6 @@ class StructuredOutputConversionTest : public ::testing::Test {
     return ToRuntimeRequest(r, model_, "id");
   }
 
-  std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<GrammarCompiler> grammars_;
-  std::unique_ptr<ChatTemplate> template_;
-  ServedModel model_;
 };
 
 TEST_F(StructuredOutputConversionTest, ChatCarriesItToo) {
