@@ -292,6 +292,9 @@ CompileResult GrammarCompiler::Impl::CompileNow(const StructuredOutput& output) 
         compiled = compiler.CompileJSONSchema(R"({"type": "object"})",
                                               output.any_whitespace);
         break;
+      case Kind::kJson:
+        compiled = compiler.CompileBuiltinJSONGrammar();
+        break;
       case Kind::kJsonSchema:
         compiled = compiler.CompileJSONSchema(output.spec, output.any_whitespace);
         break;

@@ -34,6 +34,7 @@ struct StructuredOutput {
   enum class Kind {
     kNone,        // unconstrained
     kJsonObject,  // any JSON object (OpenAI's json_object)
+    kJson,        // any JSON value (TensorRT-LLM's "json" guide)
     kJsonSchema,  // `spec`: a JSON schema, as JSON text
     kRegex,       // `spec`: a regular expression (whole output)
     kChoice,      // exactly one of `choices`

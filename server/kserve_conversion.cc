@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -76,6 +77,10 @@ constexpr InputSpec kInputs[] = {
     {"ignore_eos", Want::kBool, "BOOL", true},
     {"return_context_logits", Want::kBool, "BOOL", true},
     {"return_generation_logits", Want::kBool, "BOOL", true},
+    // TensorRT-LLM's guided decoding: json, json_schema, regex,
+    // ebnf_grammar (structural_tag is refused), and the guide itself.
+    {"guided_decoding_guide_type", Want::kText, "BYTES", true},
+    {"guided_decoding_guide", Want::kText, "BYTES", true},
 };
 
 constexpr const char* kTextOutput = "text_output";
@@ -407,6 +412,36 @@ absl::Status CheckBadWords(const Tensor& t) {
   return absl::OkStatus();
 }
 
+// TensorRT-LLM's guided_decoding_guide_type and guided_decoding_guide as
+// a weft.v1 StructuredOutput (left empty for no guide or type "none").
+absl::Status SetGuide(const std::optional<std::string>& type,
+                      const std::optional<std::string>& guide,
+                      v1::StructuredOutput* out) {
+  if (!type || type->empty() || *type == "none") {
+    if (guide) {
+      return Invalid("guided_decoding_guide", "needs guided_decoding_guide_type");
+    }
+    return absl::OkStatus();
+  }
+  if (*type == "json") {
+    if (guide) return Invalid("guided_decoding_guide", "is not used by type json");
+    out->set_any_json(true);
+    return absl::OkStatus();
+  }
+  if (*type != "json_schema" && *type != "regex" && *type != "ebnf_grammar") {
+    return Invalid("guided_decoding_guide_type",
+                   absl::StrCat("must be json, json_schema, regex or ebnf_grammar, got ",
+                                Quoted(*type)));
+  }
+  if (!guide || guide->empty()) {
+    return Invalid("guided_decoding_guide", absl::StrCat("is required with type ", *type));
+  }
+  if (*type == "json_schema") out->set_json_schema(*guide);
+  if (*type == "regex") out->set_regex(*guide);
+  if (*type == "ebnf_grammar") out->set_grammar(*guide);
+  return absl::OkStatus();
+}
+
 // Runtime validation messages start with the weft.v1 field path; rename it
 // to the tensor that carried the value.
 absl::Status RenameField(const absl::Status& status) {
@@ -424,6 +459,7 @@ absl::Status RenameField(const absl::Status& status) {
       {"stopping.min_tokens", "min_length"},
       {"stopping.stop_token_ids", "end_id"},
       {"stopping.stop", "stop_words"},
+      {"structured_output", "guided_decoding_guide"},
   };
   const absl::string_view message = status.message();
   for (const auto& [field, tensor] : *kFields) {
@@ -454,13 +490,18 @@ absl::StatusOr<ConvertedRequest> FromInferRequest(
   v1::StoppingParams* stopping = generate.mutable_stopping();
   bool have_text = false;
   bool return_log_probs = false;
+  std::optional<std::string> guide_type, guide;
   for (const Tensor& t : *tensors) {
     // DecodeInputs checked the name, the datatype and the element count.
     const InputSpec* spec = FindInput(t.name);
     const absl::string_view name = t.name;
     constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
     constexpr int64_t kInt32Min = std::numeric_limits<int32_t>::min();
-    if (name == "text_input") {
+    if (name == "guided_decoding_guide_type") {
+      guide_type = t.bytes[0];
+    } else if (name == "guided_decoding_guide") {
+      guide = t.bytes[0];
+    } else if (name == "text_input") {
       have_text = true;
       out.options.prompt = t.bytes[0];
       out.options.batched = t.shape.size() >= 2;
@@ -525,6 +566,13 @@ absl::StatusOr<ConvertedRequest> FromInferRequest(
   if (!have_text) {
     return absl::InvalidArgumentError(
         "text_input: missing; send the prompt as a BYTES tensor of shape [1, 1]");
+  }
+  if (auto s = SetGuide(guide_type, guide, generate.mutable_structured_output());
+      !s.ok()) {
+    return s;
+  }
+  if (generate.structured_output().kind_case() == v1::StructuredOutput::KIND_NOT_SET) {
+    generate.clear_structured_output();
   }
 
   // Which outputs to return: those asked for, or text_output (and the

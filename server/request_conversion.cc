@@ -30,6 +30,12 @@ absl::Status CompileStructuredOutput(const v1::StructuredOutput& proto,
       }
       out.kind = Kind::kJsonObject;
       break;
+    case v1::StructuredOutput::kAnyJson:
+      if (!proto.any_json()) {
+        return Invalid("structured_output.any_json", "must be true when set");
+      }
+      out.kind = Kind::kJson;
+      break;
     case v1::StructuredOutput::kRegex:
       out.kind = Kind::kRegex;
       out.spec = proto.regex();
@@ -44,7 +50,8 @@ absl::Status CompileStructuredOutput(const v1::StructuredOutput& proto,
       break;
     case v1::StructuredOutput::KIND_NOT_SET:
       return Invalid("structured_output",
-                     "set one of json_schema, json_object, regex, choice, grammar");
+                     "set one of json_schema, json_object, any_json, regex, choice, "
+                     "grammar");
   }
   if (model.grammars == nullptr) {
     return absl::UnimplementedError(

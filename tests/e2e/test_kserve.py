@@ -1,6 +1,7 @@
 """The KServe v2 / Triton inference service of the real weft-server, driven
 by Triton's own unmodified Python client (tritonclient, from PyPI) with
 TensorRT-LLM's tensor names."""
+import json
 import queue
 
 import grpc
@@ -192,3 +193,26 @@ def test_bad_request_on_a_stream_is_an_error_and_the_stream_goes_on(client):
         assert responses[-1].get_response().parameters["triton_final_response"].bool_param
     finally:
         client.stop_stream()
+
+
+def test_guided_decoding_tensors_constrain_the_text(client):
+    """TensorRT-LLM's guided_decoding_guide_type / guided_decoding_guide."""
+    schema = {"type": "object", "properties": {"year": {"type": "integer"}},
+              "required": ["year"]}
+    inputs = [tensor("text_input", np.array([["What is the year after 2024? Answer:"]],
+                                            dtype=object), "BYTES"),
+              tensor("max_tokens", np.array([[30]], dtype=np.int32), "INT32"),
+              tensor("temperature", np.array([[0.0]], dtype=np.float32), "FP32"),
+              tensor("exclude_input_in_output", np.array([[True]]), "BOOL"),
+              tensor("guided_decoding_guide_type", np.array([["json_schema"]], dtype=object),
+                     "BYTES"),
+              tensor("guided_decoding_guide", np.array([[json.dumps(schema)]], dtype=object),
+                     "BYTES")]
+    text = client.infer("ensemble", inputs).as_numpy("text_output")[0][0].decode()
+    assert isinstance(json.loads(text)["year"], int), text
+    inputs[-2] = tensor("guided_decoding_guide_type", np.array([["regex"]], dtype=object),
+                        "BYTES")
+    inputs[-1] = tensor("guided_decoding_guide", np.array([[r" \d{4}"]], dtype=object),
+                        "BYTES")
+    text = client.infer("ensemble", inputs).as_numpy("text_output")[0][0].decode()
+    assert len(text) == 5 and text[0] == " " and text[1:].isdigit(), text

@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
@@ -204,7 +205,7 @@ TEST_F(KServeConversionTest, MoreInputsThanWeftAcceptsAreRefusedBeforeAnyIsRead)
   }
   EXPECT_THAT(DecodeInputs(r),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       "the request has 10000 inputs; weft accepts at most 22"));
+                       "the request has 10000 inputs; weft accepts at most 24"));
 }
 
 TEST_F(KServeConversionTest, UnknownInputIsRefusedBeforeItsDataIsRead) {
@@ -551,6 +552,81 @@ TEST_F(KServeConversionTest, ConfigDescribesADecoupledModelOfBatchOne) {
   EXPECT_EQ(config.input(1).name(), "max_tokens");
   EXPECT_EQ(config.input(1).data_type(), inference::TYPE_INT32);
   EXPECT_EQ(config.output(0).name(), "text_output");
+}
+
+}  // namespace
+}  // namespace weft::kserve
+
+namespace weft::kserve {
+namespace {
+
+// TensorRT-LLM's guided decoding tensors: each guide type compiles into the
+// request's grammar; a missing or unused guide, an unknown type and a guide
+// that does not compile name their tensor.
+class KServeGuidedDecodingTest : public test::TinyServedTest {
+ protected:
+  void SetUp() override {
+    TinyServedTest::SetUp();
+    AddGrammars();
+  }
+
+  absl::StatusOr<ConvertedRequest> Convert(const char* type, const char* guide) {
+    inference::ModelInferRequest r;
+    r.set_model_name("ensemble");
+    auto add = [&r](const char* name, const char* value) {
+      Input* input = r.add_inputs();
+      input->set_name(name);
+      input->set_datatype("BYTES");
+      input->add_shape(1);
+      input->add_shape(1);
+      input->mutable_contents()->add_bytes_contents(value);
+    };
+    add("text_input", "Hello");
+    if (type != nullptr) add("guided_decoding_guide_type", type);
+    if (guide != nullptr) add("guided_decoding_guide", guide);
+    return FromInferRequest(r, model_, "tenant/kserve-0");
+  }
+};
+
+TEST_F(KServeGuidedDecodingTest, EachGuideTypeCompiles) {
+  const std::pair<const char*, const char*> guides[] = {
+      {"json", nullptr},
+      {"json_schema", R"({"type": "object", "properties": {"a": {"type": "integer"}}})"},
+      {"regex", "[0-9]+"},
+      {"ebnf_grammar", "root ::= [0-9]+"},
+  };
+  for (const auto& [type, guide] : guides) {
+    auto converted = Convert(type, guide);
+    ASSERT_TRUE(converted.ok()) << type << ": " << converted.status();
+    EXPECT_NE(converted->request.grammar, nullptr) << type;
+  }
+  for (const char* none : {"none", ""}) {
+    auto converted = Convert(none, nullptr);
+    ASSERT_TRUE(converted.ok()) << converted.status();
+    EXPECT_EQ(converted->request.grammar, nullptr);
+  }
+}
+
+TEST_F(KServeGuidedDecodingTest, BadGuidesNameTheirTensor) {
+  const struct {
+    const char* type;
+    const char* guide;
+    const char* starts;
+  } bad[] = {
+      {"json", "{}", "guided_decoding_guide:"},
+      {nullptr, "[0-9]+", "guided_decoding_guide:"},
+      {"regex", nullptr, "guided_decoding_guide:"},
+      {"structural_tag", "{}", "guided_decoding_guide_type:"},
+      {"yaml", "a", "guided_decoding_guide_type:"},
+      {"regex", "(ab", "guided_decoding_guide: is not valid"},
+  };
+  for (const auto& b : bad) {
+    auto converted = Convert(b.type, b.guide);
+    ASSERT_FALSE(converted.ok()) << (b.type ? b.type : "-");
+    EXPECT_EQ(converted.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StartsWith(converted.status().message(), b.starts))
+        << converted.status();
+  }
 }
 
 }  // namespace
