@@ -53,6 +53,13 @@ ABSL_FLAG(float, temperature, 0.0f, "generate, chat: 0 is greedy");
 ABSL_FLAG(float, top_p, 1.0f, "generate, chat: nucleus mass");
 ABSL_FLAG(int64_t, seed, -1, "generate: sampling seed (-1: server's choice)");
 ABSL_FLAG(std::string, text, "", "tokenize: the text");
+ABSL_FLAG(std::string, json_schema, "",
+          "generate, chat: the reply is an instance of this JSON schema (a file)");
+ABSL_FLAG(bool, json_object, false, "generate, chat: the reply is a JSON object");
+ABSL_FLAG(std::string, regex, "",
+          "generate, chat: the reply matches this regular expression");
+ABSL_FLAG(std::string, grammar, "",
+          "generate, chat: the reply matches this EBNF or Lark grammar (a file)");
 
 namespace weft {
 namespace {
@@ -112,6 +119,31 @@ void SetSampling(v1::SamplingParams* sampling, v1::StoppingParams* stopping) {
   stopping->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
 }
 
+// --json_schema, --json_object, --regex, --grammar (at most one) into
+// `out`; false (reported) for more than one. An unreadable file exits 1.
+bool SetStructuredOutput(v1::StructuredOutput* out) {
+  const int given = !absl::GetFlag(FLAGS_json_schema).empty() +
+                    absl::GetFlag(FLAGS_json_object) +
+                    !absl::GetFlag(FLAGS_regex).empty() +
+                    !absl::GetFlag(FLAGS_grammar).empty();
+  if (given > 1) {
+    std::fprintf(stderr,
+                 "weft: give at most one of --json_schema, --json_object, --regex, "
+                 "--grammar\n");
+    return false;
+  }
+  if (!absl::GetFlag(FLAGS_json_schema).empty()) {
+    out->set_json_schema(ReadFile(absl::GetFlag(FLAGS_json_schema)));
+  } else if (!absl::GetFlag(FLAGS_grammar).empty()) {
+    out->set_grammar(ReadFile(absl::GetFlag(FLAGS_grammar)));
+  } else if (absl::GetFlag(FLAGS_json_object)) {
+    out->set_json_object(true);
+  } else if (!absl::GetFlag(FLAGS_regex).empty()) {
+    out->set_regex(absl::GetFlag(FLAGS_regex));
+  }
+  return true;
+}
+
 // Prints a Generate or Chat stream: text to stdout as it comes, the usage
 // line to stderr. Returns the whole text and the Final message.
 struct StreamResult {
@@ -163,16 +195,22 @@ int Generate(v1::Generation::Stub& stub) {
   grpc::ClientContext context;
   Prepare(&context);
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader;
+  v1::StructuredOutput structured;
+  if (!SetStructuredOutput(&structured)) return 2;
+  const bool constrained =
+      structured.kind_case() != v1::StructuredOutput::KIND_NOT_SET;
   if (absl::GetFlag(FLAGS_chat)) {
     v1::ChatRequest request = NewChatRequest();
     v1::ChatMessage* user = request.add_messages();
     user->set_role("user");
     user->set_content(absl::GetFlag(FLAGS_prompt));
+    if (constrained) *request.mutable_structured_output() = structured;
     reader = stub.Chat(&context, request);
   } else {
     v1::GenerateRequest request;
     request.set_text(absl::GetFlag(FLAGS_prompt));
     SetSampling(request.mutable_sampling(), request.mutable_stopping());
+    if (constrained) *request.mutable_structured_output() = structured;
     reader = stub.Generate(&context, request);
   }
   return Report(PrintStream(*reader).status);
@@ -183,6 +221,10 @@ int Generate(v1::Generation::Stub& stub) {
 int Chat(v1::Generation::Stub& stub) {
   const bool interactive = isatty(STDIN_FILENO);
   v1::ChatRequest request = NewChatRequest();
+  if (!SetStructuredOutput(request.mutable_structured_output())) return 2;
+  if (request.structured_output().kind_case() == v1::StructuredOutput::KIND_NOT_SET) {
+    request.clear_structured_output();
+  }
   const int num_system_messages = request.messages_size();
   int rc = 0;
   std::string line;

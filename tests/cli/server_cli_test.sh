@@ -38,6 +38,13 @@ expect tokenize 0 "$client" tokenize --server "127.0.0.1:$port" --text "Hello"
 expect load 0 "$client" load --server "127.0.0.1:$port"
 expect bad-request 1 "$client" generate --server "127.0.0.1:$port" --prompt "x" --top-p 2
 grep -q "sampling.top_p" /tmp/weft_cli_out.$$ || { echo "FAIL: field not named"; fail=1; }
+# Structured output: the tiny model's random weights, held to the pattern.
+expect regex 0 "$client" generate --server "127.0.0.1:$port" --prompt "Hello" \
+  --max-tokens 20 --regex "[0-9]{3}-[a-z]{2}"
+grep -qxE "[0-9]{3}-[a-z]{2}" /tmp/weft_cli_out.$$ || { echo "FAIL: regex not kept"; fail=1; }
+expect bad-regex 1 "$client" generate --server "127.0.0.1:$port" --prompt "x" \
+  --max-tokens 5 --regex "(ab"
+grep -q "structured_output" /tmp/weft_cli_out.$$ || { echo "FAIL: field not named"; fail=1; }
 rm -f /tmp/weft_cli_out.$$
 
 # SIGTERM while 8 streams run: each completes or ends UNAVAILABLE (14),
