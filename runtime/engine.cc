@@ -59,21 +59,21 @@ SampleResult EndedWith(FinishReason reason) {
   return result;
 }
 
-// Whether `allowed` (a grammar's mask) lets through only tokens of `stops`.
-bool OnlyStopsAllowed(absl::Span<const uint32_t> allowed,
-                      absl::Span<const int32_t> stops) {
+// Whether `allowed` (a grammar's mask) lets through a token not in `banned`.
+bool AllowsAnyBut(absl::Span<const uint32_t> allowed,
+                  absl::Span<const int32_t> banned) {
   size_t allowed_count = 0;
   for (uint32_t word : allowed) allowed_count += std::popcount(word);
-  size_t stops_allowed = 0;
-  for (size_t i = 0; i < stops.size(); ++i) {
-    // Each stop counted once, however often it is listed.
-    if (std::find(stops.begin(), stops.begin() + i, stops[i]) ==
-            stops.begin() + i &&
-        TokenAllowed(allowed, stops[i])) {
-      ++stops_allowed;
+  size_t banned_allowed = 0;
+  for (size_t i = 0; i < banned.size(); ++i) {
+    // Each token counted once, however often it is listed.
+    if (std::find(banned.begin(), banned.begin() + i, banned[i]) ==
+            banned.begin() + i &&
+        TokenAllowed(allowed, banned[i])) {
+      ++banned_allowed;
     }
   }
-  return allowed_count == stops_allowed;
+  return allowed_count > banned_allowed;
 }
 
 uint64_t RandomSeed() {
@@ -522,9 +522,11 @@ SampledToken Engine::Sample(Sequence* seq, absl::Span<const float> logits) {
   absl::Span<const uint32_t> allowed;
   if (seq->grammar != nullptr) {
     allowed = seq->grammar->NextTokenMask();
-    // A grammar whose text is complete, with nothing left to add, allows
-    // only the stop tokens: then it ends the sample before min_tokens.
-    if (ban_stops && OnlyStopsAllowed(allowed, tokenizer_->stop_ids())) {
+    // The min_tokens ban never leaves the grammar nothing to write: a
+    // grammar whose text is complete allows only the stop tokens, and then
+    // ends the sample before min_tokens (as would a grammar that needs a
+    // token of stop_token_ids next).
+    if (ban_stops && !AllowsAnyBut(allowed, request->stop_ids)) {
       ban_stops = false;
     }
   }
