@@ -562,6 +562,9 @@ void Engine::EmitToken(Sequence* seq, SampledToken sampled, absl::Time now) {
     update.finish = FinishReason::kStop;
     update.stop_reason =
         tokenizer_->Decode({&sampled_token, 1}, /*skip_special_tokens=*/false);
+    if (request->request.stopping.include_stop_str_in_output) {
+      update.text += update.stop_reason;  // as TextStream shows a stop token
+    }
     // As TextStream reports stops: the tokenizer's EOS has no stop token.
     if (request->request.stopping.ignore_eos ||
         sampled_token != tokenizer_->eos_id()) {

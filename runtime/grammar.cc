@@ -2,6 +2,7 @@
 
 #include <dlpack/dlpack.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -9,6 +10,7 @@
 #include <list>
 #include <mutex>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -104,12 +106,19 @@ struct GrammarCompiler::Impl {
     StructuredOutput output;
     std::promise<CompileResult> result;
   };
+  // What the callers waiting for one job share with it.
+  struct Pending {
+    std::shared_future<CompileResult> result;
+    int waiters = 0;       // callers still waiting; guarded by mu
+    bool started = false;  // a worker took the job; guarded by mu
+  };
   std::mutex mu;
   std::condition_variable work;
+  std::condition_variable idle;  // busy fell to 0
   std::deque<Job> queue;  // guarded by mu, as everything below
   bool stopping = false;
   int busy = 0;  // workers inside a compile
-  absl::flat_hash_map<std::string, std::shared_future<CompileResult>> in_flight;
+  absl::flat_hash_map<std::string, std::shared_ptr<Pending>> in_flight;
   struct Cached {
     std::string key;
     std::shared_ptr<const CompiledGrammar> grammar;
@@ -144,14 +153,31 @@ void GrammarCompiler::Impl::Work() {
       if (queue.empty()) return;  // stopping
       job = std::move(queue.front());
       queue.pop_front();
+      auto pending = in_flight.find(job.key);
+      if (pending != in_flight.end() && pending->second->waiters == 0) {
+        // Every caller gave up while it waited for a worker: not compiled.
+        in_flight.erase(pending);
+        job.result.set_value(absl::UnavailableError("nobody waits for it"));
+        continue;
+      }
+      if (pending != in_flight.end()) pending->second->started = true;
       ++busy;
     }
-    CompileResult result = CompileNow(job.output);
+    CompileResult result = absl::InternalError("grammar: the compile failed");
+    try {
+      result = CompileNow(job.output);
+    } catch (...) {  // CompileNow catches std::exception; anything else
+    }
     {
       std::lock_guard lock(mu);
-      --busy;
+      if (--busy == 0) idle.notify_all();
       in_flight.erase(job.key);
-      if (result.ok()) Remember(job.key, *result);
+      if (result.ok()) {
+        try {
+          Remember(job.key, *result);
+        } catch (...) {  // not cached, still returned
+        }
+      }
     }
     job.result.set_value(std::move(result));
   }
@@ -182,10 +208,11 @@ absl::StatusOr<std::unique_ptr<GrammarCompiler>> GrammarCompiler::Create(
         ") is smaller than the tokenizer's (", tokens, ")"));
   }
   if (config.max_compiles < 1 || config.max_waiting < 0 || config.compile_threads < 1 ||
-      config.cache_bytes < 0) {
+      config.cache_bytes < 0 || config.compile_timeout <= absl::ZeroDuration() ||
+      config.compile_timeout > absl::Hours(24)) {
     return absl::InvalidArgumentError(
         "grammar: max_compiles and compile_threads must be positive, max_waiting "
-        "and cache_bytes non-negative");
+        "and cache_bytes non-negative, compile_timeout in (0, 24h]");
   }
   // Each token as the bytes it adds to the text (RAW: no further decoding
   // on xgrammar's side); special tokens as "", which xgrammar never allows.
@@ -201,8 +228,18 @@ absl::StatusOr<std::unique_ptr<GrammarCompiler>> GrammarCompiler::Create(
     auto impl = std::make_shared<Impl>(std::move(info), config);
     // Detached: a worker inside a compile that cannot be interrupted keeps
     // `impl` alive past the compiler's destruction, then exits.
-    for (int i = 0; i < config.max_compiles; ++i) {
-      std::thread([impl] { impl->Work(); }).detach();
+    try {
+      for (int i = 0; i < config.max_compiles; ++i) {
+        std::thread([impl] { impl->Work(); }).detach();
+      }
+    } catch (const std::system_error& e) {
+      {
+        std::lock_guard lock(impl->mu);
+        impl->stopping = true;  // the workers already started exit
+      }
+      impl->work.notify_all();
+      return absl::ResourceExhaustedError(
+          absl::StrCat("grammar: cannot start a compile worker: ", e.what()));
     }
     return std::unique_ptr<GrammarCompiler>(new GrammarCompiler(std::move(impl)));
   } catch (const std::exception& e) {
@@ -225,6 +262,12 @@ GrammarCompiler::~GrammarCompiler() {
   for (Impl::Job& job : abandoned) {
     job.result.set_value(absl::UnavailableError("grammar: the compiler stopped"));
   }
+  // A compile still running would go on past the end of main(), into
+  // xgrammar's statics as they are destroyed: give it a while to end.
+  // (Beyond that the process exits with it running, as it must.)
+  std::unique_lock lock(impl_->mu);
+  impl_->idle.wait_for(lock, std::chrono::seconds(10),
+                       [this] { return impl_->busy == 0; });
 }
 
 int GrammarCompiler::vocab_size() const { return impl_->info.GetVocabSize(); }
@@ -248,7 +291,7 @@ CompileResult GrammarCompiler::Compile(const StructuredOutput& output) {
         " are accepted"));
   }
   const std::string key = CacheKey(output);
-  std::shared_future<CompileResult> pending;
+  std::shared_ptr<Impl::Pending> pending;
   {
     std::lock_guard lock(impl_->mu);
     if (auto hit = impl_->cached.find(key); hit != impl_->cached.end()) {
@@ -266,19 +309,34 @@ CompileResult GrammarCompiler::Compile(const StructuredOutput& output) {
             " grammars are already waiting to compile; try again later"));
       }
       Impl::Job job{key, output, {}};
-      pending = job.result.get_future().share();
-      impl_->in_flight[key] = pending;
+      pending = std::make_shared<Impl::Pending>();
+      pending->result = job.result.get_future().share();
       impl_->queue.push_back(std::move(job));
+      impl_->in_flight[key] = pending;
     }
+    ++pending->waiters;
   }
   impl_->work.notify_one();
   const absl::Duration timeout = impl_->config.compile_timeout;
-  if (pending.wait_for(absl::ToChronoMilliseconds(timeout)) != std::future_status::ready) {
+  if (pending->result.wait_for(absl::ToChronoMilliseconds(timeout)) !=
+      std::future_status::ready) {
+    std::lock_guard lock(impl_->mu);
+    --pending->waiters;
+    if (!pending->started) {
+      // It never reached a worker: the server is busy, not the spec bad.
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "structured output: no compile worker was free within ",
+          absl::FormatDuration(timeout), "; try again later"));
+    }
     return absl::InvalidArgumentError(absl::StrCat(
         "did not compile within ", absl::FormatDuration(timeout),
         " (it is too complex for this server)"));
   }
-  return pending.get();
+  {
+    std::lock_guard lock(impl_->mu);
+    --pending->waiters;
+  }
+  return pending->result.get();
 }
 
 CompileResult GrammarCompiler::Impl::CompileNow(const StructuredOutput& output) {
@@ -292,8 +350,9 @@ CompileResult GrammarCompiler::Impl::CompileNow(const StructuredOutput& output) 
         compiled = compiler.CompileJSONSchema(R"({"type": "object"})",
                                               output.any_whitespace);
         break;
-      case Kind::kJson:
-        compiled = compiler.CompileBuiltinJSONGrammar();
+      case Kind::kJson:  // the empty schema, not strict: any JSON value
+        compiled = compiler.CompileJSONSchema("{}", output.any_whitespace, std::nullopt,
+                                              std::nullopt, /*strict_mode=*/false);
         break;
       case Kind::kJsonSchema:
         compiled = compiler.CompileJSONSchema(output.spec, output.any_whitespace);

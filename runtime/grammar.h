@@ -44,7 +44,8 @@ struct StructuredOutput {
   std::string spec;
   std::vector<std::string> choices;
   // JSON: any whitespace between tokens where JSON allows it (vLLM's
-  // default); false: none at all (compact JSON).
+  // default); false: only the separators ", " and ": " (no newlines or
+  // indentation; xgrammar's and vLLM's disable_any_whitespace).
   bool any_whitespace = true;
 
   bool enabled() const { return kind != Kind::kNone; }
@@ -65,9 +66,11 @@ struct GrammarConfig {
   // for a worker (RESOURCE_EXHAUSTED beyond).
   int max_compiles = 2;
   int max_waiting = 16;
-  // A caller waits this long for its grammar (INVALID_ARGUMENT after:
-  // xgrammar cannot be interrupted, so the compile goes on and its result
-  // is cached for the next request with the same text).
+  // A caller waits this long for its grammar, in (0, 24h]. After it:
+  // RESOURCE_EXHAUSTED when no worker took the job yet (which is then
+  // dropped if nobody else waits for it), else INVALID_ARGUMENT (xgrammar
+  // cannot be interrupted, so the compile goes on and its result is
+  // cached for the next request with the same text).
   absl::Duration compile_timeout = absl::Seconds(15);
 };
 
@@ -82,13 +85,16 @@ class GrammarCompiler {
   // ids past the tokenizer's vocabulary are never allowed).
   static absl::StatusOr<std::unique_ptr<GrammarCompiler>> Create(
       const Tokenizer& tokenizer, int vocab_size, const GrammarConfig& config);
+  // Waits up to 10 s for a compile still running (it would otherwise run
+  // on into the process's exit).
   ~GrammarCompiler();
 
   // The compiled grammar, from the cache when the same spec compiled
   // before. InvalidArgument for a spec that does not parse, is too long,
-  // or takes longer than compile_timeout (naming the field the HTTP API
-  // takes it from is the caller's job), or kNone; ResourceExhausted when
-  // max_waiting compiles are already waiting.
+  // or takes longer than compile_timeout to compile (naming the field the
+  // HTTP API takes it from is the caller's job), or kNone;
+  // ResourceExhausted when max_waiting compiles are already waiting or no
+  // worker was free within compile_timeout.
   absl::StatusOr<std::shared_ptr<const CompiledGrammar>> Compile(
       const StructuredOutput& output);
 

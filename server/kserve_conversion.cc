@@ -417,14 +417,16 @@ absl::Status CheckBadWords(const Tensor& t) {
 absl::Status SetGuide(const std::optional<std::string>& type,
                       const std::optional<std::string>& guide,
                       v1::StructuredOutput* out) {
+  // An empty element counts as absent: ensembles forward empty defaults.
+  const bool has_guide = guide.has_value() && !guide->empty();
   if (!type || type->empty() || *type == "none") {
-    if (guide) {
+    if (has_guide) {
       return Invalid("guided_decoding_guide", "needs guided_decoding_guide_type");
     }
     return absl::OkStatus();
   }
   if (*type == "json") {
-    if (guide) return Invalid("guided_decoding_guide", "is not used by type json");
+    if (has_guide) return Invalid("guided_decoding_guide", "is not used by type json");
     out->set_any_json(true);
     return absl::OkStatus();
   }
@@ -433,7 +435,7 @@ absl::Status SetGuide(const std::optional<std::string>& type,
                    absl::StrCat("must be json, json_schema, regex or ebnf_grammar, got ",
                                 Quoted(*type)));
   }
-  if (!guide || guide->empty()) {
+  if (!has_guide) {
     return Invalid("guided_decoding_guide", absl::StrCat("is required with type ", *type));
   }
   if (*type == "json_schema") out->set_json_schema(*guide);

@@ -260,7 +260,7 @@ int Main() {
   grammar_config.cache_bytes =
       int64_t{std::max(0, absl::GetFlag(FLAGS_grammar_cache_mb))} << 20;
   grammar_config.compile_timeout =
-      absl::Seconds(std::max(0.001, absl::GetFlag(FLAGS_grammar_timeout)));
+      absl::Seconds(std::clamp(absl::GetFlag(FLAGS_grammar_timeout), 0.001, 86400.0));
   auto grammars = GrammarCompiler::Create(*served.tokenizer, served.vocab_size,
                                           grammar_config);
   if (grammars.ok()) {

@@ -184,6 +184,23 @@ TEST_P(GrammarTest, JsonObjectTakesAnyObjectOnly) {
   EXPECT_EQ(Walk(*array, "[1, 2]"), 0u);
 }
 
+TEST_P(GrammarTest, AnyJsonTakesEveryJsonValue) {
+  for (bool any_whitespace : {true, false}) {
+    StructuredOutput out;
+    out.kind = StructuredOutput::Kind::kJson;
+    out.any_whitespace = any_whitespace;
+    // ", " and ": ": the separators of compact JSON (xgrammar's, vLLM's
+    // disable_any_whitespace), which any whitespace allows too.
+    for (const std::string text : {"[1, 2]", "3.5", "\"x\"", "{\"a\": null}", "true"}) {
+      auto matcher = Matcher(out);
+      ASSERT_NE(matcher, nullptr);
+      EXPECT_EQ(Walk(*matcher, text), Tokens(text).size()) << text;
+    }
+    auto prose = Matcher(out);
+    EXPECT_EQ(Walk(*prose, "Sure"), 0u);
+  }
+}
+
 TEST_P(GrammarTest, ChoiceAllowsExactlyItsStrings) {
   StructuredOutput out;
   out.kind = StructuredOutput::Kind::kChoice;
@@ -309,6 +326,24 @@ TEST_P(GrammarTest, ASlowCompileTimesOutAndIsCachedWhenDone) {
     later = (*compiler)->Compile(slow);
   }
   EXPECT_TRUE(later.ok()) << later.status();
+}
+
+TEST_P(GrammarTest, WaitingForABusyWorkerPastTheDeadlineIsExhaustionNotABadSpec) {
+  GrammarConfig config;
+  config.max_compiles = 1;
+  config.compile_timeout = absl::Milliseconds(300);
+  auto compiler = GrammarCompiler::Create(*tokenizer_, tokenizer_->vocab_size(), config);
+  ASSERT_TRUE(compiler.ok());
+  absl::Status first;
+  std::thread slow([&] { first = (*compiler)->Compile(SlowSchema(3)).status(); });
+  absl::SleepFor(absl::Milliseconds(50));  // the worker has taken it
+  const absl::Status queued = (*compiler)->Compile(Schema(kPersonSchema, true)).status();
+  slow.join();
+  // The slow one ran out of time compiling: its spec is too complex.
+  EXPECT_EQ(first.code(), absl::StatusCode::kInvalidArgument) << first;
+  // The person schema never reached the worker: the server was busy.
+  EXPECT_EQ(queued.code(), absl::StatusCode::kResourceExhausted) << queued;
+  EXPECT_THAT(queued.message(), HasSubstr("no compile worker was free"));
 }
 
 TEST_P(GrammarTest, CompilesBeyondTheWaitingLimitAreRefused) {

@@ -566,7 +566,7 @@ namespace {
 class KServeGuidedDecodingTest : public test::TinyServedTest {
  protected:
   void SetUp() override {
-    TinyServedTest::SetUp();
+    ASSERT_NO_FATAL_FAILURE(TinyServedTest::SetUp());
     AddGrammars();
   }
 
@@ -604,7 +604,14 @@ TEST_F(KServeGuidedDecodingTest, EachGuideTypeCompiles) {
     auto converted = Convert(none, nullptr);
     ASSERT_TRUE(converted.ok()) << converted.status();
     EXPECT_EQ(converted->request.grammar, nullptr);
+    // An empty guide counts as none (ensembles forward empty defaults).
+    converted = Convert(none, "");
+    ASSERT_TRUE(converted.ok()) << converted.status();
+    EXPECT_EQ(converted->request.grammar, nullptr);
   }
+  auto json = Convert("json", "");
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_NE(json->request.grammar, nullptr);
 }
 
 TEST_F(KServeGuidedDecodingTest, BadGuidesNameTheirTensor) {

@@ -29,7 +29,7 @@ constexpr char kTemplate[] =
 class OpenAiChatTest : public test::TinyServedTest {
  protected:
   void SetUp() override {
-    TinyServedTest::SetUp();
+    ASSERT_NO_FATAL_FAILURE(TinyServedTest::SetUp());
     AddChatTemplate(kTemplate);
   }
 

@@ -24,8 +24,8 @@ const Json kSchema = {{"type", "object"},
 class OpenAiStructuredTest : public test::TinyServedTest {
  protected:
   void SetUp() override {
-    TinyServedTest::SetUp();
-    AddGrammars();
+    ASSERT_NO_FATAL_FAILURE(TinyServedTest::SetUp());
+    ASSERT_NO_FATAL_FAILURE(AddGrammars());
     AddChatTemplate(
         "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
         "{% if add_generation_prompt %}<assistant>{% endif %}");

@@ -22,7 +22,7 @@ using test::StatusIs;
 class OpenAiTokenizeTest : public test::TinyServedTest {
  protected:
   void SetUp() override {
-    TinyServedTest::SetUp();
+    ASSERT_NO_FATAL_FAILURE(TinyServedTest::SetUp());
     AddChatTemplate(
         "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
         "{% if add_generation_prompt %}<assistant>{% endif %}");

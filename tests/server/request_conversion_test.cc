@@ -183,8 +183,8 @@ namespace {
 class StructuredOutputConversionTest : public test::TinyServedTest {
  protected:
   void SetUp() override {
-    TinyServedTest::SetUp();
-    AddGrammars();
+    ASSERT_NO_FATAL_FAILURE(TinyServedTest::SetUp());
+    ASSERT_NO_FATAL_FAILURE(AddGrammars());
     AddChatTemplate("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}");
   }
 
@@ -212,7 +212,10 @@ TEST_F(StructuredOutputConversionTest, ChatCarriesItToo) {
 }
 
 TEST_F(StructuredOutputConversionTest, EachKindCompiles) {
-  std::vector<v1::StructuredOutput> kinds(5);
+  std::vector<v1::StructuredOutput> kinds(7);
+  kinds[5].set_any_json(true);
+  kinds[6].set_any_json(true);
+  kinds[6].set_compact_json(true);
   kinds[0].set_json_schema(R"({"type": "object"})");
   kinds[1].set_json_object(true);
   kinds[2].set_regex("[a-z]+");
@@ -231,11 +234,12 @@ TEST_F(StructuredOutputConversionTest, EachKindCompiles) {
 }
 
 TEST_F(StructuredOutputConversionTest, BadOnesNameTheField) {
-  std::vector<v1::StructuredOutput> bad(4);
+  std::vector<v1::StructuredOutput> bad(5);
   bad[0].set_json_schema(R"({"type": "tuple"})");
   bad[1].set_json_object(false);
   bad[2].set_regex("(ab");
   // bad[3]: nothing set
+  bad[4].set_any_json(false);
   for (const v1::StructuredOutput& kind : bad) {
     auto r = Convert(kind);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
