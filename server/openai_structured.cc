@@ -201,19 +201,8 @@ absl::StatusOr<RequestedStructure> ParseStructuredOutput(const Json& body) {
 absl::Status CompileStructuredOutput(const RequestedStructure& structure,
                                      const ServedModel& model, Request* request) {
   if (!structure.output.enabled()) return absl::OkStatus();
-  if (model.grammars == nullptr) {
-    return absl::UnimplementedError(absl::StrCat(
-        structure.param, ": this server has no grammar compiler"));
-  }
-  absl::StatusOr<std::shared_ptr<const CompiledGrammar>> compiled =
-      model.grammars->Compile(structure.output);
-  if (!compiled.ok()) {
-    if (compiled.status().code() == absl::StatusCode::kInvalidArgument) {
-      return InvalidParam(structure.param, compiled.status().message());
-    }
-    return WithParam(compiled.status(), structure.param);  // 429: too many waiting
-  }
-  request->grammar = *std::move(compiled);
+  absl::Status status = CompileGrammar(structure.output, structure.param, model, request);
+  if (!status.ok()) return WithParam(std::move(status), structure.param);
   return absl::OkStatus();
 }
 

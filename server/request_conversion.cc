@@ -53,21 +53,7 @@ absl::Status CompileStructuredOutput(const v1::StructuredOutput& proto,
                      "set one of json_schema, json_object, any_json, regex, choice, "
                      "grammar");
   }
-  if (model.grammars == nullptr) {
-    return absl::UnimplementedError(
-        "structured_output: this server has no grammar compiler");
-  }
-  absl::StatusOr<std::shared_ptr<const CompiledGrammar>> compiled =
-      model.grammars->Compile(out);
-  if (!compiled.ok()) {
-    if (compiled.status().code() != absl::StatusCode::kInvalidArgument) {
-      return absl::Status(compiled.status().code(),
-                          absl::StrCat("structured_output: ", compiled.status().message()));
-    }
-    return Invalid("structured_output", compiled.status().message());
-  }
-  request->grammar = *std::move(compiled);
-  return absl::OkStatus();
+  return CompileGrammar(out, "structured_output", model, request);
 }
 
 // A client's JSON text field, parsed with the HTTP API's caps (ParseJson:
@@ -140,6 +126,23 @@ v1::FinishReason ToProto(FinishReason reason) {
 }
 
 }  // namespace
+
+absl::Status CompileGrammar(const StructuredOutput& output, absl::string_view field,
+                            const ServedModel& model, Request* request) {
+  if (model.grammars == nullptr) {
+    return absl::UnimplementedError(
+        absl::StrCat(field, ": this server has no grammar compiler"));
+  }
+  absl::StatusOr<std::shared_ptr<const CompiledGrammar>> compiled =
+      model.grammars->Compile(output);
+  if (!compiled.ok()) {
+    // INVALID_ARGUMENT (does not compile) or RESOURCE_EXHAUSTED (busy).
+    return absl::Status(compiled.status().code(),
+                        absl::StrCat(field, ": ", compiled.status().message()));
+  }
+  request->grammar = *std::move(compiled);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<Request> ToRuntimeRequest(const v1::GenerateRequest& proto,
                                          const ServedModel& model,

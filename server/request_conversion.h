@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "runtime/chat/chat_template.h"
 #include "server/tool_calls.h"
 #include "runtime/request.h"
@@ -37,6 +38,14 @@ struct ServedModel {
 };
 
 inline constexpr int kMaxRequestIdBytes = 256;
+
+// Compiles `output` with model.grammars into request->grammar; a failure's
+// message starts with `field` ("structured_output", "response_format"):
+// INVALID_ARGUMENT when it does not compile (or not in time),
+// RESOURCE_EXHAUSTED when the compilers are busy, UNIMPLEMENTED when the
+// server has no grammar compiler. Every API's structured output ends here.
+absl::Status CompileGrammar(const StructuredOutput& output, absl::string_view field,
+                            const ServedModel& model, Request* request);
 
 // `assigned_id` is used when the request carries no request_id.
 absl::StatusOr<Request> ToRuntimeRequest(const v1::GenerateRequest& proto,
