@@ -37,20 +37,9 @@ const char* const kPrompts[] = {
     "Q: Why is the sky blue?\nA:",
 };
 
-ModelPlan Plan(int num_kv_blocks) {
-  ModelPlan plan;
-  plan.max_num_tokens = 512;
-  plan.max_num_logits = 64;
-  plan.num_kv_blocks = num_kv_blocks;
-  return plan;
-}
-
+ModelPlan Plan(int num_kv_blocks) { return test::DefaultModelPlan(num_kv_blocks); }
 EngineConfig Config(int max_num_batched_tokens = 512) {
-  EngineConfig config;
-  config.scheduler.max_num_batched_tokens = max_num_batched_tokens;
-  config.scheduler.max_num_logit_rows = 64;
-  config.scheduler.max_num_seqs = 32;
-  return config;
+  return test::DefaultModelConfig(max_num_batched_tokens);
 }
 
 class DefaultModelEngineTest : public ::testing::TestWithParam<Kernels> {

@@ -151,6 +151,25 @@ class EngineHarness {
   std::map<std::string, Outcome> outcomes_;
 };
 
+// The default-model engine tests' model plan (512 tokens and 64 logit
+// rows a step) with `num_kv_blocks` KV blocks, and their engine
+// configuration (up to 32 sequences).
+inline ModelPlan DefaultModelPlan(int num_kv_blocks) {
+  ModelPlan plan;
+  plan.max_num_tokens = 512;
+  plan.max_num_logits = 64;
+  plan.num_kv_blocks = num_kv_blocks;
+  return plan;
+}
+
+inline EngineConfig DefaultModelConfig(int max_num_batched_tokens = 512) {
+  EngineConfig config;
+  config.scheduler.max_num_batched_tokens = max_num_batched_tokens;
+  config.scheduler.max_num_logit_rows = 64;
+  config.scheduler.max_num_seqs = 32;
+  return config;
+}
+
 inline Request GreedyRequest(const std::string& id,
                              std::vector<int32_t> prompt, int max_tokens) {
   Request r;

@@ -21,20 +21,9 @@ using test::GreedyRequest;
 using test::Kernels;
 using test::Outcome;
 
-ModelPlan Plan(int num_kv_blocks) {
-  ModelPlan plan;
-  plan.max_num_tokens = 512;
-  plan.max_num_logits = 64;
-  plan.num_kv_blocks = num_kv_blocks;
-  return plan;
-}
-
-EngineConfig Config() {
-  EngineConfig config;
-  config.scheduler.max_num_batched_tokens = 512;
-  config.scheduler.max_num_logit_rows = 64;
-  config.scheduler.max_num_seqs = 32;
-  return config;
+ModelPlan Plan(int num_kv_blocks) { return test::DefaultModelPlan(num_kv_blocks); }
+EngineConfig Config(int max_num_batched_tokens = 512) {
+  return test::DefaultModelConfig(max_num_batched_tokens);
 }
 
 std::string ChatPrompt(const std::string& user) {
