@@ -331,7 +331,8 @@ int Run() {
         std::vector<float> scale(metas), scaled_sum(metas), fine_scale(metas);
         std::vector<int32_t> sum_q(metas), sum_r(metas);
         // The AMX kernel reads its own tile order (both levels in q).
-        const bool tiles = kernel == "amx";
+        const bool tiles =
+            kernel == "amx" || (kernel == "vnni" && m >= cpu::avx512::kMinTileOrderRows);
         cpu::avx2::QuantizeRows(x.data(), cols, cols, 0, padded, q.data(), r.data(),
                                 scale.data(), scaled_sum.data(), sum_q.data(),
                                 sum_r.data(), fine_scale.data(), tiles);

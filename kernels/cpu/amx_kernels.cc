@@ -6,7 +6,7 @@
 // columns): the block's 8 × 64-byte weight vectors of cpu_kernels.h are
 // exactly an AMX B tile (row i = columns 4i..4i+3 of the 16 weight rows);
 // Q4 nibbles are split into such a tile first. The activation levels q and
-// r are A tiles (16 rows × 32 bytes, contiguous in the amx_tiles order of
+// r are A tiles (16 rows × 32 bytes, contiguous in the tile order of
 // QuantizedRows), and TDPBSUD (signed × unsigned bytes) gives both levels'
 // int32 sums for 16 × 16 outputs. Those
 // integers equal the VNNI kernel's and both end in the same

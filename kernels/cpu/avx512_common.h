@@ -30,15 +30,20 @@ inline float HorizontalSum(__m512 v) {
 // The fp32 epilogue of one (weight group, block, activation row): acc +=
 // (254·sq + sr) · d · fine (+ the Q4_1 minimum times dx·Σ), where sq, sr
 // are the block's two activation levels' int32 sums (zero points already
-// corrected) and fine = dx/254. 254·sq + sr is rounded to fp32 once (a
-// multiply-add of exact conversions: |sq|, |sr| < 2^24), so the VNNI and
-// AMX kernels, reaching the same integers, give bit-identical outputs.
+// corrected) and fine = dx/254. 254·sq + sr is formed in int32 and rounded
+// to fp32 once, so the VNNI and AMX kernels, reaching the same integers,
+// give bit-identical outputs (and the same as AVX2's multiply-add of the
+// exact conversions of sq and sr, which rounds the same integer once). The
+// integer form keeps the epilogue off the multiply units VPDPBUSD runs
+// on (on Zen 4 a multiply-add costs a VPDPBUSD slot, a shift or an add
+// does not).
 template <bool kHasMin>
 inline __m512 BlockEpilogue(__m512 acc, __m512i sq, __m512i sr, __m512 d,
                             __m512 mn, float fine, float scaled_sum) {
-  const __m512 s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sq),
-                                   _mm512_set1_ps(kSecondLevel),
-                                   _mm512_cvtepi32_ps(sr));
+  // 254·sq + sr = 256·sq - 2·sq + sr (|·| < 2^28).
+  const __m512i s_int = _mm512_add_epi32(
+      _mm512_sub_epi32(_mm512_slli_epi32(sq, 8), _mm512_add_epi32(sq, sq)), sr);
+  const __m512 s = _mm512_cvtepi32_ps(s_int);
   acc = _mm512_fmadd_ps(s, _mm512_mul_ps(d, _mm512_set1_ps(fine)), acc);
   if constexpr (kHasMin) {
     acc = _mm512_fmadd_ps(mn, _mm512_set1_ps(scaled_sum), acc);

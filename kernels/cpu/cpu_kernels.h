@@ -96,22 +96,24 @@ PackedFloat PackFloat(DType dtype, int64_t rows, int64_t cols, const void* src,
                       uint8_t* dst);
 
 // Activations quantized to two int8 levels per block of 32 columns. The
-// levels are row-major, or, for the AMX kernel (amx_tiles), in the order
-// its tile loads read: for 16-row tile T and block b, the 16 rows' 32 q
-// bytes (row t at byte 32t) then their r bytes, at q + (T·blocks + b)·1024,
-// so one A tile is 512 contiguous bytes (8 cache lines, not 16 rows of a
-// strided array); rows are padded to a multiple of 16 there.
+// levels are row-major, or, for the kernels of several rows (tile_order:
+// AMX and avx512's from kMinTileOrderRows), in the order AMX's tile loads
+// read: for 16-row tile T and block b, the 16 rows' 32 q bytes (row t at
+// byte 32t) then their r bytes, at q + (T·blocks + b)·1024, so one A tile
+// is 512 contiguous bytes (8 cache lines, not 16 rows of a strided array)
+// and the VNNI kernel finds every activation byte of a block at a constant
+// offset from one pointer; rows are padded to a multiple of 16 there.
 struct QuantizedRows {
   int64_t rows = 0;
   int64_t cols = 0;
   const int8_t* q = nullptr;          // [rows][cols] first level
-  const int8_t* r = nullptr;          // [rows][cols] second level (nullptr if amx_tiles)
+  const int8_t* r = nullptr;          // [rows][cols] second level (nullptr if tile_order)
   const float* scale = nullptr;       // [rows][cols / 32] dx
   const float* scaled_sum = nullptr;  // [rows][cols / 32] dx·(Σq + Σr/254)
   const int32_t* sum_q = nullptr;     // [rows][cols / 32] Σq
   const int32_t* sum_r = nullptr;     // [rows][cols / 32] Σr
   const float* fine_scale = nullptr;  // [rows][cols / 32] dx/254 (epilogues)
-  bool amx_tiles = false;             // q holds both levels in AMX tile order
+  bool tile_order = false;            // q holds both levels in the tile order
 };
 
 // Bytes of q in the AMX tile order for `rows` rows of `cols` columns.
@@ -187,12 +189,12 @@ struct AttentionTileTask {
 // --- AVX2 (baseline) ----------------------------------------------------
 namespace avx2 {
 // x [rows][cols] (x_stride floats apart) → the arrays of a QuantizedRows
-// (same shapes), for rows [row_begin, row_end); with amx_tiles, both levels
-// into q in the AMX tile order (r unused).
+// (same shapes), for rows [row_begin, row_end); with tile_order, both levels
+// into q in the tile order (r unused).
 void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
                   int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
                   float* scale, float* scaled_sum, int32_t* sum_q,
-                  int32_t* sum_r, float* fine_scale, bool amx_tiles);
+                  int32_t* sum_r, float* fine_scale, bool tile_order);
 // y[:, groups [group_begin, group_end) × 16] = x · wᵀ + bias.
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
@@ -272,7 +274,7 @@ namespace avx512 {
 void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
                   int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
                   float* scale, float* scaled_sum, int32_t* sum_q,
-                  int32_t* sum_r, float* fine_scale, bool amx_tiles);
+                  int32_t* sum_r, float* fine_scale, bool tile_order);
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y);
@@ -283,6 +285,9 @@ void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
 constexpr int64_t QuantDecodeTileGroups(int64_t rows) {
   return rows == 1 ? 4 : rows == 2 ? 2 : 1;
 }
+// QuantMatMul of this many rows or more reads x in the tile order
+// (QuantizedRows::tile_order); of fewer rows, row-major.
+inline constexpr int64_t kMinTileOrderRows = 3;
 constexpr int64_t FloatDecodeTileGroups(int64_t rows) { return rows == 1 ? 8 : 1; }
 // F32/F16/BF16 weights in place (weights this backend did not pack).
 void FloatMatMul(DType dtype, const void* w, int64_t cols, int64_t row_begin,
@@ -319,8 +324,8 @@ static inline int64_t Avx512AttentionScratch(int num_tokens, int group,
 // --- AMX-INT8 (with AVX-512) ----------------------------------------------
 namespace amx {
 // QuantMatMul for packed weights of the AVX-512 layout (unsigned Q8), with
-// results bit-identical to avx512::QuantMatMul. x must be in the AMX tile
-// order (x.amx_tiles; the padding rows' values do not matter). The calling
+// results bit-identical to avx512::QuantMatMul. x must be in the tile
+// order (x.tile_order; the padding rows' values do not matter). The calling
 // thread must have AMX permission (EnableAmx).
 void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,

@@ -229,7 +229,7 @@ void PackedFloatMatMulTyped(const PackedFloat& w, const float* x,
 void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
                   int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
                   float* scale, float* scaled_sum, int32_t* sum_q,
-                  int32_t* sum_r, float* fine_scale, bool amx_tiles) {
+                  int32_t* sum_r, float* fine_scale, bool tile_order) {
   const int64_t nb = cols / kQuantBlockSize;
   const __m256 sign_mask = _mm256_set1_ps(-0.0f);
   const __m256 second = _mm256_set1_ps(kSecondLevel);
@@ -275,7 +275,7 @@ void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
         q_total = _mm256_add_epi32(q_total, q32[i]);
         r_total = _mm256_add_epi32(r_total, r32[i]);
       }
-      if (amx_tiles) {
+      if (tile_order) {
         int8_t* tile = q + AmxTileOffset(row, b, nb);
         pack(q32, tile);
         pack(r32, tile + 512);

@@ -7,7 +7,8 @@
 // activation rows; each (group, block) of weights is loaded and unpacked
 // once per tile and used for MT rows and both activation levels:
 //   M = 1: GT = 4 (decode: independent accumulator chains), M = 2: GT = 2,
-//   otherwise GT = 1 with tiles of 4 rows (prefill, batched decode).
+//   otherwise GT = 1 with tiles of 4 rows (prefill, batched decode), the
+//   activations in the tile order (TileOrderQuantTile).
 // FloatMatMul (F32/F16/BF16 weights in place) tiles WT weight rows × MT
 // activation rows of fp32 multiply-adds with one horizontal sum per output.
 #include <immintrin.h>
@@ -146,6 +147,85 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
   }
 }
 
+// acc + Σ of the 4 products of each 32-bit lane of `weights` (unsigned
+// bytes) with the 4 signed bytes at p, broadcast: VPDPBUSD with its
+// embedded-broadcast memory operand. GCC does not fold _mm512_set1_epi32
+// of a load into it, and a separate VPBROADCASTD per product doubled the
+// instructions the batched kernel issues.
+inline __m512i DotBroadcast(__m512i acc, __m512i weights, const int8_t* p) {
+  asm("vpdpbusd %2%{1to16%}, %1, %0"
+      : "+v"(acc)
+      : "v"(weights), "m"(*reinterpret_cast<const int32_t*>(p)));
+  return acc;
+}
+
+// QuantTile for MT ≤ 4 rows of activations in the tile order (see
+// QuantizedRows): a block's q bytes of the tile's rows are 32 apart and
+// their r bytes 512 further, so every product reads its 4 activation bytes
+// at a constant offset from one pointer per block. One group per tile:
+// batched decodes and prompts.
+template <DType kType, int MT>
+void TileOrderQuantTile(const PackedQuant& w, const QuantizedRows& x,
+                        int64_t g, int64_t m0, const float* bias, OutputRows y) {
+  const int64_t nb = w.num_blocks;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[MT];
+  for (int t = 0; t < MT; ++t) acc[t] = _mm512_setzero_ps();
+  const int8_t* a = x.q + AmxTileOffset(m0, 0, nb);
+  const uint8_t* block = w.data + g * nb * w.block_bytes;
+  for (int64_t b = 0; b < nb; ++b, a += 1024, block += w.block_bytes) {
+    __m512i sq[MT], sr[MT];
+    for (int t = 0; t < MT; ++t) {
+      const int64_t meta = (m0 + t) * nb + b;
+      sq[t] = _mm512_set1_epi32(-kOffset<kType> * x.sum_q[meta]);
+      sr[t] = _mm512_set1_epi32(-kOffset<kType> * x.sum_r[meta]);
+    }
+    for (int64_t o = 0; o < w.block_bytes; o += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(block + kDecodePrefetchBytes + o),
+                   _MM_HINT_T0);
+    }
+    if constexpr (kType == DType::kQ8_0) {
+#pragma GCC unroll 8
+      for (int s = 0; s < 8; ++s) {
+        const __m512i p = _mm512_loadu_si512(block + 64 * s);
+#pragma GCC unroll 4
+        for (int t = 0; t < MT; ++t) {
+          sq[t] = DotBroadcast(sq[t], p, a + 32 * t + 4 * s);
+          sr[t] = DotBroadcast(sr[t], p, a + 512 + 32 * t + 4 * s);
+        }
+      }
+    } else {
+#pragma GCC unroll 4
+      for (int s = 0; s < 4; ++s) {
+        const __m512i p = _mm512_loadu_si512(block + 64 * s);
+        const __m512i l = _mm512_and_si512(p, low4);
+        const __m512i h = _mm512_and_si512(_mm512_srli_epi16(p, 4), low4);
+#pragma GCC unroll 4
+        for (int t = 0; t < MT; ++t) {
+          sq[t] = DotBroadcast(sq[t], l, a + 32 * t + 4 * s);
+          sq[t] = DotBroadcast(sq[t], h, a + 32 * t + 16 + 4 * s);
+          sr[t] = DotBroadcast(sr[t], l, a + 512 + 32 * t + 4 * s);
+          sr[t] = DotBroadcast(sr[t], h, a + 512 + 32 * t + 16 + 4 * s);
+        }
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(block + w.qs_bytes)));
+    __m512 mn = _mm512_setzero_ps();
+    if constexpr (kType == DType::kQ4_1) {
+      mn = _mm512_cvtph_ps(_mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(block + w.qs_bytes + 32)));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < MT; ++t) {
+      const int64_t meta = (m0 + t) * nb + b;
+      acc[t] = BlockEpilogue<kType == DType::kQ4_1>(
+          acc[t], sq[t], sr[t], d, mn, x.fine_scale[meta], x.scaled_sum[meta]);
+    }
+  }
+  StoreGroupRows(y, m0, MT, g, w.rows, bias, [&](int t) { return acc[t]; });
+}
+
 template <DType kType, int GT>
 void QuantTileRows(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
                    int64_t m0, int mt, const float* bias, OutputRows y) {
@@ -154,7 +234,7 @@ void QuantTileRows(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
   case n:                                                             \
     if constexpr (GT * n <= 4) QuantTile<kType, GT, n>(w, x, g0, m0, bias, y); \
     break;
-    WEFT_CASE(1) WEFT_CASE(2) WEFT_CASE(3) WEFT_CASE(4)
+    WEFT_CASE(1) WEFT_CASE(2)
 #undef WEFT_CASE
   }
 }
@@ -183,10 +263,15 @@ void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
     for (; g < group_end; ++g) QuantTileRows<kType, 1>(w, x, g, 0, mt, bias, y);
     return;
   }
+  // kMinTileOrderRows or more: x in the tile order.
   for (; g < group_end; ++g) {
     for (int64_t m0 = 0; m0 < m; m0 += 4) {
-      QuantTileRows<kType, 1>(w, x, g, m0, static_cast<int>(MinI64(4, m - m0)),
-                              bias, y);
+      switch (MinI64(4, m - m0)) {
+        case 1: TileOrderQuantTile<kType, 1>(w, x, g, m0, bias, y); break;
+        case 2: TileOrderQuantTile<kType, 2>(w, x, g, m0, bias, y); break;
+        case 3: TileOrderQuantTile<kType, 3>(w, x, g, m0, bias, y); break;
+        default: TileOrderQuantTile<kType, 4>(w, x, g, m0, bias, y); break;
+      }
     }
   }
 }
@@ -422,7 +507,7 @@ void PackedFloatMatMul(const PackedFloat& w, const float* x, int64_t x_rows,
 void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
                   int64_t row_begin, int64_t row_end, int8_t* q, int8_t* r,
                   float* scale, float* scaled_sum, int32_t* sum_q,
-                  int32_t* sum_r, float* fine_scale, bool amx_tiles) {
+                  int32_t* sum_r, float* fine_scale, bool tile_order) {
   // The arithmetic of avx2::QuantizeRows, a block of 32 in two vectors,
   // with the per-block scalars (max, scales, sums) computed for up to 16
   // blocks at once: one transposing reduction and one division per 16
@@ -469,7 +554,7 @@ void QuantizeRows(const float* x, int64_t x_stride, int64_t cols,
             _mm512_mul_ps(_mm512_sub_ps(scaled1, first1), second), kRounding));
         int8_t* q_dst;
         int8_t* r_dst;
-        if (amx_tiles) {
+        if (tile_order) {
           q_dst = q + AmxTileOffset(row, b, nb);
           r_dst = q_dst + 512;
         } else {

@@ -391,16 +391,18 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
   // Quantize the activations once (two int8 levels per block of 32).
   const int64_t blocks = x.cols / kQuantBlockSize;
   const bool amx = use_amx_ && x.rows >= kMinAmxRows;
-  // AMX reads activation rows 16 at a time (in its tile order: both
-  // levels in q, rows padded to a multiple of 16).
+  // AMX and AVX-512's kernel of several rows read the activations in the
+  // tile order (both levels in q, rows padded to a multiple of 16).
+  const bool tile_order =
+      amx || (use_avx512_ && x.rows >= cpu::avx512::kMinTileOrderRows);
   const size_t q_size = static_cast<size_t>(
-      amx ? cpu::AmxTileBytes(x.rows, x.cols) / 2 : x.rows * x.cols);
+      tile_order ? cpu::AmxTileBytes(x.rows, x.cols) / 2 : x.rows * x.cols);
   const size_t meta_size = static_cast<size_t>(x.rows * blocks);
   if (x_quant_.size() < 2 * q_size) x_quant_.resize(2 * q_size);
   if (x_scales_.size() < 3 * meta_size) x_scales_.resize(3 * meta_size);
   if (x_sums_.size() < 2 * meta_size) x_sums_.resize(2 * meta_size);
   int8_t* q = x_quant_.data();
-  int8_t* r = amx ? nullptr : q + q_size;
+  int8_t* r = tile_order ? nullptr : q + q_size;
   float* scale = x_scales_.data();
   float* scaled_sum = scale + meta_size;
   float* fine_scale = scaled_sum + meta_size;
@@ -410,10 +412,10 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
     if (use_avx512_) {
       cpu::avx512::QuantizeRows(F32(x), x.cols, x.cols, begin, end, q, r,
                                 scale, scaled_sum, sum_q, sum_r, fine_scale,
-                                amx);
+                                tile_order);
     } else {
       cpu::avx2::QuantizeRows(F32(x), x.cols, x.cols, begin, end, q, r, scale,
-                              scaled_sum, sum_q, sum_r, fine_scale, amx);
+                              scaled_sum, sum_q, sum_r, fine_scale, tile_order);
     }
   };
   if (x.rows < 2 || x.num_elements() < kMinParallelQuantizeElements) {
@@ -422,7 +424,7 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
     pool_->ParallelFor(x.rows, quantize);
   }
   const cpu::QuantizedRows rows{x.rows,     x.cols, q,     r,          scale,
-                                scaled_sum, sum_q,  sum_r, fine_scale, amx};
+                                scaled_sum, sum_q,  sum_r, fine_scale, tile_order};
   // Ranges of whole decode tiles (in a 2-thread decode the tail tiles of
   // ranges of any size held ~15% of the samples); AMX and the kernels of
   // several rows take one group at a time.
