@@ -228,7 +228,8 @@ int RunQuantize(const std::vector<int64_t>& ms, int64_t cols) {
       std::vector<int8_t> q(2 * padded * cols), r(padded * cols);
       std::vector<float> floats(3 * metas);
       std::vector<int32_t> sums(2 * metas);
-      const bool tiles = m >= 8;  // the AMX kernel's order, as the backend
+      // The order the backend quantizes into (AVX2 only ever runs row-major).
+      const bool tiles = avx512 && m >= cpu::avx512::kMinTileOrderRows;
       auto call = [&] {
         (avx512 ? cpu::avx512::QuantizeRows : cpu::avx2::QuantizeRows)(
             x.data(), cols, cols, 0, m, q.data(), r.data(), floats.data(),
