@@ -71,6 +71,9 @@ ABSL_FLAG(bool, allow_amx, true,
 ABSL_FLAG(bool, allow_avx_vnni, true,
           "fast backend without AVX-512 (or with --force_avx2): AVX-VNNI's "
           "quantized matmuls where the processor has AVX-VNNI");
+ABSL_FLAG(int64_t, decode_prefetch_bytes, -1,
+          "fast backend: how far ahead decode matmuls prefetch each weight "
+          "stream, bytes (-1: the backend's choice for this processor)");
 ABSL_FLAG(int, batched_prompt, 128, "prompt tokens per sequence, batched test");
 ABSL_FLAG(int, batched_gen, 128, "decode steps, batched test");
 ABSL_FLAG(int, reps, 5, "timed repetitions of each test");
@@ -406,6 +409,7 @@ int Main() {
     config.force_avx2 = absl::GetFlag(FLAGS_force_avx2);
     config.allow_avx_vnni = absl::GetFlag(FLAGS_allow_avx_vnni);
     config.allow_amx = absl::GetFlag(FLAGS_allow_amx);
+    config.decode_prefetch_bytes = absl::GetFlag(FLAGS_decode_prefetch_bytes);
     auto fast = FastCpuBackend::Create(config);
     if (!fast.ok()) return Fail(fast.status());
     options.threads = (*fast)->num_threads();

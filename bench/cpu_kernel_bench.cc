@@ -190,8 +190,9 @@ void RunFloat(bool avx512, DType dtype, absl::string_view name,
     }
   }
   std::vector<uint8_t> packed_bytes(cpu::PackedFloatBytes(dtype, rows, cols));
-  const cpu::PackedFloat w =
+  cpu::PackedFloat w =
       cpu::PackFloat(dtype, rows, cols, src.data(), packed_bytes.data());
+  w.prefetch_bytes = cpu::DecodePrefetchBytesFor(/*quantized=*/false, avx512);
   for (int64_t m : ms) {
     std::vector<float> x(m * cols);
     for (float& v : x) v = value(rng);
@@ -320,6 +321,8 @@ int Run() {
         weights.push_back(cpu::PackQuant(dtype, rows, cols, blocks.data(),
                                          /*unsigned_q8=*/kernel != "avx2",
                                          packed_bytes.data() + c * packed_size));
+        weights.back().prefetch_bytes = cpu::DecodePrefetchBytesFor(
+            /*quantized=*/true, /*avx512=*/kernel == "vnni" || kernel == "amx");
       }
       size_t next_copy = 0;
       for (int64_t m : ms) {

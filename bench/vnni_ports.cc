@@ -19,89 +19,84 @@ namespace {
 
 constexpr long kIterations = 20000000;
 
-template <typename Body>
-double NanosPerIteration(Body body) {
-  const auto start = std::chrono::steady_clock::now();
-  body();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return seconds / kIterations * 1e9;
+double Seconds(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// 12 VPDPBUSD chains plus `extra(k)` per iteration; the asm barriers keep
-// the compiler from hoisting or folding the operands.
-template <typename Extra>
-double Run(Extra extra) {
-  return NanosPerIteration([&] {
-    __m512i acc[12];
-    __m512i b = _mm512_set1_epi8(3), c = _mm512_set1_epi8(5);
-    for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_epi32(i);
-    for (long k = 0; k < kIterations; ++k) {
-#pragma GCC unroll 12
-      for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], b, c);
-      extra(k);
-      asm volatile("" : "+v"(b), "+v"(c));
-    }
-    alignas(64) int lanes[16];
-    int sum = 0;
-    for (int i = 0; i < 12; ++i) {
-      _mm512_store_si512(lanes, acc[i]);
-      sum += lanes[0];
-    }
-    if (sum == 42) std::puts("");
-  });
-}
+// Times kIterations of: 12 VPDPBUSD chains, then EXTRA (statements on
+// locals declared by SETUP, each kept in a register by an asm barrier).
+#define WEFT_VNNI_CASE(name, setup, extra)                                     \
+  {                                                                          \
+    __m512i acc[12];                                                         \
+    __m512i b = _mm512_set1_epi8(3), c = _mm512_set1_epi8(5);                \
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_epi32(i);              \
+    setup;                                                                   \
+    const auto start = std::chrono::steady_clock::now();                     \
+    for (long k = 0; k < kIterations; ++k) {                                 \
+      _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) {                \
+        acc[i] = _mm512_dpbusd_epi32(acc[i], b, c);                          \
+      }                                                                      \
+      extra;                                                                 \
+      asm volatile("" : "+v"(b), "+v"(c));                                   \
+    }                                                                        \
+    const double ns = Seconds(start) / kIterations * 1e9;                    \
+    alignas(64) int lanes[16];                                               \
+    int sum = 0;                                                             \
+    for (int i = 0; i < 12; ++i) {                                           \
+      _mm512_store_si512(lanes, acc[i]);                                     \
+      sum += lanes[0];                                                       \
+    }                                                                        \
+    std::printf("  %-22s %.3f%s\n", name, ns, sum == 42 ? " " : "");        \
+  }
+
+#define WEFT_KEEP4(a, b, c, d) asm volatile("" : "+v"(a), "+v"(b), "+v"(c), "+v"(d))
 
 }  // namespace
 
 int main() {
   for (int rep = 0; rep < 3; ++rep) {
-    __m512 f[4];
-    __m512i n[4];
-    for (int i = 0; i < 4; ++i) {
-      f[i] = _mm512_set1_ps(1.0f + i);
-      n[i] = _mm512_set1_epi32(i);
-    }
-    const __m512 half = _mm512_set1_ps(0.5f);
-    alignas(64) int memory[64] = {1};
-    __m256i h = _mm256_set1_epi16(0x3c00);
-    auto barrier = [&] {
-      asm volatile("" : "+v"(f[0]), "+v"(f[1]), "+v"(f[2]), "+v"(f[3]));
-      asm volatile("" : "+v"(n[0]), "+v"(n[1]), "+v"(n[2]), "+v"(n[3]), "+v"(h));
-    };
     std::printf("ns per iteration of 12 VPDPBUSD zmm:\n");
-    std::printf("  alone                 %.3f\n", Run([&](long) {}));
-    std::printf("  + 4 VFMADD231PS       %.3f\n", Run([&](long) {
-      for (int i = 0; i < 4; ++i) f[i] = _mm512_fmadd_ps(f[i], half, half);
-      barrier();
-    }));
-    std::printf("  + 4 VMULPS            %.3f\n", Run([&](long) {
-      for (int i = 0; i < 4; ++i) f[i] = _mm512_mul_ps(f[i], half);
-      barrier();
-    }));
-    std::printf("  + 4 VADDPS            %.3f\n", Run([&](long) {
-      for (int i = 0; i < 4; ++i) f[i] = _mm512_add_ps(f[i], half);
-      barrier();
-    }));
-    std::printf("  + 4 VCVTDQ2PS         %.3f\n", Run([&](long) {
-      for (int i = 0; i < 4; ++i) f[i] = _mm512_cvtepi32_ps(_mm512_castps_si512(f[i]));
-      barrier();
-    }));
-    std::printf("  + 4 VPSLLD/VPSUBD     %.3f\n", Run([&](long) {
-      n[0] = _mm512_slli_epi32(n[0], 1);
-      n[1] = _mm512_sub_epi32(n[1], n[0]);
-      n[2] = _mm512_slli_epi32(n[2], 3);
-      n[3] = _mm512_add_epi32(n[3], n[2]);
-      barrier();
-    }));
-    std::printf("  + 4 VPBROADCASTD mem  %.3f\n", Run([&](long k) {
-      for (int i = 0; i < 4; ++i) n[i] = _mm512_set1_epi32(memory[(k + i) & 31]);
-      barrier();
-    }));
-    std::printf("  + 2 VCVTPH2PS         %.3f\n", Run([&](long) {
-      f[0] = _mm512_cvtph_ps(h);
-      f[1] = _mm512_cvtph_ps(_mm256_add_epi16(h, h));
-      barrier();
-    }));
+    WEFT_VNNI_CASE("alone", , );
+    WEFT_VNNI_CASE("+ 4 VFMADD231PS",
+                   __m512 f0 = _mm512_set1_ps(1); __m512 f1 = f0; __m512 f2 = f0;
+                   __m512 f3 = f0; const __m512 h = _mm512_set1_ps(0.5f),
+                   f0 = _mm512_fmadd_ps(f0, h, h); f1 = _mm512_fmadd_ps(f1, h, h);
+                   f2 = _mm512_fmadd_ps(f2, h, h); f3 = _mm512_fmadd_ps(f3, h, h);
+                   WEFT_KEEP4(f0, f1, f2, f3));
+    WEFT_VNNI_CASE("+ 4 VMULPS",
+                   __m512 f0 = _mm512_set1_ps(1); __m512 f1 = f0; __m512 f2 = f0;
+                   __m512 f3 = f0; const __m512 h = _mm512_set1_ps(0.5f),
+                   f0 = _mm512_mul_ps(f0, h); f1 = _mm512_mul_ps(f1, h);
+                   f2 = _mm512_mul_ps(f2, h); f3 = _mm512_mul_ps(f3, h);
+                   WEFT_KEEP4(f0, f1, f2, f3));
+    WEFT_VNNI_CASE("+ 4 VADDPS",
+                   __m512 f0 = _mm512_set1_ps(1); __m512 f1 = f0; __m512 f2 = f0;
+                   __m512 f3 = f0; const __m512 h = _mm512_set1_ps(0.5f),
+                   f0 = _mm512_add_ps(f0, h); f1 = _mm512_add_ps(f1, h);
+                   f2 = _mm512_add_ps(f2, h); f3 = _mm512_add_ps(f3, h);
+                   WEFT_KEEP4(f0, f1, f2, f3));
+    WEFT_VNNI_CASE("+ 4 VCVTDQ2PS",
+                   __m512 f0 = _mm512_set1_ps(1); __m512 f1 = f0; __m512 f2 = f0;
+                   __m512 f3 = f0; const __m512i x = _mm512_set1_epi32(rep),
+                   f0 = _mm512_cvtepi32_ps(_mm512_add_epi32(x, acc[0]));
+                   f1 = _mm512_cvtepi32_ps(acc[1]); f2 = _mm512_cvtepi32_ps(acc[2]);
+                   f3 = _mm512_cvtepi32_ps(acc[3]); WEFT_KEEP4(f0, f1, f2, f3));
+    WEFT_VNNI_CASE("+ 4 VPSLLD/VPSUBD",
+                   __m512i n0 = _mm512_set1_epi32(1); __m512i n1 = n0; __m512i n2 = n0;
+                   __m512i n3 = n0,
+                   n0 = _mm512_slli_epi32(n0, 1); n1 = _mm512_sub_epi32(n1, n0);
+                   n2 = _mm512_slli_epi32(n2, 3); n3 = _mm512_add_epi32(n3, n2);
+                   WEFT_KEEP4(n0, n1, n2, n3));
+    WEFT_VNNI_CASE("+ 4 VPBROADCASTD mem",
+                   alignas(64) int memory[64] = {1}; __m512i n0; __m512i n1; __m512i n2;
+                   __m512i n3,
+                   n0 = _mm512_set1_epi32(memory[k & 31]);
+                   n1 = _mm512_set1_epi32(memory[(k + 1) & 31]);
+                   n2 = _mm512_set1_epi32(memory[(k + 2) & 31]);
+                   n3 = _mm512_set1_epi32(memory[(k + 3) & 31]); WEFT_KEEP4(n0, n1, n2, n3));
+    WEFT_VNNI_CASE("+ 2 VCVTPH2PS",
+                   __m256i h = _mm256_set1_epi16(0x3c00); __m512 f0; __m512 f1,
+                   f0 = _mm512_cvtph_ps(h); f1 = _mm512_cvtph_ps(_mm256_add_epi16(h, h));
+                   asm volatile("" : "+v"(f0), "+v"(f1), "+v"(h)));
   }
 }

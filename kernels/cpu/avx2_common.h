@@ -17,11 +17,6 @@ namespace {
 
 inline int64_t MinI64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// How far ahead the decode tiles (quantized and packed float) fetch their
-// weight stream (as the AVX-512 kernels' kDecodePrefetchBytes;
-// bench/README.md has the A/B).
-constexpr int64_t kDecodePrefetchBytes = 1024;
-
 // y[m][16g .. 16g + 16) = (lo, hi) + bias, the columns past the matrix's
 // `rows` left alone: the end of every group tile.
 inline void StoreGroupRow(OutputRows y, int64_t m, int64_t g, int64_t rows,

@@ -158,7 +158,7 @@ void PackedFloatTile(const PackedFloat& w, const float* x, int64_t x_stride,
         for (int gi = 0; gi < GT; ++gi) {
           _mm_prefetch(reinterpret_cast<const char*>(base + gi * group_bytes +
                                                      k * kPackRows * kElement +
-                                                     kDecodePrefetchBytes),
+                                                     w.prefetch_bytes),
                        _MM_HINT_T0);
         }
       }

@@ -47,8 +47,6 @@ inline __m512 Reduce16(const __m512* v, Op op) {
   return op(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xDD));
 }
 
-// How far ahead a decode (one activation row) fetches each weight stream.
-constexpr int64_t kDecodePrefetchBytes = 1024;
 
 template <DType kType>
 constexpr int32_t kOffset = kType == DType::kQ4_0 ? 8
@@ -91,10 +89,10 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
       base[gi] = w.data + ((g0 + gi) * nb + b) * w.block_bytes;
     }
     // A tile streams GT groups at once: fetch each a block's bytes
-    // kDecodePrefetchBytes ahead (past a group's end: the next group's).
+    // w.prefetch_bytes ahead (past a group's end: the next group's).
     for (int gi = 0; gi < GT; ++gi) {
       for (int64_t o = 0; o < w.block_bytes; o += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(base[gi] + kDecodePrefetchBytes + o),
+        _mm_prefetch(reinterpret_cast<const char*>(base[gi] + w.prefetch_bytes + o),
                      _MM_HINT_T0);
       }
     }
@@ -181,7 +179,7 @@ void TileOrderQuantTile(const PackedQuant& w, const QuantizedRows& x,
       sr[t] = _mm512_set1_epi32(-kOffset<kType> * x.sum_r[meta]);
     }
     for (int64_t o = 0; o < w.block_bytes; o += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(block + kDecodePrefetchBytes + o),
+      _mm_prefetch(reinterpret_cast<const char*>(block + w.prefetch_bytes + o),
                    _MM_HINT_T0);
     }
     if constexpr (kType == DType::kQ8_0) {
@@ -403,7 +401,7 @@ void PackedFloatTile(const PackedFloat& w, const float* x, int64_t x_stride,
         for (int gi = 0; gi < GT; ++gi) {
           _mm_prefetch(reinterpret_cast<const char*>(base + gi * group_bytes +
                                                      k * kPackRows * kElement +
-                                                     kDecodePrefetchBytes),
+                                                     w.prefetch_bytes),
                        _MM_HINT_T0);
         }
       }

@@ -90,6 +90,20 @@ bool cpu::HasAvxVnni() {
   return (eax & (1u << 4)) != 0;
 }
 
+int64_t cpu::DecodePrefetchBytesFor(bool quantized, bool avx512) {
+  static const bool amd = [] {
+    unsigned max_leaf, ebx, ecx, edx;
+    if (!__get_cpuid(0, &max_leaf, &ebx, &ecx, &edx)) return false;
+    char vendor[12];
+    std::memcpy(vendor, &ebx, 4);
+    std::memcpy(vendor + 4, &edx, 4);
+    std::memcpy(vendor + 8, &ecx, 4);
+    return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
+  }();
+  return amd && (avx512 || !quantized) ? kAmdDecodePrefetchBytes
+                                        : kDecodePrefetchBytes;
+}
+
 bool cpu::EnableAmx() {
   static const bool enabled = [] {
     unsigned eax, ebx, ecx, edx;
@@ -146,6 +160,11 @@ absl::Status CpuBackendConfig::Validate() const {
         absl::StrCat("the CPU KV cache dtype must be f16 or f32, got ",
                      DTypeName(kv_cache_dtype)));
   }
+  if (decode_prefetch_bytes < -1 || decode_prefetch_bytes > (1 << 16)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the decode prefetch distance must be in [0, 65536] bytes (-1: for "
+        "the processor), got ", decode_prefetch_bytes));
+  }
   return absl::OkStatus();
 }
 
@@ -164,6 +183,7 @@ FastCpuBackend::FastCpuBackend(const CpuBackendConfig& config)
   use_avx512_ = !config.force_avx2 && cpu::HasAvx512Vnni();
   use_amx_ = use_avx512_ && config.allow_amx && cpu::EnableAmx();
   use_avx_vnni_ = !use_avx512_ && config.allow_avx_vnni && cpu::HasAvxVnni();
+  decode_prefetch_bytes_ = config.decode_prefetch_bytes;
   isa_ = use_amx_       ? "avx512-vnni+amx"
          : use_avx512_  ? "avx512-vnni"
          : use_avx_vnni_ ? "avx2+avx-vnni"
@@ -247,12 +267,20 @@ absl::StatusOr<Tensor> FastCpuBackend::UploadWeight(DType dtype, int64_t rows,
   if (is_float) {
     weight->packed_float =
         cpu::PackFloat(dtype, rows, cols, host, weight->bytes->data());
+    weight->packed_float.prefetch_bytes =
+        decode_prefetch_bytes_ >= 0
+            ? decode_prefetch_bytes_
+            : cpu::DecodePrefetchBytesFor(/*quantized=*/false, use_avx512_);
   } else {
     // VPDPBUSD multiplies unsigned by signed bytes: the VNNI kernels read
     // Q8_0 weights as q + 128.
     weight->packed = cpu::PackQuant(dtype, rows, cols, host,
                                     use_avx512_ || use_avx_vnni_,
                                     weight->bytes->data());
+    weight->packed.prefetch_bytes =
+        decode_prefetch_bytes_ >= 0
+            ? decode_prefetch_bytes_
+            : cpu::DecodePrefetchBytesFor(/*quantized=*/true, use_avx512_);
   }
   packed_[host] = std::move(weight);
   return tensor;

@@ -54,6 +54,11 @@ struct CpuBackendConfig {
   // too) halves the bytes attention reads per token, which bounds batched
   // decode; F32 keeps the cache exact (docs/cpu.md has the measurements).
   DType kv_cache_dtype = DType::kF16;
+  // How far ahead (bytes) decode matmuls software-prefetch each weight
+  // stream (cpu_kernels.h, kDecodePrefetchBytes); -1: the distance measured
+  // best for this processor's vendor and the kernel (DecodePrefetchBytesFor).
+  // Benchmarks set it to compare.
+  int64_t decode_prefetch_bytes = -1;
 
   absl::Status Validate() const;
 };
@@ -126,6 +131,7 @@ class FastCpuBackend : public CpuBackend {
   bool use_avx512_ = false;
   bool use_amx_ = false;
   bool use_avx_vnni_ = false;  // only where use_avx512_ is false
+  int64_t decode_prefetch_bytes_ = -1;  // CpuBackendConfig's
   std::unique_ptr<ThreadPool> pool_;
   // Repacked quantized weights, by the address of the original data (the
   // Tensor handed out keeps pointing at the GGML layout so ops that read a

@@ -32,7 +32,6 @@
 namespace weft::cpu::WEFT_QUANT_AVX2_NAMESPACE {
 namespace {
 
-using avx2::kDecodePrefetchBytes;
 using avx2::MinI64;
 using avx2::StoreGroupRow;
 
@@ -115,7 +114,7 @@ inline __m256 JoinLevels(__m256i sq, __m256i sr) {
 
 // GT groups of 16 output columns (two halves of 8) × one activation row,
 // both activation levels: per group 2 float + 4 int accumulators. Each
-// group is a weight stream of its own, fetched kDecodePrefetchBytes ahead.
+// group is a weight stream of its own, fetched w.prefetch_bytes ahead.
 template <DType kType, int GT>
 void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
                int64_t m, const float* bias, OutputRows y) {
@@ -129,10 +128,10 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
     for (int gi = 0; gi < GT; ++gi) {
       base[gi] = w.data + ((g0 + gi) * nb + b) * w.block_bytes;
       // A group's bytes stream by: fetch a block's bytes
-      // kDecodePrefetchBytes ahead (past the group's end: the next
-      // group's, which a later tile reads).
+      // w.prefetch_bytes ahead (past the group's end: the next group's,
+      // which a later tile reads).
       for (int64_t o = 0; o < w.block_bytes; o += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(base[gi] + kDecodePrefetchBytes + o),
+        _mm_prefetch(reinterpret_cast<const char*>(base[gi] + w.prefetch_bytes + o),
                      _MM_HINT_T0);
       }
     }
@@ -282,7 +281,7 @@ void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
     for (int64_t b = b0; b < b1; ++b) {
       const uint8_t* base = group + b * w.block_bytes;
       for (int64_t o = 0; o < w.block_bytes; o += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(base + kDecodePrefetchBytes + o),
+        _mm_prefetch(reinterpret_cast<const char*>(base + w.prefetch_bytes + o),
                      _MM_HINT_T0);
       }
       uint8_t* dst = unpacked + (b - b0) * kUnpackedBlockBytes<kType>;

@@ -762,35 +762,5 @@ TEST(ThreadPoolTest, RunGivesEachThreadItsIndexAfterSleeping) {
   }
 }
 
-TEST(CpuBackendConfigTest, RejectsNegativeThreads) {
-  CpuBackendConfig config;
-  config.num_threads = -1;
-  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_GE(NumPhysicalCores(), 1);
-}
-
-TEST(CpuBackendConfigTest, KvCacheIsF16ByDefaultAndF32OnRequest) {
-  CpuBackendConfig config;
-  EXPECT_EQ(config.kv_cache_dtype, DType::kF16);
-  auto f16 = MakeCpuBackend(config);
-  ASSERT_TRUE(f16.ok()) << f16.status();
-  EXPECT_EQ((*f16)->kv_cache_dtype(), DType::kF16);
-  config.kv_cache_dtype = DType::kF32;
-  auto f32 = MakeCpuBackend(config);
-  ASSERT_TRUE(f32.ok()) << f32.status();
-  EXPECT_EQ((*f32)->kv_cache_dtype(), DType::kF32);
-  config.kv_cache_dtype = DType::kBF16;
-  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(MakeCpuBackend(config).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  // The flag: auto keeps the reference kernels' cache exact.
-  EXPECT_EQ(*ParseCpuKvCacheDtype("auto", false), DType::kF16);
-  EXPECT_EQ(*ParseCpuKvCacheDtype("auto", true), DType::kF32);
-  EXPECT_EQ(*ParseCpuKvCacheDtype("f16", true), DType::kF16);
-  EXPECT_EQ(*ParseCpuKvCacheDtype("f32", false), DType::kF32);
-  EXPECT_EQ(ParseCpuKvCacheDtype("bf16", false).status().code(),
-            absl::StatusCode::kInvalidArgument);
-}
-
 }  // namespace
 }  // namespace weft
