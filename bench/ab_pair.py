@@ -3,9 +3,11 @@
 
 The dev VM's speed drifts by 2x within minutes, so medians of separate
 runs of two builds mislead. This runs the two binaries back to back with
-the same flags, PAIRS times, in the order ABBA ABBA ... (so neither build
-always runs first), and prints each build's median and the median of the
-per-pair ratios B/A, the number to quote.
+the same flags (plus --a-flags / --b-flags, given with `=`, for one side
+only: a binary against itself with a knob changed), PAIRS times, in the
+order ABBA ABBA ... (so neither build always runs first), and prints each
+build's median and the median of the per-pair ratios B/A, the number to
+quote.
 
     bench/ab_pair.py OLD_BINARY NEW_BINARY --pairs 12 -- \
         --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2 --tests tg

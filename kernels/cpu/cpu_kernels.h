@@ -40,14 +40,16 @@ namespace weft::cpu {
 
 inline constexpr int kPackRows = 16;
 
-// How far ahead (bytes) a decode tile (one or two activation rows) fetches
-// each of its weight streams with software prefetches: a packed weight's
+// How far ahead (bytes) the matmul tiles fetch each of their weight streams
+// with software prefetches (decode tiles of one or two activation rows,
+// and the VNNI and AVX2 kernels of several rows): a packed weight's
 // prefetch_bytes, which the backend sets for the processor and kernel
 // (DecodePrefetchBytesFor). On Intel (Sapphire Rapids) 1 KiB ahead made
 // generation 6-12% faster than none; on AMD Zen 4 it made generation
 // 6-31% slower than 2 lines ahead with the AVX-512 kernels and AVX2's
 // float ones (the hardware prefetchers then stream), while AVX2's
-// quantized decode was 4% faster with 1 KiB (docs/cpu.md).
+// quantized decode was 4% faster with 1 KiB (docs/cpu.md); AVX-VNNI's
+// quantized kernels (the same source) follow AVX2's, unmeasured on AMD.
 inline constexpr int64_t kDecodePrefetchBytes = 1024;
 inline constexpr int64_t kAmdDecodePrefetchBytes = 128;
 

@@ -54,8 +54,8 @@ struct CpuBackendConfig {
   // too) halves the bytes attention reads per token, which bounds batched
   // decode; F32 keeps the cache exact (docs/cpu.md has the measurements).
   DType kv_cache_dtype = DType::kF16;
-  // How far ahead (bytes) decode matmuls software-prefetch each weight
-  // stream (cpu_kernels.h, kDecodePrefetchBytes); -1: the distance measured
+  // How far ahead (bytes) matmuls software-prefetch each weight stream
+  // (cpu_kernels.h, kDecodePrefetchBytes); -1: the distance measured
   // best for this processor's vendor and the kernel (DecodePrefetchBytesFor).
   // Benchmarks set it to compare.
   int64_t decode_prefetch_bytes = -1;
