@@ -200,13 +200,7 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
           }
         }
         const uint8_t* block = group + b * w.block_bytes;
-        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(block + w.qs_bytes)));
-        __m512 mn = _mm512_setzero_ps();
-        if constexpr (kType == DType::kQ4_1) {
-          mn = _mm512_cvtph_ps(_mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(block + w.qs_bytes + 32)));
-        }
+        const avx512::BlockScales scales = avx512::LoadBlockScales<kType>(w, block);
         const int32_t* cq = c[b % (kAhead + 1)][0];
         const int32_t* cr = c[b % (kAhead + 1)][1];
 #pragma GCC unroll 16
@@ -220,7 +214,8 @@ void MatMulTyped(const PackedQuant& w, const QuantizedRows& x,
             sr = _mm512_add_epi32(sr, _mm512_set1_epi32(offsets[2 * meta + 1]));
           }
           acc[t] = avx512::BlockEpilogue<kType == DType::kQ4_1>(
-              acc[t], sq, sr, d, mn, x.fine_scale[meta], x.scaled_sum[meta]);
+              acc[t], sq, sr, scales.d, scales.mn, x.fine_scale[meta],
+              x.scaled_sum[meta]);
         }
       }
       avx512::StoreGroupRows(y, m0, mt, g, w.rows, bias,

@@ -27,6 +27,25 @@ inline float HorizontalSum(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
 }
 
+// A packed (group, block)'s scales d of its 16 weight rows as fp32, and
+// for Q4_1 their minimums (zero for the other types).
+struct BlockScales {
+  __m512 d;
+  __m512 mn;
+};
+template <DType kType>
+inline BlockScales LoadBlockScales(const PackedQuant& w, const uint8_t* block) {
+  const uint8_t* scales = block + w.qs_bytes;
+  BlockScales out{_mm512_cvtph_ps(_mm256_loadu_si256(
+                      reinterpret_cast<const __m256i*>(scales))),
+                  _mm512_setzero_ps()};
+  if constexpr (kType == DType::kQ4_1) {
+    out.mn = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + 32)));
+  }
+  return out;
+}
+
 // The fp32 epilogue of one (weight group, block, activation row): acc +=
 // (254·sq + sr) · d · fine (+ the Q4_1 minimum times dx·Σ), where sq, sr
 // are the block's two activation levels' int32 sums (zero points already

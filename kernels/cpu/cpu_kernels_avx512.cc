@@ -124,18 +124,12 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
       }
     }
     for (int gi = 0; gi < GT; ++gi) {
-      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(
-          reinterpret_cast<const __m256i*>(base[gi] + w.qs_bytes)));
-      __m512 mn = _mm512_setzero_ps();
-      if constexpr (kType == DType::kQ4_1) {
-        mn = _mm512_cvtph_ps(_mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(base[gi] + w.qs_bytes + 32)));
-      }
+      const BlockScales scales = LoadBlockScales<kType>(w, base[gi]);
       for (int t = 0; t < MT; ++t) {
         const int64_t meta = (m0 + t) * nb + b;
         acc[gi][t] = BlockEpilogue<kType == DType::kQ4_1>(
-            acc[gi][t], sq[gi][t], sr[gi][t], d, mn, x.fine_scale[meta],
-            x.scaled_sum[meta]);
+            acc[gi][t], sq[gi][t], sr[gi][t], scales.d, scales.mn,
+            x.fine_scale[meta], x.scaled_sum[meta]);
       }
     }
   }
@@ -207,18 +201,13 @@ void TileOrderQuantTile(const PackedQuant& w, const QuantizedRows& x,
         }
       }
     }
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(
-        reinterpret_cast<const __m256i*>(block + w.qs_bytes)));
-    __m512 mn = _mm512_setzero_ps();
-    if constexpr (kType == DType::kQ4_1) {
-      mn = _mm512_cvtph_ps(_mm256_loadu_si256(
-          reinterpret_cast<const __m256i*>(block + w.qs_bytes + 32)));
-    }
+    const BlockScales scales = LoadBlockScales<kType>(w, block);
 #pragma GCC unroll 4
     for (int t = 0; t < MT; ++t) {
       const int64_t meta = (m0 + t) * nb + b;
-      acc[t] = BlockEpilogue<kType == DType::kQ4_1>(
-          acc[t], sq[t], sr[t], d, mn, x.fine_scale[meta], x.scaled_sum[meta]);
+      acc[t] = BlockEpilogue<kType == DType::kQ4_1>(acc[t], sq[t], sr[t], scales.d,
+                                                    scales.mn, x.fine_scale[meta],
+                                                    x.scaled_sum[meta]);
     }
   }
   StoreGroupRows(y, m0, MT, g, w.rows, bias, [&](int t) { return acc[t]; });
