@@ -47,7 +47,6 @@ inline __m512 Reduce16(const __m512* v, Op op) {
   return op(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xDD));
 }
 
-
 template <DType kType>
 constexpr int32_t kOffset = kType == DType::kQ4_0 ? 8
                             : kType == DType::kQ8_0 ? 128
