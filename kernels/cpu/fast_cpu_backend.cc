@@ -264,23 +264,21 @@ absl::StatusOr<Tensor> FastCpuBackend::UploadWeight(DType dtype, int64_t rows,
         "cannot map ", bytes, " bytes for a packed ", DTypeName(dtype),
         " weight [", rows, ", ", cols, "]"));
   }
+  const int64_t prefetch_bytes =
+      decode_prefetch_bytes_ >= 0
+          ? decode_prefetch_bytes_
+          : cpu::DecodePrefetchBytesFor(/*quantized=*/!is_float, use_avx512_);
   if (is_float) {
     weight->packed_float =
         cpu::PackFloat(dtype, rows, cols, host, weight->bytes->data());
-    weight->packed_float.prefetch_bytes =
-        decode_prefetch_bytes_ >= 0
-            ? decode_prefetch_bytes_
-            : cpu::DecodePrefetchBytesFor(/*quantized=*/false, use_avx512_);
+    weight->packed_float.prefetch_bytes = prefetch_bytes;
   } else {
     // VPDPBUSD multiplies unsigned by signed bytes: the VNNI kernels read
     // Q8_0 weights as q + 128.
     weight->packed = cpu::PackQuant(dtype, rows, cols, host,
                                     use_avx512_ || use_avx_vnni_,
                                     weight->bytes->data());
-    weight->packed.prefetch_bytes =
-        decode_prefetch_bytes_ >= 0
-            ? decode_prefetch_bytes_
-            : cpu::DecodePrefetchBytesFor(/*quantized=*/true, use_avx512_);
+    weight->packed.prefetch_bytes = prefetch_bytes;
   }
   packed_[host] = std::move(weight);
   return tensor;
