@@ -48,6 +48,9 @@ ABSL_FLAG(int64_t, weight_mb, 0,
           "in a model's forward (0: one copy, hot in L1/L2)");
 ABSL_FLAG(int, attention_context, 192, "context tokens per sequence (--kernels attention)");
 ABSL_FLAG(int, attention_seqs, 16, "sequences of the decode step (--kernels attention)");
+ABSL_FLAG(bool, attention_next, true,
+          "fetch the next task's keys while summing values (AttentionTileTask::next), as "
+          "the backend does (--kernels attention)");
 ABSL_FLAG(bool, attention_chunked, true,
           "contexts over kAttentionKeyChunk keys in chunks + MergeKeyChunks, as the "
           "backend runs them (--kernels attention)");
@@ -102,8 +105,11 @@ int RunAttention() {
       1, kGroup, kHeadDim, chunks > 1 ? kChunk : context));
   const int64_t chunk_floats = cpu::AttentionPartialFloats(kGroup, kHeadDim);
   std::vector<float> partials(chunks * chunk_floats);
+  const bool fetch_next = absl::GetFlag(FLAGS_attention_next);
   auto step = [&] {
     for (int l = 0; l < kLayers; ++l) {
+      const uint16_t* k_layer = k.data() + l * layer_blocks * block_elements;
+      const uint16_t* v_layer = v.data() + l * layer_blocks * block_elements;
       for (int s = 0; s < kSeqs; ++s) {
         for (int h = 0; h < kKvHeads; ++h) {
           cpu::AttentionTileTask a;
@@ -115,13 +121,25 @@ int RunAttention() {
           a.head_dim = kHeadDim;
           a.first_visible = context;
           a.scale = 0.125f;
-          a.k_base = k.data() + l * layer_blocks * block_elements + h * kBlock * kHeadDim;
-          a.v_base = v.data() + l * layer_blocks * block_elements + h * kBlock * kHeadDim;
+          a.k_base = k_layer + h * kBlock * kHeadDim;
+          a.v_base = v_layer + h * kBlock * kHeadDim;
           a.kv_dtype = DType::kF16;
           a.blocks = blocks.data() + s * blocks_per_seq;
           a.block_stride = block_elements;
           a.block_size = kBlock;
+          // The backend's next task on this thread: the next KV head, then
+          // the next sequence, within the layer; its first chunk's keys.
+          cpu::AttentionNextKeys next;
+          if (fetch_next && (h + 1 < kKvHeads || s + 1 < kSeqs)) {
+            const int nh = (h + 1) % kKvHeads;
+            const int ns = h + 1 < kKvHeads ? s : s + 1;
+            next.k_base = k_layer + nh * kBlock * kHeadDim;
+            next.v_base = v_layer + nh * kBlock * kHeadDim;
+            next.blocks = blocks.data() + ns * blocks_per_seq;
+            next.key_end = std::min(context, kChunk);
+          }
           if (chunks == 1) {
+            a.next = next;
             cpu::avx512::AttendQueryTile(a, scratch.data());
             continue;
           }
@@ -129,6 +147,7 @@ int RunAttention() {
             a.key_begin = c * kChunk;
             a.key_end = std::min((c + 1) * kChunk, context);
             a.partial = partials.data() + c * chunk_floats;
+            if (c + 1 == chunks) a.next = next;
             cpu::avx512::AttendQueryTile(a, scratch.data());
           }
           cpu::avx512::MergeKeyChunks(partials.data(), chunks, chunk_floats, kGroup,

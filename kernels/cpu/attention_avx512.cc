@@ -16,7 +16,8 @@
 // the same passes over the chunk's keys, then (unnormalized) the chunk's
 // max, Σ p and value sum into task.partial, which MergeKeyChunks combines.
 // Keys are read in place from the paged blocks; the K of 16 keys of a
-// block is 16 × head_dim contiguous elements.
+// block is 16 × head_dim contiguous elements. Pass 3 also fetches the K
+// and V of the thread's next task (task.next) into L2.
 #include <immintrin.h>
 
 #include <cmath>
@@ -137,14 +138,68 @@ inline void ScoreRows(const float* const* q, const T* const* keys, __m512 scores
   }
 }
 
+// Walks the keys of task.next, fetching each one's K and V row into L2.
+// A decode task waits on memory at every block of its context (the
+// blocks are scattered, so the hardware prefetchers lose the stream at
+// each edge); fetching the next task's keys while this one sums its
+// values, a few at a time, overlaps that wait with work. One burst of
+// prefetches for the whole next task instead stalled this one.
+template <int kD, typename T>
+class NextKeyFetcher {
+ public:
+  explicit NextKeyFetcher(const AttentionTileTask& task)
+      : next_(task.next), block_size_(task.block_size),
+        block_stride_(task.block_stride) {
+    if (next_.k_base == nullptr || next_.key_end <= next_.key_begin) return;
+    left_ = next_.key_end - next_.key_begin;
+    block_ = next_.key_begin / block_size_;
+    offset_ = next_.key_begin % block_size_;
+    Locate();
+  }
+  int left() const { return left_; }
+  // Fetches the next n keys' rows (fewer at the end).
+  void Fetch(int n) {
+    for (; n > 0 && left_ > 0; --n) {
+      PrefetchRow<kD, T, _MM_HINT_T1>(k_);
+      PrefetchRow<kD, T, _MM_HINT_T1>(v_);
+      if (--left_ == 0) return;
+      if (++offset_ == block_size_) {
+        ++block_;
+        offset_ = 0;
+        Locate();
+      } else {
+        k_ += 16 * kD;
+        v_ += 16 * kD;
+      }
+    }
+  }
+
+ private:
+  void Locate() {
+    const int64_t at = next_.blocks[block_] * block_stride_ + offset_ * 16 * kD;
+    k_ = static_cast<const T*>(next_.k_base) + at;
+    v_ = static_cast<const T*>(next_.v_base) + at;
+  }
+
+  const AttentionNextKeys next_;
+  const int block_size_;
+  const int64_t block_stride_;
+  int left_ = 0;
+  int block_ = 0;
+  int offset_ = 0;
+  const T* k_ = nullptr;
+  const T* v_ = nullptr;
+};
+
 // Pass 3 for `count` consecutive rows starting at r0, kD = head_dim / 16
 // vectors per row; visible(r) is how many of the task's keys row r sees
-// (non-decreasing in r; 0 or less: none).
+// (non-decreasing in r; 0 or less: none). With `next`, each key also
+// fetches its share of the next task's keys.
 template <int kD, int kRows, typename T, typename Visible>
 void AccumulateValues(const AttentionTileTask& task, const float* probs,
                       int64_t probs_stride, int r0, const T* const* v_rows,
                       const float* row_sums, const float* row_maxes,
-                      Visible visible_keys) {
+                      Visible visible_keys, NextKeyFetcher<kD, T>* next) {
   __m512 acc[kRows][kD];
   int visible[kRows];
   int max_visible = 0;
@@ -154,10 +209,13 @@ void AccumulateValues(const AttentionTileTask& task, const float* probs,
     if (visible[i] > max_visible) max_visible = visible[i];
   }
   const int min_visible = visible[0];
+  const int next_per_key =
+      next != nullptr && min_visible > 0 ? (next->left() + min_visible - 1) / min_visible : 0;
   int j = 0;
   for (; j < min_visible; ++j) {
     // The V rows of a sequence are scattered over its blocks: fetch ahead.
     PrefetchRow<kD>(v_rows[j + kValuesAhead]);
+    if (next_per_key > 0) next->Fetch(next_per_key);
     __m512 v[kD];
     for (int e = 0; e < kD; ++e) v[e] = Load16(v_rows[j] + 16 * e);
     for (int i = 0; i < kRows; ++i) {
@@ -300,9 +358,12 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
       r0 += count;
     }
   }
-  // Pass 2: softmax numerators in place; pass 3 per row group.
+  // Pass 2: softmax numerators in place; pass 3 per row group (the first
+  // fetches the next task's keys).
+  NextKeyFetcher<kD, T> next_keys(task);
   for (int r0 = 0; r0 < rows; r0 += kRowsPerGroup) {
     const int count = rows - r0 < kRowsPerGroup ? rows - r0 : kRowsPerGroup;
+    NextKeyFetcher<kD, T>* next = r0 == 0 && next_keys.left() > 0 ? &next_keys : nullptr;
     for (int i = 0; i < count; ++i) {
       const int r = r0 + i;
       const int visible = visible_keys(r);
@@ -323,22 +384,22 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
     switch (count) {
       case 1:
         AccumulateValues<kD, 1, T>(task, probs, stride, r0, value_rows, row_sums,
-                                   row_maxes, visible_keys);
+                                   row_maxes, visible_keys, next);
         break;
       case 2:
         AccumulateValues<kD, 2, T>(task, probs, stride, r0, value_rows, row_sums,
-                                   row_maxes, visible_keys);
+                                   row_maxes, visible_keys, next);
         break;
       case 3:
         if constexpr (kRowsPerGroup >= 3) {
           AccumulateValues<kD, 3, T>(task, probs, stride, r0, value_rows, row_sums,
-                                     row_maxes, visible_keys);
+                                     row_maxes, visible_keys, next);
         }
         break;
       default:
         if constexpr (kRowsPerGroup >= 4) {
           AccumulateValues<kD, 4, T>(task, probs, stride, r0, value_rows, row_sums,
-                                     row_maxes, visible_keys);
+                                     row_maxes, visible_keys, next);
         }
         break;
     }

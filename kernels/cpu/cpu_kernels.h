@@ -165,6 +165,17 @@ inline constexpr int64_t AttentionPartialFloats(int rows, int head_dim) {
   return int64_t{rows} * (head_dim + 2);
 }
 
+// Keys of the attention task a thread runs after the current one, of the
+// same layer (so the same block_stride, block_size, head_dim and K/V
+// type): [key_begin, key_end) of the blocks `blocks` at k_base / v_base.
+struct AttentionNextKeys {
+  const void* k_base = nullptr;  // null: none known
+  const void* v_base = nullptr;
+  const int32_t* blocks = nullptr;
+  int key_begin = 0;
+  int key_end = 0;
+};
+
 // Causal attention of consecutive query tokens of one sequence (a decode
 // token, or part of a prompt chunk) × the `group` query heads sharing one
 // KV head. Query token i (0-based in the tile) sees first_visible + i
@@ -199,6 +210,10 @@ struct AttentionTileTask {
   int key_begin = 0;
   int key_end = 0;
   float* partial = nullptr;
+  // avx512::AttendQueryTile only, optional: while it sums the values it
+  // fetches these keys' K and V rows into L2, so that the next task finds
+  // them there instead of waiting on memory at every block.
+  AttentionNextKeys next;
 };
 
 // --- AVX2 (baseline) ----------------------------------------------------

@@ -683,17 +683,36 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
   }
   const int64_t block_stride = shape.block_elements();
   const int64_t element_bytes = DTypeBlockBytes(shape.dtype);
+  auto head_base = [&](const void* base, const AttentionWork& work) {
+    return static_cast<const uint8_t*>(base) +
+           int64_t{work.kv_head} * shape.block_size * head_dim * element_bytes;
+  };
+  // The keys task i starts on (its chunk's, or its first chunk's).
+  auto first_keys = [&](int64_t i) {
+    const AttentionWork& work = attention_tasks_[i];
+    cpu::AttentionNextKeys keys;
+    keys.k_base = head_base(layer.k, work);
+    keys.v_base = head_base(layer.v, work);
+    keys.blocks = batch.kv_indices + batch.kv_indptr[work.seq];
+    const int last_visible = work.first_visible + work.num_tokens - 1;
+    keys.key_begin = work.chunk >= 0 ? work.chunk * kChunk : 0;
+    keys.key_end = work.chunks > 1 ? std::min(keys.key_begin + kChunk, last_visible)
+                                   : last_visible;
+    return keys;
+  };
   auto run = [&](int thread, int64_t begin, int64_t end) {
     float* scratch = thread_scores_[thread].data();
     for (int64_t i = begin; i < end; ++i) {
       const AttentionWork& work = attention_tasks_[i];
       const int s = work.seq;
-      const int64_t head_bytes = int64_t{work.kv_head} * shape.block_size *
-                                 head_dim * element_bytes;
-      const void* k_base = static_cast<const uint8_t*>(layer.k) + head_bytes;
-      const void* v_base = static_cast<const uint8_t*>(layer.v) + head_bytes;
+      const void* k_base = head_base(layer.k, work);
+      const void* v_base = head_base(layer.v, work);
       const int64_t head_offset = int64_t{work.kv_head} * group * head_dim;
       const int32_t* blocks = batch.kv_indices + batch.kv_indptr[s];
+      // This thread's next task, whose keys the AVX-512 kernel fetches
+      // while it sums this one's values (ranges are contiguous).
+      const cpu::AttentionNextKeys next =
+          i + 1 < end ? first_keys(i + 1) : cpu::AttentionNextKeys{};
       cpu::AttentionTileTask a;
       a.q = F32(q) + int64_t{work.first_token} * q.cols + head_offset;
       a.out = F32(out) + int64_t{work.first_token} * out->cols + head_offset;
@@ -714,6 +733,7 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
         continue;
       }
       if (work.chunks == 1) {
+        a.next = next;
         attend(a, scratch);
         continue;
       }
@@ -722,6 +742,8 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
         a.key_begin = c * kChunk;
         a.key_end = std::min((c + 1) * kChunk, last_visible);
         a.partial = partial;
+        // A chunk's own row pointers run on into the next chunk's keys.
+        a.next = work.chunk >= 0 || c + 1 == work.chunks ? next : cpu::AttentionNextKeys{};
         attend(a, scratch);
       };
       if (work.chunk >= 0) {
