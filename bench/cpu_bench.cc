@@ -74,6 +74,10 @@ ABSL_FLAG(bool, allow_avx_vnni, true,
 ABSL_FLAG(int64_t, decode_prefetch_bytes, -1,
           "fast backend: how far ahead decode matmuls prefetch each weight "
           "stream, bytes (-1: the backend's choice for this processor)");
+ABSL_FLAG(int64_t, decode_l2_prefetch_bytes, -1,
+          "fast backend: how far ahead AVX-512's quantized decode matmuls also "
+          "prefetch each weight stream into L2, bytes (0: not; -1: the "
+          "backend's choice for this processor)");
 ABSL_FLAG(int, batched_prompt, 128, "prompt tokens per sequence, batched test");
 ABSL_FLAG(int, batched_gen, 128, "decode steps, batched test");
 ABSL_FLAG(int, reps, 5, "timed repetitions of each test");
@@ -410,6 +414,7 @@ int Main() {
     config.allow_avx_vnni = absl::GetFlag(FLAGS_allow_avx_vnni);
     config.allow_amx = absl::GetFlag(FLAGS_allow_amx);
     config.decode_prefetch_bytes = absl::GetFlag(FLAGS_decode_prefetch_bytes);
+    config.decode_l2_prefetch_bytes = absl::GetFlag(FLAGS_decode_l2_prefetch_bytes);
     auto fast = FastCpuBackend::Create(config);
     if (!fast.ok()) return Fail(fast.status());
     options.threads = (*fast)->num_threads();

@@ -342,6 +342,8 @@ int Run() {
                                          packed_bytes.data() + c * packed_size));
         weights.back().prefetch_bytes = cpu::DecodePrefetchBytesFor(
             /*quantized=*/true, /*avx512=*/kernel == "vnni" || kernel == "amx");
+        weights.back().l2_prefetch_bytes = cpu::DecodeL2PrefetchBytesFor(
+            /*quantized=*/true, /*avx512=*/kernel == "vnni" || kernel == "amx");
       }
       size_t next_copy = 0;
       for (int64_t m : ms) {

@@ -52,6 +52,14 @@ inline constexpr int kPackRows = 16;
 // quantized kernels (the same source) follow AVX2's, unmeasured on AMD.
 inline constexpr int64_t kDecodePrefetchBytes = 1024;
 inline constexpr int64_t kAmdDecodePrefetchBytes = 128;
+// AVX-512's quantized decode tiles (one or two activation rows) also fetch
+// each weight stream this far ahead into L2 where the weight's
+// l2_prefetch_bytes says so (0: not). On Zen 4, 2 KiB ahead (on top of
+// the 2 lines into L1) made Q4_1 and Q8_0 generation 1.16-1.18× faster at
+// 1 thread and 1.05-1.12× at 2; 1 and 4 KiB were no better, F16's float
+// tiles and AVX2's quantized ones gained nothing (docs/cpu.md). Intel:
+// unmeasured, so off.
+inline constexpr int64_t kAmdDecodeL2PrefetchBytes = 2048;
 
 struct PackedQuant {
   DType dtype = DType::kQ4_0;  // kQ4_0, kQ4_1 or kQ8_0
@@ -64,6 +72,7 @@ struct PackedQuant {
   bool unsigned_q8 = false;
   const uint8_t* data = nullptr;  // [num_groups][num_blocks][block_bytes]
   int64_t prefetch_bytes = kDecodePrefetchBytes;
+  int64_t l2_prefetch_bytes = 0;  // AVX-512 decode tiles; 0: none
 };
 
 // f(std::integral_constant<DType, t>{}) for the packed quantized type t ==
@@ -374,6 +383,9 @@ bool HasAvxVnni();
 // kAmdDecodePrefetchBytes on AMD (CPUID vendor AuthenticAMD) except for
 // AVX2's quantized kernels, kDecodePrefetchBytes otherwise.
 int64_t DecodePrefetchBytesFor(bool quantized, bool avx512);
+// The L2 one (PackedQuant::l2_prefetch_bytes): kAmdDecodeL2PrefetchBytes
+// for AVX-512's quantized kernels on AMD, else 0.
+int64_t DecodeL2PrefetchBytesFor(bool quantized, bool avx512);
 
 }  // namespace weft::cpu
 

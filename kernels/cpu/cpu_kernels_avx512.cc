@@ -88,11 +88,16 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
       base[gi] = w.data + ((g0 + gi) * nb + b) * w.block_bytes;
     }
     // A tile streams GT groups at once: fetch each a block's bytes
-    // w.prefetch_bytes ahead (past a group's end: the next group's).
+    // w.prefetch_bytes ahead into L1 (past a group's end: the next
+    // group's) and, on AMD, w.l2_prefetch_bytes ahead into L2.
     for (int gi = 0; gi < GT; ++gi) {
       for (int64_t o = 0; o < w.block_bytes; o += 64) {
         _mm_prefetch(reinterpret_cast<const char*>(base[gi] + w.prefetch_bytes + o),
                      _MM_HINT_T0);
+        if (w.l2_prefetch_bytes > 0) {
+          _mm_prefetch(reinterpret_cast<const char*>(base[gi] + w.l2_prefetch_bytes + o),
+                       _MM_HINT_T1);
+        }
       }
     }
     if constexpr (kType == DType::kQ8_0) {

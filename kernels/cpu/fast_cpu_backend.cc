@@ -90,7 +90,8 @@ bool cpu::HasAvxVnni() {
   return (eax & (1u << 4)) != 0;
 }
 
-int64_t cpu::DecodePrefetchBytesFor(bool quantized, bool avx512) {
+namespace {
+bool IsAmd() {
   static const bool amd = [] {
     unsigned max_leaf, ebx, ecx, edx;
     if (!__get_cpuid(0, &max_leaf, &ebx, &ecx, &edx)) return false;
@@ -100,8 +101,17 @@ int64_t cpu::DecodePrefetchBytesFor(bool quantized, bool avx512) {
     std::memcpy(vendor + 8, &ecx, 4);
     return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
   }();
-  return amd && (avx512 || !quantized) ? kAmdDecodePrefetchBytes
-                                        : kDecodePrefetchBytes;
+  return amd;
+}
+}  // namespace
+
+int64_t cpu::DecodePrefetchBytesFor(bool quantized, bool avx512) {
+  return IsAmd() && (avx512 || !quantized) ? kAmdDecodePrefetchBytes
+                                           : kDecodePrefetchBytes;
+}
+
+int64_t cpu::DecodeL2PrefetchBytesFor(bool quantized, bool avx512) {
+  return IsAmd() && avx512 && quantized ? kAmdDecodeL2PrefetchBytes : 0;
 }
 
 bool cpu::EnableAmx() {
@@ -165,6 +175,11 @@ absl::Status CpuBackendConfig::Validate() const {
         "the decode prefetch distance must be in [0, 65536] bytes (-1: for "
         "the processor), got ", decode_prefetch_bytes));
   }
+  if (decode_l2_prefetch_bytes < -1 || decode_l2_prefetch_bytes > (1 << 16)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the decode L2 prefetch distance must be in [0, 65536] bytes (0: "
+        "none, -1: for the processor), got ", decode_l2_prefetch_bytes));
+  }
   return absl::OkStatus();
 }
 
@@ -184,6 +199,7 @@ FastCpuBackend::FastCpuBackend(const CpuBackendConfig& config)
   use_amx_ = use_avx512_ && config.allow_amx && cpu::EnableAmx();
   use_avx_vnni_ = !use_avx512_ && config.allow_avx_vnni && cpu::HasAvxVnni();
   decode_prefetch_bytes_ = config.decode_prefetch_bytes;
+  decode_l2_prefetch_bytes_ = config.decode_l2_prefetch_bytes;
   isa_ = use_amx_       ? "avx512-vnni+amx"
          : use_avx512_  ? "avx512-vnni"
          : use_avx_vnni_ ? "avx2+avx-vnni"
@@ -279,6 +295,10 @@ absl::StatusOr<Tensor> FastCpuBackend::UploadWeight(DType dtype, int64_t rows,
                                     use_avx512_ || use_avx_vnni_,
                                     weight->bytes->data());
     weight->packed.prefetch_bytes = prefetch_bytes;
+    weight->packed.l2_prefetch_bytes =
+        decode_l2_prefetch_bytes_ >= 0
+            ? decode_l2_prefetch_bytes_
+            : cpu::DecodeL2PrefetchBytesFor(/*quantized=*/true, use_avx512_);
   }
   packed_[host] = std::move(weight);
   return tensor;

@@ -59,6 +59,10 @@ struct CpuBackendConfig {
   // best for this processor's vendor and the kernel (DecodePrefetchBytesFor).
   // Benchmarks set it to compare.
   int64_t decode_prefetch_bytes = -1;
+  // The AVX-512 quantized decode tiles' second prefetch, into L2
+  // (cpu_kernels.h, kAmdDecodeL2PrefetchBytes); 0: none; -1: the
+  // processor's (DecodeL2PrefetchBytesFor).
+  int64_t decode_l2_prefetch_bytes = -1;
 
   absl::Status Validate() const;
 };
@@ -132,6 +136,7 @@ class FastCpuBackend : public CpuBackend {
   bool use_amx_ = false;
   bool use_avx_vnni_ = false;  // only where use_avx512_ is false
   int64_t decode_prefetch_bytes_ = -1;  // CpuBackendConfig's
+  int64_t decode_l2_prefetch_bytes_ = -1;  // CpuBackendConfig's
   std::unique_ptr<ThreadPool> pool_;
   // Repacked quantized weights, by the address of the original data (the
   // Tensor handed out keeps pointing at the GGML layout so ops that read a

@@ -55,5 +55,22 @@ TEST(CpuBackendConfigTest, DecodePrefetchDistanceIsValidatedAndChosenPerKernel) 
             cpu::kDecodePrefetchBytes);
 }
 
+TEST(CpuBackendConfigTest, DecodeL2PrefetchDistanceIsValidatedAndOnlyForAvx512Quant) {
+  CpuBackendConfig config;
+  EXPECT_EQ(config.decode_l2_prefetch_bytes, -1);  // the processor's choice
+  config.decode_l2_prefetch_bytes = 0;
+  EXPECT_TRUE(config.Validate().ok());
+  config.decode_l2_prefetch_bytes = -2;
+  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+  config.decode_l2_prefetch_bytes = (1 << 16) + 1;
+  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+  // Measured only there: float weights and AVX2's kernels never get it.
+  EXPECT_EQ(cpu::DecodeL2PrefetchBytesFor(/*quantized=*/false, /*avx512=*/true), 0);
+  EXPECT_EQ(cpu::DecodeL2PrefetchBytesFor(/*quantized=*/true, /*avx512=*/false), 0);
+  const int64_t avx512_quant =
+      cpu::DecodeL2PrefetchBytesFor(/*quantized=*/true, /*avx512=*/true);
+  EXPECT_TRUE(avx512_quant == 0 || avx512_quant == cpu::kAmdDecodeL2PrefetchBytes);
+}
+
 }  // namespace
 }  // namespace weft
