@@ -358,12 +358,14 @@ void AttendTyped(const AttentionTileTask& task, float* scratch) {
       r0 += count;
     }
   }
-  // Pass 2: softmax numerators in place; pass 3 per row group (the first
-  // fetches the next task's keys).
+  // Pass 2: softmax numerators in place; pass 3 per row group (the last,
+  // which sees the most keys, fetches the next task's: a decode's rows are
+  // one group).
   NextKeyFetcher<kD, T> next_keys(task);
   for (int r0 = 0; r0 < rows; r0 += kRowsPerGroup) {
     const int count = rows - r0 < kRowsPerGroup ? rows - r0 : kRowsPerGroup;
-    NextKeyFetcher<kD, T>* next = r0 == 0 && next_keys.left() > 0 ? &next_keys : nullptr;
+    NextKeyFetcher<kD, T>* next =
+        r0 + count == rows && next_keys.left() > 0 ? &next_keys : nullptr;
     for (int i = 0; i < count; ++i) {
       const int r = r0 + i;
       const int visible = visible_keys(r);

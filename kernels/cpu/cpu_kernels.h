@@ -42,8 +42,9 @@ inline constexpr int kPackRows = 16;
 
 // How far ahead (bytes) the matmul tiles fetch each of their weight streams
 // with software prefetches (decode tiles of one or two activation rows,
-// and the VNNI and AVX2 kernels of several rows): a packed weight's
-// prefetch_bytes, which the backend sets for the processor and kernel
+// and the VNNI and AVX2 kernels of several rows; AVX-512's tile-order one
+// only where l2_prefetch_bytes is 0): a packed weight's prefetch_bytes,
+// which the backend sets for the processor and kernel
 // (DecodePrefetchBytesFor). On Intel (Sapphire Rapids) 1 KiB ahead made
 // generation 6-12% faster than none; on AMD Zen 4 it made generation
 // 6-31% slower than 2 lines ahead with the AVX-512 kernels and AVX2's
@@ -52,13 +53,16 @@ inline constexpr int kPackRows = 16;
 // quantized kernels (the same source) follow AVX2's, unmeasured on AMD.
 inline constexpr int64_t kDecodePrefetchBytes = 1024;
 inline constexpr int64_t kAmdDecodePrefetchBytes = 128;
-// AVX-512's quantized decode tiles (one or two activation rows) also fetch
-// each weight stream this far ahead into L2 where the weight's
-// l2_prefetch_bytes says so (0: not). On Zen 4, 2 KiB ahead (on top of
-// the 2 lines into L1) made Q4_1 and Q8_0 generation 1.16-1.18× faster at
-// 1 thread and 1.05-1.12× at 2; 1 and 4 KiB were no better, F16's float
-// tiles and AVX2's quantized ones gained nothing (docs/cpu.md). Intel:
-// unmeasured, so off.
+// PackedQuant::l2_prefetch_bytes, the L2 policy measured on AMD Zen 4
+// (0: off, as on Intel, where it is unmeasured). With it, AVX-512's
+// quantized decode tiles (one or two activation rows) also fetch each
+// weight stream this far ahead into L2: 2 KiB (on top of the 2 lines into
+// L1) made Q4_1 and Q8_0 generation 1.16-1.19× faster at 1 thread and
+// 1.07-1.15× at 2; 1 and 4 KiB were no better, F16's float tiles and
+// AVX2's quantized ones gained nothing. And the tile-order kernel (3+
+// rows) fetches the next weight group into L2 on its first pass over a
+// group instead of prefetch_bytes ahead into L1 (B=16 generation 1.07×).
+// docs/cpu.md and bench/README.md have the measurements.
 inline constexpr int64_t kAmdDecodeL2PrefetchBytes = 2048;
 
 struct PackedQuant {
@@ -72,7 +76,7 @@ struct PackedQuant {
   bool unsigned_q8 = false;
   const uint8_t* data = nullptr;  // [num_groups][num_blocks][block_bytes]
   int64_t prefetch_bytes = kDecodePrefetchBytes;
-  int64_t l2_prefetch_bytes = 0;  // AVX-512 decode tiles; 0: none
+  int64_t l2_prefetch_bytes = 0;  // AVX-512's L2 policy (above); 0: off
 };
 
 // f(std::integral_constant<DType, t>{}) for the packed quantized type t ==

@@ -89,7 +89,8 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
     }
     // A tile streams GT groups at once: fetch each a block's bytes
     // w.prefetch_bytes ahead into L1 (past a group's end: the next
-    // group's) and, on AMD, w.l2_prefetch_bytes ahead into L2.
+    // group's) and, with the L2 policy (AMD), w.l2_prefetch_bytes ahead
+    // into L2.
     for (int gi = 0; gi < GT; ++gi) {
       for (int64_t o = 0; o < w.block_bytes; o += 64) {
         _mm_prefetch(reinterpret_cast<const char*>(base[gi] + w.prefetch_bytes + o),
@@ -160,13 +161,15 @@ inline __m512i DotBroadcast(__m512i acc, __m512i weights, const int8_t* p) {
 // their r bytes 512 further, so every product reads its 4 activation bytes
 // at a constant offset from one pointer per block. One group per tile:
 // batched decodes and prompts. QuantMatMulTyped passes over a group once
-// per 4 rows, so only the first pass reads its weights from memory; that
-// pass fetches the next group's into L2 (the same bytes one group ahead),
-// which hides the memory latency behind the group's other passes. On Zen 4
-// (weights out of cache, 16 rows × 1536 × 576, one thread) this took the
-// kernel from 80 to 89 GMAC/s (Q4_1) and 77 to 89 (Q8_0), against 95-98
-// with the weights in L2; the decode kernels' near prefetch into L1 did
-// nothing more here.
+// per 4 rows, so only the first pass reads its weights from memory. With
+// the L2 policy (w.l2_prefetch_bytes > 0, AMD) that pass fetches the next
+// group's into L2 (the same bytes one group ahead), which hides the memory
+// latency behind the group's other passes: on Zen 4 (weights out of
+// cache, 16 rows × 1536 × 576, one thread) the kernel went from 80 to 90
+// GMAC/s (Q4_1) and 77 to 87 (Q8_0), against 95-97 with the weights in
+// L2, and the near prefetch into L1 added nothing to it. Without it (Intel,
+// where 1 KiB ahead into L1 was measured, 1.18× at B=4 on Sapphire
+// Rapids) every pass fetches w.prefetch_bytes ahead into L1.
 template <DType kType, int MT>
 void TileOrderQuantTile(const PackedQuant& w, const QuantizedRows& x,
                         int64_t g, int64_t m0, const float* bias, OutputRows y) {
@@ -184,7 +187,12 @@ void TileOrderQuantTile(const PackedQuant& w, const QuantizedRows& x,
       sq[t] = _mm512_set1_epi32(-kOffset<kType> * x.sum_q[meta]);
       sr[t] = _mm512_set1_epi32(-kOffset<kType> * x.sum_r[meta]);
     }
-    if (m0 == 0) {
+    if (w.l2_prefetch_bytes == 0) {
+      for (int64_t o = 0; o < w.block_bytes; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(block + w.prefetch_bytes + o),
+                     _MM_HINT_T0);
+      }
+    } else if (m0 == 0) {
       for (int64_t o = 0; o < w.block_bytes; o += 64) {
         _mm_prefetch(reinterpret_cast<const char*>(block + group_bytes + o),
                      _MM_HINT_T1);
