@@ -16,7 +16,8 @@
 // 64, F16 cache in blocks of 16) over a context of --attention_context
 // tokens, longer ones in chunks of keys as
 // the backend runs them: the cache is larger than the L2, as in serving,
-// so this measures how well the kernel keeps memory busy.
+// so this measures how well the kernel keeps memory busy
+// (--attention_avx2: the AVX2 three-pass kernel instead).
 // `--kernels quantize` times the activation quantization (two int8 levels
 // per block of 32, AVX2 and AVX-512) of --m rows × --cols.
 #include <algorithm>
@@ -48,6 +49,8 @@ ABSL_FLAG(int64_t, weight_mb, 0,
           "in a model's forward (0: one copy, hot in L1/L2)");
 ABSL_FLAG(int, attention_context, 192, "context tokens per sequence (--kernels attention)");
 ABSL_FLAG(int, attention_seqs, 16, "sequences of the decode step (--kernels attention)");
+ABSL_FLAG(bool, attention_avx2, false,
+          "time the AVX2 three-pass kernel instead of the AVX-512 one (--kernels attention)");
 ABSL_FLAG(bool, attention_next, true,
           "fetch the next task's keys while summing values (AttentionTileTask::next), as "
           "the backend does (--kernels attention)");
@@ -85,10 +88,15 @@ int RunAttention() {
   const int context = absl::GetFlag(FLAGS_attention_context);
   const int chunks =
       absl::GetFlag(FLAGS_attention_chunked) ? (context + kChunk - 1) / kChunk : 1;
-  if (context <= 0 || kSeqs <= 0 || !cpu::HasAvx512Vnni()) {
-    std::fprintf(stderr, "weft-bench-cpu-kernels: attention needs AVX-512 and a context > 0\n");
+  const bool avx2 = absl::GetFlag(FLAGS_attention_avx2);
+  if (context <= 0 || kSeqs <= 0 || (!avx2 && !cpu::HasAvx512Vnni())) {
+    std::fprintf(stderr,
+                 "weft-bench-cpu-kernels: attention needs AVX-512 (or --attention_avx2) "
+                 "and a context > 0\n");
     return 1;
   }
+  const auto attend = avx2 ? cpu::avx2::AttendThreePass : cpu::avx512::AttendQueryTile;
+  const auto merge = avx2 ? cpu::avx2::MergeKeyChunks : cpu::avx512::MergeKeyChunks;
   const int blocks_per_seq = (context + kBlock - 1) / kBlock;
   const int64_t block_elements = int64_t{kKvHeads} * kBlock * kHeadDim;
   const int64_t layer_blocks = int64_t{kSeqs} * blocks_per_seq;
@@ -101,8 +109,10 @@ int RunAttention() {
   for (int64_t i = 0; i < layer_blocks; ++i) blocks[i] = static_cast<int32_t>(i);
   std::vector<float> q(kSeqs * kKvHeads * kGroup * kHeadDim), out(q.size());
   for (float& e : q) e = value(rng);
-  std::vector<float> scratch(cpu::avx512::Avx512AttentionScratch(
-      1, kGroup, kHeadDim, chunks > 1 ? kChunk : context));
+  const int span = chunks > 1 ? kChunk : context;
+  std::vector<float> scratch(
+      avx2 ? cpu::avx2::ThreePassAttentionScratch(1, kGroup, kHeadDim, span)
+           : cpu::avx512::Avx512AttentionScratch(1, kGroup, kHeadDim, span));
   const int64_t chunk_floats = cpu::AttentionPartialFloats(kGroup, kHeadDim);
   std::vector<float> partials(chunks * chunk_floats);
   const bool fetch_next = absl::GetFlag(FLAGS_attention_next);
@@ -140,7 +150,7 @@ int RunAttention() {
           }
           if (chunks == 1) {
             a.next = next;
-            cpu::avx512::AttendQueryTile(a, scratch.data());
+            attend(a, scratch.data());
             continue;
           }
           for (int c = 0; c < chunks; ++c) {
@@ -148,9 +158,9 @@ int RunAttention() {
             a.key_end = std::min((c + 1) * kChunk, context);
             a.partial = partials.data() + c * chunk_floats;
             if (c + 1 == chunks) a.next = next;
-            cpu::avx512::AttendQueryTile(a, scratch.data());
+            attend(a, scratch.data());
           }
-          cpu::avx512::MergeKeyChunks(partials.data(), chunks, chunk_floats, kGroup,
+          merge(partials.data(), chunks, chunk_floats, kGroup,
                                       kGroup, kHeadDim, a.out, a.token_stride);
         }
       }
