@@ -51,30 +51,25 @@ double Seconds(std::chrono::steady_clock::time_point start) {
 
 #define WEFT_KEEP4(a, b, c, d) asm volatile("" : "+v"(a), "+v"(b), "+v"(c), "+v"(d))
 
+// WEFT_VNNI_CASE with 4 independent float chains x = op(x, 0.5).
+#define WEFT_FLOAT4_CASE(name, op)                                       \
+  WEFT_VNNI_CASE(name,                                                   \
+                 __m512 f0 = _mm512_set1_ps(1); __m512 f1 = f0;          \
+                 __m512 f2 = f0; __m512 f3 = f0;                         \
+                 const __m512 h = _mm512_set1_ps(0.5f),                  \
+                 f0 = op(f0, h); f1 = op(f1, h); f2 = op(f2, h);         \
+                 f3 = op(f3, h); WEFT_KEEP4(f0, f1, f2, f3))
+
 }  // namespace
 
 int main() {
   for (int rep = 0; rep < 3; ++rep) {
     std::printf("ns per iteration of 12 VPDPBUSD zmm:\n");
     WEFT_VNNI_CASE("alone", , );
-    WEFT_VNNI_CASE("+ 4 VFMADD231PS",
-                   __m512 f0 = _mm512_set1_ps(1); __m512 f1 = f0; __m512 f2 = f0;
-                   __m512 f3 = f0; const __m512 h = _mm512_set1_ps(0.5f),
-                   f0 = _mm512_fmadd_ps(f0, h, h); f1 = _mm512_fmadd_ps(f1, h, h);
-                   f2 = _mm512_fmadd_ps(f2, h, h); f3 = _mm512_fmadd_ps(f3, h, h);
-                   WEFT_KEEP4(f0, f1, f2, f3));
-    WEFT_VNNI_CASE("+ 4 VMULPS",
-                   __m512 f0 = _mm512_set1_ps(1); __m512 f1 = f0; __m512 f2 = f0;
-                   __m512 f3 = f0; const __m512 h = _mm512_set1_ps(0.5f),
-                   f0 = _mm512_mul_ps(f0, h); f1 = _mm512_mul_ps(f1, h);
-                   f2 = _mm512_mul_ps(f2, h); f3 = _mm512_mul_ps(f3, h);
-                   WEFT_KEEP4(f0, f1, f2, f3));
-    WEFT_VNNI_CASE("+ 4 VADDPS",
-                   __m512 f0 = _mm512_set1_ps(1); __m512 f1 = f0; __m512 f2 = f0;
-                   __m512 f3 = f0; const __m512 h = _mm512_set1_ps(0.5f),
-                   f0 = _mm512_add_ps(f0, h); f1 = _mm512_add_ps(f1, h);
-                   f2 = _mm512_add_ps(f2, h); f3 = _mm512_add_ps(f3, h);
-                   WEFT_KEEP4(f0, f1, f2, f3));
+    WEFT_FLOAT4_CASE("+ 4 VFMADD231PS",
+                     [](__m512 x, __m512 h) { return _mm512_fmadd_ps(x, h, h); });
+    WEFT_FLOAT4_CASE("+ 4 VMULPS", [](__m512 x, __m512 h) { return _mm512_mul_ps(x, h); });
+    WEFT_FLOAT4_CASE("+ 4 VADDPS", [](__m512 x, __m512 h) { return _mm512_add_ps(x, h); });
     WEFT_VNNI_CASE("+ 4 VCVTDQ2PS",
                    __m512 f0 = _mm512_set1_ps(1); __m512 f1 = f0; __m512 f2 = f0;
                    __m512 f3 = f0; const __m512i x = _mm512_set1_epi32(rep),
