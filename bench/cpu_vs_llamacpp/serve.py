@@ -19,7 +19,9 @@ tokens per second over the whole run (all clients' tokens / wall time),
 the median time to first token and the median gap between tokens seen by
 clients, medians over the rounds. Tokens are counted from each stream's
 usage chunk (`stream_options.include_usage`). Raw lines go to --raw
-(.cache/cpu_vs_llamacpp/serve-<time>.jsonl).
+(.cache/cpu_vs_llamacpp/serve-<time>.jsonl): per run also every request's
+time to first token by wave (a client's r-th request), and per server and
+round each prompt's usage (prompt tokens, prefix-cache hits).
 """
 
 from __future__ import annotations
@@ -145,6 +147,20 @@ def check_length(port: int, max_tokens: int) -> None:
                            f"{usage['completion_tokens']}")
 
 
+def prompt_usage(port: int) -> list[dict]:
+    """Each prompt's usage from a 1-token completion: its prompt tokens and,
+    where the server reports them, those served from its prefix cache."""
+    usage = []
+    for prompt in PROMPTS:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        conn.request("POST", "/v1/completions", json.dumps(
+            {"prompt": prompt, "max_tokens": 1, "temperature": 0}),
+            {"Content-Type": "application/json"})
+        usage.append(json.loads(conn.getresponse().read())["usage"])
+        conn.close()
+    return usage
+
+
 def run_clients(port: int, clients: int, requests_per_client: int, max_tokens: int) -> dict:
     results: list[dict] = []
     errors: list[str] = []
@@ -158,6 +174,7 @@ def run_clients(port: int, clients: int, requests_per_client: int, max_tokens: i
                 with lock:
                     errors.append(repr(e))
                 return
+            out["wave"] = r
             with lock:
                 results.append(out)
 
@@ -177,7 +194,13 @@ def run_clients(port: int, clients: int, requests_per_client: int, max_tokens: i
             "short_requests": sum(r["tokens"] < max_tokens for r in results),
             "tokens_per_s": tokens / wall,
             "ttft_ms": 1000 * statistics.median(ttft),
-            "itl_ms": 1000 * statistics.median(gaps) if gaps else None}
+            "itl_ms": 1000 * statistics.median(gaps) if gaps else None,
+            # Each request's time to first token, sorted, by wave (a
+            # client's r-th request): what the medians hide.
+            "ttft_ms_by_wave": [
+                sorted(round(1000 * (r["chunks"][0] - r["start"]), 1)
+                       for r in results if r["chunks"] and r["wave"] == w)
+                for w in range(requests_per_client)]}
 
 
 def main() -> int:
@@ -245,6 +268,9 @@ def main() -> int:
                         out.flush()
                         rows.setdefault((name, c), []).append(result)
                         log(f"  {name} {c} clients: {result['tokens_per_s']:.1f} t/s")
+                    # After the measured calls, so it cannot warm a cache for them.
+                    out.write(json.dumps({"server": name, "round": round_index,
+                                          "prompt_usage": prompt_usage(server.port)}) + "\n")
                 finally:
                     server.stop()
 
