@@ -44,9 +44,13 @@ ABSL_FLAG(int64_t, rows, 1536, "weight rows (outputs); default: SmolLM2's FFN up
 ABSL_FLAG(int64_t, cols, 576, "weight columns (inputs), a multiple of 32");
 ABSL_FLAG(int, reps, 200, "timed repetitions (each the median of 10 calls)");
 ABSL_FLAG(int64_t, weight_mb, 0,
-          "quantized kernels: copies of the packed weight filling at least this "
-          "many MB, one per call in turn, so the weights come from L3 or DRAM as "
-          "in a model's forward (0: one copy, hot in L1/L2)");
+          "copies of the packed weight filling at least this many MB, one per "
+          "call in turn, so the weights come from L3 or DRAM as in a model's "
+          "forward (0: one copy, hot in L1/L2)");
+ABSL_FLAG(bool, float_next_tile_l2, true,
+          "vnni float kernels of several rows: fetch the next tile's weights "
+          "into L2 on the first pass where the processor's L2 policy says so "
+          "(PackedFloat::next_tile_into_l2; false: never)");
 ABSL_FLAG(int, attention_context, 192, "context tokens per sequence (--kernels attention)");
 ABSL_FLAG(int, attention_seqs, 16, "sequences of the decode step (--kernels attention)");
 ABSL_FLAG(bool, attention_avx2, false,
@@ -218,16 +222,29 @@ void RunFloat(bool avx512, DType dtype, absl::string_view name,
       std::memcpy(src.data() + 2 * i, &h, 2);
     }
   }
-  std::vector<uint8_t> packed_bytes(cpu::PackedFloatBytes(dtype, rows, cols));
-  cpu::PackedFloat w =
-      cpu::PackFloat(dtype, rows, cols, src.data(), packed_bytes.data());
-  w.prefetch_bytes = cpu::DecodePrefetchBytesFor(/*quantized=*/false, avx512);
+  // Copies filling --weight_mb, as for quantized weights.
+  const int64_t packed_size = cpu::PackedFloatBytes(dtype, rows, cols);
+  const int64_t copies = std::max<int64_t>(
+      1, (absl::GetFlag(FLAGS_weight_mb) * (int64_t{1} << 20) + packed_size - 1) /
+             packed_size);
+  std::vector<uint8_t> packed_bytes(copies * packed_size);
+  std::vector<cpu::PackedFloat> weights;
+  for (int64_t c = 0; c < copies; ++c) {
+    weights.push_back(cpu::PackFloat(dtype, rows, cols, src.data(),
+                                     packed_bytes.data() + c * packed_size));
+    weights.back().prefetch_bytes = cpu::DecodePrefetchBytesFor(/*quantized=*/false, avx512);
+    weights.back().next_tile_into_l2 =
+        avx512 && absl::GetFlag(FLAGS_float_next_tile_l2) && cpu::L2PolicyFor(avx512);
+  }
+  size_t next_copy = 0;
   for (int64_t m : ms) {
     std::vector<float> x(m * cols);
     for (float& v : x) v = value(rng);
     std::vector<float> y(m * rows);
     const cpu::OutputRows out{y.data(), rows};
     auto call = [&] {
+      const cpu::PackedFloat& w = weights[next_copy];
+      next_copy = (next_copy + 1) % weights.size();
       (avx512 ? cpu::avx512::PackedFloatMatMul : cpu::avx2::PackedFloatMatMul)(
           w, x.data(), m, cols, 0, w.num_groups, nullptr, out);
     };

@@ -56,8 +56,10 @@ int64_t cpu::DecodePrefetchBytesFor(bool quantized, bool avx512) {
                                            : kDecodePrefetchBytes;
 }
 
+bool cpu::L2PolicyFor(bool avx512) { return avx512 && IsAmd(); }
+
 int64_t cpu::DecodeL2PrefetchBytesFor(bool quantized, bool avx512) {
-  return IsAmd() && avx512 && quantized ? kAmdDecodeL2PrefetchBytes : 0;
+  return quantized && L2PolicyFor(avx512) ? kAmdDecodeL2PrefetchBytes : 0;
 }
 
 bool cpu::EnableAmx() {

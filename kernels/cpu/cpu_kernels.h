@@ -118,6 +118,11 @@ struct PackedFloat {
   int64_t num_groups = 0;  // ceil(rows / kPackRows)
   const uint8_t* data = nullptr;
   int64_t prefetch_bytes = kDecodePrefetchBytes;
+  // The L2 policy (L2PolicyFor, AMD): AVX-512's tiles of several rows,
+  // which pass over a tile's weight groups once per 6 rows, fetch the next
+  // tile's groups into L2 on their first pass (B=16 generation on F16
+  // 1.04-1.05× on Zen 4, bench/README.md).
+  bool next_tile_into_l2 = false;
 };
 int64_t PackedFloatBytes(DType dtype, int64_t rows, int64_t cols);
 PackedFloat PackFloat(DType dtype, int64_t rows, int64_t cols, const void* src,
@@ -387,8 +392,11 @@ bool HasAvxVnni();
 // kAmdDecodePrefetchBytes on AMD (CPUID vendor AuthenticAMD) except for
 // AVX2's quantized kernels, kDecodePrefetchBytes otherwise.
 int64_t DecodePrefetchBytesFor(bool quantized, bool avx512);
+// Whether AVX-512's kernels follow the L2 policy (the prefetches into L2
+// measured on AMD Zen 4, above): on AMD (CPUID vendor AuthenticAMD).
+bool L2PolicyFor(bool avx512);
 // The L2 one (PackedQuant::l2_prefetch_bytes): kAmdDecodeL2PrefetchBytes
-// for AVX-512's quantized kernels on AMD, else 0.
+// for AVX-512's quantized kernels under the L2 policy, else 0.
 int64_t DecodeL2PrefetchBytesFor(bool quantized, bool avx512);
 
 }  // namespace weft::cpu

@@ -390,9 +390,11 @@ inline __m512 LoadPacked16(const uint8_t* p) {
 // GT groups (16 output columns each) × MT activation rows, one accumulator
 // per (group, row) holding 16 outputs: per column, GT weight vectors times
 // MT broadcast activations.
+// fetch_next (MT > 1): fetch the next GT groups into L2 alongside.
 template <DType kType, int GT, int MT>
 void PackedFloatTile(const PackedFloat& w, const float* x, int64_t x_stride,
-                     int64_t g0, int64_t m0, const float* bias, OutputRows y) {
+                     int64_t g0, int64_t m0, const float* bias, OutputRows y,
+                     bool fetch_next = false) {
   constexpr int64_t kElement = kType == DType::kF32 ? 4 : 2;
   const int64_t cols = w.cols;
   const int64_t group_bytes = cols * kPackRows * kElement;
@@ -415,6 +417,14 @@ void PackedFloatTile(const PackedFloat& w, const float* x, int64_t x_stride,
                                                      w.prefetch_bytes),
                        _MM_HINT_T0);
         }
+      }
+    } else if (fetch_next && (k * kPackRows * kElement) % 64 == 0) {
+      // The next tile's groups, at the same offset (past the weight's end:
+      // dropped, prefetches do not fault).
+      for (int gi = 0; gi < GT; ++gi) {
+        _mm_prefetch(reinterpret_cast<const char*>(base + (GT + gi) * group_bytes +
+                                                   k * kPackRows * kElement),
+                     _MM_HINT_T1);
       }
     }
     __m512 wv[GT];
@@ -441,11 +451,11 @@ constexpr int64_t kFloatRowBlock = 48;
 template <DType kType, int GT>
 void PackedFloatTileRows(const PackedFloat& w, const float* x, int64_t x_stride,
                          int64_t g0, int64_t m0, int mt, const float* bias,
-                         OutputRows y) {
+                         OutputRows y, bool fetch_next) {
   switch (mt) {
-#define WEFT_CASE(n)                                                        \
-  case n:                                                                   \
-    PackedFloatTile<kType, GT, n>(w, x, x_stride, g0, m0, bias, y); \
+#define WEFT_CASE(n)                                                              \
+  case n:                                                                         \
+    PackedFloatTile<kType, GT, n>(w, x, x_stride, g0, m0, bias, y, fetch_next); \
     break;
     WEFT_CASE(1) WEFT_CASE(2) WEFT_CASE(3) WEFT_CASE(4) WEFT_CASE(5) WEFT_CASE(6)
 #undef WEFT_CASE
@@ -482,11 +492,14 @@ void PackedFloatMatMulTyped(const PackedFloat& w, const float* x,
       const int64_t gt = MinI64(kFloatTileGroups, group_end - g);
       for (int64_t m0 = mb; m0 < me; m0 += kFloatTileRows) {
         const int mt = static_cast<int>(MinI64(kFloatTileRows, me - m0));
+        // Only the very first pass reads the weights from memory (a
+        // batched decode has one row block).
+        const bool next = w.next_tile_into_l2 && m0 == 0;
         switch (gt) {
-          case 4: PackedFloatTileRows<kType, 4>(w, x, x_stride, g, m0, mt, bias, y); break;
-          case 3: PackedFloatTileRows<kType, 3>(w, x, x_stride, g, m0, mt, bias, y); break;
-          case 2: PackedFloatTileRows<kType, 2>(w, x, x_stride, g, m0, mt, bias, y); break;
-          default: PackedFloatTileRows<kType, 1>(w, x, x_stride, g, m0, mt, bias, y); break;
+          case 4: PackedFloatTileRows<kType, 4>(w, x, x_stride, g, m0, mt, bias, y, next); break;
+          case 3: PackedFloatTileRows<kType, 3>(w, x, x_stride, g, m0, mt, bias, y, next); break;
+          case 2: PackedFloatTileRows<kType, 2>(w, x, x_stride, g, m0, mt, bias, y, next); break;
+          default: PackedFloatTileRows<kType, 1>(w, x, x_stride, g, m0, mt, bias, y, next); break;
         }
       }
     }

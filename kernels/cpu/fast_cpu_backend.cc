@@ -209,6 +209,9 @@ absl::StatusOr<Tensor> FastCpuBackend::UploadWeight(DType dtype, int64_t rows,
     weight->packed_float =
         cpu::PackFloat(dtype, rows, cols, host, weight->bytes->data());
     weight->packed_float.prefetch_bytes = prefetch_bytes;
+    weight->packed_float.next_tile_into_l2 =
+        use_avx512_ && (decode_l2_prefetch_bytes_ >= 0 ? decode_l2_prefetch_bytes_ > 0
+                                                       : cpu::L2PolicyFor(use_avx512_));
   } else {
     // VPDPBUSD multiplies unsigned by signed bytes: the VNNI kernels read
     // Q8_0 weights as q + 128.

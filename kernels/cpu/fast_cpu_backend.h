@@ -61,7 +61,8 @@ struct CpuBackendConfig {
   int64_t decode_prefetch_bytes = -1;
   // The AVX-512 quantized decode tiles' second prefetch, into L2
   // (cpu_kernels.h, kAmdDecodeL2PrefetchBytes); 0: none; -1: the
-  // processor's (DecodeL2PrefetchBytesFor).
+  // processor's (DecodeL2PrefetchBytesFor). It also switches the rest of
+  // the L2 policy (cpu::L2PolicyFor): > 0 on, 0 off.
   int64_t decode_l2_prefetch_bytes = -1;
 
   absl::Status Validate() const;

@@ -70,6 +70,9 @@ TEST(CpuBackendConfigTest, DecodeL2PrefetchDistanceIsValidatedAndOnlyForAvx512Qu
   const int64_t avx512_quant =
       cpu::DecodeL2PrefetchBytesFor(/*quantized=*/true, /*avx512=*/true);
   EXPECT_TRUE(avx512_quant == 0 || avx512_quant == cpu::kAmdDecodeL2PrefetchBytes);
+  // One policy: AVX-512 only, and the distance exactly where it holds.
+  EXPECT_FALSE(cpu::L2PolicyFor(/*avx512=*/false));
+  EXPECT_EQ(avx512_quant != 0, cpu::L2PolicyFor(/*avx512=*/true));
 }
 
 }  // namespace
