@@ -707,8 +707,34 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
   if (macs < kMinParallelAttentionMacs || pool_->num_threads() == 1) {
     run(0, 0, num_tasks);
   } else {
-    pool_->ParallelFor(num_tasks, [&](int thread, int64_t begin, int64_t end) {
-      run(thread, begin, end);
+    // One contiguous range of about equal cost (query rows × keys) per
+    // thread, so the next-task fetch covers every task of a range but its
+    // first: the pool's guided ranges had left ~12 tasks a layer starting
+    // cold at 2 threads (docs/cpu.md). A thread that finds a range nobody
+    // took still takes it.
+    const int threads = pool_->num_threads();
+    attention_bounds_.assign(static_cast<size_t>(threads) + 1, num_tasks);
+    attention_bounds_[0] = 0;
+    auto task_cost = [&](int64_t i) {
+      const cpu::AttentionNextKeys keys = first_keys(i);
+      return int64_t{attention_tasks_[i].num_tokens} *
+             std::max(1, keys.key_end - keys.key_begin);
+    };
+    int64_t total_cost = 0;
+    for (int64_t i = 0; i < num_tasks; ++i) total_cost += task_cost(i);
+    int64_t cost = 0;
+    int range = 1;
+    for (int64_t i = 0; i < num_tasks && range < threads; ++i) {
+      cost += task_cost(i);
+      // Task i ends range `range` once the cost so far reaches its share.
+      while (range < threads && cost * threads >= total_cost * range) {
+        attention_bounds_[range++] = i + 1;
+      }
+    }
+    pool_->ParallelFor(threads, [&](int thread, int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        run(thread, attention_bounds_[r], attention_bounds_[r + 1]);
+      }
     });
   }
   auto merge = [&](int64_t begin, int64_t end) {

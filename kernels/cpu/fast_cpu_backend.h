@@ -165,6 +165,8 @@ class FastCpuBackend : public CpuBackend {
   };
   std::vector<AttentionWork> attention_tasks_;
   std::vector<AttentionWork> attention_split_;  // scratch for the split
+  // Thread r's tasks: [attention_bounds_[r], attention_bounds_[r + 1]).
+  std::vector<int64_t> attention_bounds_;
   // The tiles whose chunks ran as separate tasks, merged after them.
   struct AttentionMerge {
     int kv_head;
