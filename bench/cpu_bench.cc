@@ -78,6 +78,9 @@ ABSL_FLAG(int64_t, decode_l2_prefetch_bytes, -1,
           "fast backend: how far ahead AVX-512's quantized decode matmuls also "
           "prefetch each weight stream into L2, bytes (0: not; -1: the "
           "backend's choice for this processor)");
+ABSL_FLAG(int, activation_levels, 2,
+          "fast backend: int8 levels of the quantized matmuls' activations, "
+          "2 or 1 (llama.cpp's precision)");
 ABSL_FLAG(int, batched_prompt, 128, "prompt tokens per sequence, batched test");
 ABSL_FLAG(int, batched_gen, 128, "decode steps, batched test");
 ABSL_FLAG(int, reps, 5, "timed repetitions of each test");
@@ -415,6 +418,7 @@ int Main() {
     config.allow_amx = absl::GetFlag(FLAGS_allow_amx);
     config.decode_prefetch_bytes = absl::GetFlag(FLAGS_decode_prefetch_bytes);
     config.decode_l2_prefetch_bytes = absl::GetFlag(FLAGS_decode_l2_prefetch_bytes);
+    config.activation_levels = absl::GetFlag(FLAGS_activation_levels);
     auto fast = FastCpuBackend::Create(config);
     if (!fast.ok()) return Fail(fast.status());
     options.threads = (*fast)->num_threads();
@@ -466,6 +470,9 @@ int Main() {
                {"vocab_size", config.vocab_size},
                {"max_num_batched_tokens", options.max_tokens},
                {"kv_dtype", std::string(DTypeName(backend->kv_cache_dtype()))},
+               {"activation_levels", options.backend == "fast"
+                                         ? absl::GetFlag(FLAGS_activation_levels)
+                                         : 0},
                {"load_seconds", load_seconds}});
   PrintJson(info);
 

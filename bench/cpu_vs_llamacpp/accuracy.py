@@ -14,7 +14,8 @@ over the reference's top 5 tokens.
 
 - weft: tests/golden_test's fast-kernel cases in --build-dir (what
   weft-server runs: int8 activations at two levels, F16 KV cache), whose
-  printed worst error per prompt is read back.
+  printed worst error per prompt is read back; and its cases at one
+  activation level (`--activation_levels 1`, llama.cpp's precision).
 - llama.cpp: llama-server built by build_llamacpp.sh (LLAMACPP_SERVER=1),
   one `/completion` request per step (the prompt's ids plus the reference
   tokens so far, n_predict 1, n_probs 20, greedy, prompt cache on, so each
@@ -81,20 +82,21 @@ def llama_prompt(port: int, prompt: dict) -> dict:
             "top5_not_in_top20": missing}
 
 
-def weft_prompts(build_dir: Path, model_dir: Path) -> list[dict]:
+def weft_prompts(build_dir: Path, model_dir: Path, one_level: bool) -> list[dict]:
     binary = build_dir / "tests" / "golden_test"
     subprocess.run(["cmake", "--build", build_dir, "--target", "golden_test"],
                    check=True, stdout=subprocess.DEVNULL)
-    run = subprocess.run([binary, "--gtest_filter=*/Fast?:*/Fast??"],
+    cases = "*/FastOneLevel*" if one_level else "*/Fast?:*/Fast??"
+    run = subprocess.run([binary, f"--gtest_filter={cases}"],
                          capture_output=True, text=True,
                          env={**os.environ, "WEFT_MODEL_DIR": str(model_dir)})
     rows = []
-    for name, steps, worst in re.findall(
-            r"^(\S+): (\d+) steps compared, worst top-5 logprob error (\S+)$",
-            run.stdout, re.M):
-        rows.append({"engine": "weft", "prompt": name, "steps": int(steps),
-                     "worst_error": float(worst), "greedy_mismatches": 0,
-                     "top5_not_in_top20": 0})
+    for name, steps, worst, flips in re.findall(
+            r"^(\S+): (\d+) steps compared, worst top-5 logprob error (\S+)"
+            r"(?:, greedy token != reference at (\d+))?$", run.stdout, re.M):
+        rows.append({"engine": "weft, 1 level" if one_level else "weft",
+                     "prompt": name, "steps": int(steps), "worst_error": float(worst),
+                     "greedy_mismatches": int(flips or 0), "top5_not_in_top20": 0})
     if run.returncode != 0 or not rows:
         raise RuntimeError(f"golden_test failed:\n{run.stdout[-2000:]}")
     return rows
@@ -111,7 +113,9 @@ def main() -> None:
     (ROOT / ".cache" / "cpu_vs_llamacpp").mkdir(parents=True, exist_ok=True)
 
     log("weft: golden_test's fast-kernel cases")
-    rows = weft_prompts(args.build_dir, args.model_dir)
+    rows = weft_prompts(args.build_dir, args.model_dir, one_level=False)
+    log("weft at one activation level (llama.cpp's precision)")
+    rows += weft_prompts(args.build_dir, args.model_dir, one_level=True)
     log("building llama-server")
     bin_dir = Path(subprocess.run(
         [ROOT / "bench" / "cpu_vs_llamacpp" / "build_llamacpp.sh"], check=True,
@@ -132,18 +136,20 @@ def main() -> None:
     for row in rows:
         print(json.dumps(row))
     by = {(r["engine"], r["prompt"]): r for r in rows}
-    print("\n| prompt | steps (weft / llama.cpp) | worst error weft | worst error llama.cpp |"
-          " llama.cpp greedy ≠ reference |")
-    print("| --- | --: | --: | --: | --: |")
+    engines = ("weft", "weft, 1 level", "llama.cpp")
+    print("\n| prompt | steps | worst error: " + " / ".join(engines) +
+          " | greedy ≠ reference: " + " / ".join(engines) + " |")
+    print("| --- | --: | --: | --: |")
     for prompt in golden["prompts"]:
-        w, l = by[("weft", prompt["name"])], by[("llama.cpp", prompt["name"])]
-        print(f"| {prompt['name']} | {w['steps']} / {l['steps']} | "
-              f"{w['worst_error']:.2e} | {l['worst_error']:.2e} | "
-              f"{l['greedy_mismatches']} |")
-    for engine in ("weft", "llama.cpp"):
+        r = [by[(e, prompt["name"])] for e in engines]
+        print(f"| {prompt['name']} | {r[0]['steps']} | "
+              + " / ".join(f"{x['worst_error']:.2e}" for x in r) + " | "
+              + " / ".join(str(x["greedy_mismatches"]) for x in r) + " |")
+    for engine in engines:
         errors = sorted(r["worst_error"] for r in rows if r["engine"] == engine)
+        flips = sum(r["greedy_mismatches"] for r in rows if r["engine"] == engine)
         print(f"{engine}: worst {errors[-1]:.2e}, median over prompts "
-              f"{errors[len(errors) // 2]:.2e}")
+              f"{errors[len(errors) // 2]:.2e}, greedy ≠ reference at {flips} steps")
 
 
 if __name__ == "__main__":

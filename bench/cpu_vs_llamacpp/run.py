@@ -189,6 +189,10 @@ def weft_depth(bench_dir: Path, model: Path, threads: int, backend: str, isa: st
     return rows[0]["speed_tg"], next(j for j in lines if j["test"] == "info")
 
 
+# --activation-levels' flag for every weft-bench-cpu run (set in main).
+WEFT_LEVELS_FLAG: list[str] = []
+
+
 def weft_bench(bench_dir: Path, model: Path, threads: int, backend: str, isa: str,
                tests: str, sizes: list[int], batched_prompt: int = BATCH_PP,
                batched_gen: int = BATCH_TG) -> list[dict]:
@@ -198,7 +202,7 @@ def weft_bench(bench_dir: Path, model: Path, threads: int, backend: str, isa: st
                "--batched-gen", batched_gen, "--batch-sizes", ",".join(map(str, sizes)),
                f"--force_avx2={'true' if isa in ('avx2', 'avxvnni') else 'false'}",
                f"--allow_avx_vnni={'true' if isa == 'avxvnni' else 'false'}",
-               f"--allow_amx={'false' if isa == 'avx512' else 'true'}"])
+               f"--allow_amx={'false' if isa == 'avx512' else 'true'}"] + WEFT_LEVELS_FLAG)
     lines = [j for j in json_lines(out) if j.get("bench") == "weft-bench-cpu"]
     info = next(j for j in lines if j["test"] == "info")
     if backend == "fast" and info["threads"] != threads:
@@ -305,6 +309,10 @@ def main() -> int:
                          "(AMD Zen 4 and 5, Intel before Sapphire Rapids) run")
     ap.add_argument("--build-dir", type=Path, default=ROOT / "build",
                     help="weft build directory (reused; configured Release if absent)")
+    ap.add_argument("--activation-levels", type=int, default=2, choices=[1, 2],
+                    help="weft's int8 activation levels for quantized matmuls: 2 "
+                         "(its default) or 1, llama.cpp's precision "
+                         "(accuracy.py measures both)")
     ap.add_argument("--no-batched", action="store_true", help="skip the batched table")
     ap.add_argument("--no-single", action="store_true",
                     help="skip the single-sequence pp/tg table (e.g. with --depth)")
@@ -313,6 +321,7 @@ def main() -> int:
                     help=f"also time generating {DEPTH_TG} tokens after a context of this "
                          f"many (llama-bench -d; weft's batched test at B=1)")
     args = ap.parse_args()
+    WEFT_LEVELS_FLAG[:] = [f"--activation_levels={args.activation_levels}"]
 
     runs = args.runs or (3 if args.quick else 5)
     threads = [int(t) for t in (args.threads or ("2" if args.quick else "1,2")).split(",")]
@@ -429,7 +438,8 @@ def main() -> int:
           f"flash_attn {llama_info.get('flash_attn')}, KV {llama_info.get('type_k')}, "
           f"n_batch/n_ubatch {llama_info.get('n_batch')}/{llama_info.get('n_ubatch')}")
     print(f"- weft: {git_describe()}, backend {args.backend} ({any_info.get('isa')}), "
-          f"KV {any_info.get('kv_dtype')}, build {args.build_dir}")
+          f"KV {any_info.get('kv_dtype')}, activation levels {args.activation_levels}, "
+          f"build {args.build_dir}")
     print(f"- medians of {runs} alternating runs per tool; (±x%) is half the "
           f"max−min spread over the median")
     print(f"- raw measurements: {raw_path}")

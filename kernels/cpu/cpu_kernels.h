@@ -147,7 +147,19 @@ struct QuantizedRows {
   const int32_t* sum_r = nullptr;     // [rows][cols / 32] Σr
   const float* fine_scale = nullptr;  // [rows][cols / 32] dx/254 (epilogues)
   bool tile_order = false;            // q holds both levels in the tile order
+  // The second level is all zero (DropSecondLevel): a kernel may skip its
+  // products, which then add nothing, and get the same bits.
+  bool one_level = false;
 };
+
+// Activations at one int8 level per block of 32, as llama.cpp quantizes
+// them (CpuBackendConfig::activation_levels = 1): after QuantizeRows, zeroes
+// rows [row_begin, row_end)'s second level (r bytes, Σr) and sets their
+// scaled_sum to dx·Σq, which is what QuantizeRows gives an input whose
+// second level rounds to zero. Every kernel then computes with x ≈ dx·q.
+void DropSecondLevel(int64_t cols, int64_t row_begin, int64_t row_end, int8_t* q,
+                     int8_t* r, const float* scale, float* scaled_sum,
+                     const int32_t* sum_q, int32_t* sum_r, bool tile_order);
 
 // Bytes of q in the AMX tile order for `rows` rows of `cols` columns.
 inline int64_t AmxTileBytes(int64_t rows, int64_t cols) {

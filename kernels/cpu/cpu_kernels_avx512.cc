@@ -58,7 +58,8 @@ inline __m512i Broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-template <DType kType, int GT, int MT>
+// kLevels 1: x.one_level, the second level's products skipped.
+template <DType kType, int kLevels, int GT, int MT>
 void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
                int64_t m0, const float* bias, OutputRows y) {
   const int64_t nb = w.num_blocks;
@@ -107,7 +108,9 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
           const __m512i p = _mm512_loadu_si512(base[gi] + 64 * s);
           for (int t = 0; t < MT; ++t) {
             sq[gi][t] = _mm512_dpbusd_epi32(sq[gi][t], p, Broadcast4(xq[t] + 4 * s));
-            sr[gi][t] = _mm512_dpbusd_epi32(sr[gi][t], p, Broadcast4(xr[t] + 4 * s));
+            if constexpr (kLevels == 2) {
+              sr[gi][t] = _mm512_dpbusd_epi32(sr[gi][t], p, Broadcast4(xr[t] + 4 * s));
+            }
           }
         }
       }
@@ -121,9 +124,11 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
             sq[gi][t] = _mm512_dpbusd_epi32(sq[gi][t], l, Broadcast4(xq[t] + 4 * s));
             sq[gi][t] = _mm512_dpbusd_epi32(sq[gi][t], h,
                                             Broadcast4(xq[t] + 16 + 4 * s));
-            sr[gi][t] = _mm512_dpbusd_epi32(sr[gi][t], l, Broadcast4(xr[t] + 4 * s));
-            sr[gi][t] = _mm512_dpbusd_epi32(sr[gi][t], h,
-                                            Broadcast4(xr[t] + 16 + 4 * s));
+            if constexpr (kLevels == 2) {
+              sr[gi][t] = _mm512_dpbusd_epi32(sr[gi][t], l, Broadcast4(xr[t] + 4 * s));
+              sr[gi][t] = _mm512_dpbusd_epi32(sr[gi][t], h,
+                                              Broadcast4(xr[t] + 16 + 4 * s));
+            }
           }
         }
       }
@@ -170,7 +175,7 @@ inline __m512i DotBroadcast(__m512i acc, __m512i weights, const int8_t* p) {
 // L2, and the near prefetch into L1 added nothing to it. Without it (Intel,
 // where 1 KiB ahead into L1 was measured, 1.18× at B=4 on Sapphire
 // Rapids) every pass fetches w.prefetch_bytes ahead into L1.
-template <DType kType, int MT>
+template <DType kType, int kLevels, int MT>
 void TileOrderQuantTile(const PackedQuant& w, const QuantizedRows& x,
                         int64_t g, int64_t m0, const float* bias, OutputRows y) {
   const int64_t nb = w.num_blocks;
@@ -205,7 +210,7 @@ void TileOrderQuantTile(const PackedQuant& w, const QuantizedRows& x,
 #pragma GCC unroll 4
         for (int t = 0; t < MT; ++t) {
           sq[t] = DotBroadcast(sq[t], p, a + 32 * t + 4 * s);
-          sr[t] = DotBroadcast(sr[t], p, a + 512 + 32 * t + 4 * s);
+          if constexpr (kLevels == 2) sr[t] = DotBroadcast(sr[t], p, a + 512 + 32 * t + 4 * s);
         }
       }
     } else {
@@ -218,8 +223,10 @@ void TileOrderQuantTile(const PackedQuant& w, const QuantizedRows& x,
         for (int t = 0; t < MT; ++t) {
           sq[t] = DotBroadcast(sq[t], l, a + 32 * t + 4 * s);
           sq[t] = DotBroadcast(sq[t], h, a + 32 * t + 16 + 4 * s);
-          sr[t] = DotBroadcast(sr[t], l, a + 512 + 32 * t + 4 * s);
-          sr[t] = DotBroadcast(sr[t], h, a + 512 + 32 * t + 16 + 4 * s);
+          if constexpr (kLevels == 2) {
+            sr[t] = DotBroadcast(sr[t], l, a + 512 + 32 * t + 4 * s);
+            sr[t] = DotBroadcast(sr[t], h, a + 512 + 32 * t + 16 + 4 * s);
+          }
         }
       }
     }
@@ -235,13 +242,13 @@ void TileOrderQuantTile(const PackedQuant& w, const QuantizedRows& x,
   StoreGroupRows(y, m0, MT, g, w.rows, bias, [&](int t) { return acc[t]; });
 }
 
-template <DType kType, int GT>
+template <DType kType, int kLevels, int GT>
 void QuantTileRows(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
                    int64_t m0, int mt, const float* bias, OutputRows y) {
   switch (mt) {
-#define WEFT_CASE(n)                                                  \
-  case n:                                                             \
-    if constexpr (GT * n <= 4) QuantTile<kType, GT, n>(w, x, g0, m0, bias, y); \
+#define WEFT_CASE(n)                                                                \
+  case n:                                                                           \
+    if constexpr (GT * n <= 4) QuantTile<kType, kLevels, GT, n>(w, x, g0, m0, bias, y); \
     break;
     WEFT_CASE(1) WEFT_CASE(2)
 #undef WEFT_CASE
@@ -251,7 +258,7 @@ void QuantTileRows(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
 // Tiles: two int32 sums (one per activation level) and one float sum per
 // (group, row) — GT·MT ≤ 4 keeps them and the unpacked weights in the 32
 // vector registers.
-template <DType kType>
+template <DType kType, int kLevels>
 void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
                       int64_t group_begin, int64_t group_end,
                       const float* bias, OutputRows y) {
@@ -261,25 +268,25 @@ void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
   constexpr int64_t kTwoRows = QuantDecodeTileGroups(2);
   if (m == 1) {
     for (; g + kOneRow <= group_end; g += kOneRow) {
-      QuantTileRows<kType, kOneRow>(w, x, g, 0, 1, bias, y);
+      QuantTileRows<kType, kLevels, kOneRow>(w, x, g, 0, 1, bias, y);
     }
   }
   if (m <= 2) {
     const int mt = static_cast<int>(m);
     for (; g + kTwoRows <= group_end; g += kTwoRows) {
-      QuantTileRows<kType, kTwoRows>(w, x, g, 0, mt, bias, y);
+      QuantTileRows<kType, kLevels, kTwoRows>(w, x, g, 0, mt, bias, y);
     }
-    for (; g < group_end; ++g) QuantTileRows<kType, 1>(w, x, g, 0, mt, bias, y);
+    for (; g < group_end; ++g) QuantTileRows<kType, kLevels, 1>(w, x, g, 0, mt, bias, y);
     return;
   }
   // kMinTileOrderRows or more: x in the tile order.
   for (; g < group_end; ++g) {
     for (int64_t m0 = 0; m0 < m; m0 += 4) {
       switch (MinI64(4, m - m0)) {
-        case 1: TileOrderQuantTile<kType, 1>(w, x, g, m0, bias, y); break;
-        case 2: TileOrderQuantTile<kType, 2>(w, x, g, m0, bias, y); break;
-        case 3: TileOrderQuantTile<kType, 3>(w, x, g, m0, bias, y); break;
-        default: TileOrderQuantTile<kType, 4>(w, x, g, m0, bias, y); break;
+        case 1: TileOrderQuantTile<kType, kLevels, 1>(w, x, g, m0, bias, y); break;
+        case 2: TileOrderQuantTile<kType, kLevels, 2>(w, x, g, m0, bias, y); break;
+        case 3: TileOrderQuantTile<kType, kLevels, 3>(w, x, g, m0, bias, y); break;
+        default: TileOrderQuantTile<kType, kLevels, 4>(w, x, g, m0, bias, y); break;
       }
     }
   }
@@ -614,7 +621,11 @@ void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y) {
   ForPackedQuantType(w.dtype, [&](auto type) {
-    QuantMatMulTyped<decltype(type)::value>(w, x, group_begin, group_end, bias, y);
+    if (x.one_level) {
+      QuantMatMulTyped<decltype(type)::value, 1>(w, x, group_begin, group_end, bias, y);
+    } else {
+      QuantMatMulTyped<decltype(type)::value, 2>(w, x, group_begin, group_end, bias, y);
+    }
   });
 }
 

@@ -101,6 +101,11 @@ absl::Status CpuBackendConfig::Validate() const {
         "the decode L2 prefetch distance must be in [0, 65536] bytes (0: "
         "none, -1: for the processor), got ", decode_l2_prefetch_bytes));
   }
+  if (activation_levels != 1 && activation_levels != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "activation levels must be 2 (default) or 1 (llama.cpp's precision), got ",
+        activation_levels));
+  }
   return absl::OkStatus();
 }
 
@@ -121,6 +126,7 @@ FastCpuBackend::FastCpuBackend(const CpuBackendConfig& config)
   use_avx_vnni_ = !use_avx512_ && config.allow_avx_vnni && cpu::HasAvxVnni();
   decode_prefetch_bytes_ = config.decode_prefetch_bytes;
   decode_l2_prefetch_bytes_ = config.decode_l2_prefetch_bytes;
+  one_level_ = config.activation_levels == 1;
   isa_ = use_amx_       ? "avx512-vnni+amx"
          : use_avx512_  ? "avx512-vnni"
          : use_avx_vnni_ ? "avx2+avx-vnni"
@@ -152,9 +158,10 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> MakeCpuBackend(
     auto fast = FastCpuBackend::Create(config);
     if (fast.ok()) {
       if (description != nullptr) {
-        *description = absl::StrCat("cpu (", (*fast)->isa(), ", ",
-                                    (*fast)->num_threads(), " threads, KV ",
-                                    DTypeName(config.kv_cache_dtype), ")");
+        *description = absl::StrCat(
+            "cpu (", (*fast)->isa(), ", ", (*fast)->num_threads(), " threads, KV ",
+            DTypeName(config.kv_cache_dtype),
+            config.activation_levels == 1 ? ", one activation level" : "", ")");
       }
       return std::unique_ptr<CpuBackend>(std::move(*fast));
     }
@@ -387,6 +394,10 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
       cpu::avx2::QuantizeRows(F32(x), x.cols, x.cols, begin, end, q, r, scale,
                               scaled_sum, sum_q, sum_r, fine_scale, tile_order);
     }
+    if (one_level_) {
+      cpu::DropSecondLevel(x.cols, begin, end, q, r, scale, scaled_sum, sum_q, sum_r,
+                           tile_order);
+    }
   };
   if (x.rows < 2 || x.num_elements() < kMinParallelQuantizeElements) {
     quantize(0, x.rows);
@@ -394,7 +405,8 @@ absl::Status FastCpuBackend::MatMuls(const Tensor& x,
     pool_->ParallelFor(x.rows, quantize);
   }
   const cpu::QuantizedRows rows{x.rows,     x.cols, q,     r,          scale,
-                                scaled_sum, sum_q,  sum_r, fine_scale, tile_order};
+                                scaled_sum, sum_q,  sum_r, fine_scale, tile_order,
+                                one_level_};
   // Ranges of whole decode tiles (in a 2-thread decode the tail tiles of
   // ranges of any size held ~15% of the samples); AMX and the kernels of
   // several rows take one group at a time.

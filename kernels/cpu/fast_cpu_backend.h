@@ -64,6 +64,14 @@ struct CpuBackendConfig {
   // processor's (DecodeL2PrefetchBytesFor). It also switches the rest of
   // the L2 policy (cpu::L2PolicyFor): > 0 on, 0 off.
   int64_t decode_l2_prefetch_bytes = -1;
+  // Int8 levels the activations of quantized matmuls are quantized to, per
+  // block of 32: 2 (default: within ~1e-2 of the fp32 reference in log-prob,
+  // bench/cpu_vs_llamacpp/results.md) or 1, llama.cpp's precision (its
+  // log-probs 0.25-0.65 off there), which halves the integer work of
+  // batched decode and prompts where the kernels skip the second level
+  // (AVX-512 VNNI; AVX2, AVX-VNNI and AMX compute it as zeros: the same
+  // bits, no faster). docs/cpu.md has the measurements.
+  int activation_levels = 2;
 
   absl::Status Validate() const;
 };
@@ -138,6 +146,7 @@ class FastCpuBackend : public CpuBackend {
   bool use_avx_vnni_ = false;  // only where use_avx512_ is false
   int64_t decode_prefetch_bytes_ = -1;  // CpuBackendConfig's
   int64_t decode_l2_prefetch_bytes_ = -1;  // CpuBackendConfig's
+  bool one_level_ = false;  // CpuBackendConfig::activation_levels == 1
   std::unique_ptr<ThreadPool> pool_;
   // Repacked quantized weights, by the address of the original data (the
   // Tensor handed out keeps pointing at the GGML layout so ops that read a

@@ -1,5 +1,7 @@
 // Repacking of GGML quantized blocks and of float weights into the 16-row
 // layouts of cpu_kernels.h. Runs once per weight at load; plain scalar code.
+// Also DropSecondLevel, the one-level activations' pass over what
+// QuantizeRows wrote.
 #include <cstring>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -109,6 +111,25 @@ PackedFloat PackFloat(DType dtype, int64_t rows, int64_t cols, const void* src,
     }
   }
   return packed;
+}
+
+void DropSecondLevel(int64_t cols, int64_t row_begin, int64_t row_end, int8_t* q,
+                     int8_t* r, const float* scale, float* scaled_sum,
+                     const int32_t* sum_q, int32_t* sum_r, bool tile_order) {
+  const int64_t blocks = cols / kQuantBlockSize;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    if (tile_order) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        std::memset(q + AmxTileOffset(row, b, blocks) + 512, 0, kQuantBlockSize);
+      }
+    } else {
+      std::memset(r + row * cols, 0, static_cast<size_t>(cols));
+    }
+    for (int64_t b = row * blocks; b < (row + 1) * blocks; ++b) {
+      sum_r[b] = 0;
+      scaled_sum[b] = scale[b] * static_cast<float>(sum_q[b]);
+    }
+  }
 }
 
 }  // namespace weft::cpu

@@ -1,6 +1,7 @@
-// CpuBackendConfig: validation, the KV cache dtype, and the decode
-// prefetch distance the fast backend gives its packed weights.
+// CpuBackendConfig: validation, the KV cache dtype, the activation levels,
+// and the decode prefetch distance the fast backend gives its packed weights.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -38,6 +39,22 @@ TEST(CpuBackendConfigTest, KvCacheIsF16ByDefaultAndF32OnRequest) {
   EXPECT_EQ(*ParseCpuKvCacheDtype("f32", false), DType::kF32);
   EXPECT_EQ(ParseCpuKvCacheDtype("bf16", false).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CpuBackendConfigTest, ActivationLevelsAreTwoByDefaultOneOnRequest) {
+  CpuBackendConfig config;
+  EXPECT_EQ(config.activation_levels, 2);
+  std::string description;
+  ASSERT_TRUE(MakeCpuBackend(config, &description).ok());
+  EXPECT_EQ(description.find("activation level"), std::string::npos) << description;
+  config.activation_levels = 1;
+  ASSERT_TRUE(MakeCpuBackend(config, &description).ok());
+  EXPECT_NE(description.find("one activation level"), std::string::npos) << description;
+  for (int levels : {0, 3, -1}) {
+    config.activation_levels = levels;
+    EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument) << levels;
+    EXPECT_EQ(MakeCpuBackend(config).status().code(), absl::StatusCode::kInvalidArgument);
+  }
 }
 
 TEST(CpuBackendConfigTest, DecodePrefetchDistanceIsValidatedAndChosenPerKernel) {

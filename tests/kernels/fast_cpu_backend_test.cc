@@ -123,6 +123,24 @@ struct MatMulCase {
   bool bias;
 };
 
+// The worst case of the activations' rounding for one output: Σ_i |w_i| ·
+// dx(i) / divisor, dx = max|x| / 127 of x_i's block of 32; divisor 508 for
+// two int8 levels (error ≤ dx/508 per element), 2 for one (≤ dx/2).
+double ActivationRoundingBound(const float* x, const float* w, int64_t cols,
+                               double divisor) {
+  double bound = 0;
+  for (int64_t blk = 0; blk < cols / kQuantBlockSize; ++blk) {
+    float amax = 0;
+    for (int i = 0; i < kQuantBlockSize; ++i) {
+      amax = std::max(amax, std::fabs(x[blk * 32 + i]));
+    }
+    for (int i = 0; i < kQuantBlockSize; ++i) {
+      bound += std::fabs(w[blk * 32 + i]) * amax / 127.0 / divisor;
+    }
+  }
+  return bound;
+}
+
 TEST_P(FastCpuBackendTest, MatMulMatchesReferenceForEveryWeightType) {
   std::vector<MatMulCase> cases;
   for (DType dtype : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kF16,
@@ -165,16 +183,8 @@ TEST_P(FastCpuBackendTest, MatMulMatchesReferenceForEveryWeightType) {
     for (int64_t r = 0; r < c.rows; ++r) {
       DequantizeRow(c.dtype, w_ref->Rows(r, 1).data, w_row.data(), c.cols);
       for (int64_t t = 0; t < c.m; ++t) {
-        double bound = 0;
-        for (int64_t blk = 0; blk < c.cols / kQuantBlockSize; ++blk) {
-          float amax = 0;
-          for (int i = 0; i < kQuantBlockSize; ++i) {
-            amax = std::max(amax, std::fabs(x[t * c.cols + blk * 32 + i]));
-          }
-          for (int i = 0; i < kQuantBlockSize; ++i) {
-            bound += std::fabs(w_row[blk * 32 + i]) * amax / 127.0 / 508.0;
-          }
-        }
+        const double bound =
+            ActivationRoundingBound(&x[t * c.cols], w_row.data(), c.cols, 508.0);
         const float ref = want[t * c.rows + r];
         ASSERT_NEAR(got[t * c.rows + r], ref,
                     bound * 1.001 + 1e-4 * std::fabs(ref) + 1e-5)
@@ -182,6 +192,54 @@ TEST_P(FastCpuBackendTest, MatMulMatchesReferenceForEveryWeightType) {
       }
     }
   }
+}
+
+// activation_levels = 1 (llama.cpp's precision): every quantized matmul
+// within one level's rounding of the fp32 reference — and, somewhere,
+// outside two levels' (the second level really is dropped).
+TEST_P(FastCpuBackendTest, OneActivationLevelStaysWithinItsRounding) {
+  CpuBackendConfig config = VariantConfig(GetParam().isa, GetParam().threads);
+  config.activation_levels = 1;
+  auto one_level = FastCpuBackend::Create(config);
+  ASSERT_TRUE(one_level.ok()) << one_level.status();
+  std::mt19937 rng(11);
+  std::vector<std::vector<uint8_t>> all_weights;
+  int64_t beyond_two_levels = 0;
+  for (DType dtype : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0}) {
+    // Decode tiles (1, 2 rows), the tile-order kernel (3+), AMX (16+).
+    for (auto [m, rows, cols] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {1, 37, 64}, {2, 48, 576}, {3, 21, 160}, {16, 48, 1536}, {33, 16, 96}}) {
+      SCOPED_TRACE(std::string(DTypeName(dtype)) + " m=" + std::to_string(m));
+      all_weights.push_back(RandomWeights(dtype, rows, cols, rng));
+      auto w_fast = (*one_level)->UploadWeight(dtype, rows, cols, all_weights.back().data());
+      auto w_ref = reference_.UploadWeight(dtype, rows, cols, all_weights.back().data());
+      ASSERT_TRUE(w_fast.ok() && w_ref.ok());
+      std::vector<float> x = RandomVector(m * cols, rng);
+      Tensor x_t{DType::kF32, m, cols, x.data()};
+      std::vector<float> got(m * rows, NAN), want(m * rows, NAN);
+      Tensor got_t{DType::kF32, m, rows, got.data()};
+      Tensor want_t{DType::kF32, m, rows, want.data()};
+      ASSERT_TRUE((*one_level)->MatMul(x_t, *w_fast, nullptr, &got_t).ok());
+      ASSERT_TRUE(reference_.MatMul(x_t, *w_ref, nullptr, &want_t).ok());
+      std::vector<float> w_row(cols);
+      for (int64_t r = 0; r < rows; ++r) {
+        DequantizeRow(dtype, w_ref->Rows(r, 1).data, w_row.data(), cols);
+        for (int64_t t = 0; t < m; ++t) {
+          const float ref = want[t * rows + r];
+          const double error = std::fabs(got[t * rows + r] - ref);
+          const double slack = 1e-4 * std::fabs(ref) + 1e-5;
+          ASSERT_LE(error, ActivationRoundingBound(&x[t * cols], w_row.data(), cols, 2.0) *
+                                   1.001 + slack)
+              << "row " << r << " token " << t;
+          if (error > ActivationRoundingBound(&x[t * cols], w_row.data(), cols, 508.0) *
+                              1.001 + slack) {
+            ++beyond_two_levels;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(beyond_two_levels, 0);
 }
 
 // Batch invariance: a row's output is bit-identical whether it is
@@ -630,6 +688,22 @@ TEST(FastCpuBackendAvx2Test, MatMulMatchesAvx512BitForBit) {
                        {{1, 37, 64}, {2, 48, 576}, {3, 21, 160}, {5, 100, 96},
                         {16, 48, 1536}, {33, 16, 1056}, {70, 50, 32}, {1, 150, 64}},
                        29);
+}
+
+// With one activation level, AVX-512 skips the second level's products
+// that AVX2 (and AMX) compute as zeros: still the same bits.
+TEST(FastCpuBackendAvx2Test, OneActivationLevelMatchesAvx512BitForBit) {
+  CpuBackendConfig best_config = VariantConfig(Isa::kBest, 2);
+  CpuBackendConfig avx2_config = VariantConfig(Isa::kAvx2, 2);
+  best_config.activation_levels = avx2_config.activation_levels = 1;
+  auto best = FastCpuBackend::Create(best_config);
+  auto avx2 = FastCpuBackend::Create(avx2_config);
+  ASSERT_TRUE(best.ok() && avx2.ok());
+  if ((*best)->isa().substr(0, 6) != "avx512") GTEST_SKIP() << "no AVX-512 here";
+  ExpectSameMatMulBits(**avx2, **best, {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0},
+                       {{1, 37, 64}, {2, 48, 576}, {3, 21, 160}, {5, 100, 96},
+                        {16, 48, 1536}, {33, 16, 1056}},
+                       31);
 }
 
 // AVX-VNNI's quantized matmuls against plain AVX2's (and so, by the test
