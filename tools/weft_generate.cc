@@ -40,6 +40,10 @@ ABSL_FLAG(std::string, kv_cache_dtype, "auto",
           "element type of the CPU backend's KV cache: f16 (half the bytes "
           "attention reads), f32 (exact), or auto: f16, f32 with "
           "--reference_kernels; the CUDA backend keeps bf16");
+ABSL_FLAG(int, activation_levels, 2,
+          "CPU backend: int8 levels per block of 32 that quantized matmuls "
+          "quantize activations to: 2 (log-probs within ~1e-2 of fp32) or 1 "
+          "(llama.cpp's precision; docs/cpu.md)");
 ABSL_FLAG(bool, reference_kernels, false,
           "use the reference CPU kernels (fp32, one thread)");
 ABSL_FLAG(int, max_tokens, 128, "tokens to generate at most");
@@ -113,6 +117,7 @@ int Run() {
   backend_options.model_head_dim = (*files)->config().head_dim;
   backend_options.cpu.num_threads = absl::GetFlag(FLAGS_threads);
   backend_options.cpu.reference = absl::GetFlag(FLAGS_reference_kernels);
+  backend_options.cpu.activation_levels = absl::GetFlag(FLAGS_activation_levels);
   auto kv_cache_dtype = ParseCpuKvCacheDtype(absl::GetFlag(FLAGS_kv_cache_dtype),
                                              absl::GetFlag(FLAGS_reference_kernels));
   if (!kv_cache_dtype.ok()) return Fail(kv_cache_dtype.status());
