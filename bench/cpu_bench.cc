@@ -80,7 +80,7 @@ ABSL_FLAG(int64_t, decode_l2_prefetch_bytes, -1,
           "backend's choice for this processor)");
 ABSL_FLAG(int, activation_levels, 2,
           "fast backend: int8 levels of the quantized matmuls' activations, "
-          "2 or 1 (llama.cpp's precision)");
+          "2 or 1 (llama.cpp's scheme)");
 ABSL_FLAG(int, batched_prompt, 128, "prompt tokens per sequence, batched test");
 ABSL_FLAG(int, batched_gen, 128, "decode steps, batched test");
 ABSL_FLAG(int, reps, 5, "timed repetitions of each test");

@@ -43,7 +43,7 @@ ABSL_FLAG(std::string, kv_cache_dtype, "auto",
 ABSL_FLAG(int, activation_levels, 2,
           "CPU backend: int8 levels per block of 32 that quantized matmuls "
           "quantize activations to: 2 (log-probs within ~1e-2 of fp32) or 1 "
-          "(llama.cpp's precision; docs/cpu.md)");
+          "(llama.cpp's scheme; docs/cpu.md)");
 ABSL_FLAG(bool, reference_kernels, false,
           "use the reference CPU kernels (fp32, one thread)");
 ABSL_FLAG(int, max_tokens, 128, "tokens to generate at most");

@@ -15,7 +15,7 @@ over the reference's top 5 tokens.
 - weft: tests/golden_test's fast-kernel cases in --build-dir (what
   weft-server runs: int8 activations at two levels, F16 KV cache), whose
   printed worst error per prompt is read back; and its cases at one
-  activation level (`--activation_levels 1`, llama.cpp's precision).
+  activation level (`--activation_levels 1`, llama.cpp's scheme).
 - llama.cpp: llama-server built by build_llamacpp.sh (LLAMACPP_SERVER=1),
   one `/completion` request per step (the prompt's ids plus the reference
   tokens so far, n_predict 1, n_probs 20, greedy, prompt cache on, so each
@@ -82,14 +82,13 @@ def llama_prompt(port: int, prompt: dict) -> dict:
             "top5_not_in_top20": missing}
 
 
-def weft_prompts(build_dir: Path, model_dir: Path, one_level: bool) -> list[dict]:
+def weft_prompts(build_dir: Path, one_level: bool) -> list[dict]:
     binary = build_dir / "tests" / "golden_test"
     subprocess.run(["cmake", "--build", build_dir, "--target", "golden_test"],
                    check=True, stdout=subprocess.DEVNULL)
     cases = "*/FastOneLevel*" if one_level else "*/Fast?:*/Fast??"
     run = subprocess.run([binary, f"--gtest_filter={cases}"],
-                         capture_output=True, text=True,
-                         env={**os.environ, "WEFT_MODEL_DIR": str(model_dir)})
+                         capture_output=True, text=True)
     rows = []
     for name, steps, worst, flips in re.findall(
             r"^(\S+): (\d+) steps compared, worst top-5 logprob error (\S+)"
@@ -98,24 +97,28 @@ def weft_prompts(build_dir: Path, model_dir: Path, one_level: bool) -> list[dict
                      "prompt": name, "steps": int(steps), "worst_error": float(worst),
                      "greedy_mismatches": int(flips or 0), "top5_not_in_top20": 0})
     if run.returncode != 0 or not rows:
-        raise RuntimeError(f"golden_test failed:\n{run.stdout[-2000:]}")
+        raise RuntimeError("golden_test failed or skipped (is the model in the "
+                           f"build's model directory?):\n{run.stdout[-2000:]}")
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model-dir", type=Path, default=ROOT / "models")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="llama.cpp's threads (weft's golden test uses one per core; "
+                         "its results do not depend on the thread count)")
     ap.add_argument("--build-dir", type=Path, default=ROOT / "build-bench")
     args = ap.parse_args()
     golden = json.loads(GOLDEN.read_text())
-    model = args.model_dir / golden["model_file"]
+    # golden_test reads the model from the directory the build was
+    # configured with (WEFT_MODEL_DIR, by default models/): the same file.
+    model = ROOT / "models" / golden["model_file"]
     (ROOT / ".cache" / "cpu_vs_llamacpp").mkdir(parents=True, exist_ok=True)
 
     log("weft: golden_test's fast-kernel cases")
-    rows = weft_prompts(args.build_dir, args.model_dir, one_level=False)
-    log("weft at one activation level (llama.cpp's precision)")
-    rows += weft_prompts(args.build_dir, args.model_dir, one_level=True)
+    rows = weft_prompts(args.build_dir, one_level=False)
+    log("weft at one activation level (llama.cpp's scheme)")
+    rows += weft_prompts(args.build_dir, one_level=True)
     log("building llama-server")
     bin_dir = Path(subprocess.run(
         [ROOT / "bench" / "cpu_vs_llamacpp" / "build_llamacpp.sh"], check=True,

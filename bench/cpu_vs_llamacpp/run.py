@@ -311,7 +311,7 @@ def main() -> int:
                     help="weft build directory (reused; configured Release if absent)")
     ap.add_argument("--activation-levels", type=int, default=2, choices=[1, 2],
                     help="weft's int8 activation levels for quantized matmuls: 2 "
-                         "(its default) or 1, llama.cpp's precision "
+                         "(its default) or 1, llama.cpp's scheme "
                          "(accuracy.py measures both)")
     ap.add_argument("--no-batched", action="store_true", help="skip the batched table")
     ap.add_argument("--no-single", action="store_true",

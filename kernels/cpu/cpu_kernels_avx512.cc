@@ -499,8 +499,10 @@ void PackedFloatMatMulTyped(const PackedFloat& w, const float* x,
       const int64_t gt = MinI64(kFloatTileGroups, group_end - g);
       for (int64_t m0 = mb; m0 < me; m0 += kFloatTileRows) {
         const int mt = static_cast<int>(MinI64(kFloatTileRows, me - m0));
-        // Only the very first pass reads the weights from memory (a
-        // batched decode has one row block).
+        // The first pass over the weights, which reads them from memory
+        // (a batched decode's only row block; a prompt's later row blocks
+        // re-read them, likely from the L3, without it: prompts measured
+        // the same either way).
         const bool next = w.next_tile_into_l2 && m0 == 0;
         switch (gt) {
           case 4: PackedFloatTileRows<kType, 4>(w, x, x_stride, g, m0, mt, bias, y, next); break;

@@ -103,7 +103,7 @@ absl::Status CpuBackendConfig::Validate() const {
   }
   if (activation_levels != 1 && activation_levels != 2) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "activation levels must be 2 (default) or 1 (llama.cpp's precision), got ",
+        "activation levels must be 2 (default) or 1 (llama.cpp's scheme), got ",
         activation_levels));
   }
   return absl::OkStatus();
@@ -728,20 +728,29 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
     attention_bounds_.assign(static_cast<size_t>(threads) + 1, num_tasks);
     attention_bounds_[0] = 0;
     auto task_cost = [&](int64_t i) {
-      const cpu::AttentionNextKeys keys = first_keys(i);
-      return int64_t{attention_tasks_[i].num_tokens} *
-             std::max(1, keys.key_end - keys.key_begin);
+      const AttentionWork& work = attention_tasks_[i];
+      const int last_visible = work.first_visible + work.num_tokens - 1;
+      // One chunk's keys, or all of them for a task that runs every chunk.
+      const int keys = work.chunk >= 0
+                           ? std::min(kChunk, last_visible - work.chunk * kChunk)
+                           : last_visible;
+      return int64_t{work.num_tokens} * std::max(1, keys);
     };
     int64_t total_cost = 0;
     for (int64_t i = 0; i < num_tasks; ++i) total_cost += task_cost(i);
-    int64_t cost = 0;
+    int64_t cost = 0;  // of tasks [0, i)
     int range = 1;
     for (int64_t i = 0; i < num_tasks && range < threads; ++i) {
-      cost += task_cost(i);
-      // Task i ends range `range` once the cost so far reaches its share.
-      while (range < threads && cost * threads >= total_cost * range) {
-        attention_bounds_[range++] = i + 1;
+      const int64_t task = task_cost(i);
+      // Range `range` ends before or after task i, whichever leaves it
+      // nearer its share (× threads: total_cost × range).
+      while (range < threads && (cost + task) * threads >= total_cost * range) {
+        const int64_t share = total_cost * range;
+        const bool before = i > attention_bounds_[range - 1] &&
+                            share - cost * threads < (cost + task) * threads - share;
+        attention_bounds_[range++] = before ? i : i + 1;
       }
+      cost += task;
     }
     pool_->ParallelFor(threads, [&](int thread, int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {

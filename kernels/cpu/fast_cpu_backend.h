@@ -66,11 +66,11 @@ struct CpuBackendConfig {
   int64_t decode_l2_prefetch_bytes = -1;
   // Int8 levels the activations of quantized matmuls are quantized to, per
   // block of 32: 2 (default: within ~1e-2 of the fp32 reference in log-prob,
-  // bench/cpu_vs_llamacpp/results.md) or 1, llama.cpp's precision (its
-  // log-probs 0.25-0.65 off there), which halves the integer work of
-  // batched decode and prompts where the kernels skip the second level
-  // (AVX-512 VNNI; AVX2, AVX-VNNI and AMX compute it as zeros: the same
-  // bits, no faster). docs/cpu.md has the measurements.
+  // bench/cpu_vs_llamacpp/results.md) or 1, llama.cpp's scheme (errors of
+  // llama.cpp's size there: 0.24-1.17 against its 0.25-0.65), which halves
+  // the integer work of batched decode and prompts where the kernels skip
+  // the second level (AVX-512 VNNI; AVX2, AVX-VNNI and AMX compute it as
+  // zeros: the same bits, no faster). docs/cpu.md has the measurements.
   int activation_levels = 2;
 
   absl::Status Validate() const;

@@ -194,7 +194,7 @@ TEST_P(FastCpuBackendTest, MatMulMatchesReferenceForEveryWeightType) {
   }
 }
 
-// activation_levels = 1 (llama.cpp's precision): every quantized matmul
+// activation_levels = 1 (llama.cpp's scheme): every quantized matmul
 // within one level's rounding of the fp32 reference — and, somewhere,
 // outside two levels' (the second level really is dropped).
 TEST_P(FastCpuBackendTest, OneActivationLevelStaysWithinItsRounding) {
