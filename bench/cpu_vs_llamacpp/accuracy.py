@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import ROOT, Server, free_port, log  # noqa: E402
+from serve import ROOT, Server, build_llama_server, free_port, log  # noqa: E402
 
 import http.client  # noqa: E402
 
@@ -119,13 +118,7 @@ def main() -> None:
     rows = weft_prompts(args.build_dir, one_level=False)
     log("weft at one activation level (llama.cpp's scheme)")
     rows += weft_prompts(args.build_dir, one_level=True)
-    log("building llama-server")
-    bin_dir = Path(subprocess.run(
-        [ROOT / "bench" / "cpu_vs_llamacpp" / "build_llamacpp.sh"], check=True,
-        capture_output=True, text=True, env={**os.environ, "LLAMACPP_SERVER": "1"},
-    ).stdout.strip().splitlines()[-1])
-    if not bin_dir.is_absolute():
-        bin_dir = ROOT / bin_dir
+    bin_dir = build_llama_server()
     port = free_port()
     server = Server("llama.cpp-accuracy", [
         bin_dir / "llama-server", "-m", model, "--host", "127.0.0.1", "--port", port,

@@ -77,6 +77,17 @@ def wait_ready(port: int, path: str, proc: subprocess.Popen, timeout: float = 18
     raise RuntimeError("server did not become ready")
 
 
+def build_llama_server() -> Path:
+    """llama-server from the same sdist as the other tools (build_llamacpp.sh
+    with LLAMACPP_SERVER=1, once): the directory holding it."""
+    log("building llama-server")
+    bin_dir = Path(subprocess.run(
+        [ROOT / "bench" / "cpu_vs_llamacpp" / "build_llamacpp.sh"], check=True,
+        capture_output=True, text=True, env={**os.environ, "LLAMACPP_SERVER": "1"},
+    ).stdout.strip().splitlines()[-1])
+    return bin_dir if bin_dir.is_absolute() else ROOT / bin_dir
+
+
 class Server:
     def __init__(self, name: str, cmd: list[str], port: int, health: str):
         self.name, self.port = name, port
@@ -226,13 +237,7 @@ def main() -> int:
                         "-DCMAKE_BUILD_TYPE=Release"], check=True)
     subprocess.run(["cmake", "--build", args.build_dir, "--target", "weft-server"],
                    check=True, stdout=subprocess.DEVNULL)
-    log("building llama-server")
-    bin_dir = Path(subprocess.run(
-        [ROOT / "bench" / "cpu_vs_llamacpp" / "build_llamacpp.sh"], check=True,
-        capture_output=True, text=True, env={**os.environ, "LLAMACPP_SERVER": "1"},
-    ).stdout.strip().splitlines()[-1])
-    if not bin_dir.is_absolute():
-        bin_dir = ROOT / bin_dir
+    bin_dir = build_llama_server()
 
     def weft() -> Server:
         port = free_port()
