@@ -205,6 +205,14 @@ std::pair<double, double> TimeCalls(Call call) {
   return {seconds[seconds.size() / 2], seconds[0]};
 }
 
+// Copies of a packed weight of `packed_size` bytes that fill --weight_mb
+// (at least one), one per call in turn.
+int64_t WeightCopies(int64_t packed_size) {
+  return std::max<int64_t>(
+      1, (absl::GetFlag(FLAGS_weight_mb) * (int64_t{1} << 20) + packed_size - 1) /
+             packed_size);
+}
+
 // The packed float matmul (avx2 or AVX-512) of random --rows × --cols
 // weights of `dtype` in [-1, 1], one JSON line per m.
 void RunFloat(bool avx512, DType dtype, absl::string_view name,
@@ -222,11 +230,8 @@ void RunFloat(bool avx512, DType dtype, absl::string_view name,
       std::memcpy(src.data() + 2 * i, &h, 2);
     }
   }
-  // Copies filling --weight_mb, as for quantized weights.
   const int64_t packed_size = cpu::PackedFloatBytes(dtype, rows, cols);
-  const int64_t copies = std::max<int64_t>(
-      1, (absl::GetFlag(FLAGS_weight_mb) * (int64_t{1} << 20) + packed_size - 1) /
-             packed_size);
+  const int64_t copies = WeightCopies(packed_size);
   std::vector<uint8_t> packed_bytes(copies * packed_size);
   std::vector<cpu::PackedFloat> weights;
   for (int64_t c = 0; c < copies; ++c) {
@@ -358,9 +363,7 @@ int Run() {
       }
       const std::vector<uint8_t> blocks = RandomBlocks(dtype, rows, cols, rng);
       const int64_t packed_size = cpu::PackedQuantBytes(dtype, rows, cols);
-      const int64_t copies = std::max<int64_t>(
-          1, (absl::GetFlag(FLAGS_weight_mb) * (int64_t{1} << 20) + packed_size - 1) /
-                 packed_size);
+      const int64_t copies = WeightCopies(packed_size);
       std::vector<uint8_t> packed_bytes(copies * packed_size);
       std::vector<cpu::PackedQuant> weights;
       for (int64_t c = 0; c < copies; ++c) {
