@@ -206,11 +206,16 @@ std::pair<double, double> TimeCalls(Call call) {
 }
 
 // Copies of a packed weight of `packed_size` bytes that fill --weight_mb
-// (at least one), one per call in turn.
-int64_t WeightCopies(int64_t packed_size) {
-  return std::max<int64_t>(
+// (at least one), one per call in turn: pack(dst) packs one into `bytes`.
+template <typename Pack>
+auto PackCopies(int64_t packed_size, std::vector<uint8_t>* bytes, Pack pack) {
+  const int64_t copies = std::max<int64_t>(
       1, (absl::GetFlag(FLAGS_weight_mb) * (int64_t{1} << 20) + packed_size - 1) /
              packed_size);
+  bytes->resize(copies * packed_size);
+  std::vector<decltype(pack(bytes->data()))> weights;
+  for (int64_t c = 0; c < copies; ++c) weights.push_back(pack(bytes->data() + c * packed_size));
+  return weights;
 }
 
 // The packed float matmul (avx2 or AVX-512) of random --rows × --cols
@@ -230,17 +235,15 @@ void RunFloat(bool avx512, DType dtype, absl::string_view name,
       std::memcpy(src.data() + 2 * i, &h, 2);
     }
   }
-  const int64_t packed_size = cpu::PackedFloatBytes(dtype, rows, cols);
-  const int64_t copies = WeightCopies(packed_size);
-  std::vector<uint8_t> packed_bytes(copies * packed_size);
-  std::vector<cpu::PackedFloat> weights;
-  for (int64_t c = 0; c < copies; ++c) {
-    weights.push_back(cpu::PackFloat(dtype, rows, cols, src.data(),
-                                     packed_bytes.data() + c * packed_size));
-    weights.back().prefetch_bytes = cpu::DecodePrefetchBytesFor(/*quantized=*/false, avx512);
-    weights.back().next_tile_into_l2 =
-        avx512 && absl::GetFlag(FLAGS_float_next_tile_l2) && cpu::L2PolicyFor(avx512);
-  }
+  std::vector<uint8_t> packed_bytes;
+  const std::vector<cpu::PackedFloat> weights = PackCopies(
+      cpu::PackedFloatBytes(dtype, rows, cols), &packed_bytes, [&](uint8_t* dst) {
+        cpu::PackedFloat w = cpu::PackFloat(dtype, rows, cols, src.data(), dst);
+        w.prefetch_bytes = cpu::DecodePrefetchBytesFor(/*quantized=*/false, avx512);
+        w.next_tile_into_l2 =
+            avx512 && absl::GetFlag(FLAGS_float_next_tile_l2) && cpu::L2PolicyFor(avx512);
+        return w;
+      });
   size_t next_copy = 0;
   for (int64_t m : ms) {
     std::vector<float> x(m * cols);
@@ -362,19 +365,15 @@ int Run() {
         continue;
       }
       const std::vector<uint8_t> blocks = RandomBlocks(dtype, rows, cols, rng);
-      const int64_t packed_size = cpu::PackedQuantBytes(dtype, rows, cols);
-      const int64_t copies = WeightCopies(packed_size);
-      std::vector<uint8_t> packed_bytes(copies * packed_size);
-      std::vector<cpu::PackedQuant> weights;
-      for (int64_t c = 0; c < copies; ++c) {
-        weights.push_back(cpu::PackQuant(dtype, rows, cols, blocks.data(),
-                                         /*unsigned_q8=*/kernel != "avx2",
-                                         packed_bytes.data() + c * packed_size));
-        weights.back().prefetch_bytes = cpu::DecodePrefetchBytesFor(
-            /*quantized=*/true, /*avx512=*/kernel == "vnni" || kernel == "amx");
-        weights.back().l2_prefetch_bytes = cpu::DecodeL2PrefetchBytesFor(
-            /*quantized=*/true, /*avx512=*/kernel == "vnni" || kernel == "amx");
-      }
+      std::vector<uint8_t> packed_bytes;
+      const std::vector<cpu::PackedQuant> weights = PackCopies(
+          cpu::PackedQuantBytes(dtype, rows, cols), &packed_bytes, [&](uint8_t* dst) {
+            cpu::PackedQuant w = cpu::PackQuant(dtype, rows, cols, blocks.data(),
+                                                /*unsigned_q8=*/kernel != "avx2", dst);
+            w.prefetch_bytes = cpu::DecodePrefetchBytesFor(/*quantized=*/true, avx512);
+            w.l2_prefetch_bytes = cpu::DecodeL2PrefetchBytesFor(/*quantized=*/true, avx512);
+            return w;
+          });
       size_t next_copy = 0;
       for (int64_t m : ms) {
         const int64_t padded = (m + 15) / 16 * 16;  // AMX reads 16-row tiles

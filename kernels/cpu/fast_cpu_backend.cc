@@ -725,9 +725,7 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
     // cold at 2 threads (docs/cpu.md). A thread that finds a range nobody
     // took still takes it.
     const int threads = pool_->num_threads();
-    attention_bounds_.assign(static_cast<size_t>(threads) + 1, num_tasks);
-    attention_bounds_[0] = 0;
-    auto task_cost = [&](int64_t i) {
+    EqualCostRanges(num_tasks, threads, [&](int64_t i) {
       const AttentionWork& work = attention_tasks_[i];
       const int last_visible = work.first_visible + work.num_tokens - 1;
       // One chunk's keys, or all of them for a task that runs every chunk.
@@ -735,23 +733,7 @@ absl::Status FastCpuBackend::PagedAttention(const AttentionParams& attention,
                            ? std::min(kChunk, last_visible - work.chunk * kChunk)
                            : last_visible;
       return int64_t{work.num_tokens} * std::max(1, keys);
-    };
-    int64_t total_cost = 0;
-    for (int64_t i = 0; i < num_tasks; ++i) total_cost += task_cost(i);
-    int64_t cost = 0;  // of tasks [0, i)
-    int range = 1;
-    for (int64_t i = 0; i < num_tasks && range < threads; ++i) {
-      const int64_t task = task_cost(i);
-      // Range `range` ends before or after task i, whichever leaves it
-      // nearer its share (× threads: total_cost × range).
-      while (range < threads && (cost + task) * threads >= total_cost * range) {
-        const int64_t share = total_cost * range;
-        const bool before = i > attention_bounds_[range - 1] &&
-                            share - cost * threads < (cost + task) * threads - share;
-        attention_bounds_[range++] = before ? i : i + 1;
-      }
-      cost += task;
-    }
+    }, &attention_bounds_);
     pool_->ParallelFor(threads, [&](int thread, int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         run(thread, attention_bounds_[r], attention_bounds_[r + 1]);

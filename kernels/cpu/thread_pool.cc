@@ -155,4 +155,26 @@ void ThreadPool::ParallelFor(
   }, /*wait_for_all=*/false);
 }
 
+void EqualCostRanges(int64_t n, int parts, absl::FunctionRef<int64_t(int64_t)> cost,
+                     std::vector<int64_t>* bounds) {
+  parts = std::max(parts, 1);
+  bounds->assign(static_cast<size_t>(parts) + 1, n);
+  (*bounds)[0] = 0;
+  int64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) total += cost(i);
+  int64_t before_i = 0;  // cost of items [0, i)
+  int range = 1;
+  for (int64_t i = 0; i < n && range < parts; ++i) {
+    const int64_t item = cost(i);
+    // Shares scaled by parts: range r's ends at total × r.
+    while (range < parts && (before_i + item) * parts >= total * range) {
+      const int64_t share = total * range;
+      const bool end_before = i > (*bounds)[range - 1] &&
+                              share - before_i * parts < (before_i + item) * parts - share;
+      (*bounds)[range++] = end_before ? i : i + 1;
+    }
+    before_i += item;
+  }
+}
+
 }  // namespace weft

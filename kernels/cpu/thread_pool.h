@@ -88,6 +88,16 @@ class ThreadPool {
   alignas(64) std::vector<int64_t> chunk_begin_;  // 8·T + 2 entries
 };
 
+// Cuts items [0, n) into `parts` contiguous ranges of about equal total
+// cost(i) (≥ 0): range r is [(*bounds)[r], (*bounds)[r + 1]), parts + 1
+// bounds from 0 to n. A range ends before or after the item that crosses
+// its share, whichever leaves it nearer; ranges may be empty. For work a
+// static split suits better than ParallelFor's guided one (e.g. tasks
+// that prefetch their successor's data: ParallelFor(parts, ...) over the
+// ranges keeps successors on one thread).
+void EqualCostRanges(int64_t n, int parts, absl::FunctionRef<int64_t(int64_t)> cost,
+                     std::vector<int64_t>* bounds);
+
 }  // namespace weft
 
 #endif  // WEFT_KERNELS_CPU_THREAD_POOL_H_

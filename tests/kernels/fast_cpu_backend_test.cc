@@ -12,18 +12,15 @@
 #include "kernels/cpu/fast_cpu_backend.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <random>
 #include <string>
 #include <tuple>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/cpu/thread_pool.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace weft {
@@ -766,73 +763,6 @@ TEST(QuantizeRowsTest, Avx512MatchesAvx2BitForBit) {
       EXPECT_EQ(f5, f2);
       EXPECT_EQ(s5, s2);
     }
-  }
-}
-
-TEST(ThreadPoolTest, ParallelForCoversEveryIndexOnce) {
-  // Thread counts around the guided split's range count (~6.2 per thread).
-  for (int threads : {1, 2, 5, 17}) {
-    ThreadPool pool(threads);
-    for (int64_t n : {0, 1, 2, 7, 1000, 100000}) {
-      std::vector<std::atomic<int>> hits(n);
-      for (int repeat = 0; repeat < 50; ++repeat) {
-        pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) hits[i]++;
-        });
-      }
-      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 50) << i;
-    }
-  }
-}
-
-// No range is much larger than a thread's fair share at any thread count:
-// with a fixed 64 ranges the last one took what was left, 2× a fair share
-// at 16 threads, 12× at 32 and 39× at 64 (every op waited on it).
-TEST(ThreadPoolTest, ParallelForRangesStayNearAFairShare) {
-  for (int threads : {2, 16, 32, 64}) {
-    ThreadPool pool(threads);
-    for (int64_t n : {int64_t{4096}, int64_t{100000}}) {
-      std::mutex mu;
-      int64_t largest = 0;
-      pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
-        std::lock_guard<std::mutex> lock(mu);
-        largest = std::max(largest, end - begin);
-      });
-      const int64_t fair = (n + threads - 1) / threads;
-      EXPECT_LE(largest, fair) << threads << " threads, n " << n;
-    }
-  }
-}
-
-TEST(ThreadPoolTest, ParallelForRangesStartOnTheGrain) {
-  for (int threads : {2, 5}) {
-    ThreadPool pool(threads);
-    for (int64_t grain : {2, 3, 4, 8}) {
-      for (int64_t n : {1, 3, 4, 9, 36, 60, 1001, 100000}) {
-        SCOPED_TRACE(testing::Message() << threads << " threads, grain " << grain
-                                        << ", n " << n);
-        std::vector<std::atomic<int>> hits(n);
-        std::atomic<int> off_grain{0};
-        pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
-          // Every range starts on the grain and ends on it or at n.
-          if (begin % grain != 0 || (end != n && end % grain != 0)) off_grain++;
-          for (int64_t i = begin; i < end; ++i) hits[i]++;
-        }, grain);
-        EXPECT_EQ(off_grain, 0);
-        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 1) << i;
-      }
-    }
-  }
-}
-
-TEST(ThreadPoolTest, RunGivesEachThreadItsIndexAfterSleeping) {
-  ThreadPool pool(4);
-  for (int round = 0; round < 3; ++round) {
-    std::vector<std::atomic<int>> seen(4);
-    pool.Run([&](int thread) { seen[thread]++; });
-    for (int t = 0; t < 4; ++t) ASSERT_EQ(seen[t], 1);
-    // Long enough for the workers to stop spinning and sleep on the futex.
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 
