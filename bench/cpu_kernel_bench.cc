@@ -43,6 +43,9 @@ ABSL_FLAG(std::string, m, "1,4,16,64", "activation rows, comma-separated");
 ABSL_FLAG(int64_t, rows, 1536, "weight rows (outputs); default: SmolLM2's FFN up");
 ABSL_FLAG(int64_t, cols, 576, "weight columns (inputs), a multiple of 32");
 ABSL_FLAG(int, reps, 200, "timed repetitions (each the median of 10 calls)");
+ABSL_FLAG(int, activation_levels, 2,
+          "int8 levels of the quantized kernels' activations: 2, or 1 (llama.cpp's "
+          "scheme, cpu::DropSecondLevel)");
 ABSL_FLAG(int64_t, weight_mb, 0,
           "copies of the packed weight filling at least this many MB, one per "
           "call in turn, so the weights come from L3 or DRAM as in a model's "
@@ -390,11 +393,17 @@ int Run() {
         cpu::avx2::QuantizeRows(x.data(), cols, cols, 0, padded, q.data(), r.data(),
                                 scale.data(), scaled_sum.data(), sum_q.data(),
                                 sum_r.data(), fine_scale.data(), tiles);
+        const bool one_level = absl::GetFlag(FLAGS_activation_levels) == 1;
+        if (one_level) {
+          cpu::DropSecondLevel(cols, 0, padded, q.data(), r.data(), scale.data(),
+                               scaled_sum.data(), sum_q.data(), sum_r.data(), tiles);
+        }
         const cpu::QuantizedRows xq{m,           cols,
                                     q.data(),    r.data(),
                                     scale.data(), scaled_sum.data(),
                                     sum_q.data(), sum_r.data(),
-                                    fine_scale.data(), tiles};
+                                    fine_scale.data(), tiles,
+                                    one_level};
         std::vector<float> y(m * rows);
         const cpu::OutputRows out{y.data(), rows};
         auto call = [&] {
@@ -413,9 +422,10 @@ int Run() {
         const auto [median, min] = TimeCalls(call);
         std::printf(
             "{\"bench\":\"weft-bench-cpu-kernels\",\"kernel\":\"%s\",\"dtype\":\"%s\","
-            "\"m\":%ld,\"rows\":%ld,\"cols\":%ld,\"median_us\":%.2f,\"min_us\":%.2f,"
-            "\"gmac_per_s\":%.1f}\n",
-            std::string(kernel).c_str(), std::string(name).c_str(), m, rows, cols,
+            "\"levels\":%d,\"m\":%ld,\"rows\":%ld,\"cols\":%ld,\"median_us\":%.2f,"
+            "\"min_us\":%.2f,\"gmac_per_s\":%.1f}\n",
+            std::string(kernel).c_str(), std::string(name).c_str(), one_level ? 1 : 2, m,
+            rows, cols,
             median * 1e6, min * 1e6, double(m) * rows * cols / median / 1e9);
         std::fflush(stdout);
       }

@@ -10,7 +10,9 @@
 //   three or four.
 //
 // Both reach the same exact integer sums as the AVX-512 kernels and end
-// every block in their epilogue, so all of them give the same bits.
+// every block in their epilogue, so all of them give the same bits. With
+// one activation level (x.one_level) they skip the second level's
+// products, as the AVX-512 kernels do.
 // Include only from those two files: everything but QuantMatMul has
 // internal linkage, and the namespace is WEFT_QUANT_AVX2_NAMESPACE.
 #ifndef WEFT_KERNELS_CPU_QUANT_MATMUL_AVX2_H_
@@ -115,7 +117,10 @@ inline __m256 JoinLevels(__m256i sq, __m256i sr) {
 // GT groups of 16 output columns (two halves of 8) × one activation row,
 // both activation levels: per group 2 float + 4 int accumulators. Each
 // group is a weight stream of its own, fetched w.prefetch_bytes ahead.
-template <DType kType, int GT>
+// kLevels 1 (x.one_level: r and Σr all zero): the second level's products,
+// which would add zeros, are skipped (AVX2's Q8_0 joins both levels in one
+// product and does not change).
+template <DType kType, int kLevels, int GT>
 void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
                int64_t m, const float* bias, OutputRows y) {
   const int64_t nb = w.num_blocks;
@@ -169,13 +174,15 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
     } else if constexpr (kType == DType::kQ8_0) {
 #if defined(__AVXVNNI__)
       for (int s = 0; s < 8; ++s) {
-        const __m256i aq = Broadcast4(xq + 4 * s), ar = Broadcast4(xr + 4 * s);
+        const __m256i aq = Broadcast4(xq + 4 * s);
         for (int gi = 0; gi < GT; ++gi) {
           for (int h = 0; h < 2; ++h) {
             const __m256i p = _mm256_loadu_si256(
                 reinterpret_cast<const __m256i*>(base[gi] + 64 * s + 32 * h));
             isum[gi][h][0] = Dpbusd(isum[gi][h][0], p, aq);
-            isum[gi][h][1] = Dpbusd(isum[gi][h][1], p, ar);
+            if constexpr (kLevels == 2) {
+              isum[gi][h][1] = Dpbusd(isum[gi][h][1], p, Broadcast4(xr + 4 * s));
+            }
           }
         }
       }
@@ -183,7 +190,8 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
     } else {
       for (int s = 0; s < 4; ++s) {
         const __m256i lq = Broadcast4(xq + 4 * s), uq = Broadcast4(xq + 16 + 4 * s);
-        const __m256i lr = Broadcast4(xr + 4 * s), ur = Broadcast4(xr + 16 + 4 * s);
+        [[maybe_unused]] __m256i lr, ur;
+        if constexpr (kLevels == 2) lr = Broadcast4(xr + 4 * s), ur = Broadcast4(xr + 16 + 4 * s);
         for (int gi = 0; gi < GT; ++gi) {
           for (int h = 0; h < 2; ++h) {
             const __m256i p = _mm256_loadu_si256(
@@ -193,17 +201,19 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
             __m256i* sum = isum[gi][h];
 #if defined(__AVXVNNI__)
             sum[0] = Dpbusd(Dpbusd(sum[0], l, lq), u, uq);
-            sum[1] = Dpbusd(Dpbusd(sum[1], l, lr), u, ur);
+            if constexpr (kLevels == 2) sum[1] = Dpbusd(Dpbusd(sum[1], l, lr), u, ur);
 #else
             // Each maddubs pair sum ≤ 2·15·127, so two fit in int16.
             sum[0] = _mm256_add_epi32(
                 sum[0], _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(l, lq),
                                                            _mm256_maddubs_epi16(u, uq)),
                                           ones));
-            sum[1] = _mm256_add_epi32(
-                sum[1], _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(l, lr),
-                                                           _mm256_maddubs_epi16(u, ur)),
-                                          ones));
+            if constexpr (kLevels == 2) {
+              sum[1] = _mm256_add_epi32(
+                  sum[1], _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(l, lr),
+                                                             _mm256_maddubs_epi16(u, ur)),
+                                            ones));
+            }
 #endif
           }
         }
@@ -262,7 +272,8 @@ template <DType kType>
 constexpr int64_t kUnpackedBlockBytes =
     kUnpackedWeightBytes<kType> + (kType == DType::kQ4_1 ? 128 : 64);
 
-template <DType kType>
+// kLevels as QuantTile's.
+template <DType kType, int kLevels>
 void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
                const float* bias, OutputRows y) {
   const int64_t nb = w.num_blocks;
@@ -359,12 +370,14 @@ void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
           }
 #pragma GCC unroll 8
           for (int i = 0; i < 8; ++i) {
-            const __m256i bq = Broadcast4(aq + 4 * i), br = Broadcast4(ar + 4 * i);
+            const __m256i bq = Broadcast4(aq + 4 * i);
+            [[maybe_unused]] __m256i br;
+            if constexpr (kLevels == 2) br = Broadcast4(ar + 4 * i);
             for (int h = 0; h < 2; ++h) {
               const __m256i wv = _mm256_load_si256(
                   reinterpret_cast<const __m256i*>(wb + 256 * h + 32 * i));
               sq[h][i % 2] = Dpbusd(sq[h][i % 2], wv, bq);
-              sr[h][i % 2] = Dpbusd(sr[h][i % 2], wv, br);
+              if constexpr (kLevels == 2) sr[h][i % 2] = Dpbusd(sr[h][i % 2], wv, br);
             }
           }
           for (int h = 0; h < 2; ++h) {
@@ -403,19 +416,24 @@ void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
               const __m256i wv = _mm256_load_si256(
                   reinterpret_cast<const __m256i*>(wb + 256 * h + 32 * i));
               const __m256i pq = _mm256_maddubs_epi16(wv, Broadcast4(aq + 4 * i));
-              const __m256i pr = _mm256_maddubs_epi16(wv, Broadcast4(ar + 4 * i));
               sum16[0] = i == 0 ? pq : _mm256_add_epi16(sum16[0], pq);
-              sum16[1] = i == 0 ? pr : _mm256_add_epi16(sum16[1], pr);
-              // Keeps the sums chains: GCC otherwise reassociates them
-              // into trees whose many live products spill.
-              asm("" : "+x"(sum16[0]), "+x"(sum16[1]));
+              if constexpr (kLevels == 2) {
+                const __m256i pr = _mm256_maddubs_epi16(wv, Broadcast4(ar + 4 * i));
+                sum16[1] = i == 0 ? pr : _mm256_add_epi16(sum16[1], pr);
+                // Keeps the sums chains: GCC otherwise reassociates them
+                // into trees whose many live products spill.
+                asm("" : "+x"(sum16[0]), "+x"(sum16[1]));
+              } else {
+                asm("" : "+x"(sum16[0]));
+              }
             }
             const __m256i offset = _mm256_set1_epi32(
                 -kOffset<kType> * (static_cast<int32_t>(kSecondLevel) * x.sum_q[meta] +
                                    x.sum_r[meta]));
-            isum[h] = _mm256_add_epi32(
-                _mm256_add_epi32(offset, _mm256_madd_epi16(sum16[0], second)),
-                _mm256_madd_epi16(sum16[1], ones));
+            isum[h] = _mm256_add_epi32(offset, _mm256_madd_epi16(sum16[0], second));
+            if constexpr (kLevels == 2) {
+              isum[h] = _mm256_add_epi32(isum[h], _mm256_madd_epi16(sum16[1], ones));
+            }
           }
         }
         for (int h = 0; h < 2; ++h) sum[h] = _mm256_cvtepi32_ps(isum[h]);
@@ -442,7 +460,7 @@ void QuantRows(const PackedQuant& w, const QuantizedRows& x, int64_t g,
 // From this many activation rows weights go through QuantRows.
 constexpr int64_t kMinUnpackedRows = 2;
 
-template <DType kType>
+template <DType kType, int kLevels>
 void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
                       int64_t group_begin, int64_t group_end,
                       const float* bias, OutputRows y) {
@@ -450,12 +468,14 @@ void QuantMatMulTyped(const PackedQuant& w, const QuantizedRows& x,
     constexpr int kGroups = static_cast<int>(avx2::QuantDecodeTileGroups(1));
     int64_t g = group_begin;
     for (; g + kGroups <= group_end; g += kGroups) {
-      QuantTile<kType, kGroups>(w, x, g, 0, bias, y);
+      QuantTile<kType, kLevels, kGroups>(w, x, g, 0, bias, y);
     }
-    for (; g < group_end; ++g) QuantTile<kType, 1>(w, x, g, 0, bias, y);
+    for (; g < group_end; ++g) QuantTile<kType, kLevels, 1>(w, x, g, 0, bias, y);
     return;
   }
-  for (int64_t g = group_begin; g < group_end; ++g) QuantRows<kType>(w, x, g, bias, y);
+  for (int64_t g = group_begin; g < group_end; ++g) {
+    QuantRows<kType, kLevels>(w, x, g, bias, y);
+  }
 }
 
 }  // namespace
@@ -464,7 +484,11 @@ void QuantMatMul(const PackedQuant& w, const QuantizedRows& x,
                  int64_t group_begin, int64_t group_end, const float* bias,
                  OutputRows y) {
   ForPackedQuantType(w.dtype, [&](auto type) {
-    QuantMatMulTyped<decltype(type)::value>(w, x, group_begin, group_end, bias, y);
+    if (x.one_level) {
+      QuantMatMulTyped<decltype(type)::value, 1>(w, x, group_begin, group_end, bias, y);
+    } else {
+      QuantMatMulTyped<decltype(type)::value, 2>(w, x, group_begin, group_end, bias, y);
+    }
   });
 }
 

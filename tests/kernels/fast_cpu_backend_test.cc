@@ -687,8 +687,9 @@ TEST(FastCpuBackendAvx2Test, MatMulMatchesAvx512BitForBit) {
                        29);
 }
 
-// With one activation level, AVX-512 skips the second level's products
-// that AVX2 (and AMX) compute as zeros: still the same bits.
+// With one activation level, AVX-512's and AVX2's kernels skip the second
+// level's products (except AVX2's Q8_0, which joins both levels in one
+// product, and AMX, which computes them as zeros): still the same bits.
 TEST(FastCpuBackendAvx2Test, OneActivationLevelMatchesAvx512BitForBit) {
   CpuBackendConfig best_config = VariantConfig(Isa::kBest, 2);
   CpuBackendConfig avx2_config = VariantConfig(Isa::kAvx2, 2);
@@ -706,16 +707,23 @@ TEST(FastCpuBackendAvx2Test, OneActivationLevelMatchesAvx512BitForBit) {
 // AVX-VNNI's quantized matmuls against plain AVX2's (and so, by the test
 // above, AVX-512's): the same exact integer sums (VPDPBUSD, unsigned Q8_0
 // bytes, against VPMADDUBSW/VPMADDWD, signed ones) and the same epilogue.
+// Both activation levels and one (where both skip the second level).
 TEST(FastCpuBackendAvxVnniTest, QuantMatMulMatchesAvx2BitForBit) {
-  auto vnni = FastCpuBackend::Create(VariantConfig(Isa::kAvxVnni, 2));
-  auto avx2 = FastCpuBackend::Create(VariantConfig(Isa::kAvx2, 2));
-  ASSERT_TRUE(vnni.ok() && avx2.ok());
-  if ((*vnni)->isa() != "avx2+avx-vnni") GTEST_SKIP() << "no AVX-VNNI here";
-  ASSERT_EQ((*avx2)->isa(), "avx2");
-  ExpectSameMatMulBits(**vnni, **avx2, {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0},
-                       {{1, 37, 64}, {2, 48, 576}, {3, 21, 160}, {5, 100, 96},
-                        {16, 48, 1536}, {33, 16, 1056}, {70, 50, 32}, {1, 150, 64}},
-                       37);
+  for (int levels : {2, 1}) {
+    SCOPED_TRACE(testing::Message() << levels << " activation levels");
+    CpuBackendConfig vnni_config = VariantConfig(Isa::kAvxVnni, 2);
+    CpuBackendConfig avx2_config = VariantConfig(Isa::kAvx2, 2);
+    vnni_config.activation_levels = avx2_config.activation_levels = levels;
+    auto vnni = FastCpuBackend::Create(vnni_config);
+    auto avx2 = FastCpuBackend::Create(avx2_config);
+    ASSERT_TRUE(vnni.ok() && avx2.ok());
+    if ((*vnni)->isa() != "avx2+avx-vnni") GTEST_SKIP() << "no AVX-VNNI here";
+    ASSERT_EQ((*avx2)->isa(), "avx2");
+    ExpectSameMatMulBits(**vnni, **avx2, {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0},
+                         {{1, 37, 64}, {2, 48, 576}, {3, 21, 160}, {5, 100, 96},
+                          {16, 48, 1536}, {33, 16, 1056}, {70, 50, 32}, {1, 150, 64}},
+                         37);
+  }
 }
 
 // The AVX-512 activation quantizer writes exactly what the AVX2 one does
