@@ -4,7 +4,8 @@
 // one kind added. An operation that runs on other units adds nothing; one
 // that competes adds about a VPDPBUSD's time each. The batched quantized
 // matmul's epilogue (kernels/cpu/avx512_common.h, BlockEpilogue) is shaped
-// by the answer. Standalone, not built by CMake (it needs -march flags for
+// by the answer. Then each 512-bit multiply kind alone (integer, BF16 and
+// FMA): how many a cycle, whatever the kind. Standalone, not built by CMake (it needs -march flags for
 // the processor it measures):
 //
 //   g++ -O3 -march=native bench/vnni_ports.cc -o /tmp/vnni_ports && /tmp/vnni_ports
@@ -60,9 +61,42 @@ double Seconds(std::chrono::steady_clock::time_point start) {
                  f0 = op(f0, h); f1 = op(f1, h); f2 = op(f2, h);         \
                  f3 = op(f3, h); WEFT_KEEP4(f0, f1, f2, f3))
 
+// ns per iteration of 12 independent chains of one 512-bit multiply kind
+// alone (VAR: the chains' type, INIT: their start value, OP: acc[i] from
+// acc[i] and the operands a, b of type ARG set to ARG_INIT).
+#define WEFT_ALONE_CASE(name, var, init, arg, arg_init, op)                     \
+  {                                                                          \
+    var acc[12];                                                             \
+    for (int i = 0; i < 12; ++i) acc[i] = init;                              \
+    arg a = arg_init, b = arg_init;                                          \
+    const auto start = std::chrono::steady_clock::now();                     \
+    for (long k = 0; k < kIterations; ++k) {                                 \
+      _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) acc[i] = op;     \
+      asm volatile("" : "+v"(a), "+v"(b));                                   \
+    }                                                                        \
+    const double ns = Seconds(start) / kIterations * 1e9;                    \
+    for (int i = 0; i < 12; ++i) asm volatile("" : : "v"(acc[i]));           \
+    std::printf("  %-22s %.3f\n", name, ns);                                \
+  }
+
 }  // namespace
 
 int main() {
+  for (int rep = 0; rep < 2; ++rep) {
+    std::printf("ns per iteration of 12 chains of one 512-bit kind alone:\n");
+    WEFT_ALONE_CASE("VPDPBUSD", __m512i, _mm512_set1_epi32(i), __m512i,
+                    _mm512_set1_epi8(3), _mm512_dpbusd_epi32(acc[i], a, b));
+    WEFT_ALONE_CASE("VPDPWSSD", __m512i, _mm512_set1_epi32(i), __m512i,
+                    _mm512_set1_epi16(3), _mm512_dpwssd_epi32(acc[i], a, b));
+    WEFT_ALONE_CASE("VPMADD52LUQ", __m512i, _mm512_set1_epi64(i), __m512i,
+                    _mm512_set1_epi64(3), _mm512_madd52lo_epu64(acc[i], a, b));
+    WEFT_ALONE_CASE("VPMULLW", __m512i, _mm512_set1_epi16(i), __m512i,
+                    _mm512_set1_epi16(3), _mm512_mullo_epi16(acc[i], a));
+    WEFT_ALONE_CASE("VDPBF16PS", __m512, _mm512_set1_ps(i), __m512bh,
+                    (__m512bh)_mm512_set1_epi16(0x3f80), _mm512_dpbf16_ps(acc[i], a, b));
+    WEFT_ALONE_CASE("VFMADD231PS", __m512, _mm512_set1_ps(i), __m512,
+                    _mm512_set1_ps(0.5f), _mm512_fmadd_ps(acc[i], a, b));
+  }
   for (int rep = 0; rep < 3; ++rep) {
     std::printf("ns per iteration of 12 VPDPBUSD zmm:\n");
     WEFT_VNNI_CASE("alone", , );
