@@ -37,12 +37,12 @@ model_status="not looked for yet"
 # Writes result_dir/report.json and result_dir/logs.tar.gz from what has
 # run so far (each through a temporary file, so a kill leaves the last
 # complete pair).
+# (A here-document's body starts on the line after its command: nothing
+# may follow on continuation lines, or bash reads them as the body.)
 publish() {
-  python3 - "$out" "$(( $(date +%s) - start ))" "$model_status" "${#names[@]}" \
-    "${names[@]}" "${statuses[@]}" "${seconds[@]}" "${summaries[@]}" <<'EOF' \
-    > "$result_dir/.report.json.tmp" &&
-    mv "$result_dir/.report.json.tmp" "$result_dir/report.json" ||
-    rm -f "$result_dir/.report.json.tmp"
+  if python3 - "$out" "$(( $(date +%s) - start ))" "$model_status" "${#names[@]}" \
+       "${names[@]}" "${statuses[@]}" "${seconds[@]}" "${summaries[@]}" \
+       > "$result_dir/.report.json.tmp" <<'EOF'
 import json, os, sys
 out, total, model, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 rest = sys.argv[5:]
@@ -61,6 +61,11 @@ for key in ("bench", "serving"):
         report[key] = None
 print(json.dumps(report, indent=2))
 EOF
+  then
+    mv "$result_dir/.report.json.tmp" "$result_dir/report.json"
+  else
+    rm -f "$result_dir/.report.json.tmp"
+  fi
   # gzip, not xz: every image has it (python's tarfile where tar fails).
   if ! tar -C "$out" -czf "$result_dir/.logs.tmp" . 2>/dev/null; then
     python3 -c 'import sys, tarfile
@@ -119,13 +124,21 @@ log "device: $(cat "$out/device.txt")"
 
 # --- the default model ---------------------------------------------------------
 model_name="SmolLM2-135M-Instruct.Q4_1.gguf"
-model_dir=/tmp/weft-models
+model_dir="${WEFT_MODEL_OUT_DIR:-/tmp/weft-models}"
 model_status="absent"
 for parts_dir in ${WEFT_MODEL_PARTS:-} /tmp/weft-model-parts "$here/../model-parts"; do
   [[ -f "$parts_dir/SHA256SUMS" ]] || continue
   if (cd "$parts_dir" && grep "part-" SHA256SUMS | sha256sum -c --quiet -); then
     mkdir -p "$model_dir"
-    cat "$parts_dir/$model_name".part-* > "$model_dir/$model_name"
+    # Parts of the xz-compressed model (tools/gpu-check); python's lzma
+    # where the image has no xz.
+    if command -v xz > /dev/null; then
+      cat "$parts_dir/$model_name".xz.part-* | xz -dc > "$model_dir/$model_name"
+    else
+      cat "$parts_dir/$model_name".xz.part-* |
+        python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)' \
+        > "$model_dir/$model_name"
+    fi
     want="$(awk -v m="$model_name" '$2 == m {print $1}' "$parts_dir/SHA256SUMS")"
     got="$(sha256sum "$model_dir/$model_name" | cut -d' ' -f1)"
     if [[ -n "$want" && "$want" == "$got" ]]; then model_status="ok"; break; fi

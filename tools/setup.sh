@@ -30,6 +30,7 @@ PACKAGES=(
 # tools/test.sh adds what only the tests use.
 if [[ "${WEFT_SETUP_TESTS:-0}" == 1 ]]; then
   PACKAGES+=(nginx-light)  # the load balancer of deploy/nginx, under test in tests/e2e
+  PACKAGES+=(xz-utils)     # tools/gpu-check's model parts, under test in tests/cli
 fi
 
 if [[ "${WEFT_SKIP_APT:-0}" != 1 ]]; then
