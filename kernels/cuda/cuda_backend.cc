@@ -77,6 +77,19 @@ absl::Status CudaBackendConfig::Validate() const {
       cublas_workspace_bytes < 0 || !(gemm_min_speedup >= 1.0)) {
     return absl::InvalidArgumentError("CudaBackendConfig: a size is out of range");
   }
+  // With splitting on, a long context needs the split scratch (PagedAttention
+  // fails without it, and so does capturing the split graph variant).
+  if (split_chunk_tokens > 0 && max_decode_splits > 1 && split_scratch_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "CudaBackendConfig: split decode needs split_scratch_bytes > 0 "
+        "(or split_chunk_tokens 0 to turn splitting off)");
+  }
+  // Without a workspace of its own cuBLAS allocates one in a step, which a
+  // graph capture does not allow.
+  if (cublas_workspace_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "CudaBackendConfig: cublas_workspace_bytes must be > 0");
+  }
   return absl::OkStatus();
 }
 
@@ -109,12 +122,10 @@ absl::Status CudaBackend::Init() {
   WEFT_CUBLAS_RETURN_IF_ERROR(cublasCreate(&handle));
   cublas_ = handle;
   WEFT_CUBLAS_RETURN_IF_ERROR(cublasSetStream(handle, stream));
-  if (config_.cublas_workspace_bytes > 0) {
-    WEFT_CUDA_RETURN_IF_ERROR(
-        cudaMalloc(&cublas_workspace_, config_.cublas_workspace_bytes));
-    WEFT_CUBLAS_RETURN_IF_ERROR(cublasSetWorkspace(
-        handle, cublas_workspace_, config_.cublas_workspace_bytes));
-  }
+  WEFT_CUDA_RETURN_IF_ERROR(
+      cudaMalloc(&cublas_workspace_, config_.cublas_workspace_bytes));
+  WEFT_CUBLAS_RETURN_IF_ERROR(cublasSetWorkspace(
+      handle, cublas_workspace_, config_.cublas_workspace_bytes));
   return absl::OkStatus();
 }
 

@@ -84,9 +84,11 @@ struct CudaBackendConfig {
   // 0 disables splitting.
   int split_chunk_tokens = 256;
   int max_decode_splits = 32;
-  // Device memory for the partial results of split decode.
+  // Device memory for the partial results of split decode (> 0 while
+  // splitting is on).
   int64_t split_scratch_bytes = int64_t{64} << 20;
-  // cuBLAS workspace (set explicitly so cuBLAS allocates nothing in a step).
+  // cuBLAS workspace (set explicitly so cuBLAS allocates nothing in a step;
+  // > 0).
   int64_t cublas_workspace_bytes = int64_t{32} << 20;
   // Which GEMM each bf16 MatMul runs (kernels/gemm_plan.h): with kAutotune,
   // WarmUp times weft's tiled kernels against cuBLAS for every weight shape

@@ -405,6 +405,23 @@ TEST_F(CudaOpsTest, MatMulRejectsMismatchedShapes) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Configurations that would fail later, in a step or a graph capture, are
+// refused up front (no GPU needed).
+TEST(CudaBackendConfigTest, ValidateRefusesWhatWouldFailInAStep) {
+  EXPECT_TRUE(CudaBackendConfig().Validate().ok());
+  CudaBackendConfig no_scratch;
+  no_scratch.split_scratch_bytes = 0;
+  EXPECT_EQ(no_scratch.Validate().code(), absl::StatusCode::kInvalidArgument);
+  no_scratch.split_chunk_tokens = 0;  // splitting off: no scratch needed
+  EXPECT_TRUE(no_scratch.Validate().ok());
+  no_scratch.split_chunk_tokens = 256;
+  no_scratch.max_decode_splits = 1;
+  EXPECT_TRUE(no_scratch.Validate().ok());
+  CudaBackendConfig no_workspace;
+  no_workspace.cublas_workspace_bytes = 0;
+  EXPECT_EQ(no_workspace.Validate().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(CudaBackendPlanTest, StageBatchRejectsBatchLargerThanPlanned) {
   CudaBackendConfig config;
   config.max_num_tokens = 4;
