@@ -104,7 +104,8 @@ ABSL_FLAG(int, activation_levels, 2,
           "CPU backend: int8 levels per block of 32 that quantized matmuls "
           "quantize activations to: 2 (log-probs within ~1e-2 of fp32) or 1 "
           "(llama.cpp's scheme, log-probs ~0.4 off as llama.cpp's are: "
-          "batched decode and prompts faster on AVX-512; docs/cpu.md)");
+          "batched decode and prompts faster, except AVX2's Q8_0 and AMX; "
+          "docs/cpu.md)");
 ABSL_FLAG(bool, reference_kernels, false,
           "serve with the reference CPU kernels (fp32, one thread): slow; for "
           "checking the fast kernels");

@@ -26,7 +26,7 @@ result_dir="${1:-${OUT:-$here/../gpu-check-out}}"
 mkdir -p "$result_dir"
 # Every log goes to a work folder first; publish copies the report and an
 # archive of the folder to result_dir.
-out="$(mktemp -d /tmp/weft-gpu-work.XXXXXX)"
+out="$(mktemp -d "${TMPDIR:-/tmp}/weft-gpu-work.XXXXXX")"
 start=$(date +%s)
 deadline=${WEFT_GPU_DEADLINE_S:-560}
 log() { echo "[gpu-check $(( $(date +%s) - start ))s] $*"; }
@@ -37,8 +37,9 @@ model_status="not looked for yet"
 # Writes result_dir/report.json and result_dir/logs.tar.gz from what has
 # run so far (each through a temporary file, so a kill leaves the last
 # complete pair).
-# (A here-document's body starts on the line after its command: nothing
-# may follow on continuation lines, or bash reads them as the body.)
+# (A here-document's body starts at the first line its command line ends
+# on: a line ending in && or || continues the command after the body, so
+# such lines before the body are read as the body.)
 publish() {
   if python3 - "$out" "$(( $(date +%s) - start ))" "$model_status" "${#names[@]}" \
        "${names[@]}" "${statuses[@]}" "${seconds[@]}" "${summaries[@]}" \
@@ -126,7 +127,14 @@ log "device: $(cat "$out/device.txt")"
 model_name="SmolLM2-135M-Instruct.Q4_1.gguf"
 model_dir="${WEFT_MODEL_OUT_DIR:-/tmp/weft-models}"
 model_status="absent"
-for parts_dir in ${WEFT_MODEL_PARTS:-} /tmp/weft-model-parts "$here/../model-parts"; do
+# WEFT_MODEL_PARTS, when set, is the only place looked in (as it is the
+# only place stash-model-part.sh writes to).
+if [[ -n "${WEFT_MODEL_PARTS:-}" ]]; then
+  parts_dirs=("$WEFT_MODEL_PARTS")
+else
+  parts_dirs=(/tmp/weft-model-parts "$here/../model-parts")
+fi
+for parts_dir in "${parts_dirs[@]}"; do
   [[ -f "$parts_dir/SHA256SUMS" ]] || continue
   if (cd "$parts_dir" && grep "part-" SHA256SUMS | sha256sum -c --quiet -); then
     mkdir -p "$model_dir"

@@ -3,16 +3,19 @@
 
 Speed does not depend on the weights' values, and no model hub is
 reachable here, so the larger-model rows of bench/cpu_vs_llamacpp come from
-files like this: random F16 weights (magnitudes 2^-8 .. 2^-5, random signs
-and mantissas; norms 1), the default model's tokenizer (SmolLM2's 49,152
+files like this: random F16 weights (magnitudes in [2^-8, 2^-4), random
+signs and mantissas; norms 1), the default model's tokenizer (SmolLM2's 49,152
 tokens, copied from its GGUF), and the shape of a published model. The
 built llama-quantize then makes Q4_1 / Q8_0 files from the F16 one, as for
 the default model's conversions. Standard library only.
 
     bench/cpu_vs_llamacpp/make_synthetic.py --shape llama3.2-1b \\
         --out models/synthetic-llama3.2-1b.F16.gguf
-    .cache/llamacpp/build/bin/llama-quantize \\
+    .cache/llamacpp/build/bin/llama-quantize --token-embedding-type q8_0 \\
         models/synthetic-llama3.2-1b.F16.gguf models/synthetic-llama3.2-1b.Q4_1.gguf Q4_1
+
+(--token-embedding-type q8_0: llama-quantize's default for the tied
+embedding is Q6_K, which weft does not read.)
 
 Shapes: llama3.2-1b (Llama-3.2-1B: hidden 2048, 16 layers, 32 heads / 8 KV
 heads, FFN 8192, tied embeddings) and llama3.2-3b (3072, 28, 24 / 8, 8192);
@@ -87,7 +90,7 @@ def kv_string(key: str, value: str) -> bytes:
 
 
 def random_f16(count: int) -> bytes:
-    """count random fp16 values: exponent 7..10 (2^-8 .. 2^-5), random sign
+    """count random fp16 values: exponent 7..10 ([2^-8, 2^-4)), random sign
     and mantissa, from os.urandom at C speed."""
     # The high byte: sign, 5 exponent bits, 2 mantissa bits.
     table = bytes(((b & 0x80) | ((7 + (b >> 2) % 4) << 2) | (b & 0x03)) for b in range(256))

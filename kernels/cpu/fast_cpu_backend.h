@@ -69,8 +69,9 @@ struct CpuBackendConfig {
   // bench/cpu_vs_llamacpp/results.md) or 1, llama.cpp's scheme (errors of
   // llama.cpp's size there: 0.24-1.17 against its 0.25-0.65), which halves
   // the integer work of batched decode and prompts where the kernels skip
-  // the second level (AVX-512 VNNI; AVX2, AVX-VNNI and AMX compute it as
-  // zeros: the same bits, no faster). docs/cpu.md has the measurements.
+  // the second level (AVX-512 VNNI, AVX-VNNI, AVX2's Q4; AVX2's Q8_0 and AMX
+  // compute it as zeros: the same bits, no faster). docs/cpu.md has the
+  // measurements.
   int activation_levels = 2;
 
   absl::Status Validate() const;

@@ -79,9 +79,9 @@ absl::Status CudaBackendConfig::Validate() const {
   }
   // With splitting on, a long context needs the split scratch (PagedAttention
   // fails without it, and so does capturing the split graph variant).
-  if (split_chunk_tokens > 0 && max_decode_splits > 1 && split_scratch_bytes == 0) {
+  if (split_chunk_tokens > 0 && max_decode_splits > 1 && split_scratch_bytes < 4) {
     return absl::InvalidArgumentError(
-        "CudaBackendConfig: split decode needs split_scratch_bytes > 0 "
+        "CudaBackendConfig: split decode needs split_scratch_bytes >= 4 "
         "(or split_chunk_tokens 0 to turn splitting off)");
   }
   // Without a workspace of its own cuBLAS allocates one in a step, which a

@@ -84,7 +84,7 @@ struct CudaBackendConfig {
   // 0 disables splitting.
   int split_chunk_tokens = 256;
   int max_decode_splits = 32;
-  // Device memory for the partial results of split decode (> 0 while
+  // Device memory for the partial results of split decode (≥ 4 bytes while
   // splitting is on).
   int64_t split_scratch_bytes = int64_t{64} << 20;
   // cuBLAS workspace (set explicitly so cuBLAS allocates nothing in a step;

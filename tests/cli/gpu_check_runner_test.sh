@@ -30,7 +30,7 @@ rm "$tmp/parts/$model_name.xz"
    cd "$tmp" && sha256sum "$model_name" >> parts/SHA256SUMS)
 
 run() {  # result dir
-  WEFT_GPU_STEPS=none WEFT_GPU_DEADLINE_S=60 WEFT_CUBLAS_DIR="$tmp/cublas" \
+  TMPDIR="$tmp" WEFT_GPU_STEPS=none WEFT_GPU_DEADLINE_S=60 WEFT_CUBLAS_DIR="$tmp/cublas" \
     WEFT_MODEL_PARTS="$tmp/parts" WEFT_MODEL_OUT_DIR="$tmp/models" \
     timeout 120 bash "$tmp/bundle/run.sh" "$1" > "$1.stdout" 2>&1
 }
@@ -50,11 +50,14 @@ check "logs.tar.gz written" test -s "$tmp/out1/logs.tar.gz"
 check "model reassembled" cmp -s "$tmp/$model_name" "$tmp/models/$model_name"
 check "report says the model is ok" \
   test "$(report_field "$tmp/out1/report.json" default_model 2>&1)" = ok
-check "logs hold the runner's log" \
-  bash -c "tar -tzf '$tmp/out1/logs.tar.gz' | grep -q ."
+check "logs hold the device query" \
+  bash -c "tar -tzf '$tmp/out1/logs.tar.gz' | grep -q '^./device.txt$'"
 
-# One part damaged: refused, and no model left behind.
-printf 'x' | dd of="$tmp/parts/$model_name.xz.part-01" bs=1 seek=10 conv=notrunc 2>/dev/null
+# One part damaged (a byte flipped): refused, and no model left behind.
+python3 -c 'import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(10); b = f.read(1); f.seek(10); f.write(bytes([b[0] ^ 0xFF]))' \
+  "$tmp/parts/$model_name.xz.part-01"
 rm -rf "$tmp/models"
 run "$tmp/out2"
 check "corrupt part: report written" test -s "$tmp/out2/report.json"
