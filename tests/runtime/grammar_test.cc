@@ -317,6 +317,15 @@ TEST_P(GrammarTest, ASlowCompileTimesOutAndIsCachedWhenDone) {
   ASSERT_TRUE(compiler.ok());
   const StructuredOutput slow = SlowSchema(0);
   auto timed_out = (*compiler)->Compile(slow);
+  // Within 1 ms a worker may not have taken the job yet (a loaded machine,
+  // CI): that answer is ResourceExhausted, the busy-server case tested
+  // below. Asking again joins the same compile; once it has started and
+  // not finished, the answer is the too-complex one this test is about.
+  for (int i = 0;
+       i < 5000 && timed_out.status().code() == absl::StatusCode::kResourceExhausted; ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+    timed_out = (*compiler)->Compile(slow);
+  }
   EXPECT_EQ(timed_out.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(timed_out.status().message(), HasSubstr("did not compile within 1ms"));
   // The compile went on; once done, the same text is answered at once.
