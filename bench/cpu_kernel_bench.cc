@@ -314,6 +314,10 @@ int Run() {
     std::fprintf(stderr, "weft-bench-cpu-kernels: --rows > 0, --cols a multiple of 32\n");
     return 1;
   }
+  if (const int levels = absl::GetFlag(FLAGS_activation_levels); levels != 1 && levels != 2) {
+    std::fprintf(stderr, "weft-bench-cpu-kernels: --activation_levels must be 1 or 2\n");
+    return 1;
+  }
   std::vector<int64_t> ms;
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_m), ',')) {
     int64_t m;
@@ -393,12 +397,7 @@ int Run() {
         cpu::avx2::QuantizeRows(x.data(), cols, cols, 0, padded, q.data(), r.data(),
                                 scale.data(), scaled_sum.data(), sum_q.data(),
                                 sum_r.data(), fine_scale.data(), tiles);
-        const int levels = absl::GetFlag(FLAGS_activation_levels);
-        if (levels != 1 && levels != 2) {
-          std::fprintf(stderr, "--activation_levels must be 1 or 2\n");
-          return 2;
-        }
-        const bool one_level = levels == 1;
+        const bool one_level = absl::GetFlag(FLAGS_activation_levels) == 1;
         if (one_level) {
           cpu::DropSecondLevel(cols, 0, padded, q.data(), r.data(), scale.data(),
                                scaled_sum.data(), sum_q.data(), sum_r.data(), tiles);

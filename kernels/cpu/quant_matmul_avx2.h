@@ -191,7 +191,10 @@ void QuantTile(const PackedQuant& w, const QuantizedRows& x, int64_t g0,
       for (int s = 0; s < 4; ++s) {
         const __m256i lq = Broadcast4(xq + 4 * s), uq = Broadcast4(xq + 16 + 4 * s);
         [[maybe_unused]] __m256i lr, ur;
-        if constexpr (kLevels == 2) lr = Broadcast4(xr + 4 * s), ur = Broadcast4(xr + 16 + 4 * s);
+        if constexpr (kLevels == 2) {
+          lr = Broadcast4(xr + 4 * s);
+          ur = Broadcast4(xr + 16 + 4 * s);
+        }
         for (int gi = 0; gi < GT; ++gi) {
           for (int h = 0; h < 2; ++h) {
             const __m256i p = _mm256_loadu_si256(
