@@ -22,6 +22,7 @@ absl::StatusOr<CudaDeviceInfo> QueryCudaDevice(int ordinal) {
   cudaDeviceProp prop;
   err = cudaGetDeviceProperties(&prop, ordinal);
   if (err != cudaSuccess) {
+    cudaGetLastError();
     return absl::InternalError(absl::StrCat("cudaGetDeviceProperties: ",
                                             cudaGetErrorString(err)));
   }

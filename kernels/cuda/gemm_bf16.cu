@@ -186,8 +186,7 @@ cudaError_t Launch(const uint16_t* x, const uint16_t* w, float* y, int n,
   // kernel (thread-safe static initialization; the backend uses one
   // device), so no launch — timed by the autotune or captured in a graph —
   // pays for it.
-  static const cudaError_t attribute = cudaFuncSetAttribute(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+  static const cudaError_t attribute = OptInSharedMemory(kernel, T::kSmemBytes);
   if (attribute != cudaSuccess) return attribute;
   const int64_t tiles = int64_t{(n + kBlockRows - 1) / kBlockRows} *
                         ((m + kBlockCols - 1) / kBlockCols);

@@ -248,11 +248,17 @@ __global__ void __launch_bounds__(kThreads, 1)
 #else
   // An image without sm_90a features (e.g. CMAKE_CUDA_ARCHITECTURES=90):
   // fail loudly rather than leave y unwritten. WgmmaAvailable() keeps the
-  // kernel off devices other than 9.0, whose image is 90a in every build
-  // this project makes.
+  // kernel off builds without a 90a image (WEFT_CUDA_SM90A) and off devices
+  // other than 9.0.
   if (threadIdx.x == 0) __trap();
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
+
+#ifdef WEFT_CUDA_SM90A
+constexpr bool kHaveSm90a = true;
+#else
+constexpr bool kHaveSm90a = false;
+#endif
 
 using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
 
@@ -295,8 +301,7 @@ cudaError_t Launch(const uint16_t* x, const uint16_t* w, float* y, int64_t n,
                    int64_t m, int64_t k, int64_t ldy, cudaStream_t stream) {
   using S = WgmmaShape<kBN>;
   auto* kernel = GemmWgmmaKernel<kBN>;
-  static const cudaError_t attribute = cudaFuncSetAttribute(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes);
+  static const cudaError_t attribute = OptInSharedMemory(kernel, S::kSmemBytes);
   if (attribute != cudaSuccess) return attribute;
   CUtensorMap map_x, map_w;
   if (!EncodeOperand(&map_x, x, n, k, kBM) ||
@@ -317,7 +322,8 @@ cudaError_t Launch(const uint16_t* x, const uint16_t* w, float* y, int64_t n,
 
 bool WgmmaAvailable() {
   static const bool available = [] {
-    if (std::getenv("WEFT_NO_WGMMA") != nullptr) return false;
+    // No sm_90a image in this build (kernels/cuda/CMakeLists.txt).
+    if (!kHaveSm90a || std::getenv("WEFT_NO_WGMMA") != nullptr) return false;
     int device = 0, major = 0, minor = 0;
     if (cudaGetDevice(&device) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,

@@ -11,10 +11,25 @@
 #define WEFT_KERNELS_CUDA_MMA_UTIL_CUH_
 
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 
 namespace weft::cuda {
+
+// Lets `kernel` use `bytes` of dynamic shared memory (a request above
+// 48 KiB must opt in). Host code; callers keep the result in a
+// function-local static so the attribute is set once. On failure (a device
+// with less shared memory per block than the tile needs, e.g. 99 KiB on
+// sm_86/89) the runtime's last error is cleared again, so that the next,
+// unrelated launch's cudaGetLastError() does not report this one.
+template <typename Kernel>
+inline cudaError_t OptInSharedMemory(Kernel* kernel, int bytes) {
+  const cudaError_t err = cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (err != cudaSuccess) cudaGetLastError();
+  return err;
+}
 
 // d += a · b, bf16 in, fp32 accumulate (A row-major 16×16, B col-major 16×8).
 __device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4],

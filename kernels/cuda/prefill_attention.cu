@@ -319,9 +319,8 @@ cudaError_t Launch(const AttentionArgs& args, const int32_t* tiles,
                    int num_tiles, cudaStream_t stream) {
   constexpr int kSmem = PrefillShape<D>::kSmemBytes;
   // Above 48 KiB a kernel must opt in; a per-device attribute, set once.
-  static const cudaError_t opt_in = cudaFuncSetAttribute(
-      PrefillAttentionKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      kSmem);
+  static const cudaError_t opt_in =
+      OptInSharedMemory(PrefillAttentionKernel<D>, kSmem);
   if (opt_in != cudaSuccess) return opt_in;
   const dim3 grid(num_tiles, args.num_q_heads);
   PrefillAttentionKernel<D><<<grid, kThreads, kSmem, stream>>>(args, tiles);
