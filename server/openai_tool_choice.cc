@@ -68,7 +68,7 @@ absl::StatusOr<ToolChoice> ParseToolChoice(const Json& body, const Json& tools) 
              (*value)["function"].is_object() &&
              (*value)["function"].contains("name") &&
              (*value)["function"]["name"].is_string() &&
-             value->value("type", std::string("function")) == "function") {
+             (!value->contains("type") || (*value)["type"] == "function")) {
     choice.mode = ToolChoice::Mode::kNamed;
     choice.function = (*value)["function"]["name"].get<std::string>();
     if (HasTools(tools)) {

@@ -295,6 +295,12 @@ TEST_F(OpenAiStructuredTest, BadToolChoicesNameTheirField) {
       {"unknown mode",
        {{"messages", {user}}, {"tools", {Tool("f", kAddress)}}, {"tool_choice", "any"}},
        "tool_choice"},
+      // Found by request_fuzz_test: a non-string type threw out of the parser.
+      {"type not a string",
+       {{"messages", {user}},
+        {"tools", {Tool("f", kAddress)}},
+        {"tool_choice", {{"type", {1}}, {"function", {{"name", "f"}}}}}},
+       "tool_choice"},
       {"parallel_tool_calls not a boolean",
        {{"messages", {user}},
         {"tools", {Tool("f", kAddress)}},
