@@ -1,15 +1,17 @@
 // The engine under a random mix of requests on the tiny Llama fixture with
 // a KV cache too small for them all (so preemption, prefix caching and
 // recomputation all happen): random prompts (often sharing a prefix),
-// lengths, n, priorities, seeds, log-probs, stop strings, and cancellations
-// at random steps. Whatever happens, nothing accepted is lost:
+// lengths, n, priorities, seeds, log-probs, stop strings, a grammar (one
+// of a few words), and cancellations at random steps. Whatever happens, nothing accepted is lost:
 //   - every accepted request ends with exactly one terminal event;
 //   - a finished one reports each of its n samples, with the tokens its
-//     deltas carried, within max_tokens (all of them when it ran out);
+//     deltas carried, within max_tokens (all of them when it ran out), and
+//     a grammar's sample that stopped wrote one of its words;
 //   - a request nobody cancelled produced what it produces alone (greedy
 //     and seeded sampling are reproducible whatever else runs);
 //   - once idle, no KV block is held and nothing is live.
 // WEFT_STRESS_ROUNDS (default 2) and WEFT_FUZZ_SEED set the run.
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -21,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "runtime/engine.h"
+#include "runtime/grammar.h"
 #include "tests/engine/engine_harness.h"
 
 namespace weft {
@@ -84,13 +87,25 @@ class RequestMaker {
     if (Below(6) == 0) r.sampling.prompt_logprobs = Below(3);
     if (Below(5) == 0) r.sampling.presence_penalty = 0.5f;
     r.priority = Below(3) - 1;
+    if (grammar_ != nullptr && Below(5) == 0) {
+      r.grammar = grammar_;
+      r.stopping.stop.clear();
+      r.stopping.ignore_eos = false;
+      r.stopping.min_tokens = 0;
+    }
     return r;
+  }
+  void set_grammar(std::shared_ptr<const CompiledGrammar> grammar) {
+    grammar_ = std::move(grammar);
   }
 
  private:
   std::mt19937_64 rng_;
   std::vector<int32_t> shared_prefix_ = std::vector<int32_t>(24);
+  std::shared_ptr<const CompiledGrammar> grammar_;
 };
+
+const std::vector<std::string> kWords = {"yes", "no", "maybe not"};
 
 // What `request` produces alone on a roomy engine.
 Outcome Alone(const Request& request, test::Kernels kernels) {
@@ -110,6 +125,15 @@ TEST_P(EngineStressTest, NothingAcceptedIsLostAndUncancelledOutputIsReproducible
     EngineHarness h(test::TinyModelPath("tiny_llama"), Plan(40),
                     Config(/*max_num_batched_tokens=*/64, /*max_num_seqs=*/8), GetParam());
     ASSERT_TRUE(h.ok());
+    auto compiler = GrammarCompiler::Create(h.tokenizer(), h.tokenizer().vocab_size(),
+                                            GrammarConfig{});
+    ASSERT_TRUE(compiler.ok()) << compiler.status();
+    StructuredOutput words;
+    words.kind = StructuredOutput::Kind::kChoice;
+    words.choices = kWords;
+    auto grammar = (*compiler)->Compile(words);
+    ASSERT_TRUE(grammar.ok()) << grammar.status();
+    maker.set_grammar(*grammar);
     std::map<std::string, Request> accepted;
     std::set<std::string> cancelled;
     int submitted = 0;
@@ -150,7 +174,7 @@ TEST_P(EngineStressTest, NothingAcceptedIsLostAndUncancelledOutputIsReproducible
               << " prompt tokens from the cache\n";
     EXPECT_GT(stats.num_preemptions, 0);  // the cache was tight enough
     EXPECT_GT(stats.prefix_cache_hit_tokens, 0);
-    int compared = 0;
+    int compared = 0, grammar_stops = 0;
     for (const auto& [id, request] : accepted) {
       const Outcome out = h.Collect(id);
       ASSERT_EQ(out.num_terminal_events, 1) << id;
@@ -167,6 +191,11 @@ TEST_P(EngineStressTest, NothingAcceptedIsLostAndUncancelledOutputIsReproducible
         if (sample.reason == FinishReason::kLength) {
           EXPECT_EQ(sample.num_tokens, request.stopping.max_tokens) << id;
         }
+        if (request.grammar != nullptr && sample.reason == FinishReason::kStop) {
+          ++grammar_stops;
+          EXPECT_NE(std::find(kWords.begin(), kWords.end(), out.text[index]), kWords.end())
+              << id << " wrote '" << out.text[index] << "'";
+        }
       }
       // Reproducibility, for the uncancelled (a dozen a round: each runs
       // the request again on a fresh engine).
@@ -176,6 +205,7 @@ TEST_P(EngineStressTest, NothingAcceptedIsLostAndUncancelledOutputIsReproducible
       }
     }
     EXPECT_GT(compared, 0);
+    EXPECT_GT(grammar_stops, 0);
   }
 }
 
