@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -45,6 +46,13 @@ inline std::filesystem::path MakeScratchDir(const std::string& prefix) {
     return {};
   }
   return pattern;
+}
+
+// The integer in environment variable `name`, or `fallback` when it is
+// unset or empty (the fuzz and stress tests' WEFT_FUZZ_SEED and lengths).
+inline int64_t EnvInt(const char* name, int64_t fallback) {
+  const char* value = ::getenv(name);
+  return value != nullptr && *value != '\0' ? ::atoll(value) : fallback;
 }
 
 inline void RemoveScratchDir(const std::filesystem::path& dir) {

@@ -2,13 +2,15 @@
 # Builds the C++ code with AddressSanitizer + UndefinedBehaviorSanitizer
 # (WEFT_SANITIZE, CPU only: nvcc code cannot be instrumented) into
 # build-asan/ and runs the CTest suite and the end-to-end tests against it.
-# Not part of CI (about 35 minutes of building on 2 cores, and the suite runs
+# Not part of CI (about 32 minutes of building on 2 cores, and the suite runs
 # ~2x slower); run it after changes to memory handling, the server or the
 # scheduler. Expects tools/test.sh to have run once (packages, model,
 # vocabularies, .venv-e2e).
 #
 #   tools/sanitize.sh                 # build, ctest, e2e
 #   tools/sanitize.sh -R Engine       # build, then only the ctest tests matching Engine
+# Extra arguments go to ctest after the script's own -E (so a second -E
+# replaces it: ctest keeps the last).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build-asan}

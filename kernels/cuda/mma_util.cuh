@@ -22,7 +22,9 @@ namespace weft::cuda {
 // function-local static so the attribute is set once. On failure (a device
 // with less shared memory per block than the tile needs, e.g. 99 KiB on
 // sm_86/89) the runtime's last error is cleared again, so that the next,
-// unrelated launch's cudaGetLastError() does not report this one.
+// unrelated launch's cudaGetLastError() does not report this one. (That
+// would also clear an earlier pending error, but every launcher returns
+// cudaGetLastError() right after its launch, so none is pending here.)
 template <typename Kernel>
 inline cudaError_t OptInSharedMemory(Kernel* kernel, int bytes) {
   const cudaError_t err = cudaFuncSetAttribute(

@@ -14,17 +14,19 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "gtest/gtest.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/reflection.h"
 #include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
 #include "server/kserve_conversion.h"
 #include "server/request_conversion.h"
 #include "server/status.h"
 #include "tests/server/tiny_served_model.h"
+#include "tests/test_util.h"
 
 namespace weft {
 namespace {
@@ -33,13 +35,11 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
 
-int64_t EnvInt(const char* name, int64_t fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr && *value != '\0' ? std::atoll(value) : fallback;
-}
-
 // Strings the conversions give meaning to, and some that break them.
-constexpr const char* kStrings[] = {
+using std::string_view_literals::operator""sv;
+
+// (string_view: the KServe length prefixes below hold NUL bytes.)
+constexpr std::string_view kStrings[] = {
     "", "x", "tiny", "ensemble", "user", "assistant", "tool", "system",
     "text_input", "max_tokens", "stream", "temperature", "top_k", "top_p",
     "random_seed", "beam_width", "end_id", "pad_id", "stop_words", "bad_words",
@@ -53,7 +53,8 @@ constexpr const char* kStrings[] = {
     "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\"}}}}}]",
     "{\"greeting\": [1, 2, {\"a\": null}]}", "a+b*", "(", "root ::= \"a\"",
     "<s>", "</s>", "{{ x }}", "{% for %}", "\xff\xfe", "\xE2\x82",
-    "\x05\x00\x00\x00hello", "\xff\xff\xff\x7f", "\x01\x00\x00"};
+    "\x05\x00\x00\x00hello"sv, "\xff\xff\xff\x7f", "\x01\x00\x00"sv,
+    "\x00\x00\x00\x00"sv};
 
 class ProtoMutator {
  public:
@@ -75,7 +76,7 @@ class ProtoMutator {
         for (char& c : s) c = static_cast<char>(Below(256));
         return s;
       }
-      default: return kStrings[Below(static_cast<int>(std::size(kStrings)))];
+      default: return std::string(kStrings[Below(static_cast<int>(std::size(kStrings)))]);
     }
   }
   int64_t RandomInt(int64_t lo, int64_t hi) {
@@ -96,7 +97,7 @@ class ProtoMutator {
   }
 
   // A random value into singular field f (or a new element of repeated f).
-  void SetRandom(Message* m, const FieldDescriptor* f, bool add) {
+  void SetRandom(Message* m, const FieldDescriptor* f, bool add, int depth) {
     const Reflection* r = m->GetReflection();
     switch (f->cpp_type()) {
 #define WEFT_SET(Type, value)      \
@@ -126,7 +127,7 @@ class ProtoMutator {
         WEFT_SET(Enum, f->enum_type()->value(Below(f->enum_type()->value_count())))
       case FieldDescriptor::CPPTYPE_MESSAGE: {
         Message* child = add ? r->AddMessage(m, f) : r->MutableMessage(m, f);
-        MutateOnce(child, 1);
+        if (depth < 6) MutateOnce(child, depth + 1);
         break;
       }
 #undef WEFT_SET
@@ -149,9 +150,9 @@ class ProtoMutator {
       } else if (action == 2 && size > 0 && f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) {
         // Replace one element: remove the last, add a random one.
         r->RemoveLast(m, f);
-        SetRandom(m, f, /*add=*/true);
+        SetRandom(m, f, /*add=*/true, depth);
       } else {
-        SetRandom(m, f, /*add=*/true);
+        SetRandom(m, f, /*add=*/true, depth);
       }
       return;
     }
@@ -160,7 +161,7 @@ class ProtoMutator {
     } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && depth < 6) {
       MutateOnce(r->MutableMessage(m, f), depth + 1);
     } else {
-      SetRandom(m, f, /*add=*/false);
+      SetRandom(m, f, /*add=*/false, depth);
     }
   }
 
@@ -196,10 +197,10 @@ class ProtoFuzzTest : public test::TinyServedTest {
 
   template <typename Proto, typename Convert>
   void Run(const Proto& seed, Convert convert) {
-    ProtoMutator mutator(static_cast<uint64_t>(EnvInt("WEFT_FUZZ_SEED", 1)));
+    ProtoMutator mutator(static_cast<uint64_t>(test::EnvInt("WEFT_FUZZ_SEED", 1)));
     ASSERT_TRUE(convert(seed).ok()) << "the seed itself: " << seed.DebugString();
     int64_t accepted = 0, refused = 0;
-    for (int64_t i = 0, n = EnvInt("WEFT_FUZZ_ITERATIONS", 1500); i < n; ++i) {
+    for (int64_t i = 0, n = test::EnvInt("WEFT_FUZZ_ITERATIONS", 1500); i < n; ++i) {
       Proto proto = seed;
       mutator.Mutate(&proto);
       absl::Status status;

@@ -14,6 +14,7 @@
 // the run; tools/sanitize.sh runs it longer under ASan and UBSan.
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,14 +23,10 @@
 #include "runtime/detokenizer.h"
 #include "runtime/loader/gguf.h"
 #include "runtime/tokenizer/tokenizer.h"
+#include "tests/test_util.h"
 
 namespace weft {
 namespace {
-
-int64_t EnvInt(const char* name, int64_t fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr && *value != '\0' ? std::atoll(value) : fallback;
-}
 
 struct Vocab {
   const char* name;
@@ -59,7 +56,12 @@ constexpr const char* kInvalid[] = {"\x80", "\xC3", "\xE4\xB8", "\xC0\xAF",
 class TokenizerFuzzTest : public ::testing::TestWithParam<Vocab> {
  protected:
   void SetUp() override {
-    const std::string path = std::string(WEFT_MODEL_DIR) + "/" + GetParam().path;
+    // WEFT_MODEL_DIR in the environment overrides the compiled-in one, as
+    // for the engine tests.
+    const char* dir = std::getenv("WEFT_MODEL_DIR");
+    const std::string path =
+        std::string(dir != nullptr && *dir != '\0' ? dir : WEFT_MODEL_DIR) + "/" +
+        GetParam().path;
     if (!std::filesystem::exists(path)) {
       GTEST_SKIP() << path << " is absent (tools/fetch_model.sh, tools/fetch_vocabs.sh)";
     }
@@ -68,7 +70,7 @@ class TokenizerFuzzTest : public ::testing::TestWithParam<Vocab> {
     auto tokenizer = Tokenizer::FromGguf(**gguf);
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = *std::move(tokenizer);
-    rng_.seed(static_cast<uint64_t>(EnvInt("WEFT_FUZZ_SEED", 1)));
+    rng_.seed(static_cast<uint64_t>(test::EnvInt("WEFT_FUZZ_SEED", 1)));
   }
 
   int Below(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng_); }
@@ -100,7 +102,7 @@ class TokenizerFuzzTest : public ::testing::TestWithParam<Vocab> {
   std::mt19937_64 rng_;
 };
 
-int64_t Iterations() { return EnvInt("WEFT_FUZZ_ITERATIONS", 300); }
+int64_t Iterations() { return test::EnvInt("WEFT_FUZZ_ITERATIONS", 300); }
 
 TEST_P(TokenizerFuzzTest, AnyBytesEncodeToIdsInTheVocabulary) {
   for (int64_t i = 0; i < Iterations(); ++i) {
