@@ -170,6 +170,26 @@ inline EngineConfig DefaultModelConfig(int max_num_batched_tokens = 512) {
   return config;
 }
 
+// The tiny fixture's model plan (256 tokens and 64 logit rows a step,
+// blocks of 4 tokens) with `num_kv_blocks` KV blocks, and an engine
+// configuration for it.
+inline ModelPlan TinyPlan(int num_kv_blocks = 64) {
+  ModelPlan plan;
+  plan.max_num_tokens = 256;
+  plan.max_num_logits = 64;
+  plan.num_kv_blocks = num_kv_blocks;
+  plan.block_size = 4;
+  return plan;
+}
+
+inline EngineConfig TinyConfig(int max_num_batched_tokens = 256, int max_num_seqs = 32) {
+  EngineConfig config;
+  config.scheduler.max_num_batched_tokens = max_num_batched_tokens;
+  config.scheduler.max_num_seqs = max_num_seqs;
+  config.scheduler.max_num_logit_rows = 64;
+  return config;
+}
+
 inline Request GreedyRequest(const std::string& id,
                              std::vector<int32_t> prompt, int max_tokens) {
   Request r;

@@ -34,23 +34,6 @@ namespace {
 using test::EngineHarness;
 using test::Outcome;
 
-ModelPlan Plan(int num_kv_blocks) {
-  ModelPlan plan;
-  plan.max_num_tokens = 256;
-  plan.max_num_logits = 64;
-  plan.num_kv_blocks = num_kv_blocks;
-  plan.block_size = 4;
-  return plan;
-}
-
-EngineConfig Config(int max_num_batched_tokens, int max_num_seqs) {
-  EngineConfig config;
-  config.scheduler.max_num_batched_tokens = max_num_batched_tokens;
-  config.scheduler.max_num_seqs = max_num_seqs;
-  config.scheduler.max_num_logit_rows = 64;
-  return config;
-}
-
 class RequestMaker {
  public:
   explicit RequestMaker(uint64_t seed) : rng_(seed) {
@@ -106,7 +89,8 @@ const std::vector<std::string> kWords = {"yes", "no", "maybe not"};
 
 // What `request` produces alone on a roomy engine.
 Outcome Alone(const Request& request, test::Kernels kernels) {
-  EngineHarness h(test::TinyModelPath("tiny_llama"), Plan(256), Config(256, 32), kernels);
+  EngineHarness h(test::TinyModelPath("tiny_llama"), test::TinyPlan(256),
+                  test::TinyConfig(256, 32), kernels);
   return h.RunTogether({request})[request.id];
 }
 
@@ -119,8 +103,9 @@ TEST_P(EngineStressTest, NothingAcceptedIsLostAndUncancelledOutputIsReproducible
     SCOPED_TRACE(absl::StrCat("seed ", seed, " round ", round));
     RequestMaker maker(seed * 1000 + static_cast<uint64_t>(round));
     // 40 blocks of 4 tokens: a few requests' worth; 64 tokens a step.
-    EngineHarness h(test::TinyModelPath("tiny_llama"), Plan(40),
-                    Config(/*max_num_batched_tokens=*/64, /*max_num_seqs=*/8), GetParam());
+    EngineHarness h(test::TinyModelPath("tiny_llama"), test::TinyPlan(40),
+                    test::TinyConfig(/*max_num_batched_tokens=*/64, /*max_num_seqs=*/8),
+                    GetParam());
     ASSERT_TRUE(h.ok());
     auto compiler = GrammarCompiler::Create(h.tokenizer(), h.tokenizer().vocab_size(),
                                             GrammarConfig{});

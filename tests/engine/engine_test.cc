@@ -18,25 +18,11 @@ using ::testing::HasSubstr;
 using test::EngineHarness;
 using test::GreedyRequest;
 using test::Outcome;
+using test::TinyConfig;
+using test::TinyPlan;
 
 constexpr char kTiny[] = "tiny_llama";
 
-ModelPlan TinyPlan(int num_kv_blocks = 64) {
-  ModelPlan plan;
-  plan.max_num_tokens = 256;
-  plan.max_num_logits = 64;
-  plan.num_kv_blocks = num_kv_blocks;
-  plan.block_size = 4;
-  return plan;
-}
-
-EngineConfig TinyConfig(int max_num_batched_tokens = 256, int max_num_seqs = 32) {
-  EngineConfig config;
-  config.scheduler.max_num_batched_tokens = max_num_batched_tokens;
-  config.scheduler.max_num_seqs = max_num_seqs;
-  config.scheduler.max_num_logit_rows = 64;
-  return config;
-}
 
 std::vector<int32_t> RandomPrompt(int length, uint32_t seed) {
   std::mt19937 rng(seed);
