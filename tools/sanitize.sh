@@ -21,7 +21,7 @@ ninja -C "$BUILD_DIR" -j "${JOBS:-$(nproc)}"
 # Leaks are reported too (LeakSanitizer, part of ASan): a test that leaks fails.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-# The fuzz tests (request_, proto_, tokenizer_fuzz_test): 20-100x their CI
+# The fuzz tests (request_, proto_, tokenizer_, gguf_fuzz_test): 20-100x their CI
 # length, a few minutes here.
 export WEFT_FUZZ_ITERATIONS=${WEFT_FUZZ_ITERATIONS:-30000}
 # Left out: two grammar tests bounded by how long a real xgrammar compile
