@@ -55,6 +55,14 @@ inline int64_t EnvInt(const char* name, int64_t fallback) {
   return value != nullptr && *value != '\0' ? ::atoll(value) : fallback;
 }
 
+// Where the default model and vocabularies are: WEFT_MODEL_DIR in the
+// environment, else the compiled-in one (tools/gpu-check's runner sets it
+// on a machine where the binaries were not built).
+inline std::string ModelDir() {
+  const char* dir = ::getenv("WEFT_MODEL_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : WEFT_MODEL_DIR;
+}
+
 inline void RemoveScratchDir(const std::filesystem::path& dir) {
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);

@@ -17,15 +17,13 @@
 #include "runtime/engine.h"
 #include "runtime/model/llama.h"
 #include "runtime/model/model_files.h"
+#include "tests/test_util.h"
 
 namespace weft::test {
 
-// WEFT_MODEL_DIR in the environment overrides the compiled-in directory
-// (tools/gpu-check's runner sets it on the GPU machine).
+// Under ModelDir() (tests/test_util.h: WEFT_MODEL_DIR may override it).
 inline std::string DefaultModelPath() {
-  const char* dir = std::getenv("WEFT_MODEL_DIR");
-  return std::string(dir != nullptr && *dir != '\0' ? dir : WEFT_MODEL_DIR) +
-         "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  return ModelDir() + "/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 inline bool HaveDefaultModel() {
   return std::ifstream(DefaultModelPath()).good();

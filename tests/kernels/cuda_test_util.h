@@ -13,6 +13,7 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/dtype.h"
 #include "kernels/factory/backend_factory.h"
+#include "tests/test_util.h"
 
 namespace weft::test {
 
@@ -21,16 +22,12 @@ inline constexpr char kNoGpu[] =
     "no CUDA GPU was found (or weft was built without CUDA): skipping the "
     "CUDA parity test";
 
-// The source tree and the model directory: the compiled-in paths unless the
-// environment names others (tools/gpu-check's runner does, on a machine
-// where the binaries were not built).
+// The source tree: the compiled-in path unless the environment names
+// another (tools/gpu-check's runner does, on a machine where the binaries
+// were not built). The model directory is ModelDir() (tests/test_util.h).
 inline std::string SourceDir() {
   const char* dir = std::getenv("WEFT_SOURCE_DIR");
   return dir != nullptr && *dir != '\0' ? dir : WEFT_SOURCE_DIR;
-}
-inline std::string ModelDir() {
-  const char* dir = std::getenv("WEFT_MODEL_DIR");
-  return dir != nullptr && *dir != '\0' ? dir : WEFT_MODEL_DIR;
 }
 
 // Values rounded to bf16 and back, as the CUDA backend stores them.

@@ -28,12 +28,6 @@ namespace {
 
 namespace gw = gguf_writer;
 
-gw::Value Strings(const std::vector<std::string>& values) {
-  std::vector<gw::Value> elements;
-  for (const std::string& v : values) elements.push_back(gw::Str(v));
-  return gw::Array(gw::kTypeString, elements);
-}
-
 gw::Value Ints(const std::vector<int32_t>& values) {
   std::vector<gw::Value> elements;
   for (int32_t v : values) elements.push_back(gw::I32(v));
@@ -68,7 +62,7 @@ std::string SentencePieceFile() {
   }
   file.metadata.emplace_back("general.architecture", gw::Str("llama"));
   file.metadata.emplace_back("tokenizer.ggml.model", gw::Str("llama"));
-  file.metadata.emplace_back("tokenizer.ggml.tokens", Strings(tokens));
+  file.metadata.emplace_back("tokenizer.ggml.tokens", gw::Strings(tokens));
   file.metadata.emplace_back("tokenizer.ggml.scores", gw::Array(gw::kTypeFloat32, scores));
   file.metadata.emplace_back("tokenizer.ggml.token_type", Ints(types));
   file.metadata.emplace_back("tokenizer.ggml.bos_token_id", gw::U32(1));
@@ -85,9 +79,9 @@ std::string ByteLevelFile() {
   file.metadata.emplace_back("tokenizer.ggml.model", gw::Str("gpt2"));
   file.metadata.emplace_back("tokenizer.ggml.pre", gw::Str("gpt-2"));
   file.metadata.emplace_back("tokenizer.ggml.tokens",
-                             Strings({"a", "b", "ab", "c", "\xC4\xA0", "<|end|>"}));
+                             gw::Strings({"a", "b", "ab", "c", "\xC4\xA0", "<|end|>"}));
   file.metadata.emplace_back("tokenizer.ggml.token_type", Ints({1, 1, 1, 1, 1, 3}));
-  file.metadata.emplace_back("tokenizer.ggml.merges", Strings({"a b"}));
+  file.metadata.emplace_back("tokenizer.ggml.merges", gw::Strings({"a b"}));
   file.metadata.emplace_back("tokenizer.ggml.eos_token_id", gw::U32(5));
   AddTensors(&file);
   return gw::Serialize(file).bytes;

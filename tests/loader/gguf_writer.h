@@ -87,6 +87,12 @@ inline Value Array(uint32_t element_type, const std::vector<Value>& elements) {
   for (const Value& e : elements) value.payload += e.payload;
   return value;
 }
+// An array of strings (a vocabulary's tokens, its merges).
+inline Value Strings(const std::vector<std::string>& values) {
+  std::vector<Value> elements;
+  for (const std::string& v : values) elements.push_back(Str(v));
+  return Array(kTypeString, elements);
+}
 // An array header claiming `count` elements followed by `elements` bytes.
 inline Value RawArray(uint32_t element_type, uint64_t count,
                       std::string elements = {}) {

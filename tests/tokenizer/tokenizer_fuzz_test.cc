@@ -56,12 +56,7 @@ constexpr const char* kInvalid[] = {"\x80", "\xC3", "\xE4\xB8", "\xC0\xAF",
 class TokenizerFuzzTest : public ::testing::TestWithParam<Vocab> {
  protected:
   void SetUp() override {
-    // WEFT_MODEL_DIR in the environment overrides the compiled-in one, as
-    // for the engine tests.
-    const char* dir = std::getenv("WEFT_MODEL_DIR");
-    const std::string path =
-        std::string(dir != nullptr && *dir != '\0' ? dir : WEFT_MODEL_DIR) + "/" +
-        GetParam().path;
+    const std::string path = test::ModelDir() + "/" + GetParam().path;
     if (!std::filesystem::exists(path)) {
       GTEST_SKIP() << path << " is absent (tools/fetch_model.sh, tools/fetch_vocabs.sh)";
     }

@@ -419,24 +419,18 @@ class MalformedTest : public testing::Test {
   std::filesystem::path dir_;
 };
 
-gw::Value Strings(const std::vector<std::string>& values) {
-  std::vector<gw::Value> elements;
-  for (const std::string& v : values) elements.push_back(gw::Str(v));
-  return gw::Array(gw::kTypeString, elements);
-}
-
 // A valid byte-level vocabulary: a, b, ab, and an end token.
 gw::File TinyByteLevel() {
   gw::File file;
   file.metadata.emplace_back("tokenizer.ggml.model", gw::Str("gpt2"));
   file.metadata.emplace_back("tokenizer.ggml.pre", gw::Str("gpt-2"));
   file.metadata.emplace_back("tokenizer.ggml.tokens",
-                             Strings({"a", "b", "ab", "<|end|>"}));
+                             gw::Strings({"a", "b", "ab", "<|end|>"}));
   file.metadata.emplace_back(
       "tokenizer.ggml.token_type",
       gw::Array(gw::kTypeInt32,
                 {gw::I32(1), gw::I32(1), gw::I32(1), gw::I32(3)}));
-  file.metadata.emplace_back("tokenizer.ggml.merges", Strings({"a b"}));
+  file.metadata.emplace_back("tokenizer.ggml.merges", gw::Strings({"a b"}));
   file.metadata.emplace_back("tokenizer.ggml.eos_token_id", gw::U32(3));
   return file;
 }
@@ -461,21 +455,21 @@ TEST_F(MalformedTest, TinyByteLevelVocabularyLoads) {
 
 TEST_F(MalformedTest, EmptyVocabularyIsInvalidArgument) {
   gw::File file = TinyByteLevel();
-  Replace(&file, "tokenizer.ggml.tokens", Strings({}));
+  Replace(&file, "tokenizer.ggml.tokens", gw::Strings({}));
   EXPECT_THAT(FromGguf(file),
               StatusIs(absl::StatusCode::kInvalidArgument, "tokens is empty"));
 }
 
 TEST_F(MalformedTest, MergeOfUnknownTokenIsInvalidArgument) {
   gw::File file = TinyByteLevel();
-  Replace(&file, "tokenizer.ggml.merges", Strings({"a b", "b zz"}));
+  Replace(&file, "tokenizer.ggml.merges", gw::Strings({"a b", "b zz"}));
   EXPECT_THAT(FromGguf(file),
               StatusIs(absl::StatusCode::kInvalidArgument, "names token 'zz'"));
 }
 
 TEST_F(MalformedTest, MergeWithoutOneSpaceIsInvalidArgument) {
   gw::File file = TinyByteLevel();
-  Replace(&file, "tokenizer.ggml.merges", Strings({"ab"}));
+  Replace(&file, "tokenizer.ggml.merges", gw::Strings({"ab"}));
   EXPECT_THAT(FromGguf(file), StatusIs(absl::StatusCode::kInvalidArgument,
                                        "tokenizer.ggml.merges[0]"));
 }
@@ -594,7 +588,7 @@ TEST_F(MalformedTest, DerivingMergesOfAnAbsurdVocabularyIsRefused) {
     file.metadata.emplace_back("tokenizer.ggml.model", gw::Str("llama"));
     std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
     for (int n = 1; n <= longest; ++n) tokens.push_back(std::string(n, 'a'));
-    file.metadata.emplace_back("tokenizer.ggml.tokens", Strings(tokens));
+    file.metadata.emplace_back("tokenizer.ggml.tokens", gw::Strings(tokens));
     std::vector<gw::Value> scores, types;
     for (size_t i = 0; i < tokens.size(); ++i) {
       scores.push_back(gw::F32(0.0f));
