@@ -21,8 +21,10 @@ ninja -C "$BUILD_DIR" -j "${JOBS:-$(nproc)}"
 # Leaks are reported too (LeakSanitizer, part of ASan): a test that leaks fails.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-# The fuzz tests (request_, proto_, tokenizer_, gguf_fuzz_test): 20-100x their CI
-# length, a few minutes here.
+# The fuzz tests (request_, proto_, tokenizer_, gguf_, chat_template_,
+# model_dir_fuzz_test): 20-100x their CI length, a few minutes each here;
+# chat_template_fuzz_test about 20 (10,000 a template took 7 minutes) and
+# model_dir_fuzz_test about 10 (5,000 a fixture took 1.5).
 export WEFT_FUZZ_ITERATIONS=${WEFT_FUZZ_ITERATIONS:-30000}
 # Left out: two grammar tests bounded by how long a real xgrammar compile
 # takes (a slow schema must finish within 30 s, or within the default
